@@ -1,0 +1,70 @@
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Cache } from '../builder/cache.js'
+import { httpDefaults, parseMirror } from '../builder/http.js'
+import { createLock } from '../builder/lock.js'
+import { filesFor, serializeLock } from '../installer/core/lock.js'
+import { fakeUpstream } from '../test/support/fake-upstream.js'
+import { CLI, medianOf, mib, row, RSS_HOOK, timed } from './util.js'
+
+/**
+ * Issue 2's figures: `bundle build` against the loopback upstream vs what a user would
+ * script (curl fetching the same URLs one after another; GNU tar packing the same files),
+ * in one run, printed as ratios.
+ */
+export async function benchBuild(): Promise<string[]> {
+  const dir = await mkdtemp(join(process.env.KA_BENCH_DIR ?? tmpdir(), 'ka-bench-build-'))
+  const FILE = 48 << 20
+  const fake = await fakeUpstream(join(dir, 'up'), { size: (w) => (w.platform === 'linux/arm64' ? 1024 : FILE) })
+  try {
+    const cache = new Cache(join(dir, 'lock-cache'))
+    const mirrors = fake.mirrors.map(parseMirror)
+    const lock = await createLock(fake.manifest, { cache, http: httpDefaults(), mirrors })
+    const lockPath = join(dir, 'bundle.lock.json')
+    await writeFile(lockPath, serializeLock(lock))
+    const files = filesFor(lock, 'linux/amd64')
+    const total = fake.artifacts.filter((a) => a.want.platform !== 'linux/arm64').reduce((s, a) => s + a.size, 0)
+    const urls = files.map((f) => `${fake.up.url}${new URL(f.url).host === '' ? '' : `/${new URL(f.url).host}`}${new URL(f.url).pathname}`)
+    const lines = [`build: ${files.length} files, ${mib(total)} for linux/amd64`]
+
+    const curlLoop = async (): Promise<number> => {
+      const out = join(dir, 'curl')
+      await rm(out, { recursive: true, force: true })
+      await mkdir(out, { recursive: true })
+      const t = await timed('sh', ['-c', urls.map((u, i) => `curl -sSf -o ${out}/f${i} '${u}'`).join(' && ')])
+      return t.seconds
+    }
+    let run = 0
+    const coldBuild = async () => {
+      const base = join(dir, `build-${run++}`)
+      const t = await timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(base, 'out'), '--cache', join(base, 'cache'), ...fake.mirrors.flatMap((m) => ['--mirror', m])], { rssFile: join(dir, 'rss') })
+      return { ...t, base }
+    }
+
+    fake.up.throttle = 20_000_000
+    const curlSlow = await curlLoop()
+    const oursSlow = await coldBuild()
+    lines.push(row('cold build, 20 MB/s per connection, vs curl', oursSlow.seconds, curlSlow, '<= 0.35x'))
+
+    fake.up.throttle = 0
+    const curlFast = await curlLoop()
+    const oursFast = await coldBuild()
+    lines.push(row('cold build, unthrottled loopback, vs curl', oursFast.seconds, curlFast, '<= 1.5x'))
+
+    const warmBuild = () => timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(oursFast.base, 'out'), '--cache', join(oursFast.base, 'cache')], { rssFile: join(dir, 'rss') })
+    const blobs = join(oursFast.base, 'cache', 'blobs', 'sha256')
+    const names = await readdir(blobs)
+    const tarCf = () => timed('tar', ['cf', join(dir, 'gnu.tar'), ...names], { cwd: blobs })
+    // Steady state for both: one warm-up run each, then the median of three.
+    const warm = await medianOf(3, warmBuild)
+    const gnuTar = await medianOf(3, tarCf)
+    lines.push(row('warm rebuild (all cached) vs GNU tar cf', warm.seconds, gnuTar.seconds, '<= 1.3x'))
+    const peak = Math.max(oursSlow.peakRss ?? 0, oursFast.peakRss ?? 0, warm.peakRss ?? 0)
+    lines.push(`peak RSS of bundle build: ${mib(peak)} (target < 150 MiB)`)
+    return lines
+  } finally {
+    await fake.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}

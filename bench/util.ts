@@ -1,0 +1,45 @@
+import { spawn } from 'node:child_process'
+import { readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { REPO } from '../test/support/fake-upstream.js'
+
+export interface Timed {
+  seconds: number
+  peakRss?: number
+}
+
+/** Runs a command to completion and times it; `rss` wraps node commands to report peak RSS. */
+export async function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; rssFile?: string } = {}): Promise<Timed> {
+  const t0 = process.hrtime.bigint()
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env, ...(opts.rssFile ? { KA_RSS_FILE: opts.rssFile } : {}) }, stdio: ['ignore', 'ignore', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`))))
+  })
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const peakRss = opts.rssFile ? Number(await readFile(opts.rssFile, 'utf8')) : undefined
+  if (opts.rssFile) await rm(opts.rssFile, { force: true })
+  return { seconds, ...(peakRss !== undefined ? { peakRss } : {}) }
+}
+
+export const CLI = join(REPO, 'lib', 'builder', 'cli.js')
+export const RSS_HOOK = join(REPO, 'bench', 'rss-hook.mjs')
+
+export const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`
+export const mib = (n: number): string => `${(n / (1 << 20)).toFixed(0)} MiB`
+
+export function row(name: string, ours: number, theirs: number, target: string): string {
+  return `${name.padEnd(44)} ours ${ours.toFixed(2).padStart(7)} s   theirs ${theirs.toFixed(2).padStart(7)} s   ratio ${ratio(ours, theirs).padStart(6)}   target ${target}`
+}
+
+/** One discarded warm-up run, then the run with the median time of `n` (its peak RSS the highest seen). */
+export async function medianOf(n: number, run: () => Promise<Timed>): Promise<Timed> {
+  await run()
+  const runs: Timed[] = []
+  for (let i = 0; i < n; i++) runs.push(await run())
+  runs.sort((a, b) => a.seconds - b.seconds)
+  const peak = Math.max(...runs.map((r) => r.peakRss ?? 0))
+  return { seconds: runs[Math.floor(n / 2)]!.seconds, ...(peak ? { peakRss: peak } : {}) }
+}

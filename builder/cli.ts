@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+import { existsSync } from 'node:fs'
+import { rename, writeFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Command, CommanderError, Option } from 'commander'
+import { isKaError, KaError } from '../installer/core/errors.js'
+import { serializeLock } from '../installer/core/lock.js'
+import { parsePlatform, PLATFORMS } from '../installer/core/platform.js'
+import { verifyBundle, type Problem } from '../installer/core/verify.js'
+import { buildBundle } from './build.js'
+import { Cache } from './cache.js'
+import { httpDefaults, parseMirror } from './http.js'
+import { inspectBundle } from './inspect.js'
+import { createLock } from './lock.js'
+import { readManifest } from './manifest.js'
+import { formatBytes, progressFor } from './progress.js'
+
+/** The package's own folder: where the embedded default lock and manifest live. */
+const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+/** A file in the current folder wins; else the one shipped with kube-airgap. */
+const defaultPath = (rel: string): string => (existsSync(rel) ? rel : join(PACKAGE_DIR, rel))
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v]
+
+function concurrency(v: string): number {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new KaError('EUSAGE', `--concurrency ${JSON.stringify(v)}: give a whole number from 1 to 64`)
+  return n
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+}
+
+const program = new Command('bundle')
+  .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .configureOutput({ outputError: (s, write) => write(s.startsWith('error:') ? `bundle: ${s}` : s) })
+
+program
+  .command('lock')
+  .description('Resolve a manifest into a lock: every file with its URL and sha256, every image with its digest.')
+  .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
+  .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
+  .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
+  .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
+  .option('--concurrency <n>', 'parallel requests', '8')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: { manifest: string; out: string; mirror: string[]; cache: string; concurrency: string; json?: boolean }) => {
+    const mirrors = opts.mirror.map(parseMirror)
+    const manifest = await readManifest(opts.manifest)
+    const progress = progressFor({ json: opts.json })
+    let lock
+    try {
+      lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, concurrency: concurrency(opts.concurrency), progress })
+    } finally {
+      progress.close()
+    }
+    const temp = `${opts.out}.tmp-${process.pid}`
+    await writeFile(temp, serializeLock(lock))
+    await rename(temp, opts.out)
+    const pending = lock.images.filter((i) => !i.digest).map((i) => i.ref)
+    if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length, unpinnedImages: pending })
+    else {
+      process.stdout.write(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
+      if (pending.length) process.stderr.write(`warning: ${pending.length} images have no digest yet (${pending.join(', ')}); they are resolved at build time\n`)
+    }
+  })
+
+program
+  .command('build')
+  .description('Download everything the lock pins, check it, and write one self-verifying bundle tar.')
+  .option('--lock <file>', 'the lock to build', defaultPath('bundle.lock.json'))
+  .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
+  .option('--out <dir>', 'where to write the bundle', 'dist')
+  .option('--cache <dir>', 'the download cache, shared by all builds', Cache.defaultRoot())
+  .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
+  .option('--concurrency <n>', 'parallel downloads', '8')
+  .option('--json', 'print the result as JSON')
+  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; concurrency: string; json?: boolean }) => {
+    const result = await buildBundle({
+      lockPath: opts.lock,
+      platform: parsePlatform(opts.platform, '--platform'),
+      outDir: opts.out,
+      cache: new Cache(opts.cache),
+      mirrors: opts.mirror.map(parseMirror),
+      concurrency: concurrency(opts.concurrency),
+      progress: progressFor({ json: opts.json }),
+    })
+    if (opts.json) printJson(result)
+    else {
+      const fromCache = result.files.filter((f) => f.from === 'cache').length
+      process.stderr.write(`built ${result.name}: ${result.files.length} files (${fromCache} from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
+      process.stdout.write(`${result.bundle}\n`)
+    }
+  })
+
+program
+  .command('verify')
+  .description('Check a bundle (tar or unpacked folder) against its SHA256SUMS and lock.')
+  .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
+  .option('--json', 'print the result as JSON')
+  .action(async (path: string, opts: { json?: boolean }) => {
+    const report = await verifyBundle(path)
+    if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes })
+    else process.stdout.write(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock\n`)
+  })
+
+program
+  .command('inspect')
+  .description('Show what a bundle holds: versions, sizes, images.')
+  .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
+  .option('--json', 'print the result as JSON')
+  .action(async (path: string, opts: { json?: boolean }) => {
+    const info = await inspectBundle(path)
+    if (opts.json) return printJson(info)
+    const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
+    const w = Math.max(...info.files.map((f) => f.name.length))
+    for (const f of info.files) lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
+    lines.push(`images: ${info.images.length}`)
+    for (const im of info.images) lines.push(`  ${im.ref}${im.digest ? `@${im.digest}` : '  (digest resolved at build)'}`)
+    process.stdout.write(`${lines.join('\n')}\n`)
+  })
+
+function report(e: unknown, json: boolean): number {
+  if (e instanceof CommanderError) {
+    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0
+    return 2 // commander has printed the line already
+  }
+  if (isKaError(e)) {
+    if (json) printJson({ ok: false, error: e.toJSON() })
+    const problems = (e.facts.problems as Problem[] | undefined) ?? []
+    for (const p of problems.slice(1)) process.stderr.write(`  ${p.path}: ${p.problem}\n`)
+    process.stderr.write(`bundle: ${e.code}: ${e.message}\n`)
+    return e.exitCode
+  }
+  const err = e as Error
+  process.stderr.write(`bundle: internal error: ${err?.stack ?? String(e)}\n`)
+  return 1
+}
+
+try {
+  await program.parseAsync(process.argv)
+} catch (e) {
+  process.exitCode = report(e, process.argv.includes('--json'))
+}

@@ -1,0 +1,308 @@
+import { open, mkdir, rm, stat } from 'node:fs/promises'
+import { createHash, type Hash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { dirname } from 'node:path'
+import { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici'
+import { integrityError, Sha256 } from '../installer/core/digest.js'
+import { KaError } from '../installer/core/errors.js'
+
+/** How the builder talks HTTP; every field has a real default (see `httpDefaults`). */
+export interface HttpOptions {
+  dispatcher: Dispatcher
+  /** Attempts that made no progress, after the first, before a transient failure is final. */
+  retries: number
+  /** First backoff delay; doubles per attempt, capped at 10 s. */
+  backoffMs: number
+  /** The longest Retry-After we wait for. */
+  maxRetryAfterMs: number
+}
+
+/**
+ * One dispatcher for the whole process, built at the edge: HTTP(S)_PROXY and NO_PROXY from
+ * the environment (either case), redirects followed (undici drops Authorization and
+ * cookies when a redirect leaves the origin).
+ */
+export function createDispatcher(): Dispatcher {
+  return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 }).compose(
+    interceptors.redirect({ maxRedirections: 10 }),
+  )
+}
+
+let shared: Dispatcher | undefined
+export function httpDefaults(over: Partial<HttpOptions> = {}): HttpOptions {
+  return { dispatcher: over.dispatcher ?? (shared ??= createDispatcher()), retries: 5, backoffMs: 500, maxRetryAfterMs: 60_000, ...over }
+}
+
+/** A URL fit for a log line or an error: no credentials, no query string (tokens live there). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.username || u.password) {
+      u.username = 'REDACTED'
+      u.password = ''
+    }
+    if (u.search) u.search = '?REDACTED'
+    u.hash = ''
+    return u.toString()
+  } catch {
+    return '<unparseable url>'
+  }
+}
+
+export interface Mirror {
+  from: string
+  to: string
+}
+
+/** `FROM=TO`: requests for URLs starting with FROM go to TO instead (a prefix rewrite). */
+export function parseMirror(spec: string): Mirror {
+  const i = spec.indexOf('=')
+  const from = spec.slice(0, i)
+  const to = spec.slice(i + 1)
+  if (i <= 0 || !/^https?:\/\/[^/]/.test(from) || !/^https?:\/\/[^/]/.test(to)) {
+    throw new KaError('EUSAGE', `--mirror ${JSON.stringify(spec)}: expected FROM=TO with two http(s) URL prefixes, e.g. https://dl.k8s.io=https://mirror.example/k8s`)
+  }
+  return { from: from.replace(/\/+$/, ''), to: to.replace(/\/+$/, '') }
+}
+
+/** The longest matching prefix wins, so a specific mirror can override a general one. */
+export function applyMirrors(url: string, mirrors: readonly Mirror[]): string {
+  let best: Mirror | undefined
+  for (const m of mirrors) {
+    const boundary = url.length === m.from.length || url[m.from.length] === '/'
+    if (url.startsWith(m.from) && boundary && (!best || m.from.length > best.from.length)) best = m
+  }
+  return best ? best.to + url.slice(best.from.length) : url
+}
+
+class Transient extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message)
+  }
+}
+
+const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504])
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_ABORTED',
+])
+
+function retryAfterMs(value: string | string[] | undefined): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value
+  if (!v) return undefined
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000
+  const at = Date.parse(v)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now())
+}
+
+function isTransient(e: unknown): boolean {
+  if (e instanceof Transient) return true
+  const err = e as { code?: string; cause?: { code?: string } }
+  return TRANSIENT_CODES.has(err?.code ?? '') || TRANSIENT_CODES.has(err?.cause?.code ?? '')
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails for good, or has failed `retries` times in a row
+ * without progress. `attempt` reports progress by returning normally or throwing after
+ * calling `progressed()`; progress resets the count, so a slow link that drops now and then
+ * still finishes.
+ */
+async function withRetries<T>(what: string, url: string, opts: HttpOptions, attempt: (progressed: () => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  let failures = 0
+  for (;;) {
+    let moved = false
+    try {
+      return await attempt(() => (moved = true))
+    } catch (e) {
+      if (signal?.aborted || !isTransient(e)) throw e
+      if (moved) failures = 0
+      failures++
+      if (failures > opts.retries) {
+        throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: ${describe(e)} (gave up after ${failures} attempts); check the network, the proxy or --mirror`, { url: redactUrl(url) })
+      }
+      const backoff = Math.min(10_000, opts.backoffMs * 2 ** (failures - 1)) * (0.8 + Math.random() * 0.4)
+      const wait = e instanceof Transient && e.retryAfterMs !== undefined ? Math.min(e.retryAfterMs, opts.maxRetryAfterMs) : backoff
+      await sleep(wait)
+    }
+  }
+}
+
+function describe(e: unknown): string {
+  const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } }
+  const code = err.code ?? err.cause?.code
+  const message = err.cause?.message ?? err.message ?? String(e)
+  return code && !message.includes(code) ? `${message} (${code})` : message
+}
+
+function statusError(what: string, url: string, status: number): KaError {
+  const hint = status === 404 || status === 410 ? 'the file is not at that address: check the lock and --mirror' : status === 401 || status === 403 ? 'access denied: check the mirror or proxy credentials' : 'check the URL, the proxy or --mirror'
+  return new KaError('EFETCH', `${what}: ${redactUrl(url)}: HTTP ${status}; ${hint}`, { url: redactUrl(url), status })
+}
+
+/** GET a small text (a checksum file). `undefined` when the server says it has none (404). */
+export async function fetchText(what: string, url: string, opts: HttpOptions): Promise<string | undefined> {
+  return withRetries(what, url, opts, async () => {
+    const res = await request(url, { dispatcher: opts.dispatcher, method: 'GET' })
+    if (res.statusCode === 404) {
+      await res.body.dump()
+      return undefined
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump()
+      if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
+      throw statusError(what, url, res.statusCode)
+    }
+    const text = await res.body.text()
+    if (text.length > 4 << 20) throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: a checksum file of ${text.length} bytes is not plausible`)
+    return text
+  })
+}
+
+export interface DownloadRequest {
+  /** Names the artifact in messages ("containerd 1.7.16 linux/amd64"). */
+  what: string
+  url: string
+  /** Where the bytes accumulate; kept across crashes so a rerun resumes from its length. */
+  partial: string
+  expected?: Sha256
+  size?: number
+  onBytes?: (n: number) => void
+  /** Stops the download (the partial file stays, to be resumed). */
+  signal?: AbortSignal
+}
+
+export interface Downloaded {
+  digest: Sha256
+  size: number
+  /** Requests sent (1 for a clean download). */
+  requests: number
+}
+
+/**
+ * Downloads `url` into `partial`, resuming with HTTP Range from whatever is there already,
+ * retrying transient failures, hashing every byte that lands in the file (those read back
+ * from an earlier attempt too). Returns the digest; when `expected` is given, a mismatch
+ * deletes the partial file and throws EINTEGRITY. Never renames anything: the caller moves
+ * the verified file into the cache.
+ */
+export async function download(req: DownloadRequest, opts: HttpOptions): Promise<Downloaded> {
+  await mkdir(dirname(req.partial), { recursive: true })
+  let resumedFromDisk = false
+  let restarted = false
+  for (;;) {
+    const result = await downloadOnce(req, opts)
+    resumedFromDisk ||= result.resumed
+    if (!req.expected || result.digest.equals(req.expected)) return result
+    await rm(req.partial, { force: true })
+    // Bytes kept from an earlier run may belong to an older upstream file; start once from
+    // zero before blaming the server.
+    if (resumedFromDisk && !restarted) {
+      restarted = true
+      resumedFromDisk = false
+      continue
+    }
+    throw integrityError(req.what, req.expected, result.digest, { url: redactUrl(req.url) })
+  }
+}
+
+async function hashExisting(path: string): Promise<{ hash: Hash; size: number }> {
+  const hash = createHash('sha256')
+  let size = 0
+  const exists = await stat(path).then(() => true, () => false)
+  if (exists) {
+    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      hash.update(c as Buffer)
+      size += (c as Buffer).length
+    }
+  }
+  return { hash, size }
+}
+
+async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Downloaded & { resumed: boolean }> {
+  let { hash, size: have } = await hashExisting(req.partial)
+  const resumed = have > 0
+  let requests = 0
+  if (have > 0) req.onBytes?.(have)
+
+  const reset = async (): Promise<void> => {
+    await rm(req.partial, { force: true })
+    hash = createHash('sha256')
+    if (have > 0) req.onBytes?.(-have)
+    have = 0
+  }
+
+  await withRetries(req.what, req.url, opts, async (progressed) => {
+    if (req.size !== undefined && have === req.size) return
+    requests++
+    const headers: Record<string, string> = { 'accept-encoding': 'identity' }
+    if (have > 0) headers.range = `bytes=${have}-`
+    const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, ...(req.signal ? { signal: req.signal } : {}) })
+    if (res.statusCode === 416 && have > 0) {
+      // We may hold the whole file already; the hash decides. Otherwise start over.
+      await res.body.dump()
+      if (req.expected && Sha256.ofHash(hash.copy()).equals(req.expected)) return
+      await reset()
+      throw new Transient('HTTP 416 on resume; starting over')
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 206) {
+      await res.body.dump()
+      if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
+      throw statusError(req.what, req.url, res.statusCode)
+    }
+    if (res.statusCode === 206) {
+      const start = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]
+      if (Number(start) !== have) {
+        await res.body.dump()
+        await reset()
+        throw new Transient(`server resumed at byte ${start}, not ${have}`)
+      }
+    } else if (have > 0) {
+      await reset() // the server ignored Range: take the full body
+    }
+
+    const fh = await open(req.partial, 'a')
+    try {
+      await pipeline(
+        res.body,
+        new Writable({
+          // Chunks that arrive while a write is in flight are batched into one writev.
+          highWaterMark: 1 << 20,
+          writev(items: { chunk: Buffer }[], cb) {
+            const chunks = items.map((i) => i.chunk)
+            const n = chunks.reduce((sum, c) => sum + c.length, 0)
+            if (req.size !== undefined && have + n > req.size) {
+              cb(new KaError('EBADSIZE', `${req.what}: ${redactUrl(req.url)} sent more than the ${req.size} bytes the lock pins; check --mirror or re-lock`, { url: redactUrl(req.url), size: req.size }))
+              return
+            }
+            fh.writev(chunks).then(
+              () => {
+                // Hashed only once it is in the file, so the hash always covers exactly
+                // the bytes a resumed request continues from.
+                for (const c of chunks) hash.update(c)
+                have += n
+                progressed()
+                req.onBytes?.(n)
+                cb()
+              },
+              (e: Error) => cb(e),
+            )
+          },
+        }),
+      )
+    } finally {
+      await fh.close()
+    }
+    if (req.size !== undefined && have < req.size) throw new Transient(`connection closed after ${have} of ${req.size} bytes`)
+  }, req.signal).catch(async (e) => {
+    if ((e as KaError).code === 'EBADSIZE') await rm(req.partial, { force: true })
+    throw e
+  })
+  return { digest: Sha256.ofHash(hash), size: have, requests, resumed }
+}

@@ -1,0 +1,95 @@
+import { open, readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Header } from 'tar'
+import { KaError } from '../installer/core/errors.js'
+import { filePath, LOCK_FILE } from '../installer/core/layout.js'
+import { parseLock, type Lock } from '../installer/core/lock.js'
+
+export interface Inspection {
+  name: string
+  kubernetes: string
+  platform: string
+  files: { name: string; version: string; path: string; size?: number; sha256: string; url: string }[]
+  images: { ref: string; digest?: string }[]
+  entries: number
+  size: number
+}
+
+/**
+ * What a bundle holds, read without unpacking: a tar is walked header by header (seeking
+ * past file bodies), so inspecting a multi-GiB bundle reads kilobytes. It does not verify
+ * anything; that is `bundle verify`.
+ */
+export async function inspectBundle(path: string): Promise<Inspection> {
+  const st = await stat(path).catch(() => {
+    throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
+  })
+  const sizes = new Map<string, number>()
+  let name: string
+  let lockText: string
+  let total = 0
+  if (st.isDirectory()) {
+    name = path.replace(/\/+$/, '').split('/').pop() ?? path
+    lockText = await readFile(join(path, LOCK_FILE), 'utf8').catch(() => {
+      throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE}; this is not a bundle folder`)
+    })
+  } else {
+    const listing = await listTar(path, [LOCK_FILE])
+    name = listing.top
+    for (const [p, s] of listing.sizes) sizes.set(p, s), (total += s)
+    const text = listing.small.get(LOCK_FILE)
+    if (text === undefined) throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE} inside; this is not a bundle`)
+    lockText = text
+  }
+  const lock: Lock = parseLock(lockText, `${path}: ${LOCK_FILE}`)
+  const files = await Promise.all(
+    lock.files.map(async (f) => {
+      const p = filePath(f.file)
+      const size = sizes.get(p) ?? (st.isDirectory() ? (await stat(join(path, p)).catch(() => undefined))?.size : undefined)
+      if (st.isDirectory() && size) total += size
+      return { name: f.name, version: f.version, path: p, ...(size !== undefined ? { size } : {}), sha256: f.integrity.hex, url: f.url }
+    }),
+  )
+  return {
+    name,
+    kubernetes: lock.kubernetes,
+    platform: lock.platforms.join(','),
+    files,
+    images: lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}) })),
+    entries: st.isDirectory() ? files.length : sizes.size,
+    size: st.isDirectory() ? total : st.size,
+  }
+}
+
+/** Walks a tar's headers; returns each file's size (by path under the top folder) and the text of `want`. */
+async function listTar(path: string, want: string[]): Promise<{ top: string; sizes: Map<string, number>; small: Map<string, string> }> {
+  const fh = await open(path, 'r')
+  const sizes = new Map<string, number>()
+  const small = new Map<string, string>()
+  let top = ''
+  try {
+    const block = Buffer.alloc(512)
+    for (let pos = 0; ; ) {
+      const { bytesRead } = await fh.read(block, 0, 512, pos)
+      if (bytesRead < 512 || block.every((b) => b === 0)) break
+      const h = new Header(block)
+      if (!h.cksumValid || h.path === undefined) throw new KaError('EVERIFY', `${path}: not a tar (bad header at byte ${pos})`)
+      const size = h.size ?? 0
+      const [first, ...rest] = h.path.replace(/\/$/, '').split('/')
+      top ||= first ?? ''
+      const rel = rest.join('/')
+      if (h.type === 'File' && rel) {
+        sizes.set(rel, size)
+        if (want.includes(rel) && size < 16 << 20) {
+          const buf = Buffer.alloc(size)
+          await fh.read(buf, 0, size, pos + 512)
+          small.set(rel, buf.toString('utf8'))
+        }
+      }
+      pos += 512 + Math.ceil(size / 512) * 512
+    }
+  } finally {
+    await fh.close()
+  }
+  return { top, sizes, small }
+}

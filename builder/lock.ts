@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
+import pLimit from 'p-limit'
+import { Sha256 } from '../installer/core/digest.js'
+import { KaError } from '../installer/core/errors.js'
+import { LOCK_VERSION, type Lock, type LockedFile } from '../installer/core/lock.js'
+import { archOf, type Platform } from '../installer/core/platform.js'
+import type { Cache } from './cache.js'
+import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
+import { applyMirrors, download, fetchText, type HttpOptions, type Mirror } from './http.js'
+import type { Manifest } from './manifest.js'
+import { silentProgress, type Progress } from './progress.js'
+
+export interface LockOptions {
+  cache: Cache
+  http: HttpOptions
+  mirrors: readonly Mirror[]
+  concurrency: number
+  progress: Progress
+}
+
+export interface Want {
+  name: string
+  version: string
+  platform?: Platform
+  url: string
+  checksumUrl?: string
+  sha256?: Sha256
+}
+
+/**
+ * Turns a manifest into a lock: for every file, its canonical URL and its sha256, read from
+ * the checksum file upstream publishes beside it when there is one, else by downloading and
+ * hashing the file (which then sits in the cache, so the first build does not fetch it
+ * again). Mirrors only change where bytes come from: the lock records canonical URLs.
+ * Images keep the digests the manifest gives them.
+ */
+export async function createLock(manifest: Manifest, opts: Partial<LockOptions> & Pick<LockOptions, 'cache' | 'http'>): Promise<Lock> {
+  const o: LockOptions = { mirrors: [], concurrency: 8, progress: silentProgress, ...opts }
+  const wants = wantsOf(manifest)
+  const limit = pLimit(o.concurrency)
+  const checksumFiles = new Map<string, Promise<string | undefined>>()
+  const files = await Promise.all(
+    wants.map((w) =>
+      limit(async (): Promise<LockedFile> => {
+        const file = urlBaseName(w.url)
+        const base: LockedFile = { name: w.name, version: w.version, ...(w.platform ? { platform: w.platform } : {}), url: w.url, integrity: w.sha256 ?? Sha256.of(''), file }
+        if (w.sha256) return base
+        if (w.checksumUrl) {
+          const url = applyMirrors(w.checksumUrl, o.mirrors)
+          let text = checksumFiles.get(url)
+          if (!text) checksumFiles.set(url, (text = fetchText(`checksum of ${label(w)}`, url, o.http)))
+          const hex = pickChecksum((await text) ?? '', file)
+          if (hex) return { ...base, integrity: Sha256.fromHex(hex) }
+          o.progress.note(`note     ${label(w)}: no usable checksum at ${w.checksumUrl}; downloading to hash it`)
+        }
+        const { digest, size } = await hashByDownload(w, o)
+        return { ...base, integrity: digest, size }
+      }),
+    ),
+  )
+
+  return {
+    lockVersion: LOCK_VERSION,
+    kubernetes: manifest.kubernetes,
+    platforms: manifest.platforms,
+    files,
+    images: manifest.images.map((im) => (im.digest ? { ref: im.ref, digest: im.digest } : { ref: im.ref })),
+  }
+}
+
+/** Every file a manifest asks for, with its canonical URL and where its checksum is published. */
+export function wantsOf(manifest: Manifest): Want[] {
+  const wants: Want[] = []
+  for (const c of COMPONENTS) {
+    const version = manifest.components.get(c.name) ?? (FOLLOWS_KUBERNETES.has(c.name) ? manifest.kubernetes : undefined)
+    if (!version) continue
+    for (const platform of c.perPlatform ? manifest.platforms : [undefined]) wants.push(componentWant(c, version, platform ?? manifest.platforms[0]!, platform))
+  }
+  for (const f of manifest.files) {
+    const perPlatform = f.url.includes('{arch}')
+    for (const platform of perPlatform ? manifest.platforms : [undefined]) {
+      const url = platform ? f.url.replaceAll('{arch}', archOf(platform)) : f.url
+      wants.push({ name: f.name, version: f.version, ...(platform ? { platform } : {}), url, ...(f.sha256 ? { sha256: f.sha256 } : {}) })
+    }
+  }
+  return wants
+}
+
+function componentWant(c: Component, version: string, archFrom: Platform, platform: Platform | undefined): Want {
+  const arch = archOf(archFrom)
+  return {
+    name: c.name,
+    version,
+    ...(platform ? { platform } : {}),
+    url: c.url(version, arch),
+    ...(c.checksumUrl ? { checksumUrl: c.checksumUrl(version, arch) } : {}),
+  }
+}
+
+const label = (w: Want): string => `${w.name} ${w.version}${w.platform ? ` ${w.platform}` : ''}`
+
+async function hashByDownload(w: Want, o: LockOptions): Promise<{ digest: Sha256; size: number }> {
+  const partial = o.cache.partialPath(`lock-${randomBytes(8).toString('hex')}`)
+  const id = `${w.url}`
+  o.progress.start(id, label(w))
+  try {
+    const got = await download({ what: label(w), url: applyMirrors(w.url, o.mirrors), partial, onBytes: (n) => o.progress.advance(id, n) }, o.http)
+    if (got.size === 0) throw new KaError('EFETCH', `${label(w)}: ${w.url} is empty; check the URL and --mirror`)
+    await o.cache.commit(partial, got.digest)
+    o.progress.done(id, 'hashed')
+    return got
+  } finally {
+    await rm(partial, { force: true })
+  }
+}

@@ -1,0 +1,102 @@
+import { readFile } from 'node:fs/promises'
+import yaml from 'js-yaml'
+import { Sha256 } from '../installer/core/digest.js'
+import { KaError } from '../installer/core/errors.js'
+import { PLATFORMS, type Platform } from '../installer/core/platform.js'
+import { didYouMean } from '../installer/core/text.js'
+import { COMPONENTS } from './components.js'
+
+/** An extra file the user wants in the bundle. `{arch}` in the URL makes it per platform. */
+export interface ExtraFile {
+  name: string
+  version: string
+  url: string
+  sha256?: Sha256
+}
+
+export interface ImageWant {
+  ref: string
+  digest?: Sha256
+}
+
+/** What the user asks for (human-edited YAML); `bundle lock` turns it into a lock. */
+export interface Manifest {
+  kubernetes: string
+  platforms: Platform[]
+  components: Map<string, string>
+  images: ImageWant[]
+  files: ExtraFile[]
+}
+
+const TOP_KEYS = ['kubernetes', 'platforms', 'components', 'images', 'files']
+
+export async function readManifest(path: string): Promise<Manifest> {
+  const text = await readFile(path, 'utf8').catch(() => {
+    throw new KaError('EUSAGE', `${path}: cannot read the manifest; give one with --manifest`)
+  })
+  return parseManifest(text, path)
+}
+
+export function parseManifest(text: string, source: string): Manifest {
+  const fail = (field: string, problem: string): never => {
+    throw new KaError('ELOCK', `${source}: ${field}: ${problem}`, { field })
+  }
+  let raw: unknown
+  try {
+    raw = yaml.load(text)
+  } catch (e) {
+    return fail('(document)', `not valid YAML: ${(e as Error).message.split('\n')[0]}`)
+  }
+  if (typeof raw !== 'object' || raw === null) return fail('(document)', 'must be a mapping')
+  const o = raw as Record<string, unknown>
+  for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) fail(k, `unknown key${didYouMean(k, TOP_KEYS)}`)
+
+  const kubernetes = String(o.kubernetes ?? '')
+  if (!/^\d+\.\d+\.\d+$/.test(kubernetes)) fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(o.kubernetes)}`)
+
+  if (!Array.isArray(o.platforms) || o.platforms.length === 0) fail('platforms', `must list platforms (${PLATFORMS.join(', ')})`)
+  const platforms = (o.platforms as unknown[]).map((p, i) => {
+    if (!(PLATFORMS as readonly unknown[]).includes(p)) fail(`platforms[${i}]`, `unknown platform ${JSON.stringify(p)}; use ${PLATFORMS.join(' or ')}`)
+    return p as Platform
+  })
+
+  const components = new Map<string, string>()
+  const known = COMPONENTS.map((c) => c.name)
+  const comps = (o.components ?? {}) as Record<string, unknown>
+  if (typeof comps !== 'object' || Array.isArray(comps)) fail('components', 'must map component names to versions')
+  for (const [name, version] of Object.entries(comps)) {
+    if (!known.includes(name)) fail(`components.${name}`, `unknown component${didYouMean(name, known)}; known: ${known.join(', ')}`)
+    if (version === null || version === undefined || !/^\d+\.\d+\.\d+$/.test(String(version))) fail(`components.${name}`, `must be a version like 1.2.3, found ${JSON.stringify(version)}`)
+    components.set(name, String(version))
+  }
+
+  const images = ((o.images ?? []) as unknown[]).map((v, i): ImageWant => {
+    if (typeof v !== 'string') return fail(`images[${i}]`, 'must be a reference string such as registry.k8s.io/pause:3.9')
+    const [ref, digest] = v.split('@') as [string, string | undefined]
+    if (!ref || /\s/.test(ref)) return fail(`images[${i}]`, `not an image reference: ${JSON.stringify(v)}`)
+    if (digest === undefined) return { ref }
+    try {
+      return { ref, digest: Sha256.fromOci(digest) }
+    } catch {
+      return fail(`images[${i}]`, `bad digest ${JSON.stringify(digest)}; write it as sha256:<64 hex>`)
+    }
+  })
+
+  const files = ((o.files ?? []) as unknown[]).map((v, i): ExtraFile => {
+    const f = v as Record<string, unknown>
+    if (typeof f !== 'object' || f === null) return fail(`files[${i}]`, 'must be a mapping with name, version, url')
+    for (const k of ['name', 'version', 'url']) if (typeof f[k] !== 'string' && typeof f[k] !== 'number') fail(`files[${i}].${k}`, 'missing')
+    const out: ExtraFile = { name: String(f.name), version: String(f.version), url: String(f.url) }
+    if (!/^https?:\/\//.test(out.url)) fail(`files[${i}].url`, 'must be an http(s) URL')
+    if (f.sha256 !== undefined) {
+      try {
+        out.sha256 = Sha256.fromHex(String(f.sha256))
+      } catch {
+        fail(`files[${i}].sha256`, 'must be 64 hex digits')
+      }
+    }
+    return out
+  })
+
+  return { kubernetes, platforms, components, images, files }
+}

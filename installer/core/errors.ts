@@ -1,0 +1,37 @@
+/**
+ * Every failure the tools report carries a stable `code` that tests and scripts match on,
+ * the facts that explain it, and the exit status the command line uses: 2 for usage and
+ * input errors (the user can fix the command or the file), 1 for failures.
+ */
+export type ErrorCode =
+  | 'EUSAGE' // a wrong flag or argument
+  | 'ELOCK' // a malformed lock or manifest
+  | 'EINTEGRITY' // bytes that do not match their pinned digest
+  | 'EBADSIZE' // more (or fewer) bytes than the lock says
+  | 'EFETCH' // a download that failed for good
+  | 'ENOTPINNED' // something the build needs that the lock does not pin
+  | 'EVERIFY' // a bundle that does not prove itself
+  | 'EREGISTRY'
+  | 'ESTEP'
+
+const usageCodes = new Set<ErrorCode>(['EUSAGE', 'ELOCK'])
+
+export class KaError extends Error {
+  readonly code: ErrorCode
+  readonly exitCode: 1 | 2
+  readonly facts: Record<string, unknown>
+
+  constructor(code: ErrorCode, message: string, facts: Record<string, unknown> = {}) {
+    super(message)
+    this.name = 'KaError'
+    this.code = code
+    this.exitCode = usageCodes.has(code) ? 2 : 1
+    this.facts = facts
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...this.facts }
+  }
+}
+
+export const isKaError = (e: unknown): e is KaError => e instanceof KaError

@@ -1,0 +1,37 @@
+import type { Arch } from './platform.js'
+
+/**
+ * Every name inside a bundle, in one place (DESIGN section 3). The builder writes these
+ * names, the verifier and the installer read them; nobody spells them out elsewhere.
+ */
+export const LOCK_FILE = 'bundle.lock.json'
+export const SUMS_FILE = 'SHA256SUMS'
+export const FILES_DIR = 'files'
+export const IMAGES_DIR = 'images'
+export const RUNTIME_DIR = 'runtime'
+export const INSTALLER_DIR = 'installer'
+export const INSTALL_SCRIPT = 'install'
+
+/** `kube-airgap-v1.29.3-linux-amd64`: the top folder of the tar, and the tar's base name. */
+export const bundleName = (kubernetes: string, arch: Arch): string => `kube-airgap-v${kubernetes}-linux-${arch}`
+export const bundleTarName = (name: string): string => `${name}.tar`
+export const tarSumName = (tarName: string): string => `${tarName}.sha256`
+
+/** Where a pinned upstream file lives inside the bundle. */
+export const filePath = (file: string): string => `${FILES_DIR}/${file}`
+
+/** Fixed metadata of every tar entry, so that the same inputs give the same bytes. */
+export const TAR_MTIME = new Date('2000-01-01T00:00:00Z')
+export const FILE_MODE = 0o644
+export const EXEC_MODE = 0o755
+export const DIR_MODE = 0o755
+
+/**
+ * A path inside a bundle that is safe to create or read: relative, `/`-separated, without
+ * `.`/`..` segments or empty segments. Anything else in a tar or a sums file is an attack
+ * or a corruption, never a name we wrote.
+ */
+export function isSafeRelativePath(p: string): boolean {
+  if (p.length === 0 || p.startsWith('/') || p.includes('\\') || p.includes('\0')) return false
+  return p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..')
+}

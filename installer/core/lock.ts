@@ -1,0 +1,169 @@
+import { Sha256 } from './digest.js'
+import { KaError } from './errors.js'
+import { isSafeRelativePath } from './layout.js'
+import { PLATFORMS, parsePlatform, type Platform } from './platform.js'
+
+export const LOCK_VERSION = 1
+
+/** One pinned upstream file. `platform` absent means the same bytes serve every platform. */
+export interface LockedFile {
+  name: string
+  version: string
+  platform?: Platform
+  url: string
+  integrity: Sha256
+  size?: number
+  /** The file's name under `files/` in the bundle. */
+  file: string
+}
+
+/** One image, by canonical reference; `digest` is the index (or manifest) digest it is pinned to. */
+export interface LockedImage {
+  ref: string
+  digest?: Sha256
+}
+
+export interface Lock {
+  lockVersion: typeof LOCK_VERSION
+  kubernetes: string
+  platforms: Platform[]
+  files: LockedFile[]
+  images: LockedImage[]
+}
+
+type Json = Record<string, unknown>
+
+class Reader {
+  constructor(private readonly source: string) {}
+
+  fail(field: string, problem: string): never {
+    throw new KaError('ELOCK', `${this.source}: ${field}: ${problem}; fix it or run \`bundle lock\` again`, { field })
+  }
+
+  object(v: unknown, field: string, known: readonly string[]): Json {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) this.fail(field, 'must be an object')
+    for (const key of Object.keys(v)) if (!known.includes(key)) this.fail(`${field}.${key}`.replace(/^\./, ''), 'unknown field')
+    return v as Json
+  }
+
+  string(o: Json, key: string, field: string, optional = false): string | undefined {
+    const v = o[key]
+    if (v === undefined && optional) return undefined
+    if (v === undefined) this.fail(field, 'missing')
+    if (typeof v !== 'string' || v.length === 0) this.fail(field, 'must be a non-empty string')
+    return v
+  }
+
+  array(o: Json, key: string, field: string): unknown[] {
+    const v = o[key]
+    if (v === undefined) this.fail(field, 'missing')
+    if (!Array.isArray(v)) this.fail(field, 'must be an array')
+    return v
+  }
+}
+
+const VERSION = /^\d+\.\d+\.\d+$/
+
+/** Parses and checks a lock; every problem names its field. Never returns a half-valid lock. */
+export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
+  const r: Reader = new Reader(source)
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (e) {
+    throw new KaError('ELOCK', `${source}: not valid JSON (${(e as Error).message}); fix it or run \`bundle lock\` again`)
+  }
+  const top = r.object(raw, '', ['lockVersion', 'kubernetes', 'platforms', 'files', 'images'])
+  if (top.lockVersion !== LOCK_VERSION) r.fail('lockVersion', `must be ${LOCK_VERSION}, found ${JSON.stringify(top.lockVersion)}`)
+  const kubernetes = r.string(top, 'kubernetes', 'kubernetes')!
+  if (!VERSION.test(kubernetes)) r.fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(kubernetes)}`)
+
+  const platforms = r.array(top, 'platforms', 'platforms').map((p, i) => {
+    if (typeof p !== 'string') r.fail(`platforms[${i}]`, 'must be a string')
+    try {
+      return parsePlatform(p, `platforms[${i}]`)
+    } catch {
+      return r.fail(`platforms[${i}]`, `unknown platform ${JSON.stringify(p)} (known: ${PLATFORMS.join(', ')})`)
+    }
+  })
+  if (platforms.length === 0) r.fail('platforms', 'must name at least one platform')
+
+  const files = r.array(top, 'files', 'files').map((f, i): LockedFile => {
+    const at = `files[${i}]`
+    const o = r.object(f, at, ['name', 'version', 'platform', 'url', 'integrity', 'size', 'file'])
+    const platformText = r.string(o, 'platform', `${at}.platform`, true)
+    let platform: Platform | undefined
+    if (platformText !== undefined) {
+      if (!(PLATFORMS as readonly string[]).includes(platformText)) r.fail(`${at}.platform`, `unknown platform ${JSON.stringify(platformText)}`)
+      if (!platforms.includes(platformText as Platform)) r.fail(`${at}.platform`, `${platformText} is not in platforms`)
+      platform = platformText as Platform
+    }
+    const url = r.string(o, 'url', `${at}.url`)!
+    if (!/^https?:\/\//.test(url)) r.fail(`${at}.url`, `must be an http(s) URL`)
+    const integrityText = r.string(o, 'integrity', `${at}.integrity`)!
+    let integrity: Sha256
+    try {
+      integrity = Sha256.fromSri(integrityText)
+    } catch {
+      r.fail(`${at}.integrity`, `not a sha256 integrity string (sha256-<base64>): ${JSON.stringify(integrityText)}`)
+    }
+    const size = o.size
+    if (size !== undefined && (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)) r.fail(`${at}.size`, 'must be a whole number of bytes')
+    const file = r.string(o, 'file', `${at}.file`)!
+    if (!isSafeRelativePath(file) || file.includes('/')) r.fail(`${at}.file`, `must be a plain file name, found ${JSON.stringify(file)}`)
+    const out: LockedFile = { name: r.string(o, 'name', `${at}.name`)!, version: r.string(o, 'version', `${at}.version`)!, url, integrity, file }
+    if (platform) out.platform = platform
+    if (size !== undefined) out.size = size as number
+    return out
+  })
+
+  for (const p of platforms) {
+    const seen = new Map<string, number>()
+    files.forEach((f, i) => {
+      if (f.platform && f.platform !== p) return
+      const prev = seen.get(f.file)
+      if (prev !== undefined) r.fail(`files[${i}].file`, `${JSON.stringify(f.file)} is also files[${prev}].file for ${p}`)
+      seen.set(f.file, i)
+    })
+  }
+
+  const images = r.array(top, 'images', 'images').map((im, i): LockedImage => {
+    const at = `images[${i}]`
+    const o = r.object(im, at, ['ref', 'digest'])
+    const ref = r.string(o, 'ref', `${at}.ref`)!
+    if (/\s/.test(ref) || ref.includes('@')) r.fail(`${at}.ref`, `must be a reference like registry.k8s.io/pause:3.9 (the digest goes in "digest"), found ${JSON.stringify(ref)}`)
+    const digestText = r.string(o, 'digest', `${at}.digest`, true)
+    if (digestText === undefined) return { ref }
+    try {
+      return { ref, digest: Sha256.fromOci(digestText) }
+    } catch {
+      return r.fail(`${at}.digest`, `not a sha256 digest (sha256:<hex>): ${JSON.stringify(digestText)}`)
+    }
+  })
+
+  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images }
+}
+
+/** The files a bundle for `platform` carries: that platform's own and the shared ones. */
+export const filesFor = (lock: Lock, platform: Platform): LockedFile[] =>
+  lock.files.filter((f) => f.platform === undefined || f.platform === platform)
+
+/** The lock as one bundle carries it: its platform only. */
+export function reduceLock(lock: Lock, platform: Platform): Lock {
+  return { ...lock, platforms: [platform], files: filesFor(lock, platform) }
+}
+
+/** Stable JSON: fixed key order, two-space indent, newline at the end. */
+export function serializeLock(lock: Lock): string {
+  const files = lock.files.map((f) => ({
+    name: f.name,
+    version: f.version,
+    ...(f.platform ? { platform: f.platform } : {}),
+    url: f.url,
+    integrity: f.integrity.sri,
+    ...(f.size !== undefined ? { size: f.size } : {}),
+    file: f.file,
+  }))
+  const images = lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}) }))
+  return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images }, null, 2)}\n`
+}

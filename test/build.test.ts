@@ -1,0 +1,286 @@
+import { execFileSync, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { Sha256 } from '../installer/core/digest.js'
+import { parseLock } from '../installer/core/lock.js'
+import { bundleCli } from './support/cli.js'
+import { fakeUpstream, type FakeUpstream } from './support/fake-upstream.js'
+import { startProxy } from './support/proxy.js'
+
+/**
+ * `bundle lock` and `bundle build` against a real HTTP upstream on loopback that serves
+ * generated artifacts at the canonical paths, with faults on demand.
+ */
+let dir: string
+let fake: FakeUpstream
+let lockPath: string
+const BIG = 6 << 20
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-build-'))
+  // containerd (amd64) is made large enough to cut, throttle and kill in the middle of.
+  fake = await fakeUpstream(join(dir, 'up'), { size: (w) => (w.name === 'containerd' && w.platform === 'linux/amd64' ? BIG : 3000 + w.url.length * 37) })
+  lockPath = join(dir, 'bundle.lock.json')
+  const r = await bundleCli(['lock', '--out', lockPath, '--cache', join(dir, 'lock-cache'), ...fake.mirrors.flatMap((m) => ['--mirror', m])])
+  expect(r.stderr).not.toMatch(/error/i)
+  expect(r.code).toBe(0)
+})
+afterAll(async () => {
+  await fake.close()
+  await rm(dir, { recursive: true, force: true })
+})
+afterEach(() => {
+  fake.up.clearFaults()
+  fake.up.throttle = 0
+})
+
+const mirrorArgs = (): string[] => fake.mirrors.flatMap((m) => ['--mirror', m])
+let n = 0
+const fresh = async (): Promise<{ out: string; cache: string }> => {
+  const base = join(dir, `run-${n++}`)
+  return { out: join(base, 'out'), cache: join(base, 'cache') }
+}
+const build = (out: string, cache: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, onSpawn?: (c: ChildProcess) => void) =>
+  bundleCli(['build', '--lock', lockPath, '--out', out, '--cache', cache, ...mirrorArgs(), ...extra], { env, ...(onSpawn ? { onSpawn } : {}) })
+const TAR = 'kube-airgap-v1.29.3-linux-amd64.tar'
+const requestsFor = (path: string) => fake.up.log.filter((l) => l.path === path)
+
+describe('bundle lock', () => {
+  it('reads checksum files where upstream publishes them and hashes the rest', async () => {
+    const lock = parseLock(await readFile(lockPath, 'utf8'))
+    for (const a of fake.artifacts) {
+      const f = lock.files.find((x) => x.url === a.want.url)
+      expect(f?.integrity.hex, a.want.url).toBe(a.sha256)
+    }
+    // The lock records canonical URLs, never the mirror's.
+    expect(lock.files.every((f) => !f.url.includes('127.0.0.1'))).toBe(true)
+    // calico.yaml and containerd.service have no published checksum: they were downloaded.
+    expect(lock.files.find((f) => f.name === 'calico-manifest')?.size).toBeGreaterThan(0)
+    expect(lock.files.find((f) => f.name === 'containerd')?.size).toBeUndefined()
+  })
+})
+
+describe('bundle build', () => {
+  it('builds, verifies, and passes sha256sum -c once unpacked', async () => {
+    const { out, cache } = await fresh()
+    const r = await build(out, cache, ['--json'])
+    expect(r.code, r.stderr).toBe(0)
+    const result = JSON.parse(r.stdout)
+    expect(result.bundle).toBe(join(out, TAR))
+    expect(result.files).toHaveLength(11)
+    expect(await readdir(out)).toEqual([TAR, `${TAR}.sha256`])
+    execFileSync('sha256sum', ['-c', `${TAR}.sha256`], { cwd: out })
+
+    const v = await bundleCli(['verify', join(out, TAR)])
+    expect(v.code, v.stderr).toBe(0)
+    expect(v.stdout).toMatch(/^ok: kube-airgap-v1.29.3-linux-amd64: 13 files/)
+
+    execFileSync('tar', ['xf', TAR], { cwd: out })
+    const unpacked = join(out, 'kube-airgap-v1.29.3-linux-amd64')
+    execFileSync('sha256sum', ['--strict', '-c', 'SHA256SUMS'], { cwd: unpacked })
+    expect((await bundleCli(['verify', unpacked])).code).toBe(0)
+    // Only this platform's files, and the lock reduced to it.
+    const files = await readdir(join(unpacked, 'files'))
+    expect(files.some((f) => f.includes('arm64'))).toBe(false)
+    expect(parseLock(await readFile(join(unpacked, 'bundle.lock.json'), 'utf8')).platforms).toEqual(['linux/amd64'])
+
+    const listing = execFileSync('tar', ['tvf', TAR], { cwd: out, encoding: 'utf8' }).trim().split('\n')
+    expect(listing.every((l) => l.includes(' 0/0 ') && l.includes('2000-01-01 00:00'))).toBe(true)
+
+    const i = await bundleCli(['inspect', join(out, TAR), '--json'])
+    const info = JSON.parse(i.stdout)
+    expect(info.platform).toBe('linux/amd64')
+    expect(info.files.find((f: { name: string }) => f.name === 'containerd').size).toBe(BIG)
+    expect(info.images).toHaveLength(10)
+  })
+
+  it('fetches nothing on a second build, and refetches a corrupted cache entry', async () => {
+    const { out, cache } = await fresh()
+    expect((await build(out, cache)).code).toBe(0)
+    const before = fake.up.log.length
+    const again = await build(out, cache)
+    expect(again.code, again.stderr).toBe(0)
+    expect(fake.up.log.length).toBe(before)
+
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    const blob = join(cache, 'blobs', 'sha256', containerd.sha256)
+    const bytes = await readFile(blob)
+    bytes[1000] = bytes[1000]! ^ 1
+    await writeFile(blob, bytes)
+    const healed = await build(out, cache)
+    expect(healed.code, healed.stderr).toBe(0)
+    expect(healed.stderr).toMatch(/corrupt\s+cache entry for containerd/)
+    expect(requestsFor(containerd.path).length).toBeGreaterThan(0)
+    expect((await Sha256.ofFile(blob)).digest.hex).toBe(containerd.sha256)
+  })
+
+  it('gives identical tar bytes for two builds from one lock with separate caches', async () => {
+    const a = await fresh()
+    const b = await fresh()
+    expect((await build(a.out, a.cache)).code).toBe(0)
+    expect((await build(b.out, b.cache, ['--concurrency', '1'])).code).toBe(0)
+    const [x, y] = await Promise.all([readFile(join(a.out, TAR)), readFile(join(b.out, TAR))])
+    expect(x.equals(y)).toBe(true)
+    expect(await readFile(join(a.out, `${TAR}.sha256`), 'utf8')).toBe(await readFile(join(b.out, `${TAR}.sha256`), 'utf8'))
+  })
+
+  it('fails with EINTEGRITY when upstream serves wrong bytes, and leaves nothing behind', async () => {
+    const { out, cache } = await fresh()
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    fake.up.fault(containerd.path, { kind: 'wrong-bytes' })
+    const r = await build(out, cache)
+    expect(r.code).toBe(1)
+    const line = r.stderr.trim().split('\n').pop()!
+    expect(line).toContain('EINTEGRITY')
+    expect(line).toContain('containerd 1.7.16')
+    expect(line).toContain(`expected sha256 ${containerd.sha256}`)
+    expect(line).toMatch(/got [0-9a-f]{64}/)
+    expect(existsSync(join(out, TAR))).toBe(false)
+    expect((await readdir(out).catch(() => [])).length).toBe(0)
+    expect(existsSync(join(cache, 'blobs', 'sha256', containerd.sha256))).toBe(false)
+    expect(existsSync(join(cache, 'partial', containerd.sha256))).toBe(false)
+  })
+
+  it('resumes with Range after a connection cut mid-body', async () => {
+    const { out, cache } = await fresh()
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    fake.up.fault(containerd.path, { kind: 'cut', afterBytes: 2 << 20, times: 1 })
+    const start = fake.up.log.length
+    const r = await build(out, cache)
+    expect(r.code, r.stderr).toBe(0)
+    const reqs = fake.up.log.slice(start).filter((l) => l.path === containerd.path)
+    expect(reqs.length).toBe(2)
+    expect(reqs[1]!.range).toMatch(/^bytes=[1-9]\d*-$/)
+    expect(reqs[1]!.status).toBe(206)
+    const sent = reqs.reduce((s, l) => s + l.bytesSent, 0)
+    expect(sent).toBeLessThan(BIG * 1.1)
+  })
+
+  it('finishes a build killed with SIGKILL mid-download, fetching only the rest', async () => {
+    const { out, cache } = await fresh()
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    fake.up.throttle = 2 << 20 // 6 MiB at 2 MiB/s: three seconds to kill it in
+    const partial = join(cache, 'partial', containerd.sha256)
+    const first = await build(out, cache, [], {}, (child) => {
+      const timer = setInterval(() => {
+        void stat(partial).then(
+          (s) => {
+            if (s.size > 1 << 20) {
+              clearInterval(timer)
+              child.kill('SIGKILL')
+            }
+          },
+          () => {},
+        )
+      }, 20)
+      child.on('close', () => clearInterval(timer))
+    })
+    expect(first.signal).toBe('SIGKILL')
+    const kept = (await stat(partial)).size
+    expect(kept).toBeGreaterThan(1 << 20)
+    expect(kept).toBeLessThan(BIG)
+
+    fake.up.throttle = 0
+    const start = fake.up.log.length
+    const second = await build(out, cache)
+    expect(second.code, second.stderr).toBe(0)
+    const reqs = fake.up.log.slice(start).filter((l) => l.path === containerd.path)
+    expect(reqs).toHaveLength(1)
+    expect(reqs[0]!.range).toBe(`bytes=${kept}-`)
+    expect(reqs[0]!.bytesSent).toBe(BIG - kept)
+    expect(await readdir(out)).toEqual([TAR, `${TAR}.sha256`])
+    expect((await bundleCli(['verify', join(out, TAR)])).code).toBe(0)
+  })
+
+  it('retries 503 and 429 (honouring Retry-After) and fails at once on 404 with the URL redacted', async () => {
+    const { out, cache } = await fresh()
+    const runc = fake.artifact('runc', 'linux/amd64')
+    const kubeadm = fake.artifact('kubeadm', 'linux/amd64')
+    fake.up.fault(runc.path, { kind: 'status', status: 503, times: 2 })
+    fake.up.fault(kubeadm.path, { kind: 'status', status: 429, times: 1, retryAfter: '1' })
+    const start = fake.up.log.length
+    const t0 = Date.now()
+    const r = await build(out, cache)
+    expect(r.code, r.stderr).toBe(0)
+    const log = fake.up.log.slice(start)
+    expect(log.filter((l) => l.path === runc.path).map((l) => l.status)).toEqual([503, 503, 200])
+    const k = log.filter((l) => l.path === kubeadm.path)
+    expect(k.map((l) => l.status)).toEqual([429, 200])
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000)
+
+    // A 404 is final: one request, the URL in the message without credentials or query.
+    const lock = JSON.parse(await readFile(lockPath, 'utf8'))
+    const broken = lock.files.find((f: { name: string; platform?: string }) => f.name === 'kubectl' && f.platform === 'linux/amd64')
+    broken.url = broken.url.replace('https://dl.k8s.io/', 'https://dl.k8s.io/missing/') + '?token=s3cret'
+    const badLock = join(dir, 'lock-404.json')
+    await writeFile(badLock, JSON.stringify(lock))
+    const fresh404 = await fresh()
+    const before = fake.up.log.length
+    const r404 = await bundleCli(['build', '--lock', badLock, '--out', fresh404.out, '--cache', fresh404.cache, '--mirror', `https://dl.k8s.io=http://user:pw@${fake.up.url.slice(7)}/dl.k8s.io`, ...fake.mirrors.filter((m) => !m.startsWith('https://dl.k8s.io')).flatMap((m) => ['--mirror', m])])
+    expect(r404.code).toBe(1)
+    const line = r404.stderr.trim().split('\n').pop()!
+    expect(line).toMatch(/EFETCH: kubectl 1\.29\.3 .*HTTP 404/)
+    expect(line).toContain('/dl.k8s.io/missing/release/v1.29.3/bin/linux/amd64/kubectl')
+    expect(line).not.toContain('s3cret')
+    expect(line).not.toContain('pw@')
+    expect(fake.up.log.slice(before).filter((l) => l.path.includes('/missing/'))).toHaveLength(1)
+  })
+
+  it('goes through HTTP_PROXY, and around it for NO_PROXY hosts', async () => {
+    const proxy = await startProxy()
+    try {
+      const a = await fresh()
+      const r = await build(a.out, a.cache, [], { HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url })
+      expect(r.code, r.stderr).toBe(0)
+      // undici tunnels through the proxy with CONNECT, one tunnel per connection.
+      expect(proxy.log.length).toBeGreaterThan(0)
+      expect(proxy.log.every((l) => l.method === 'CONNECT' && l.target === fake.up.url.slice('http://'.length))).toBe(true)
+      const b = await fresh()
+      const seen = proxy.log.length
+      const r2 = await build(b.out, b.cache, [], { http_proxy: proxy.url, NO_PROXY: '127.0.0.1' })
+      expect(r2.code, r2.stderr).toBe(0)
+      expect(proxy.log.length).toBe(seen)
+    } finally {
+      await proxy.close()
+    }
+  })
+})
+
+describe('bad input', () => {
+  const cases: [string, (lock: Record<string, any>) => unknown, RegExp][] = [
+    ['bad JSON', () => '{"lockVersion": 1,', /not valid JSON/],
+    ['a missing field', (l) => (delete l.files[2].url, l), /files\[2\]\.url: missing/],
+    ['a bad integrity string', (l) => ((l.files[0].integrity = 'sha256-nope'), l), /files\[0\]\.integrity: not a sha256 integrity string/],
+    ['an unknown platform', (l) => ((l.platforms = ['linux/amd64', 'linux/s390x']), l), /platforms\[1\]: unknown platform "linux\/s390x"/],
+  ]
+  for (const [what, mangle, message] of cases) {
+    it(`a lock with ${what}: one line naming the field, exit 2`, async () => {
+      const lock = JSON.parse(await readFile(lockPath, 'utf8'))
+      const mangled = mangle(lock)
+      const path = join(dir, `bad-${what.replace(/\W/g, '-')}.json`)
+      await writeFile(path, typeof mangled === 'string' ? mangled : JSON.stringify(mangled))
+      const { out, cache } = await fresh()
+      const bad = await bundleCli(['build', '--lock', path, '--out', out, '--cache', cache])
+      expect(bad.code).toBe(2)
+      expect(bad.stderr.trim().split('\n')).toHaveLength(1)
+      expect(bad.stderr).toMatch(message)
+      expect(bad.stderr).toMatch(/^bundle: ELOCK: /)
+    })
+  }
+
+  it('a wrong flag or platform: exit 2 with a usage line', async () => {
+    const r = await bundleCli(['build', '--no-such-flag'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/unknown option '--no-such-flag'/)
+    const p = await bundleCli(['build', '--platform', 'linux/riscv64'])
+    expect(p.code).toBe(2)
+    expect(p.stderr).toMatch(/linux\/riscv64/)
+    const c = await bundleCli(['build', '--concurrency', '0', '--lock', lockPath])
+    expect(c.code).toBe(2)
+    expect(c.stderr).toMatch(/--concurrency/)
+  })
+})
+

@@ -1,0 +1,58 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Cache } from '../builder/cache.js'
+import { httpDefaults, parseMirror } from '../builder/http.js'
+import { createLock } from '../builder/lock.js'
+import { parseLock, serializeLock } from '../installer/core/lock.js'
+import { archOf } from '../installer/core/platform.js'
+import { REAL_FILES, REAL_SHA256 } from './fixtures/upstream-facts.js'
+import { fakeUpstream, REPO, type FakeUpstream } from './support/fake-upstream.js'
+
+const REFERENCE = join(REPO, '..', 'shared', 'reference')
+const LOCK = join(REPO, 'bundle.lock.json')
+
+describe('the committed default lock', () => {
+  let dir: string
+  let fake: FakeUpstream
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ka-deflock-'))
+    // Upstream as it really is: checksum files carrying the published hashes, and the
+    // two files upstream publishes no checksum for served from the reference copies.
+    fake = await fakeUpstream(join(dir, 'up'), {
+      claim: (w) => REAL_SHA256[w.name]?.[archOf(w.platform!)],
+      content: async (w) => {
+        const ref = REAL_FILES[w.name]
+        return ref ? readFile(join(REFERENCE, ref.reference)) : undefined
+      },
+    })
+  })
+  afterAll(async () => {
+    await fake.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('is exactly what `bundle lock` makes of manifests/default.yaml with the real upstream checksums', async () => {
+    const lock = await createLock(fake.manifest, { cache: new Cache(join(dir, 'cache')), http: httpDefaults(), mirrors: fake.mirrors.map(parseMirror) })
+    const text = serializeLock(lock)
+    if (process.env.UPDATE_DEFAULT_LOCK) await writeFile(LOCK, text)
+    expect(text).toBe(await readFile(LOCK, 'utf8'))
+  })
+
+  it('pins both platforms, ten images, and the published hashes', async () => {
+    const lock = parseLock(await readFile(LOCK, 'utf8'))
+    expect(lock.kubernetes).toBe('1.29.3')
+    expect(lock.platforms).toEqual(['linux/amd64', 'linux/arm64'])
+    for (const [name, byArch] of Object.entries(REAL_SHA256)) {
+      for (const arch of ['amd64', 'arm64'] as const) {
+        const f = lock.files.find((x) => x.name === name && x.platform === `linux/${arch}`)
+        expect(f?.integrity.hex, `${name} ${arch}`).toBe(byArch[arch])
+      }
+    }
+    for (const [name, real] of Object.entries(REAL_FILES)) expect(lock.files.find((f) => f.name === name)?.integrity.hex).toBe(real.sha256)
+    expect(lock.images).toHaveLength(10)
+    expect(lock.images.filter((i) => i.digest).map((i) => i.ref)).toHaveLength(7)
+    expect(lock.images.find((i) => i.ref === 'registry.k8s.io/pause:3.9')?.digest?.hex).toBe('7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097')
+  })
+})

@@ -1,0 +1,29 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { REPO } from './fake-upstream.js'
+
+export const CLI = join(REPO, 'lib', 'builder', 'cli.js')
+
+export interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs the real `bundle` command (the compiled one `npm ci` leaves) in a child process. */
+export function bundleCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; onSpawn?: (c: ChildProcess) => void } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? REPO, env: { ...cleanEnv(), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+    opts.onSpawn?.(child)
+  })
+}
+
+/** The test's environment without proxies or credentials (test/setup.ts removed them already). */
+const cleanEnv = (): NodeJS.ProcessEnv => ({ ...process.env })

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest'
+import { pickChecksum } from '../builder/components.js'
+import { applyMirrors, parseMirror, redactUrl } from '../builder/http.js'
+import { renderRows } from '../builder/progress.js'
+import { Sha256 } from '../installer/core/digest.js'
+import { isSafeRelativePath } from '../installer/core/layout.js'
+import { nearest } from '../installer/core/text.js'
+
+describe('mirrors', () => {
+  it('rewrites by the longest matching prefix, on a path boundary', () => {
+    const m = ['https://github.com=http://127.0.0.1:1/gh', 'https://github.com/containerd=http://127.0.0.1:2/ctd'].map(parseMirror)
+    expect(applyMirrors('https://github.com/runc/x', m)).toBe('http://127.0.0.1:1/gh/runc/x')
+    expect(applyMirrors('https://github.com/containerd/x', m)).toBe('http://127.0.0.1:2/ctd/x')
+    expect(applyMirrors('https://github.community/x', m)).toBe('https://github.community/x')
+  })
+  it('refuses a spec that is not FROM=TO with URLs', () => {
+    expect(() => parseMirror('github.com=mirror')).toThrow(/expected FROM=TO/)
+    expect(() => parseMirror('https://a.example')).toThrow(/expected FROM=TO/)
+  })
+  it('never shows credentials or query strings', () => {
+    expect(redactUrl('https://u:p@h.example/a/b?token=x#f')).toBe('https://REDACTED@h.example/a/b?REDACTED')
+  })
+})
+
+describe('checksum files', () => {
+  const hex = 'a'.repeat(64)
+  const other = 'b'.repeat(64)
+  it('reads a bare hash, sha256sum lines, binary-mode lines and paths', () => {
+    expect(pickChecksum(`${hex}\n`, 'kubeadm')).toBe(hex)
+    expect(pickChecksum(`${other}  runc.arm64\n${hex}  runc.amd64\n`, 'runc.amd64')).toBe(hex)
+    expect(pickChecksum(`${hex} *bin/calicoctl-linux-amd64\n`, 'calicoctl-linux-amd64')).toBe(hex)
+    expect(pickChecksum(`${other}  something-else\n`, 'runc.amd64')).toBeUndefined()
+  })
+})
+
+describe('values', () => {
+  it('parses sha256 in every spelling and compares them as values', () => {
+    const d = Sha256.of('hello')
+    expect(Sha256.fromSri(d.sri).equals(d)).toBe(true)
+    expect(Sha256.fromOci(d.oci).equals(d)).toBe(true)
+    expect(() => Sha256.fromSri('sha512-AAAA')).toThrow()
+    expect(() => Sha256.fromHex('abc')).toThrow()
+  })
+  it('accepts only safe relative paths', () => {
+    for (const p of ['files/a', 'a']) expect(isSafeRelativePath(p)).toBe(true)
+    for (const p of ['/etc/passwd', '../x', 'a/../b', 'a//b', './a', '']) expect(isSafeRelativePath(p)).toBe(false)
+  })
+  it('suggests the nearest known word', () => {
+    expect(nearest('contianerd', ['containerd', 'runc'])).toBe('containerd')
+    expect(nearest('zzzzzzzz', ['containerd', 'runc'])).toBeUndefined()
+  })
+})
+
+describe('terminal progress', () => {
+  it('shows each active download with percent, bytes and rate', () => {
+    const rows = renderRows([{ label: 'containerd 1.7.16', total: 4 << 20, bytes: 1 << 20, started: 0, state: 'active', note: '' }], 1000, 80)
+    expect(rows).toEqual([' 25% containerd 1.7.16  1.0 MiB / 4.0 MiB  1.0 MiB/s'])
+  })
+})

@@ -1,0 +1,143 @@
+import { execFileSync } from 'node:child_process'
+import { appendFile, cp, mkdtemp, open, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildBundle } from '../builder/build.js'
+import { Cache } from '../builder/cache.js'
+import { parseMirror } from '../builder/http.js'
+import { createLock } from '../builder/lock.js'
+import { TarWriter } from '../builder/tar.js'
+import { httpDefaults } from '../builder/http.js'
+import { Sha256 } from '../installer/core/digest.js'
+import { isKaError, type KaError } from '../installer/core/errors.js'
+import { serializeLock } from '../installer/core/lock.js'
+import { verifyBundle } from '../installer/core/verify.js'
+import { bundleCli } from './support/cli.js'
+import { fakeUpstream, type FakeUpstream } from './support/fake-upstream.js'
+
+let dir: string
+let fake: FakeUpstream
+let tar: string
+let folder: string
+const NAME = 'kube-airgap-v1.29.3-linux-amd64'
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-verify-'))
+  fake = await fakeUpstream(join(dir, 'up'))
+  const cache = new Cache(join(dir, 'cache'))
+  const mirrors = fake.mirrors.map(parseMirror)
+  const lockPath = join(dir, 'bundle.lock.json')
+  await writeFile(lockPath, serializeLock(await createLock(fake.manifest, { cache, http: httpDefaults(), mirrors })))
+  tar = (await buildBundle({ lockPath, outDir: join(dir, 'out'), cache, mirrors })).bundle
+  execFileSync('tar', ['xf', tar], { cwd: join(dir, 'out') })
+  folder = join(dir, 'out', NAME)
+})
+afterAll(async () => {
+  await fake.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+async function failure(path: string): Promise<KaError> {
+  const e = await verifyBundle(path).then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+  if (!isKaError(e)) throw new Error(`expected a verification failure, got ${String(e)}`)
+  return e
+}
+
+async function copy(): Promise<string> {
+  const to = join(dir, `copy-${Math.random().toString(36).slice(2)}`, NAME)
+  await cp(folder, to, { recursive: true })
+  return to
+}
+
+const problems = (e: KaError) => (e.facts.problems as { path: string; problem: string }[]).map((p) => `${p.path}: ${p.problem}`)
+
+describe('verifyBundle', () => {
+  it('passes a good tar and a good folder', async () => {
+    expect((await verifyBundle(tar)).name).toBe(NAME)
+    const r = await verifyBundle(folder)
+    expect(r.files).toBe(13)
+    expect(r.lock.platforms).toEqual(['linux/amd64'])
+  })
+
+  it('names a changed byte, a missing file, an unlisted file and a link', async () => {
+    const b = await copy()
+    const runc = join(b, 'files', 'runc.amd64')
+    const bytes = await readFile(runc)
+    bytes[10] = bytes[10]! ^ 0x01
+    await writeFile(runc, bytes)
+    await unlink(join(b, 'files', 'kubectl'))
+    await writeFile(join(b, 'files', 'extra.sh'), 'echo hi\n')
+    await symlink('/etc/passwd', join(b, 'files', 'passwd'))
+    const e = await failure(b)
+    expect(e.code).toBe('EVERIFY')
+    expect(e.exitCode).toBe(1)
+    const list = problems(e)
+    expect(list).toContainEqual(expect.stringMatching(/^files\/runc\.amd64: changed: expected sha256 [0-9a-f]{64}, found [0-9a-f]{64}$/))
+    expect(list).toContain('files/kubectl: missing')
+    expect(list).toContain('files/extra.sh: not listed in SHA256SUMS')
+    expect(list).toContainEqual(expect.stringMatching(/^files\/passwd: not a regular file/))
+    expect(e.message).toMatch(/and 3 more/)
+  })
+
+  it('catches a lock and SHA256SUMS that agree with each other but not with the files', async () => {
+    const b = await copy()
+    const lock = JSON.parse(await readFile(join(b, 'bundle.lock.json'), 'utf8'))
+    lock.files[0].integrity = Sha256.of('something else').sri
+    const lockText = JSON.stringify(lock, null, 2) + '\n'
+    await writeFile(join(b, 'bundle.lock.json'), lockText)
+    const sums = (await readFile(join(b, 'SHA256SUMS'), 'utf8')).replace(/^[0-9a-f]{64}(?=  bundle\.lock\.json$)/m, Sha256.of(lockText).hex)
+    await writeFile(join(b, 'SHA256SUMS'), sums)
+    expect(problems(await failure(b))).toContainEqual(expect.stringMatching(/SHA256SUMS says sha256 [0-9a-f]{64}, the lock pins [0-9a-f]{64}/))
+  })
+
+  it('refuses a tar with a path that escapes the bundle, a link, or a changed byte', async () => {
+    const evil = join(dir, 'evil.tar')
+    const out = await open(evil, 'w')
+    const w = new TarWriter(out)
+    await w.directory(NAME)
+    await w.data(`${NAME}/SHA256SUMS`, 0o644, Buffer.alloc(0))
+    await w.data(`${NAME}/../../etc/cron.d/evil`, 0o644, Buffer.from('boom'))
+    await w.end()
+    await out.close()
+    expect(problems(await failure(evil))).toContainEqual(expect.stringMatching(/etc\/cron\.d\/evil: unsafe path/))
+
+    const flipped = join(dir, 'flipped', `${NAME}.tar`)
+    await cp(tar, flipped)
+    const bytes = await readFile(flipped)
+    // Flip a byte inside the body of the last file (well past the headers at the start).
+    bytes[bytes.length - 2048] = bytes[bytes.length - 2048]! ^ 0xff
+    await writeFile(flipped, bytes)
+    const e = await failure(flipped)
+    expect(problems(e).some((p) => /changed: expected/.test(p))).toBe(true)
+
+    const withLink = join(dir, 'link')
+    await cp(folder, join(withLink, NAME), { recursive: true })
+    await symlink('/etc/shadow', join(withLink, NAME, 'files', 'shadow'))
+    execFileSync('tar', ['cf', 'b.tar', NAME], { cwd: withLink })
+    expect(problems(await failure(join(withLink, 'b.tar')))).toContainEqual(expect.stringMatching(/files\/shadow: a SymbolicLink entry/))
+  })
+
+  it('checks the .tar.sha256 beside a tar', async () => {
+    const d = join(dir, 'sidecar')
+    await cp(tar, join(d, `${NAME}.tar`))
+    await writeFile(join(d, `${NAME}.tar.sha256`), `${'0'.repeat(64)}  ${NAME}.tar\n`)
+    expect(problems(await failure(join(d, `${NAME}.tar`)))).toContainEqual(expect.stringMatching(/the tar's sha256 is [0-9a-f]{64}, the \.sha256 file says 0{64}/))
+  })
+
+  it('`bundle verify` prints every problem and exits 1', async () => {
+    const b = await copy()
+    await appendFile(join(b, 'files', 'calico.yaml'), '# changed\n')
+    await unlink(join(b, 'files', 'kubelet'))
+    const r = await bundleCli(['verify', b])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^bundle: EVERIFY: .* failed verification: files\/calico\.yaml: changed: .* \(and 1 more\); do not install it/m)
+    expect(r.stderr).toMatch(/^ {2}files\/kubelet: missing$/m)
+    const missing = await bundleCli(['verify', join(dir, 'nope')])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toMatch(/EUSAGE: .*nope: no such bundle/)
+  })
+})

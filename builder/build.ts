@@ -3,14 +3,20 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'nod
 import { join } from 'node:path'
 import pLimit from 'p-limit'
 import { Sha256 } from '../installer/core/digest.js'
+import { kubeadmImages, manifestImages, missingImages } from '../installer/core/closed-world.js'
+import { OCI_LAYOUT_CONTENT } from '../installer/core/oci.js'
 import { KaError } from '../installer/core/errors.js'
-import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, FILES_DIR, LOCK_FILE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
-import { filesFor, parseLock, reduceLock, serializeLock, type Lock, type LockedFile } from '../installer/core/lock.js'
+import { bundleName, bundleTarName, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, LOCK_FILE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
+import { filesFor, parseLock, reduceLock, serializeLock, type Lock } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
 import { formatSums } from '../installer/core/sums.js'
 import { Cache } from './cache.js'
 import { FileHasher } from './hasher.js'
-import { applyMirrors, download, httpDefaults, type HttpOptions, type Mirror } from './http.js'
+import { DockerCredentials } from './credentials.js'
+import { applyMirrors, download, httpDefaults, type Downloaded, type HttpOptions, type Mirror } from './http.js'
+import { imageIndex, planImages, type PlannedImage } from './images.js'
+import { KUBEADM_TABLE } from './paths.js'
+import { RegistryClient, type RegistryMirror } from './registry.js'
 import { silentProgress, type Progress } from './progress.js'
 import { TarWriter } from './tar.js'
 
@@ -21,8 +27,12 @@ export interface BuildOptions {
   cache: Cache
   http: HttpOptions
   mirrors: readonly Mirror[]
+  registryMirrors: readonly RegistryMirror[]
+  credentials: DockerCredentials
   concurrency: number
   progress: Progress
+  /** The kubeadm image table (manifests/kubeadm-images.yaml). */
+  kubeadmTable: string
 }
 
 export interface BuiltFile {
@@ -33,6 +43,15 @@ export interface BuiltFile {
   from: 'cache' | 'download'
 }
 
+export interface BuiltImage {
+  name: string
+  /** The digest the lock pins (index or manifest). */
+  digest: string
+  /** The platform manifest the bundle carries: what `ctr images ls` shows after import. */
+  manifest: string
+  size: number
+}
+
 export interface BuildResult {
   bundle: string
   sha256: string
@@ -40,6 +59,7 @@ export interface BuildResult {
   platform: Platform
   size: number
   files: BuiltFile[]
+  images: BuiltImage[]
   downloadedBytes: number
 }
 
@@ -51,16 +71,12 @@ export function buildDefaults(over: Partial<BuildOptions> = {}): BuildOptions {
     cache: over.cache ?? new Cache(Cache.defaultRoot()),
     http: over.http ?? httpDefaults(),
     mirrors: [],
+    registryMirrors: [],
+    credentials: over.credentials ?? DockerCredentials.fromEnv(),
     concurrency: 8,
     progress: silentProgress,
+    kubeadmTable: KUBEADM_TABLE,
     ...over,
-  }
-}
-
-/** A cache entry whose bytes no longer match its address, found while packing. */
-class CorruptEntry extends Error {
-  constructor(readonly file: LockedFile) {
-    super(`cache entry for ${file.name} is corrupt`)
   }
 }
 
@@ -72,10 +88,31 @@ export async function readLock(path: string): Promise<Lock> {
 }
 
 /**
- * Builds the bundle for one platform: every pinned file fetched (or found in the cache),
- * checked against its pin, and packed with the reduced lock and SHA256SUMS into one
- * deterministic tar. The tar is written under a temp name and renamed only when complete,
- * so a crash never leaves a bundle that looks finished.
+ * One piece of content the bundle carries, kept in the cache by its digest: a pinned
+ * upstream file or an image blob. `fetch` brings it into a partial file when it is not
+ * cached yet.
+ */
+interface Item {
+  rel: string
+  digest: Sha256
+  size?: number
+  label: string
+  fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal): Promise<Downloaded>
+}
+
+/** A cache entry whose bytes no longer match its address, found while packing. */
+class CorruptEntry extends Error {
+  constructor(readonly item: Item) {
+    super(`cache entry for ${item.label} is corrupt`)
+  }
+}
+
+/**
+ * Builds the bundle for one platform: every pinned file and every image blob fetched (or
+ * found in the cache), checked against its pin, and packed with the reduced lock, the
+ * images' OCI layout and SHA256SUMS into one deterministic tar. The closed-world check runs
+ * before anything is written: the bundle must hold every image the node will ask for. The
+ * tar is written under a temp name and renamed only when complete.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
   const o = buildDefaults(options)
@@ -86,117 +123,200 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   const files = filesFor(lock, o.platform)
   const name = bundleName(lock.kubernetes, archOf(o.platform))
   const tarName = bundleTarName(name)
-  await mkdir(o.outDir, { recursive: true })
-  await removeStaleTemps(o.outDir, tarName)
+  const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
 
-  const fetched = new Map<string, BuiltFile>()
-  /** Cache entries found, not fetched: their hash, computed on the hasher's thread. */
-  const checking = new Map<string, Promise<Sha256>>()
-  const hasher = new FileHasher()
-  let downloadedBytes = 0
-  const limit = pLimit(o.concurrency)
-  // The first failure stops the others: the user sees its error last, at once. What the
-  // others had downloaded stays in the cache's partial files, to be resumed next time.
-  const abort = new AbortController()
-  const ensure = async (f: LockedFile): Promise<void> => {
-    if (abort.signal.aborted) throw abort.signal.reason
-    const label = `${f.name} ${f.version}`
-    const blob = o.cache.blobPath(f.integrity)
-    const have = await stat(blob).catch(() => undefined)
-    if (have && (f.size === undefined || have.size === f.size)) {
-      fetched.set(f.file, { name: f.name, version: f.version, path: filePath(f.file), size: have.size, from: 'cache' })
-      checking.set(f.file, hasher.hash(blob))
-      o.progress.note(`cached   ${label}`)
-      return
-    }
-    if (have) await o.cache.evict(f.integrity)
-    o.progress.start(f.file, label, f.size)
-    const got = await download(
-      {
-        what: `${label} (${filePath(f.file)})`,
-        url: applyMirrors(f.url, o.mirrors),
-        partial: o.cache.partialPath(f.integrity.hex),
-        expected: f.integrity,
-        ...(f.size !== undefined ? { size: f.size } : {}),
-        onBytes: (n) => o.progress.advance(f.file, n),
-        signal: abort.signal,
-      },
-      o.http,
-    )
-    await o.cache.commit(o.cache.partialPath(f.integrity.hex), got.digest)
-    downloadedBytes += got.size
-    fetched.set(f.file, { name: f.name, version: f.version, path: filePath(f.file), size: got.size, from: 'download' })
-    o.progress.done(f.file, 'fetched')
+  const fileItems = new Map<string, Item>()
+  for (const f of files) {
+    fileItems.set(f.file, {
+      rel: filePath(f.file),
+      digest: f.integrity,
+      ...(f.size !== undefined ? { size: f.size } : {}),
+      label: `${f.name} ${f.version}`,
+      fetch: (partial, onBytes, signal) =>
+        download({ what: `${f.name} ${f.version} (${filePath(f.file)})`, url: applyMirrors(f.url, o.mirrors), partial, expected: f.integrity, ...(f.size !== undefined ? { size: f.size } : {}), onBytes, signal }, o.http),
+    })
   }
 
-  // Packing starts at once and takes each file as soon as it is in the cache, so writing
-  // the tar overlaps with the downloads still running.
-  let ready = new Map(files.map((f) => [f.file, limit(() => ensure(f))] as const))
-  for (const p of ready.values()) p.catch(() => abort.abort(new Error('stopped: another download failed')))
+  const state = new Fetcher(o)
   try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const { sha256, size } = await pack(o, lock, files, name, tarName, {
-          ready: (f) => ready.get(f.file)!,
-          // A file this run downloaded was hashed on its way into the cache a moment ago;
-          // one found in the cache is hashed again (on the other thread) and must match.
-          check: (f) => checking.get(f.file),
-        })
-        await Promise.all(ready.values())
-        return { bundle: join(o.outDir, tarName), sha256: sha256.hex, name, platform: o.platform, size, files: files.map((f) => fetched.get(f.file)!), downloadedBytes }
-      } catch (e) {
-        if (!(e instanceof CorruptEntry) || attempt >= 2) {
-          abort.abort(e)
-          // Surface the first real failure, not the "stopped" of the ones it cancelled.
-          const results = await Promise.allSettled(ready.values())
-          const first = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !/^stopped:/.test(String((r.reason as Error)?.message)))
-          throw first && !(e instanceof KaError) ? first.reason : e
-        }
-        o.progress.note(`corrupt  cache entry for ${e.file.name} ${e.file.version}: fetching it again`)
-        await Promise.allSettled(ready.values())
-        await o.cache.evict(e.file.integrity)
-        checking.delete(e.file.file)
-        ready = new Map(ready)
-        const again = ensure(e.file)
-        again.catch(() => {})
-        ready.set(e.file.file, again)
-      }
+    // The closed world first: nothing is pulled or written for a bundle that could not work.
+    const calico = files.find((f) => f.name === 'calico-manifest')
+    if (calico) await state.ensure(fileItems.get(calico.file)!)
+    await checkClosedWorld(o, lock, calico ? await readFile(o.cache.blobPath(calico.integrity), 'utf8') : undefined)
+
+    const { planned, locked } = await planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency })
+    const items = [...fileItems.values(), ...imageItems(planned, registry)]
+    const bundleLock: Lock = { ...reduceLock(lock, o.platform), images: locked }
+    const data = new Map<string, Buffer>([
+      [LOCK_FILE, Buffer.from(serializeLock(bundleLock))],
+      [IMAGE_LAYOUT_FILE, Buffer.from(OCI_LAYOUT_CONTENT)],
+      [IMAGE_INDEX, imageIndex(planned)],
+    ])
+    const { sha256, size } = await state.packAll(items, data, name, tarName)
+    return {
+      bundle: join(o.outDir, tarName),
+      sha256: sha256.hex,
+      name,
+      platform: o.platform,
+      size,
+      files: files.map((f) => ({ name: f.name, version: f.version, path: filePath(f.file), size: state.sizes.get(f.integrity.hex) ?? 0, from: state.downloaded.has(f.integrity.hex) ? 'download' : 'cache' })),
+      images: planned.map((p) => ({ name: p.name, digest: p.pinned.oci, manifest: p.manifest.digest.oci, size: p.manifest.size + p.blobs.reduce((s, b) => s + b.size, 0) })),
+      downloadedBytes: state.downloadedBytes,
     }
   } finally {
     o.progress.close()
-    await hasher.close()
+    await state.close()
   }
 }
 
-interface Entry {
-  rel: string
-  dir?: boolean
-  mode: number
-  size: number
-  data?: Buffer
-  from?: LockedFile
+async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string | undefined): Promise<void> {
+  const table = await readFile(o.kubeadmTable, 'utf8')
+  const k = kubeadmImages(lock.kubernetes, table)
+  const wants = [
+    ...k.kubeadm.map((image) => ({ image, neededBy: image === k.pause ? `kubeadm ${lock.kubernetes} and containerd's sandbox_image` : `kubeadm ${lock.kubernetes}` })),
+    ...(calicoYaml ? manifestImages(calicoYaml).map((image) => ({ image, neededBy: 'calico.yaml' })) : []),
+  ]
+  const missing = missingImages(
+    lock.images.map((i) => i.ref),
+    wants,
+  )
+  if (missing.length > 0) {
+    throw new KaError(
+      'ENOTPINNED',
+      `the lock lacks ${missing.length} image${missing.length > 1 ? 's' : ''} the nodes will ask for: ${missing.map((m) => `${m.image} (${m.neededBy})`).join(', ')}; add them to the manifest's images and run \`bundle lock\``,
+      { missing },
+    )
+  }
+}
+
+function imageItems(planned: readonly PlannedImage[], registry: RegistryClient): Item[] {
+  const items = new Map<string, Item>()
+  for (const p of planned) {
+    for (const d of [p.manifest, ...p.blobs]) {
+      if (items.has(d.digest.hex)) continue // a layer shared by two images is stored once
+      items.set(d.digest.hex, {
+        rel: imageBlobPath(d.digest.hex),
+        digest: d.digest,
+        size: d.size,
+        label: `${p.name} ${d === p.manifest ? 'manifest' : `blob ${d.digest.hex.slice(0, 12)}`}`,
+        fetch: (partial, onBytes, signal) => registry.blob(p.ref, d.digest, d.size, partial, { onBytes, signal }),
+      })
+    }
+  }
+  return [...items.values()]
+}
+
+/**
+ * Brings items into the cache (in parallel, each at most once) and packs them. Packing
+ * starts at once and takes each item as soon as it is in the cache, so writing the tar
+ * overlaps with downloads still running. Items found in the cache are hashed again on a
+ * second thread; one damaged on disk is evicted, fetched again, and the pack restarts.
+ */
+class Fetcher {
+  readonly downloaded = new Set<string>()
+  readonly sizes = new Map<string, number>()
+  downloadedBytes = 0
+  private checking = new Map<string, Promise<Sha256>>()
+  private inflight = new Map<string, Promise<void>>()
+  private hasher = new FileHasher()
+  private limit: ReturnType<typeof pLimit>
+  // The first failure stops the others: the user sees its error last, at once. What the
+  // others had downloaded stays in the cache's partial files, to be resumed next time.
+  private abort = new AbortController()
+
+  constructor(private readonly o: BuildOptions) {
+    this.limit = pLimit(o.concurrency)
+  }
+
+  ensure(item: Item): Promise<void> {
+    let p = this.inflight.get(item.digest.hex)
+    if (!p) {
+      p = this.limit(() => this.fetchOne(item))
+      p.catch((e: unknown) => this.abort.abort(e))
+      this.inflight.set(item.digest.hex, p)
+    }
+    return p
+  }
+
+  private async fetchOne(item: Item): Promise<void> {
+    const signal = this.abort.signal
+    if (signal.aborted) throw new Error('stopped: another download failed')
+    const blob = this.o.cache.blobPath(item.digest)
+    const have = await stat(blob).catch(() => undefined)
+    if (have && (item.size === undefined || have.size === item.size)) {
+      this.sizes.set(item.digest.hex, have.size)
+      if (!this.downloaded.has(item.digest.hex)) this.checking.set(item.digest.hex, this.hasher.hash(blob))
+      this.o.progress.note(`cached   ${item.label}`)
+      return
+    }
+    if (have) await this.o.cache.evict(item.digest)
+    const id = item.digest.hex
+    this.o.progress.start(id, item.label, item.size)
+    const partial = this.o.cache.partialPath(item.digest.hex)
+    const got = await item.fetch(partial, (n) => this.o.progress.advance(id, n), signal)
+    await this.o.cache.commit(partial, got.digest)
+    this.downloadedBytes += got.size
+    this.downloaded.add(item.digest.hex)
+    this.sizes.set(item.digest.hex, got.size)
+    this.o.progress.done(id, 'fetched')
+  }
+
+  async packAll(items: Item[], data: Map<string, Buffer>, name: string, tarName: string): Promise<{ sha256: Sha256; size: number }> {
+    await mkdir(this.o.outDir, { recursive: true })
+    await removeStaleTemps(this.o.outDir, tarName)
+    for (const item of items) void this.ensure(item).catch(() => {})
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await pack(this.o, items, data, name, tarName, {
+          ready: (i) => this.ensure(i),
+          check: (i) => this.checking.get(i.digest.hex),
+        })
+        await Promise.all(items.map((i) => this.ensure(i)))
+        return result
+      } catch (e) {
+        if (e instanceof CorruptEntry && attempt < 2) {
+          this.o.progress.note(`corrupt  cache entry for ${e.item.label}: fetching it again`)
+          await Promise.allSettled(this.inflight.values())
+          await this.o.cache.evict(e.item.digest)
+          this.checking.delete(e.item.digest.hex)
+          this.inflight.delete(e.item.digest.hex)
+          continue
+        }
+        this.abort.abort(e)
+        // Surface the first real failure, not the "stopped" of the ones it cancelled.
+        const results = await Promise.allSettled(this.inflight.values())
+        const first = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !/^stopped:/.test(String((r.reason as Error)?.message)))
+        throw first && !(e instanceof KaError) ? first.reason : e
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.hasher.close()
+  }
 }
 
 interface PackInputs {
-  /** Resolves when the file is in the cache. */
-  ready(f: LockedFile): Promise<void>
+  /** Resolves when the item is in the cache. */
+  ready(i: Item): Promise<void>
   /** The digest of a cache entry that was found rather than fetched, once computed. */
-  check(f: LockedFile): Promise<Sha256> | undefined
+  check(i: Item): Promise<Sha256> | undefined
 }
 
-async function pack(o: BuildOptions, lock: Lock, files: LockedFile[], name: string, tarName: string, inputs: PackInputs): Promise<{ sha256: Sha256; size: number }> {
-  const lockText = Buffer.from(serializeLock(reduceLock(lock, o.platform)))
-  const sums = new Map<string, Sha256>([[LOCK_FILE, Sha256.of(lockText)]])
-  for (const f of files) sums.set(filePath(f.file), f.integrity)
+async function pack(o: BuildOptions, items: Item[], data: Map<string, Buffer>, name: string, tarName: string, inputs: PackInputs): Promise<{ sha256: Sha256; size: number }> {
+  const sums = new Map<string, Sha256>()
+  for (const [rel, bytes] of data) sums.set(rel, Sha256.of(bytes))
+  for (const i of items) sums.set(i.rel, i.digest)
   const sumsText = Buffer.from(formatSums(sums))
 
-  const entries: Entry[] = [
-    { rel: '', dir: true, mode: EXEC_MODE, size: 0 },
-    { rel: SUMS_FILE, mode: FILE_MODE, size: sumsText.length, data: sumsText },
-    { rel: LOCK_FILE, mode: FILE_MODE, size: lockText.length, data: lockText },
-    { rel: `${FILES_DIR}/`, dir: true, mode: EXEC_MODE, size: 0 },
-  ]
-  for (const f of files) entries.push({ rel: filePath(f.file), mode: FILE_MODE, size: 0, from: f })
+  type Entry = { rel: string; dir?: true; data?: Buffer; item?: Item }
+  const entries: Entry[] = [{ rel: SUMS_FILE, data: sumsText }, ...[...data].map(([rel, d]) => ({ rel, data: d })), ...items.map((item) => ({ rel: item.rel, item }))]
+  const dirs = new Set<string>([''])
+  for (const e of entries) {
+    const parts = e.rel.split('/')
+    for (let k = 1; k < parts.length; k++) dirs.add(`${parts.slice(0, k).join('/')}/`)
+  }
+  entries.push(...[...dirs].map((rel): Entry => ({ rel, dir: true })))
   entries.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
 
   const temp = join(o.outDir, `.${tarName}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
@@ -206,19 +326,18 @@ async function pack(o: BuildOptions, lock: Lock, files: LockedFile[], name: stri
     for (const e of entries) {
       const path = `${name}/${e.rel}`
       if (e.dir) await tar.directory(path)
-      else if (e.data) await tar.data(path, e.mode, e.data)
+      else if (e.data) await tar.data(path, FILE_MODE, e.data)
       else {
-        const f = e.from!
-        await inputs.ready(f)
-        const blob = o.cache.blobPath(f.integrity)
-        const { size } = await stat(blob)
-        await tar.file(path, size, e.mode, blob)
+        const i = e.item!
+        await inputs.ready(i)
+        const blob = o.cache.blobPath(i.digest)
+        await tar.file(path, (await stat(blob)).size, FILE_MODE, blob)
       }
     }
     await tar.end()
-    for (const f of files) {
-      const checked = await inputs.check(f)
-      if (checked && !checked.equals(f.integrity)) throw new CorruptEntry(f)
+    for (const i of items) {
+      const checked = await inputs.check(i)
+      if (checked && !checked.equals(i.digest)) throw new CorruptEntry(i)
     }
     await out.datasync()
     await out.close()

@@ -12,6 +12,7 @@ import { buildBundle } from './build.js'
 import { Cache } from './cache.js'
 import { httpDefaults, parseMirror } from './http.js'
 import { inspectBundle } from './inspect.js'
+import { parseRegistryMirror } from './registry.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
 import { formatBytes, progressFor } from './progress.js'
@@ -46,27 +47,27 @@ program
   .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
   .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
   .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
+  .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
   .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
   .option('--concurrency <n>', 'parallel requests', '8')
   .option('--json', 'print the result as JSON')
-  .action(async (opts: { manifest: string; out: string; mirror: string[]; cache: string; concurrency: string; json?: boolean }) => {
+  .action(async (opts: { manifest: string; out: string; mirror: string[]; registryMirror: string[]; cache: string; concurrency: string; json?: boolean }) => {
     const mirrors = opts.mirror.map(parseMirror)
+    const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
     const manifest = await readManifest(opts.manifest)
     const progress = progressFor({ json: opts.json })
     let lock
     try {
-      lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, concurrency: concurrency(opts.concurrency), progress })
+      lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, registryMirrors, concurrency: concurrency(opts.concurrency), progress })
     } finally {
       progress.close()
     }
     const temp = `${opts.out}.tmp-${process.pid}`
     await writeFile(temp, serializeLock(lock))
     await rename(temp, opts.out)
-    const pending = lock.images.filter((i) => !i.digest).map((i) => i.ref)
-    if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length, unpinnedImages: pending })
+    if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
     else {
       process.stdout.write(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
-      if (pending.length) process.stderr.write(`warning: ${pending.length} images have no digest yet (${pending.join(', ')}); they are resolved at build time\n`)
     }
   })
 
@@ -78,22 +79,24 @@ program
   .option('--out <dir>', 'where to write the bundle', 'dist')
   .option('--cache <dir>', 'the download cache, shared by all builds', Cache.defaultRoot())
   .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
+  .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
   .option('--concurrency <n>', 'parallel downloads', '8')
   .option('--json', 'print the result as JSON')
-  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; concurrency: string; json?: boolean }) => {
+  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; json?: boolean }) => {
     const result = await buildBundle({
       lockPath: opts.lock,
       platform: parsePlatform(opts.platform, '--platform'),
       outDir: opts.out,
       cache: new Cache(opts.cache),
       mirrors: opts.mirror.map(parseMirror),
+      registryMirrors: opts.registryMirror.map(parseRegistryMirror),
       concurrency: concurrency(opts.concurrency),
       progress: progressFor({ json: opts.json }),
     })
     if (opts.json) printJson(result)
     else {
       const fromCache = result.files.filter((f) => f.from === 'cache').length
-      process.stderr.write(`built ${result.name}: ${result.files.length} files (${fromCache} from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
+      process.stderr.write(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
       process.stdout.write(`${result.bundle}\n`)
     }
   })
@@ -120,8 +123,8 @@ program
     const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
     const w = Math.max(...info.files.map((f) => f.name.length))
     for (const f of info.files) lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
-    lines.push(`images: ${info.images.length}`)
-    for (const im of info.images) lines.push(`  ${im.ref}${im.digest ? `@${im.digest}` : '  (digest resolved at build)'}`)
+    lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
+    for (const im of info.images) lines.push(`  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`)
     process.stdout.write(`${lines.join('\n')}\n`)
   })
 

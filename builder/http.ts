@@ -52,6 +52,8 @@ export function redactUrl(url: string): string {
   }
 }
 
+export const headerValue = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v)
+
 export interface Mirror {
   from: string
   to: string
@@ -78,7 +80,7 @@ export function applyMirrors(url: string, mirrors: readonly Mirror[]): string {
   return best ? best.to + url.slice(best.from.length) : url
 }
 
-class Transient extends Error {
+export class Transient extends Error {
   constructor(
     message: string,
     readonly retryAfterMs?: number,
@@ -87,14 +89,14 @@ class Transient extends Error {
   }
 }
 
-const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504])
+export const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504])
 const TRANSIENT_CODES = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
   'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_ABORTED',
 ])
 
-function retryAfterMs(value: string | string[] | undefined): number | undefined {
+export function retryAfterMs(value: string | string[] | undefined): number | undefined {
   const v = Array.isArray(value) ? value[0] : value
   if (!v) return undefined
   if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000
@@ -114,7 +116,7 @@ function isTransient(e: unknown): boolean {
  * calling `progressed()`; progress resets the count, so a slow link that drops now and then
  * still finishes.
  */
-async function withRetries<T>(what: string, url: string, opts: HttpOptions, attempt: (progressed: () => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
+export async function withRetries<T>(what: string, url: string, opts: HttpOptions, attempt: (progressed: () => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
   let failures = 0
   for (;;) {
     let moved = false
@@ -141,7 +143,7 @@ function describe(e: unknown): string {
   return code && !message.includes(code) ? `${message} (${code})` : message
 }
 
-function statusError(what: string, url: string, status: number): KaError {
+export function statusError(what: string, url: string, status: number): KaError {
   const hint = status === 404 || status === 410 ? 'the file is not at that address: check the lock and --mirror' : status === 401 || status === 403 ? 'access denied: check the mirror or proxy credentials' : 'check the URL, the proxy or --mirror'
   return new KaError('EFETCH', `${what}: ${redactUrl(url)}: HTTP ${status}; ${hint}`, { url: redactUrl(url), status })
 }
@@ -176,6 +178,12 @@ export interface DownloadRequest {
   onBytes?: (n: number) => void
   /** Stops the download (the partial file stays, to be resumed). */
   signal?: AbortSignal
+  /** Extra request headers, asked for before every request (a registry token may expire). */
+  headers?: () => Promise<Record<string, string>>
+  /** Called on a 401 with the server's challenge; true when new credentials are worth a retry. */
+  onUnauthorized?: (challenge: string | undefined) => Promise<boolean>
+  /** Turns a final HTTP failure into the error to throw (registries explain theirs in JSON). */
+  onHttpError?: (status: number, body: string) => KaError | undefined
 }
 
 export interface Downloaded {
@@ -241,9 +249,14 @@ async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Do
   await withRetries(req.what, req.url, opts, async (progressed) => {
     if (req.size !== undefined && have === req.size) return
     requests++
-    const headers: Record<string, string> = { 'accept-encoding': 'identity' }
+    const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(await req.headers?.()) }
     if (have > 0) headers.range = `bytes=${have}-`
     const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, ...(req.signal ? { signal: req.signal } : {}) })
+    if (res.statusCode === 401 && req.onUnauthorized) {
+      await res.body.dump()
+      if (await req.onUnauthorized(headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated again')
+      throw new KaError('EREGISTRY', `${req.what}: ${redactUrl(req.url)}: UNAUTHORIZED; check the credentials for this registry in ~/.docker/config.json`, { url: redactUrl(req.url), status: 401, registryCode: 'UNAUTHORIZED' })
+    }
     if (res.statusCode === 416 && have > 0) {
       // We may hold the whole file already; the hash decides. Otherwise start over.
       await res.body.dump()
@@ -252,9 +265,9 @@ async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Do
       throw new Transient('HTTP 416 on resume; starting over')
     }
     if (res.statusCode !== 200 && res.statusCode !== 206) {
-      await res.body.dump()
+      const body = await res.body.text().catch(() => '')
       if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
-      throw statusError(req.what, req.url, res.statusCode)
+      throw req.onHttpError?.(res.statusCode, body.slice(0, 64 << 10)) ?? statusError(req.what, req.url, res.statusCode)
     }
     if (res.statusCode === 206) {
       const start = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]

@@ -2,7 +2,8 @@ import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Header } from 'tar'
 import { KaError } from '../installer/core/errors.js'
-import { filePath, LOCK_FILE } from '../installer/core/layout.js'
+import { filePath, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE } from '../installer/core/layout.js'
+import { ANNOTATION_IMAGE_NAME } from '../installer/core/oci.js'
 import { parseLock, type Lock } from '../installer/core/lock.js'
 
 export interface Inspection {
@@ -10,7 +11,9 @@ export interface Inspection {
   kubernetes: string
   platform: string
   files: { name: string; version: string; path: string; size?: number; sha256: string; url: string }[]
-  images: { ref: string; digest?: string }[]
+  images: { ref: string; digest?: string; manifest?: string }[]
+  /** Bytes under images/ (each shared layer counted once). */
+  imageBytes: number
   entries: number
   size: number
 }
@@ -27,14 +30,17 @@ export async function inspectBundle(path: string): Promise<Inspection> {
   const sizes = new Map<string, number>()
   let name: string
   let lockText: string
+  let indexText: string | undefined
   let total = 0
   if (st.isDirectory()) {
     name = path.replace(/\/+$/, '').split('/').pop() ?? path
     lockText = await readFile(join(path, LOCK_FILE), 'utf8').catch(() => {
       throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE}; this is not a bundle folder`)
     })
+    indexText = await readFile(join(path, IMAGE_INDEX), 'utf8').catch(() => undefined)
   } else {
-    const listing = await listTar(path, [LOCK_FILE])
+    const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX])
+    indexText = listing.small.get(IMAGE_INDEX)
     name = listing.top
     for (const [p, s] of listing.sizes) sizes.set(p, s), (total += s)
     const text = listing.small.get(LOCK_FILE)
@@ -42,6 +48,12 @@ export async function inspectBundle(path: string): Promise<Inspection> {
     lockText = text
   }
   const lock: Lock = parseLock(lockText, `${path}: ${LOCK_FILE}`)
+  const manifests = new Map<string, string>()
+  for (const m of indexText ? ((JSON.parse(indexText) as { manifests?: { digest: string; annotations?: Record<string, string> }[] }).manifests ?? []) : []) {
+    const n = m.annotations?.[ANNOTATION_IMAGE_NAME]
+    if (n) manifests.set(n, m.digest)
+  }
+  const imageBytes = [...sizes].filter(([p]) => p.startsWith(`${IMAGES_DIR}/`)).reduce((a, [, n]) => a + n, 0)
   const files = await Promise.all(
     lock.files.map(async (f) => {
       const p = filePath(f.file)
@@ -55,7 +67,8 @@ export async function inspectBundle(path: string): Promise<Inspection> {
     kubernetes: lock.kubernetes,
     platform: lock.platforms.join(','),
     files,
-    images: lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}) })),
+    images: lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}), ...(manifests.has(im.ref) ? { manifest: manifests.get(im.ref)! } : {}) })),
+    imageBytes,
     entries: st.isDirectory() ? files.length : sizes.size,
     size: st.isDirectory() ? total : st.size,
   }

@@ -6,6 +6,9 @@ import { KaError } from '../installer/core/errors.js'
 import { LOCK_VERSION, type Lock, type LockedFile } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
 import type { Cache } from './cache.js'
+import { DockerCredentials } from './credentials.js'
+import { parseImageRef } from '../installer/core/reference.js'
+import { RegistryClient, type RegistryMirror } from './registry.js'
 import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
 import { applyMirrors, download, fetchText, type HttpOptions, type Mirror } from './http.js'
 import type { Manifest } from './manifest.js'
@@ -15,6 +18,8 @@ export interface LockOptions {
   cache: Cache
   http: HttpOptions
   mirrors: readonly Mirror[]
+  registryMirrors: readonly RegistryMirror[]
+  credentials: DockerCredentials
   concurrency: number
   progress: Progress
 }
@@ -32,11 +37,11 @@ export interface Want {
  * Turns a manifest into a lock: for every file, its canonical URL and its sha256, read from
  * the checksum file upstream publishes beside it when there is one, else by downloading and
  * hashing the file (which then sits in the cache, so the first build does not fetch it
- * again). Mirrors only change where bytes come from: the lock records canonical URLs.
- * Images keep the digests the manifest gives them.
+ * again); for every image, the digest its tag names. Mirrors only change where bytes come
+ * from: the lock records canonical URLs and names.
  */
 export async function createLock(manifest: Manifest, opts: Partial<LockOptions> & Pick<LockOptions, 'cache' | 'http'>): Promise<Lock> {
-  const o: LockOptions = { mirrors: [], concurrency: 8, progress: silentProgress, ...opts }
+  const o: LockOptions = { mirrors: [], registryMirrors: [], concurrency: 8, progress: silentProgress, credentials: opts.credentials ?? DockerCredentials.fromEnv(), ...opts }
   const wants = wantsOf(manifest)
   const limit = pLimit(o.concurrency)
   const checksumFiles = new Map<string, Promise<string | undefined>>()
@@ -60,13 +65,20 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     ),
   )
 
-  return {
-    lockVersion: LOCK_VERSION,
-    kubernetes: manifest.kubernetes,
-    platforms: manifest.platforms,
-    files,
-    images: manifest.images.map((im) => (im.digest ? { ref: im.ref, digest: im.digest } : { ref: im.ref })),
-  }
+  // Each image is pinned to what its tag names now: the multi-platform index, so one lock
+  // serves every platform. A digest the manifest gives is kept as it is.
+  const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
+  const images = await Promise.all(
+    manifest.images.map((im) =>
+      limit(async () => {
+        if (im.digest) return { ref: im.ref, digest: im.digest }
+        const top = await registry.resolve(parseImageRef(im.ref))
+        o.progress.note(`resolved ${im.ref}@${top.digest.oci}`)
+        return { ref: im.ref, digest: top.digest }
+      }),
+    ),
+  )
+  return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images }
 }
 
 /** Every file a manifest asks for, with its canonical URL and where its checksum is published. */

@@ -3,6 +3,7 @@ import yaml from 'js-yaml'
 import { Sha256 } from '../installer/core/digest.js'
 import { KaError } from '../installer/core/errors.js'
 import { PLATFORMS, type Platform } from '../installer/core/platform.js'
+import { imageName, parseImageRef } from '../installer/core/reference.js'
 import { didYouMean } from '../installer/core/text.js'
 import { COMPONENTS } from './components.js'
 
@@ -72,14 +73,15 @@ export function parseManifest(text: string, source: string): Manifest {
 
   const images = ((o.images ?? []) as unknown[]).map((v, i): ImageWant => {
     if (typeof v !== 'string') return fail(`images[${i}]`, 'must be a reference string such as registry.k8s.io/pause:3.9')
-    const [ref, digest] = v.split('@') as [string, string | undefined]
-    if (!ref || /\s/.test(ref)) return fail(`images[${i}]`, `not an image reference: ${JSON.stringify(v)}`)
-    if (digest === undefined) return { ref }
+    let parsed
     try {
-      return { ref, digest: Sha256.fromOci(digest) }
-    } catch {
-      return fail(`images[${i}]`, `bad digest ${JSON.stringify(digest)}; write it as sha256:<64 hex>`)
+      parsed = parseImageRef(v)
+    } catch (e) {
+      return fail(`images[${i}]`, (e as Error).message)
     }
+    // Stored canonical (docker.io/library/..., a tag always), as the node will name it.
+    const ref = imageName(parsed)
+    return parsed.digest ? { ref, digest: parsed.digest } : { ref }
   })
 
   const files = ((o.files ?? []) as unknown[]).map((v, i): ExtraFile => {

@@ -7,14 +7,16 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Sha256 } from '../installer/core/digest.js'
 import { parseLock } from '../installer/core/lock.js'
 import { bundleCli } from './support/cli.js'
-import { fakeUpstream, type FakeUpstream } from './support/fake-upstream.js'
+import type { FakeUpstream } from './support/fake-upstream.js'
 import { startProxy } from './support/proxy.js'
+import { lockWorld, startWorld, type World } from './support/world.js'
 
 /**
  * `bundle lock` and `bundle build` against a real HTTP upstream on loopback that serves
  * generated artifacts at the canonical paths, with faults on demand.
  */
 let dir: string
+let world: World
 let fake: FakeUpstream
 let lockPath: string
 const BIG = 6 << 20
@@ -22,14 +24,13 @@ const BIG = 6 << 20
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-build-'))
   // containerd (amd64) is made large enough to cut, throttle and kill in the middle of.
-  fake = await fakeUpstream(join(dir, 'up'), { size: (w) => (w.name === 'containerd' && w.platform === 'linux/amd64' ? BIG : 3000 + w.url.length * 37) })
+  world = await startWorld(dir, { size: (w) => (w.name === 'containerd' && w.platform === 'linux/amd64' ? BIG : 3000 + w.url.length * 37) })
+  fake = world.fake
   lockPath = join(dir, 'bundle.lock.json')
-  const r = await bundleCli(['lock', '--out', lockPath, '--cache', join(dir, 'lock-cache'), ...fake.mirrors.flatMap((m) => ['--mirror', m])])
-  expect(r.stderr).not.toMatch(/error/i)
-  expect(r.code).toBe(0)
+  await lockWorld(world, lockPath, join(dir, 'lock-cache'))
 })
 afterAll(async () => {
-  await fake.close()
+  await world.close()
   await rm(dir, { recursive: true, force: true })
 })
 afterEach(() => {
@@ -37,7 +38,7 @@ afterEach(() => {
   fake.up.throttle = 0
 })
 
-const mirrorArgs = (): string[] => fake.mirrors.flatMap((m) => ['--mirror', m])
+const mirrorArgs = (): string[] => world.args
 let n = 0
 const fresh = async (): Promise<{ out: string; cache: string }> => {
   const base = join(dir, `run-${n++}`)
@@ -61,6 +62,13 @@ describe('bundle lock', () => {
     expect(lock.files.find((f) => f.name === 'calico-manifest')?.size).toBeGreaterThan(0)
     expect(lock.files.find((f) => f.name === 'containerd')?.size).toBeUndefined()
   })
+
+  it("pins each image to its tag's index digest, under its canonical name", async () => {
+    const lock = parseLock(await readFile(lockPath, 'utf8'))
+    expect(lock.images).toHaveLength(11)
+    for (const im of lock.images) expect(im.digest?.oci, im.ref).toBe(world.images.get(im.ref)!.top.digest)
+    expect(lock.images.map((i) => i.ref)).toContain('docker.io/calico/node:v3.28.0')
+  })
 })
 
 describe('bundle build', () => {
@@ -76,7 +84,7 @@ describe('bundle build', () => {
 
     const v = await bundleCli(['verify', join(out, TAR)])
     expect(v.code, v.stderr).toBe(0)
-    expect(v.stdout).toMatch(/^ok: kube-airgap-v1.29.3-linux-amd64: 13 files/)
+    expect(v.stdout).toMatch(/^ok: kube-airgap-v1.29.3-linux-amd64: \d+ files/)
 
     execFileSync('tar', ['xf', TAR], { cwd: out })
     const unpacked = join(out, 'kube-airgap-v1.29.3-linux-amd64')
@@ -94,7 +102,7 @@ describe('bundle build', () => {
     const info = JSON.parse(i.stdout)
     expect(info.platform).toBe('linux/amd64')
     expect(info.files.find((f: { name: string }) => f.name === 'containerd').size).toBe(BIG)
-    expect(info.images).toHaveLength(10)
+    expect(info.images).toHaveLength(11)
   })
 
   it('fetches nothing on a second build, and refetches a corrupted cache entry', async () => {
@@ -219,7 +227,7 @@ describe('bundle build', () => {
     await writeFile(badLock, JSON.stringify(lock))
     const fresh404 = await fresh()
     const before = fake.up.log.length
-    const r404 = await bundleCli(['build', '--lock', badLock, '--out', fresh404.out, '--cache', fresh404.cache, '--mirror', `https://dl.k8s.io=http://user:pw@${fake.up.url.slice(7)}/dl.k8s.io`, ...fake.mirrors.filter((m) => !m.startsWith('https://dl.k8s.io')).flatMap((m) => ['--mirror', m])])
+    const r404 = await bundleCli(['build', '--lock', badLock, '--out', fresh404.out, '--cache', fresh404.cache, '--mirror', `https://dl.k8s.io=http://user:pw@${fake.up.url.slice(7)}/dl.k8s.io`, ...world.args.filter((a, i, all) => !a.startsWith('https://dl.k8s.io') && !(a === '--mirror' && all[i + 1]?.startsWith('https://dl.k8s.io')))])
     expect(r404.code).toBe(1)
     const line = r404.stderr.trim().split('\n').pop()!
     expect(line).toMatch(/EFETCH: kubectl 1\.29\.3 .*HTTP 404/)
@@ -237,7 +245,9 @@ describe('bundle build', () => {
       expect(r.code, r.stderr).toBe(0)
       // undici tunnels through the proxy with CONNECT, one tunnel per connection.
       expect(proxy.log.length).toBeGreaterThan(0)
-      expect(proxy.log.every((l) => l.method === 'CONNECT' && l.target === fake.up.url.slice('http://'.length))).toBe(true)
+      const hosts = [fake.up.url, world.front.url].map((u) => u.slice('http://'.length))
+      expect(proxy.log.every((l) => l.method === 'CONNECT' && hosts.includes(l.target))).toBe(true)
+      expect(new Set(proxy.log.map((l) => l.target)).size).toBe(2)
       const b = await fresh()
       const seen = proxy.log.length
       const r2 = await build(b.out, b.cache, [], { http_proxy: proxy.url, NO_PROXY: '127.0.0.1' })

@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'EREGISTRY'
   | 'ESTEP'
 
-const usageCodes = new Set<ErrorCode>(['EUSAGE', 'ELOCK'])
+// ENOTPINNED is the user's to fix too: the manifest lacks an image, or a tag lacks a platform.
+const usageCodes = new Set<ErrorCode>(['EUSAGE', 'ELOCK', 'ENOTPINNED'])
 
 export class KaError extends Error {
   readonly code: ErrorCode

@@ -17,6 +17,11 @@ export const bundleName = (kubernetes: string, arch: Arch): string => `kube-airg
 export const bundleTarName = (name: string): string => `${name}.tar`
 export const tarSumName = (tarName: string): string => `${tarName}.sha256`
 
+/** The bundle's images: one OCI image layout. */
+export const IMAGE_INDEX = `${IMAGES_DIR}/index.json`
+export const IMAGE_LAYOUT_FILE = `${IMAGES_DIR}/oci-layout`
+export const imageBlobPath = (hex: string): string => `${IMAGES_DIR}/blobs/sha256/${hex}`
+
 /** Where a pinned upstream file lives inside the bundle. */
 export const filePath = (file: string): string => `${FILES_DIR}/${file}`
 

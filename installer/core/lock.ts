@@ -2,6 +2,7 @@ import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import { isSafeRelativePath } from './layout.js'
 import { PLATFORMS, parsePlatform, type Platform } from './platform.js'
+import { imageName, parseImageRef } from './reference.js'
 
 export const LOCK_VERSION = 1
 
@@ -131,7 +132,13 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     const at = `images[${i}]`
     const o = r.object(im, at, ['ref', 'digest'])
     const ref = r.string(o, 'ref', `${at}.ref`)!
-    if (/\s/.test(ref) || ref.includes('@')) r.fail(`${at}.ref`, `must be a reference like registry.k8s.io/pause:3.9 (the digest goes in "digest"), found ${JSON.stringify(ref)}`)
+    let canonical: string | undefined
+    try {
+      canonical = ref.includes('@') ? undefined : imageName(parseImageRef(ref))
+    } catch {
+      canonical = undefined
+    }
+    if (canonical !== ref) r.fail(`${at}.ref`, `must be a canonical reference like registry.k8s.io/pause:3.9 or docker.io/calico/node:v3.28.0 (the digest goes in "digest"), found ${JSON.stringify(ref)}`)
     const digestText = r.string(o, 'digest', `${at}.digest`, true)
     if (digestText === undefined) return { ref }
     try {

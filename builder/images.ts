@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto'
+import { readFile, rm, writeFile, mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import pLimit from 'p-limit'
+import { Sha256 } from '../installer/core/digest.js'
+import { KaError } from '../installer/core/errors.js'
+import type { LockedImage } from '../installer/core/lock.js'
+import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MediaType, parseManifestDoc, platformsOf, selectPlatform, type Descriptor } from '../installer/core/oci.js'
+import { archOf, type Platform } from '../installer/core/platform.js'
+import { imageName, parseImageRef, type ImageRef } from '../installer/core/reference.js'
+import type { Cache } from './cache.js'
+import type { Progress } from './progress.js'
+import type { RegistryClient } from './registry.js'
+
+/** One image as a bundle carries it: the platform's manifest and the blobs it names. */
+export interface PlannedImage {
+  ref: ImageRef
+  name: string
+  /** What the lock pins: the index (or, for a single-platform image, the manifest). */
+  pinned: Sha256
+  manifest: Descriptor
+  /** Config and layers. */
+  blobs: Descriptor[]
+}
+
+/**
+ * Works out, for one platform, which manifest of each image the bundle carries and which
+ * blobs that takes, reading indexes and manifests from the cache when they are there (a
+ * second build asks the registry nothing). Images without a digest are resolved now, with
+ * a warning; the returned lock entries carry the digests.
+ */
+export async function planImages(
+  images: readonly LockedImage[],
+  platform: Platform,
+  o: { registry: RegistryClient; cache: Cache; progress: Progress; concurrency: number },
+): Promise<{ planned: PlannedImage[]; locked: LockedImage[] }> {
+  const limit = pLimit(o.concurrency)
+  const planned = await Promise.all(
+    images.map((im) =>
+      limit(async (): Promise<PlannedImage> => {
+        const ref = parseImageRef(im.ref)
+        const name = imageName(ref)
+        let pinned = im.digest
+        if (!pinned) {
+          const top = await o.registry.resolve(ref)
+          pinned = top.digest
+          await storeSmall(o.cache, top.digest, top.data)
+          o.progress.note(`warning  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
+        }
+        const top = parseManifestDoc(await manifestBytes(o, ref, pinned), undefined, name)
+        let manifest: Descriptor
+        if (top.kind === 'index') {
+          const chosen = selectPlatform(top.manifests, platform)
+          if (!chosen) throw new KaError('ENOTPINNED', `${name}: no ${platform} image in its index (it has ${platformsOf(top.manifests).join(', ') || 'none'}); pick another tag or drop the platform`)
+          manifest = { mediaType: chosen.mediaType || MediaType.ociManifest, digest: chosen.digest, size: chosen.size, platform: chosen.platform! }
+        } else {
+          const data = await manifestBytes(o, ref, pinned)
+          manifest = { mediaType: top.mediaType, digest: pinned, size: data.length }
+        }
+        const doc = parseManifestDoc(await manifestBytes(o, ref, manifest.digest), manifest.mediaType, name)
+        if (doc.kind !== 'manifest') throw new KaError('EREGISTRY', `${name}: the ${platform} entry of its index is itself an index; nested indexes are not supported`)
+        if (top.kind === 'manifest') {
+          const config = JSON.parse((await configBytes(o, ref, doc.config)).toString('utf8')) as { os?: string; architecture?: string }
+          if (config.os !== 'linux' || config.architecture !== archOf(platform)) {
+            throw new KaError('ENOTPINNED', `${name}: a single-platform image for ${config.os}/${config.architecture}, not ${platform}; pin a multi-platform tag or build for its platform`)
+          }
+          manifest.platform = { os: 'linux', architecture: archOf(platform) }
+        }
+        return { ref, name, pinned, manifest, blobs: [doc.config, ...doc.layers] }
+      }),
+    ),
+  )
+  return { planned, locked: planned.map((p) => ({ ref: p.name, digest: p.pinned })) }
+}
+
+/** A manifest-sized blob, from the cache if it is there and intact, else from the registry (then cached). */
+async function manifestBytes(o: { registry: RegistryClient; cache: Cache }, ref: ImageRef, digest: Sha256): Promise<Buffer> {
+  const cached = await readFile(o.cache.blobPath(digest)).catch(() => undefined)
+  if (cached && Sha256.of(cached).equals(digest)) return cached
+  if (cached) await o.cache.evict(digest)
+  const got = await o.registry.manifest(ref, digest.oci, digest)
+  await storeSmall(o.cache, digest, got.data)
+  return got.data
+}
+
+/** An image config (a blob, not a manifest), from the cache or the registry's blob endpoint. */
+async function configBytes(o: { registry: RegistryClient; cache: Cache }, ref: ImageRef, d: Descriptor): Promise<Buffer> {
+  if (d.size > 4 << 20) throw new KaError('EREGISTRY', `${imageName(ref)}: an image config of ${d.size} bytes is not plausible`)
+  const cached = await readFile(o.cache.blobPath(d.digest)).catch(() => undefined)
+  if (cached && Sha256.of(cached).equals(d.digest)) return cached
+  const partial = o.cache.partialPath(d.digest.hex)
+  await o.registry.blob(ref, d.digest, d.size, partial)
+  await o.cache.commit(partial, d.digest)
+  return readFile(o.cache.blobPath(d.digest))
+}
+
+async function storeSmall(cache: Cache, digest: Sha256, data: Buffer): Promise<void> {
+  const temp = cache.partialPath(`small-${randomBytes(8).toString('hex')}`)
+  await mkdir(dirname(temp), { recursive: true })
+  try {
+    await writeFile(temp, data)
+    await cache.commit(temp, digest)
+  } finally {
+    await rm(temp, { force: true })
+  }
+}
+
+/** `images/index.json`: one manifest per image, named the way containerd's importer reads. */
+export function imageIndex(planned: readonly PlannedImage[]): Buffer {
+  const manifests = planned.map((p) => ({
+    mediaType: p.manifest.mediaType,
+    digest: p.manifest.digest.oci,
+    size: p.manifest.size,
+    ...(p.manifest.platform ? { platform: p.manifest.platform } : {}),
+    annotations: { [ANNOTATION_IMAGE_NAME]: p.name, [ANNOTATION_REF_NAME]: p.ref.tag ?? p.pinned.oci },
+  }))
+  return Buffer.from(`${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }, null, 2)}\n`)
+}

@@ -1,0 +1,12 @@
+import { existsSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** The package's own folder (from the sources or from lib/), where manifests/ and the default lock live. */
+export const PACKAGE_DIR = ((): string => {
+  let dir = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+  if (!existsSync(join(dir, 'package.json'))) dir = dirname(dir)
+  return dir
+})()
+
+export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')

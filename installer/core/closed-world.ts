@@ -1,0 +1,53 @@
+import yaml from 'js-yaml'
+import { KaError } from './errors.js'
+import { imageName, parseImageRef } from './reference.js'
+
+export const KUBEADM_REPOSITORY = 'registry.k8s.io'
+
+export interface RequiredImages {
+  /** Every image kubeadm will ask for at this Kubernetes version. */
+  kubeadm: string[]
+  /** The pause image: kubelet's and containerd's sandbox image. */
+  pause: string
+}
+
+/** Reads manifests/kubeadm-images.yaml for one Kubernetes version. */
+export function kubeadmImages(kubernetes: string, tableText: string): RequiredImages {
+  const minor = kubernetes.split('.').slice(0, 2).join('.')
+  const table = yaml.load(tableText) as Record<string, { coredns: string; etcd: string; pause: string }>
+  const row = table[minor]
+  if (!row) throw new KaError('ENOTPINNED', `Kubernetes ${kubernetes}: manifests/kubeadm-images.yaml has no row for ${minor} (it knows ${Object.keys(table).join(', ')}); add the versions \`kubeadm config images list\` prints for it`)
+  const r = KUBEADM_REPOSITORY
+  const pause = `${r}/pause:${row.pause}`
+  return {
+    kubeadm: [...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy'].map((n) => `${r}/${n}:v${kubernetes}`), `${r}/coredns/coredns:${row.coredns}`, pause, `${r}/etcd:${row.etcd}`],
+    pause,
+  }
+}
+
+/** Every `image:` of every container and init container in a (multi-document) manifest, canonical. */
+export function manifestImages(manifestText: string): string[] {
+  const found = new Set<string>()
+  const walk = (v: unknown, inContainers: boolean): void => {
+    if (Array.isArray(v)) return v.forEach((x) => walk(x, inContainers))
+    if (typeof v !== 'object' || v === null) return
+    for (const [k, x] of Object.entries(v)) {
+      if (k === 'image' && inContainers && typeof x === 'string') found.add(imageName(parseImageRef(x)))
+      else walk(x, k === 'containers' || k === 'initContainers' || k === 'ephemeralContainers' ? true : inContainers && Array.isArray(v))
+    }
+  }
+  for (const doc of yaml.loadAll(manifestText)) walk(doc, false)
+  return [...found].sort()
+}
+
+export interface Missing {
+  image: string
+  neededBy: string
+}
+
+/** What the node will ask for that `have` lacks, and who asks. */
+export function missingImages(have: Iterable<string>, wants: { image: string; neededBy: string }[]): Missing[] {
+  const h = new Set(have)
+  const seen = new Set<string>()
+  return wants.filter((w) => !h.has(w.image) && !seen.has(w.image) && seen.add(w.image))
+}

@@ -1,0 +1,105 @@
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { imageName, parseImageRef } from '../../installer/core/reference.js'
+import { bundleCli } from './cli.js'
+import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeOptions, type FakeUpstream } from './fake-upstream.js'
+import { startForwarder, type Forwarder } from './forwarder.js'
+import { busyboxBinary, image, index, layer, MT, type Blob, type Image } from './images.js'
+import { startRegistry, type TestRegistry } from './registry.js'
+
+export const REFERENCE = join(REPO, '..', 'shared', 'reference')
+
+/** The user's own image from the field notes: single-platform (amd64), Docker schema 2. */
+export const EXTRA_IMAGE = 'docker.io/library/hello-frontend:1.0'
+
+export interface PushedImage {
+  name: string
+  top: Blob
+  amd64: Image
+  arm64?: Image
+}
+
+export interface World {
+  fake: FakeUpstream
+  registry: TestRegistry
+  /** The registry as the builder sees it: through a forwarder that logs and injects faults. */
+  front: Forwarder
+  images: Map<string, PushedImage>
+  /** `--mirror ...` and `--registry-mirror ...` arguments that point every download here. */
+  args: string[]
+  /** The default manifest without image digests (they are the fixtures'), plus EXTRA_IMAGE. */
+  manifestText: string
+  manifestPath: string
+  close(): Promise<void>
+}
+
+/** Registry path prefixes, so that one local registry plays registry.k8s.io and docker.io. */
+const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 'hub' }
+
+/**
+ * Everything a build needs, on loopback: the fake upstream for files (with the real
+ * calico.yaml, whose images the closed-world check reads) and a real registry holding
+ * every image of the default manifest as a small multi-platform image that shares one
+ * busybox base layer, plus a single-platform user image.
+ */
+export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean } = {}): Promise<World> {
+  const manifestText = (await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
+  const manifestPath = join(dir, 'manifest.yaml')
+  await writeFile(manifestPath, manifestText)
+  const fake = await fakeUpstream(join(dir, 'up'), {
+    manifestText,
+    ...(opts.size ? { size: opts.size } : {}),
+    content: async (w) => (w.name === 'calico-manifest' ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml')) : w.name === 'containerd-service' ? readFile(join(REFERENCE, 'containerd-v1.7.16.service')) : undefined),
+  })
+  const registry = await startRegistry(join(dir, 'registry'), { ...(opts.token ? { token: true } : {}) })
+  const front = await startForwarder(registry.url)
+
+  const base = layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } })
+  const armBase = layer({ 'bin/busybox': { data: Buffer.from('an arm64 busybox would be here\n'), mode: 0o755 } })
+  const images = new Map<string, PushedImage>()
+  const names = [...manifestText.matchAll(/^\s+- ((?:registry\.k8s\.io|docker\.io)\/\S+)$/gm)].map((m) => m[1]!)
+  for (const name of names) {
+    const ref = parseImageRef(name)
+    const own = layer({ 'etc/image-name': { data: Buffer.from(`${name}\n`) } })
+    const cmd = ['/bin/busybox', 'cat', '/etc/image-name']
+    const repo = `${PREFIX[ref.registry]}/${ref.repository}`
+    if (name === EXTRA_IMAGE) {
+      const only = image({ os: 'linux', architecture: 'amd64' }, [layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } }, MT.dockerLayer), own], cmd, true)
+      await registry.push(repo, ref.tag!, only.manifest, [only])
+      images.set(imageName(ref), { name, top: only.manifest, amd64: only })
+      continue
+    }
+    const amd64 = image({ os: 'linux', architecture: 'amd64' }, [base, own], cmd)
+    const arm64 = image({ os: 'linux', architecture: 'arm64', variant: 'v8' }, [armBase, own], cmd)
+    const idx = index([amd64, arm64], { attestation: true })
+    await registry.push(repo, ref.tag!, idx.index, [amd64, arm64], idx.extra)
+    images.set(imageName(ref), { name, top: idx.index, amd64, arm64 })
+  }
+  front.log.length = 0
+  const args = [
+    ...fake.mirrors.flatMap((m) => ['--mirror', m]),
+    ...Object.entries(PREFIX).flatMap(([host, prefix]) => ['--registry-mirror', `${host}=${front.url}/${prefix}`]),
+  ]
+  return {
+    fake,
+    registry,
+    front,
+    images,
+    args,
+    manifestText,
+    manifestPath,
+    close: async () => {
+      await front.close()
+      await registry.close()
+      await fake.close()
+    },
+  }
+}
+
+/** `bundle lock` of the world's manifest (or a variant of it) through its mirrors. */
+export async function lockWorld(w: World, out: string, cache: string, manifestText?: string): Promise<void> {
+  let manifest = w.manifestPath
+  if (manifestText) await writeFile((manifest = `${out}.manifest.yaml`), manifestText)
+  const r = await bundleCli(['lock', '--manifest', manifest, '--out', out, '--cache', cache, ...w.args])
+  if (r.code !== 0) throw new Error(`bundle lock failed: ${r.stderr}`)
+}

@@ -1,8 +1,12 @@
 import { benchBuild } from './build.bench.js'
+import { benchImages } from './images.bench.js'
 
 /** `npm run bench`: every benchmark, in one process of measurement, printed as ratios. */
 const which = process.argv.slice(2)
-const all: [string, () => Promise<string[]>][] = [['build', benchBuild]]
+const all: [string, () => Promise<string[]>][] = [
+  ['build', benchBuild],
+  ['images', benchImages],
+]
 for (const [name, run] of all) {
   if (which.length && !which.includes(name)) continue
   for (const line of await run()) console.log(line)

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createCipheriv, createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { gzipSync } from 'node:zlib'
 import { Header } from 'tar'
@@ -95,6 +95,13 @@ export function index(images: Image[], opts: { docker?: boolean; attestation?: b
   }
   const mt = opts.docker ? MT.dockerList : MT.ociIndex
   return { index: json(mt, { schemaVersion: 2, mediaType: mt, manifests }), extra }
+}
+
+/** An uncompressed layer holding `bytes` pseudo-random bytes (for benchmarks: large, cheap to make). */
+export function randomLayer(bytes: number, seed: string): Layer {
+  const data = createCipheriv('aes-128-ctr', createHash('sha256').update(seed).digest().subarray(0, 16), Buffer.alloc(16)).update(Buffer.alloc(bytes))
+  const raw = tarOf({ [`data/${seed.replace(/\W/g, '_')}`]: { data } })
+  return { blob: blob('application/vnd.oci.image.layer.v1.tar', raw), diffId: `sha256:${createHash('sha256').update(raw).digest('hex')}` }
 }
 
 let busybox: Buffer | undefined

@@ -4,7 +4,7 @@ import { imageName, parseImageRef } from '../../installer/core/reference.js'
 import { bundleCli } from './cli.js'
 import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeOptions, type FakeUpstream } from './fake-upstream.js'
 import { startForwarder, type Forwarder } from './forwarder.js'
-import { busyboxBinary, image, index, layer, MT, type Blob, type Image } from './images.js'
+import { busyboxBinary, image, index, layer, MT, randomLayer, type Blob, type Image } from './images.js'
 import { startRegistry, type TestRegistry } from './registry.js'
 
 export const REFERENCE = join(REPO, '..', 'shared', 'reference')
@@ -42,7 +42,7 @@ const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 
  * every image of the default manifest as a small multi-platform image that shares one
  * busybox base layer, plus a single-platform user image.
  */
-export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean } = {}): Promise<World> {
+export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number } } = {}): Promise<World> {
   const manifestText = (await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
   const manifestPath = join(dir, 'manifest.yaml')
   await writeFile(manifestPath, manifestText)
@@ -54,13 +54,15 @@ export async function startWorld(dir: string, opts: { size?: FakeOptions['size']
   const registry = await startRegistry(join(dir, 'registry'), { ...(opts.token ? { token: true } : {}) })
   const front = await startForwarder(registry.url)
 
-  const base = layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } })
+  // Benchmarks ask for large layers: one shared base, one of each image's own.
+  const big = opts.layerBytes
+  const base = big ? randomLayer(big.base, 'base') : layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } })
   const armBase = layer({ 'bin/busybox': { data: Buffer.from('an arm64 busybox would be here\n'), mode: 0o755 } })
   const images = new Map<string, PushedImage>()
   const names = [...manifestText.matchAll(/^\s+- ((?:registry\.k8s\.io|docker\.io)\/\S+)$/gm)].map((m) => m[1]!)
   for (const name of names) {
     const ref = parseImageRef(name)
-    const own = layer({ 'etc/image-name': { data: Buffer.from(`${name}\n`) } })
+    const own = big ? randomLayer(big.own, name) : layer({ 'etc/image-name': { data: Buffer.from(`${name}\n`) } })
     const cmd = ['/bin/busybox', 'cat', '/etc/image-name']
     const repo = `${PREFIX[ref.registry]}/${ref.repository}`
     if (name === EXTRA_IMAGE) {

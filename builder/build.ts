@@ -6,7 +6,7 @@ import { Sha256 } from '../installer/core/digest.js'
 import { kubeadmImages, manifestImages, missingImages } from '../installer/core/closed-world.js'
 import { OCI_LAYOUT_CONTENT } from '../installer/core/oci.js'
 import { KaError } from '../installer/core/errors.js'
-import { bundleName, bundleTarName, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, LOCK_FILE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
+import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
 import { filesFor, parseLock, reduceLock, serializeLock, type Lock } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
 import { formatSums } from '../installer/core/sums.js'
@@ -15,10 +15,12 @@ import { FileHasher } from './hasher.js'
 import { DockerCredentials } from './credentials.js'
 import { applyMirrors, download, httpDefaults, type Downloaded, type HttpOptions, type Mirror } from './http.js'
 import { imageIndex, planImages, type PlannedImage } from './images.js'
-import { KUBEADM_TABLE } from './paths.js'
+import { INSTALLER_BUILT, KUBEADM_TABLE } from './paths.js'
+import { extractRuntime } from './runtime.js'
+import { installScript } from '../installer/entry.js'
 import { RegistryClient, type RegistryMirror } from './registry.js'
 import { silentProgress, type Progress } from './progress.js'
-import { TarWriter } from './tar.js'
+import { fileSink, TarWriter } from '../installer/core/tar.js'
 
 export interface BuildOptions {
   lockPath: string
@@ -33,6 +35,10 @@ export interface BuildOptions {
   progress: Progress
   /** The kubeadm image table (manifests/kubeadm-images.yaml). */
   kubeadmTable: string
+  /** The bundled installer (lib/installer/install.mjs, made by `npm run build`). */
+  installerFile: string
+  /** The xz program that unpacks the Node.js runtime. */
+  xz: string
 }
 
 export interface BuiltFile {
@@ -76,6 +82,8 @@ export function buildDefaults(over: Partial<BuildOptions> = {}): BuildOptions {
     concurrency: 8,
     progress: silentProgress,
     kubeadmTable: KUBEADM_TABLE,
+    installerFile: INSTALLER_BUILT,
+    xz: 'xz',
     ...over,
   }
 }
@@ -96,6 +104,7 @@ interface Item {
   rel: string
   digest: Sha256
   size?: number
+  mode?: number
   label: string
   fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal): Promise<Downloaded>
 }
@@ -144,13 +153,26 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     if (calico) await state.ensure(fileItems.get(calico.file)!)
     await checkClosedWorld(o, lock, calico ? await readFile(o.cache.blobPath(calico.integrity), 'utf8') : undefined)
 
+    const installer = await readFile(o.installerFile).catch(() => {
+      throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
+    })
     const { planned, locked } = await planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency })
-    const items = [...fileItems.values(), ...imageItems(planned, registry)]
+    // The runtime tarball is fetched like any file, but the bundle carries only its binary.
+    const runtimeFile = files.find((f) => f.name === RUNTIME_COMPONENT)
+    if (!runtimeFile) throw new KaError('ENOTPINNED', `the lock pins no Node.js runtime (component ${RUNTIME_COMPONENT}); the installer cannot run without it`)
+    const tarball = fileItems.get(runtimeFile.file)!
+    await state.ensure(tarball)
+    const node = await extractRuntime(o.cache, runtimeFile.integrity, o.xz)
+    const runtime: Item = { rel: RUNTIME_NODE, digest: node.digest, size: node.size, mode: EXEC_MODE, label: 'Node.js runtime', fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')) }
+    const items = [...[...fileItems.values()].filter((i) => i !== tarball), runtime, ...imageItems(planned, registry)]
     const bundleLock: Lock = { ...reduceLock(lock, o.platform), images: locked }
-    const data = new Map<string, Buffer>([
-      [LOCK_FILE, Buffer.from(serializeLock(bundleLock))],
-      [IMAGE_LAYOUT_FILE, Buffer.from(OCI_LAYOUT_CONTENT)],
-      [IMAGE_INDEX, imageIndex(planned)],
+    const data = new Map<string, { bytes: Buffer; mode: number }>([
+      [LOCK_FILE, { bytes: Buffer.from(serializeLock(bundleLock)), mode: FILE_MODE }],
+      [IMAGE_LAYOUT_FILE, { bytes: Buffer.from(OCI_LAYOUT_CONTENT), mode: FILE_MODE }],
+      [IMAGE_INDEX, { bytes: imageIndex(planned), mode: FILE_MODE }],
+      [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(o.platform))), mode: EXEC_MODE }],
+      [INSTALLER_FILE, { bytes: installer, mode: FILE_MODE }],
+      [KUBEADM_TABLE_FILE, { bytes: await readFile(o.kubeadmTable), mode: FILE_MODE }],
     ])
     const { sha256, size } = await state.packAll(items, data, name, tarName)
     return {
@@ -159,7 +181,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       name,
       platform: o.platform,
       size,
-      files: files.map((f) => ({ name: f.name, version: f.version, path: filePath(f.file), size: state.sizes.get(f.integrity.hex) ?? 0, from: state.downloaded.has(f.integrity.hex) ? 'download' : 'cache' })),
+      files: files.map((f) => ({ name: f.name, version: f.version, path: f.name === RUNTIME_COMPONENT ? RUNTIME_NODE : filePath(f.file), size: state.sizes.get(f.integrity.hex) ?? 0, from: state.downloaded.has(f.integrity.hex) ? 'download' : 'cache' })),
       images: planned.map((p) => ({ name: p.name, digest: p.pinned.oci, manifest: p.manifest.digest.oci, size: p.manifest.size + p.blobs.reduce((s, b) => s + b.size, 0) })),
       downloadedBytes: state.downloadedBytes,
     }
@@ -261,7 +283,7 @@ class Fetcher {
     this.o.progress.done(id, 'fetched')
   }
 
-  async packAll(items: Item[], data: Map<string, Buffer>, name: string, tarName: string): Promise<{ sha256: Sha256; size: number }> {
+  async packAll(items: Item[], data: Map<string, { bytes: Buffer; mode: number }>, name: string, tarName: string): Promise<{ sha256: Sha256; size: number }> {
     await mkdir(this.o.outDir, { recursive: true })
     await removeStaleTemps(this.o.outDir, tarName)
     for (const item of items) void this.ensure(item).catch(() => {})
@@ -303,14 +325,14 @@ interface PackInputs {
   check(i: Item): Promise<Sha256> | undefined
 }
 
-async function pack(o: BuildOptions, items: Item[], data: Map<string, Buffer>, name: string, tarName: string, inputs: PackInputs): Promise<{ sha256: Sha256; size: number }> {
+async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: Buffer; mode: number }>, name: string, tarName: string, inputs: PackInputs): Promise<{ sha256: Sha256; size: number }> {
   const sums = new Map<string, Sha256>()
-  for (const [rel, bytes] of data) sums.set(rel, Sha256.of(bytes))
+  for (const [rel, d] of data) sums.set(rel, Sha256.of(d.bytes))
   for (const i of items) sums.set(i.rel, i.digest)
   const sumsText = Buffer.from(formatSums(sums))
 
-  type Entry = { rel: string; dir?: true; data?: Buffer; item?: Item }
-  const entries: Entry[] = [{ rel: SUMS_FILE, data: sumsText }, ...[...data].map(([rel, d]) => ({ rel, data: d })), ...items.map((item) => ({ rel: item.rel, item }))]
+  type Entry = { rel: string; dir?: true; data?: Buffer; mode?: number; item?: Item }
+  const entries: Entry[] = [{ rel: SUMS_FILE, data: sumsText }, ...[...data].map(([rel, d]) => ({ rel, data: d.bytes, mode: d.mode })), ...items.map((item) => ({ rel: item.rel, item }))]
   const dirs = new Set<string>([''])
   for (const e of entries) {
     const parts = e.rel.split('/')
@@ -321,17 +343,17 @@ async function pack(o: BuildOptions, items: Item[], data: Map<string, Buffer>, n
 
   const temp = join(o.outDir, `.${tarName}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
   const out = await open(temp, 'wx')
-  const tar = new TarWriter(out)
+  const tar = new TarWriter(fileSink(out))
   try {
     for (const e of entries) {
       const path = `${name}/${e.rel}`
       if (e.dir) await tar.directory(path)
-      else if (e.data) await tar.data(path, FILE_MODE, e.data)
+      else if (e.data) await tar.data(path, e.mode ?? FILE_MODE, e.data)
       else {
         const i = e.item!
         await inputs.ready(i)
         const blob = o.cache.blobPath(i.digest)
-        await tar.file(path, (await stat(blob)).size, FILE_MODE, blob)
+        await tar.file(path, (await stat(blob)).size, i.mode ?? FILE_MODE, blob)
       }
     }
     await tar.end()

@@ -10,3 +10,4 @@ export const PACKAGE_DIR = ((): string => {
 })()
 
 export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')
+export const INSTALLER_BUILT = join(PACKAGE_DIR, 'lib', 'installer', 'install.mjs')

@@ -3,7 +3,7 @@ import { appendFile, cp, mkdtemp, open, readFile, rm, symlink, unlink, writeFile
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { TarWriter } from '../builder/tar.js'
+import { fileSink, TarWriter } from '../installer/core/tar.js'
 import { Sha256 } from '../installer/core/digest.js'
 import { isKaError, type KaError } from '../installer/core/errors.js'
 import { verifyBundle } from '../installer/core/verify.js'
@@ -90,7 +90,7 @@ describe('verifyBundle', () => {
   it('refuses a tar with a path that escapes the bundle, a link, or a changed byte', async () => {
     const evil = join(dir, 'evil.tar')
     const out = await open(evil, 'w')
-    const w = new TarWriter(out)
+    const w = new TarWriter(fileSink(out))
     await w.directory(NAME)
     await w.data(`${NAME}/SHA256SUMS`, 0o644, Buffer.alloc(0))
     await w.data(`${NAME}/../../etc/cron.d/evil`, 0o644, Buffer.from('boom'))

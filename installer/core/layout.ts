@@ -22,7 +22,18 @@ export const IMAGE_INDEX = `${IMAGES_DIR}/index.json`
 export const IMAGE_LAYOUT_FILE = `${IMAGES_DIR}/oci-layout`
 export const imageBlobPath = (hex: string): string => `${IMAGES_DIR}/blobs/sha256/${hex}`
 
-/** Where a pinned upstream file lives inside the bundle. */
+/** The installer, bundled into one file, and what it reads beside it. */
+export const INSTALLER_FILE = `${INSTALLER_DIR}/install.mjs`
+export const KUBEADM_TABLE_FILE = `${INSTALLER_DIR}/kubeadm-images.yaml`
+
+/**
+ * The pinned Node.js runtime: the lock pins the upstream tarball (component `node`); the
+ * bundle carries only the binary, extracted at build time so the node needs no xz.
+ */
+export const RUNTIME_COMPONENT = 'node'
+export const RUNTIME_NODE = `${RUNTIME_DIR}/bin/node`
+
+/** Where a pinned upstream file lives inside the bundle (the runtime excepted, see above). */
 export const filePath = (file: string): string => `${FILES_DIR}/${file}`
 
 /** Fixed metadata of every tar entry, so that the same inputs give the same bytes. */

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { Parser, type ReadEntry } from 'tar'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { filePath, isSafeRelativePath, LOCK_FILE, SUMS_FILE, tarSumName } from './layout.js'
+import { filePath, isSafeRelativePath, LOCK_FILE, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from './layout.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
 
@@ -77,6 +77,10 @@ function judge(scan: Scan, source: string): VerifyReport {
   if (lock) {
     if (lock.platforms.length !== 1) problems.push({ path: LOCK_FILE, problem: `names ${lock.platforms.length} platforms; a bundle's lock names exactly one` })
     for (const f of lock.files) {
+      if (f.name === RUNTIME_COMPONENT) {
+        if (!sums.has(RUNTIME_NODE)) problems.push({ path: RUNTIME_NODE, problem: `the runtime (from ${f.name} ${f.version}) is not in ${SUMS_FILE}` })
+        continue
+      }
       const p = filePath(f.file)
       const listed = sums.get(p)
       if (!listed) problems.push({ path: p, problem: `pinned by the lock (${f.name} ${f.version}) but not in ${SUMS_FILE}` })

@@ -14,13 +14,16 @@ export interface TestContainerd {
 /**
  * A real containerd (Debian's, with runc), with its own root, state and socket under a temp
  * folder, so tests import and run images the way a node does without touching the
- * machine's own containerd.
+ * machine's own containerd. `configText` is a config to run with (the installer's).
  */
-export async function startContainerd(dir: string, opts: { bin?: string; ctrBin?: string } = {}): Promise<TestContainerd> {
+export async function startContainerd(dir: string, opts: { bin?: string; ctrBin?: string; configText?: string } = {}): Promise<TestContainerd> {
   await mkdir(dir, { recursive: true })
   const socket = join(dir, 'containerd.sock')
   const redirect = `root = "${join(dir, 'root')}"\nstate = "${join(dir, 'state')}"\n[grpc]\n  address = "${socket}"\n[ttrpc]\n  address = "${socket}.ttrpc"\n`
-  await writeFile(join(dir, 'config.toml'), `version = 2\n${redirect}`)
+  // A given config (the installer's) keeps every setting; only where containerd keeps its
+  // data and listens moves into `dir`: top-level keys first, then the [grpc] and [ttrpc] tables.
+  const [topLevel, tables] = [redirect.split('[grpc]')[0]!, `[grpc]${redirect.split('[grpc]')[1]!}`]
+  await writeFile(join(dir, 'config.toml'), opts.configText ? `${topLevel}${opts.configText}\n${tables}` : `version = 2\n${redirect}`)
   let output = ''
   const child: ChildProcess = spawn(opts.bin ?? 'containerd', ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()))

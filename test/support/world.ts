@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { imageName, parseImageRef } from '../../installer/core/reference.js'
+import { makeArtifacts } from './artifacts.js'
 import { bundleCli } from './cli.js'
 import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeOptions, type FakeUpstream } from './fake-upstream.js'
 import { startForwarder, type Forwarder } from './forwarder.js'
@@ -42,14 +43,15 @@ const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 
  * every image of the default manifest as a small multi-platform image that shares one
  * busybox base layer, plus a single-platform user image.
  */
-export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number } } = {}): Promise<World> {
+export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number }; realistic?: boolean } = {}): Promise<World> {
   const manifestText = (await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
   const manifestPath = join(dir, 'manifest.yaml')
   await writeFile(manifestPath, manifestText)
+  const artifacts = await makeArtifacts(join(dir, 'artifacts'), !!opts.realistic)
   const fake = await fakeUpstream(join(dir, 'up'), {
     manifestText,
     ...(opts.size ? { size: opts.size } : {}),
-    content: async (w) => (w.name === 'calico-manifest' ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml')) : w.name === 'containerd-service' ? readFile(join(REFERENCE, 'containerd-v1.7.16.service')) : undefined),
+    content: async (w) => (w.name === 'calico-manifest' ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml')) : w.name === 'containerd-service' ? readFile(join(REFERENCE, 'containerd-v1.7.16.service')) : artifacts(w)),
   })
   const registry = await startRegistry(join(dir, 'registry'), { ...(opts.token ? { token: true } : {}) })
   const front = await startForwarder(registry.url)

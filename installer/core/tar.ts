@@ -1,8 +1,35 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
+import type { Writable } from 'node:stream'
 import { Header } from 'tar'
-import { DIR_MODE, TAR_MTIME } from '../installer/core/layout.js'
+import { DIR_MODE, TAR_MTIME } from './layout.js'
+
+/** Where tar bytes go. `write` resolves once the buffer may be reused. */
+export interface TarSink {
+  write(buf: Buffer): Promise<void>
+}
+
+/** Writes at increasing positions of a file. */
+export function fileSink(fh: FileHandle): TarSink {
+  let pos = 0
+  return {
+    async write(buf) {
+      for (let off = 0; off < buf.length; ) {
+        const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos)
+        off += bytesWritten
+        pos += bytesWritten
+      }
+    },
+  }
+}
+
+/** Writes into a stream (a child's stdin), waiting until each chunk is flushed: buffers are reused. */
+export function streamSink(out: Writable): TarSink {
+  return {
+    write: (buf) => new Promise((resolve, reject) => out.write(buf, (e) => (e ? reject(e) : resolve()))),
+  }
+}
 
 const BLOCK = 512
 const ZEROS = Buffer.alloc(BLOCK * 2)
@@ -24,7 +51,7 @@ export class TarWriter {
   bytes = 0
   private buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)] as const
 
-  constructor(private readonly out: FileHandle) {}
+  constructor(private readonly out: TarSink) {}
 
   async directory(path: string): Promise<void> {
     await this.push(header(path.endsWith('/') ? path : `${path}/`, 'Directory', 0, DIR_MODE))
@@ -73,11 +100,8 @@ export class TarWriter {
 
   private async push(buf: Buffer): Promise<void> {
     this.hash.update(buf)
-    for (let off = 0; off < buf.length; ) {
-      const { bytesWritten } = await this.out.write(buf, off, buf.length - off, this.bytes)
-      off += bytesWritten
-      this.bytes += bytesWritten
-    }
+    await this.out.write(buf)
+    this.bytes += buf.length
   }
 }
 

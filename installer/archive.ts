@@ -1,0 +1,54 @@
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { PassThrough, Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { createGunzip } from 'node:zlib'
+import { Parser, type ReadEntry } from 'tar'
+import { Sha256 } from './core/digest.js'
+import { isSafeRelativePath } from './core/layout.js'
+
+export interface Member {
+  /** The member's path in the archive, without a leading `./`. */
+  path: string
+  size: number
+  sha256: Sha256
+}
+
+/**
+ * Walks a .tar.gz from the bundle and calls `each` for every regular file whose path is
+ * safe (links, devices and paths with `..` are skipped, never written), with the member's
+ * bytes as a stream that must be consumed.
+ */
+async function walk(archive: string, each: (path: string, size: number, body: Readable) => Promise<void>): Promise<void> {
+  const pending: Promise<void>[] = []
+  const parser = new Parser({
+    onReadEntry: (entry: ReadEntry) => {
+      const path = entry.path.replace(/^\.\//, '').replace(/\/$/, '')
+      if ((entry.type !== 'File' && entry.type !== 'OldFile') || !isSafeRelativePath(path)) return entry.resume()
+      const body = new PassThrough()
+      entry.pipe(body)
+      pending.push(each(path, entry.size ?? 0, body))
+    },
+  })
+  await pipeline(createReadStream(archive), createGunzip(), parser)
+  await Promise.all(pending)
+}
+
+/** The regular files of an archive, with their hashes (read once, nothing kept in memory). */
+export async function listMembers(archive: string): Promise<Member[]> {
+  const out: Member[] = []
+  await walk(archive, async (path, size, body) => {
+    const hash = createHash('sha256')
+    for await (const c of body) hash.update(c as Buffer)
+    out.push({ path, size, sha256: Sha256.ofHash(hash) })
+  })
+  return out
+}
+
+/** Streams the chosen members to `write`, one at a time as the archive is read. */
+export async function extractMembers(archive: string, wanted: ReadonlySet<string>, write: (path: string, body: Readable) => Promise<void>): Promise<void> {
+  await walk(archive, async (path, _size, body) => {
+    if (wanted.has(path)) await write(path, body)
+    else body.resume()
+  })
+}

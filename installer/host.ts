@@ -1,0 +1,125 @@
+import { execFile, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { Sha256 } from './core/digest.js'
+
+export interface CommandResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export type HostEvent = { kind: 'write'; path: string; sha256: string; mode: number } | { kind: 'run'; argv: string[] } | { kind: 'remove'; path: string }
+
+export interface RunOptions {
+  /** Bytes or a stream for the command's stdin. */
+  input?: Buffer | Readable
+  /** A command that changes the node (false: a query, run even in a dry run). Default true. */
+  changing?: boolean
+}
+
+/**
+ * The one seam for side effects on the node: every file read or written and every
+ * command run goes through a Host. Paths are node paths (`/etc/...`); under `--root DIR`
+ * they land in DIR. A command named by an absolute path is one the installer placed
+ * (`/usr/local/bin/ctr`), run from under the root; a bare name is the host's, found on PATH.
+ * A dry run records what would change and changes nothing.
+ */
+export class Host {
+  readonly events: HostEvent[] = []
+
+  constructor(
+    readonly root: string = '/',
+    readonly dryRun = false,
+  ) {}
+
+  path(nodePath: string): string {
+    return this.root === '/' ? nodePath : join(this.root, nodePath)
+  }
+
+  async read(nodePath: string): Promise<Buffer | undefined> {
+    return readFile(this.path(nodePath)).catch(() => undefined)
+  }
+
+  async readText(nodePath: string): Promise<string | undefined> {
+    return (await this.read(nodePath))?.toString('utf8')
+  }
+
+  async exists(nodePath: string): Promise<boolean> {
+    return stat(this.path(nodePath)).then(
+      () => true,
+      () => false,
+    )
+  }
+
+  async list(nodeDir: string): Promise<string[]> {
+    return readdir(this.path(nodeDir)).catch(() => [])
+  }
+
+  /** The file's sha256 and mode, or undefined when there is none. */
+  async fileState(nodePath: string): Promise<{ sha256: Sha256; mode: number } | undefined> {
+    const p = this.path(nodePath)
+    const st = await stat(p).catch(() => undefined)
+    if (!st?.isFile()) return undefined
+    const hash = createHash('sha256')
+    for await (const c of createReadStream(p, { highWaterMark: 1 << 20 })) hash.update(c as Buffer)
+    return { sha256: Sha256.ofHash(hash), mode: st.mode & 0o7777 }
+  }
+
+  /** Writes atomically (temp file in the same folder, then rename); `data` may be a stream. */
+  async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256): Promise<void> {
+    this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
+    if (this.dryRun) return
+    const p = this.path(nodePath)
+    await mkdir(dirname(p), { recursive: true })
+    const temp = `${p}.kube-airgap-tmp`
+    try {
+      const out = createWriteStream(temp, { mode })
+      if (typeof data === 'string' || Buffer.isBuffer(data)) {
+        await new Promise<void>((resolve, reject) => out.end(data, () => resolve()).on('error', reject))
+      } else await pipeline(data, out)
+      await chmod(temp, mode)
+      await rename(temp, p)
+    } catch (e) {
+      await rm(temp, { force: true })
+      throw e
+    }
+  }
+
+  async remove(nodePath: string): Promise<void> {
+    this.events.push({ kind: 'remove', path: nodePath })
+    if (!this.dryRun) await rm(this.path(nodePath), { recursive: true, force: true })
+  }
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const changing = opts.changing ?? true
+    if (changing) this.events.push({ kind: 'run', argv })
+    if (changing && this.dryRun) return { code: 0, stdout: '', stderr: '' }
+    const [cmd, ...args] = argv
+    const file = cmd!.startsWith('/') ? this.path(cmd!) : cmd!
+    return new Promise((resolve) => {
+      const child = execFile(file, args, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0
+        resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && code === 127 ? err.message : '')) })
+      })
+      if (opts.input && !Buffer.isBuffer(opts.input)) {
+        opts.input.on('error', () => child.stdin?.destroy())
+        opts.input.pipe(child.stdin!)
+      } else child.stdin?.end(opts.input)
+    })
+  }
+
+  /** Whether a host command is on PATH (never one of ours under the root). */
+  async hasCommand(name: string): Promise<boolean> {
+    const r = await new Promise<number>((resolve) => {
+      const c = spawn('sh', ['-c', 'command -v "$0"', name], { stdio: 'ignore' })
+      c.on('close', (code) => resolve(code ?? 1))
+      c.on('error', () => resolve(1))
+    })
+    return r === 0
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * Every path the installer touches on the node, in one place (DESIGN section 4). Paths are
+ * as on the node; the Host puts them under --root.
+ */
+export const BIN_DIR = '/usr/local/bin'
+export const RUNC = '/usr/local/sbin/runc'
+export const CNI_BIN_DIR = '/opt/cni/bin'
+export const CONTAINERD_CONFIG = '/etc/containerd/config.toml'
+export const CRICTL_CONFIG = '/etc/crictl.yaml'
+export const SYSTEMD_DIR = '/etc/systemd/system'
+export const CONTAINERD_UNIT = `${SYSTEMD_DIR}/containerd.service`
+export const KUBELET_UNIT = `${SYSTEMD_DIR}/kubelet.service`
+export const KUBELET_DROPIN = `${SYSTEMD_DIR}/kubelet.service.d/10-kubeadm.conf`
+export const MODULES_LOAD = '/etc/modules-load.d/k8s.conf'
+export const SYSCTL_CONF = '/etc/sysctl.d/k8s.conf'
+export const FSTAB = '/etc/fstab'
+export const FSTAB_BACKUP = '/etc/fstab.kube-airgap.bak'
+export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock'
+export const CTR = `${BIN_DIR}/ctr`
+export const KUBECONFIG_ADMIN = '/etc/kubernetes/admin.conf'
+export const KUBELET_KUBECONFIG = '/etc/kubernetes/kubelet.conf'
+
+/** Live kernel state, read (under --root too, where tests emulate it). */
+export const PROC_MODULES = '/proc/modules'
+export const PROC_SWAPS = '/proc/swaps'
+export const procSys = (key: string): string => `/proc/sys/${key.replaceAll('.', '/')}`
+export const SYSTEMD_RUNNING = '/run/systemd/system'
+export const CGROUP_V2_MARKER = '/sys/fs/cgroup/cgroup.controllers'
+
+/** The namespace kubelet's CRI sees images in. */
+export const K8S_NAMESPACE = 'k8s.io'

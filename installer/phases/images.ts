@@ -1,0 +1,89 @@
+import { readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { PassThrough, type Readable } from 'node:stream'
+import type { Bundle, BundleImage } from '../bundle.js'
+import { KaError } from '../core/errors.js'
+import { IMAGE_INDEX, imageBlobPath } from '../core/layout.js'
+import { MediaType, OCI_LAYOUT_CONTENT } from '../core/oci.js'
+import { streamSink, TarWriter } from '../core/tar.js'
+import { CTR, K8S_NAMESPACE } from '../paths.js'
+import type { Context, Phase } from '../plan.js'
+
+/** name -> manifest digest, as `ctr images ls` shows them in one namespace. */
+export async function listImages(ctx: Context, namespace: string): Promise<Map<string, string> | undefined> {
+  const r = await ctx.host.run([CTR, '--address', ctx.options.containerdAddress, '-n', namespace, 'images', 'ls'], { changing: false })
+  if (r.code !== 0) return undefined
+  const out = new Map<string, string>()
+  for (const line of r.stdout.trim().split('\n').slice(1)) {
+    const [ref, , digest] = line.split(/\s+/)
+    if (ref && digest && !ref.startsWith('sha256:')) out.set(ref, digest)
+  }
+  return out
+}
+
+/**
+ * The bundle's OCI layout cut down to `images` (their manifests, configs and layers, each
+ * blob once), as a tar stream for `ctr images import -`. Nothing is staged on disk.
+ */
+export function layoutStream(bundle: Bundle, images: BundleImage[]): Readable {
+  const out = new PassThrough()
+  void (async () => {
+    const index = JSON.parse(await readFile(join(bundle.dir, IMAGE_INDEX), 'utf8')) as { manifests: { digest: string }[] }
+    const wanted = new Set(images.map((i) => i.manifest))
+    const manifests = index.manifests.filter((m) => wanted.has(m.digest))
+    const blobs = new Set<string>()
+    for (const m of manifests) {
+      blobs.add(m.digest.slice(7))
+      const doc = JSON.parse(await readFile(join(bundle.dir, imageBlobPath(m.digest.slice(7))), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] }
+      for (const d of [doc.config, ...doc.layers]) blobs.add(d.digest.slice(7))
+    }
+    const tar = new TarWriter(streamSink(out))
+    await tar.data('oci-layout', 0o644, Buffer.from(OCI_LAYOUT_CONTENT))
+    await tar.data('index.json', 0o644, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })))
+    await tar.directory('blobs')
+    await tar.directory('blobs/sha256')
+    for (const hex of [...blobs].sort()) {
+      const path = join(bundle.dir, imageBlobPath(hex))
+      await tar.file(`blobs/sha256/${hex}`, (await stat(path)).size, 0o644, path)
+    }
+    await tar.end()
+    out.end()
+  })().catch((e: unknown) => out.destroy(e as Error))
+  return out
+}
+
+export const images: Phase = {
+  name: 'images',
+  summary: `imports the bundle's images into containerd's ${K8S_NAMESPACE} namespace (skipping those already there with the same digest), then checks every image kubeadm, the sandbox and Calico need is there`,
+  async plan(ctx) {
+    const { bundle, options } = ctx
+    const present = await listImages(ctx, K8S_NAMESPACE)
+    if (!present && !options.dryRun) {
+      throw new KaError('ESTEP', `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`)
+    }
+    const missing = bundle.images.filter((i) => present?.get(i.name) !== i.manifest)
+    return [
+      {
+        title: `images in ${K8S_NAMESPACE} (${bundle.images.length}: ${missing.length ? `${missing.length} to import` : 'all there'})`,
+        done: missing.length === 0,
+        actions: [{ kind: 'run', argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'import', '-'], input: () => layoutStream(bundle, missing) }],
+        check: () => checkImages(ctx),
+      },
+    ]
+  },
+}
+
+/** Every image the node needs is in k8s.io under its exact name; else say which, and where it is instead. */
+export async function checkImages(ctx: Context): Promise<void> {
+  const present = (await listImages(ctx, K8S_NAMESPACE)) ?? new Map<string, string>()
+  const want = new Map(ctx.bundle.images.map((i) => [i.name, i.manifest]))
+  const missing = [...new Set([...ctx.bundle.needed, ...want.keys()])].filter((n) => !present.has(n) || (want.has(n) && present.get(n) !== want.get(n)))
+  if (missing.length === 0) return
+  const elsewhere: string[] = []
+  const ns = await ctx.host.run([CTR, '--address', ctx.options.containerdAddress, 'namespaces', 'ls', '-q'], { changing: false })
+  for (const n of ns.stdout.split('\n').map((s) => s.trim()).filter((s) => s && s !== K8S_NAMESPACE)) {
+    const there = await listImages(ctx, n)
+    for (const m of missing) if (there?.has(m)) elsewhere.push(`${m} is in namespace "${n}" (imported without -n ${K8S_NAMESPACE}: kubelet cannot see it there)`)
+  }
+  throw new KaError('ESTEP', `not in containerd's ${K8S_NAMESPACE} namespace: ${missing.join(', ')}${elsewhere.length ? `; ${elsewhere.join('; ')}` : ''}; run ./install --phases images again`, { missing })
+}

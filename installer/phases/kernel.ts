@@ -1,0 +1,51 @@
+import { Sha256 } from '../core/digest.js'
+import { FSTAB, FSTAB_BACKUP, MODULES_LOAD, PROC_MODULES, PROC_SWAPS, procSys, SYSCTL_CONF } from '../paths.js'
+import { fileStep, type Phase, type Step } from '../plan.js'
+import { modulesLoad, SYSCTLS, sysctlConf } from '../templates.js'
+
+const MODULES = ['overlay', 'br_netfilter']
+
+/** fstab with every active swap line commented out (and said why). */
+export function fstabWithoutSwap(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      const fields = line.trim().split(/\s+/)
+      return !line.trim().startsWith('#') && fields[2] === 'swap' ? `# swap disabled by kube-airgap (kubelet refuses to run with swap on): ${line}` : line
+    })
+    .join('\n')
+}
+
+export const kernel: Phase = {
+  name: 'kernel',
+  summary: 'loads overlay and br_netfilter now and at boot, sets the sysctls Kubernetes needs, turns swap off now and after reboot',
+  async plan(ctx) {
+    const { host } = ctx
+    const steps: Step[] = [await fileStep(ctx, `kernel modules at boot (${MODULES_LOAD})`, MODULES_LOAD, modulesLoad())]
+
+    const loaded = new Set(((await host.readText(PROC_MODULES)) ?? '').split('\n').map((l) => l.split(' ')[0]))
+    const missing = MODULES.filter((m) => !loaded.has(m))
+    steps.push({ title: `kernel modules loaded (${MODULES.join(', ')})`, done: missing.length === 0, actions: missing.map((m) => ({ kind: 'run', argv: ['modprobe', m] })) })
+
+    steps.push(await fileStep(ctx, `sysctls at boot (${SYSCTL_CONF})`, SYSCTL_CONF, sysctlConf()))
+    const live = await Promise.all(SYSCTLS.map(async ([k, v]) => ((await host.readText(procSys(k))) ?? '').trim() === v))
+    steps.push({ title: `sysctls applied (${SYSCTLS.map(([k]) => k).join(', ')})`, done: live.every(Boolean), actions: [{ kind: 'run', argv: ['sysctl', '--system'] }] })
+
+    const swaps = ((await host.readText(PROC_SWAPS)) ?? '').split('\n').slice(1).filter((l) => l.trim())
+    steps.push({ title: 'swap off now', done: swaps.length === 0, actions: [{ kind: 'run', argv: ['swapoff', '-a'] }] })
+
+    const fstab = (await host.readText(FSTAB)) ?? ''
+    const fixed = fstabWithoutSwap(fstab)
+    const backup = Buffer.from(fstab)
+    steps.push({
+      title: `swap kept off after reboot (${FSTAB}; the original is kept as ${FSTAB_BACKUP})`,
+      done: fixed === fstab,
+      actions: [
+        // The first backup is the one to restore: never overwrite it with an edited fstab.
+        ...((await host.exists(FSTAB_BACKUP)) ? [] : [{ kind: 'write' as const, path: FSTAB_BACKUP, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup }]),
+        { kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(fixed), size: Buffer.byteLength(fixed), data: () => Buffer.from(fixed) },
+      ],
+    })
+    return steps
+  },
+}

@@ -1,0 +1,132 @@
+import type { Readable } from 'node:stream'
+import type { Bundle } from './bundle.js'
+import { Sha256 } from './core/digest.js'
+import { KaError } from './core/errors.js'
+import { extractMembers } from './archive.js'
+import type { Host } from './host.js'
+
+export const PHASE_NAMES = ['verify', 'preflight', 'packages', 'kernel', 'containerd', 'cni', 'kubernetes', 'images', 'cluster', 'network', 'finish'] as const
+export type PhaseName = (typeof PHASE_NAMES)[number]
+
+/** What a step does to the node, as data: a dry run prints it, a run performs it. */
+export type Action =
+  | { kind: 'write'; path: string; mode: number; sha256: Sha256; size: number; data: () => Buffer | Readable | Promise<Buffer | Readable> }
+  | { kind: 'run'; argv: string[]; input?: () => Readable }
+  | { kind: 'remove'; path: string }
+  /** Regular files out of a .tar.gz in the bundle, written in one pass over it. */
+  | { kind: 'extract'; archive: string; files: { member: string; path: string; mode: number; sha256: Sha256 }[] }
+
+export interface Step {
+  title: string
+  /** A check of the node or the bundle, not a change to it. */
+  checkOnly?: boolean
+  /** The node is already as this step would make it. */
+  done: boolean
+  actions: Action[]
+  /** Runs after the actions (and when already done): throws when the result is wrong. */
+  check?: () => Promise<void>
+}
+
+export interface InstallOptions {
+  role: 'master' | 'worker'
+  root: string
+  dryRun: boolean
+  containerdAddress: string
+  json: boolean
+  verbose: boolean
+}
+
+export interface Context {
+  host: Host
+  bundle: Bundle
+  options: InstallOptions
+  /** A line for the user (warnings, what was found). */
+  say(line: string): void
+}
+
+export interface Phase {
+  name: PhaseName
+  summary: string
+  /** Works out the steps from the node's state now. */
+  plan(ctx: Context): Promise<Step[]>
+}
+
+/** A file step: done when the node's file has these bytes and this mode. */
+export async function fileStep(ctx: Context, title: string, path: string, content: string | Buffer, mode = 0o644): Promise<Step> {
+  const data = Buffer.isBuffer(content) ? content : Buffer.from(content)
+  const sha256 = Sha256.of(data)
+  const now = await ctx.host.fileState(path)
+  return { title, done: !!now && now.sha256.equals(sha256) && now.mode === mode, actions: [{ kind: 'write', path, mode, sha256, size: data.length, data: () => data }] }
+}
+
+export interface StepReport {
+  phase: PhaseName
+  title: string
+  status: 'done' | 'already done' | 'would do' | 'checked'
+  actions: { kind: string; path?: string; sha256?: string; mode?: string; argv?: string[] }[]
+}
+
+export async function perform(host: Host, action: Action): Promise<void> {
+  if (action.kind === 'write') await host.write(action.path, await action.data(), action.mode, action.sha256)
+  else if (action.kind === 'remove') await host.remove(action.path)
+  else if (action.kind === 'extract') {
+    const byMember = new Map(action.files.map((f) => [f.member, f]))
+    await extractMembers(action.archive, new Set(byMember.keys()), async (member, body) => {
+      const f = byMember.get(member)!
+      await host.write(f.path, body, f.mode, f.sha256)
+    })
+  }
+  else {
+    const r = await host.run(action.argv, action.input ? { input: action.input() } : {})
+    if (r.code !== 0) throw new KaError('ESTEP', `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`, { argv: action.argv })
+  }
+}
+
+const octal = (mode: number) => mode.toString(8).padStart(4, '0')
+
+export const describeAction = (a: Action): StepReport['actions'] =>
+  a.kind === 'write'
+    ? [{ kind: 'write', path: a.path, sha256: a.sha256.oci, mode: octal(a.mode) }]
+    : a.kind === 'extract'
+      ? a.files.map((f) => ({ kind: 'write', path: f.path, sha256: f.sha256.oci, mode: octal(f.mode) }))
+      : a.kind === 'run'
+        ? [{ kind: 'run', argv: a.argv }]
+        : [{ kind: 'remove', path: a.path }]
+
+/**
+ * Runs phases in order. Each phase is planned from the node's state when it starts (a
+ * phase may depend on what the one before did); each step says whether it is already done,
+ * and only steps that are not are performed. A dry run prints every action instead.
+ */
+export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepReport) => void): Promise<StepReport[]> {
+  const reports: StepReport[] = []
+  for (const phase of phases) {
+    const steps = await phase.plan(ctx)
+    for (const step of steps) {
+      const status: StepReport['status'] = step.checkOnly ? 'checked' : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
+      if (!step.done && !ctx.options.dryRun) {
+        try {
+          for (const a of step.actions) await perform(ctx.host, a)
+        } catch (e) {
+          throw stepError(phase.name, step.title, e)
+        }
+      }
+      if (step.check && !ctx.options.dryRun) {
+        try {
+          await step.check()
+        } catch (e) {
+          throw stepError(phase.name, step.title, e)
+        }
+      }
+      const r: StepReport = { phase: phase.name, title: step.title, status, actions: step.done ? [] : step.actions.flatMap(describeAction) }
+      reports.push(r)
+      onStep(r)
+    }
+  }
+  return reports
+}
+
+function stepError(phase: PhaseName, title: string, e: unknown): KaError {
+  const err = e as KaError
+  return new KaError(err.code && err.code !== 'ESTEP' ? err.code : 'ESTEP', `${phase}: ${title}: ${err.message}`, { phase, ...(err.facts ?? {}) })
+}

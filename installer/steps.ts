@@ -1,0 +1,37 @@
+import { createReadStream } from 'node:fs'
+import { basename } from 'node:path'
+import { listMembers } from './archive.js'
+import type { Sha256 } from './core/digest.js'
+import type { Context, Step } from './plan.js'
+
+/** A file copied from the bundle: done when the node's copy has the same hash and mode. */
+export async function copyStep(ctx: Context, title: string, path: string, src: { path: string; sha256: Sha256; size?: number }, mode: number): Promise<Step> {
+  const now = await ctx.host.fileState(path)
+  return {
+    title,
+    done: !!now && now.sha256.equals(src.sha256) && now.mode === mode,
+    actions: [{ kind: 'write', path, mode, sha256: src.sha256, size: src.size ?? 0, data: () => createReadStream(src.path) }],
+  }
+}
+
+/**
+ * The regular files of an archive from the bundle, installed into `dir` under their base
+ * names (mode 0755), those that differ, in one pass over the archive (hashes come from
+ * another pass at plan time).
+ */
+export async function membersStep(ctx: Context, title: string, archive: string, dir: string, pick: (path: string) => boolean = () => true): Promise<Step> {
+  const members = (await listMembers(archive)).filter((m) => pick(m.path))
+  const files = []
+  for (const m of members) {
+    const path = `${dir}/${basename(m.path)}`
+    const now = await ctx.host.fileState(path)
+    if (!(now && now.sha256.equals(m.sha256) && now.mode === 0o755)) files.push({ member: m.path, path, mode: 0o755, sha256: m.sha256 })
+  }
+  return { title: `${title} (${members.map((m) => basename(m.path)).join(', ')})`, done: files.length === 0, actions: [{ kind: 'extract', archive, files }] }
+}
+
+/** Whether a systemd unit is enabled / active (queries: they run in a dry run too). */
+export async function unitState(ctx: Context, unit: string): Promise<{ enabled: boolean; active: boolean }> {
+  const [e, a] = await Promise.all([ctx.host.run(['systemctl', 'is-enabled', unit], { changing: false }), ctx.host.run(['systemctl', 'is-active', unit], { changing: false })])
+  return { enabled: e.code === 0, active: a.code === 0 }
+}

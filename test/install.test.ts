@@ -1,0 +1,250 @@
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bundleCli } from './support/cli.js'
+import { startContainerd, type TestContainerd } from './support/containerd.js'
+import { freshNodeRoot, writeStandins } from './support/standins.js'
+import { EXTRA_IMAGE, lockWorld, startWorld, type World } from './support/world.js'
+
+/**
+ * The installer end to end: a bundle built by the real builder from real-shaped upstream
+ * artifacts (Debian's containerd, ctr, shim, runc and CNI plugins; recording scripts for
+ * kubeadm, kubelet, kubectl, crictl and calicoctl, which cannot run here), unpacked, and
+ * the real `./install` run with --root. Only systemctl, modprobe, sysctl and swapoff are
+ * stand-ins (test/support/standins.ts says why). The containerd the installer placed is
+ * started with the config.toml it wrote, and the images phase imports into it.
+ */
+let dir: string
+let world: World
+let bundle: string
+let standins: string
+let ctd: TestContainerd | undefined
+const NAME = 'kube-airgap-v1.29.3-linux-amd64'
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-install-'))
+  world = await startWorld(dir, { realistic: true })
+  const lock = join(dir, 'bundle.lock.json')
+  await lockWorld(world, lock, join(dir, 'cache'))
+  const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), ...world.args])
+  expect(r.code, r.stderr).toBe(0)
+  execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'out') })
+  bundle = join(dir, 'out', NAME)
+  standins = await writeStandins(join(dir, 'standins'))
+}, 180_000)
+afterAll(async () => {
+  await ctd?.stop()
+  await world.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+  record: string[]
+}
+
+async function install(args: string[], root: string, opts: { bundleDir?: string } = {}): Promise<Run> {
+  const record = join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record`)
+  await writeFile(record, '', { flag: 'a' })
+  const before = (await readFile(record, 'utf8')).length
+  const res = await new Promise<Omit<Run, 'record'>>((resolve) => {
+    const child = spawn(join(opts.bundleDir ?? bundle, 'install'), [...args, '--root', root], {
+      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+  const record2 = (await readFile(record, 'utf8')).slice(before).trim()
+  return { ...res, record: record2 ? record2.split('\n') : [] }
+}
+
+/** Commands that change something (queries like `systemctl is-active` do not). */
+const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l))
+
+async function treeHashes(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else if (e.isFile()) out[relative(root, p)] = `${createHash('sha256').update(await readFile(p)).digest('hex')} ${((await stat(p)).mode & 0o777).toString(8)}`
+    }
+  }
+  await walk(root)
+  return out
+}
+
+async function newRoot(name: string): Promise<string> {
+  const root = join(dir, 'roots', name)
+  await mkdir(root, { recursive: true })
+  await freshNodeRoot(root)
+  return root
+}
+
+describe('./install --role worker', () => {
+  let root: string
+  it('prepares the node, through containerd, CNI and Kubernetes', async () => {
+    root = await newRoot('worker')
+    const r = await install(['--role', 'worker', '--skip-phases', 'images'], root)
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(r.stdout).toMatch(/^\[verify\] checked +bundle kube-airgap-v1\.29\.3-linux-amd64/m)
+    for (const f of ['usr/local/bin/containerd', 'usr/local/bin/ctr', 'usr/local/bin/containerd-shim-runc-v2', 'usr/local/bin/crictl', 'usr/local/bin/kubeadm', 'usr/local/bin/kubelet', 'usr/local/bin/kubectl', 'usr/local/sbin/runc', 'opt/cni/bin/bridge', 'opt/cni/bin/host-local', 'opt/cni/bin/loopback']) {
+      expect(((await stat(join(root, f))).mode & 0o777).toString(8), f).toBe('755')
+    }
+    expect((await readFile(join(root, 'usr/local/sbin/runc'))).equals(await readFile('/usr/sbin/runc'))).toBe(true)
+    const config = await readFile(join(root, 'etc/containerd/config.toml'), 'utf8')
+    expect(config).toContain('SystemdCgroup = true')
+    expect(config).toContain('BinaryName = "/usr/local/sbin/runc"')
+    expect(config).toContain('sandbox_image = "registry.k8s.io/pause:3.9"')
+    expect(config).toContain('config_path = "/etc/containerd/certs.d"')
+    expect(config).not.toMatch(/systemd_cgroup|default_runtime\b|runtime\.v1\.linux/)
+    expect(await readFile(join(root, 'etc/systemd/system/containerd.service'), 'utf8')).toContain('ExecStart=/usr/local/bin/containerd')
+    expect(await readFile(join(root, 'etc/systemd/system/kubelet.service.d/10-kubeadm.conf'), 'utf8')).toContain('ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS')
+    expect(await readFile(join(root, 'etc/crictl.yaml'), 'utf8')).toContain('runtime-endpoint: unix:///run/containerd/containerd.sock')
+    expect(await readFile(join(root, 'etc/modules-load.d/k8s.conf'), 'utf8')).toMatch(/^overlay\nbr_netfilter\n/m)
+    const sysctl = await readFile(join(root, 'etc/sysctl.d/k8s.conf'), 'utf8')
+    for (const k of ['net.bridge.bridge-nf-call-iptables = 1', 'net.bridge.bridge-nf-call-ip6tables = 1', 'net.ipv4.ip_forward = 1']) expect(sysctl).toContain(k)
+    expect(await readFile(join(root, 'etc/fstab'), 'utf8')).toMatch(/^# swap disabled by kube-airgap .*: \/swap\.img\tnone\tswap/m)
+    expect(await readFile(join(root, 'etc/fstab.kube-airgap.bak'), 'utf8')).toMatch(/^\/swap\.img\tnone\tswap/m)
+    expect(changing(r.record)).toEqual([
+      'modprobe overlay',
+      'modprobe br_netfilter',
+      'sysctl --system',
+      'swapoff -a',
+      'systemctl daemon-reload',
+      'systemctl enable --now containerd',
+      'systemctl daemon-reload',
+      'systemctl enable kubelet',
+    ])
+  })
+
+  it('the containerd it placed loads its config.toml with no deprecation warning and the CRI plugin ok; the images phase imports into it; a container runs', async () => {
+    const config = await readFile(join(root, 'etc/containerd/config.toml'), 'utf8')
+    ctd = await startContainerd(join(dir, 'ctd'), { bin: join(root, 'usr/local/bin/containerd'), ctrBin: join(root, 'usr/local/bin/ctr'), configText: config })
+    const plugins = await ctd.ctr(['plugins', 'ls'])
+    expect(plugins.stdout).toMatch(/io\.containerd\.grpc\.v1\s+cri\s+linux\/amd64\s+ok/)
+    expect(ctd.log()).not.toMatch(/DEPRECATION|deprecated/i)
+
+    const r = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', ctd.socket], root)
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(r.stdout).toMatch(/\[images\] done +images in k8s\.io \(11: 11 to import\)/)
+    const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls'])
+    for (const im of world.images.values()) expect(ls.stdout, im.name).toMatch(new RegExp(`^${im.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+\\S+\\s+${im.amd64.manifest.digest}`, 'm'))
+    const run = await ctd.ctr(['-n', 'k8s.io', 'run', '--rm', EXTRA_IMAGE, `ka-install-${process.pid}`])
+    expect(run.stdout).toBe(`${EXTRA_IMAGE}\n`)
+  })
+
+  it('a second run changes nothing and says so', async () => {
+    const before = await treeHashes(root)
+    const r = await install(['--role', 'worker', '--containerd-address', ctd!.socket], root)
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(await treeHashes(root)).toEqual(before)
+    expect(changing(r.record)).toEqual([])
+    const lines = r.stdout.trim().split('\n')
+    expect(lines.filter((l) => /^\[(kernel|containerd|cni|kubernetes|images)\]/.test(l)).every((l) => / already done /.test(l))).toBe(true)
+    expect(lines.pop()).toMatch(/^ok: 0 steps changed the node/)
+  })
+
+  it('finds an image imported into the wrong namespace and says where it is', async () => {
+    const c = ctd!
+    await c.ctr(['-n', 'k8s.io', 'images', 'rm', 'registry.k8s.io/pause:3.9'])
+    const tar = spawn('tar', ['-C', join(bundle, 'images'), '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    expect((await c.ctr(['-n', 'default', 'images', 'import', '--no-unpack', '-'], tar.stdout)).code).toBe(0)
+    const r = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket, '--dry-run'], root)
+    expect(r.stdout).toMatch(/\[images\] would do +images in k8s\.io \(11: 1 to import\)/)
+    // The real check: remove it again and run the check alone (import disabled by a dry run).
+    const { checkImages } = await import('../installer/phases/images.js')
+    const { openBundle } = await import('../installer/bundle.js')
+    const { Host } = await import('../installer/host.js')
+    const ctx = { host: new Host(root), bundle: await openBundle(bundle), options: { role: 'worker' as const, root, dryRun: false, containerdAddress: c.socket, json: false, verbose: false }, say: () => {} }
+    await expect(checkImages(ctx)).rejects.toThrow(/not in containerd's k8s\.io namespace: registry\.k8s\.io\/pause:3\.9; registry\.k8s\.io\/pause:3\.9 is in namespace "default" \(imported without -n k8s\.io/)
+    const fixed = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket], root)
+    expect(fixed.code, fixed.stderr).toBe(0)
+    await checkImages(ctx)
+  })
+})
+
+describe('./install refuses before changing anything', () => {
+  it('--dry-run on a fresh root prints files with hashes and commands, and writes nothing', async () => {
+    const root = await newRoot('dry')
+    const before = await treeHashes(root)
+    const r = await install(['--role', 'master', '--dry-run', '--skip-phases', 'images'], root)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^ {6}write \/etc\/containerd\/config\.toml {2}sha256:[0-9a-f]{64} {2}0644$/m)
+    expect(r.stdout).toMatch(/^ {6}run {3}systemctl enable --now containerd$/m)
+    expect(r.stdout).toMatch(/^dry run: \d+ steps would change the node; nothing was changed$/m)
+    expect(await treeHashes(root)).toEqual(before)
+    expect(changing(r.record)).toEqual([])
+  })
+
+  it('one flipped byte anywhere in the bundle stops the run in verify, and nothing under the root is written', async () => {
+    const copy = join(dir, 'tampered', NAME)
+    await cp(bundle, copy, { recursive: true })
+    const calico = join(copy, 'files', 'calico.yaml')
+    const bytes = await readFile(calico)
+    bytes[5000] = bytes[5000]! ^ 1
+    await writeFile(calico, bytes)
+    const root = await newRoot('tampered')
+    const before = await treeHashes(root)
+    const r = await install(['--role', 'worker'], root, { bundleDir: copy })
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n').pop()).toMatch(/^install: EVERIFY: .* failed verification: files\/calico\.yaml: changed/)
+    expect(r.stdout).toBe('')
+    expect(await treeHashes(root)).toEqual(before)
+    expect(r.record).toEqual([])
+
+    // The runtime itself changed: the sh entry point refuses before running it.
+    const node = join(copy, 'runtime', 'bin', 'node')
+    await writeFile(node, Buffer.concat([await readFile(node), Buffer.from('x')]))
+    const r2 = await install(['--role', 'worker'], root, { bundleDir: copy })
+    expect(r2.code).toBe(1)
+    expect(r2.stderr.trim()).toMatch(/^install: runtime\/bin\/node or installer\/install\.mjs does not match SHA256SUMS/)
+  })
+
+  it('an arm64 bundle on this amd64 machine: the install script refuses before running anything', async () => {
+    const armLock = join(dir, 'arm.lock.json')
+    await lockWorld(world, armLock, join(dir, 'cache'), world.manifestText.replace(`  - ${EXTRA_IMAGE}\n`, ''))
+    const out = join(dir, 'arm-out')
+    const b = await bundleCli(['build', '--lock', armLock, '--platform', 'linux/arm64', '--out', out, '--cache', join(dir, 'cache'), ...world.args])
+    expect(b.code, b.stderr).toBe(0)
+    execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-arm64.tar'], { cwd: out })
+    const root = await newRoot('arm')
+    const r = await install(['--role', 'worker'], root, { bundleDir: join(out, 'kube-airgap-v1.29.3-linux-arm64') })
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim()).toBe('install: this bundle is for linux/arm64 but this machine is x86_64 (amd64): use the linux/amd64 bundle (bundle build --platform linux/amd64)')
+    expect(r.record).toEqual([])
+  })
+
+  it('bad input: one clear line, exit 2', async () => {
+    const root = await newRoot('bad')
+    const cases: [string[], RegExp][] = [
+      [['--role', 'boss'], /^install: EUSAGE: --role "boss": use master or worker$/],
+      [['--role', 'worker', '--phases', 'kernel,networking'], /^install: EUSAGE: --phases: unknown phase "networking"/],
+      [['--role', 'worker', '--no-such-flag'], /unknown option '--no-such-flag'/],
+    ]
+    for (const [args, line] of cases) {
+      const r = await install(args, root)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr.trim().split('\n')[0]).toMatch(line)
+    }
+    const missing = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(join(bundle, 'install'), ['--role', 'worker', '--root', join(dir, 'no-such-root')], { stdio: ['ignore', 'ignore', 'pipe'] })
+      let stderr = ''
+      c.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      c.on('close', (code) => resolve({ code, stderr }))
+    })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr.trim()).toMatch(/^install: EUSAGE: --root .*no-such-root: no such folder/)
+    expect(existsSync(join(dir, 'no-such-root'))).toBe(false)
+  })
+})

@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process'
+import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Want } from '../../builder/lock.js'
+import { urlBaseName } from '../../builder/components.js'
+
+/**
+ * Upstream artifacts with the real shapes, made on this machine. `realistic` uses real
+ * binaries where they run here (Debian's containerd, ctr, shim, runc and CNI plugins; this
+ * machine's node packaged like nodejs.org's tarball) and recording scripts where they
+ * cannot (kubeadm, kubelet, kubectl, crictl, calicoctl: there is no way to run them here;
+ * each appends its arguments to $KA_RECORD). Otherwise only the runtime tarball is real in
+ * shape, with a tiny stand-in binary, which is all the builder's tests need.
+ */
+export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w: Want) => Promise<Buffer | undefined>> {
+  await mkdir(dir, { recursive: true })
+  const made = new Map<string, Buffer>()
+  const sh = (cmd: string, cwd = dir) => execFileSync('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'inherit'] })
+
+  const recorder = (name: string) => Buffer.from(`#!/bin/sh\n# kube-airgap test stand-in for ${name}: the real one cannot run here. It records its arguments.\necho "${name} $*" >> "\${KA_RECORD:-/dev/null}"\nexit 0\n`)
+
+  const tarball = async (name: string, files: Record<string, Buffer | string>, compress: string): Promise<Buffer> => {
+    const stage = join(dir, `stage-${name}`)
+    await rm(stage, { recursive: true, force: true })
+    for (const [rel, content] of Object.entries(files)) {
+      await mkdir(join(stage, rel, '..'), { recursive: true })
+      if (typeof content === 'string') await copyFile(content, join(stage, rel))
+      else await writeFile(join(stage, rel), content)
+      await chmod(join(stage, rel), 0o755)
+    }
+    sh(`tar --sort=name --mtime=2000-01-01 --owner=0 --group=0 -C ${stage} -cf - $(ls ${stage}) | ${compress} > ${join(dir, name)}`)
+    return readFile(join(dir, name))
+  }
+
+  return async (w: Want) => {
+    const key = w.url
+    if (made.has(key)) return made.get(key)
+    const base = urlBaseName(w.url)
+    let out: Buffer | undefined
+    if (w.name === 'node') {
+      const top = base.replace(/\.tar\.xz$/, '')
+      out = await tarball(base, { [`${top}/bin/node`]: realistic ? process.execPath : Buffer.from('#!/bin/sh\necho "stand-in node"\n'), [`${top}/LICENSE`]: Buffer.from('MIT\n') }, 'xz -0 -T2')
+    } else if (realistic && w.name === 'containerd') {
+      out = await tarball(base, { 'bin/containerd': '/usr/bin/containerd', 'bin/containerd-shim-runc-v2': '/usr/bin/containerd-shim-runc-v2', 'bin/ctr': '/usr/bin/ctr' }, 'gzip -1')
+    } else if (realistic && w.name === 'runc') {
+      out = await readFile('/usr/sbin/runc')
+    } else if (realistic && w.name === 'cni-plugins') {
+      const plugins: Record<string, string> = {}
+      for (const p of await readdir('/usr/lib/cni')) plugins[p] = join('/usr/lib/cni', p)
+      out = await tarball(base, plugins, 'gzip -1')
+    } else if (realistic && w.name === 'crictl') {
+      out = await tarball(base, { crictl: recorder('crictl') }, 'gzip -1')
+    } else if (realistic && ['kubeadm', 'kubelet', 'kubectl', 'calicoctl'].includes(w.name)) {
+      out = recorder(w.name)
+    }
+    if (out) made.set(key, out)
+    return out
+  }
+}

@@ -1,0 +1,51 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+/**
+ * Recording stand-ins for the host commands that cannot run in a test (systemd is not
+ * PID 1 here, and the kernel is not ours to change): systemctl, modprobe, sysctl and
+ * swapoff. Each appends its command line to $KA_RECORD and emulates its effect under
+ * $KA_ROOT (the node root the installer works in), so a second run can see what the first
+ * did: enabled units, loaded modules, applied sysctls, swap turned off.
+ */
+const SCRIPTS: Record<string, string> = {
+  systemctl: `state="$KA_ROOT/.systemctl"; mkdir -p "$state"
+case "$1" in
+  --version) echo "systemd 252 (kube-airgap test stand-in)" ;;
+  is-enabled) if [ -e "$state/enabled.$2" ]; then echo enabled; exit 0; else echo disabled; exit 1; fi ;;
+  is-active) if [ -e "$state/active.$2" ]; then echo active; exit 0; else echo inactive; exit 3; fi ;;
+  enable) if [ "$2" = "--now" ]; then touch "$state/enabled.$3" "$state/active.$3"; else touch "$state/enabled.$2"; fi ;;
+  disable) rm -f "$state/enabled.$2" ;;
+  start|restart) touch "$state/active.$2" ;;
+  stop) rm -f "$state/active.$2" ;;
+esac`,
+  modprobe: `mkdir -p "$KA_ROOT/proc"; echo "$1 16384 0 - Live 0x0000000000000000" >> "$KA_ROOT/proc/modules"`,
+  sysctl: `if [ "$1" = "--system" ]; then
+  cat "$KA_ROOT"/etc/sysctl.d/*.conf 2>/dev/null | sed -n 's/^\\([a-z0-9_.-]*\\) *= *\\(.*\\)$/\\1 \\2/p' | while read -r key value; do
+    f="$KA_ROOT/proc/sys/$(echo "$key" | tr . /)"; mkdir -p "$(dirname "$f")"; echo "$value" > "$f"
+  done
+fi`,
+  swapoff: `printf 'Filename\\t\\t\\t\\tType\\t\\tSize\\t\\tUsed\\t\\tPriority\\n' > "$KA_ROOT/proc/swaps"`,
+}
+
+export const STANDINS = Object.keys(SCRIPTS)
+
+export async function writeStandins(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true })
+  for (const [name, body] of Object.entries(SCRIPTS)) {
+    const p = join(dir, name)
+    await writeFile(p, `#!/bin/sh\n# kube-airgap test stand-in for ${name}: records, and emulates its effect under $KA_ROOT.\necho "${name} $*" >> "$KA_RECORD"\n${body}\nexit 0\n`)
+    await chmod(p, 0o755)
+  }
+  return dir
+}
+
+/** A node root as a fresh Ubuntu server looks to the installer: systemd running, swap on, modules not loaded. */
+export async function freshNodeRoot(root: string): Promise<void> {
+  await mkdir(join(root, 'run/systemd/system'), { recursive: true })
+  await mkdir(join(root, 'proc/sys'), { recursive: true })
+  await mkdir(join(root, 'etc'), { recursive: true })
+  await writeFile(join(root, 'proc/modules'), 'ext4 1056768 1 - Live 0x0000000000000000\n')
+  await writeFile(join(root, 'proc/swaps'), 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swap.img                               file\t\t4194300\t\t0\t\t-2\n')
+  await writeFile(join(root, 'etc/fstab'), '/dev/disk/by-uuid/1234 / ext4 defaults 0 1\n/swap.img\tnone\tswap\tsw\t0\t0\n')
+}

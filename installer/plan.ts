@@ -13,6 +13,8 @@ export type Action =
   | { kind: 'write'; path: string; mode: number; sha256: Sha256; size: number; data: () => Buffer | Readable | Promise<Buffer | Readable> }
   | { kind: 'run'; argv: string[]; input?: () => Readable }
   | { kind: 'remove'; path: string }
+  /** Actions run at the same time (independent of each other by construction). */
+  | { kind: 'parallel'; actions: Action[] }
   /** Regular files out of a .tar.gz in the bundle, written in one pass over it. */
   | { kind: 'extract'; archive: string; files: { member: string; path: string; mode: number; sha256: Sha256 }[] }
 
@@ -69,6 +71,7 @@ export interface StepReport {
 export async function perform(host: Host, action: Action): Promise<void> {
   if (action.kind === 'write') await host.write(action.path, await action.data(), action.mode, action.sha256)
   else if (action.kind === 'remove') await host.remove(action.path)
+  else if (action.kind === 'parallel') await Promise.all(action.actions.map((a) => perform(host, a)))
   else if (action.kind === 'extract') {
     const byMember = new Map(action.files.map((f) => [f.member, f]))
     await extractMembers(action.archive, new Set(byMember.keys()), async (member, body) => {
@@ -85,7 +88,9 @@ export async function perform(host: Host, action: Action): Promise<void> {
 const octal = (mode: number) => mode.toString(8).padStart(4, '0')
 
 export const describeAction = (a: Action): StepReport['actions'] =>
-  a.kind === 'write'
+  a.kind === 'parallel'
+    ? a.actions.flatMap(describeAction)
+    : a.kind === 'write'
     ? [{ kind: 'write', path: a.path, sha256: a.sha256.oci, mode: octal(a.mode) }]
     : a.kind === 'extract'
       ? a.files.map((f) => ({ kind: 'write', path: f.path, sha256: f.sha256.oci, mode: octal(f.mode) }))

@@ -174,6 +174,56 @@ describe('./install --role worker', () => {
   })
 })
 
+describe('the images phase stream', () => {
+  it('carries every blob intact to a slow reader (buffers are reused while the reader lags)', async () => {
+    const { openBundle } = await import('../installer/bundle.js')
+    const { layoutStream } = await import('../installer/phases/images.js')
+    const { Parser } = await import('tar')
+    const b = await openBundle(bundle)
+    const seen: string[] = []
+    const bad: string[] = []
+    const parser = new Parser({
+      onReadEntry: (e) => {
+        const hash = createHash('sha256')
+        e.on('data', (c: Buffer) => hash.update(c))
+        e.on('end', () => {
+          const m = /blobs\/sha256\/([0-9a-f]{64})$/.exec(e.path)
+          if (!m) return
+          seen.push(m[1]!)
+          if (hash.digest('hex') !== m[1]) bad.push(e.path)
+        })
+      },
+    })
+    for await (const chunk of layoutStream(b, b.images)) {
+      await new Promise((r) => setTimeout(r, 1))
+      parser.write(chunk as Buffer)
+    }
+    parser.end()
+    expect(seen.length).toBeGreaterThan(20)
+    expect(bad).toEqual([])
+  })
+
+  it('plans concurrent imports that never carry the same blob twice', async () => {
+    const { openBundle } = await import('../installer/bundle.js')
+    const { imageBlobs, planImport } = await import('../installer/phases/images.js')
+    const b = await openBundle(bundle)
+    const plan = await planImport(b, b.images)
+    expect(plan.first).toHaveLength(1)
+    expect([...plan.first, ...plan.groups.flat()].map((i) => i.name).sort()).toEqual(b.images.map((i) => i.name).sort())
+    expect(plan.groups.length).toBeGreaterThan(1)
+    const owner = new Map<string, number>()
+    for (const [g, images] of plan.groups.entries()) {
+      for (const im of images) {
+        for (const blob of await imageBlobs(b, im)) {
+          if (plan.firstBlobs.has(blob)) continue
+          expect(owner.get(blob) ?? g, `${blob} in two groups`).toBe(g)
+          owner.set(blob, g)
+        }
+      }
+    }
+  })
+})
+
 describe('./install refuses before changing anything', () => {
   it('--dry-run on a fresh root prints files with hashes and commands, and writes nothing', async () => {
     const root = await newRoot('dry')

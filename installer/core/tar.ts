@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
+import { once } from 'node:events'
 import type { Writable } from 'node:stream'
 import { Header } from 'tar'
 import { DIR_MODE, TAR_MTIME } from './layout.js'
@@ -24,10 +25,16 @@ export function fileSink(fh: FileHandle): TarSink {
   }
 }
 
-/** Writes into a stream (a child's stdin), waiting until each chunk is flushed: buffers are reused. */
+/**
+ * Writes into a stream (a child's stdin). The writer reuses its buffers, and a stream may
+ * hold a chunk long after its write callback (a PassThrough buffers it until read), so each
+ * chunk is copied; backpressure is honoured.
+ */
 export function streamSink(out: Writable): TarSink {
   return {
-    write: (buf) => new Promise((resolve, reject) => out.write(buf, (e) => (e ? reject(e) : resolve()))),
+    async write(buf) {
+      if (!out.write(Buffer.from(buf))) await once(out, 'drain')
+    },
   }
 }
 

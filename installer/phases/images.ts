@@ -21,22 +21,26 @@ export async function listImages(ctx: Context, namespace: string): Promise<Map<s
   return out
 }
 
+/** The blobs an image consists of in the bundle: its manifest, config and layers (hex digests). */
+export async function imageBlobs(bundle: Bundle, image: BundleImage): Promise<string[]> {
+  const hex = image.manifest.slice('sha256:'.length)
+  const doc = JSON.parse(await readFile(join(bundle.dir, imageBlobPath(hex)), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] }
+  return [hex, ...[doc.config, ...doc.layers].map((d) => d.digest.slice('sha256:'.length))]
+}
+
 /**
  * The bundle's OCI layout cut down to `images` (their manifests, configs and layers, each
- * blob once), as a tar stream for `ctr images import -`. Nothing is staged on disk.
+ * blob once, less `skip`: blobs containerd already holds), as a tar stream for
+ * `ctr images import -`. Nothing is staged on disk.
  */
-export function layoutStream(bundle: Bundle, images: BundleImage[]): Readable {
+export function layoutStream(bundle: Bundle, images: BundleImage[], skip: ReadonlySet<string> = new Set()): Readable {
   const out = new PassThrough()
   void (async () => {
     const index = JSON.parse(await readFile(join(bundle.dir, IMAGE_INDEX), 'utf8')) as { manifests: { digest: string }[] }
     const wanted = new Set(images.map((i) => i.manifest))
     const manifests = index.manifests.filter((m) => wanted.has(m.digest))
     const blobs = new Set<string>()
-    for (const m of manifests) {
-      blobs.add(m.digest.slice(7))
-      const doc = JSON.parse(await readFile(join(bundle.dir, imageBlobPath(m.digest.slice(7))), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] }
-      for (const d of [doc.config, ...doc.layers]) blobs.add(d.digest.slice(7))
-    }
+    for (const im of images) for (const hex of await imageBlobs(bundle, im)) if (!skip.has(hex)) blobs.add(hex)
     const tar = new TarWriter(streamSink(out))
     await tar.data('oci-layout', 0o644, Buffer.from(OCI_LAYOUT_CONTENT))
     await tar.data('index.json', 0o644, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })))
@@ -52,6 +56,52 @@ export function layoutStream(bundle: Bundle, images: BundleImage[]): Readable {
   return out
 }
 
+export interface ImportPlan {
+  /** Imported alone, first: it brings the layers most images share. */
+  first: BundleImage[]
+  /** Then these groups, two at a time; no blob is in two groups, none is sent twice. */
+  groups: BundleImage[][]
+  /** Blobs the first import brings (left out of the groups' streams). */
+  firstBlobs: Set<string>
+}
+
+/**
+ * `ctr import` spends its time sending content to containerd, one blob after another; two
+ * imports at once use both cores. Two imports must never carry the same blob (two writers of
+ * one digest can collide), so: the image with the most layers in common with the others
+ * goes first, alone; the rest are split into groups joined by any blob they still share,
+ * and the groups are spread over two streams.
+ */
+export async function planImport(bundle: Bundle, images: BundleImage[]): Promise<ImportPlan> {
+  if (images.length < 3) return { first: images, groups: [], firstBlobs: new Set() }
+  const blobs = new Map<BundleImage, string[]>()
+  const uses = new Map<string, number>()
+  for (const im of images) {
+    const list = await imageBlobs(bundle, im)
+    blobs.set(im, list)
+    for (const b of list) uses.set(b, (uses.get(b) ?? 0) + 1)
+  }
+  const shared = (im: BundleImage) => blobs.get(im)!.filter((b) => uses.get(b)! > 1).length
+  const first = [...images].sort((a, b) => shared(b) - shared(a))[0]!
+  const firstBlobs = new Set(blobs.get(first))
+  // Union the rest by the blobs they share beyond what the first import brings.
+  const rest = images.filter((i) => i !== first)
+  const parent = new Map(rest.map((i) => [i, i]))
+  const find = (i: BundleImage): BundleImage => (parent.get(i) === i ? i : find(parent.get(i)!))
+  const owner = new Map<string, BundleImage>()
+  for (const im of rest) {
+    for (const b of blobs.get(im)!) {
+      if (firstBlobs.has(b)) continue
+      const o = owner.get(b)
+      if (o) parent.set(find(im), find(o))
+      else owner.set(b, im)
+    }
+  }
+  const groups = new Map<BundleImage, BundleImage[]>()
+  for (const im of rest) groups.set(find(im), [...(groups.get(find(im)) ?? []), im])
+  return { first: [first], groups: [...groups.values()], firstBlobs }
+}
+
 export const images: Phase = {
   name: 'images',
   summary: `imports the bundle's images into containerd's ${K8S_NAMESPACE} namespace (skipping those already there with the same digest), then checks every image kubeadm, the sandbox and Calico need is there`,
@@ -62,11 +112,19 @@ export const images: Phase = {
       throw new KaError('ESTEP', `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`)
     }
     const missing = bundle.images.filter((i) => present?.get(i.name) !== i.manifest)
+    const argv = [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'import', '-']
+    const plan = await planImport(bundle, missing)
+    // Groups go into two streams, balanced by count; each stream is one `ctr import`.
+    const streams: BundleImage[][] = [[], []]
+    for (const g of [...plan.groups].sort((a, b) => b.length - a.length)) streams[streams[0]!.length <= streams[1]!.length ? 0 : 1]!.push(...g)
     return [
       {
         title: `images in ${K8S_NAMESPACE} (${bundle.images.length}: ${missing.length ? `${missing.length} to import` : 'all there'})`,
         done: missing.length === 0,
-        actions: [{ kind: 'run', argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'import', '-'], input: () => layoutStream(bundle, missing) }],
+        actions: [
+          { kind: 'run', argv, input: () => layoutStream(bundle, plan.first) },
+          { kind: 'parallel', actions: streams.filter((x) => x.length).map((x) => ({ kind: 'run' as const, argv, input: () => layoutStream(bundle, x, plan.firstBlobs) })) },
+        ],
         check: () => checkImages(ctx),
       },
     ]

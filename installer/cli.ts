@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
 import { openBundle } from './bundle.js'
@@ -8,7 +8,11 @@ import { verifyBundle } from './core/verify.js'
 import { Host } from './host.js'
 import { DEFAULT_CONTAINERD_SOCKET } from './paths.js'
 import { PHASES, VERIFY_SUMMARY } from './phases/index.js'
-import { runPhases, type Context, type InstallOptions, type StepReport } from './plan.js'
+import { perform, runPhases, type ClusterSetup, type Context, type InstallOptions, type StepReport } from './plan.js'
+import { clusterConfig, defaultRouteAddress } from './cluster-config.js'
+import { parseJoinFile, type JoinFile } from './kubeadm.js'
+import { joinFileSteps, newJoinToken } from './phases/cluster.js'
+import { PROC_NET_ROUTE } from './paths.js'
 
 /** The bundle this installer sits in: `<bundle>/installer/install.mjs`. */
 const BUNDLE_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '')
@@ -23,6 +27,14 @@ function phaseList(v: string | undefined, flag: string): string[] | undefined {
 
 interface RunFlags {
   role?: string
+  config?: string
+  joinFile?: string
+  advertiseAddress?: string
+  podSubnet?: string
+  serviceSubnet?: string
+  controlPlaneEndpoint?: string
+  nodeName?: string
+  waitTimeout: string
   phases?: string
   skipPhases?: string
   dryRun?: boolean
@@ -48,6 +60,11 @@ async function install(flags: RunFlags): Promise<void> {
   const options: InstallOptions = { role: flags.role, root: flags.root, dryRun: !!flags.dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose }
   const reports: StepReport[] = []
   const warnings: string[] = []
+  const say = (line: string) => (warnings.push(line), options.json ? undefined : warn(line))
+  const host = new Host(flags.root, options.dryRun)
+  // Every input is checked before anything is verified, read as trusted or changed.
+  const cluster = await clusterSetup(flags, host, options.role)
+  for (const w of cluster.warnings) say(`warn  ${w}`)
   const show = (r: StepReport) => {
     reports.push(r)
     if (options.json) return
@@ -60,12 +77,7 @@ async function install(flags: RunFlags): Promise<void> {
     const v = await verifyBundle(flags.bundle)
     show({ phase: 'verify', title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock`, status: 'checked', actions: [] })
   }
-  const ctx: Context = {
-    host: new Host(flags.root, options.dryRun),
-    bundle: await openBundle(flags.bundle),
-    options,
-    say: (line) => (warnings.push(line), options.json ? undefined : warn(line)),
-  }
+  const ctx: Context = { host, bundle: await openBundle(flags.bundle), options, cluster: cluster.setup, say }
   await runPhases(
     ctx,
     PHASES.filter((p) => selected(p.name)),
@@ -75,7 +87,36 @@ async function install(flags: RunFlags): Promise<void> {
   else {
     const count = (s: StepReport['status']) => reports.filter((r) => r.status === s).length
     out(options.dryRun ? `dry run: ${count('would do')} steps would change the node; nothing was changed\n` : `ok: ${count('done')} steps changed the node, ${count('already done')} were already done\n`)
+    if (!options.dryRun && options.role === 'master' && !cluster.setup.join && selected('finish')) {
+      out(`next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`)
+    }
   }
+}
+
+/** cluster.yaml, flags and the join file, checked; the advertise address resolved. */
+async function clusterSetup(flags: RunFlags, host: Host, role: 'master' | 'worker', needAddress = true): Promise<{ setup: ClusterSetup; warnings: string[] }> {
+  let text: string | undefined
+  if (flags.config) {
+    text = await readFile(flags.config, 'utf8').catch(() => {
+      throw new KaError('EUSAGE', `--config ${flags.config}: cannot read it; give a cluster.yaml (see manifests/cluster.example.yaml)`)
+    })
+  }
+  const { config, warnings } = clusterConfig(text, flags.config ?? 'flags', flags)
+  let join: JoinFile | undefined
+  if (flags.joinFile) {
+    const jt = await readFile(flags.joinFile, 'utf8').catch(() => {
+      throw new KaError('EUSAGE', `--join-file ${flags.joinFile}: cannot read it; copy join/ from the master's bundle folder`)
+    })
+    join = parseJoinFile(jt, flags.joinFile)
+    if ((role === 'master') !== (join.role === 'control-plane')) {
+      throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is for a ${join.role === 'worker' ? 'worker' : 'control plane'}, not a ${role}; use join/${role === 'master' ? 'control-plane' : 'worker'}.yaml`)
+    }
+  }
+  const advertise = config.advertiseAddress ?? defaultRouteAddress(await host.readText(PROC_NET_ROUTE))
+  if (!advertise && role === 'master' && needAddress) throw new KaError('EUSAGE', "cannot tell this node's address (no default route): give --advertise-address")
+  const wait = Number(flags.waitTimeout)
+  if (!Number.isFinite(wait) || wait <= 0) throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give seconds, e.g. 600`)
+  return { setup: { config, advertise: advertise ?? '', ...(join ? { join } : {}), waitMs: wait * 1000 }, warnings }
 }
 
 const program = new Command('install')
@@ -84,6 +125,14 @@ const program = new Command('install')
   .exitOverride()
   .configureOutput({ outputError: (s, write) => write(s.startsWith('error:') ? `install: ${s}` : s) })
   .addOption(new Option('--role <role>', 'what this node is: master or worker'))
+  .option('--config <file>', 'cluster.yaml (see manifests/cluster.example.yaml); flags win over it')
+  .option('--join-file <file>', 'join/worker.yaml or join/control-plane.yaml from the first master')
+  .option('--advertise-address <ip>', "this node's address (default: the default route's interface)")
+  .option('--pod-subnet <cidr>', 'pod addresses (default 10.244.0.0/16)')
+  .option('--service-subnet <cidr>', 'service addresses (default 10.96.0.0/12)')
+  .option('--control-plane-endpoint <host:port>', 'where every node reaches the API (default: advertise address:6443)')
+  .option('--node-name <name>', "this node's name (default: the hostname)")
+  .option('--wait-timeout <seconds>', 'how long finish waits for the node to be Ready', '600')
   .option('--phases <list>', 'run only these phases (comma separated)')
   .option('--skip-phases <list>', 'run all phases but these')
   .option('--dry-run', 'print every file (path and content hash) and command; change nothing')
@@ -101,6 +150,20 @@ program
   .action(async (flags: { json?: boolean }) => {
     const v = await verifyBundle(program.opts<RunFlags>().bundle)
     out(flags.json ? `${JSON.stringify({ ok: true, name: v.name, files: v.files, bytes: v.bytes }, null, 2)}\n` : `ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock\n`)
+  })
+
+program
+  .command('join-command')
+  .description('on the first master: a fresh join token and certificate key, and join/*.yaml rewritten')
+  .action(async () => {
+    const flags = program.opts<RunFlags>()
+    const host = new Host(flags.root, !!flags.dryRun)
+    const { setup } = await clusterSetup({ ...flags, role: 'master' }, host, 'master', false)
+    const bundle = await openBundle(flags.bundle)
+    const ctx: Context = { host, bundle, cluster: setup, options: { role: 'master', root: flags.root, dryRun: !!flags.dryRun, containerdAddress: flags.containerdAddress, json: false, verbose: false }, say: warn }
+    const state = await newJoinToken(ctx)
+    for (const step of await joinFileSteps(ctx, state)) for (const a of step.actions) await perform(step.on ?? host, a)
+    out(`ok: join/worker.yaml and join/control-plane.yaml rewritten (token expires ${state.expires}, certificate key ${state.certificateKeyExpires})\n`)
   })
 
 program

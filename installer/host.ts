@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -71,7 +71,7 @@ export class Host {
   }
 
   /** Writes atomically (temp file in the same folder, then rename); `data` may be a stream. */
-  async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256): Promise<void> {
+  async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
     this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
     if (this.dryRun) return
     const p = this.path(nodePath)
@@ -83,6 +83,7 @@ export class Host {
         await new Promise<void>((resolve, reject) => out.end(data, () => resolve()).on('error', reject))
       } else await pipeline(data, out)
       await chmod(temp, mode)
+      if (owner) await chown(temp, owner.uid, owner.gid)
       await rename(temp, p)
     } catch (e) {
       await rm(temp, { force: true })

@@ -29,3 +29,15 @@ export const CGROUP_V2_MARKER = '/sys/fs/cgroup/cgroup.controllers'
 
 /** The namespace kubelet's CRI sees images in. */
 export const K8S_NAMESPACE = 'k8s.io'
+
+/** What the installer keeps for itself: the kubeadm configs it ran with, Calico as applied, the join token. */
+export const STATE_DIR = '/etc/kube-airgap'
+export const KUBEADM_CONFIG = `${STATE_DIR}/kubeadm.yaml`
+export const KUBEADM_JOIN_CONFIG = `${STATE_DIR}/kubeadm-join.yaml`
+export const CALICO_APPLIED = `${STATE_DIR}/calico.yaml`
+export const JOIN_STATE = `${STATE_DIR}/join.json`
+export const CA_CERT = '/etc/kubernetes/pki/ca.crt'
+export const KUBECTL_CALICO = `${BIN_DIR}/kubectl-calico`
+export const ETC_HOSTS = '/etc/hosts'
+export const ETC_PASSWD = '/etc/passwd'
+export const PROC_NET_ROUTE = '/proc/net/route'

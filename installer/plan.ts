@@ -4,13 +4,15 @@ import { Sha256 } from './core/digest.js'
 import { KaError } from './core/errors.js'
 import { extractMembers } from './archive.js'
 import type { Host } from './host.js'
+import type { ClusterConfig } from './cluster-config.js'
+import type { JoinFile } from './kubeadm.js'
 
 export const PHASE_NAMES = ['verify', 'preflight', 'packages', 'kernel', 'containerd', 'cni', 'kubernetes', 'images', 'cluster', 'network', 'finish'] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 
 /** What a step does to the node, as data: a dry run prints it, a run performs it. */
 export type Action =
-  | { kind: 'write'; path: string; mode: number; sha256: Sha256; size: number; data: () => Buffer | Readable | Promise<Buffer | Readable> }
+  | { kind: 'write'; path: string; mode: number; sha256: Sha256; size: number; data: () => Buffer | Readable | Promise<Buffer | Readable>; owner?: { uid: number; gid: number } }
   | { kind: 'run'; argv: string[]; input?: () => Readable }
   | { kind: 'remove'; path: string }
   /** Actions run at the same time (independent of each other by construction). */
@@ -27,6 +29,18 @@ export interface Step {
   actions: Action[]
   /** Runs after the actions (and when already done): throws when the result is wrong. */
   check?: () => Promise<void>
+  /** Where the actions happen, when not on the node (the join files go to the bundle folder). */
+  on?: Host
+}
+
+/** What the cluster phases work from: checked before anything ran. */
+export interface ClusterSetup {
+  config: ClusterConfig
+  /** The address this node announces (given, or the default route's interface). */
+  advertise: string
+  join?: JoinFile
+  /** How long `finish` waits for the node and kube-system to come up. */
+  waitMs: number
 }
 
 export interface InstallOptions {
@@ -42,6 +56,7 @@ export interface Context {
   host: Host
   bundle: Bundle
   options: InstallOptions
+  cluster: ClusterSetup
   /** A line for the user (warnings, what was found). */
   say(line: string): void
 }
@@ -54,11 +69,11 @@ export interface Phase {
 }
 
 /** A file step: done when the node's file has these bytes and this mode. */
-export async function fileStep(ctx: Context, title: string, path: string, content: string | Buffer, mode = 0o644): Promise<Step> {
+export async function fileStep(ctx: Context, title: string, path: string, content: string | Buffer, mode = 0o644, owner?: { uid: number; gid: number }): Promise<Step> {
   const data = Buffer.isBuffer(content) ? content : Buffer.from(content)
   const sha256 = Sha256.of(data)
   const now = await ctx.host.fileState(path)
-  return { title, done: !!now && now.sha256.equals(sha256) && now.mode === mode, actions: [{ kind: 'write', path, mode, sha256, size: data.length, data: () => data }] }
+  return { title, done: !!now && now.sha256.equals(sha256) && now.mode === mode, actions: [{ kind: 'write', path, mode, sha256, size: data.length, data: () => data, ...(owner ? { owner } : {}) }] }
 }
 
 export interface StepReport {
@@ -69,7 +84,7 @@ export interface StepReport {
 }
 
 export async function perform(host: Host, action: Action): Promise<void> {
-  if (action.kind === 'write') await host.write(action.path, await action.data(), action.mode, action.sha256)
+  if (action.kind === 'write') await host.write(action.path, await action.data(), action.mode, action.sha256, action.owner)
   else if (action.kind === 'remove') await host.remove(action.path)
   else if (action.kind === 'parallel') await Promise.all(action.actions.map((a) => perform(host, a)))
   else if (action.kind === 'extract') {
@@ -111,7 +126,7 @@ export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepR
       const status: StepReport['status'] = step.checkOnly ? 'checked' : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
       if (!step.done && !ctx.options.dryRun) {
         try {
-          for (const a of step.actions) await perform(ctx.host, a)
+          for (const a of step.actions) await perform(step.on ?? ctx.host, a)
         } catch (e) {
           throw stepError(phase.name, step.title, e)
         }

@@ -1,4 +1,5 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, execSync, spawn } from 'node:child_process'
+import yaml from 'js-yaml'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
@@ -49,13 +50,13 @@ interface Run {
   record: string[]
 }
 
-async function install(args: string[], root: string, opts: { bundleDir?: string } = {}): Promise<Run> {
+async function install(args: string[], root: string, opts: { bundleDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
   const record = join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record`)
   await writeFile(record, '', { flag: 'a' })
   const before = (await readFile(record, 'utf8')).length
   const res = await new Promise<Omit<Run, 'record'>>((resolve) => {
     const child = spawn(join(opts.bundleDir ?? bundle, 'install'), [...args, '--root', root], {
-      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root },
+      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''
@@ -69,7 +70,7 @@ async function install(args: string[], root: string, opts: { bundleDir?: string 
 }
 
 /** Commands that change something (queries like `systemctl is-active` do not). */
-const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l))
+const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l))
 
 async function treeHashes(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
@@ -174,6 +175,117 @@ describe('./install --role worker', () => {
   })
 })
 
+describe('./install --role master, then a worker with the join file it wrote', () => {
+  let master: string
+  let ca: string
+  const env = () => ({ KA_CA_CRT: ca })
+  const recorded = async (root: string, suffix: string) => {
+    const d = join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record.d`)
+    const f = (await readdir(d)).filter((n) => n.endsWith(suffix)).sort().pop()!
+    return readFile(join(d, f), 'utf8')
+  }
+
+  it('initializes the cluster from cluster.yaml and flags, applies Calico, writes the join files', async () => {
+    ca = join(dir, 'ca.crt')
+    execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
+    master = await newRoot('master')
+    await writeFile(join(dir, 'cluster.yaml'), 'nodeName: k8s01\npodSubnet: 10.250.0.0/16\ncalicoAutodetection: interface=eth0\nextraHosts:\n  - ip: 192.0.2.10\n    names: [k8s01]\n  - ip: 192.0.2.11\n    names: [k8s02]\n')
+    const r = await install(['--role', 'master', '--skip-phases', 'images', '--config', join(dir, 'cluster.yaml'), '--pod-subnet', '10.245.0.0/16', '--advertise-address', '192.0.2.10'], master, { env: env() })
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(changing(r.record).filter((l) => /^kube(adm|ctl)/.test(l))).toEqual([
+      `kubeadm init --config ${join(master, 'etc/kube-airgap/kubeadm.yaml')} --upload-certs`,
+      `kubectl --kubeconfig ${join(master, 'etc/kubernetes/admin.conf')} apply --server-side --force-conflicts -f ${join(master, 'etc/kube-airgap/calico.yaml')}`,
+    ])
+    // What kubeadm received parses and holds what the node needs.
+    const [init, clusterCfg, kubelet] = yaml.loadAll(await recorded(master, 'kubeadm-init.yaml')) as Record<string, any>[]
+    expect(init).toMatchObject({ apiVersion: 'kubeadm.k8s.io/v1beta3', kind: 'InitConfiguration', nodeRegistration: { name: 'k8s01', criSocket: 'unix:///run/containerd/containerd.sock', imagePullPolicy: 'Never' }, localAPIEndpoint: { advertiseAddress: '192.0.2.10', bindPort: 6443 } })
+    expect(init!.bootstrapTokens[0].token).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/)
+    expect(clusterCfg).toMatchObject({ kind: 'ClusterConfiguration', kubernetesVersion: 'v1.29.3', imageRepository: 'registry.k8s.io', controlPlaneEndpoint: '192.0.2.10:6443', networking: { podSubnet: '10.245.0.0/16', serviceSubnet: '10.96.0.0/12', dnsDomain: 'cluster.local' } })
+    expect(kubelet).toEqual({ apiVersion: 'kubelet.config.k8s.io/v1beta1', kind: 'KubeletConfiguration', cgroupDriver: 'systemd' })
+    // What kubectl received: Calico with the pod subnet as its pool, never pulling.
+    const calico = (yaml.loadAll(await recorded(master, 'kubectl-apply.yaml')) as any[]).filter(Boolean)
+    expect(calico).toHaveLength(31)
+    const env2 = calico.find((d) => d.kind === 'DaemonSet' && d.metadata.name === 'calico-node').spec.template.spec.containers[0].env
+    expect(env2).toContainEqual({ name: 'CALICO_IPV4POOL_CIDR', value: '10.245.0.0/16' })
+    expect(env2).toContainEqual({ name: 'IP_AUTODETECTION_METHOD', value: 'interface=eth0' })
+
+    expect(await readFile(join(master, 'etc/hosts'), 'utf8')).toMatch(/^192\.0\.2\.11 k8s02 {2}# kube-airgap$/m)
+    expect((await stat(join(master, 'root/.kube/config'))).mode & 0o777).toBe(0o600)
+    expect(await readFile(join(master, 'usr/local/bin/kubectl-calico'), 'utf8')).toContain('stand-in for calicoctl')
+    const worker = yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>
+    expect((await stat(join(bundle, 'join/worker.yaml'))).mode & 0o777).toBe(0o600)
+    const hash = execSync(`openssl x509 -pubkey -in ${ca} | openssl rsa -pubin -outform der 2>/dev/null | openssl dgst -sha256 -hex | sed 's/^.* //'`, { encoding: 'utf8' }).trim()
+    expect(worker).toMatchObject({ kind: 'JoinFile', role: 'worker', endpoint: '192.0.2.10:6443', token: init!.bootstrapTokens[0].token, caCertHash: `sha256:${hash}` })
+    expect(Date.parse(worker.expires!) - Date.now()).toBeGreaterThan(23 * 3600_000)
+    const cp = yaml.load(await readFile(join(bundle, 'join/control-plane.yaml'), 'utf8')) as Record<string, string>
+    expect(cp).toMatchObject({ role: 'control-plane', certificateKey: init!.certificateKey })
+    expect(r.stdout).toContain('sudo ./install --role worker --join-file join/worker.yaml')
+    // The bundle still verifies with join/ in it.
+    expect((await bundleCli(['verify', bundle])).code).toBe(0)
+  })
+
+  it('a second master run changes nothing', async () => {
+    const before = await treeHashes(master)
+    const r = await install(['--role', 'master', '--skip-phases', 'images', '--config', join(dir, 'cluster.yaml'), '--pod-subnet', '10.245.0.0/16', '--advertise-address', '192.0.2.10'], master, { env: env() })
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(changing(r.record)).toEqual([])
+    expect(await treeHashes(master)).toEqual(before)
+  })
+
+  it('a worker joins with join/worker.yaml', async () => {
+    const w = await newRoot('joined-worker')
+    const r = await install(['--role', 'worker', '--skip-phases', 'images', '--join-file', join(bundle, 'join/worker.yaml')], w, { env: env() })
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(changing(r.record).filter((l) => /^kube(adm|ctl)/.test(l))).toEqual([`kubeadm join --config ${join(w, 'etc/kube-airgap/kubeadm-join.yaml')}`])
+    const joinCfg = yaml.load(await recorded(w, 'kubeadm-join.yaml')) as Record<string, any>
+    const file = yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>
+    expect(joinCfg).toMatchObject({ kind: 'JoinConfiguration', discovery: { bootstrapToken: { apiServerEndpoint: '192.0.2.10:6443', token: file.token, caCertHashes: [file.caCertHash] } }, nodeRegistration: { imagePullPolicy: 'Never' } })
+    expect(joinCfg.controlPlane).toBeUndefined()
+    // The wrong file for the role is refused.
+    const wrong = await install(['--role', 'worker', '--join-file', join(bundle, 'join/control-plane.yaml')], await newRoot('wrong-role'), { env: env() })
+    expect(wrong.code).toBe(2)
+    expect(wrong.stderr).toMatch(/is for a control plane, not a worker; use join\/worker\.yaml/)
+  })
+
+  it('an expired join file is refused before kubeadm join, nothing written; join-command makes fresh ones', async () => {
+    const expired = join(dir, 'expired-worker.yaml')
+    await writeFile(expired, (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, "expires: '2026-01-01T00:00:00.000Z'"))
+    const w = await newRoot('expired')
+    const before = await treeHashes(w)
+    const r = await install(['--role', 'worker', '--join-file', expired], w, { env: env() })
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim()).toMatch(/^install: EUSAGE: .*expired-worker\.yaml: its token expired at 2026-01-01T00:00:00\.000Z; on the master run `sudo \.\/install join-command`/)
+    expect(r.record).toEqual([])
+    expect(await treeHashes(w)).toEqual(before)
+
+    const fresh = await install(['join-command'], master, { env: env() })
+    expect(fresh.code, fresh.stderr).toBe(0)
+    expect(changing(fresh.record)).toEqual([`kubeadm token create --ttl 24h`, expect.stringMatching(/^kubeadm init phase upload-certs --upload-certs --certificate-key [0-9a-f]{64}$/)])
+    expect((yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>).token).toBe('fresh1.0123456789abcdef')
+  })
+
+  it('every validation error: exit 2 and nothing written', async () => {
+    const root = await newRoot('invalid')
+    const before = await treeHashes(root)
+    await writeFile(join(dir, 'typo.yaml'), 'podSubnt: 10.244.0.0/16\n')
+    const cases: [string[], RegExp][] = [
+      [['--pod-subnet', '10.244.0.0/33'], /pod subnet "10\.244\.0\.0\/33" is not an IPv4 network/],
+      [['--pod-subnet', '10.96.0.0/16'], /and the service subnet 10\.96\.0\.0\/12 overlap/],
+      [['--pod-subnet', '10.244.0.0/26'], /smaller than the \/24 each node takes/],
+      [['--control-plane-endpoint', 'k8s-api'], /control-plane endpoint "k8s-api" is not host:port/],
+      [['--config', join(dir, 'typo.yaml')], /unknown key "podSubnt" \(did you mean "podSubnet"\?\)/],
+    ]
+    for (const [args, line] of cases) {
+      const r = await install(['--role', 'master', '--advertise-address', '192.0.2.10', ...args], root, { env: env() })
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr.trim().split('\n')).toHaveLength(1)
+      expect(r.stderr).toMatch(line)
+      expect(r.stdout).toBe('')
+    }
+    expect(await treeHashes(root)).toEqual(before)
+  })
+})
+
 describe('the images phase stream', () => {
   it('carries every blob intact to a slow reader (buffers are reused while the reader lags)', async () => {
     const { openBundle } = await import('../installer/bundle.js')
@@ -228,7 +340,7 @@ describe('./install refuses before changing anything', () => {
   it('--dry-run on a fresh root prints files with hashes and commands, and writes nothing', async () => {
     const root = await newRoot('dry')
     const before = await treeHashes(root)
-    const r = await install(['--role', 'master', '--dry-run', '--skip-phases', 'images'], root)
+    const r = await install(['--role', 'master', '--dry-run', '--skip-phases', 'images', '--advertise-address', '192.0.2.10'], root)
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(/^ {6}write \/etc\/containerd\/config\.toml {2}sha256:[0-9a-f]{64} {2}0644$/m)
     expect(r.stdout).toMatch(/^ {6}run {3}systemctl enable --now containerd$/m)

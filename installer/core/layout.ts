@@ -33,6 +33,14 @@ export const KUBEADM_TABLE_FILE = `${INSTALLER_DIR}/kubeadm-images.yaml`
 export const RUNTIME_COMPONENT = 'node'
 export const RUNTIME_NODE = `${RUNTIME_DIR}/bin/node`
 
+/**
+ * Join files the first master writes into the bundle folder for the next nodes. They are
+ * made on the node, after the bundle was built, so verification passes over them.
+ */
+export const JOIN_DIR = 'join'
+export const JOIN_WORKER = `${JOIN_DIR}/worker.yaml`
+export const JOIN_CONTROL_PLANE = `${JOIN_DIR}/control-plane.yaml`
+
 /** Where a pinned upstream file lives inside the bundle (the runtime excepted, see above). */
 export const filePath = (file: string): string => `${FILES_DIR}/${file}`
 

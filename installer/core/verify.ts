@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { Parser, type ReadEntry } from 'tar'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { filePath, isSafeRelativePath, LOCK_FILE, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from './layout.js'
+import { filePath, isSafeRelativePath, JOIN_DIR, LOCK_FILE, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from './layout.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
 
@@ -62,7 +62,7 @@ function judge(scan: Scan, source: string): VerifyReport {
     else if (!got.equals(want)) problems.push({ path: p, problem: `changed: expected sha256 ${want.hex}, found ${got.hex}` })
   }
   for (const p of scan.digests.keys()) {
-    if (p !== SUMS_FILE && !sums.has(p)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
+    if (p !== SUMS_FILE && !sums.has(p) && !p.startsWith(`${JOIN_DIR}/`)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
   }
 
   let lock: Lock | undefined

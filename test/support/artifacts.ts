@@ -12,12 +12,37 @@ import { urlBaseName } from '../../builder/components.js'
  * each appends its arguments to $KA_RECORD). Otherwise only the runtime tarball is real in
  * shape, with a tiny stand-in binary, which is all the builder's tests need.
  */
+/**
+ * What the kubeadm and kubectl stand-ins do beyond recording: keep a copy of every file
+ * they are given (--config, -f) in $KA_RECORD.d for the test to check, and leave the state
+ * the installer looks for next (admin.conf and the CA certificate, $KA_CA_CRT, after init;
+ * kubelet.conf after join; Calico's DaemonSet after apply; a Ready node).
+ */
+const EMULATE: Record<string, string> = {
+  kubeadm: `[ -n "\${KA_RECORD:-}" ] || exit 0
+mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
+prev=""; for a in "$@"; do [ "$prev" = "--config" ] && cp "$a" "$KA_RECORD.d/$n-kubeadm-$1.yaml"; prev="$a"; done
+case "$1" in
+  init) if [ "\${2:-}" != phase ]; then mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt"; echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; fi ;;
+  join) mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+  token) echo "fresh1.0123456789abcdef" ;;
+esac`,
+  kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0
+mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
+prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied"; prev="$a"; done
+case "$*" in
+  *"get daemonset calico-node"*) [ -e "$KA_ROOT/.calico-applied" ] || exit 1 ;;
+  *"get nodes"*) printf True ;;
+  *"get pods"*) echo "calico-node-abcde   1/1   Running   0   1m"; echo "etcd-k8s01   1/1   Running   0   1m" ;;
+esac`,
+}
+
 export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w: Want) => Promise<Buffer | undefined>> {
   await mkdir(dir, { recursive: true })
   const made = new Map<string, Buffer>()
   const sh = (cmd: string, cwd = dir) => execFileSync('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'inherit'] })
 
-  const recorder = (name: string) => Buffer.from(`#!/bin/sh\n# kube-airgap test stand-in for ${name}: the real one cannot run here. It records its arguments.\necho "${name} $*" >> "\${KA_RECORD:-/dev/null}"\nexit 0\n`)
+  const recorder = (name: string) => Buffer.from(`#!/bin/sh\n# kube-airgap test stand-in for ${name}: the real one cannot run here. It records its arguments.\necho "${name} $*" >> "\${KA_RECORD:-/dev/null}"\n${EMULATE[name] ?? ''}\nexit 0\n`)
 
   const tarball = async (name: string, files: Record<string, Buffer | string>, compress: string): Promise<Buffer> => {
     const stage = join(dir, `stage-${name}`)

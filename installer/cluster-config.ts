@@ -1,0 +1,133 @@
+import { networkInterfaces, hostname } from 'node:os'
+import yaml from 'js-yaml'
+import { cidrSize, networkOf, overlaps, parseCidr, parseIPv4 } from './core/cidr.js'
+import { KaError } from './core/errors.js'
+import { didYouMean } from './core/text.js'
+
+export interface Taint {
+  key: string
+  value?: string
+  effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute'
+}
+
+/** The cluster as the user describes it (cluster.yaml and flags), checked, with defaults filled in. */
+export interface ClusterConfig {
+  nodeName: string
+  advertiseAddress?: string
+  controlPlaneEndpoint?: string
+  podSubnet: string
+  serviceSubnet: string
+  dnsDomain: string
+  clusterName: string
+  taints?: Taint[]
+  extraHosts: { ip: string; names: string[] }[]
+  calicoAutodetection?: string
+  tokenTTL: string
+}
+
+export const CLUSTER_KEYS = ['nodeName', 'advertiseAddress', 'controlPlaneEndpoint', 'podSubnet', 'serviceSubnet', 'dnsDomain', 'clusterName', 'taints', 'extraHosts', 'calicoAutodetection', 'tokenTTL'] as const
+
+export interface ClusterFlags {
+  advertiseAddress?: string
+  podSubnet?: string
+  serviceSubnet?: string
+  controlPlaneEndpoint?: string
+  nodeName?: string
+}
+
+const bad = (what: string, fix: string): never => {
+  throw new KaError('EUSAGE', `${what}; ${fix}`)
+}
+
+/**
+ * Reads cluster.yaml (if any) and the flags (which win), and checks everything before a
+ * single file is written: CIDRs, overlaps with each other and with this node's networks,
+ * the endpoint, unknown keys (with the nearest known one). Returns the config and the
+ * warnings to show.
+ */
+export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, nodeNetworks: string[] = localNetworks()): { config: ClusterConfig; warnings: string[] } {
+  const raw = (text ? yaml.load(text) : {}) ?? {}
+  if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see manifests/cluster.example.yaml')
+  const o = raw as Record<string, unknown>
+  for (const k of Object.keys(o)) if (!(CLUSTER_KEYS as readonly string[]).includes(k)) bad(`${source}: unknown key ${JSON.stringify(k)}${didYouMean(k, CLUSTER_KEYS)}`, `the keys are ${CLUSTER_KEYS.join(', ')}`)
+  const str = (k: string): string | undefined => (o[k] === undefined || o[k] === null ? undefined : String(o[k]))
+  const warnings: string[] = []
+
+  const podSubnet = flags.podSubnet ?? str('podSubnet') ?? '10.244.0.0/16'
+  const serviceSubnet = flags.serviceSubnet ?? str('serviceSubnet') ?? '10.96.0.0/12'
+  const pod = parseCidr(podSubnet) ?? bad(`pod subnet ${JSON.stringify(podSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.244.0.0/16 (no host bits set)')
+  const svc = parseCidr(serviceSubnet) ?? bad(`service subnet ${JSON.stringify(serviceSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.96.0.0/12 (no host bits set)')
+  if (overlaps(pod, svc)) bad(`the pod subnet ${pod.text} and the service subnet ${svc.text} overlap`, 'pick two separate blocks (defaults: 10.244.0.0/16 and 10.96.0.0/12)')
+  for (const n of nodeNetworks) {
+    const net = parseCidr(n)
+    if (!net) continue
+    if (overlaps(pod, net)) bad(`the pod subnet ${pod.text} overlaps this node's network ${net.text}`, 'pick a pod subnet the nodes do not use (e.g. 10.244.0.0/16)')
+    if (overlaps(svc, net)) bad(`the service subnet ${svc.text} overlaps this node's network ${net.text}`, 'pick a service subnet the nodes do not use (e.g. 10.96.0.0/12)')
+  }
+  if (pod.prefix > 24) bad(`the pod subnet ${pod.text} is smaller than the /24 each node takes from it`, 'use a /16 (or at least a /23 for two nodes)')
+  if (cidrSize(pod) < 2 * 256) warnings.push(`pod subnet ${pod.text} holds one node's pods only: every node takes a /24 of it, so a second node gets no pod addresses (the field notes' 10.244.0.0/24); use a /16 unless the cluster stays one node`)
+
+  const advertiseAddress = flags.advertiseAddress ?? str('advertiseAddress')
+  if (advertiseAddress !== undefined && parseIPv4(advertiseAddress) === undefined) bad(`advertise address ${JSON.stringify(advertiseAddress)} is not an IPv4 address`, "give this node's address, e.g. 192.168.1.11")
+
+  const controlPlaneEndpoint = flags.controlPlaneEndpoint ?? str('controlPlaneEndpoint')
+  if (controlPlaneEndpoint !== undefined) {
+    const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(controlPlaneEndpoint)
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) bad(`control-plane endpoint ${JSON.stringify(controlPlaneEndpoint)} is not host:port`, 'write it like 192.168.1.11:6443 or k8s-api.example:6443')
+  }
+
+  const tokenTTL = str('tokenTTL') ?? '24h'
+  if (!/^\d+(h|m)$/.test(tokenTTL)) bad(`tokenTTL ${JSON.stringify(tokenTTL)} is not a duration`, 'write it like 24h or 90m')
+
+  let taints: Taint[] | undefined
+  if (o.taints !== undefined) {
+    if (!Array.isArray(o.taints)) bad(`${source}: taints must be a list`, 'see manifests/cluster.example.yaml')
+    taints = (o.taints as Record<string, unknown>[]).map((t, i) => {
+      const effect = String(t?.effect)
+      if (!t?.key || !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect)) bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see manifests/cluster.example.yaml')
+      return { key: String(t.key), ...(t.value !== undefined ? { value: String(t.value) } : {}), effect: effect as Taint['effect'] }
+    })
+  }
+
+  const extraHosts = ((o.extraHosts ?? []) as Record<string, unknown>[]).map((h, i) => {
+    const ip = String(h?.ip)
+    const names = Array.isArray(h?.names) ? (h.names as unknown[]).map(String) : []
+    if (parseIPv4(ip) === undefined || names.length === 0) bad(`${source}: extraHosts[${i}] needs an ip and a list of names`, 'e.g. { ip: 192.168.1.12, names: [k8s02] }')
+    return { ip, names }
+  })
+
+  const nodeName = flags.nodeName ?? str('nodeName') ?? hostname().toLowerCase()
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName)) bad(`node name ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`, 'use lower case letters, digits, - and .')
+
+  const config: ClusterConfig = {
+    nodeName,
+    ...(advertiseAddress ? { advertiseAddress } : {}),
+    ...(controlPlaneEndpoint ? { controlPlaneEndpoint } : {}),
+    podSubnet: pod.text,
+    serviceSubnet: svc.text,
+    dnsDomain: str('dnsDomain') ?? 'cluster.local',
+    clusterName: str('clusterName') ?? 'kubernetes',
+    ...(taints ? { taints } : {}),
+    extraHosts,
+    ...(str('calicoAutodetection') ? { calicoAutodetection: str('calicoAutodetection')! } : {}),
+    tokenTTL,
+  }
+  return { config, warnings }
+}
+
+/** This machine's IPv4 networks, loopback aside. */
+export function localNetworks(): string[] {
+  const out: string[] = []
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal && a.cidr) out.push(networkOf(a.cidr)!.text)
+  return out
+}
+
+/** The address kubeadm would pick: the first IPv4 of the default route's interface (from /proc/net/route). */
+export function defaultRouteAddress(procNetRoute: string | undefined): string | undefined {
+  const line = (procNetRoute ?? '').split('\n').find((l) => l.split(/\s+/)[1] === '00000000')
+  const iface = line?.split(/\s+/)[0]
+  return iface ? networkInterfaces()[iface]?.find((a) => a.family === 'IPv4')?.address : undefined
+}
+
+/** `24h` / `90m` in milliseconds. */
+export const durationMs = (ttl: string): number => Number(ttl.slice(0, -1)) * (ttl.endsWith('h') ? 3_600_000 : 60_000)

@@ -1,0 +1,114 @@
+import { createHash, randomBytes, X509Certificate } from 'node:crypto'
+import yaml from 'js-yaml'
+import type { ClusterConfig } from './cluster-config.js'
+import { KaError } from './core/errors.js'
+import { KUBEADM_REPOSITORY } from './core/closed-world.js'
+import { DEFAULT_CONTAINERD_SOCKET } from './paths.js'
+
+/** The kubeadm config API the locked kubeadm reads: v1beta3 up to 1.30, v1beta4 from 1.31. */
+export function kubeadmApi(kubernetes: string): string {
+  const minor = Number(kubernetes.split('.')[1])
+  return `kubeadm.k8s.io/${minor >= 31 ? 'v1beta4' : 'v1beta3'}`
+}
+
+/** A bootstrap token: `[a-z0-9]{6}.[a-z0-9]{16}`, as kubeadm makes them. */
+export function newToken(): string {
+  const abc = 'abcdefghijklmnopqrstuvwxyz0123456789'
+  const pick = (n: number) => [...randomBytes(n)].map((b) => abc[b % abc.length]).join('')
+  return `${pick(6)}.${pick(16)}`
+}
+
+/** The key kubeadm encrypts the uploaded control-plane certificates with (32 bytes, hex). */
+export const newCertificateKey = (): string => randomBytes(32).toString('hex')
+
+/**
+ * `--discovery-token-ca-cert-hash` the way kubeadm computes it: sha256 of the CA
+ * certificate's public key in DER SubjectPublicKeyInfo form (what the field notes' openssl
+ * pipeline prints).
+ */
+export function caCertHash(pem: string): string {
+  const der = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })
+  return `sha256:${createHash('sha256').update(der).digest('hex')}`
+}
+
+const nodeRegistration = (c: ClusterConfig, taints?: ClusterConfig['taints']) => ({
+  name: c.nodeName,
+  criSocket: `unix://${DEFAULT_CONTAINERD_SOCKET}`,
+  // Everything is in the bundle and imported: kubeadm must never try to pull.
+  imagePullPolicy: 'Never',
+  ...(taints ? { taints } : {}),
+})
+
+/** InitConfiguration + ClusterConfiguration + KubeletConfiguration for the first master. */
+export function initConfig(kubernetes: string, c: ClusterConfig, advertise: string, token: string, certificateKey: string): string {
+  const api = kubeadmApi(kubernetes)
+  const docs = [
+    {
+      apiVersion: api,
+      kind: 'InitConfiguration',
+      bootstrapTokens: [{ token, ttl: c.tokenTTL, usages: ['signing', 'authentication'], groups: ['system:bootstrappers:kubeadm:default-node-token'] }],
+      certificateKey,
+      nodeRegistration: nodeRegistration(c, c.taints),
+      localAPIEndpoint: { advertiseAddress: advertise, bindPort: 6443 },
+    },
+    {
+      apiVersion: api,
+      kind: 'ClusterConfiguration',
+      kubernetesVersion: `v${kubernetes}`,
+      clusterName: c.clusterName,
+      controlPlaneEndpoint: c.controlPlaneEndpoint ?? `${advertise}:6443`,
+      // The bundle's images carry registry.k8s.io names at exactly these versions.
+      imageRepository: KUBEADM_REPOSITORY,
+      networking: { dnsDomain: c.dnsDomain, serviceSubnet: c.serviceSubnet, podSubnet: c.podSubnet },
+    },
+    // kubelet on the systemd cgroup driver, as containerd is (SystemdCgroup = true).
+    { apiVersion: 'kubelet.config.k8s.io/v1beta1', kind: 'KubeletConfiguration', cgroupDriver: 'systemd' },
+  ]
+  return docs.map((d) => yaml.dump(d, { lineWidth: -1 })).join('---\n')
+}
+
+/** The file the master writes for the next nodes (mode 0600: it holds a secret). */
+export interface JoinFile {
+  role: 'worker' | 'control-plane'
+  endpoint: string
+  token: string
+  expires: string
+  caCertHash: string
+  certificateKey?: string
+  certificateKeyExpires?: string
+}
+
+export function formatJoinFile(j: JoinFile): string {
+  const next = j.role === 'worker' ? 'sudo ./install --role worker --join-file join/worker.yaml' : 'sudo ./install --role master --join-file join/control-plane.yaml'
+  return `# kube-airgap join file. It holds a secret: keep it 0600 and only on the USB stick.\n# On the next node: ${next}\n${yaml.dump({ apiVersion: 'kube-airgap/v1', kind: 'JoinFile', ...j }, { lineWidth: -1 })}`
+}
+
+export function parseJoinFile(text: string, source: string, now = Date.now()): JoinFile {
+  let o: Record<string, unknown>
+  try {
+    o = yaml.load(text) as Record<string, unknown>
+  } catch {
+    throw new KaError('EUSAGE', `${source}: not a kube-airgap join file; use the join/worker.yaml or join/control-plane.yaml the master wrote`)
+  }
+  if (o?.kind !== 'JoinFile' || !o.endpoint || !o.token || !o.caCertHash || !o.expires) throw new KaError('EUSAGE', `${source}: not a kube-airgap join file; use the join/worker.yaml or join/control-plane.yaml the master wrote`)
+  const j = o as unknown as JoinFile
+  if (Date.parse(j.expires) <= now) {
+    throw new KaError('EUSAGE', `${source}: its token expired at ${j.expires}; on the master run \`sudo ./install join-command\` to write fresh join files, then copy join/ here again`)
+  }
+  if (j.role === 'control-plane' && j.certificateKeyExpires && Date.parse(j.certificateKeyExpires) <= now) {
+    throw new KaError('EUSAGE', `${source}: its certificate key expired at ${j.certificateKeyExpires} (kubeadm keeps uploaded certificates 2 hours); on the master run \`sudo ./install join-command\`, then copy join/ here again`)
+  }
+  return j
+}
+
+/** JoinConfiguration for a worker, or (with a certificate key) an extra control plane. */
+export function joinConfig(kubernetes: string, c: ClusterConfig, j: JoinFile, advertise: string | undefined): string {
+  const doc = {
+    apiVersion: kubeadmApi(kubernetes),
+    kind: 'JoinConfiguration',
+    discovery: { bootstrapToken: { apiServerEndpoint: j.endpoint, token: j.token, caCertHashes: [j.caCertHash] } },
+    nodeRegistration: nodeRegistration(c, j.role === 'worker' ? undefined : c.taints),
+    ...(j.role === 'control-plane' ? { controlPlane: { certificateKey: j.certificateKey, ...(advertise ? { localAPIEndpoint: { advertiseAddress: advertise, bindPort: 6443 } } : {}) } } : {}),
+  }
+  return yaml.dump(doc, { lineWidth: -1 })
+}

@@ -1,0 +1,178 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { patchCalico } from '../calico.js'
+import { durationMs } from '../cluster-config.js'
+import { Sha256 } from '../core/digest.js'
+import { KaError } from '../core/errors.js'
+import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../core/layout.js'
+import { Host } from '../host.js'
+import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
+import { BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../paths.js'
+import { fileStep, type Context, type Phase, type Step } from '../plan.js'
+import { copyStep } from '../steps.js'
+
+const KUBEADM = `${BIN_DIR}/kubeadm`
+const KUBECTL = `${BIN_DIR}/kubectl`
+/** kubeadm deletes uploaded control-plane certificates after two hours. */
+const CERT_KEY_TTL_MS = 2 * 3_600_000
+
+/** The first master: no join file. */
+export const isFirstMaster = (ctx: Context) => ctx.options.role === 'master' && !ctx.cluster.join
+
+export interface JoinState {
+  endpoint: string
+  token: string
+  expires: string
+  certificateKey: string
+  certificateKeyExpires: string
+}
+
+const kubectl = (ctx: Context, ...args: string[]) => [KUBECTL, '--kubeconfig', ctx.host.path(KUBECONFIG_ADMIN), ...args]
+
+async function hostsStep(ctx: Context): Promise<Step | undefined> {
+  const lines = ctx.cluster.config.extraHosts.map((h) => `${h.ip} ${h.names.join(' ')}`)
+  if (lines.length === 0) return undefined
+  const now = (await ctx.host.readText(ETC_HOSTS)) ?? ''
+  const have = new Set(now.split('\n').map((l) => l.replace(/#.*$/, '').trim().replace(/\s+/g, ' ')))
+  const missing = lines.filter((l) => !have.has(l))
+  const next = `${now}${now && !now.endsWith('\n') ? '\n' : ''}${missing.map((l) => `${l}  # kube-airgap\n`).join('')}`
+  return { ...(await fileStep(ctx, `node names in ${ETC_HOSTS} (${lines.length})`, ETC_HOSTS, next)), done: missing.length === 0 }
+}
+
+export const cluster: Phase = {
+  name: 'cluster',
+  summary: 'kubeadm init on the first master (config from cluster.yaml and flags, images never pulled); kubeadm join with --join-file on the other nodes',
+  async plan(ctx) {
+    const { host, cluster: c, bundle } = ctx
+    const steps: Step[] = []
+    const hosts = await hostsStep(ctx)
+    if (hosts) steps.push(hosts)
+    if (ctx.options.role === 'worker' && !c.join) {
+      ctx.say(`note  no --join-file: the node is prepared; join it with: sudo ./install --role worker --join-file join/worker.yaml`)
+      return [...steps, { title: 'not joined yet (no --join-file)', done: true, checkOnly: true, actions: [] }]
+    }
+    if (c.join) {
+      const done = await host.exists(KUBELET_KUBECONFIG)
+      const config = joinConfig(bundle.lock.kubernetes, c.config, c.join, ctx.options.role === 'master' ? c.advertise : undefined)
+      const file = await fileStep(ctx, `kubeadm join config (${KUBEADM_JOIN_CONFIG})`, KUBEADM_JOIN_CONFIG, config, 0o600)
+      steps.push({ ...file, done: done || file.done })
+      steps.push({ title: `joined ${c.join.endpoint} as ${c.join.role === 'worker' ? 'a worker' : 'a control plane'} (kubeadm join)`, done, actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)] }] })
+      return steps
+    }
+    // The first master. Once it has a cluster, the token and config are not made again.
+    if (await host.exists(KUBECONFIG_ADMIN)) return [...steps, { title: 'cluster initialized (kubeadm init)', done: true, actions: [] }]
+    const token = newToken()
+    const certificateKey = newCertificateKey()
+    const now = Date.now()
+    const endpoint = c.config.controlPlaneEndpoint ?? `${c.advertise}:6443`
+    const state: JoinState = { endpoint, token, expires: new Date(now + durationMs(c.config.tokenTTL)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
+    steps.push(await fileStep(ctx, `kubeadm config (${KUBEADM_CONFIG}: Kubernetes ${bundle.lock.kubernetes}, pod subnet ${c.config.podSubnet}, service subnet ${c.config.serviceSubnet})`, KUBEADM_CONFIG, initConfig(bundle.lock.kubernetes, c.config, c.advertise, token, certificateKey), 0o600))
+    steps.push(await fileStep(ctx, `join token kept for the join files (${JOIN_STATE})`, JOIN_STATE, `${JSON.stringify(state, null, 2)}\n`, 0o600))
+    steps.push({ title: `cluster initialized (kubeadm init, advertising ${c.advertise})`, done: false, actions: [{ kind: 'run', argv: [KUBEADM, 'init', '--config', host.path(KUBEADM_CONFIG), '--upload-certs'] }] })
+    return steps
+  },
+}
+
+export const network: Phase = {
+  name: 'network',
+  summary: "Calico on the first master: its manifest patched (pool CIDR = pod subnet, IP autodetection, never pull) and applied server-side; calicoctl as kubectl-calico",
+  async plan(ctx) {
+    const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, { path: ctx.bundle.file('calicoctl').path, sha256: ctx.bundle.file('calicoctl').locked.integrity }, 0o755)]
+    if (!isFirstMaster(ctx)) return steps
+    const source = await readFile(ctx.bundle.file('calico-manifest').path, 'utf8')
+    const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection)
+    const file = await fileStep(ctx, `Calico manifest (${CALICO_APPLIED}: ${patched.documents} documents, pool ${ctx.cluster.config.podSubnet})`, CALICO_APPLIED, patched.text)
+    steps.push(file)
+    const applied = file.done && (await ctx.host.run(kubectl(ctx, 'get', 'daemonset', 'calico-node', '-n', 'kube-system'), { changing: false })).code === 0
+    // Server-side apply: a rerun is harmless, and Calico's large CRDs do not hit the
+    // client-side last-applied annotation limit ("metadata.annotations: Too long").
+    steps.push({ title: 'Calico applied (kubectl apply --server-side)', done: applied, actions: [{ kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }] })
+    return steps
+  },
+}
+
+async function sudoUser(host: Host): Promise<{ name: string; uid: number; gid: number; home: string } | undefined> {
+  const name = process.env.SUDO_USER
+  if (!name || name === 'root') return undefined
+  const line = ((await host.readText(ETC_PASSWD)) ?? '').split('\n').find((l) => l.startsWith(`${name}:`))
+  const f = line?.split(':')
+  return f && f[5] ? { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] } : undefined
+}
+
+/** The join files for the next nodes, into the bundle folder (mode 0600). */
+export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Step[]> {
+  const pem = await ctx.host.readText(CA_CERT)
+  if (!pem) throw new KaError('ESTEP', `${CA_CERT} is missing: kubeadm init did not finish; see journalctl -u kubelet`)
+  const base = { endpoint: state.endpoint, token: state.token, expires: state.expires, caCertHash: caCertHash(pem) }
+  const files: [string, JoinFile][] = [
+    [JOIN_WORKER, { role: 'worker', ...base }],
+    [JOIN_CONTROL_PLANE, { role: 'control-plane', ...base, certificateKey: state.certificateKey, certificateKeyExpires: state.certificateKeyExpires }],
+  ]
+  // The bundle folder is not the node's filesystem: it travels on to the next node.
+  const usb = new Host('/', ctx.options.dryRun)
+  const out: Step[] = []
+  for (const [rel, j] of files) {
+    const text = formatJoinFile(j)
+    const path = join(ctx.bundle.dir, rel)
+    const now = await usb.fileState(path)
+    const sha256 = Sha256.of(text)
+    out.push({ title: `${rel} for the next ${j.role === 'worker' ? 'workers' : 'masters'} (expires ${j.expires})`, done: !!now && now.sha256.equals(sha256) && now.mode === 0o600, on: usb, actions: [{ kind: 'write', path, mode: 0o600, sha256, size: text.length, data: () => Buffer.from(text) }] })
+  }
+  return out
+}
+
+export const finish: Phase = {
+  name: 'finish',
+  summary: 'on the first master: kubeconfig for root and the sudo user, waits for the node to be Ready and kube-system to run, writes join/worker.yaml and join/control-plane.yaml; prints the next commands',
+  async plan(ctx) {
+    const { host, options } = ctx
+    if (!isFirstMaster(ctx)) return [{ title: ctx.cluster.join ? `node joined ${ctx.cluster.join.endpoint}` : 'node prepared', done: true, checkOnly: true, actions: [] }]
+    const admin = await host.read(KUBECONFIG_ADMIN)
+    if (!admin) {
+      if (options.dryRun) return [{ title: 'kubeconfig, wait for Ready, join files (after kubeadm init)', done: false, actions: [] }]
+      throw new KaError('ESTEP', `${KUBECONFIG_ADMIN} is missing: kubeadm init did not finish; look at \`crictl ps -a\` and \`crictl logs <id>\``)
+    }
+    const steps: Step[] = [await fileStep(ctx, 'kubeconfig for root (/root/.kube/config)', '/root/.kube/config', admin, 0o600, { uid: 0, gid: 0 })]
+    const user = await sudoUser(host)
+    if (user) steps.push(await fileStep(ctx, `kubeconfig for ${user.name} (${user.home}/.kube/config)`, `${user.home}/.kube/config`, admin, 0o600, { uid: user.uid, gid: user.gid }))
+    steps.push({ title: `node ${ctx.cluster.config.nodeName} Ready and kube-system running`, done: true, checkOnly: true, actions: [], check: () => waitReady(ctx) })
+    const state = JSON.parse((await host.readText(JOIN_STATE)) ?? '{}') as JoinState
+    steps.push(...(await joinFileSteps(ctx, state)))
+    return steps
+  },
+}
+
+/** Polls the API until the node is Ready and every kube-system pod runs, or the time is up. */
+async function waitReady(ctx: Context): Promise<void> {
+  const deadline = Date.now() + ctx.cluster.waitMs
+  let last = ''
+  for (;;) {
+    const node = await ctx.host.run(kubectl(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'), { changing: false })
+    const pods = await ctx.host.run(kubectl(ctx, 'get', 'pods', '-n', 'kube-system', '--no-headers'), { changing: false })
+    const notRunning = pods.stdout.split('\n').filter((l) => l.trim() && !/\s(Running|Completed)\s/.test(l))
+    if (node.stdout.trim() === 'True' && pods.code === 0 && pods.stdout.trim() && notRunning.length === 0) return
+    last = node.stdout.trim() !== 'True' ? `node ${ctx.cluster.config.nodeName} is not Ready` : `kube-system pods not running: ${notRunning.map((l) => l.split(/\s+/)[0]).join(', ') || 'none listed yet'}`
+    if (Date.now() > deadline) {
+      throw new KaError('ESTEP', `${last} after ${Math.round(ctx.cluster.waitMs / 1000)} s; look at the containers: \`crictl ps -a\`, then \`crictl logs <container id>\` of the failing one (kube-apiserver, etcd, calico-node), and \`journalctl -u kubelet\`; run ./install again once fixed`)
+    }
+    await new Promise((r) => setTimeout(r, 2000))
+  }
+}
+
+/** A fresh token (kubeadm token create) and certificate key (certificates uploaded again), kept for the join files. */
+export async function newJoinToken(ctx: Context): Promise<JoinState> {
+  const old = JSON.parse((await ctx.host.readText(JOIN_STATE)) ?? 'null') as JoinState | null
+  if (!old || !(await ctx.host.exists(KUBECONFIG_ADMIN))) throw new KaError('EUSAGE', `join-command runs on the first master, after ./install --role master (no ${JOIN_STATE} here)`)
+  const ttl = ctx.cluster.config.tokenTTL
+  const made = await ctx.host.run([KUBEADM, 'token', 'create', '--ttl', ttl])
+  const token = made.stdout.trim().split('\n').pop() ?? ''
+  if (made.code !== 0 || !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(token)) throw new KaError('ESTEP', `kubeadm token create failed: ${(made.stderr || made.stdout).trim()}`)
+  const certificateKey = newCertificateKey()
+  const up = await ctx.host.run([KUBEADM, 'init', 'phase', 'upload-certs', '--upload-certs', '--certificate-key', certificateKey])
+  if (up.code !== 0) throw new KaError('ESTEP', `kubeadm init phase upload-certs failed: ${(up.stderr || up.stdout).trim()}`)
+  const now = Date.now()
+  const state: JoinState = { endpoint: old.endpoint, token, expires: new Date(now + durationMs(ttl)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
+  const text = `${JSON.stringify(state, null, 2)}\n`
+  await ctx.host.write(JOIN_STATE, text, 0o600, Sha256.of(text))
+  return state
+}

@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises'
+import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
 import { openBundle } from './bundle.js'
@@ -12,6 +13,8 @@ import { perform, runPhases, type ClusterSetup, type Context, type InstallOption
 import { clusterConfig, defaultRouteAddress } from './cluster-config.js'
 import { parseJoinFile, type JoinFile } from './kubeadm.js'
 import { joinFileSteps, newJoinToken } from './phases/cluster.js'
+import { doctor } from './doctor.js'
+import { resetPhase } from './phases/reset.js'
 import { PROC_NET_ROUTE } from './paths.js'
 
 /** The bundle this installer sits in: `<bundle>/installer/install.mjs`. */
@@ -164,6 +167,55 @@ program
     const state = await newJoinToken(ctx)
     for (const step of await joinFileSteps(ctx, state)) for (const a of step.actions) await perform(step.on ?? host, a)
     out(`ok: join/worker.yaml and join/control-plane.yaml rewritten (token expires ${state.expires}, certificate key ${state.certificateKeyExpires})\n`)
+  })
+
+/** A context for the commands beside the install itself (doctor, reset): defaults for the cluster. */
+async function sideContext(dryRun: boolean): Promise<Context> {
+  const flags = program.opts<RunFlags>()
+  const st = await stat(flags.root).catch(() => undefined)
+  if (!st?.isDirectory()) throw new KaError('EUSAGE', `--root ${flags.root}: no such folder; create it or give an existing one`)
+  const host = new Host(flags.root, dryRun)
+  const { setup } = await clusterSetup({ ...flags }, host, 'worker', false)
+  return { host, bundle: await openBundle(flags.bundle), cluster: setup, options: { role: 'worker', root: flags.root, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: false }, say: warn }
+}
+
+program
+  .command('doctor')
+  .description('read-only checks of this node for every failure in the field notes; each with what was found and the fix')
+  .option('--json', 'print the findings as JSON')
+  .action(async (flags: { json?: boolean }) => {
+    const findings = await doctor(await sideContext(false))
+    const fails = findings.filter((f) => f.level === 'fail').length
+    if (flags.json || program.opts<RunFlags>().json) out(`${JSON.stringify({ ok: fails === 0, findings }, null, 2)}\n`)
+    else {
+      const w = Math.max(...findings.map((f) => f.check.length))
+      for (const f of findings) out(`${f.level.toUpperCase().padEnd(4)}  ${f.check.padEnd(w)}  ${f.found}${f.fix ? `\n${' '.repeat(w + 8)}fix: ${f.fix}` : ''}\n`)
+      out(fails ? `${fails} problem${fails > 1 ? 's' : ''} found\n` : 'no problems found\n')
+    }
+    if (fails) process.exitCode = 1
+  })
+
+program
+  .command('reset')
+  .description('undo the cluster on this node (kubeadm reset, pods and containers removed, CNI state removed; images kept); --purge also removes everything the installer installed')
+  .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
+  .option('--yes', 'do not ask before acting')
+  .action(async (flags: { purge?: boolean; yes?: boolean }) => {
+    const dryRun = !!program.opts<RunFlags>().dryRun
+    const ctx = await sideContext(dryRun)
+    const phase = resetPhase(!!flags.purge)
+    if (!flags.yes && !dryRun) {
+      const todo = (await phase.plan(ctx)).filter((s) => !s.done)
+      if (todo.length === 0) return void out('ok: nothing to reset\n')
+      if (!process.stdin.isTTY) throw new KaError('EUSAGE', 'reset changes the node and there is no terminal to ask on: run it with --yes (or --dry-run to see what it would do)')
+      out(`./install reset will:\n${todo.map((s) => `  ${s.title}\n`).join('')}`)
+      const rl = createInterface({ input: process.stdin, output: process.stdout })
+      const answer = await rl.question('Go ahead? [y/N] ')
+      rl.close()
+      if (!/^y(es)?$/i.test(answer.trim())) return void out('nothing was changed\n')
+    }
+    const reports = await runPhases(ctx, [phase], (r) => out(`[reset] ${r.status.padEnd(12)} ${r.title}\n`))
+    out(dryRun ? 'dry run: nothing was changed\n' : `ok: ${reports.filter((r) => r.status === 'done').length} steps changed the node\n`)
   })
 
 program

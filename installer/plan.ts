@@ -7,7 +7,7 @@ import type { Host } from './host.js'
 import type { ClusterConfig } from './cluster-config.js'
 import type { JoinFile } from './kubeadm.js'
 
-export const PHASE_NAMES = ['verify', 'preflight', 'packages', 'kernel', 'containerd', 'cni', 'kubernetes', 'images', 'cluster', 'network', 'finish'] as const
+export const PHASE_NAMES = ['verify', 'preflight', 'packages', 'kernel', 'containerd', 'cni', 'kubernetes', 'images', 'cluster', 'network', 'finish', 'reset'] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 
 /** What a step does to the node, as data: a dry run prints it, a run performs it. */
@@ -57,6 +57,8 @@ export interface Context {
   bundle: Bundle
   options: InstallOptions
   cluster: ClusterSetup
+  /** The clock (a seam: doctor compares it with certificate validity). */
+  now?: () => number
   /** A line for the user (warnings, what was found). */
   say(line: string): void
 }

@@ -70,7 +70,7 @@ async function install(args: string[], root: string, opts: { bundleDir?: string;
 }
 
 /** Commands that change something (queries like `systemctl is-active` do not). */
-const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l))
+const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l) && !/^crictl --runtime-endpoint \S+ pods -q$/.test(l))
 
 async function treeHashes(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
@@ -92,8 +92,8 @@ async function newRoot(name: string): Promise<string> {
   return root
 }
 
+let root: string
 describe('./install --role worker', () => {
-  let root: string
   it('prepares the node, through containerd, CNI and Kubernetes', async () => {
     root = await newRoot('worker')
     const r = await install(['--role', 'worker', '--skip-phases', 'images'], root)
@@ -408,5 +408,148 @@ describe('./install refuses before changing anything', () => {
     expect(missing.code).toBe(2)
     expect(missing.stderr.trim()).toMatch(/^install: EUSAGE: --root .*no-such-root: no such folder/)
     expect(existsSync(join(dir, 'no-such-root'))).toBe(false)
+  })
+})
+
+describe('./install doctor and ./install reset', () => {
+  const ctxFor = async (nodeRoot: string, bundleDir = bundle) => {
+    const { openBundle } = await import('../installer/bundle.js')
+    const { Host } = await import('../installer/host.js')
+    const { clusterConfig } = await import('../installer/cluster-config.js')
+    return {
+      host: new Host(nodeRoot),
+      bundle: await openBundle(bundleDir),
+      cluster: { config: clusterConfig(undefined, 'flags', {}, []).config, advertise: '', waitMs: 1000 },
+      options: { role: 'worker' as const, root: nodeRoot, dryRun: false, containerdAddress: ctd!.socket, json: false, verbose: false },
+      say: () => {},
+    }
+  }
+  const levels = async (ctx: Awaited<ReturnType<typeof ctxFor>>) => {
+    const { doctor } = await import('../installer/doctor.js')
+    return Object.fromEntries((await doctor(ctx)).map((f) => [f.check, `${f.level}: ${f.found}${f.fix ? ` | fix: ${f.fix}` : ''}`]))
+  }
+
+  it('a healthy node says ok to every check (the CLI exits 0 with a table)', async () => {
+    const r = await install(['doctor', '--containerd-address', ctd!.socket], root)
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^OK +images +all 10 images the node needs are in k8s\.io$/m)
+    expect(r.stdout.trim().split('\n').pop()).toBe('no problems found')
+    const found = await levels(await ctxFor(root))
+    expect(Object.values(found).filter((v) => !v.startsWith('ok'))).toEqual([])
+    expect(found['kubelet config']).toMatch(/^ok: .*not there yet: expected until kubeadm init or join writes it/)
+  })
+
+  it('a broken node fails each check with the right fix', async () => {
+    const broken = join(dir, 'roots', 'broken')
+    await cp(root, broken, { recursive: true })
+    const w = (p: string, text: string) => mkdir(join(broken, p, '..'), { recursive: true }).then(() => writeFile(join(broken, p), text))
+    const cfg = await readFile(join(broken, 'etc/containerd/config.toml'), 'utf8')
+    await w('etc/containerd/config.toml', `${cfg.replace('registry.k8s.io/pause:3.9', 'registry.k8s.io/pause:3.8')}\n[plugins."io.containerd.grpc.v1.cri".containerd.default_runtime]\n  runtime_type = "io.containerd.runtime.v1.linux"\n`)
+    await w('var/lib/kubelet/config.yaml', 'kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n')
+    await w('usr/sbin/runc', 'a second runc')
+    await w('proc/modules', 'overlay 1 0 - Live 0x0\n')
+    await w('etc/modules-load.d/k8s.conf', 'br_netfilter\n')
+    await w('proc/sys/net/ipv4/ip_forward', '0\n')
+    await w('proc/swaps', 'Filename Type Size Used Priority\n/swap.img file 4194300 0 -2\n')
+    await w('etc/kube-airgap/kubeadm.yaml', 'kind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.244.0.0/16\n')
+    await w('etc/kube-airgap/calico.yaml', '- name: CALICO_IPV4POOL_CIDR\n  value: 10.99.0.0/16\n')
+    await mkdir(join(broken, 'etc/kubernetes/pki'), { recursive: true })
+    execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${join(dir, 'clock.key')} -out ${join(broken, 'etc/kubernetes/pki/ca.crt')} -days 1 -subj /CN=kubernetes 2>/dev/null`)
+    const bundleCopy = join(dir, 'doctor-bundle', NAME)
+    await cp(bundle, bundleCopy, { recursive: true })
+    await writeFile(join(bundleCopy, 'join/worker.yaml'), (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, "expires: '2026-01-01T00:00:00.000Z'"))
+    // An image imported without -n k8s.io: in "default", not where kubelet looks.
+    await ctd!.ctr(['-n', 'k8s.io', 'images', 'rm', 'docker.io/calico/node:v3.28.0'])
+    const tar = spawn('tar', ['-C', join(bundle, 'images'), '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await ctd!.ctr(['-n', 'default', 'images', 'import', '--no-unpack', '-'], tar.stdout)
+    // Port 10250 held by someone else, before the node joined (field notes error 5).
+    const { createServer } = await import('node:net')
+    const squatter = createServer().listen(10250, '0.0.0.0')
+    await new Promise((r) => squatter.once('listening', r))
+    try {
+      const ctx = { ...(await ctxFor(broken, bundleCopy)), now: () => Date.parse('2001-01-01T00:00:00Z') }
+      const f = await levels(ctx)
+      expect(f['sandbox image']).toMatch(/^fail: containerd's sandbox_image is registry\.k8s\.io\/pause:3\.8, the bundle's pause image is registry\.k8s\.io\/pause:3\.9 \| fix: set sandbox_image = "registry\.k8s\.io\/pause:3\.9"/)
+      expect(f['containerd deprecated keys']).toMatch(/^fail: .*io\.containerd\.runtime\.v1\.linux.*default_runtime.* \| fix: \.\/install --phases containerd/)
+      expect(f['cgroup drivers']).toMatch(/^fail: kubelet uses cgroupfs, containerd uses systemd \| fix: both must be systemd/)
+      expect(f['runc binaries']).toMatch(/^warn: \/usr\/sbin\/runc and \/usr\/local\/sbin\/runc; the one in use: \/usr\/local\/sbin\/runc/)
+      expect(f['module br_netfilter']).toMatch(/^fail: not loaded \| fix: modprobe br_netfilter/)
+      expect(f['module overlay']).toMatch(/^warn: loaded, but not in \/etc\/modules-load\.d\/k8s\.conf/)
+      expect(f['net.ipv4.ip_forward']).toMatch(/^fail: is 0, needs 1/)
+      expect(f.swap).toMatch(/^fail: on: \/swap\.img \| fix: swapoff -a/)
+      expect(f['port 10250']).toMatch(/^fail: in use \(by (node|an unknown process).*\) before this node joined a cluster \| fix: a kubelet from an earlier attempt: \.\/install reset/)
+      expect(f.clock).toMatch(/^fail: the node's time 2001-01-01T00:00:00\.000Z is before the cluster CA's start .* \| fix: set the clock/)
+      expect(f.images).toMatch(/^fail: not in k8s\.io: docker\.io\/calico\/node:v3\.28\.0 \(docker\.io\/calico\/node:v3\.28\.0 is in namespace "default": imported without -n k8s\.io\) \| fix: \.\/install --phases images/)
+      expect(f['Calico pool']).toMatch(/^fail: Calico's pool is 10\.99\.0\.0\/16, kubeadm's pod subnet is 10\.244\.0\.0\/16/)
+      expect(f['join/worker.yaml']).toMatch(/^warn: join\/worker\.yaml: its token expired .* \| fix: on the first master: sudo \.\/install join-command/)
+      const cli = await install(['doctor', '--containerd-address', ctd!.socket, '--json'], broken)
+      expect(cli.code).toBe(1)
+      expect(JSON.parse(cli.stdout).ok).toBe(false)
+      // Missing host commands (field notes error 1): a PATH without conntrack and socat.
+      const { doctor } = await import('../installer/doctor.js')
+      const path = process.env.PATH
+      process.env.PATH = standins
+      try {
+        const d = await doctor(await ctxFor(root))
+        expect(d.find((x) => x.check === 'host commands')).toMatchObject({ level: 'fail', found: expect.stringMatching(/conntrack.*\[ERROR FileExisting-conntrack\]/) })
+        expect(d.find((x) => x.check === 'host commands (optional)')?.found).toMatch(/socat/)
+      } finally {
+        process.env.PATH = path
+      }
+    } finally {
+      squatter.close()
+      await ctd!.ctr(['-n', 'default', 'images', 'rm', 'docker.io/calico/node:v3.28.0'])
+      await install(['--role', 'worker', '--phases', 'images', '--containerd-address', ctd!.socket], root)
+    }
+  })
+
+  it('reset removes a container containerd was left running, and CRI and CNI leftovers; the images stay; a second reset changes nothing', async () => {
+    const c = ctd!
+    const run = await c.ctr(['-n', 'k8s.io', 'run', '-d', EXTRA_IMAGE, 'ka-left-running', '/bin/busybox', 'sleep', '300'])
+    expect(run.code, run.stderr).toBe(0)
+    expect((await c.ctr(['-n', 'k8s.io', 'tasks', 'ls'])).stdout).toMatch(/ka-left-running\s+\d+\s+RUNNING/)
+    const stale = 'var/lib/containerd/io.containerd.grpc.v1.cri/containers/318dd6f158226c24a8c7d9c026cb313100b9049c982ea8594255fbbc3a134161'
+    await mkdir(join(root, stale), { recursive: true })
+    await writeFile(join(root, stale, 'status'), '{}')
+    await mkdir(join(root, 'etc/cni/net.d'), { recursive: true })
+    await writeFile(join(root, 'etc/cni/net.d/10-calico.conflist'), '{}')
+    await mkdir(join(root, 'var/lib/cni/results'), { recursive: true })
+    await mkdir(join(root, 'etc/kubernetes'), { recursive: true })
+    await writeFile(join(root, 'etc/kubernetes/kubelet.conf'), '# joined')
+    const imagesBefore = (await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout
+
+    const r = await install(['reset', '--yes', '--containerd-address', c.socket], root)
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(changing(r.record)).toEqual(['kubeadm reset -f', 'systemctl restart containerd'])
+    expect(r.stdout).toMatch(/\[reset\] done +containers removed from k8s\.io \(1; images kept\)/)
+    expect((await c.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('')
+    expect((await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout).toBe(imagesBefore)
+    for (const p of [stale, 'etc/cni/net.d', 'var/lib/cni', 'etc/kubernetes']) expect(existsSync(join(root, p)), p).toBe(false)
+
+    const again = await install(['reset', '--yes', '--containerd-address', c.socket], root)
+    expect(again.code).toBe(0)
+    expect(changing(again.record)).toEqual([])
+    expect(again.stdout).not.toMatch(/\] done /)
+    // Without a terminal and without --yes, it asks nobody and changes nothing.
+    await mkdir(join(root, 'var/lib/cni'), { recursive: true })
+    const asked = await install(['reset', '--containerd-address', c.socket], root)
+    expect(asked.code).toBe(2)
+    expect(asked.stderr).toMatch(/there is no terminal to ask on: run it with --yes/)
+    expect(existsSync(join(root, 'var/lib/cni'))).toBe(true)
+  })
+
+  it('reset --purge leaves no file the installer wrote, and restores /etc/fstab', async () => {
+    const r0 = await newRoot('purge')
+    const fresh = await treeHashes(r0)
+    expect((await install(['--role', 'worker', '--skip-phases', 'images'], r0)).code).toBe(0)
+    const r = await install(['reset', '--purge', '--yes'], r0)
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    const after = await treeHashes(r0)
+    // What stays: the node as it was, and the stand-ins' own state (emulated kernel and systemd).
+    const ours = Object.keys(after).filter((p) => !(p in fresh) && !p.startsWith('.systemctl/') && !p.startsWith('proc/'))
+    expect(ours).toEqual([])
+    expect(after['etc/fstab']).toBe(fresh['etc/fstab'])
+    expect(changing(r.record)).toContain('systemctl disable --now kubelet containerd')
+    expect(changing((await install(['reset', '--purge', '--yes'], r0)).record)).toEqual([])
   })
 })

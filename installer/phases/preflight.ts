@@ -23,13 +23,13 @@ const PORTS: [number, string][] = [
 ]
 
 /** kubeadm's own preflight: these missing stop `kubeadm init/join` ([ERROR FileExisting-...]). */
-const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
+export const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
 /** ... and these only warn there, but pods need them (socat for port-forward). */
-const KUBEADM_WANTS = ['socat', 'ebtables', 'ethtool', 'tc', 'touch']
+export const KUBEADM_WANTS = ['socat', 'ebtables', 'ethtool', 'tc', 'touch']
 /** What the installer's own phases run on the host. */
 const INSTALLER_NEEDS = ['systemctl', 'modprobe', 'sysctl', 'swapoff']
 
-async function portFree(port: number): Promise<boolean> {
+export async function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = createServer()
     s.once('error', () => resolve(false))

@@ -25,6 +25,7 @@ prev=""; for a in "$@"; do [ "$prev" = "--config" ] && cp "$a" "$KA_RECORD.d/$n-
 case "$1" in
   init) if [ "\${2:-}" != phase ]; then mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt"; echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; fi ;;
   join) mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+  reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" ;;
   token) echo "fresh1.0123456789abcdef" ;;
 esac`,
   kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0

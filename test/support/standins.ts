@@ -14,10 +14,16 @@ case "$1" in
   --version) echo "systemd 252 (kube-airgap test stand-in)" ;;
   is-enabled) if [ -e "$state/enabled.$2" ]; then echo enabled; exit 0; else echo disabled; exit 1; fi ;;
   is-active) if [ -e "$state/active.$2" ]; then echo active; exit 0; else echo inactive; exit 3; fi ;;
-  enable) if [ "$2" = "--now" ]; then touch "$state/enabled.$3" "$state/active.$3"; else touch "$state/enabled.$2"; fi ;;
-  disable) rm -f "$state/enabled.$2" ;;
-  start|restart) touch "$state/active.$2" ;;
-  stop) rm -f "$state/active.$2" ;;
+  enable|disable|start|restart|stop)
+    verb=$1; shift; now=""; [ "$1" = "--now" ] && { now=1; shift; }
+    for u in "$@"; do
+      case "$verb" in
+        enable) touch "$state/enabled.$u"; [ -n "$now" ] && touch "$state/active.$u" ;;
+        disable) rm -f "$state/enabled.$u"; [ -n "$now" ] && rm -f "$state/active.$u" ;;
+        start|restart) touch "$state/active.$u" ;;
+        stop) rm -f "$state/active.$u" ;;
+      esac
+    done ;;
 esac`,
   modprobe: `mkdir -p "$KA_ROOT/proc"; echo "$1 16384 0 - Live 0x0000000000000000" >> "$KA_ROOT/proc/modules"`,
   sysctl: `if [ "$1" = "--system" ]; then

@@ -1,0 +1,162 @@
+import { X509Certificate } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import yaml from 'js-yaml'
+import { JOIN_CONTROL_PLANE, JOIN_WORKER } from './core/layout.js'
+import { parseJoinFile } from './kubeadm.js'
+import { BIN_DIR, CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, PROC_MODULES, PROC_SWAPS, procSys, SYSCTL_CONF } from './paths.js'
+import { listImages } from './phases/images.js'
+import { KUBEADM_NEEDS, KUBEADM_WANTS, portFree, type Finding } from './phases/preflight.js'
+import type { Context } from './plan.js'
+import { SYSCTLS } from './templates.js'
+
+const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
+
+/**
+ * Read-only checks of a live node (or one under --root) for every failure in the field
+ * notes and the common ones of air-gapped installs. Each says what it found and, when it is
+ * not ok, what to do. Nothing is changed, nothing is started.
+ */
+export async function doctor(ctx: Context): Promise<Finding[]> {
+  const { host, bundle } = ctx
+  const out: Finding[] = []
+  const add = (level: Finding['level'], check: string, found: string, fix?: string) => out.push({ level, check, found, ...(fix ? { fix } : {}) })
+  const joined = await host.exists(KUBELET_KUBECONFIG)
+
+  // Field notes error 1: kubeadm's preflight stops on missing conntrack (and warns on socat).
+  const missing = []
+  for (const c of KUBEADM_NEEDS) if (!(await host.hasCommand(c))) missing.push(c)
+  if (missing.length) add('fail', 'host commands', `${missing.join(', ')} missing: kubeadm stops with [ERROR FileExisting-${missing[0]}]`, `install them (apt-get install ${missing.join(' ')}), or use a bundle that carries OS packages`)
+  else add('ok', 'host commands', `${KUBEADM_NEEDS.join(', ')} found`)
+  const soft = []
+  for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c))) soft.push(c)
+  if (soft.length) add('warn', 'host commands (optional)', `${soft.join(', ')} missing`, `install ${soft.join(' ')}: kubectl port-forward needs socat`)
+
+  // containerd's config: the sandbox image, the cgroup driver, deprecated keys.
+  const config = await host.readText(CONTAINERD_CONFIG)
+  if (!config) add('fail', 'containerd config', `${CONTAINERD_CONFIG} is missing`, './install --phases containerd')
+  else {
+    const sandbox = /sandbox_image\s*=\s*"([^"]+)"/.exec(config)?.[1]
+    if (sandbox !== bundle.required.pause) add('fail', 'sandbox image', `containerd's sandbox_image is ${sandbox ?? 'not set (containerd then uses its own default)'}, the bundle's pause image is ${bundle.required.pause}`, `set sandbox_image = "${bundle.required.pause}" in ${CONTAINERD_CONFIG} (./install --phases containerd), or kubelet's pods wait for a pull that never comes`)
+    else add('ok', 'sandbox image', sandbox)
+    const deprecated = [
+      [/^\s*systemd_cgroup\s*=/m, '`systemd_cgroup` (use SystemdCgroup in the runc options)'],
+      [/io\.containerd\.runtime\.v1\.linux/, 'the `io.containerd.runtime.v1.linux` runtime (use io.containerd.runc.v2)'],
+      [/containerd\.default_runtime\]|^\s*\[plugins\.[^\]]*\.default_runtime\]/m, '`default_runtime` (use default_runtime_name)'],
+    ] as const
+    const found = deprecated.filter(([re]) => re.test(config)).map(([, what]) => what)
+    if (found.length) add('fail', 'containerd deprecated keys', `${CONTAINERD_CONFIG} has ${found.join('; ')}: containerd prints DEPRECATION warnings and 2.0 refuses them`, './install --phases containerd rewrites the file without them')
+    else add('ok', 'containerd deprecated keys', 'none')
+    const containerdSystemd = /SystemdCgroup\s*=\s*true/.test(config)
+    const kubelet = await host.readText(KUBELET_CONFIG)
+    if (!kubelet) {
+      // Field notes error 4: expected until kubeadm init/join writes it.
+      add('ok', 'kubelet config', `${KUBELET_CONFIG} not there yet: expected until kubeadm init or join writes it (kubelet restarts until then)`)
+    } else {
+      const driver = (yaml.load(kubelet) as { cgroupDriver?: string })?.cgroupDriver ?? 'cgroupfs'
+      const ctrDriver = containerdSystemd ? 'systemd' : 'cgroupfs'
+      if (driver !== ctrDriver) add('fail', 'cgroup drivers', `kubelet uses ${driver}, containerd uses ${ctrDriver}`, 'both must be systemd: cgroupDriver: systemd in the KubeletConfiguration and SystemdCgroup = true in containerd (./install does both)')
+      else add('ok', 'cgroup drivers', `kubelet and containerd both use ${driver}`)
+    }
+  }
+
+  // Two containerd or runc binaries, and which one runs.
+  const unit = (await host.readText(CONTAINERD_UNIT)) ?? ''
+  const runs = /^ExecStart=(\S+)/m.exec(unit)?.[1] ?? '(no unit)'
+  const runcUsed = (config && /BinaryName\s*=\s*"([^"]+)"/.exec(config)?.[1]) || 'runc on PATH'
+  for (const [name, used] of [
+    ['containerd', runs],
+    ['runc', runcUsed],
+  ] as const) {
+    const copies = []
+    for (const dir of ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin', '/usr/local/sbin']) if (await host.exists(`${dir}/${name}`)) copies.push(`${dir}/${name}`)
+    if (copies.length > 1) add('warn', `${name} binaries`, `${copies.join(' and ')}; the one in use: ${used}`, `remove the one not in use if nothing needs it (apt remove containerd.io pulls docker-ce with it: check first)`)
+    else add('ok', `${name} binaries`, copies[0] ? `${copies[0]} (in use: ${used})` : 'not installed')
+  }
+
+  // Kernel: modules and sysctls, live and persisted.
+  const loaded = new Set(((await host.readText(PROC_MODULES)) ?? '').split('\n').map((l) => l.split(' ')[0]))
+  const persisted = (await host.readText(MODULES_LOAD)) ?? ''
+  for (const m of ['overlay', 'br_netfilter']) {
+    if (!loaded.has(m)) add('fail', `module ${m}`, 'not loaded', `modprobe ${m} (./install --phases kernel)`)
+    else if (!persisted.split('\n').includes(m)) add('warn', `module ${m}`, `loaded, but not in ${MODULES_LOAD}: gone after a reboot`, './install --phases kernel')
+    else add('ok', `module ${m}`, 'loaded and persisted')
+  }
+  const sysctlFile = (await host.readText(SYSCTL_CONF)) ?? ''
+  for (const [k, v] of SYSCTLS.slice(0, 3)) {
+    const live = ((await host.readText(procSys(k))) ?? '').trim()
+    if (live !== v) add('fail', k, `is ${live || 'unset'}, needs ${v}`, 'sysctl --system after ./install --phases kernel')
+    else if (!new RegExp(`^${k.replaceAll('.', '\\.')}\\s*=\\s*${v}`, 'm').test(sysctlFile)) add('warn', k, `set now, not in ${SYSCTL_CONF}: lost at reboot`, './install --phases kernel')
+    else add('ok', k, `${v}, persisted`)
+  }
+  const swaps = ((await host.readText(PROC_SWAPS)) ?? '').split('\n').slice(1).filter((l) => l.trim())
+  const fstabSwap = ((await host.readText(FSTAB)) ?? '').split('\n').filter((l) => !l.trim().startsWith('#') && l.trim().split(/\s+/)[2] === 'swap')
+  if (swaps.length) add('fail', 'swap', `on: ${swaps.map((l) => l.split(/\s+/)[0]).join(', ')}`, 'swapoff -a, and ./install --phases kernel to keep it off')
+  else if (fstabSwap.length) add('warn', 'swap', `off now, but ${FSTAB} turns it on at boot: ${fstabSwap[0]!.trim()}`, './install --phases kernel comments it out (keeping a backup)')
+  else add('ok', 'swap', 'off, and off after reboot')
+
+  // Field notes error 5: a port in use before the node has joined.
+  for (const [port, who] of [
+    [10250, 'kubelet'],
+    [6443, 'kube-apiserver'],
+  ] as const) {
+    if (joined) continue
+    if (!(await portFree(port))) add('fail', `port ${port}`, `in use (${await whoListens(ctx, port)}) before this node joined a cluster`, `a ${who} from an earlier attempt: ./install reset, then run ./install again`)
+  }
+
+  // Field notes error 6: a clock behind the cluster's certificates.
+  const pem = await host.readText(CA_CERT)
+  if (pem) {
+    const cert = new X509Certificate(pem)
+    const now = (ctx.now ?? Date.now)()
+    if (now < Date.parse(cert.validFrom)) add('fail', 'clock', `the node's time ${new Date(now).toISOString()} is before the cluster CA's start ${new Date(cert.validFrom).toISOString()}`, 'set the clock (timedatectl set-time, or an NTP server inside the network), then delete the failing pods (kubectl delete pod -n kube-system <pod>) so they start again')
+    else if (now > Date.parse(cert.validTo)) add('fail', 'clock', `the cluster CA expired at ${new Date(cert.validTo).toISOString()} (or the clock is ahead)`, 'check the clock; renew with kubeadm certs renew')
+    else add('ok', 'clock', 'within the cluster certificates\' validity')
+  }
+
+  // Images: in k8s.io, under their exact names; not elsewhere.
+  const present = await listImages(ctx, 'k8s.io')
+  if (!present) add('warn', 'images', `containerd does not answer at ${ctx.options.containerdAddress}`, 'systemctl status containerd; journalctl -u containerd')
+  else {
+    const absent = bundle.needed.filter((n) => !present.has(n))
+    if (!absent.length) add('ok', 'images', `all ${bundle.needed.length} images the node needs are in k8s.io`)
+    else {
+      const ns = await host.run([`${BIN_DIR}/ctr`, '--address', ctx.options.containerdAddress, 'namespaces', 'ls', '-q'], { changing: false })
+      const where: string[] = []
+      for (const n of ns.stdout.split('\n').map((x) => x.trim()).filter((x) => x && x !== 'k8s.io')) {
+        const there = await listImages(ctx, n)
+        for (const a of absent) if (there?.has(a)) where.push(`${a} is in namespace "${n}"`)
+      }
+      add('fail', 'images', `not in k8s.io: ${absent.join(', ')}${where.length ? ` (${where.join('; ')}: imported without -n k8s.io)` : ''}`, './install --phases images imports them into k8s.io')
+    }
+  }
+
+  // Calico's pool against kubeadm's pod subnet.
+  const kubeadmCfg = await host.readText(KUBEADM_CONFIG)
+  const calico = await host.readText(CALICO_APPLIED)
+  if (kubeadmCfg && calico) {
+    const pod = (yaml.loadAll(kubeadmCfg) as { kind?: string; networking?: { podSubnet?: string } }[]).find((d) => d?.kind === 'ClusterConfiguration')?.networking?.podSubnet
+    const pool = /name: CALICO_IPV4POOL_CIDR\s*\n\s*value: '?"?([^'"\s]+)/.exec(calico)?.[1]
+    if (pool !== pod) add('fail', 'Calico pool', `Calico's pool is ${pool ?? 'not set (Calico then uses 192.168.0.0/16)'}, kubeadm's pod subnet is ${pod}`, 'run ./install --phases network on the first master with the same --pod-subnet')
+    else add('ok', 'Calico pool', `${pool} = kubeadm's pod subnet`)
+  }
+
+  // The join files on the USB stick.
+  for (const rel of [JOIN_WORKER, JOIN_CONTROL_PLANE]) {
+    const text = await readFile(join(bundle.dir, rel), 'utf8').catch(() => undefined)
+    if (text === undefined) continue
+    try {
+      parseJoinFile(text, rel)
+      add('ok', rel, 'valid')
+    } catch (e) {
+      add('warn', rel, (e as Error).message.split(';')[0]!, 'on the first master: sudo ./install join-command')
+    }
+  }
+  return out
+}
+
+async function whoListens(ctx: Context, port: number): Promise<string> {
+  const r = await ctx.host.run(['ss', '-Hltnp', `sport = :${port}`], { changing: false })
+  const who = /users:\(\("([^"]+)",pid=(\d+)/.exec(r.stdout)
+  return who ? `by ${who[1]} pid ${who[2]}` : 'by an unknown process'
+}

@@ -1,0 +1,88 @@
+import { basename } from 'node:path'
+import { listMembers } from '../archive.js'
+import { Sha256 } from '../core/digest.js'
+import { BIN_DIR, CNI_BIN_DIR, CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, CTR, ETC_HOSTS, FSTAB, FSTAB_BACKUP, K8S_NAMESPACE, KUBECTL_CALICO, KUBELET_DROPIN, KUBELET_UNIT, MODULES_LOAD, RUNC, STATE_DIR, SYSCTL_CONF } from '../paths.js'
+import type { Action, Context, Phase, Step } from '../plan.js'
+import { unitState } from '../steps.js'
+
+/** Where the CRI plugin keeps per-container and per-sandbox state (field notes error 7). */
+const CRI_STATE_DIRS = ['/var/lib/containerd/io.containerd.grpc.v1.cri/containers', '/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes', '/run/containerd/io.containerd.grpc.v1.cri/containers', '/run/containerd/io.containerd.grpc.v1.cri/sandboxes']
+
+const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean)
+
+/**
+ * Undoes a cluster on this node, and with --purge everything the installer installed.
+ * Pods and containers containerd cannot delete (field notes error 7) are stopped and
+ * removed with crictl and ctr, then the CRI plugin's leftover state for them is removed and
+ * containerd restarted; the images in k8s.io stay, so ./install can run again at once.
+ */
+export function resetPhase(purge: boolean): Phase {
+  return {
+    name: 'reset',
+    summary: 'kubeadm reset; kubelet stopped; pods and containers removed (images kept); CNI state removed; with --purge, everything the installer installed',
+    async plan(ctx) {
+      const { host, options } = ctx
+      const addr = options.containerdAddress
+      const steps: Step[] = []
+      const kubeadm = `${BIN_DIR}/kubeadm`
+      const hasCluster = (await host.list('/etc/kubernetes')).length > 0 || (await host.exists('/var/lib/kubelet/config.yaml'))
+      steps.push({ title: 'kubeadm reset -f', done: !hasCluster || !(await host.exists(kubeadm)), actions: [{ kind: 'run', argv: [kubeadm, 'reset', '-f'] }] })
+      const kubelet = await unitState(ctx, 'kubelet')
+      steps.push({ title: 'kubelet stopped', done: !kubelet.active, actions: [{ kind: 'run', argv: ['systemctl', 'stop', 'kubelet'] }] })
+
+      // Pods first (through the CRI, as kubelet made them), then whatever containerd still runs in k8s.io.
+      const crictl = [`${BIN_DIR}/crictl`, '--runtime-endpoint', `unix://${addr}`]
+      const pods = (await host.exists(`${BIN_DIR}/crictl`)) ? lines((await host.run([...crictl, 'pods', '-q'], { changing: false })).stdout) : []
+      steps.push({ title: `pods stopped and removed (${pods.length})`, done: pods.length === 0, actions: pods.flatMap((id): Action[] => [{ kind: 'run', argv: [...crictl, 'stopp', id] }, { kind: 'run', argv: [...crictl, 'rmp', '-f', id] }]) })
+      const ctr = [CTR, '--address', addr, '-n', K8S_NAMESPACE]
+      const containers = (await host.exists(CTR)) ? lines((await host.run([...ctr, 'containers', 'ls', '-q'], { changing: false })).stdout) : []
+      const tasks = new Set(containers.length ? lines((await host.run([...ctr, 'tasks', 'ls', '-q'], { changing: false })).stdout) : [])
+      steps.push({
+        title: `containers removed from ${K8S_NAMESPACE} (${containers.length}; images kept)`,
+        done: containers.length === 0,
+        actions: containers.flatMap((id): Action[] => [
+          ...(tasks.has(id) ? [{ kind: 'run' as const, argv: [...ctr, 'tasks', 'kill', '-s', 'SIGKILL', id] }, { kind: 'run' as const, argv: [...ctr, 'tasks', 'rm', '-f', id] }] : []),
+          { kind: 'run', argv: [...ctr, 'containers', 'rm', id] },
+        ]),
+      })
+      const leftovers: string[] = []
+      for (const d of CRI_STATE_DIRS) for (const id of await host.list(d)) leftovers.push(`${d}/${id}`)
+      steps.push({ title: `leftover CRI state removed (${leftovers.length})`, done: leftovers.length === 0, actions: leftovers.map((path) => ({ kind: 'remove', path })) })
+      const containerd = await unitState(ctx, 'containerd')
+      steps.push({ title: 'containerd restarted on clean state', done: leftovers.length === 0 || !containerd.active, actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }] })
+
+      const cniState = []
+      for (const p of ['/etc/cni/net.d', '/var/lib/cni']) if (await host.exists(p)) cniState.push(p)
+      steps.push({ title: 'CNI state removed (/etc/cni/net.d, /var/lib/cni)', done: cniState.length === 0, actions: cniState.map((path) => ({ kind: 'remove', path })) })
+      if (purge) steps.push(...(await purgeSteps(ctx, containerd.enabled || containerd.active || kubelet.enabled)))
+      return steps
+    },
+  }
+}
+
+/** Everything the installer wrote, removed; /etc/fstab restored from its backup. */
+async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
+  const { host, bundle } = ctx
+  const members = async (name: string, dir: string, pick: (p: string) => boolean = () => true) => (await listMembers(bundle.file(name).path)).filter((m) => pick(m.path)).map((m) => `${dir}/${basename(m.path)}`)
+  const files = [
+    ...(await members('containerd', BIN_DIR, (p) => p.startsWith('bin/'))),
+    ...(await members('crictl', BIN_DIR)),
+    ...(await members('cni-plugins', CNI_BIN_DIR)),
+    ...['kubeadm', 'kubelet', 'kubectl'].map((b) => `${BIN_DIR}/${b}`),
+    KUBECTL_CALICO, RUNC, CONTAINERD_UNIT, KUBELET_UNIT, KUBELET_DROPIN, CONTAINERD_CONFIG, CRICTL_CONFIG, MODULES_LOAD, SYSCTL_CONF, STATE_DIR, '/root/.kube/config',
+    // containerd's data, images included: a purge leaves the node as before the install.
+    '/var/lib/containerd', '/run/containerd',
+  ]
+  const present = []
+  for (const f of files) if (await host.exists(f)) present.push(f)
+  const steps: Step[] = [
+    { title: 'containerd and kubelet disabled', done: !unitsOn, actions: [{ kind: 'run', argv: ['systemctl', 'disable', '--now', 'kubelet', 'containerd'] }] },
+    { title: `installed files removed (${present.length})`, done: present.length === 0, actions: [...present.map((path): Action => ({ kind: 'remove', path })), { kind: 'run', argv: ['systemctl', 'daemon-reload'] }] },
+  ]
+  const backup = await host.read(FSTAB_BACKUP)
+  steps.push({ title: `${FSTAB} restored from ${FSTAB_BACKUP}`, done: !backup, actions: backup ? [{ kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup }, { kind: 'remove', path: FSTAB_BACKUP }] : [] })
+  const hosts = (await host.readText(ETC_HOSTS)) ?? ''
+  const cleaned = hosts.split('\n').filter((l) => !l.endsWith('# kube-airgap')).join('\n')
+  steps.push({ title: `kube-airgap's lines removed from ${ETC_HOSTS}`, done: cleaned === hosts, actions: [{ kind: 'write', path: ETC_HOSTS, mode: 0o644, sha256: Sha256.of(cleaned), size: cleaned.length, data: () => Buffer.from(cleaned) }] })
+  return steps
+}

@@ -6,8 +6,8 @@ import { Sha256 } from '../installer/core/digest.js'
 import { kubeadmImages, manifestImages, missingImages } from '../installer/core/closed-world.js'
 import { OCI_LAYOUT_CONTENT } from '../installer/core/oci.js'
 import { KaError } from '../installer/core/errors.js'
-import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
-import { filesFor, parseLock, reduceLock, serializeLock, type Lock } from '../installer/core/lock.js'
+import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
+import { filesFor, packagesFor, parseLock, reduceLock, serializeLock, type Lock } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
 import { formatSums } from '../installer/core/sums.js'
 import { Cache } from './cache.js'
@@ -39,6 +39,8 @@ export interface BuildOptions {
   installerFile: string
   /** The xz program that unpacks the Node.js runtime. */
   xz: string
+  /** The distribution releases whose OS packages to carry (--os); all the lock has when unset. */
+  releases?: string[]
 }
 
 export interface BuiltFile {
@@ -134,6 +136,15 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   const tarName = bundleTarName(name)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
 
+  const lockedReleases = [...new Set(lock.packages.map((p) => p.release))]
+  for (const r of o.releases ?? []) if (!lockedReleases.includes(r)) throw new KaError('EUSAGE', `--os ${r}: the lock has no packages for it (it has ${lockedReleases.join(', ') || 'none'}); add it to the manifest's packages.releases and run \`bundle lock\``)
+  const packageItems: Item[] = packagesFor(lock, o.platform, o.releases).map((p) => ({
+    rel: packagePath(p.release, p.file),
+    digest: p.integrity,
+    size: p.size,
+    label: `${p.release} ${p.name} ${p.version}`,
+    fetch: (partial, onBytes, signal) => download({ what: `${p.release} package ${p.name} ${p.version}`, url: applyMirrors(p.url, o.mirrors), partial, expected: p.integrity, size: p.size, onBytes, signal }, o.http),
+  }))
   const fileItems = new Map<string, Item>()
   for (const f of files) {
     fileItems.set(f.file, {
@@ -164,8 +175,8 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     await state.ensure(tarball)
     const node = await extractRuntime(o.cache, runtimeFile.integrity, o.xz)
     const runtime: Item = { rel: RUNTIME_NODE, digest: node.digest, size: node.size, mode: EXEC_MODE, label: 'Node.js runtime', fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')) }
-    const items = [...[...fileItems.values()].filter((i) => i !== tarball), runtime, ...imageItems(planned, registry)]
-    const bundleLock: Lock = { ...reduceLock(lock, o.platform), images: locked }
+    const items = [...[...fileItems.values()].filter((i) => i !== tarball), runtime, ...packageItems, ...imageItems(planned, registry)]
+    const bundleLock: Lock = { ...reduceLock(lock, o.platform, o.releases), images: locked }
     const data = new Map<string, { bytes: Buffer; mode: number }>([
       [LOCK_FILE, { bytes: Buffer.from(serializeLock(bundleLock)), mode: FILE_MODE }],
       [IMAGE_LAYOUT_FILE, { bytes: Buffer.from(OCI_LAYOUT_CONTENT), mode: FILE_MODE }],

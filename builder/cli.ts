@@ -81,8 +81,9 @@ program
   .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
   .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
   .option('--concurrency <n>', 'parallel downloads', '8')
+  .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
   .option('--json', 'print the result as JSON')
-  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; json?: boolean }) => {
+  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; os?: string; json?: boolean }) => {
     const result = await buildBundle({
       lockPath: opts.lock,
       platform: parsePlatform(opts.platform, '--platform'),
@@ -90,6 +91,7 @@ program
       cache: new Cache(opts.cache),
       mirrors: opts.mirror.map(parseMirror),
       registryMirrors: opts.registryMirror.map(parseRegistryMirror),
+      ...(opts.os ? { releases: opts.os.split(',').map((r) => r.trim()).filter(Boolean) } : {}),
       concurrency: concurrency(opts.concurrency),
       progress: progressFor({ json: opts.json }),
     })

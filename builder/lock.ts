@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
+import { gunzipSync } from 'node:zlib'
+import { closure, newest, parsePackages, type DebPackage } from './debian.js'
+import { indexUrl, releaseNamed } from './releases.js'
 import pLimit from 'p-limit'
 import { Sha256 } from '../installer/core/digest.js'
 import { KaError } from '../installer/core/errors.js'
-import { LOCK_VERSION, type Lock, type LockedFile } from '../installer/core/lock.js'
+import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
 import type { Cache } from './cache.js'
 import { DockerCredentials } from './credentials.js'
@@ -78,7 +81,39 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
       }),
     ),
   )
-  return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images }
+  const packages = (await Promise.all(manifest.platforms.flatMap((platform) => manifest.packages.releases.map((id) => lockPackages(id, platform, manifest.packages.names, o))))).flat()
+  return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
+}
+
+/**
+ * One release's packages for one platform: its Packages indexes (every suite and component,
+ * through the mirrors), the newest version of each package, the closure of `names` beyond
+ * what every installation has, each .deb pinned by the sha256 the index gives.
+ */
+async function lockPackages(id: string, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
+  const release = releaseNamed(id)!
+  const arch = archOf(platform)
+  const indexes: DebPackage[][] = []
+  for (const s of release.suites) {
+    for (const component of release.components) {
+      const url = indexUrl(release, s, component, arch)
+      const partial = o.cache.partialPath(`index-${randomBytes(8).toString('hex')}`)
+      try {
+        await download({ what: `${id} ${platform} package index`, url: applyMirrors(url, o.mirrors), partial }, o.http)
+        indexes.push(parsePackages(gunzipSync(await readFile(partial)).toString('utf8'), (s.archive ?? release.archive)(arch)))
+      } finally {
+        await rm(partial, { force: true })
+      }
+    }
+  }
+  let chosen: DebPackage[]
+  try {
+    chosen = closure(names, newest(indexes))
+  } catch (e) {
+    throw new KaError('ENOTPINNED', `${id} ${platform}: ${(e as Error).message}; check packages.names, or the archive and --mirror`)
+  }
+  o.progress.note(`packages ${id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
+  return chosen.map((p) => ({ release: id, platform, name: p.name, version: p.version, url: `${p.archive}/${p.filename}`, integrity: Sha256.fromHex(p.sha256), size: p.size, file: p.filename.split('/').pop()! }))
 }
 
 /** Every file a manifest asks for, with its canonical URL and where its checksum is published. */

@@ -6,6 +6,7 @@ import { PLATFORMS, type Platform } from '../installer/core/platform.js'
 import { imageName, parseImageRef } from '../installer/core/reference.js'
 import { didYouMean } from '../installer/core/text.js'
 import { COMPONENTS } from './components.js'
+import { RELEASES } from './releases.js'
 
 /** An extra file the user wants in the bundle. `{arch}` in the URL makes it per platform. */
 export interface ExtraFile {
@@ -27,9 +28,11 @@ export interface Manifest {
   components: Map<string, string>
   images: ImageWant[]
   files: ExtraFile[]
+  /** OS packages to carry, for these distribution releases. */
+  packages: { releases: string[]; names: string[] }
 }
 
-const TOP_KEYS = ['kubernetes', 'platforms', 'components', 'images', 'files']
+const TOP_KEYS = ['kubernetes', 'platforms', 'components', 'images', 'files', 'packages']
 
 export async function readManifest(path: string): Promise<Manifest> {
   const text = await readFile(path, 'utf8').catch(() => {
@@ -100,5 +103,10 @@ export function parseManifest(text: string, source: string): Manifest {
     return out
   })
 
-  return { kubernetes, platforms, components, images, files }
+  const pk = (o.packages ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown }
+  const knownReleases = RELEASES.map((r) => r.id)
+  const releases = Array.isArray(pk.releases) ? pk.releases.map(String) : fail('packages.releases', `must list releases (${knownReleases.join(', ')})`)
+  for (const r of releases) if (!knownReleases.includes(r)) fail('packages.releases', `unknown release ${JSON.stringify(r)}${didYouMean(r, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`)
+  const names = Array.isArray(pk.names) ? pk.names.map(String) : fail('packages.names', 'must list package names')
+  return { kubernetes, platforms, components, images, files, packages: { releases, names } }
 }

@@ -17,6 +17,10 @@ export const bundleName = (kubernetes: string, arch: Arch): string => `kube-airg
 export const bundleTarName = (name: string): string => `${name}.tar`
 export const tarSumName = (tarName: string): string => `${tarName}.sha256`
 
+/** OS packages the node may lack, per distribution release. */
+export const PACKAGES_DIR = 'packages'
+export const packagePath = (release: string, file: string): string => `${PACKAGES_DIR}/${release}/${file}`
+
 /** The bundle's images: one OCI image layout. */
 export const IMAGE_INDEX = `${IMAGES_DIR}/index.json`
 export const IMAGE_LAYOUT_FILE = `${IMAGES_DIR}/oci-layout`

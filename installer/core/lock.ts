@@ -24,12 +24,26 @@ export interface LockedImage {
   digest?: Sha256
 }
 
+/** One OS package (.deb) for one distribution release and platform. */
+export interface LockedPackage {
+  release: string
+  platform: Platform
+  name: string
+  version: string
+  url: string
+  integrity: Sha256
+  size: number
+  /** The .deb's name under `packages/<release>/`. */
+  file: string
+}
+
 export interface Lock {
   lockVersion: typeof LOCK_VERSION
   kubernetes: string
   platforms: Platform[]
   files: LockedFile[]
   images: LockedImage[]
+  packages: LockedPackage[]
 }
 
 type Json = Record<string, unknown>
@@ -74,7 +88,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
   } catch (e) {
     throw new KaError('ELOCK', `${source}: not valid JSON (${(e as Error).message}); fix it or run \`bundle lock\` again`)
   }
-  const top = r.object(raw, '', ['lockVersion', 'kubernetes', 'platforms', 'files', 'images'])
+  const top = r.object(raw, '', ['lockVersion', 'kubernetes', 'platforms', 'files', 'images', 'packages'])
   if (top.lockVersion !== LOCK_VERSION) r.fail('lockVersion', `must be ${LOCK_VERSION}, found ${JSON.stringify(top.lockVersion)}`)
   const kubernetes = r.string(top, 'kubernetes', 'kubernetes')!
   if (!VERSION.test(kubernetes)) r.fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(kubernetes)}`)
@@ -148,16 +162,39 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     }
   })
 
-  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images }
+  const packages = (top.packages === undefined ? [] : r.array(top, 'packages', 'packages')).map((pk, i): LockedPackage => {
+    const at = `packages[${i}]`
+    const o = r.object(pk, at, ['release', 'platform', 'name', 'version', 'url', 'integrity', 'size', 'file'])
+    const platform = r.string(o, 'platform', `${at}.platform`)!
+    if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
+    const release = r.string(o, 'release', `${at}.release`)!
+    if (!/^[a-z]+-[0-9.]+$/.test(release)) r.fail(`${at}.release`, `must be like ubuntu-22.04, found ${JSON.stringify(release)}`)
+    const file = r.string(o, 'file', `${at}.file`)!
+    if (!isSafeRelativePath(file) || file.includes('/') || !file.endsWith('.deb')) r.fail(`${at}.file`, `must be a .deb file name, found ${JSON.stringify(file)}`)
+    let integrity: Sha256
+    try {
+      integrity = Sha256.fromSri(r.string(o, 'integrity', `${at}.integrity`)!)
+    } catch {
+      return r.fail(`${at}.integrity`, 'not a sha256 integrity string (sha256-<base64>)')
+    }
+    if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
+    return { release, platform: platform as Platform, name: r.string(o, 'name', `${at}.name`)!, version: r.string(o, 'version', `${at}.version`)!, url: r.string(o, 'url', `${at}.url`)!, integrity, size: o.size as number, file }
+  })
+
+  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
 }
+
+/** The OS packages a bundle for `platform` carries, for the chosen releases (all when none are named). */
+export const packagesFor = (lock: Lock, platform: Platform, releases?: readonly string[]): LockedPackage[] =>
+  lock.packages.filter((p) => p.platform === platform && (!releases || releases.includes(p.release)))
 
 /** The files a bundle for `platform` carries: that platform's own and the shared ones. */
 export const filesFor = (lock: Lock, platform: Platform): LockedFile[] =>
   lock.files.filter((f) => f.platform === undefined || f.platform === platform)
 
-/** The lock as one bundle carries it: its platform only. */
-export function reduceLock(lock: Lock, platform: Platform): Lock {
-  return { ...lock, platforms: [platform], files: filesFor(lock, platform) }
+/** The lock as one bundle carries it: its platform only (and the chosen releases' packages). */
+export function reduceLock(lock: Lock, platform: Platform, releases?: readonly string[]): Lock {
+  return { ...lock, platforms: [platform], files: filesFor(lock, platform), packages: packagesFor(lock, platform, releases) }
 }
 
 /** Stable JSON: fixed key order, two-space indent, newline at the end. */
@@ -172,5 +209,6 @@ export function serializeLock(lock: Lock): string {
     file: f.file,
   }))
   const images = lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}) }))
-  return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images }, null, 2)}\n`
+  const packages = lock.packages.map((p) => ({ release: p.release, platform: p.platform, name: p.name, version: p.version, url: p.url, integrity: p.integrity.sri, size: p.size, file: p.file }))
+  return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { Parser, type ReadEntry } from 'tar'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { filePath, isSafeRelativePath, JOIN_DIR, LOCK_FILE, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from './layout.js'
+import { filePath, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from './layout.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
 
@@ -86,6 +86,12 @@ function judge(scan: Scan, source: string): VerifyReport {
       if (!listed) problems.push({ path: p, problem: `pinned by the lock (${f.name} ${f.version}) but not in ${SUMS_FILE}` })
       else if (!listed.equals(f.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${f.integrity.hex}` })
     }
+  }
+  for (const pk of lock?.packages ?? []) {
+    const p = packagePath(pk.release, pk.file)
+    const listed = sums.get(p)
+    if (!listed) problems.push({ path: p, problem: `pinned by the lock (${pk.name} ${pk.version}) but not in ${SUMS_FILE}` })
+    else if (!listed.equals(pk.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${pk.integrity.hex}` })
   }
   if (problems.length > 0 || !lock) fail(source, problems)
   return { name: scan.name, lock, files: scan.digests.size, bytes: scan.bytes }

@@ -1,15 +1,15 @@
 import type { Phase } from '../plan.js'
 import { images } from './images.js'
 import { kernel } from './kernel.js'
+import { packages } from './packages.js'
 import { preflight } from './preflight.js'
 import { cluster, finish, network } from './cluster.js'
 import { cni, containerd, kubernetes } from './runtime.js'
 
 /**
  * The phases this installer has, in order, after `verify` (which runs first and on its
- * own: nothing may be read as trusted before it passes). DESIGN section 4 also names
- * `packages`; it arrives with its issue.
+ * own: nothing may be read as trusted before it passes), in DESIGN section 4's order.
  */
-export const PHASES: Phase[] = [preflight, kernel, containerd, cni, kubernetes, images, cluster, network, finish]
+export const PHASES: Phase[] = [preflight, packages, kernel, containerd, cni, kubernetes, images, cluster, network, finish]
 
 export const VERIFY_SUMMARY = 'checks every file of the bundle against SHA256SUMS and the lock, before anything on the node changes'

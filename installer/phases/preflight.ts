@@ -5,6 +5,7 @@ import { KaError } from '../core/errors.js'
 import { archOf } from '../core/platform.js'
 import { BIN_DIR, CGROUP_V2_MARKER, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, PROC_SWAPS, RUNC, SYSTEMD_RUNNING } from '../paths.js'
 import type { Context, Phase } from '../plan.js'
+import { packagesForNode } from './packages.js'
 
 export interface Finding {
   level: 'ok' | 'warn' | 'fail'
@@ -26,6 +27,8 @@ const PORTS: [number, string][] = [
 export const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
 /** ... and these only warn there, but pods need them (socat for port-forward). */
 export const KUBEADM_WANTS = ['socat', 'ebtables', 'ethtool', 'tc', 'touch']
+/** The Debian/Ubuntu package a command comes in. */
+const COMMAND_PACKAGE: Record<string, string> = { ip: 'iproute2', tc: 'iproute2', nsenter: 'util-linux', touch: 'coreutils' }
 /** What the installer's own phases run on the host. */
 const INSTALLER_NEEDS = ['systemctl', 'modprobe', 'sysctl', 'swapoff']
 
@@ -86,11 +89,16 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   if (!(await host.exists(CGROUP_V2_MARKER))) add('warn', 'cgroups', 'cgroup v1', 'works with Kubernetes 1.29, but cgroup v1 is in maintenance mode: prefer a distribution on cgroup v2 (Ubuntu 22.04+, Debian 11+)')
 
   for (const c of INSTALLER_NEEDS) if (!(await host.hasCommand(c))) add('fail', `command ${c}`, `${c} is not on PATH`, `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`)
+  // A command the bundle's packages bring for this release is not a problem: the packages
+  // phase installs it before anything needs it.
+  const { mine } = await packagesForNode(ctx)
+  const bringing = new Set(mine.map((p) => p.name))
+  const brought = (c: string) => bringing.has(COMMAND_PACKAGE[c] ?? c)
   const missingHard = []
-  for (const c of KUBEADM_NEEDS) if (!(await host.hasCommand(c))) missingHard.push(c)
+  for (const c of KUBEADM_NEEDS) if (!(await host.hasCommand(c)) && !brought(c)) missingHard.push(c)
   if (missingHard.length) add('fail', 'commands kubeadm needs', `${missingHard.join(', ')} not found (kubeadm stops with [ERROR FileExisting-${missingHard[0]}])`, `install ${missingHard.join(' ')} (on Ubuntu: apt-get install ${missingHard.join(' ')}); on a node without a package mirror, carry the .deb files in the bundle`)
   const missingSoft = []
-  for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c))) missingSoft.push(c)
+  for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c)) && !brought(c)) missingSoft.push(c)
   if (missingSoft.length) add('warn', 'commands kubeadm wants', `${missingSoft.join(', ')} not found`, `install ${missingSoft.join(' ')}: socat is needed by kubectl port-forward`)
 
   const name = hostname()

@@ -43,8 +43,9 @@ const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 
  * every image of the default manifest as a small multi-platform image that shares one
  * busybox base layer, plus a single-platform user image.
  */
-export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number }; realistic?: boolean } = {}): Promise<World> {
-  const manifestText = (await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
+export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number }; realistic?: boolean; manifestEdit?: (text: string) => string } = {}): Promise<World> {
+  const baseText = (await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
+  const manifestText = (opts.manifestEdit ?? ((t: string) => t))(baseText)
   const manifestPath = join(dir, 'manifest.yaml')
   await writeFile(manifestPath, manifestText)
   const artifacts = await makeArtifacts(join(dir, 'artifacts'), !!opts.realistic)

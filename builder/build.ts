@@ -6,7 +6,7 @@ import { Sha256 } from '../installer/core/digest.js'
 import { kubeadmImages, manifestImages, missingImages } from '../installer/core/closed-world.js'
 import { OCI_LAYOUT_CONTENT } from '../installer/core/oci.js'
 import { KaError } from '../installer/core/errors.js'
-import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
+import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, packagePath, partsSumName, RUNTIME_COMPONENT, RUNTIME_NODE, SBOM_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
 import { filesFor, packagesFor, parseLock, reduceLock, serializeLock, type Lock } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
 import { formatSums } from '../installer/core/sums.js'
@@ -15,9 +15,12 @@ import { FileHasher } from './hasher.js'
 import { DockerCredentials } from './credentials.js'
 import { applyMirrors, download, httpDefaults, type Downloaded, type HttpOptions, type Mirror } from './http.js'
 import { imageIndex, planImages, type PlannedImage } from './images.js'
-import { INSTALLER_BUILT, KUBEADM_TABLE } from './paths.js'
+import { INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION } from './paths.js'
 import { extractRuntime } from './runtime.js'
 import { installScript } from '../installer/entry.js'
+import { signStatement, statementBytes } from '../installer/core/signing.js'
+import { splitTar } from './parts.js'
+import { cycloneDx } from './sbom.js'
 import { RegistryClient, type RegistryMirror } from './registry.js'
 import { silentProgress, type Progress } from './progress.js'
 import { fileSink, TarWriter } from '../installer/core/tar.js'
@@ -41,6 +44,10 @@ export interface BuildOptions {
   xz: string
   /** The distribution releases whose OS packages to carry (--os); all the lock has when unset. */
   releases?: string[]
+  /** An Ed25519 private key (PEM) to sign the bundle with (--sign). */
+  signingKeyPem?: string
+  /** Cut the tar into parts of this many bytes (--split, --media fat32). */
+  splitBytes?: number
 }
 
 export interface BuiltFile {
@@ -62,6 +69,9 @@ export interface BuiltImage {
 
 export interface BuildResult {
   bundle: string
+  /** With --split: the parts, and the file listing their sha256. */
+  parts?: string[]
+  partsFile?: string
   sha256: string
   name: string
   platform: Platform
@@ -179,6 +189,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     const bundleLock: Lock = { ...reduceLock(lock, o.platform, o.releases), images: locked }
     const data = new Map<string, { bytes: Buffer; mode: number }>([
       [LOCK_FILE, { bytes: Buffer.from(serializeLock(bundleLock)), mode: FILE_MODE }],
+      [SBOM_FILE, { bytes: cycloneDx(name, bundleLock, planned, PACKAGE_VERSION), mode: FILE_MODE }],
       [IMAGE_LAYOUT_FILE, { bytes: Buffer.from(OCI_LAYOUT_CONTENT), mode: FILE_MODE }],
       [IMAGE_INDEX, { bytes: imageIndex(planned), mode: FILE_MODE }],
       [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(o.platform))), mode: EXEC_MODE }],
@@ -186,8 +197,14 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       [KUBEADM_TABLE_FILE, { bytes: await readFile(o.kubeadmTable), mode: FILE_MODE }],
     ])
     const { sha256, size } = await state.packAll(items, data, name, tarName)
+    let split: { parts: string[]; partsFile: string } | undefined
+    if (o.splitBytes) {
+      const parts = await splitTar(join(o.outDir, tarName), o.splitBytes, sha256)
+      split = { parts, partsFile: join(o.outDir, partsSumName(tarName)) }
+    }
     return {
       bundle: join(o.outDir, tarName),
+      ...(split ?? {}),
       sha256: sha256.hex,
       name,
       platform: o.platform,
@@ -344,6 +361,11 @@ async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: B
 
   type Entry = { rel: string; dir?: true; data?: Buffer; mode?: number; item?: Item }
   const entries: Entry[] = [{ rel: SUMS_FILE, data: sumsText }, ...[...data].map(([rel, d]) => ({ rel, data: d.bytes, mode: d.mode })), ...items.map((item) => ({ rel: item.rel, item }))]
+  if (o.signingKeyPem) {
+    // Ed25519 signatures are deterministic: a signed bundle is still the same bytes every build.
+    const statement = statementBytes({ bundle: name, sha256sums: Sha256.of(sumsText).oci, lock: Sha256.of(data.get(LOCK_FILE)!.bytes).oci })
+    entries.push({ rel: STATEMENT_FILE, data: statement }, { rel: SIGNATURE_FILE, data: signStatement(statement, o.signingKeyPem) })
+  }
   const dirs = new Set<string>([''])
   for (const e of entries) {
     const parts = e.rel.split('/')

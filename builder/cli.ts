@@ -1,17 +1,21 @@
 #!/usr/bin/env node
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
 import { isKaError, KaError } from '../installer/core/errors.js'
 import { serializeLock } from '../installer/core/lock.js'
 import { parsePlatform, PLATFORMS } from '../installer/core/platform.js'
-import { verifyBundle, type Problem } from '../installer/core/verify.js'
+import { verifyBundle, verifyTarStream, type Problem } from '../installer/core/verify.js'
+import { SBOM_FILE } from '../installer/core/layout.js'
+import { keyFingerprint } from '../installer/core/signing.js'
+import { checkParts, concatParts, FAT32_PART, joinParts, parseSize, partsFileFor, type PartsCheck } from './parts.js'
 import { buildBundle } from './build.js'
 import { Cache } from './cache.js'
 import { httpDefaults, parseMirror } from './http.js'
-import { inspectBundle } from './inspect.js'
+import { inspectBundle, readBundleFile } from './inspect.js'
 import { parseRegistryMirror } from './registry.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
@@ -81,10 +85,28 @@ program
   .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
   .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
   .option('--concurrency <n>', 'parallel downloads', '8')
+  .option('--sign <key>', 'sign the bundle with this Ed25519 private key (from bundle keygen)')
+  .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
+  .addOption(new Option('--media <kind>', 'fat32: parts that fit a FAT32 stick (4095 MiB); exfat: one tar').choices(['fat32', 'exfat']))
   .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
   .option('--json', 'print the result as JSON')
-  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; os?: string; json?: boolean }) => {
+  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; os?: string; sign?: string; split?: string; media?: string; json?: boolean }) => {
+    const signingKeyPem = opts.sign
+      ? await readFile(opts.sign, 'utf8').catch(() => {
+          throw new KaError('EUSAGE', `--sign ${opts.sign}: cannot read the private key; make one with \`bundle keygen --out DIR\``)
+        })
+      : undefined
+    if (signingKeyPem) {
+      try {
+        if (createPrivateKey(signingKeyPem).asymmetricKeyType !== 'ed25519') throw new Error()
+      } catch {
+        throw new KaError('EUSAGE', `--sign ${opts.sign}: not an Ed25519 private key in PEM form; make one with \`bundle keygen --out DIR\``)
+      }
+    }
+    const splitBytes = opts.split ? parseSize(opts.split) : opts.media === 'fat32' ? FAT32_PART : undefined
     const result = await buildBundle({
+      ...(signingKeyPem ? { signingKeyPem } : {}),
+      ...(splitBytes ? { splitBytes } : {}),
       lockPath: opts.lock,
       platform: parsePlatform(opts.platform, '--platform'),
       outDir: opts.out,
@@ -99,27 +121,72 @@ program
     else {
       const fromCache = result.files.filter((f) => f.from === 'cache').length
       process.stderr.write(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
-      process.stdout.write(`${result.bundle}\n`)
+      process.stdout.write(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
     }
   })
 
 program
+  .command('keygen')
+  .description('make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600) and kube-airgap.pub')
+  .requiredOption('--out <dir>', 'where to write the keys')
+  .action(async (opts: { out: string }) => {
+    await mkdir(opts.out, { recursive: true })
+    const key = join(opts.out, 'kube-airgap.key')
+    if (existsSync(key)) throw new KaError('EUSAGE', `${key} exists already; move it away first (a key is never overwritten)`)
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString()
+    await writeFile(key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600, flag: 'wx' })
+    await writeFile(join(opts.out, 'kube-airgap.pub'), pub)
+    process.stdout.write(`${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n`)
+  })
+
+program
+  .command('join')
+  .description('join split parts (NAME.tar.000 ...) into NAME.tar after checking each; `cat NAME.tar.* > NAME.tar` does the same without the checks')
+  .argument('<parts>', 'NAME.parts.sha256 or NAME.tar.000')
+  .option('--out <file>', 'the tar to write (default: beside the parts)')
+  .action(async (path: string, opts: { out?: string }) => {
+    const check = await checkParts(partsFileFor(path) ?? path)
+    if (check.problems.length) throw partsError(check)
+    const out = opts.out ?? join(dirname(check.parts[0]!), check.tarName)
+    await joinParts(check, out)
+    process.stdout.write(`${out}\n`)
+  })
+
+program
   .command('verify')
-  .description('Check a bundle (tar or unpacked folder) against its SHA256SUMS and lock.')
-  .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
+  .description('Check a bundle (tar, split parts or unpacked folder) against its SHA256SUMS and lock, and its signature.')
+  .argument('<path>', 'a bundle .tar, its NAME.parts.sha256 (or NAME.tar.000), or an unpacked bundle folder')
+  .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
+  .option('--require-signature', 'refuse an unsigned bundle')
   .option('--json', 'print the result as JSON')
-  .action(async (path: string, opts: { json?: boolean }) => {
-    const report = await verifyBundle(path)
+  .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) => {
+    const vopts = { ...(opts.publicKey ? { publicKeyPem: await readKey(opts.publicKey), keySource: opts.publicKey } : {}), ...(opts.requireSignature ? { requireSignature: true } : {}) }
+    const partsFile = partsFileFor(path)
+    let report
+    if (partsFile && (path.endsWith('.parts.sha256') || /\.tar\.\d{3}$/.test(path) || (!existsSync(path) && existsSync(partsFile)))) {
+      const check = await checkParts(partsFile)
+      if (check.problems.length) throw partsError(check)
+      report = await verifyTarStream(() => concatParts(check.parts), check.tarName, vopts)
+    } else report = await verifyBundle(path, vopts)
     if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes })
-    else process.stdout.write(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock\n`)
+    else process.stdout.write(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`)
   })
 
 program
   .command('inspect')
-  .description('Show what a bundle holds: versions, sizes, images.')
+  .description('Show what a bundle holds: versions, sizes, images; --sbom prints its CycloneDX 1.5 SBOM.')
   .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
+  .option('--sbom', "print the bundle's SBOM (CycloneDX 1.5 JSON)")
+  .option('--out <file>', 'with --sbom: write it to FILE')
   .option('--json', 'print the result as JSON')
-  .action(async (path: string, opts: { json?: boolean }) => {
+  .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string }) => {
+    if (opts.sbom) {
+      const sbom = await readBundleFile(path, SBOM_FILE)
+      if (opts.out) await writeFile(opts.out, sbom)
+      else process.stdout.write(sbom)
+      return
+    }
     const info = await inspectBundle(path)
     if (opts.json) return printJson(info)
     const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
@@ -129,6 +196,17 @@ program
     for (const im of info.images) lines.push(`  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`)
     process.stdout.write(`${lines.join('\n')}\n`)
   })
+
+async function readKey(path: string): Promise<string> {
+  return readFile(path, 'utf8').catch(() => {
+    throw new KaError('EUSAGE', `--public-key ${path}: cannot read it`)
+  })
+}
+
+function partsError(check: PartsCheck): KaError {
+  const [first, ...rest] = check.problems
+  return new KaError('EVERIFY', `${check.tarName}: ${first!.path}: ${first!.problem}${rest.length ? ` (and ${rest.length} more)` : ''}`, { problems: check.problems })
+}
 
 function report(e: unknown, json: boolean): number {
   if (e instanceof CommanderError) {

@@ -106,3 +106,12 @@ async function listTar(path: string, want: string[]): Promise<{ top: string; siz
   }
   return { top, sizes, small }
 }
+
+/** One small file of a bundle (tar or folder), by its path under the top folder. */
+export async function readBundleFile(path: string, rel: string): Promise<string> {
+  const st = await stat(path).catch(() => undefined)
+  if (!st) throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
+  const text = st.isDirectory() ? await readFile(join(path, rel), 'utf8').catch(() => undefined) : (await listTar(path, [rel])).small.get(rel)
+  if (text === undefined) throw new KaError('EVERIFY', `${path} has no ${rel}; it was built by an older kube-airgap`)
+  return text
+}

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -11,3 +11,4 @@ export const PACKAGE_DIR = ((): string => {
 
 export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')
 export const INSTALLER_BUILT = join(PACKAGE_DIR, 'lib', 'installer', 'install.mjs')
+export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string }).version

@@ -5,7 +5,9 @@ import { Command, CommanderError, Option } from 'commander'
 import { openBundle } from './bundle.js'
 import { isKaError, KaError } from './core/errors.js'
 import type { Problem } from './core/verify.js'
-import { verifyBundle } from './core/verify.js'
+import { verifyBundle, type VerifyOptions, type VerifyReport } from './core/verify.js'
+import { Sha256 } from './core/digest.js'
+import { LOCK_FILE } from './core/layout.js'
 import { Host } from './host.js'
 import { DEFAULT_CONTAINERD_SOCKET } from './paths.js'
 import { PHASES, VERIFY_SUMMARY } from './phases/index.js'
@@ -15,7 +17,7 @@ import { parseJoinFile, type JoinFile } from './kubeadm.js'
 import { joinFileSteps, newJoinToken } from './phases/cluster.js'
 import { doctor } from './doctor.js'
 import { resetPhase } from './phases/reset.js'
-import { PROC_NET_ROUTE } from './paths.js'
+import { PROC_NET_ROUTE, RECORD_DIR } from './paths.js'
 
 /** The bundle this installer sits in: `<bundle>/installer/install.mjs`. */
 const BUNDLE_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '')
@@ -38,6 +40,8 @@ interface RunFlags {
   controlPlaneEndpoint?: string
   nodeName?: string
   waitTimeout: string
+  publicKey?: string
+  requireSignature?: boolean
   phases?: string
   skipPhases?: string
   dryRun?: boolean
@@ -76,9 +80,10 @@ async function install(flags: RunFlags): Promise<void> {
   }
 
   // Nothing on the node changes, and nothing in the bundle is trusted, before this passes.
-  if (selected('verify')) {
-    const v = await verifyBundle(flags.bundle)
-    show({ phase: 'verify', title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock`, status: 'checked', actions: [] })
+  if (selected('verify') || flags.publicKey || flags.requireSignature) {
+    const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
+    if (!options.dryRun) await writeRecord(host, v)
+    show({ phase: 'verify', title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`, status: 'checked', actions: [] })
   }
   const ctx: Context = { host, bundle: await openBundle(flags.bundle), options, cluster: cluster.setup, say }
   await runPhases(
@@ -94,6 +99,38 @@ async function install(flags: RunFlags): Promise<void> {
       out(`next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`)
     }
   }
+}
+
+async function verifyOptions(flags: RunFlags): Promise<VerifyOptions> {
+  if (!flags.publicKey) return flags.requireSignature ? { requireSignature: true } : {}
+  const pem = await readFile(flags.publicKey, 'utf8').catch(() => {
+    throw new KaError('EUSAGE', `--public-key ${flags.publicKey}: cannot read it`)
+  })
+  return { publicKeyPem: pem, keySource: flags.publicKey, requireSignature: true }
+}
+
+/**
+ * What verification found, for a security officer: /var/log/kube-airgap/verify-<time>.json
+ * with the bundle's name, its lock's digest, the signing key's fingerprint, every file's
+ * hash and the result. Written after the bundle proved itself (a failed verification
+ * changes nothing on the node).
+ */
+async function writeRecord(host: Host, v: VerifyReport): Promise<string> {
+  const at = new Date()
+  const record = {
+    result: 'verified',
+    time: at.toISOString(),
+    bundle: v.name,
+    platform: v.lock.platforms[0],
+    kubernetes: v.lock.kubernetes,
+    lock: v.digests.get(LOCK_FILE)?.oci,
+    signedBy: v.signedBy ?? null,
+    files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
+  }
+  const text = `${JSON.stringify(record, null, 2)}\n`
+  const path = `${RECORD_DIR}/verify-${at.toISOString().replace(/[:.]/g, '-')}.json`
+  await host.write(path, text, 0o644, Sha256.of(text))
+  return path
 }
 
 /** cluster.yaml, flags and the join file, checked; the advertise address resolved. */
@@ -136,6 +173,8 @@ const program = new Command('install')
   .option('--control-plane-endpoint <host:port>', 'where every node reaches the API (default: advertise address:6443)')
   .option('--node-name <name>', "this node's name (default: the hostname)")
   .option('--wait-timeout <seconds>', 'how long finish waits for the node to be Ready', '600')
+  .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key (checked before anything)')
+  .option('--require-signature', 'refuse an unsigned bundle')
   .option('--phases <list>', 'run only these phases (comma separated)')
   .option('--skip-phases <list>', 'run all phases but these')
   .option('--dry-run', 'print every file (path and content hash) and command; change nothing')
@@ -148,11 +187,16 @@ const program = new Command('install')
 
 program
   .command('verify')
-  .description(VERIFY_SUMMARY)
+  .description(`${VERIFY_SUMMARY}; writes a record to /var/log/kube-airgap/`)
+  .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
+  .option('--require-signature', 'refuse an unsigned bundle')
   .option('--json', 'print the result as JSON')
-  .action(async (flags: { json?: boolean }) => {
-    const v = await verifyBundle(program.opts<RunFlags>().bundle)
-    out(flags.json ? `${JSON.stringify({ ok: true, name: v.name, files: v.files, bytes: v.bytes }, null, 2)}\n` : `ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock\n`)
+  .action(async (flags: { json?: boolean; publicKey?: string; requireSignature?: boolean }) => {
+    const top = program.opts<RunFlags>()
+    const merged = { ...top, ...(flags.publicKey ? { publicKey: flags.publicKey } : {}), ...(flags.requireSignature ? { requireSignature: true } : {}) }
+    const v = await verifyBundle(top.bundle, await verifyOptions(merged))
+    const record = await writeRecord(new Host(top.root, !!top.dryRun), v)
+    out(flags.json ? `${JSON.stringify({ ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record }, null, 2)}\n` : `ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `; signed by ${v.signedBy}` : ''}; record: ${record}\n`)
   })
 
 program

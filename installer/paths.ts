@@ -41,3 +41,6 @@ export const KUBECTL_CALICO = `${BIN_DIR}/kubectl-calico`
 export const ETC_HOSTS = '/etc/hosts'
 export const ETC_PASSWD = '/etc/passwd'
 export const PROC_NET_ROUTE = '/proc/net/route'
+
+/** Verification records for security officers. */
+export const RECORD_DIR = '/var/log/kube-airgap'

@@ -72,11 +72,13 @@ async function install(args: string[], root: string, opts: { bundleDir?: string;
 /** Commands that change something (queries like `systemctl is-active` do not). */
 const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l) && !/^crictl --runtime-endpoint \S+ pods -q$/.test(l))
 
+/** Every file under a root with its hash and mode; verification records (a log, new each run, kept by reset) aside. */
 async function treeHashes(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name)
+      if (relative(root, p) === 'var/log/kube-airgap') continue
       if (e.isDirectory()) await walk(p)
       else if (e.isFile()) out[relative(root, p)] = `${createHash('sha256').update(await readFile(p)).digest('hex')} ${((await stat(p)).mode & 0o777).toString(8)}`
     }

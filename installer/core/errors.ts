@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'EVERIFY' // a bundle that does not prove itself
   | 'EREGISTRY'
   | 'ESTEP'
+  | 'ESIGNATURE' // a bundle not signed by the key it must be
 
 // ENOTPINNED is the user's to fix too: the manifest lacks an image, or a tag lacks a platform.
 const usageCodes = new Set<ErrorCode>(['EUSAGE', 'ELOCK', 'ENOTPINNED'])

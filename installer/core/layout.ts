@@ -17,6 +17,19 @@ export const bundleName = (kubernetes: string, arch: Arch): string => `kube-airg
 export const bundleTarName = (name: string): string => `${name}.tar`
 export const tarSumName = (tarName: string): string => `${tarName}.sha256`
 
+/**
+ * Trust: STATEMENT.json names the bundle and the sha256 of its SHA256SUMS and lock (which
+ * SHA256SUMS covers, with every other file, the SBOM included); SIGNATURE is the Ed25519
+ * signature of the statement's exact bytes. Both stand outside SHA256SUMS, which they cover.
+ */
+export const STATEMENT_FILE = 'STATEMENT.json'
+export const SIGNATURE_FILE = 'SIGNATURE'
+export const SBOM_FILE = 'sbom.cdx.json'
+
+/** Split parts for FAT32 sticks: NAME.tar.000, .001, ... and NAME.parts.sha256. */
+export const partName = (tarName: string, i: number): string => `${tarName}.${String(i).padStart(3, '0')}`
+export const partsSumName = (tarName: string): string => `${tarName.replace(/\.tar$/, '')}.parts.sha256`
+
 /** OS packages the node may lack, per distribution release. */
 export const PACKAGES_DIR = 'packages'
 export const packagePath = (release: string, file: string): string => `${PACKAGES_DIR}/${release}/${file}`

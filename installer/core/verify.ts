@@ -3,11 +3,12 @@ import { createReadStream } from 'node:fs'
 import { lstat, readdir, readFile, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { Writable } from 'node:stream'
+import { Writable, type Readable } from 'node:stream'
 import { Parser, type ReadEntry } from 'tar'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { filePath, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SUMS_FILE, tarSumName } from './layout.js'
+import { filePath, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from './layout.js'
+import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
 
@@ -22,6 +23,18 @@ export interface VerifyReport {
   lock: Lock
   files: number
   bytes: number
+  /** Every file's sha256, as found (for a verification record). */
+  digests: Map<string, Sha256>
+  /** The key that signed it, when a public key was given and the signature holds. */
+  signedBy?: string
+}
+
+export interface VerifyOptions {
+  /** An Ed25519 public key (PEM): the bundle must be signed by it. */
+  publicKeyPem?: string
+  keySource?: string
+  /** Refuse an unsigned bundle (with a key: signed by that key). */
+  requireSignature?: boolean
 }
 
 /** What a scan of a folder or a tar saw: each regular file's digest, and what was wrong on the way. */
@@ -33,7 +46,9 @@ interface Scan {
   problems: Problem[]
 }
 
-const KEEP = new Set([SUMS_FILE, LOCK_FILE])
+const KEEP = new Set([SUMS_FILE, LOCK_FILE, STATEMENT_FILE, SIGNATURE_FILE])
+/** Files a bundle may hold outside SHA256SUMS: the signature over it, and its statement. */
+const OUTSIDE_SUMS = new Set([SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE])
 
 /**
  * Proves a bundle, a tar or an unpacked folder, against its own SHA256SUMS and lock: every
@@ -41,15 +56,20 @@ const KEEP = new Set([SUMS_FILE, LOCK_FILE])
  * link or device, and every locked file's hash the one the lock pins. Collects every
  * problem before failing, so the user sees all of them at once.
  */
-export async function verifyBundle(path: string): Promise<VerifyReport> {
+export async function verifyBundle(path: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const st = await stat(path).catch(() => {
     throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
   })
-  const scan = st.isDirectory() ? await scanFolder(path) : await scanTar(path)
-  return judge(scan, path)
+  const scan = st.isDirectory() ? await scanFolder(path) : await scanTar(() => createReadStream(path, { highWaterMark: 1 << 20 }), path)
+  return judge(scan, path, opts)
 }
 
-function judge(scan: Scan, source: string): VerifyReport {
+/** Verifies a tar given as a stream (the concatenation of split parts, say). */
+export async function verifyTarStream(open: () => Readable, source: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  return judge(await scanTar(open, source, false), source, opts)
+}
+
+function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyReport {
   const problems = [...scan.problems]
   const sumsText = scan.small.get(SUMS_FILE)
   const lockText = scan.small.get(LOCK_FILE)
@@ -62,7 +82,7 @@ function judge(scan: Scan, source: string): VerifyReport {
     else if (!got.equals(want)) problems.push({ path: p, problem: `changed: expected sha256 ${want.hex}, found ${got.hex}` })
   }
   for (const p of scan.digests.keys()) {
-    if (p !== SUMS_FILE && !sums.has(p) && !p.startsWith(`${JOIN_DIR}/`)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
+    if (!OUTSIDE_SUMS.has(p) && !sums.has(p) && !p.startsWith(`${JOIN_DIR}/`)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
   }
 
   let lock: Lock | undefined
@@ -93,8 +113,22 @@ function judge(scan: Scan, source: string): VerifyReport {
     if (!listed) problems.push({ path: p, problem: `pinned by the lock (${pk.name} ${pk.version}) but not in ${SUMS_FILE}` })
     else if (!listed.equals(pk.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${pk.integrity.hex}` })
   }
+  // Under a required signature, a file that differs from what was signed is a signature failure.
+  if (problems.length > 0 && opts.publicKeyPem) {
+    const first = problems[0]!
+    throw new KaError('ESIGNATURE', `${scan.name}: ${first.path}: ${first.problem}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}: not what was signed; do not install it`, { problems })
+  }
   if (problems.length > 0 || !lock) fail(source, problems)
-  return { name: scan.name, lock, files: scan.digests.size, bytes: scan.bytes }
+  let signedBy: string | undefined
+  const statement = scan.small.get(STATEMENT_FILE)
+  const signature = scan.small.get(SIGNATURE_FILE)
+  if (opts.publicKeyPem) {
+    checkSignature({ statement, signature, sums: sumsText, lock: lockText!, publicKeyPem: opts.publicKeyPem, keySource: opts.keySource ?? 'the public key', name: scan.name })
+    signedBy = keyFingerprint(opts.publicKeyPem)
+  } else if (opts.requireSignature) {
+    throw new KaError('ESIGNATURE', `${scan.name}: ${statement && signature ? 'a signature is required but no public key was given (--public-key FILE)' : 'the bundle is not signed'}; do not install it unsigned`)
+  }
+  return { name: scan.name, lock, files: scan.digests.size, bytes: scan.bytes, digests: scan.digests, ...(signedBy ? { signedBy } : {}) }
 }
 
 function fail(source: string, problems: Problem[]): never {
@@ -138,7 +172,7 @@ async function scanFolder(dir: string): Promise<Scan> {
   return scan
 }
 
-async function scanTar(tarPath: string): Promise<Scan> {
+async function scanTar(open: () => Readable, tarPath: string, sidecar = true): Promise<Scan> {
   const scan: Scan = { name: '', digests: new Map(), small: new Map(), bytes: 0, problems: [] }
   const whole = createHash('sha256')
   const parser = new Parser({
@@ -178,7 +212,7 @@ async function scanTar(tarPath: string): Promise<Scan> {
     },
   })
   await pipeline(
-    createReadStream(tarPath, { highWaterMark: 1 << 20 }),
+    open(),
     new Writable({
       write(chunk: Buffer, _enc, cb) {
         whole.update(chunk)
@@ -191,12 +225,12 @@ async function scanTar(tarPath: string): Promise<Scan> {
     }),
   )
   // A `.tar.sha256` beside the tar is checked too: it is what people compare by hand.
-  const sidecar = join(tarPath, '..', tarSumName(basename(tarPath)))
-  const sideText = await readFile(sidecar, 'utf8').catch(() => undefined)
+  const sidecarPath = join(tarPath, '..', tarSumName(basename(tarPath)))
+  const sideText = sidecar ? await readFile(sidecarPath, 'utf8').catch(() => undefined) : undefined
   if (sideText !== undefined) {
     const want = /^([0-9a-f]{64})\s/.exec(sideText)?.[1]
     const got = Sha256.ofHash(whole)
-    if (!want || want !== got.hex) scan.problems.push({ path: basename(sidecar), problem: `the tar's sha256 is ${got.hex}, the .sha256 file says ${want ?? 'nothing readable'}` })
+    if (!want || want !== got.hex) scan.problems.push({ path: basename(sidecarPath), problem: `the tar's sha256 is ${got.hex}, the .sha256 file says ${want ?? 'nothing readable'}` })
   }
   return scan
 }

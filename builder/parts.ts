@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { PassThrough, type Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { Sha256 } from '../installer/core/digest.js'
+import { KaError } from '../installer/core/errors.js'
+import { partName, partsSumName } from '../installer/core/layout.js'
+import type { Problem } from '../installer/core/verify.js'
+
+/** `3900M`, `1G`, `64K`, bytes: binary units. */
+export function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(text.trim())
+  const n = m ? Number(m[1]) * 1024 ** ['', 'K', 'M', 'G'].indexOf(m[2]!.toUpperCase()) : NaN
+  if (!Number.isSafeInteger(n) || n < 512) throw new KaError('EUSAGE', `--split ${JSON.stringify(text)}: give a size like 3900M, 1G or 64K (at least 512 bytes)`)
+  return n
+}
+
+/** FAT32 holds files up to 4 GiB - 1 byte: parts of 4095 MiB fit. */
+export const FAT32_PART = 4095 * 1024 * 1024
+
+/**
+ * Cuts a built tar into NAME.tar.000, .001, ... and writes NAME.parts.sha256 (each part's
+ * sha256, and the whole tar's last), then removes the whole tar: each part can be checked,
+ * and copied again, on its own.
+ */
+export async function splitTar(tarPath: string, size: number, whole: Sha256): Promise<string[]> {
+  const total = (await stat(tarPath)).size
+  const dir = dirname(tarPath)
+  const tarName = basename(tarPath)
+  const lines: string[] = []
+  const parts: string[] = []
+  const src = await open(tarPath, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20)
+    for (let i = 0, pos = 0; pos < total || i === 0; i++) {
+      const name = partName(tarName, i)
+      const hash = createHash('sha256')
+      const out = await open(join(dir, `${name}.tmp`), 'w')
+      const end = Math.min(total, pos + size)
+      while (pos < end) {
+        const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, end - pos), pos)
+        hash.update(buf.subarray(0, bytesRead))
+        await out.write(buf, 0, bytesRead)
+        pos += bytesRead
+      }
+      await out.datasync()
+      await out.close()
+      await rename(join(dir, `${name}.tmp`), join(dir, name))
+      lines.push(`${hash.digest('hex')}  ${name}`)
+      parts.push(join(dir, name))
+    }
+  } finally {
+    await src.close()
+  }
+  lines.push(`${whole.hex}  ${tarName}`)
+  const sums = join(dir, partsSumName(tarName))
+  await writeFile(`${sums}.tmp`, `${lines.join('\n')}\n`)
+  await rename(`${sums}.tmp`, sums)
+  await rm(tarPath, { force: true })
+  await rm(`${tarPath}.sha256`, { force: true })
+  return parts
+}
+
+export interface PartsCheck {
+  tarName: string
+  parts: string[]
+  whole: Sha256
+  problems: Problem[]
+}
+
+/** Finds the parts file for a path given as NAME.parts.sha256, NAME.tar.000 or NAME.tar. */
+export function partsFileFor(path: string): string | undefined {
+  if (path.endsWith('.parts.sha256')) return path
+  const m = /^(.*\.tar)(\.\d{3})?$/.exec(path)
+  return m ? join(dirname(path), partsSumName(basename(m[1]!))) : undefined
+}
+
+/** Each part against NAME.parts.sha256: a bad or missing part is named, the others are not blamed. */
+export async function checkParts(partsFile: string): Promise<PartsCheck> {
+  const text = await readFile(partsFile, 'utf8').catch(() => {
+    throw new KaError('EUSAGE', `${partsFile}: no such parts file; give NAME.parts.sha256 from a split build`)
+  })
+  const entries = text.trim().split('\n').map((l) => /^([0-9a-f]{64}) {2}(\S+)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
+  const wholeLine = entries.pop()
+  if (!wholeLine || entries.length === 0) throw new KaError('EVERIFY', `${partsFile}: not a parts file; copy it again`)
+  const dir = dirname(partsFile)
+  const problems: Problem[] = []
+  for (const [, hex, name] of entries) {
+    const path = join(dir, name!)
+    const got = await Sha256.ofFile(path).catch(() => undefined)
+    if (!got) problems.push({ path: name!, problem: 'missing: copy this part again' })
+    else if (got.digest.hex !== hex) problems.push({ path: name!, problem: `changed: expected sha256 ${hex}, found ${got.digest.hex}; copy this part again` })
+  }
+  return { tarName: wholeLine[2]!, parts: entries.map(([, , n]) => join(dir, n!)), whole: Sha256.fromHex(wholeLine[1]!), problems }
+}
+
+/** The parts, one after another, as one stream (what `cat NAME.tar.*` gives). */
+export function concatParts(parts: readonly string[]): Readable {
+  const out = new PassThrough({ highWaterMark: 1 << 20 })
+  void (async () => {
+    for (const p of parts) await pipeline(createReadStream(p, { highWaterMark: 1 << 20 }), out, { end: false })
+    out.end()
+  })().catch((e: unknown) => out.destroy(e as Error))
+  return out
+}
+
+/** Joins verified parts into NAME.tar (temp name, then rename), checking the whole tar's sha256. */
+export async function joinParts(check: PartsCheck, outPath: string): Promise<void> {
+  const temp = `${outPath}.tmp-${process.pid}`
+  const hash = createHash('sha256')
+  const src = concatParts(check.parts)
+  src.on('data', (c: Buffer) => hash.update(c))
+  await pipeline(src, createWriteStream(temp))
+  if (!Sha256.ofHash(hash).equals(check.whole)) {
+    await rm(temp, { force: true })
+    throw new KaError('EVERIFY', `the joined parts do not give the tar ${check.tarName} was split from; copy the parts and the parts file again`)
+  }
+  await rename(temp, outPath)
+}

@@ -1,11 +1,8 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Cache } from '../builder/cache.js'
-import { httpDefaults, parseMirror } from '../builder/http.js'
-import { createLock } from '../builder/lock.js'
-import { filesFor, serializeLock } from '../installer/core/lock.js'
-import { fakeUpstream } from '../test/support/fake-upstream.js'
+import { filesFor, parseLock } from '../installer/core/lock.js'
+import { lockWorld, startWorld } from '../test/support/world.js'
 import { CLI, medianOf, mib, row, RSS_HOOK, timed } from './util.js'
 
 /**
@@ -16,14 +13,16 @@ import { CLI, medianOf, mib, row, RSS_HOOK, timed } from './util.js'
 export async function benchBuild(): Promise<string[]> {
   const dir = await mkdtemp(join(process.env.KA_BENCH_DIR ?? tmpdir(), 'ka-bench-build-'))
   const FILE = 48 << 20
-  const fake = await fakeUpstream(join(dir, 'up'), { size: (w) => (w.platform === 'linux/arm64' ? 1024 : FILE) })
+  // The files are large; the images (the test world's small busybox ones) are a few MiB.
+  const extras = [1, 2, 3, 4].map((i) => `  - { name: extra-${i}, version: 1.0.0, url: 'https://github.com/example/extra/releases/download/v1/extra-${i}.bin' }`).join('\n')
+  const world = await startWorld(dir, { size: (w) => (w.platform === 'linux/arm64' ? 1024 : FILE), manifestEdit: (t) => t.replace('files: []', `files:\n${extras}`) })
+  const fake = world.fake
   try {
-    const cache = new Cache(join(dir, 'lock-cache'))
-    const mirrors = fake.mirrors.map(parseMirror)
-    const lock = await createLock(fake.manifest, { cache, http: httpDefaults(), mirrors })
     const lockPath = join(dir, 'bundle.lock.json')
-    await writeFile(lockPath, serializeLock(lock))
-    const files = filesFor(lock, 'linux/amd64')
+    await lockWorld(world, lockPath, join(dir, 'lock-cache'))
+    const lock = parseLock(await readFile(lockPath, 'utf8'))
+    const args = world.args.map((a) => a.replace(world.front.url, world.registry.url))
+    const files = filesFor(lock, 'linux/amd64').filter((f) => f.name !== 'node')
     const total = fake.artifacts.filter((a) => a.want.platform !== 'linux/arm64').reduce((s, a) => s + a.size, 0)
     const urls = files.map((f) => `${fake.up.url}${new URL(f.url).host === '' ? '' : `/${new URL(f.url).host}`}${new URL(f.url).pathname}`)
     const lines = [`build: ${files.length} files, ${mib(total)} for linux/amd64`]
@@ -38,7 +37,7 @@ export async function benchBuild(): Promise<string[]> {
     let run = 0
     const coldBuild = async () => {
       const base = join(dir, `build-${run++}`)
-      const t = await timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(base, 'out'), '--cache', join(base, 'cache'), ...fake.mirrors.flatMap((m) => ['--mirror', m])], { rssFile: join(dir, 'rss') })
+      const t = await timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(base, 'out'), '--cache', join(base, 'cache'), ...args], { rssFile: join(dir, 'rss') })
       return { ...t, base }
     }
 
@@ -64,7 +63,7 @@ export async function benchBuild(): Promise<string[]> {
     lines.push(`peak RSS of bundle build: ${mib(peak)} (target < 150 MiB)`)
     return lines
   } finally {
-    await fake.close()
+    await world.close()
     await rm(dir, { recursive: true, force: true })
   }
 }

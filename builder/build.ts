@@ -13,29 +13,23 @@ import { formatSums } from '../installer/core/sums.js'
 import { Cache } from './cache.js'
 import { FileHasher } from './hasher.js'
 import { DockerCredentials } from './credentials.js'
-import { applyMirrors, download, httpDefaults, type Downloaded, type HttpOptions, type Mirror } from './http.js'
+import { applyMirrors, download, httpDefaults, type Downloaded } from './http.js'
 import { imageIndex, planImages, type PlannedImage } from './images.js'
+import type { FetchOptions } from './options.js'
 import { INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION } from './paths.js'
 import { extractRuntime } from './runtime.js'
 import { installScript } from '../installer/entry.js'
 import { signStatement, statementBytes } from '../installer/core/signing.js'
 import { splitTar } from './parts.js'
 import { cycloneDx } from './sbom.js'
-import { RegistryClient, type RegistryMirror } from './registry.js'
-import { silentProgress, type Progress } from './progress.js'
+import { RegistryClient } from './registry.js'
+import { silentProgress } from './progress.js'
 import { fileSink, TarWriter } from '../installer/core/tar.js'
 
-export interface BuildOptions {
+export interface BuildOptions extends FetchOptions {
   lockPath: string
   platform: Platform
   outDir: string
-  cache: Cache
-  http: HttpOptions
-  mirrors: readonly Mirror[]
-  registryMirrors: readonly RegistryMirror[]
-  credentials: DockerCredentials
-  concurrency: number
-  progress: Progress
   /** The kubeadm image table (manifests/kubeadm-images.yaml). */
   kubeadmTable: string
   /** The bundled installer (lib/installer/install.mjs, made by `npm run build`). */

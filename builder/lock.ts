@@ -8,24 +8,16 @@ import { Sha256 } from '../installer/core/digest.js'
 import { KaError } from '../installer/core/errors.js'
 import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage } from '../installer/core/lock.js'
 import { archOf, type Platform } from '../installer/core/platform.js'
-import type { Cache } from './cache.js'
+import type { FetchOptions } from './options.js'
 import { DockerCredentials } from './credentials.js'
 import { parseImageRef } from '../installer/core/reference.js'
-import { RegistryClient, type RegistryMirror } from './registry.js'
+import { RegistryClient } from './registry.js'
 import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
-import { applyMirrors, download, fetchText, type HttpOptions, type Mirror } from './http.js'
+import { applyMirrors, download, fetchText } from './http.js'
 import type { Manifest } from './manifest.js'
-import { silentProgress, type Progress } from './progress.js'
+import { silentProgress } from './progress.js'
 
-export interface LockOptions {
-  cache: Cache
-  http: HttpOptions
-  mirrors: readonly Mirror[]
-  registryMirrors: readonly RegistryMirror[]
-  credentials: DockerCredentials
-  concurrency: number
-  progress: Progress
-}
+export type LockOptions = FetchOptions
 
 export interface Want {
   name: string

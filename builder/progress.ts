@@ -28,20 +28,14 @@ interface Row {
   total?: number
   bytes: number
   started: number
-  state: 'active' | 'done'
-  note: string
 }
 
-/** Plain lines: one when an artifact starts moving, one when it is done. For logs and CI. */
-export class LineProgress implements Progress {
-  private rows = new Map<string, Row>()
-  private closed = false
-  constructor(private readonly out: (s: string) => void = (s) => process.stderr.write(s)) {}
-  private write(s: string): void {
-    if (!this.closed) this.out(s)
-  }
+/** The rows both printers keep: one per artifact moving now. */
+abstract class Rows implements Progress {
+  protected rows = new Map<string, Row>()
+  protected closed = false
   start(id: string, label: string, total?: number): void {
-    this.rows.set(id, { label, total, bytes: 0, started: Date.now(), state: 'active', note: '' })
+    this.rows.set(id, { label, total, bytes: 0, started: Date.now() })
   }
   advance(id: string, bytes: number): void {
     const r = this.rows.get(id)
@@ -49,57 +43,52 @@ export class LineProgress implements Progress {
   }
   done(id: string, note: string): void {
     const r = this.rows.get(id)
-    if (!r) return
-    const secs = (Date.now() - r.started) / 1000
-    const rate = r.bytes > 0 && secs > 0.05 ? `, ${formatBytes(r.bytes / secs)}/s` : ''
-    this.write(`${note.padEnd(8)} ${r.label}${r.bytes > 0 ? ` (${formatBytes(r.bytes)}${rate})` : ''}\n`)
+    this.rows.delete(id)
+    if (r && !this.closed) this.finished(`${note.padEnd(8)} ${r.label}${r.bytes > 0 ? ` (${formatBytes(r.bytes)}${rate(r, Date.now())})` : ''}`)
   }
   note(line: string): void {
-    this.write(`${line}\n`)
+    if (!this.closed) this.finished(line)
   }
   close(): void {
     this.closed = true
+  }
+  /** Prints a line that stays. */
+  protected abstract finished(line: string): void
+}
+
+const rate = (r: Row, now: number): string => {
+  const secs = (now - r.started) / 1000
+  return r.bytes > 0 && secs > 0.05 ? `, ${formatBytes(r.bytes / secs)}/s` : ''
+}
+
+/** Plain lines: one when an artifact is done. For logs and CI. */
+export class LineProgress extends Rows {
+  constructor(private readonly out: (s: string) => void = (s) => process.stderr.write(s)) {
+    super()
+  }
+  protected finished(line: string): void {
+    this.out(`${line}\n`)
   }
 }
 
 /** A table redrawn in place a few times a second: each artifact's bytes, total and rate. */
-export class TtyProgress implements Progress {
-  private rows = new Map<string, Row>()
-  private closed = false
+export class TtyProgress extends Rows {
   private drawn = 0
   private timer: NodeJS.Timeout
   constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {
+    super()
     this.timer = setInterval(() => this.draw(), 200)
     this.timer.unref()
   }
-  start(id: string, label: string, total?: number): void {
-    this.rows.set(id, { label, total, bytes: 0, started: Date.now(), state: 'active', note: '' })
-  }
-  advance(id: string, bytes: number): void {
-    const r = this.rows.get(id)
-    if (r) r.bytes += bytes
-  }
-  done(id: string, note: string): void {
-    const r = this.rows.get(id)
-    if (!r) return
-    r.state = 'done'
-    r.note = note
-    if (this.closed) return
-    this.clear()
-    this.stream.write(`${note.padEnd(8)} ${r.label}${r.bytes > 0 ? ` (${formatBytes(r.bytes)})` : ''}\n`)
-    this.rows.delete(id)
-    this.draw()
-  }
-  note(line: string): void {
-    if (this.closed) return
+  protected finished(line: string): void {
     this.clear()
     this.stream.write(`${line}\n`)
     this.draw()
   }
-  close(): void {
+  override close(): void {
     clearInterval(this.timer)
     this.clear()
-    this.closed = true
+    super.close()
   }
   private clear(): void {
     if (this.closed) return
@@ -109,16 +98,14 @@ export class TtyProgress implements Progress {
   private draw(): void {
     if (this.closed) return
     this.clear()
-    const width = this.stream.columns || 100
-    const lines = renderRows([...this.rows.values()], Date.now(), width)
+    const lines = renderRows([...this.rows.values()], Date.now(), this.stream.columns || 100)
     if (lines.length > 0) this.stream.write(lines.join('\n') + '\n')
     this.drawn = lines.length
   }
 }
 
 export function renderRows(rows: readonly Row[], now: number, width: number): string[] {
-  const active = rows.filter((r) => r.state === 'active')
-  return active.map((r) => {
+  return rows.map((r) => {
     const secs = Math.max(0.001, (now - r.started) / 1000)
     const pct = r.total ? `${Math.floor((100 * r.bytes) / r.total)}%`.padStart(4) : '    '
     const amount = r.total ? `${formatBytes(r.bytes)} / ${formatBytes(r.total)}` : formatBytes(r.bytes)

@@ -53,7 +53,7 @@ describe('values', () => {
 
 describe('terminal progress', () => {
   it('shows each active download with percent, bytes and rate', () => {
-    const rows = renderRows([{ label: 'containerd 1.7.16', total: 4 << 20, bytes: 1 << 20, started: 0, state: 'active', note: '' }], 1000, 80)
+    const rows = renderRows([{ label: 'containerd 1.7.16', total: 4 << 20, bytes: 1 << 20, started: 0 }], 1000, 80)
     expect(rows).toEqual([' 25% containerd 1.7.16  1.0 MiB / 4.0 MiB  1.0 MiB/s'])
   })
 })

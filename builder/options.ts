@@ -1,0 +1,16 @@
+import type { Cache } from './cache.js'
+import type { DockerCredentials } from './credentials.js'
+import type { HttpOptions, Mirror } from './http.js'
+import type { Progress } from './progress.js'
+import type { RegistryMirror } from './registry.js'
+
+/** How `bundle lock` and `bundle build` reach the internet, and where what they fetch goes. */
+export interface FetchOptions {
+  cache: Cache
+  http: HttpOptions
+  mirrors: readonly Mirror[]
+  registryMirrors: readonly RegistryMirror[]
+  credentials: DockerCredentials
+  concurrency: number
+  progress: Progress
+}

@@ -123,7 +123,14 @@ export async function withRetries<T>(what: string, url: string, opts: HttpOption
     try {
       return await attempt(() => (moved = true))
     } catch (e) {
-      if (signal?.aborted || !isTransient(e)) throw e
+      if (signal?.aborted) throw e
+      if (!isTransient(e)) {
+        // A network error not worth retrying (a host that does not resolve, say) is still the
+        // user's one line, not a stack trace.
+        const code = (e as { code?: unknown }).code ?? (e as { cause?: { code?: unknown } }).cause?.code
+        if (!(e instanceof KaError) && typeof code === 'string') throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: ${describe(e)}; check the network, the proxy or --mirror`, { url: redactUrl(url) })
+        throw e
+      }
       if (moved) failures = 0
       failures++
       if (failures > opts.retries) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { pickChecksum } from '../builder/components.js'
-import { applyMirrors, parseMirror, redactUrl } from '../builder/http.js'
+import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../builder/http.js'
 import { renderRows } from '../builder/progress.js'
 import { Sha256 } from '../installer/core/digest.js'
 import { isSafeRelativePath } from '../installer/core/layout.js'
@@ -19,6 +19,15 @@ describe('mirrors', () => {
   })
   it('never shows credentials or query strings', () => {
     expect(redactUrl('https://u:p@h.example/a/b?token=x#f')).toBe('https://REDACTED@h.example/a/b?REDACTED')
+  })
+})
+
+describe('network failures', () => {
+  it('a host that does not resolve is one EFETCH line, not a stack trace', async () => {
+    const fail = Object.assign(new Error('getaddrinfo ENOTFOUND dl.k8s.io'), { code: 'ENOTFOUND' })
+    const e = await withRetries('kubeadm 1.29.3', 'https://u:p@dl.k8s.io/x?t=1', httpDefaults({ backoffMs: 1 }), async () => Promise.reject(fail)).catch((x: unknown) => x)
+    expect(e).toMatchObject({ code: 'EFETCH', exitCode: 1 })
+    expect((e as Error).message).toBe('kubeadm 1.29.3: https://REDACTED@dl.k8s.io/x?REDACTED: getaddrinfo ENOTFOUND dl.k8s.io; check the network, the proxy or --mirror')
   })
 })
 

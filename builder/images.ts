@@ -47,15 +47,15 @@ export async function planImages(
           await storeSmall(o.cache, top.digest, top.data)
           o.progress.note(`warning  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
         }
-        const top = parseManifestDoc(await manifestBytes(o, ref, pinned), undefined, name)
+        const topBytes = await manifestBytes(o, ref, pinned)
+        const top = parseManifestDoc(topBytes, undefined, name)
         let manifest: Descriptor
         if (top.kind === 'index') {
           const chosen = selectPlatform(top.manifests, platform)
           if (!chosen) throw new KaError('ENOTPINNED', `${name}: no ${platform} image in its index (it has ${platformsOf(top.manifests).join(', ') || 'none'}); pick another tag or drop the platform`)
           manifest = { mediaType: chosen.mediaType || MediaType.ociManifest, digest: chosen.digest, size: chosen.size, platform: chosen.platform! }
         } else {
-          const data = await manifestBytes(o, ref, pinned)
-          manifest = { mediaType: top.mediaType, digest: pinned, size: data.length }
+          manifest = { mediaType: top.mediaType, digest: pinned, size: topBytes.length }
         }
         const doc = parseManifestDoc(await manifestBytes(o, ref, manifest.digest), manifest.mediaType, name)
         if (doc.kind !== 'manifest') throw new KaError('EREGISTRY', `${name}: the ${platform} entry of its index is itself an index; nested indexes are not supported`)

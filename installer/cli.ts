@@ -61,8 +61,7 @@ async function install(flags: RunFlags): Promise<void> {
   }
   const only = phaseList(flags.phases, '--phases')
   const skip = phaseList(flags.skipPhases, '--skip-phases') ?? []
-  const st = await stat(flags.root).catch(() => undefined)
-  if (!st?.isDirectory()) throw new KaError('EUSAGE', `--root ${flags.root}: no such folder; create it or give an existing one`)
+  await requireRoot(flags.root)
   const selected = (name: string) => (!only || only.includes(name)) && !skip.includes(name)
   const options: InstallOptions = { role: flags.role, root: flags.root, dryRun: !!flags.dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose }
   const reports: StepReport[] = []
@@ -99,6 +98,11 @@ async function install(flags: RunFlags): Promise<void> {
       out(`next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`)
     }
   }
+}
+
+async function requireRoot(root: string): Promise<void> {
+  const st = await stat(root).catch(() => undefined)
+  if (!st?.isDirectory()) throw new KaError('EUSAGE', `--root ${root}: no such folder; create it or give an existing one`)
 }
 
 async function verifyOptions(flags: RunFlags): Promise<VerifyOptions> {
@@ -216,8 +220,7 @@ program
 /** A context for the commands beside the install itself (doctor, reset): defaults for the cluster. */
 async function sideContext(dryRun: boolean): Promise<Context> {
   const flags = program.opts<RunFlags>()
-  const st = await stat(flags.root).catch(() => undefined)
-  if (!st?.isDirectory()) throw new KaError('EUSAGE', `--root ${flags.root}: no such folder; create it or give an existing one`)
+  await requireRoot(flags.root)
   const host = new Host(flags.root, dryRun)
   const { setup } = await clusterSetup({ ...flags }, host, 'worker', false)
   return { host, bundle: await openBundle(flags.bundle), cluster: setup, options: { role: 'worker', root: flags.root, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: false }, say: warn }

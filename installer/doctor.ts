@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import yaml from 'js-yaml'
 import { JOIN_CONTROL_PLANE, JOIN_WORKER } from './core/layout.js'
 import { parseJoinFile } from './kubeadm.js'
-import { BIN_DIR, CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, PROC_MODULES, PROC_SWAPS, procSys, SYSCTL_CONF } from './paths.js'
-import { listImages } from './phases/images.js'
+import { CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, procSys, SYSCTL_CONF } from './paths.js'
+import { activeSwaps, loadedModules } from './node-state.js'
+import { imagesElsewhere, listImages } from './phases/images.js'
 import { KUBEADM_NEEDS, KUBEADM_WANTS, portFree, type Finding } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
@@ -75,7 +76,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   }
 
   // Kernel: modules and sysctls, live and persisted.
-  const loaded = new Set(((await host.readText(PROC_MODULES)) ?? '').split('\n').map((l) => l.split(' ')[0]))
+  const loaded = await loadedModules(host)
   const persisted = (await host.readText(MODULES_LOAD)) ?? ''
   for (const m of ['overlay', 'br_netfilter']) {
     if (!loaded.has(m)) add('fail', `module ${m}`, 'not loaded', `modprobe ${m} (./install --phases kernel)`)
@@ -89,7 +90,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     else if (!new RegExp(`^${k.replaceAll('.', '\\.')}\\s*=\\s*${v}`, 'm').test(sysctlFile)) add('warn', k, `set now, not in ${SYSCTL_CONF}: lost at reboot`, './install --phases kernel')
     else add('ok', k, `${v}, persisted`)
   }
-  const swaps = ((await host.readText(PROC_SWAPS)) ?? '').split('\n').slice(1).filter((l) => l.trim())
+  const swaps = await activeSwaps(host)
   const fstabSwap = ((await host.readText(FSTAB)) ?? '').split('\n').filter((l) => !l.trim().startsWith('#') && l.trim().split(/\s+/)[2] === 'swap')
   if (swaps.length) add('fail', 'swap', `on: ${swaps.map((l) => l.split(/\s+/)[0]).join(', ')}`, 'swapoff -a, and ./install --phases kernel to keep it off')
   else if (fstabSwap.length) add('warn', 'swap', `off now, but ${FSTAB} turns it on at boot: ${fstabSwap[0]!.trim()}`, './install --phases kernel comments it out (keeping a backup)')
@@ -121,12 +122,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     const absent = bundle.needed.filter((n) => !present.has(n))
     if (!absent.length) add('ok', 'images', `all ${bundle.needed.length} images the node needs are in k8s.io`)
     else {
-      const ns = await host.run([`${BIN_DIR}/ctr`, '--address', ctx.options.containerdAddress, 'namespaces', 'ls', '-q'], { changing: false })
-      const where: string[] = []
-      for (const n of ns.stdout.split('\n').map((x) => x.trim()).filter((x) => x && x !== 'k8s.io')) {
-        const there = await listImages(ctx, n)
-        for (const a of absent) if (there?.has(a)) where.push(`${a} is in namespace "${n}"`)
-      }
+      const where = (await imagesElsewhere(ctx, absent)).map((e) => `${e.image} is in namespace "${e.namespace}"`)
       add('fail', 'images', `not in k8s.io: ${absent.join(', ')}${where.length ? ` (${where.join('; ')}: imported without -n k8s.io)` : ''}`, './install --phases images imports them into k8s.io')
     }
   }

@@ -131,17 +131,23 @@ export const images: Phase = {
   },
 }
 
+/** Which of `names` containerd holds in a namespace other than k8s.io (the classic `ctr import` without `-n k8s.io`). */
+export async function imagesElsewhere(ctx: Context, names: readonly string[]): Promise<{ image: string; namespace: string }[]> {
+  const found: { image: string; namespace: string }[] = []
+  const ns = await ctx.host.run([CTR, '--address', ctx.options.containerdAddress, 'namespaces', 'ls', '-q'], { changing: false })
+  for (const namespace of ns.stdout.split('\n').map((s) => s.trim()).filter((s) => s && s !== K8S_NAMESPACE)) {
+    const there = await listImages(ctx, namespace)
+    for (const image of names) if (there?.has(image)) found.push({ image, namespace })
+  }
+  return found
+}
+
 /** Every image the node needs is in k8s.io under its exact name; else say which, and where it is instead. */
 export async function checkImages(ctx: Context): Promise<void> {
   const present = (await listImages(ctx, K8S_NAMESPACE)) ?? new Map<string, string>()
   const want = new Map(ctx.bundle.images.map((i) => [i.name, i.manifest]))
   const missing = [...new Set([...ctx.bundle.needed, ...want.keys()])].filter((n) => !present.has(n) || (want.has(n) && present.get(n) !== want.get(n)))
   if (missing.length === 0) return
-  const elsewhere: string[] = []
-  const ns = await ctx.host.run([CTR, '--address', ctx.options.containerdAddress, 'namespaces', 'ls', '-q'], { changing: false })
-  for (const n of ns.stdout.split('\n').map((s) => s.trim()).filter((s) => s && s !== K8S_NAMESPACE)) {
-    const there = await listImages(ctx, n)
-    for (const m of missing) if (there?.has(m)) elsewhere.push(`${m} is in namespace "${n}" (imported without -n ${K8S_NAMESPACE}: kubelet cannot see it there)`)
-  }
+  const elsewhere = (await imagesElsewhere(ctx, missing)).map((e) => `${e.image} is in namespace "${e.namespace}" (imported without -n ${K8S_NAMESPACE}: kubelet cannot see it there)`)
   throw new KaError('ESTEP', `not in containerd's ${K8S_NAMESPACE} namespace: ${missing.join(', ')}${elsewhere.length ? `; ${elsewhere.join('; ')}` : ''}; run ./install --phases images again`, { missing })
 }

@@ -1,5 +1,6 @@
 import { Sha256 } from '../core/digest.js'
-import { FSTAB, FSTAB_BACKUP, MODULES_LOAD, PROC_MODULES, PROC_SWAPS, procSys, SYSCTL_CONF } from '../paths.js'
+import { activeSwaps, loadedModules } from '../node-state.js'
+import { FSTAB, FSTAB_BACKUP, MODULES_LOAD, procSys, SYSCTL_CONF } from '../paths.js'
 import { fileStep, type Phase, type Step } from '../plan.js'
 import { modulesLoad, SYSCTLS, sysctlConf } from '../templates.js'
 
@@ -23,7 +24,7 @@ export const kernel: Phase = {
     const { host } = ctx
     const steps: Step[] = [await fileStep(ctx, `kernel modules at boot (${MODULES_LOAD})`, MODULES_LOAD, modulesLoad())]
 
-    const loaded = new Set(((await host.readText(PROC_MODULES)) ?? '').split('\n').map((l) => l.split(' ')[0]))
+    const loaded = await loadedModules(host)
     const missing = MODULES.filter((m) => !loaded.has(m))
     steps.push({ title: `kernel modules loaded (${MODULES.join(', ')})`, done: missing.length === 0, actions: missing.map((m) => ({ kind: 'run', argv: ['modprobe', m] })) })
 
@@ -31,7 +32,7 @@ export const kernel: Phase = {
     const live = await Promise.all(SYSCTLS.map(async ([k, v]) => ((await host.readText(procSys(k))) ?? '').trim() === v))
     steps.push({ title: `sysctls applied (${SYSCTLS.map(([k]) => k).join(', ')})`, done: live.every(Boolean), actions: [{ kind: 'run', argv: ['sysctl', '--system'] }] })
 
-    const swaps = ((await host.readText(PROC_SWAPS)) ?? '').split('\n').slice(1).filter((l) => l.trim())
+    const swaps = await activeSwaps(host)
     steps.push({ title: 'swap off now', done: swaps.length === 0, actions: [{ kind: 'run', argv: ['swapoff', '-a'] }] })
 
     const fstab = (await host.readText(FSTAB)) ?? ''

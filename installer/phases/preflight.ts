@@ -3,7 +3,8 @@ import { createServer } from 'node:net'
 import { hostname } from 'node:os'
 import { KaError } from '../core/errors.js'
 import { archOf } from '../core/platform.js'
-import { BIN_DIR, CGROUP_V2_MARKER, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, PROC_SWAPS, RUNC, SYSTEMD_RUNNING } from '../paths.js'
+import { activeSwaps } from '../node-state.js'
+import { BIN_DIR, CGROUP_V2_MARKER, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../paths.js'
 import type { Context, Phase } from '../plan.js'
 import { packagesForNode } from './packages.js'
 
@@ -53,7 +54,7 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   if (have !== want) add('fail', 'architecture', `this machine is ${have}, the bundle is for ${want}`, `use the linux/${have} bundle`)
   if (!(await host.exists(SYSTEMD_RUNNING))) add('fail', 'systemd', 'systemd is not running as init', 'kube-airgap installs systemd units; use a systemd-based distribution')
 
-  const swaps = ((await host.readText(PROC_SWAPS)) ?? '').split('\n').slice(1).filter((l) => l.trim())
+  const swaps = await activeSwaps(host)
   if (swaps.length) add('warn', 'swap', `swap is on (${swaps.map((l) => l.split(/\s+/)[0]).join(', ')})`, 'the kernel phase turns it off now and comments it out of /etc/fstab')
 
   for (const [port, who] of PORTS) {

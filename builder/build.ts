@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { writeAtomic } from '../installer/core/atomic.js'
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import pLimit from 'p-limit'
 import { Sha256 } from '../installer/core/digest.js'
@@ -190,7 +192,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       [INSTALLER_FILE, { bytes: installer, mode: FILE_MODE }],
       [KUBEADM_TABLE_FILE, { bytes: await readFile(o.kubeadmTable), mode: FILE_MODE }],
     ])
-    const { sha256, size } = await state.packAll(items, data, name, tarName)
+    const { sha256, size } = await state.packAll(items, data, { name, kubernetes: lock.kubernetes }, tarName)
     let split: { parts: string[]; partsFile: string } | undefined
     if (o.splitBytes) {
       const parts = await splitTar(join(o.outDir, tarName), o.splitBytes, sha256)
@@ -305,13 +307,13 @@ class Fetcher {
     this.o.progress.done(id, 'fetched')
   }
 
-  async packAll(items: Item[], data: Map<string, { bytes: Buffer; mode: number }>, name: string, tarName: string): Promise<{ sha256: Sha256; size: number }> {
+  async packAll(items: Item[], data: Map<string, { bytes: Buffer; mode: number }>, id: BundleId, tarName: string): Promise<{ sha256: Sha256; size: number }> {
     await mkdir(this.o.outDir, { recursive: true })
     await removeStaleTemps(this.o.outDir, tarName)
     for (const item of items) void this.ensure(item).catch(() => {})
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await pack(this.o, items, data, name, tarName, {
+        const result = await pack(this.o, items, data, id, tarName, {
           ready: (i) => this.ensure(i),
           check: (i) => this.checking.get(i.digest.hex),
         })
@@ -347,7 +349,14 @@ interface PackInputs {
   check(i: Item): Promise<Sha256> | undefined
 }
 
-async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: Buffer; mode: number }>, name: string, tarName: string, inputs: PackInputs): Promise<{ sha256: Sha256; size: number }> {
+/** What names a bundle: its top folder, and the Kubernetes version the signed statement states. */
+interface BundleId {
+  name: string
+  kubernetes: string
+}
+
+async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: Buffer; mode: number }>, id: BundleId, tarName: string, inputs: PackInputs): Promise<{ sha256: Sha256; size: number }> {
+  const { name } = id
   const sums = new Map<string, Sha256>()
   for (const [rel, d] of data) sums.set(rel, Sha256.of(d.bytes))
   for (const i of items) sums.set(i.rel, i.digest)
@@ -357,7 +366,7 @@ async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: B
   const entries: Entry[] = [{ rel: SUMS_FILE, data: sumsText }, ...[...data].map(([rel, d]) => ({ rel, data: d.bytes, mode: d.mode })), ...items.map((item) => ({ rel: item.rel, item }))]
   if (o.signingKeyPem) {
     // Ed25519 signatures are deterministic: a signed bundle is still the same bytes every build.
-    const statement = statementBytes({ bundle: name, sha256sums: Sha256.of(sumsText).oci, lock: Sha256.of(data.get(LOCK_FILE)!.bytes).oci })
+    const statement = statementBytes({ bundle: name, kubernetes: id.kubernetes, platform: o.platform, sha256sums: Sha256.of(sumsText).oci, lock: Sha256.of(data.get(LOCK_FILE)!.bytes).oci })
     entries.push({ rel: STATEMENT_FILE, data: statement }, { rel: SIGNATURE_FILE, data: signStatement(statement, o.signingKeyPem) })
   }
   const dirs = new Set<string>([''])
@@ -396,8 +405,7 @@ async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: B
     // The old checksum goes first: never a new tar beside an old .sha256.
     await rm(sidecar, { force: true })
     await rename(temp, final)
-    await writeFile(`${sidecar}.tmp-${process.pid}`, `${sha256.hex}  ${tarName}\n`)
-    await rename(`${sidecar}.tmp-${process.pid}`, sidecar)
+    await writeAtomic(sidecar, `${sha256.hex}  ${tarName}\n`)
     return { sha256, size: tar.bytes }
   } catch (e) {
     await out.close().catch(() => {})
@@ -415,11 +423,18 @@ async function removeStaleTemps(dir: string, tarName: string): Promise<void> {
   }
 }
 
+/** Whether a build that left a temp tar may still be writing it: a zombie (killed, not yet reaped) is not. */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch {
     return false
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ...": the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true
   }
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
-import { isKaError, KaError } from '../installer/core/errors.js'
-import { serializeLock } from '../installer/core/lock.js'
+import { writeAtomic } from '../installer/core/atomic.js'
+import { internalError, isKaError, KaError } from '../installer/core/errors.js'
+import { parseLock, serializeLock } from '../installer/core/lock.js'
 import { parsePlatform, PLATFORMS } from '../installer/core/platform.js'
 import { verifyBundle, verifyTarStream, type Problem } from '../installer/core/verify.js'
 import { SBOM_FILE } from '../installer/core/layout.js'
-import { keyFingerprint } from '../installer/core/signing.js'
+import { keyFingerprint, publicKeyOnly } from '../installer/core/signing.js'
+import { VERIFIER_NAME, verifierScript } from './verifier.js'
 import { checkParts, concatParts, FAT32_PART, joinParts, parseSize, partsFileFor, type PartsCheck } from './parts.js'
 import { buildBundle } from './build.js'
 import { Cache } from './cache.js'
@@ -20,6 +22,7 @@ import { parseRegistryMirror } from './registry.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
 import { formatBytes, progressFor } from './progress.js'
+import { printable } from '../installer/core/text.js'
 
 /** The package's own folder: where the embedded default lock and manifest live. */
 const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -35,8 +38,11 @@ function concurrency(v: string): number {
   return n
 }
 
+const out = (s: string): boolean => process.stdout.write(printable(s))
+const err = (s: string): boolean => process.stderr.write(printable(s))
+
 function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+  out(`${JSON.stringify(value, null, 2)}\n`)
 }
 
 const program = new Command('bundle')
@@ -66,12 +72,13 @@ program
     } finally {
       progress.close()
     }
-    const temp = `${opts.out}.tmp-${process.pid}`
-    await writeFile(temp, serializeLock(lock))
-    await rename(temp, opts.out)
+    // What `bundle build` will read back is checked before it is written: never a lock build rejects.
+    const text = serializeLock(lock)
+    parseLock(text, `the lock made from ${opts.manifest}`)
+    await writeAtomic(opts.out, text)
     if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
     else {
-      process.stdout.write(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
+      out(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
     }
   })
 
@@ -120,15 +127,16 @@ program
     if (opts.json) printJson(result)
     else {
       const fromCache = result.files.filter((f) => f.from === 'cache').length
-      process.stderr.write(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
-      process.stdout.write(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
+      err(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
+      out(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
     }
   })
 
 program
   .command('keygen')
-  .description('make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600) and kube-airgap.pub')
-  .requiredOption('--out <dir>', 'where to write the keys')
+  .description(`make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`)
+  .requiredOption('--out <dir>', 'where to write the keys (required)')
+  .addHelpText('after', `\nExample:\n  bundle keygen --out ~/kube-airgap-keys\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`)
   .action(async (opts: { out: string }) => {
     await mkdir(opts.out, { recursive: true })
     const key = join(opts.out, 'kube-airgap.key')
@@ -136,8 +144,21 @@ program
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
     const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString()
     await writeFile(key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600, flag: 'wx' })
-    await writeFile(join(opts.out, 'kube-airgap.pub'), pub)
-    process.stdout.write(`${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n`)
+    await writeAtomic(join(opts.out, 'kube-airgap.pub'), pub, { mode: 0o644 })
+    await writeAtomic(join(opts.out, VERIFIER_NAME), verifierScript(pub), { mode: 0o755 })
+    out(`${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n${join(opts.out, VERIFIER_NAME)}: carry it to the air-gapped side by your own channel, never on the bundle's stick\n`)
+  })
+
+program
+  .command('verifier')
+  .description(`write ${VERIFIER_NAME}, the standalone verifier, for an existing public key`)
+  .requiredOption('--public-key <file>', 'the Ed25519 public key the bundles are signed for (required)')
+  .option('--out <file>', 'where to write it', VERIFIER_NAME)
+  .addHelpText('after', `\nExample:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
+  .action(async (opts: { publicKey: string; out: string }) => {
+    const pem = await readKey(opts.publicKey)
+    await writeAtomic(opts.out, verifierScript(publicKeyOnly(pem, `--public-key ${opts.publicKey}`)), { mode: 0o755 })
+    out(`${opts.out} (key ${keyFingerprint(pem)})\n`)
   })
 
 program
@@ -148,9 +169,9 @@ program
   .action(async (path: string, opts: { out?: string }) => {
     const check = await checkParts(partsFileFor(path) ?? path)
     if (check.problems.length) throw partsError(check)
-    const out = opts.out ?? join(dirname(check.parts[0]!), check.tarName)
-    await joinParts(check, out)
-    process.stdout.write(`${out}\n`)
+    const tar = opts.out ?? join(dirname(check.parts[0]!), check.tarName)
+    await joinParts(check, tar)
+    out(`${tar}\n`)
   })
 
 program
@@ -161,7 +182,7 @@ program
   .option('--require-signature', 'refuse an unsigned bundle')
   .option('--json', 'print the result as JSON')
   .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) => {
-    const vopts = { ...(opts.publicKey ? { publicKeyPem: await readKey(opts.publicKey), keySource: opts.publicKey } : {}), ...(opts.requireSignature ? { requireSignature: true } : {}) }
+    const vopts = { ...(opts.publicKey ? { publicKeyPem: publicKeyOnly(await readKey(opts.publicKey), `--public-key ${opts.publicKey}`), keySource: opts.publicKey } : {}), ...(opts.requireSignature ? { requireSignature: true } : {}) }
     const partsFile = partsFileFor(path)
     let report
     if (partsFile && (path.endsWith('.parts.sha256') || /\.tar\.\d{3}$/.test(path) || (!existsSync(path) && existsSync(partsFile)))) {
@@ -169,8 +190,12 @@ program
       if (check.problems.length) throw partsError(check)
       report = await verifyTarStream(() => concatParts(check.parts), check.tarName, vopts)
     } else report = await verifyBundle(path, vopts)
-    if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes })
-    else process.stdout.write(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`)
+    const signature = report.signedBy ?? (report.signed ? 'present, not checked (no --public-key)' : 'none')
+    if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes, signedBy: report.signedBy ?? null, signature })
+    else {
+      out(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`)
+      if (!report.signedBy && report.signed) out(`note: the bundle is signed, but the signature was not checked: give --public-key FILE (or use ${VERIFIER_NAME})\n`)
+    }
   })
 
 program
@@ -183,8 +208,8 @@ program
   .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string }) => {
     if (opts.sbom) {
       const sbom = await readBundleFile(path, SBOM_FILE)
-      if (opts.out) await writeFile(opts.out, sbom)
-      else process.stdout.write(sbom)
+      if (opts.out) await writeAtomic(opts.out, sbom)
+      else out(sbom)
       return
     }
     const info = await inspectBundle(path)
@@ -194,7 +219,7 @@ program
     for (const f of info.files) lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
     lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
     for (const im of info.images) lines.push(`  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`)
-    process.stdout.write(`${lines.join('\n')}\n`)
+    out(`${lines.join('\n')}\n`)
   })
 
 async function readKey(path: string): Promise<string> {
@@ -216,12 +241,11 @@ function report(e: unknown, json: boolean): number {
   if (isKaError(e)) {
     if (json) printJson({ ok: false, error: e.toJSON() })
     const problems = (e.facts.problems as Problem[] | undefined) ?? []
-    for (const p of problems.slice(1)) process.stderr.write(`  ${p.path}: ${p.problem}\n`)
-    process.stderr.write(`bundle: ${e.code}: ${e.message}\n`)
+    for (const p of problems.slice(1)) err(`  ${p.path}: ${p.problem}\n`)
+    err(`bundle: ${e.code}: ${e.message}\n`)
     return e.exitCode
   }
-  const err = e as Error
-  process.stderr.write(`bundle: internal error: ${err?.stack ?? String(e)}\n`)
+  err(`${internalError('bundle', e)}\n`)
   return 1
 }
 

@@ -79,7 +79,14 @@ export const FOLLOWS_KUBERNETES = new Set(['kubeadm', 'kubelet', 'kubectl'])
 export const componentNamed = (name: string): Component | undefined => COMPONENTS.find((c) => c.name === name)
 
 /** The last path segment of a URL: the name a file keeps in the bundle's `files/`. */
-export const urlBaseName = (url: string): string => decodeURIComponent(new URL(url).pathname.split('/').pop() ?? '')
+export const urlBaseName = (url: string): string => {
+  const last = new URL(url).pathname.split('/').pop() ?? ''
+  try {
+    return decodeURIComponent(last)
+  } catch {
+    return last
+  }
+}
 
 /**
  * Finds the hash for `baseName` in a checksum file: a file holding only a hash, or

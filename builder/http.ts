@@ -18,6 +18,13 @@ export interface HttpOptions {
   backoffMs: number
   /** The longest Retry-After we wait for. */
   maxRetryAfterMs: number
+  /**
+   * A transfer (headers included) that moves fewer than `minRate` bytes a second over
+   * `stallWindowMs` is abandoned as stalled and retried (with Range where it had bytes); a
+   * stall never counts as progress, so a trickling server ends in EFETCH.
+   */
+  minRate: number
+  stallWindowMs: number
 }
 
 /**
@@ -33,7 +40,51 @@ export function createDispatcher(): Dispatcher {
 
 let shared: Dispatcher | undefined
 export function httpDefaults(over: Partial<HttpOptions> = {}): HttpOptions {
-  return { dispatcher: over.dispatcher ?? (shared ??= createDispatcher()), retries: 5, backoffMs: 500, maxRetryAfterMs: 60_000, ...over }
+  return {
+    dispatcher: over.dispatcher ?? (shared ??= createDispatcher()),
+    retries: envNumber('KUBE_AIRGAP_RETRIES', 5, 0, 100),
+    backoffMs: 500,
+    maxRetryAfterMs: 60_000,
+    minRate: envNumber('KUBE_AIRGAP_MIN_RATE', 1024, 0, 1 << 30),
+    stallWindowMs: envNumber('KUBE_AIRGAP_STALL_SECONDS', 60, 1, 3600) * 1000,
+    ...over,
+  }
+}
+
+/** A tuning knob from the environment, checked: one line for a bad value, never a surprise. */
+function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const text = process.env[name]
+  if (text === undefined || text === '') return fallback
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < min || n > max) throw new KaError('EUSAGE', `${name}=${JSON.stringify(text)}: give a whole number from ${min} to ${max}`)
+  return n
+}
+
+/** What an attempt gets: a signal that fires when the transfer stalls, and a byte counter for it. */
+export interface Attempt {
+  signal: AbortSignal
+  moved(n: number): void
+}
+
+/** Watches one attempt: under `minRate` over a window (no headers at all included), it aborts. */
+function watch(opts: HttpOptions, outer?: AbortSignal): Attempt & { stop(): void } {
+  const ac = new AbortController()
+  let moved = 0
+  const timer = setInterval(() => {
+    if (moved < (opts.minRate * opts.stallWindowMs) / 1000) ac.abort(new Stalled(`stalled: under ${opts.minRate} bytes/s for ${opts.stallWindowMs / 1000} s`))
+    moved = 0
+  }, opts.stallWindowMs)
+  timer.unref()
+  const onOuter = () => ac.abort(outer!.reason)
+  outer?.addEventListener('abort', onOuter, { once: true })
+  return {
+    signal: ac.signal,
+    moved: (n) => void (moved += n),
+    stop: () => {
+      clearInterval(timer)
+      outer?.removeEventListener('abort', onOuter)
+    },
+  }
 }
 
 /** A URL fit for a log line or an error: no credentials, no query string (tokens live there). */
@@ -89,6 +140,9 @@ export class Transient extends Error {
   }
 }
 
+/** A transfer abandoned by the stall watch: retried, but never counted as progress. */
+class Stalled extends Transient {}
+
 export const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504])
 const TRANSIENT_CODES = new Set([
   'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
@@ -116,14 +170,18 @@ function isTransient(e: unknown): boolean {
  * calling `progressed()`; progress resets the count, so a slow link that drops now and then
  * still finishes.
  */
-export async function withRetries<T>(what: string, url: string, opts: HttpOptions, attempt: (progressed: () => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
+export async function withRetries<T>(what: string, url: string, opts: HttpOptions, attempt: (progressed: () => void, a: Attempt) => Promise<T>, signal?: AbortSignal): Promise<T> {
   let failures = 0
   for (;;) {
     let moved = false
+    const guard = watch(opts, signal)
     try {
-      return await attempt(() => (moved = true))
-    } catch (e) {
-      if (signal?.aborted) throw e
+      return await attempt(() => (moved = true), guard)
+    } catch (caught) {
+      if (signal?.aborted) throw caught
+      // Whatever the aborted request threw, the reason is the stall.
+      const e = guard.signal.aborted ? guard.signal.reason : caught
+      if (e instanceof Stalled) moved = false
       if (!isTransient(e)) {
         // A network error not worth retrying (a host that does not resolve, say) is still the
         // user's one line, not a stack trace.
@@ -139,6 +197,8 @@ export async function withRetries<T>(what: string, url: string, opts: HttpOption
       const backoff = Math.min(10_000, opts.backoffMs * 2 ** (failures - 1)) * (0.8 + Math.random() * 0.4)
       const wait = e instanceof Transient && e.retryAfterMs !== undefined ? Math.min(e.retryAfterMs, opts.maxRetryAfterMs) : backoff
       await sleep(wait)
+    } finally {
+      guard.stop()
     }
   }
 }
@@ -157,8 +217,8 @@ export function statusError(what: string, url: string, status: number): KaError 
 
 /** GET a small text (a checksum file). `undefined` when the server says it has none (404). */
 export async function fetchText(what: string, url: string, opts: HttpOptions): Promise<string | undefined> {
-  return withRetries(what, url, opts, async () => {
-    const res = await request(url, { dispatcher: opts.dispatcher, method: 'GET' })
+  return withRetries(what, url, opts, async (_progressed, a) => {
+    const res = await request(url, { dispatcher: opts.dispatcher, method: 'GET', signal: a.signal })
     if (res.statusCode === 404) {
       await res.body.dump()
       return undefined
@@ -253,12 +313,12 @@ async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Do
     have = 0
   }
 
-  await withRetries(req.what, req.url, opts, async (progressed) => {
+  await withRetries(req.what, req.url, opts, async (progressed, a) => {
     if (req.size !== undefined && have === req.size) return
     requests++
     const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(await req.headers?.()) }
     if (have > 0) headers.range = `bytes=${have}-`
-    const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, ...(req.signal ? { signal: req.signal } : {}) })
+    const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, signal: a.signal })
     if (res.statusCode === 401 && req.onUnauthorized) {
       await res.body.dump()
       if (await req.onUnauthorized(headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated again')
@@ -307,6 +367,7 @@ async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Do
                 // the bytes a resumed request continues from.
                 for (const c of chunks) hash.update(c)
                 have += n
+                a.moved(n)
                 progressed()
                 req.onBytes?.(n)
                 cb()

@@ -70,7 +70,7 @@ export async function planImages(
       }),
     ),
   )
-  return { planned, locked: planned.map((p) => ({ ref: p.name, digest: p.pinned })) }
+  return { planned, locked: planned.map((p) => ({ ref: p.name, digest: p.pinned, manifest: p.manifest.digest })) }
 }
 
 /** A manifest-sized blob, from the cache if it is there and intact, else from the registry (then cached). */

@@ -1,10 +1,10 @@
-import { open, readFile, stat } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Header } from 'tar'
 import { KaError } from '../installer/core/errors.js'
 import { filePath, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE } from '../installer/core/layout.js'
 import { ANNOTATION_IMAGE_NAME } from '../installer/core/oci.js'
 import { parseLock, type Lock } from '../installer/core/lock.js'
+import { listTar } from '../installer/core/verify.js'
 
 export interface Inspection {
   name: string
@@ -40,18 +40,18 @@ export async function inspectBundle(path: string): Promise<Inspection> {
     indexText = await readFile(join(path, IMAGE_INDEX), 'utf8').catch(() => undefined)
   } else {
     const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX])
-    indexText = listing.small.get(IMAGE_INDEX)
+    indexText = listing.small.get(IMAGE_INDEX)?.toString('utf8')
     name = listing.top
     for (const [p, s] of listing.sizes) sizes.set(p, s), (total += s)
     const text = listing.small.get(LOCK_FILE)
     if (text === undefined) throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE} inside; this is not a bundle`)
-    lockText = text
+    lockText = text.toString('utf8')
   }
   const lock: Lock = parseLock(lockText, `${path}: ${LOCK_FILE}`)
   const manifests = new Map<string, string>()
-  for (const m of indexText ? ((JSON.parse(indexText) as { manifests?: { digest: string; annotations?: Record<string, string> }[] }).manifests ?? []) : []) {
-    const n = m.annotations?.[ANNOTATION_IMAGE_NAME]
-    if (n) manifests.set(n, m.digest)
+  for (const m of indexManifests(indexText)) {
+    const n = m?.annotations?.[ANNOTATION_IMAGE_NAME]
+    if (typeof n === 'string' && typeof m.digest === 'string') manifests.set(n, m.digest)
   }
   const imageBytes = [...sizes].filter(([p]) => p.startsWith(`${IMAGES_DIR}/`)).reduce((a, [, n]) => a + n, 0)
   const files = await Promise.all(
@@ -74,44 +74,21 @@ export async function inspectBundle(path: string): Promise<Inspection> {
   }
 }
 
-/** Walks a tar's headers; returns each file's size (by path under the top folder) and the text of `want`. */
-async function listTar(path: string, want: string[]): Promise<{ top: string; sizes: Map<string, number>; small: Map<string, string> }> {
-  const fh = await open(path, 'r')
-  const sizes = new Map<string, number>()
-  const small = new Map<string, string>()
-  let top = ''
-  try {
-    const block = Buffer.alloc(512)
-    for (let pos = 0; ; ) {
-      const { bytesRead } = await fh.read(block, 0, 512, pos)
-      if (bytesRead < 512 || block.every((b) => b === 0)) break
-      const h = new Header(block)
-      if (!h.cksumValid || h.path === undefined) throw new KaError('EVERIFY', `${path}: not a tar (bad header at byte ${pos})`)
-      const size = h.size ?? 0
-      const [first, ...rest] = h.path.replace(/\/$/, '').split('/')
-      top ||= first ?? ''
-      const rel = rest.join('/')
-      if (h.type === 'File' && rel) {
-        sizes.set(rel, size)
-        if (want.includes(rel) && size < 16 << 20) {
-          const buf = Buffer.alloc(size)
-          await fh.read(buf, 0, size, pos + 512)
-          small.set(rel, buf.toString('utf8'))
-        }
-      }
-      pos += 512 + Math.ceil(size / 512) * 512
-    }
-  } finally {
-    await fh.close()
-  }
-  return { top, sizes, small }
-}
-
 /** One small file of a bundle (tar or folder), by its path under the top folder. */
 export async function readBundleFile(path: string, rel: string): Promise<string> {
   const st = await stat(path).catch(() => undefined)
   if (!st) throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
-  const text = st.isDirectory() ? await readFile(join(path, rel), 'utf8').catch(() => undefined) : (await listTar(path, [rel])).small.get(rel)
+  const text = st.isDirectory() ? await readFile(join(path, rel), 'utf8').catch(() => undefined) : (await listTar(path, [rel])).small.get(rel)?.toString('utf8')
   if (text === undefined) throw new KaError('EVERIFY', `${path} has no ${rel}; it was built by an older kube-airgap`)
   return text
+}
+
+/** The manifests of an index.json as found, or none when it is not JSON (inspect shows; verify judges). */
+function indexManifests(text: string | undefined): { digest?: unknown; annotations?: Record<string, unknown> }[] {
+  try {
+    const m = (JSON.parse(text ?? '{}') as { manifests?: unknown }).manifests
+    return Array.isArray(m) ? m : []
+  } catch {
+    return []
+  }
 }

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises'
-import yaml from 'js-yaml'
+import { loadYaml } from '../installer/core/yaml.js'
 import { Sha256 } from '../installer/core/digest.js'
 import { KaError } from '../installer/core/errors.js'
+import { urlProblem } from '../installer/core/lock.js'
 import { PLATFORMS, type Platform } from '../installer/core/platform.js'
 import { imageName, parseImageRef } from '../installer/core/reference.js'
 import { didYouMean } from '../installer/core/text.js'
@@ -45,12 +46,7 @@ export function parseManifest(text: string, source: string): Manifest {
   const fail = (field: string, problem: string): never => {
     throw new KaError('ELOCK', `${source}: ${field}: ${problem}`, { field })
   }
-  let raw: unknown
-  try {
-    raw = yaml.load(text)
-  } catch (e) {
-    return fail('(document)', `not valid YAML: ${(e as Error).message.split('\n')[0]}`)
-  }
+  const raw = loadYaml(text, source, 'ELOCK')
   if (typeof raw !== 'object' || raw === null) return fail('(document)', 'must be a mapping')
   const o = raw as Record<string, unknown>
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) fail(k, `unknown key${didYouMean(k, TOP_KEYS)}`)
@@ -74,7 +70,11 @@ export function parseManifest(text: string, source: string): Manifest {
     components.set(name, String(version))
   }
 
-  const images = ((o.images ?? []) as unknown[]).map((v, i): ImageWant => {
+  const list = (key: string): unknown[] => {
+    const v = o[key] ?? []
+    return Array.isArray(v) ? v : fail(key, 'must be a list')
+  }
+  const images = list('images').map((v, i): ImageWant => {
     if (typeof v !== 'string') return fail(`images[${i}]`, 'must be a reference string such as registry.k8s.io/pause:3.9')
     let parsed
     try {
@@ -87,12 +87,14 @@ export function parseManifest(text: string, source: string): Manifest {
     return parsed.digest ? { ref, digest: parsed.digest } : { ref }
   })
 
-  const files = ((o.files ?? []) as unknown[]).map((v, i): ExtraFile => {
+  const files = list('files').map((v, i): ExtraFile => {
     const f = v as Record<string, unknown>
     if (typeof f !== 'object' || f === null) return fail(`files[${i}]`, 'must be a mapping with name, version, url')
     for (const k of ['name', 'version', 'url']) if (typeof f[k] !== 'string' && typeof f[k] !== 'number') fail(`files[${i}].${k}`, 'missing')
     const out: ExtraFile = { name: String(f.name), version: String(f.version), url: String(f.url) }
-    if (!/^https?:\/\//.test(out.url)) fail(`files[${i}].url`, 'must be an http(s) URL')
+    const bad = urlProblem(out.url)
+    if (bad) fail(`files[${i}].url`, bad)
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(out.name + out.version)) fail(`files[${i}]`, 'name and version must be printable text')
     if (f.sha256 !== undefined) {
       try {
         out.sha256 = Sha256.fromHex(String(f.sha256))
@@ -104,6 +106,7 @@ export function parseManifest(text: string, source: string): Manifest {
   })
 
   const pk = (o.packages ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown }
+  if (typeof pk !== 'object' || pk === null || Array.isArray(pk)) fail('packages', 'must be a mapping with releases and names')
   const knownReleases = RELEASES.map((r) => r.id)
   const releases = Array.isArray(pk.releases) ? pk.releases.map(String) : fail('packages.releases', `must list releases (${knownReleases.join(', ')})`)
   for (const r of releases) if (!knownReleases.includes(r)) fail('packages.releases', `unknown release ${JSON.stringify(r)}${didYouMean(r, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`)

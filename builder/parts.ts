@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { lstat, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { writeAtomic } from '../installer/core/atomic.js'
 import { basename, dirname, join } from 'node:path'
 import { PassThrough, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -16,6 +17,9 @@ export function parseSize(text: string): number {
   if (!Number.isSafeInteger(n) || n < 512) throw new KaError('EUSAGE', `--split ${JSON.stringify(text)}: give a size like 3900M, 1G or 64K (at least 512 bytes)`)
   return n
 }
+
+/** A bundle tar's name, as the builder writes it (kube-airgap-v1.29.3-linux-amd64.tar). */
+const TAR_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*\.tar$/
 
 /** FAT32 holds files up to 4 GiB - 1 byte: parts of 4095 MiB fit. */
 export const FAT32_PART = 4095 * 1024 * 1024
@@ -56,8 +60,7 @@ export async function splitTar(tarPath: string, size: number, whole: Sha256): Pr
   }
   lines.push(`${whole.hex}  ${tarName}`)
   const sums = join(dir, partsSumName(tarName))
-  await writeFile(`${sums}.tmp`, `${lines.join('\n')}\n`)
-  await rename(`${sums}.tmp`, sums)
+  await writeAtomic(sums, `${lines.join('\n')}\n`)
   await rm(tarPath, { force: true })
   await rm(`${tarPath}.sha256`, { force: true })
   return parts
@@ -85,11 +88,23 @@ export async function checkParts(partsFile: string): Promise<PartsCheck> {
   const entries = text.trim().split('\n').map((l) => /^([0-9a-f]{64}) {2}(\S+)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
   const wholeLine = entries.pop()
   if (!wholeLine || entries.length === 0) throw new KaError('EVERIFY', `${partsFile}: not a parts file; copy it again`)
+  // Only the names the builder writes, as plain names in the parts file's own folder: never
+  // a path (../../x.tar) nor a device (/dev/zero).
+  const tarName = wholeLine[2]!
+  if (!TAR_NAME.test(tarName)) throw new KaError('EVERIFY', `${partsFile}: names ${JSON.stringify(tarName)}, which is not a bundle tar's name; copy the parts file again`)
+  entries.forEach(([, , name], i) => {
+    if (name !== partName(tarName, i)) throw new KaError('EVERIFY', `${partsFile}: names ${JSON.stringify(name)} where part ${partName(tarName, i)} belongs; copy the parts file again`)
+  })
   const dir = dirname(partsFile)
   const problems: Problem[] = []
   for (const [, hex, name] of entries) {
     const path = join(dir, name!)
-    const got = await Sha256.ofFile(path).catch(() => undefined)
+    const st = await lstat(path).catch(() => undefined)
+    if (st && !st.isFile()) {
+      problems.push({ path: name!, problem: 'not a regular file: copy this part again' })
+      continue
+    }
+    const got = st ? await Sha256.ofFile(path).catch(() => undefined) : undefined
     if (!got) problems.push({ path: name!, problem: 'missing: copy this part again' })
     else if (got.digest.hex !== hex) problems.push({ path: name!, problem: `changed: expected sha256 ${hex}, found ${got.digest.hex}; copy this part again` })
   }
@@ -106,16 +121,10 @@ export function concatParts(parts: readonly string[]): Readable {
   return out
 }
 
-/** Joins verified parts into NAME.tar (temp name, then rename), checking the whole tar's sha256. */
+/** Joins verified parts into NAME.tar (one atomic write), checking the whole tar's sha256. */
 export async function joinParts(check: PartsCheck, outPath: string): Promise<void> {
-  const temp = `${outPath}.tmp-${process.pid}`
-  const hash = createHash('sha256')
-  const src = concatParts(check.parts)
-  src.on('data', (c: Buffer) => hash.update(c))
-  await pipeline(src, createWriteStream(temp))
-  if (!Sha256.ofHash(hash).equals(check.whole)) {
-    await rm(temp, { force: true })
+  await writeAtomic(outPath, concatParts(check.parts), { expected: check.whole }).catch((e: unknown) => {
+    if ((e as KaError).code !== 'EINTEGRITY') throw e
     throw new KaError('EVERIFY', `the joined parts do not give the tar ${check.tarName} was split from; copy the parts and the parts file again`)
-  }
-  await rename(temp, outPath)
+  })
 }

@@ -78,8 +78,8 @@ export class RegistryClient {
     const ep = this.endpoint(ref)
     const url = `${ep.base}/v2/${ep.repo}/manifests/${reference}`
     const what = imageName(ref)
-    return withRetries(what, url, this.o.http, async () => {
-      const res = await request(url, { dispatcher: this.o.http.dispatcher, method: 'GET', headers: { accept: ACCEPT_MANIFESTS, ...this.headers(ep) } })
+    return withRetries(what, url, this.o.http, async (_progressed, a) => {
+      const res = await request(url, { dispatcher: this.o.http.dispatcher, method: 'GET', headers: { accept: ACCEPT_MANIFESTS, ...this.headers(ep) }, signal: a.signal })
       if (res.statusCode === 401) {
         await res.body.dump()
         if (await this.authenticate(ep, headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated')
@@ -147,8 +147,8 @@ export class RegistryClient {
     const realm = new URL(parsed.params.realm)
     if (parsed.params.service) realm.searchParams.set('service', parsed.params.service)
     realm.searchParams.set('scope', parsed.params.scope ?? `repository:${ep.repo}:pull`)
-    const token = await withRetries(`token for ${ep.host}`, realm.toString(), this.o.http, async () => {
-      const res = await request(realm.toString(), { dispatcher: this.o.http.dispatcher, method: 'GET', headers: basic ? { authorization: basic } : {} })
+    const token = await withRetries(`token for ${ep.host}`, realm.toString(), this.o.http, async (_progressed, a) => {
+      const res = await request(realm.toString(), { dispatcher: this.o.http.dispatcher, method: 'GET', headers: basic ? { authorization: basic } : {}, signal: a.signal })
       const body = await res.body.text()
       if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
       if (res.statusCode !== 200) throw new KaError('EREGISTRY', `${ep.host}: the token service ${redactUrl(realm.toString())} answered HTTP ${res.statusCode}; ${cred ? 'check the credentials in ~/.docker/config.json' : 'this registry may need credentials: docker login'}`, { registryCode: 'UNAUTHORIZED' })

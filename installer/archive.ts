@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { PassThrough, Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
 import { Parser, type ReadEntry } from 'tar'
-import { Sha256 } from './core/digest.js'
+import { integrityError, Sha256 } from './core/digest.js'
+import type { KaError } from './core/errors.js'
 import { isSafeRelativePath } from './core/layout.js'
 
 export interface Member {
@@ -19,7 +20,7 @@ export interface Member {
  * safe (links, devices and paths with `..` are skipped, never written), with the member's
  * bytes as a stream that must be consumed.
  */
-async function walk(archive: string, each: (path: string, size: number, body: Readable) => Promise<void>): Promise<void> {
+async function walk(archive: string, each: (path: string, size: number, body: Readable) => Promise<void>, whole?: Hash): Promise<void> {
   const pending: Promise<void>[] = []
   const parser = new Parser({
     onReadEntry: (entry: ReadEntry) => {
@@ -30,18 +31,41 @@ async function walk(archive: string, each: (path: string, size: number, body: Re
       pending.push(each(path, entry.size ?? 0, body))
     },
   })
-  await pipeline(createReadStream(archive), createGunzip(), parser)
+  const raw = createReadStream(archive, { highWaterMark: 1 << 20 })
+  if (whole) raw.on('data', (c) => whole.update(c as Buffer))
+  await pipeline(raw, createGunzip(), parser)
   await Promise.all(pending)
 }
 
-/** The regular files of an archive, with their hashes (read once, nothing kept in memory). */
-export async function listMembers(archive: string): Promise<Member[]> {
+/**
+ * The regular files of an archive, with their hashes (read once, nothing kept in memory).
+ * The archive's own bytes must hash to `pin` as they are read this time: the member hashes
+ * the installer then checks every write against come from pinned bytes, not from whatever
+ * the medium answers on a second read.
+ */
+export async function listMembers(archive: string, pin: Sha256): Promise<Member[]> {
   const out: Member[] = []
-  await walk(archive, async (path, size, body) => {
-    const hash = createHash('sha256')
-    for await (const c of body) hash.update(c as Buffer)
-    out.push({ path, size, sha256: Sha256.ofHash(hash) })
-  })
+  const whole = createHash('sha256')
+  const unpinned = async (): Promise<KaError | undefined> => {
+    const got = (await Sha256.ofFile(archive)).digest
+    return got.equals(pin) ? undefined : integrityError(archive, pin, got, { path: archive })
+  }
+  try {
+    await walk(
+      archive,
+      async (path, size, body) => {
+        const hash = createHash('sha256')
+        for await (const c of body) hash.update(c as Buffer)
+        out.push({ path, size, sha256: Sha256.ofHash(hash) })
+      },
+      whole,
+    )
+  } catch (e) {
+    // Bytes that do not even unpack: say whose they are not, when they are not the pinned ones.
+    throw (await unpinned()) ?? e
+  }
+  const got = Sha256.ofHash(whole)
+  if (!got.equals(pin)) throw integrityError(archive, pin, got, { path: archive })
   return out
 }
 

@@ -1,9 +1,11 @@
-import { readFile, stat } from 'node:fs/promises'
+import { lstat, readFile, stat } from 'node:fs/promises'
 import { createInterface } from 'node:readline/promises'
 import { fileURLToPath } from 'node:url'
 import { Command, CommanderError, Option } from 'commander'
-import { openBundle } from './bundle.js'
-import { isKaError, KaError } from './core/errors.js'
+import { openBundle, type Bundle } from './bundle.js'
+import { publicKeyOnly } from './core/signing.js'
+import { printable } from './core/text.js'
+import { internalError, isKaError, KaError } from './core/errors.js'
 import type { Problem } from './core/verify.js'
 import { verifyBundle, type VerifyOptions, type VerifyReport } from './core/verify.js'
 import { Sha256 } from './core/digest.js'
@@ -50,10 +52,25 @@ interface RunFlags {
   json?: boolean
   verbose?: boolean
   bundle: string
+  /** commander's name for --no-verify: false when given. */
+  verify: boolean
+  hostCommands?: string
 }
 
-const out = (s: string) => process.stdout.write(s)
-const warn = (s: string) => process.stderr.write(`${s}\n`)
+/** Phases whose plans run host commands that change a node (systemctl, modprobe, sysctl, swapoff). */
+const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'cluster', 'network', 'finish'])
+
+/**
+ * Under --root, files land in the root but a bare host command would act on this machine:
+ * refuse, before anything, unless the commands are pointed elsewhere (or nothing runs).
+ */
+function checkRootCommands(flags: RunFlags, phases: string[], dryRun: boolean): void {
+  if (flags.root === '/' || dryRun || flags.hostCommands || !phases.some((p) => CHANGES_HOST.has(p) || p === 'reset')) return
+  throw new KaError('EUSAGE', `--root ${flags.root} puts files under ${flags.root}, but systemctl, modprobe, sysctl and swapoff would still act on this machine: give --host-commands DIR (stand-ins for them), or --dry-run`)
+}
+
+const out = (s: string) => process.stdout.write(printable(s))
+const warn = (s: string) => process.stderr.write(`${printable(s)}\n`)
 
 async function install(flags: RunFlags): Promise<void> {
   if (flags.role !== 'master' && flags.role !== 'worker') {
@@ -63,11 +80,12 @@ async function install(flags: RunFlags): Promise<void> {
   const skip = phaseList(flags.skipPhases, '--skip-phases') ?? []
   await requireRoot(flags.root)
   const selected = (name: string) => (!only || only.includes(name)) && !skip.includes(name)
+  checkRootCommands(flags, PHASES.map((p) => p.name).filter(selected), !!flags.dryRun)
   const options: InstallOptions = { role: flags.role, root: flags.root, dryRun: !!flags.dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose }
   const reports: StepReport[] = []
   const warnings: string[] = []
   const say = (line: string) => (warnings.push(line), options.json ? undefined : warn(line))
-  const host = new Host(flags.root, options.dryRun)
+  const host = nodeHost(flags, options.dryRun)
   // Every input is checked before anything is verified, read as trusted or changed.
   const cluster = await clusterSetup(flags, host, options.role)
   for (const w of cluster.warnings) say(`warn  ${w}`)
@@ -78,13 +96,12 @@ async function install(flags: RunFlags): Promise<void> {
     if (r.status === 'would do' || options.verbose) for (const a of r.actions) out(`      ${a.kind === 'write' ? `write ${a.path}  ${a.sha256}  ${a.mode}` : a.kind === 'run' ? `run   ${a.argv!.join(' ')}` : `remove ${a.path}`}\n`)
   }
 
-  // Nothing on the node changes, and nothing in the bundle is trusted, before this passes.
-  if (selected('verify') || flags.publicKey || flags.requireSignature) {
-    const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
-    if (!options.dryRun) await writeRecord(host, v)
-    show({ phase: 'verify', title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`, status: 'checked', actions: [] })
-  }
-  const ctx: Context = { host, bundle: await openBundle(flags.bundle), options, cluster: cluster.setup, say }
+  if (skip.includes('verify')) say('note  verify always runs first: --skip-phases cannot skip it (--no-verify is for development only)')
+  const { bundle, report: v } = await openVerified(flags, host, say)
+  if (v) show({ phase: 'verify', title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`, status: 'checked', actions: [] })
+  const join = cluster.setup.join
+  if (join) say(`join  this node will trust the control plane at ${join.endpoint} with CA key ${join.caCertHash} (from ${flags.joinFile}: written on a node, not covered by the bundle's signature)`)
+  const ctx: Context = { host, bundle, options, cluster: cluster.setup, say }
   await runPhases(
     ctx,
     PHASES.filter((p) => selected(p.name)),
@@ -110,7 +127,27 @@ async function verifyOptions(flags: RunFlags): Promise<VerifyOptions> {
   const pem = await readFile(flags.publicKey, 'utf8').catch(() => {
     throw new KaError('EUSAGE', `--public-key ${flags.publicKey}: cannot read it`)
   })
-  return { publicKeyPem: pem, keySource: flags.publicKey, requireSignature: true }
+  return { publicKeyPem: publicKeyOnly(pem, `--public-key ${flags.publicKey}`), keySource: flags.publicKey, requireSignature: true }
+}
+
+const nodeHost = (flags: RunFlags, dryRun: boolean): Host => new Host(flags.root, dryRun, flags.hostCommands ? { hostCommands: flags.hostCommands } : {})
+
+/**
+ * The gate in front of every command that reads the bundle: verification (and its record),
+ * then the bundle opened on what verification saw, so that every file read later is checked
+ * against the same hashes. --no-verify skips it with a warning, and the record says so.
+ */
+async function openVerified(flags: RunFlags, host: Host, say: (line: string) => void): Promise<{ bundle: Bundle; report?: VerifyReport; record?: string }> {
+  if (!flags.verify) {
+    say('warn  --no-verify: the bundle was NOT verified and its files are used as they are; for development only, never on a real node')
+    const record = host.dryRun ? undefined : await writeRecord(host, { result: 'not verified (--no-verify)', bundle: flags.bundle })
+    return { bundle: await openBundle(flags.bundle), ...(record ? { record } : {}) }
+  }
+  const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
+  for (const j of v.joinFiles) say(`note  ${j}: written on a node, not covered by the bundle's signature`)
+  if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
+  const record = host.dryRun ? undefined : await writeRecord(host, verifiedRecord(v))
+  return { bundle: await openBundle(flags.bundle, v.digests), report: v, ...(record ? { record } : {}) }
 }
 
 /**
@@ -119,23 +156,24 @@ async function verifyOptions(flags: RunFlags): Promise<VerifyOptions> {
  * hash and the result. Written after the bundle proved itself (a failed verification
  * changes nothing on the node).
  */
-async function writeRecord(host: Host, v: VerifyReport): Promise<string> {
+async function writeRecord(host: Host, fields: Record<string, unknown>): Promise<string> {
   const at = new Date()
-  const record = {
-    result: 'verified',
-    time: at.toISOString(),
-    bundle: v.name,
-    platform: v.lock.platforms[0],
-    kubernetes: v.lock.kubernetes,
-    lock: v.digests.get(LOCK_FILE)?.oci,
-    signedBy: v.signedBy ?? null,
-    files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
-  }
-  const text = `${JSON.stringify(record, null, 2)}\n`
+  const text = `${JSON.stringify({ result: fields.result, time: at.toISOString(), ...fields }, null, 2)}\n`
   const path = `${RECORD_DIR}/verify-${at.toISOString().replace(/[:.]/g, '-')}.json`
   await host.write(path, text, 0o644, Sha256.of(text))
   return path
 }
+
+const verifiedRecord = (v: VerifyReport): Record<string, unknown> => ({
+  result: 'verified',
+  bundle: v.name,
+  platform: v.lock.platforms[0],
+  kubernetes: v.lock.kubernetes,
+  lock: v.digests.get(LOCK_FILE)?.oci,
+  signedBy: v.signedBy ?? null,
+  files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
+  ...(v.joinFiles.length ? { notCovered: v.joinFiles } : {}),
+})
 
 /** cluster.yaml, flags and the join file, checked; the advertise address resolved. */
 async function clusterSetup(flags: RunFlags, host: Host, role: 'master' | 'worker', needAddress = true): Promise<{ setup: ClusterSetup; warnings: string[] }> {
@@ -148,10 +186,13 @@ async function clusterSetup(flags: RunFlags, host: Host, role: 'master' | 'worke
   const { config, warnings } = clusterConfig(text, flags.config ?? 'flags', flags)
   let join: JoinFile | undefined
   if (flags.joinFile) {
+    const st = await lstat(flags.joinFile).catch(() => undefined)
+    if (st?.isSymbolicLink()) throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is a symbolic link: refused; give the join file itself`)
     const jt = await readFile(flags.joinFile, 'utf8').catch(() => {
       throw new KaError('EUSAGE', `--join-file ${flags.joinFile}: cannot read it; copy join/ from the master's bundle folder`)
     })
     join = parseJoinFile(jt, flags.joinFile)
+    if (st && st.mode & 0o077) warnings.push(`${flags.joinFile} is readable by others (mode ${(st.mode & 0o777).toString(8)}): it holds a join secret; chmod 600 it`)
     if ((role === 'master') !== (join.role === 'control-plane')) {
       throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is for a ${join.role === 'worker' ? 'worker' : 'control plane'}, not a ${role}; use join/${role === 'master' ? 'control-plane' : 'worker'}.yaml`)
     }
@@ -159,7 +200,7 @@ async function clusterSetup(flags: RunFlags, host: Host, role: 'master' | 'worke
   const advertise = config.advertiseAddress ?? defaultRouteAddress(await host.readText(PROC_NET_ROUTE))
   if (!advertise && role === 'master' && needAddress) throw new KaError('EUSAGE', "cannot tell this node's address (no default route): give --advertise-address")
   const wait = Number(flags.waitTimeout)
-  if (!Number.isFinite(wait) || wait <= 0) throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give seconds, e.g. 600`)
+  if (!Number.isInteger(wait) || wait <= 0 || wait > 86_400) throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give whole seconds from 1 to 86400, e.g. 600`)
   return { setup: { config, advertise: advertise ?? '', ...(join ? { join } : {}), waitMs: wait * 1000 }, warnings }
 }
 
@@ -177,12 +218,14 @@ const program = new Command('install')
   .option('--control-plane-endpoint <host:port>', 'where every node reaches the API (default: advertise address:6443)')
   .option('--node-name <name>', "this node's name (default: the hostname)")
   .option('--wait-timeout <seconds>', 'how long finish waits for the node to be Ready', '600')
-  .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key (checked before anything)')
-  .option('--require-signature', 'refuse an unsigned bundle')
+  .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key (a guard against damage; against a hostile stick, check with kube-airgap-verify first)')
+  .option('--require-signature', 'refuse an unsigned bundle (a guard against damage, not against a hostile stick)')
+  .option('--no-verify', 'skip verification (development only: warns, and the record says so)')
   .option('--phases <list>', 'run only these phases (comma separated)')
   .option('--skip-phases <list>', 'run all phases but these')
   .option('--dry-run', 'print every file (path and content hash) and command; change nothing')
-  .option('--root <dir>', 'put every file under DIR instead of /', '/')
+  .option('--root <dir>', 'put every file under DIR instead of / (host commands need --host-commands then)', '/')
+  .option('--host-commands <dir>', 'under --root: run systemctl, modprobe, sysctl, swapoff (and any host command) from DIR')
   .option('--containerd-address <socket>', "containerd's socket", DEFAULT_CONTAINERD_SOCKET)
   .option('--json', 'print the result as JSON')
   .option('-v, --verbose', 'print every action, also of steps already done')
@@ -199,7 +242,8 @@ program
     const top = program.opts<RunFlags>()
     const merged = { ...top, ...(flags.publicKey ? { publicKey: flags.publicKey } : {}), ...(flags.requireSignature ? { requireSignature: true } : {}) }
     const v = await verifyBundle(top.bundle, await verifyOptions(merged))
-    const record = await writeRecord(new Host(top.root, !!top.dryRun), v)
+    for (const j of v.joinFiles) warn(`note  ${j}: written on a node, not covered by the bundle's signature`)
+    const record = await writeRecord(nodeHost(top, !!top.dryRun), verifiedRecord(v))
     out(flags.json ? `${JSON.stringify({ ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record }, null, 2)}\n` : `ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `; signed by ${v.signedBy}` : ''}; record: ${record}\n`)
   })
 
@@ -208,22 +252,27 @@ program
   .description('on the first master: a fresh join token and certificate key, and join/*.yaml rewritten')
   .action(async () => {
     const flags = program.opts<RunFlags>()
-    const host = new Host(flags.root, !!flags.dryRun)
+    await requireRoot(flags.root)
+    const host = nodeHost(flags, !!flags.dryRun)
     const { setup } = await clusterSetup({ ...flags, role: 'master' }, host, 'master', false)
-    const bundle = await openBundle(flags.bundle)
+    const { bundle } = await openVerified(flags, host, warn)
     const ctx: Context = { host, bundle, cluster: setup, options: { role: 'master', root: flags.root, dryRun: !!flags.dryRun, containerdAddress: flags.containerdAddress, json: false, verbose: false }, say: warn }
+    if (flags.dryRun) return void out('dry run: join-command would make a fresh token and certificate key and rewrite join/worker.yaml and join/control-plane.yaml; nothing was changed\n')
     const state = await newJoinToken(ctx)
     for (const step of await joinFileSteps(ctx, state)) for (const a of step.actions) await perform(step.on ?? host, a)
     out(`ok: join/worker.yaml and join/control-plane.yaml rewritten (token expires ${state.expires}, certificate key ${state.certificateKeyExpires})\n`)
   })
 
 /** A context for the commands beside the install itself (doctor, reset): defaults for the cluster. */
-async function sideContext(dryRun: boolean): Promise<Context> {
+async function sideContext(dryRun: boolean, command: 'doctor' | 'reset'): Promise<Context> {
   const flags = program.opts<RunFlags>()
   await requireRoot(flags.root)
-  const host = new Host(flags.root, dryRun)
+  if (command === 'reset') checkRootCommands(flags, ['reset'], dryRun)
+  const host = nodeHost(flags, dryRun)
   const { setup } = await clusterSetup({ ...flags }, host, 'worker', false)
-  return { host, bundle: await openBundle(flags.bundle), cluster: setup, options: { role: 'worker', root: flags.root, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: false }, say: warn }
+  // doctor changes nothing on the node, not even the verification log: a dry host for the record.
+  const { bundle } = await openVerified(flags, command === 'doctor' ? nodeHost(flags, true) : host, warn)
+  return { host, bundle, cluster: setup, options: { role: 'worker', root: flags.root, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: false }, say: warn }
 }
 
 program
@@ -231,7 +280,7 @@ program
   .description('read-only checks of this node for every failure in the field notes; each with what was found and the fix')
   .option('--json', 'print the findings as JSON')
   .action(async (flags: { json?: boolean }) => {
-    const findings = await doctor(await sideContext(false))
+    const findings = await doctor(await sideContext(false, 'doctor'))
     const fails = findings.filter((f) => f.level === 'fail').length
     if (flags.json || program.opts<RunFlags>().json) out(`${JSON.stringify({ ok: fails === 0, findings }, null, 2)}\n`)
     else {
@@ -249,7 +298,7 @@ program
   .option('--yes', 'do not ask before acting')
   .action(async (flags: { purge?: boolean; yes?: boolean }) => {
     const dryRun = !!program.opts<RunFlags>().dryRun
-    const ctx = await sideContext(dryRun)
+    const ctx = await sideContext(dryRun, 'reset')
     const phase = resetPhase(!!flags.purge)
     if (!flags.yes && !dryRun) {
       const todo = (await phase.plan(ctx)).filter((s) => !s.done)
@@ -281,7 +330,7 @@ function report(e: unknown, json: boolean): number {
     warn(`install: ${e.code}: ${e.message}`)
     return e.exitCode
   }
-  warn(`install: internal error: ${(e as Error)?.stack ?? String(e)}`)
+  warn(internalError('install', e))
   return 1
 }
 

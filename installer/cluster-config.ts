@@ -1,5 +1,5 @@
 import { networkInterfaces, hostname } from 'node:os'
-import yaml from 'js-yaml'
+import { loadYaml } from './core/yaml.js'
 import { cidrSize, networkOf, overlaps, parseCidr, parseIPv4 } from './core/cidr.js'
 import { KaError } from './core/errors.js'
 import { didYouMean } from './core/text.js'
@@ -35,6 +35,20 @@ export interface ClusterFlags {
   nodeName?: string
 }
 
+/** A DNS name: labels of letters, digits and -, joined by dots. */
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/
+
+/** Blocks no cluster network or node address may use. */
+const RESERVED = [
+  ['0.0.0.0/8', 'the unspecified block'],
+  ['127.0.0.0/8', 'loopback'],
+  ['169.254.0.0/16', 'link-local'],
+  ['224.0.0.0/3', 'multicast and reserved'],
+].map(([cidr, what]) => ({ net: parseCidr(cidr!)!, what: what! }))
+
+/** kubeadm takes any TTL; a join secret that outlives a month is a mistake. */
+const MAX_TOKEN_TTL_MS = 720 * 3_600_000
+
 const bad = (what: string, fix: string): never => {
   throw new KaError('EUSAGE', `${what}; ${fix}`)
 }
@@ -46,17 +60,27 @@ const bad = (what: string, fix: string): never => {
  * warnings to show.
  */
 export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, nodeNetworks: string[] = localNetworks()): { config: ClusterConfig; warnings: string[] } {
-  const raw = (text ? yaml.load(text) : {}) ?? {}
+  const raw = (text ? loadYaml(text, source) : {}) ?? {}
   if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see manifests/cluster.example.yaml')
   const o = raw as Record<string, unknown>
   for (const k of Object.keys(o)) if (!(CLUSTER_KEYS as readonly string[]).includes(k)) bad(`${source}: unknown key ${JSON.stringify(k)}${didYouMean(k, CLUSTER_KEYS)}`, `the keys are ${CLUSTER_KEYS.join(', ')}`)
-  const str = (k: string): string | undefined => (o[k] === undefined || o[k] === null ? undefined : String(o[k]))
+  // Every value is text: a mapping or a list where text belongs is refused, never String()ed.
+  const str = (k: string): string | undefined => {
+    const v = o[k]
+    if (v === undefined || v === null) return undefined
+    if (typeof v !== 'string' && typeof v !== 'number') return bad(`${source}: ${k} must be text, found ${Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : typeof v}`, 'see manifests/cluster.example.yaml')
+    return String(v)
+  }
   const warnings: string[] = []
 
   const podSubnet = flags.podSubnet ?? str('podSubnet') ?? '10.244.0.0/16'
   const serviceSubnet = flags.serviceSubnet ?? str('serviceSubnet') ?? '10.96.0.0/12'
   const pod = parseCidr(podSubnet) ?? bad(`pod subnet ${JSON.stringify(podSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.244.0.0/16 (no host bits set)')
   const svc = parseCidr(serviceSubnet) ?? bad(`service subnet ${JSON.stringify(serviceSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.96.0.0/12 (no host bits set)')
+  for (const [what, net] of [['pod', pod], ['service', svc]] as const) {
+    const reserved = RESERVED.find((r) => overlaps(net, r.net))
+    if (reserved) bad(`the ${what} subnet ${net.text} overlaps ${reserved.net.text} (${reserved.what})`, `pick a private block (defaults: 10.244.0.0/16 for pods, 10.96.0.0/12 for services)`)
+  }
   if (overlaps(pod, svc)) bad(`the pod subnet ${pod.text} and the service subnet ${svc.text} overlap`, 'pick two separate blocks (defaults: 10.244.0.0/16 and 10.96.0.0/12)')
   for (const n of nodeNetworks) {
     const net = parseCidr(n)
@@ -68,7 +92,12 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
   if (cidrSize(pod) < 2 * 256) warnings.push(`pod subnet ${pod.text} holds one node's pods only: every node takes a /24 of it, so a second node gets no pod addresses (the field notes' 10.244.0.0/24); use a /16 unless the cluster stays one node`)
 
   const advertiseAddress = flags.advertiseAddress ?? str('advertiseAddress')
-  if (advertiseAddress !== undefined && parseIPv4(advertiseAddress) === undefined) bad(`advertise address ${JSON.stringify(advertiseAddress)} is not an IPv4 address`, "give this node's address, e.g. 192.168.1.11")
+  if (advertiseAddress !== undefined) {
+    const ip = parseIPv4(advertiseAddress)
+    if (ip === undefined) bad(`advertise address ${JSON.stringify(advertiseAddress)} is not an IPv4 address`, "give this node's address, e.g. 192.168.1.11")
+    const reserved = RESERVED.find((r) => overlaps({ base: ip!, prefix: 32, text: advertiseAddress }, r.net))
+    if (reserved) bad(`advertise address ${advertiseAddress} is ${reserved.what}, not an address other nodes reach`, "give this node's address on the cluster network, e.g. 192.168.1.11")
+  }
 
   const controlPlaneEndpoint = flags.controlPlaneEndpoint ?? str('controlPlaneEndpoint')
   if (controlPlaneEndpoint !== undefined) {
@@ -77,27 +106,40 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
   }
 
   const tokenTTL = str('tokenTTL') ?? '24h'
-  if (!/^\d+(h|m)$/.test(tokenTTL)) bad(`tokenTTL ${JSON.stringify(tokenTTL)} is not a duration`, 'write it like 24h or 90m')
+  if (!/^\d{1,6}(h|m)$/.test(tokenTTL)) bad(`tokenTTL ${JSON.stringify(tokenTTL)} is not a duration`, 'write it like 24h or 90m')
+  if (durationMs(tokenTTL) < 60_000 || durationMs(tokenTTL) > MAX_TOKEN_TTL_MS) bad(`tokenTTL ${tokenTTL} is out of range`, 'give 1m to 720h (a join token is a secret: keep it short-lived)')
 
   let taints: Taint[] | undefined
   if (o.taints !== undefined) {
     if (!Array.isArray(o.taints)) bad(`${source}: taints must be a list`, 'see manifests/cluster.example.yaml')
     taints = (o.taints as Record<string, unknown>[]).map((t, i) => {
-      const effect = String(t?.effect)
-      if (!t?.key || !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect)) bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see manifests/cluster.example.yaml')
-      return { key: String(t.key), ...(t.value !== undefined ? { value: String(t.value) } : {}), effect: effect as Taint['effect'] }
+      const effect = t?.effect
+      const label = /^[A-Za-z0-9]([-A-Za-z0-9_./]{0,251}[A-Za-z0-9])?$/
+      if (typeof t?.key !== 'string' || !label.test(t.key) || typeof effect !== 'string' || !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect)) bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see manifests/cluster.example.yaml')
+      if (t.value !== undefined && (typeof t.value !== 'string' || !/^[-A-Za-z0-9_.]{0,63}$/.test(t.value))) bad(`${source}: taints[${i}].value must be a label value`, 'letters, digits, -, _ and . (at most 63)')
+      return { key: t.key as string, ...(t.value !== undefined ? { value: t.value as string } : {}), effect: effect as Taint['effect'] }
     })
   }
 
+  if (o.extraHosts !== undefined && o.extraHosts !== null && !Array.isArray(o.extraHosts)) bad(`${source}: extraHosts must be a list`, 'e.g. [{ ip: 192.168.1.12, names: [k8s02] }]')
   const extraHosts = ((o.extraHosts ?? []) as Record<string, unknown>[]).map((h, i) => {
-    const ip = String(h?.ip)
-    const names = Array.isArray(h?.names) ? (h.names as unknown[]).map(String) : []
-    if (parseIPv4(ip) === undefined || names.length === 0) bad(`${source}: extraHosts[${i}] needs an ip and a list of names`, 'e.g. { ip: 192.168.1.12, names: [k8s02] }')
-    return { ip, names }
+    const ip = h?.ip
+    const names = Array.isArray(h?.names) ? (h.names as unknown[]) : []
+    if (typeof ip !== 'string' || parseIPv4(ip) === undefined || names.length === 0) bad(`${source}: extraHosts[${i}] needs an ip and a list of names`, 'e.g. { ip: 192.168.1.12, names: [k8s02] }')
+    // Each name goes on an /etc/hosts line: a host name and nothing else (no space, no newline).
+    for (const n of names) if (typeof n !== 'string' || !HOST_NAME.test(n)) bad(`${source}: extraHosts[${i}]: ${JSON.stringify(n)} is not a host name`, 'letters, digits, - and . only')
+    return { ip: ip as string, names: names as string[] }
   })
 
   const nodeName = flags.nodeName ?? str('nodeName') ?? hostname().toLowerCase()
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName)) bad(`node name ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`, 'use lower case letters, digits, - and .')
+
+  const dnsDomain = str('dnsDomain') ?? 'cluster.local'
+  if (!HOST_NAME.test(dnsDomain)) bad(`dnsDomain ${JSON.stringify(dnsDomain)} is not a DNS domain`, 'write it like cluster.local')
+  const clusterName = str('clusterName') ?? 'kubernetes'
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(clusterName)) bad(`clusterName ${JSON.stringify(clusterName)} is not a valid name`, 'lower case letters, digits and -')
+  const autodetect = str('calicoAutodetection')
+  if (autodetect !== undefined && !/^(first-found|kubernetes-internal-ip|(can-reach|interface|skip-interface|cidr)=[-A-Za-z0-9_.:,/*|^$]+)$/.test(autodetect)) bad(`calicoAutodetection ${JSON.stringify(autodetect)} is not one of Calico's methods`, 'e.g. can-reach=192.168.1.1, interface=eth0, cidr=192.168.1.0/24 or first-found')
 
   const config: ClusterConfig = {
     nodeName,
@@ -105,11 +147,11 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
     ...(controlPlaneEndpoint ? { controlPlaneEndpoint } : {}),
     podSubnet: pod.text,
     serviceSubnet: svc.text,
-    dnsDomain: str('dnsDomain') ?? 'cluster.local',
-    clusterName: str('clusterName') ?? 'kubernetes',
+    dnsDomain,
+    clusterName,
     ...(taints ? { taints } : {}),
     extraHosts,
-    ...(str('calicoAutodetection') ? { calicoAutodetection: str('calicoAutodetection')! } : {}),
+    ...(autodetect ? { calicoAutodetection: autodetect } : {}),
     tokenTTL,
   }
   return { config, warnings }

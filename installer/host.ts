@@ -1,11 +1,12 @@
 import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { writeAtomic } from './core/atomic.js'
 import { Sha256 } from './core/digest.js'
+import { KaError } from './core/errors.js'
 
 export interface CommandResult {
   code: number
@@ -22,12 +23,23 @@ export interface RunOptions {
   changing?: boolean
 }
 
+export interface HostOptions {
+  /**
+   * Where bare host commands (systemctl, modprobe, ...) come from under a --root other than
+   * `/`: they would otherwise act on this machine, not on the root.
+   */
+  hostCommands?: string
+  /** Refuse a link anywhere below the root (the bundle folder, which came on a stick). */
+  noLinks?: boolean
+}
+
 /**
  * The one seam for side effects on the node: every file read or written and every
  * command run goes through a Host. Paths are node paths (`/etc/...`); under `--root DIR`
  * they land in DIR. A command named by an absolute path is one the installer placed
- * (`/usr/local/bin/ctr`), run from under the root; a bare name is the host's, found on PATH.
- * A dry run records what would change and changes nothing.
+ * (`/usr/local/bin/ctr`), run from under the root; a bare name is the host's, found on PATH
+ * (under another root: in `hostCommands`, unless it is pointed at the root itself, as
+ * `dpkg --root=` is). A dry run records what would change and changes nothing.
  */
 export class Host {
   readonly events: HostEvent[] = []
@@ -35,6 +47,7 @@ export class Host {
   constructor(
     readonly root: string = '/',
     readonly dryRun = false,
+    readonly opts: HostOptions = {},
   ) {}
 
   path(nodePath: string): string {
@@ -70,24 +83,30 @@ export class Host {
     return { sha256: Sha256.ofHash(hash), mode: st.mode & 0o7777 }
   }
 
-  /** Writes atomically (temp file in the same folder, then rename); `data` may be a stream. */
+  /**
+   * Writes atomically, never through a link, and checks every byte against `sha256` as it is
+   * written: bytes that differ from the pin (a file swapped on the stick after verification,
+   * a medium that answers a second read differently) fail with EINTEGRITY and nothing is
+   * renamed into place. `data` may be a stream.
+   */
   async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
     this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
     if (this.dryRun) return
     const p = this.path(nodePath)
+    if (this.opts.noLinks) await this.refuseLinks(dirname(nodePath))
     await mkdir(dirname(p), { recursive: true })
-    const temp = `${p}.kube-airgap-tmp`
-    try {
-      const out = createWriteStream(temp, { mode })
-      if (typeof data === 'string' || Buffer.isBuffer(data)) {
-        await new Promise<void>((resolve, reject) => out.end(data, () => resolve()).on('error', reject))
-      } else await pipeline(data, out)
-      await chmod(temp, mode)
-      if (owner) await chown(temp, owner.uid, owner.gid)
-      await rename(temp, p)
-    } catch (e) {
-      await rm(temp, { force: true })
-      throw e
+    const now = await lstat(p).catch(() => undefined)
+    if (now?.isSymbolicLink()) throw new KaError('ESTEP', `${p} is a symbolic link: kube-airgap never writes through a link; remove it (or replace it with the file it points to) and run again`, { path: p })
+    await writeAtomic(p, data, { mode, expected: sha256, what: nodePath, ...(owner ? { owner } : {}) })
+  }
+
+  /** Every existing folder from the root down to `nodeDir` must be a real folder. */
+  private async refuseLinks(nodeDir: string): Promise<void> {
+    let at = ''
+    for (const seg of nodeDir.split('/').filter(Boolean)) {
+      at += `/${seg}`
+      const st = await lstat(this.path(at)).catch(() => undefined)
+      if (st?.isSymbolicLink()) throw new KaError('ESTEP', `${this.path(at)} is a symbolic link: refused (a link in the bundle folder could send a write anywhere); remove it and run again`, { path: this.path(at) })
     }
   }
 
@@ -101,7 +120,8 @@ export class Host {
     if (changing) this.events.push({ kind: 'run', argv })
     if (changing && this.dryRun) return { code: 0, stdout: '', stderr: '' }
     const [cmd, ...args] = argv
-    const file = cmd!.startsWith('/') ? this.path(cmd!) : cmd!
+    const file = await this.command(cmd!, args, changing)
+    if (file === undefined) return { code: 127, stdout: '', stderr: `${cmd} would act on this machine, not on --root ${this.root}: put a stand-in for it in --host-commands` }
     return new Promise((resolve) => {
       const child = execFile(file, args, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0
@@ -112,6 +132,16 @@ export class Host {
         opts.input.pipe(child.stdin!)
       } else child.stdin?.end(opts.input)
     })
+  }
+
+  /** Which file runs `cmd`: ours under the root, a stand-in, or the host's (undefined: refused). */
+  private async command(cmd: string, args: string[], changing: boolean): Promise<string | undefined> {
+    if (cmd.startsWith('/')) return this.path(cmd)
+    const standIn = this.opts.hostCommands ? join(this.opts.hostCommands, cmd) : undefined
+    if (standIn && (await stat(standIn).catch(() => undefined))?.isFile()) return standIn
+    const pointedAtRoot = args.some((a) => a.startsWith('--root=') || a === '--root')
+    if (this.root !== '/' && changing && !pointedAtRoot) return undefined
+    return cmd
   }
 
   /** Whether a host command is on PATH (never one of ours under the root). */

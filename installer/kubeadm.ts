@@ -2,6 +2,7 @@ import { createHash, randomBytes, X509Certificate } from 'node:crypto'
 import yaml from 'js-yaml'
 import type { ClusterConfig } from './cluster-config.js'
 import { KaError } from './core/errors.js'
+import { loadYaml } from './core/yaml.js'
 import { KUBEADM_REPOSITORY } from './core/closed-world.js'
 import { DEFAULT_CONTAINERD_SOCKET } from './paths.js'
 
@@ -84,14 +85,28 @@ export function formatJoinFile(j: JoinFile): string {
 }
 
 export function parseJoinFile(text: string, source: string, now = Date.now()): JoinFile {
-  let o: Record<string, unknown>
-  try {
-    o = yaml.load(text) as Record<string, unknown>
-  } catch {
-    throw new KaError('EUSAGE', `${source}: not a kube-airgap join file; use the join/worker.yaml or join/control-plane.yaml the master wrote`)
+  const notOne = (why: string): never => {
+    throw new KaError('EUSAGE', `${source}: ${why}; use the join/worker.yaml or join/control-plane.yaml the master wrote`)
   }
-  if (o?.kind !== 'JoinFile' || !o.endpoint || !o.token || !o.caCertHash || !o.expires) throw new KaError('EUSAGE', `${source}: not a kube-airgap join file; use the join/worker.yaml or join/control-plane.yaml the master wrote`)
-  const j = o as unknown as JoinFile
+  const o = loadYaml(text, source) as Record<string, unknown> | null
+  if (typeof o !== 'object' || o === null || Array.isArray(o) || o.kind !== 'JoinFile') return notOne('not a kube-airgap join file')
+  // Every field checked for its type and form: a join file travels on a stick, and a worker
+  // trusts the endpoint and CA hash it names.
+  const field = (key: string, re: RegExp, what: string, optional = false): string | undefined => {
+    const v = o[key]
+    if (v === undefined && optional) return undefined
+    if (typeof v !== 'string' || !re.test(v)) return notOne(`${key} is not ${what}`)
+    return v
+  }
+  const role = field('role', /^(worker|control-plane)$/, 'worker or control-plane') as JoinFile['role']
+  const endpoint = field('endpoint', /^[A-Za-z0-9.-]+:\d{1,5}$/, 'host:port')!
+  const token = field('token', /^[a-z0-9]{6}\.[a-z0-9]{16}$/, 'a bootstrap token')!
+  const caCertHash = field('caCertHash', /^sha256:[0-9a-f]{64}$/, 'sha256:<64 hex>')!
+  const expires = field('expires', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/, 'a timestamp')!
+  const certificateKey = field('certificateKey', /^[0-9a-f]{64}$/, 'a 64-hex certificate key', role === 'worker')
+  const certificateKeyExpires = field('certificateKeyExpires', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/, 'a timestamp', role === 'worker')
+  if (Number.isNaN(Date.parse(expires)) || (certificateKeyExpires && Number.isNaN(Date.parse(certificateKeyExpires)))) notOne('expires is not a timestamp')
+  const j: JoinFile = { role, endpoint, token, expires, caCertHash, ...(certificateKey ? { certificateKey } : {}), ...(certificateKeyExpires ? { certificateKeyExpires } : {}) }
   if (Date.parse(j.expires) <= now) {
     throw new KaError('EUSAGE', `${source}: its token expired at ${j.expires}; on the master run \`sudo ./install join-command\` to write fresh join files, then copy join/ here again`)
   }

@@ -42,5 +42,8 @@ export const ETC_HOSTS = '/etc/hosts'
 export const ETC_PASSWD = '/etc/passwd'
 export const PROC_NET_ROUTE = '/proc/net/route'
 
+/** OS packages on their way to dpkg: copied here from the bundle, checked as written, removed after. */
+export const PACKAGE_STAGING = '/var/lib/kube-airgap/staging'
+
 /** Verification records for security officers. */
 export const RECORD_DIR = '/var/log/kube-airgap'

@@ -19,8 +19,9 @@ export async function copyStep(ctx: Context, title: string, path: string, src: {
  * names (mode 0755), those that differ, in one pass over the archive (hashes come from
  * another pass at plan time).
  */
-export async function membersStep(ctx: Context, title: string, archive: string, dir: string, pick: (path: string) => boolean = () => true): Promise<Step> {
-  const members = (await listMembers(archive)).filter((m) => pick(m.path))
+export async function membersStep(ctx: Context, title: string, component: string, dir: string, pick: (path: string) => boolean = () => true): Promise<Step> {
+  const { path: archive, locked } = ctx.bundle.file(component)
+  const members = (await listMembers(archive, locked.integrity)).filter((m) => pick(m.path))
   const files = []
   for (const m of members) {
     const path = `${dir}/${basename(m.path)}`

@@ -55,7 +55,7 @@ async function install(args: string[], root: string, opts: { bundleDir?: string;
   await writeFile(record, '', { flag: 'a' })
   const before = (await readFile(record, 'utf8')).length
   const res = await new Promise<Omit<Run, 'record'>>((resolve) => {
-    const child = spawn(join(opts.bundleDir ?? bundle, 'install'), [...args, '--root', root], {
+    const child = spawn(join(opts.bundleDir ?? bundle, 'install'), [...args, '--root', root, '--host-commands', standins], {
       env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })

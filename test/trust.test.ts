@@ -140,7 +140,7 @@ describe('signatures', () => {
     ]
     for (const [bundle, key, message] of cases) {
       const root = await mkdtemp(join(dir, 'node-'))
-      const r = runInstaller(bundle, ['--role', 'worker', '--root', root, '--public-key', key])
+      const r = runInstaller(bundle, ['--role', 'worker', '--root', root, '--host-commands', root, '--public-key', key])
       expect(r.code, bundle).toBe(1)
       expect(r.stderr.trim().split('\n').pop()).toMatch(/^install: ESIGNATURE: /)
       expect(r.stderr).toMatch(message)

@@ -37,3 +37,14 @@ export class KaError extends Error {
 }
 
 export const isKaError = (e: unknown): e is KaError => e instanceof KaError
+
+/**
+ * A failure that is not one of ours (a bug): one line, with the stack only on request, so
+ * that no input ever shows a user a stack trace. Every known bad input is a KaError before
+ * it gets here.
+ */
+export function internalError(program: string, e: unknown): string {
+  const err = e as Error
+  const detail = process.env.KUBE_AIRGAP_DEBUG ? (err?.stack ?? String(e)) : `${err?.message ?? String(e)} (run with KUBE_AIRGAP_DEBUG=1 for the details, and report it)`
+  return `${program}: internal error: ${detail.replace(/\n(?!\s+at )/g, ' ')}`
+}

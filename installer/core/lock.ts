@@ -22,6 +22,11 @@ export interface LockedFile {
 export interface LockedImage {
   ref: string
   digest?: Sha256
+  /**
+   * In a bundle's own lock only: the manifest for the bundle's platform that the pinned
+   * index resolved to, which `images/index.json` must name (verify checks it).
+   */
+  manifest?: Sha256
 }
 
 /** One OS package (.deb) for one distribution release and platform. */
@@ -69,6 +74,36 @@ class Reader {
     return v
   }
 
+  /** An optional `sha256:<hex>` field. */
+  digest(o: Json, key: string, field: string): Sha256 | undefined {
+    const text = this.string(o, key, field, true)
+    if (text === undefined) return undefined
+    try {
+      return Sha256.fromOci(text)
+    } catch {
+      return this.fail(field, `not a sha256 digest (sha256:<hex>): ${JSON.stringify(text)}`)
+    }
+  }
+
+  /**
+   * A download URL: http(s), parseable, with no credentials and no query string. A lock is
+   * copied into every bundle and its SBOM: secrets never go in it (a proxy or --mirror
+   * carries access to a private source instead).
+   */
+  url(o: Json, key: string, field: string): string {
+    const text = this.string(o, key, field)!
+    const bad = urlProblem(text)
+    if (bad) this.fail(field, bad)
+    return text
+  }
+
+  /** A name or version: printable text only (a lock can come from anywhere). */
+  text(o: Json, key: string, field: string): string {
+    const v = this.string(o, key, field)!
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(v)) this.fail(field, `holds control characters: ${JSON.stringify(v)}`)
+    return v
+  }
+
   array(o: Json, key: string, field: string): unknown[] {
     const v = o[key]
     if (v === undefined) this.fail(field, 'missing')
@@ -78,6 +113,26 @@ class Reader {
 }
 
 const VERSION = /^\d+\.\d+\.\d+$/
+
+/**
+ * What is wrong with a download URL for a lock or manifest, if anything: it must be http(s),
+ * parseable, with no credentials and no query string or fragment. A lock is copied into
+ * every bundle and its SBOM: secrets never go in it (a proxy or --mirror carries access to a
+ * private source instead).
+ */
+export function urlProblem(text: string): string | undefined {
+  let u: URL
+  try {
+    u = new URL(text)
+  } catch {
+    return `not a URL: ${JSON.stringify(text)}`
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must be an http(s) URL'
+  if (u.username || u.password) return 'holds credentials (user:password@); a lock goes into every bundle: reach a private source through --mirror or a proxy instead'
+  if (u.search || u.hash || text.includes('?') || text.includes('#')) return 'has a query string or fragment (tokens live there); a lock goes into every bundle: use a plain URL, with --mirror for a private source'
+  if (/%(?![0-9a-fA-F]{2})/.test(text)) return `has a malformed %-escape: ${JSON.stringify(text)}`
+  return undefined
+}
 
 /** Parses and checks a lock; every problem names its field. Never returns a half-valid lock. */
 export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
@@ -113,8 +168,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
       if (!platforms.includes(platformText as Platform)) r.fail(`${at}.platform`, `${platformText} is not in platforms`)
       platform = platformText as Platform
     }
-    const url = r.string(o, 'url', `${at}.url`)!
-    if (!/^https?:\/\//.test(url)) r.fail(`${at}.url`, `must be an http(s) URL`)
+    const url = r.url(o, 'url', `${at}.url`)
     const integrityText = r.string(o, 'integrity', `${at}.integrity`)!
     let integrity: Sha256
     try {
@@ -126,7 +180,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     if (size !== undefined && (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)) r.fail(`${at}.size`, 'must be a whole number of bytes')
     const file = r.string(o, 'file', `${at}.file`)!
     if (!isSafeRelativePath(file) || file.includes('/')) r.fail(`${at}.file`, `must be a plain file name, found ${JSON.stringify(file)}`)
-    const out: LockedFile = { name: r.string(o, 'name', `${at}.name`)!, version: r.string(o, 'version', `${at}.version`)!, url, integrity, file }
+    const out: LockedFile = { name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url, integrity, file }
     if (platform) out.platform = platform
     if (size !== undefined) out.size = size as number
     return out
@@ -144,7 +198,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
 
   const images = r.array(top, 'images', 'images').map((im, i): LockedImage => {
     const at = `images[${i}]`
-    const o = r.object(im, at, ['ref', 'digest'])
+    const o = r.object(im, at, ['ref', 'digest', 'manifest'])
     const ref = r.string(o, 'ref', `${at}.ref`)!
     let canonical: string | undefined
     try {
@@ -153,13 +207,10 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
       canonical = undefined
     }
     if (canonical !== ref) r.fail(`${at}.ref`, `must be a canonical reference like registry.k8s.io/pause:3.9 or docker.io/calico/node:v3.28.0 (the digest goes in "digest"), found ${JSON.stringify(ref)}`)
-    const digestText = r.string(o, 'digest', `${at}.digest`, true)
-    if (digestText === undefined) return { ref }
-    try {
-      return { ref, digest: Sha256.fromOci(digestText) }
-    } catch {
-      return r.fail(`${at}.digest`, `not a sha256 digest (sha256:<hex>): ${JSON.stringify(digestText)}`)
-    }
+    const digest = r.digest(o, 'digest', `${at}.digest`)
+    const manifest = r.digest(o, 'manifest', `${at}.manifest`)
+    if (manifest && !digest) r.fail(`${at}.manifest`, 'only an image pinned by "digest" can name its platform manifest')
+    return { ref, ...(digest ? { digest } : {}), ...(manifest ? { manifest } : {}) }
   })
 
   const packages = (top.packages === undefined ? [] : r.array(top, 'packages', 'packages')).map((pk, i): LockedPackage => {
@@ -178,7 +229,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
       return r.fail(`${at}.integrity`, 'not a sha256 integrity string (sha256-<base64>)')
     }
     if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
-    return { release, platform: platform as Platform, name: r.string(o, 'name', `${at}.name`)!, version: r.string(o, 'version', `${at}.version`)!, url: r.string(o, 'url', `${at}.url`)!, integrity, size: o.size as number, file }
+    return { release, platform: platform as Platform, name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url: r.url(o, 'url', `${at}.url`), integrity, size: o.size as number, file }
   })
 
   return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
@@ -208,7 +259,7 @@ export function serializeLock(lock: Lock): string {
     ...(f.size !== undefined ? { size: f.size } : {}),
     file: f.file,
   }))
-  const images = lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}) }))
+  const images = lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}), ...(im.manifest ? { manifest: im.manifest.oci } : {}) }))
   const packages = lock.packages.map((p) => ({ release: p.release, platform: p.platform, name: p.name, version: p.version, url: p.url, integrity: p.integrity.sri, size: p.size, file: p.file }))
   return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

@@ -16,6 +16,8 @@ export interface ImageRef {
 const DOCKER_HUB = 'docker.io'
 const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/
 const TAG = /^[\w][\w.-]{0,127}$/
+/** A registry is host[:port]: DNS labels or an IPv4 address, then an optional port. */
+const REGISTRY = /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::\d{1,5})?$/
 
 export function parseImageRef(text: string): ImageRef {
   const bad = (why: string): never => {
@@ -44,6 +46,7 @@ export function parseImageRef(text: string): ImageRef {
   const first = parts[0] ?? ''
   if (parts.length > 1 && (first.includes('.') || first.includes(':') || first === 'localhost')) {
     registry = first === 'index.docker.io' || first === 'registry-1.docker.io' ? DOCKER_HUB : first
+    if (!REGISTRY.test(registry)) bad(`the registry ${JSON.stringify(registry)} is not host[:port]`)
     parts.shift()
   }
   if (registry === DOCKER_HUB && parts.length === 1) parts.unshift('library')

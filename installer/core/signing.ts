@@ -2,17 +2,26 @@ import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 
-/** What a signature binds: the bundle's name, its SHA256SUMS and its lock. */
+/**
+ * What a signature binds: the bundle's name, its SHA256SUMS and its lock; the Kubernetes
+ * version and platform are there for people (the standalone verifier prints them).
+ */
 export interface Statement {
   type: 'kube-airgap-bundle/v1'
   bundle: string
+  kubernetes: string
+  platform: string
   sha256sums: string
   lock: string
 }
 
-/** The statement's exact bytes: fixed key order, so the signed bytes are the file's bytes. */
+/**
+ * The statement's exact bytes: fixed key order, one key a line, so the signed bytes are the
+ * file's bytes and the standalone verifier can read a field with sed.
+ */
 export function statementBytes(s: Omit<Statement, 'type'>): Buffer {
-  return Buffer.from(`${JSON.stringify({ type: 'kube-airgap-bundle/v1', bundle: s.bundle, sha256sums: s.sha256sums, lock: s.lock }, null, 2)}\n`)
+  const ordered = { type: 'kube-airgap-bundle/v1', bundle: s.bundle, kubernetes: s.kubernetes, platform: s.platform, sha256sums: s.sha256sums, lock: s.lock }
+  return Buffer.from(`${JSON.stringify(ordered, null, 2)}\n`)
 }
 
 export function signStatement(statement: Buffer, privateKeyPem: string): Buffer {
@@ -27,6 +36,18 @@ function publicKey(pem: string, source: string): KeyObject {
   } catch {
     throw new KaError('EUSAGE', `${source}: not an Ed25519 public key in PEM form (make one with \`bundle keygen\`)`)
   }
+}
+
+/**
+ * The public key PEM from a file the user gave, refusing one that holds a private key:
+ * deriving the public half would invite operators to copy signing keys onto nodes.
+ */
+export function publicKeyOnly(pem: string, source: string): string {
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+    throw new KaError('EUSAGE', `${source} holds a private key; give the public key (kube-airgap.pub) and keep the private key on the build machine only`)
+  }
+  publicKey(pem, source)
+  return pem
 }
 
 /** sha256 of the key's SubjectPublicKeyInfo: what a security officer compares. */
@@ -50,6 +71,7 @@ export function checkSignature(o: { statement?: Buffer; signature?: Buffer; sums
   } catch {
     return bad('the signed statement is not JSON')
   }
+  if (s.bundle !== o.name) bad(`the signed statement is for ${JSON.stringify(s.bundle)}, not for this bundle`)
   if (s.sha256sums !== Sha256.of(o.sums).oci) bad('SHA256SUMS is not the one that was signed')
   if (s.lock !== Sha256.of(o.lock).oci) bad('bundle.lock.json is not the one that was signed')
 }

@@ -25,3 +25,10 @@ export const didYouMean = (word: string, known: readonly string[]): string => {
   const n = nearest(word, known)
   return n ? ` (did you mean ${JSON.stringify(n)}?)` : ''
 }
+
+/**
+ * Text fit for a terminal: control characters (an escape sequence in a package name from a
+ * hostile index, say) shown as \xNN instead of acting on the terminal; newlines and tabs kept.
+ */
+export const printable = (s: string): string =>
+  s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)

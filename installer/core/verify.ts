@@ -7,10 +7,11 @@ import { Writable, type Readable } from 'node:stream'
 import { Parser, type ReadEntry } from 'tar'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { filePath, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from './layout.js'
+import { filePath, IMAGE_INDEX, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from './layout.js'
 import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
+import { ANNOTATION_IMAGE_NAME } from './oci.js'
 
 export interface Problem {
   path: string
@@ -27,6 +28,10 @@ export interface VerifyReport {
   digests: Map<string, Sha256>
   /** The key that signed it, when a public key was given and the signature holds. */
   signedBy?: string
+  /** Whether the bundle carries a signature at all (checked only with a public key). */
+  signed: boolean
+  /** Join files in an unpacked folder: written on a node, not covered by SHA256SUMS or the signature. */
+  joinFiles: string[]
 }
 
 export interface VerifyOptions {
@@ -44,9 +49,13 @@ interface Scan {
   small: Map<string, Buffer>
   bytes: number
   problems: Problem[]
+  joinFiles: string[]
 }
 
-const KEEP = new Set([SUMS_FILE, LOCK_FILE, STATEMENT_FILE, SIGNATURE_FILE])
+/** The files verification reads as well as hashes, each at most SMALL_CAP bytes. */
+const KEEP = new Set([SUMS_FILE, LOCK_FILE, STATEMENT_FILE, SIGNATURE_FILE, IMAGE_INDEX])
+const SMALL_CAP = 16 << 20
+const tooBig = (p: string): Problem => ({ path: p, problem: `larger than ${SMALL_CAP >> 20} MiB, which no bundle's ${p} is; do not install it` })
 /** Files a bundle may hold outside SHA256SUMS: the signature over it, and its statement. */
 const OUTSIDE_SUMS = new Set([SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE])
 
@@ -82,7 +91,7 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
     else if (!got.equals(want)) problems.push({ path: p, problem: `changed: expected sha256 ${want.hex}, found ${got.hex}` })
   }
   for (const p of scan.digests.keys()) {
-    if (!OUTSIDE_SUMS.has(p) && !sums.has(p) && !p.startsWith(`${JOIN_DIR}/`)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
+    if (!OUTSIDE_SUMS.has(p) && !sums.has(p)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
   }
 
   let lock: Lock | undefined
@@ -107,6 +116,7 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
       else if (!listed.equals(f.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${f.integrity.hex}` })
     }
   }
+  if (lock) problems.push(...imageProblems(lock, scan.small.get(IMAGE_INDEX), sums.has(IMAGE_INDEX)))
   for (const pk of lock?.packages ?? []) {
     const p = packagePath(pk.release, pk.file)
     const listed = sums.get(p)
@@ -128,7 +138,38 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
   } else if (opts.requireSignature) {
     throw new KaError('ESIGNATURE', `${scan.name}: ${statement && signature ? 'a signature is required but no public key was given (--public-key FILE)' : 'the bundle is not signed'}; do not install it unsigned`)
   }
-  return { name: scan.name, lock, files: scan.digests.size, bytes: scan.bytes, digests: scan.digests, ...(signedBy ? { signedBy } : {}) }
+  return { name: scan.name, lock, files: scan.digests.size, bytes: scan.bytes, digests: scan.digests, ...(signedBy ? { signedBy } : {}), signed: !!(statement && signature), joinFiles: scan.joinFiles }
+}
+
+/**
+ * The images the node will import are exactly the ones the lock pins: images/index.json
+ * names every locked image once, with the platform manifest the bundle's lock records for
+ * it, and nothing else.
+ */
+function imageProblems(lock: Lock, indexText: Buffer | undefined, listed: boolean): Problem[] {
+  if (lock.images.length === 0 && !listed) return []
+  if (!indexText) return [{ path: IMAGE_INDEX, problem: 'missing' }]
+  let entries: { name: string; digest: string }[]
+  try {
+    const doc = JSON.parse(indexText.toString('utf8')) as { manifests?: unknown }
+    if (!Array.isArray(doc.manifests)) throw new Error('no manifests')
+    entries = doc.manifests.map((m: { digest?: unknown; annotations?: Record<string, unknown> }) => ({ name: String(m?.annotations?.[ANNOTATION_IMAGE_NAME] ?? ''), digest: String(m?.digest ?? '') }))
+  } catch {
+    return [{ path: IMAGE_INDEX, problem: 'not an OCI image index' }]
+  }
+  const problems: Problem[] = []
+  const pinned = new Map(lock.images.map((im) => [im.ref, im]))
+  const seen = new Set<string>()
+  for (const e of entries) {
+    const im = pinned.get(e.name)
+    if (!im) problems.push({ path: IMAGE_INDEX, problem: `names ${JSON.stringify(e.name)}, which the lock does not pin` })
+    else if (seen.has(e.name)) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} twice` })
+    else if (!im.manifest) problems.push({ path: LOCK_FILE, problem: `records no platform manifest for ${e.name}: build the bundle again with this kube-airgap` })
+    else if (im.manifest.oci !== e.digest) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} as ${e.digest}, the lock records ${im.manifest.oci}` })
+    seen.add(e.name)
+  }
+  for (const ref of pinned.keys()) if (!seen.has(ref)) problems.push({ path: IMAGE_INDEX, problem: `lacks ${ref}, which the lock pins` })
+  return problems
 }
 
 function fail(source: string, problems: Problem[]): never {
@@ -142,13 +183,14 @@ function fail(source: string, problems: Problem[]): never {
 }
 
 async function scanFolder(dir: string): Promise<Scan> {
-  const scan: Scan = { name: basename(dir), digests: new Map(), small: new Map(), bytes: 0, problems: [] }
+  const scan: Scan = { name: basename(dir), digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [] }
   const files: string[] = []
   const walk = async (rel: string): Promise<void> => {
     const entries = await readdir(join(dir, rel), { withFileTypes: true })
     for (const e of entries) {
       const p = rel ? `${rel}/${e.name}` : e.name
       if (e.isDirectory()) await walk(p)
+      else if (e.isFile() && p.startsWith(`${JOIN_DIR}/`)) scan.joinFiles.push(p)
       else if (e.isFile()) files.push(p)
       else scan.problems.push({ path: p, problem: 'not a regular file (links and devices are never part of a bundle)' })
     }
@@ -161,8 +203,10 @@ async function scanFolder(dir: string): Promise<Scan> {
     while (next < files.length) {
       const p = files[next++]!
       const full = join(dir, p)
-      if (!(await lstat(full)).isFile()) continue
-      if (KEEP.has(p)) scan.small.set(p, await readFile(full))
+      const st = await lstat(full)
+      if (!st.isFile()) continue
+      if (KEEP.has(p) && st.size > SMALL_CAP) scan.problems.push(tooBig(p))
+      else if (KEEP.has(p)) scan.small.set(p, await readFile(full))
       const { digest, size } = await Sha256.ofFile(full)
       scan.digests.set(p, digest)
       scan.bytes += size
@@ -173,7 +217,7 @@ async function scanFolder(dir: string): Promise<Scan> {
 }
 
 async function scanTar(open: () => Readable, tarPath: string, sidecar = true): Promise<Scan> {
-  const scan: Scan = { name: '', digests: new Map(), small: new Map(), bytes: 0, problems: [] }
+  const scan: Scan = { name: '', digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [] }
   const whole = createHash('sha256')
   const parser = new Parser({
     strict: false,
@@ -197,12 +241,19 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
       }
       const rel = raw.slice(top.length + 1)
       if (rel === '') return entry.resume()
+      if (rel.startsWith(`${JOIN_DIR}/`)) scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
       const hash = createHash('sha256')
-      const chunks: Buffer[] | undefined = KEEP.has(rel) ? [] : undefined
+      let chunks: Buffer[] | undefined = KEEP.has(rel) ? [] : undefined
+      let kept = 0
       entry.on('data', (c: Buffer) => {
         hash.update(c)
-        chunks?.push(c)
         scan.bytes += c.length
+        if (!chunks) return
+        kept += c.length
+        if (kept > SMALL_CAP) {
+          chunks = undefined
+          scan.problems.push(tooBig(rel))
+        } else chunks.push(c)
       })
       entry.on('end', () => {
         if (scan.digests.has(rel)) scan.problems.push({ path: rel, problem: 'appears twice in the tar' })
@@ -233,4 +284,39 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
     if (!want || want !== got.hex) scan.problems.push({ path: basename(sidecarPath), problem: `the tar's sha256 is ${got.hex}, the .sha256 file says ${want ?? 'nothing readable'}` })
   }
   return scan
+}
+
+/**
+ * A tar's regular files with their sizes, and the bytes of the few small ones asked for, read
+ * with the same parser as verification (PAX headers included, so inspect never shows a file
+ * other than the one verify checked). Junk is one EVERIFY line, never a throw from the parser.
+ */
+export async function listTar(path: string, want: readonly string[]): Promise<{ top: string; sizes: Map<string, number>; small: Map<string, Buffer> }> {
+  const sizes = new Map<string, number>()
+  const small = new Map<string, Buffer>()
+  let top = ''
+  let broken: string | undefined
+  const parser = new Parser({
+    strict: false,
+    onwarn: (_code, message) => void (broken ??= message),
+    onReadEntry: (entry: ReadEntry) => {
+      const raw = entry.path.replace(/\/$/, '')
+      const first = raw.split('/')[0] ?? ''
+      top ||= first
+      const rel = raw.slice(first.length + 1)
+      if ((entry.type !== 'File' && entry.type !== 'OldFile') || !rel || first !== top) return entry.resume()
+      sizes.set(rel, entry.size ?? 0)
+      if (!want.includes(rel) || (entry.size ?? 0) > SMALL_CAP) return entry.resume()
+      const chunks: Buffer[] = []
+      entry.on('data', (c: Buffer) => chunks.push(c))
+      entry.on('end', () => small.set(rel, Buffer.concat(chunks)))
+    },
+  })
+  try {
+    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), parser)
+  } catch (e) {
+    broken ??= (e as Error).message
+  }
+  if (!top || (broken && sizes.size === 0)) throw new KaError('EVERIFY', `${path}: not a tar${broken ? ` (${broken})` : ''}; give a bundle .tar or an unpacked bundle folder`)
+  return { top, sizes, small }
 }

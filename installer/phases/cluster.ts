@@ -1,10 +1,8 @@
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { patchCalico } from '../calico.js'
 import { durationMs } from '../cluster-config.js'
 import { Sha256 } from '../core/digest.js'
 import { KaError } from '../core/errors.js'
-import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../core/layout.js'
+import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../core/layout.js'
 import { Host } from '../host.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
 import { BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../paths.js'
@@ -79,7 +77,7 @@ export const network: Phase = {
   async plan(ctx) {
     const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, { path: ctx.bundle.file('calicoctl').path, sha256: ctx.bundle.file('calicoctl').locked.integrity }, 0o755)]
     if (!isFirstMaster(ctx)) return steps
-    const source = await readFile(ctx.bundle.file('calico-manifest').path, 'utf8')
+    const source = await ctx.bundle.read(filePath(ctx.bundle.file('calico-manifest').locked.file))
     const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection)
     const file = await fileStep(ctx, `Calico manifest (${CALICO_APPLIED}: ${patched.documents} documents, pool ${ctx.cluster.config.podSubnet})`, CALICO_APPLIED, patched.text)
     steps.push(file)
@@ -108,12 +106,13 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
     [JOIN_WORKER, { role: 'worker', ...base }],
     [JOIN_CONTROL_PLANE, { role: 'control-plane', ...base, certificateKey: state.certificateKey, certificateKeyExpires: state.certificateKeyExpires }],
   ]
-  // The bundle folder is not the node's filesystem: it travels on to the next node.
-  const usb = new Host('/', ctx.options.dryRun)
+  // The bundle folder is not the node's filesystem: it travels on to the next node, and it
+  // came on a stick, so no link in it is followed.
+  const usb = new Host(ctx.bundle.dir, ctx.options.dryRun, { noLinks: true })
   const out: Step[] = []
   for (const [rel, j] of files) {
     const text = formatJoinFile(j)
-    const path = join(ctx.bundle.dir, rel)
+    const path = `/${rel}`
     const now = await usb.fileState(path)
     const sha256 = Sha256.of(text)
     out.push({ title: `${rel} for the next ${j.role === 'worker' ? 'workers' : 'masters'} (expires ${j.expires})`, done: !!now && now.sha256.equals(sha256) && now.mode === 0o600, on: usb, actions: [{ kind: 'write', path, mode: 0o600, sha256, size: text.length, data: () => Buffer.from(text) }] })

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough, type Readable } from 'node:stream'
 import type { Bundle, BundleImage } from '../bundle.js'
+import { integrityError, Sha256 } from '../core/digest.js'
 import { KaError } from '../core/errors.js'
 import { IMAGE_INDEX, imageBlobPath } from '../core/layout.js'
 import { MediaType, OCI_LAYOUT_CONTENT } from '../core/oci.js'
@@ -24,7 +25,11 @@ export async function listImages(ctx: Context, namespace: string): Promise<Map<s
 /** The blobs an image consists of in the bundle: its manifest, config and layers (hex digests). */
 export async function imageBlobs(bundle: Bundle, image: BundleImage): Promise<string[]> {
   const hex = image.manifest.slice('sha256:'.length)
-  const doc = JSON.parse(await readFile(join(bundle.dir, imageBlobPath(hex)), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] }
+  // A blob's name is its digest: what is read is checked against it (containerd checks the rest on import).
+  const bytes = await readFile(join(bundle.dir, imageBlobPath(hex)))
+  const got = Sha256.of(bytes)
+  if (got.hex !== hex) throw integrityError(imageBlobPath(hex), Sha256.fromHex(hex), got)
+  const doc = JSON.parse(bytes.toString('utf8')) as { config: { digest: string }; layers: { digest: string }[] }
   return [hex, ...[doc.config, ...doc.layers].map((d) => d.digest.slice('sha256:'.length))]
 }
 
@@ -36,7 +41,7 @@ export async function imageBlobs(bundle: Bundle, image: BundleImage): Promise<st
 export function layoutStream(bundle: Bundle, images: BundleImage[], skip: ReadonlySet<string> = new Set()): Readable {
   const out = new PassThrough()
   void (async () => {
-    const index = JSON.parse(await readFile(join(bundle.dir, IMAGE_INDEX), 'utf8')) as { manifests: { digest: string }[] }
+    const index = JSON.parse(await bundle.read(IMAGE_INDEX)) as { manifests: { digest: string }[] }
     const wanted = new Set(images.map((i) => i.manifest))
     const manifests = index.manifests.filter((m) => wanted.has(m.digest))
     const blobs = new Set<string>()

@@ -1,8 +1,10 @@
+import { createReadStream } from 'node:fs'
 import { join } from 'node:path'
 import { KaError } from '../core/errors.js'
 import { packagePath } from '../core/layout.js'
 import type { LockedPackage } from '../core/lock.js'
-import type { Context, Phase } from '../plan.js'
+import type { Action, Context, Phase } from '../plan.js'
+import { PACKAGE_STAGING } from '../paths.js'
 
 /** `ubuntu-22.04`, `debian-12`: ID and VERSION_ID of /etc/os-release, as the bundle names its sets. */
 export async function nodeRelease(ctx: Context): Promise<string | undefined> {
@@ -19,6 +21,8 @@ export async function packagesForNode(ctx: Context): Promise<{ release?: string;
   const release = await nodeRelease(ctx)
   return { ...(release ? { release } : {}), mine: all.filter((p) => p.release === release), carried: [...new Set(all.map((p) => p.release))] }
 }
+
+const staged = (p: LockedPackage): string => `${PACKAGE_STAGING}/${p.file}`
 
 /** dpkg and dpkg-query, on the node or (under --root) on the system in the root. */
 const dpkg = (ctx: Context, tool: 'dpkg' | 'dpkg-query', ...args: string[]) => [tool, ...(ctx.host.root === '/' ? [] : [`--root=${ctx.host.root}`]), ...args]
@@ -39,8 +43,14 @@ export const packages: Phase = {
       {
         title: `OS packages for ${release} (${mine.length}: ${missing.length ? `${missing.length} to install: ${missing.map((p) => p.name).join(', ')}` : 'all installed'})`,
         done: missing.length === 0,
-        // One dpkg run for all: dpkg orders unpacking and configuration by their dependencies.
-        actions: [{ kind: 'run', argv: dpkg(ctx, 'dpkg', '--install', ...missing.map((p) => join(ctx.bundle.dir, packagePath(p.release, p.file)))) }],
+        // Staged on the node first, each .deb checked against its pin as it is written (dpkg
+        // then reads the checked copy, not the stick again); one dpkg run for all: dpkg orders
+        // unpacking and configuration by their dependencies.
+        actions: [
+          ...missing.map((p): Action => ({ kind: 'write', path: staged(p), mode: 0o644, sha256: p.integrity, size: p.size, data: () => createReadStream(join(ctx.bundle.dir, packagePath(p.release, p.file))) })),
+          { kind: 'run', argv: dpkg(ctx, 'dpkg', '--install', ...missing.map((p) => ctx.host.path(staged(p)))) },
+          { kind: 'remove', path: PACKAGE_STAGING },
+        ],
         check: async () => {
           const audit = await ctx.host.run(dpkg(ctx, 'dpkg', '--audit'), { changing: false })
           if (audit.stdout.trim() || audit.code !== 0) throw new KaError('ESTEP', `dpkg --audit is not clean after installing: ${audit.stdout.trim().split('\n').slice(0, 3).join(' / ')}; run dpkg --configure -a and see its errors`)

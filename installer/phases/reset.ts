@@ -63,7 +63,7 @@ export function resetPhase(purge: boolean): Phase {
 /** Everything the installer wrote, removed; /etc/fstab restored from its backup. */
 async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   const { host, bundle } = ctx
-  const members = async (name: string, dir: string, pick: (p: string) => boolean = () => true) => (await listMembers(bundle.file(name).path)).filter((m) => pick(m.path)).map((m) => `${dir}/${basename(m.path)}`)
+  const members = async (name: string, dir: string, pick: (p: string) => boolean = () => true) => (await listMembers(bundle.file(name).path, bundle.file(name).locked.integrity)).filter((m) => pick(m.path)).map((m) => `${dir}/${basename(m.path)}`)
   const files = [
     ...(await members('containerd', BIN_DIR, (p) => p.startsWith('bin/'))),
     ...(await members('crictl', BIN_DIR)),

@@ -12,11 +12,11 @@ export const containerd: Phase = {
   name: 'containerd',
   summary: `runc to ${RUNC}, containerd to ${BIN_DIR}, its unit and ${CONTAINERD_CONFIG} (systemd cgroups, the bundle's pause image), crictl and ${CRICTL_CONFIG}; started`,
   async plan(ctx) {
-    const binaries = await membersStep(ctx, `containerd binaries in ${BIN_DIR}`, ctx.bundle.file('containerd').path, BIN_DIR, (p) => p.startsWith('bin/'))
+    const binaries = await membersStep(ctx, `containerd binaries in ${BIN_DIR}`, 'containerd', BIN_DIR, (p) => p.startsWith('bin/'))
     const runc = await copyStep(ctx, `runc (${RUNC})`, RUNC, locked(ctx, 'runc'), 0o755)
     const unit = await copyStep(ctx, `containerd unit (${CONTAINERD_UNIT})`, CONTAINERD_UNIT, locked(ctx, 'containerd-service'), 0o644)
     const config = await fileStep(ctx, `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause})`, CONTAINERD_CONFIG, containerdConfig(ctx.bundle.required.pause))
-    const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, ctx.bundle.file('crictl').path, BIN_DIR)
+    const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, 'crictl', BIN_DIR)
     const crictlYaml = await fileStep(ctx, `crictl config (${CRICTL_CONFIG})`, CRICTL_CONFIG, crictlConfig())
     const steps: Step[] = [binaries, runc, unit, config, crictl, crictlYaml]
 
@@ -34,7 +34,7 @@ export const cni: Phase = {
   name: 'cni',
   summary: `the CNI plugins into ${CNI_BIN_DIR}`,
   async plan(ctx) {
-    return [await membersStep(ctx, `CNI plugins in ${CNI_BIN_DIR}`, ctx.bundle.file('cni-plugins').path, CNI_BIN_DIR)]
+    return [await membersStep(ctx, `CNI plugins in ${CNI_BIN_DIR}`, 'cni-plugins', CNI_BIN_DIR)]
   },
 }
 

@@ -54,7 +54,7 @@ esac
 extract=
 case "\${1:-}" in
   --extract) [ $# -eq 3 ] || usage "--extract takes a folder and a bundle"; extract=$2; shift 2 ;;
-  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
 esac
 [ $# -eq 1 ] || usage "give one bundle"
 target=$1

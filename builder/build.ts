@@ -149,7 +149,19 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     digest: p.integrity,
     size: p.size,
     label: `${p.release} ${p.name} ${p.version}`,
-    fetch: (partial, onBytes, signal) => download({ what: `${p.release} package ${p.name} ${p.version}`, url: applyMirrors(p.url, o.mirrors), partial, expected: p.integrity, size: p.size, onBytes, signal }, o.http),
+    fetch: async (partial, onBytes, signal) => {
+      const get = (url: string) => download({ what: `${p.release} package ${p.name} ${p.version}`, url: applyMirrors(url, o.mirrors), partial, expected: p.integrity, size: p.size, onBytes, signal }, o.http)
+      try {
+        return await get(p.url)
+      } catch (e) {
+        // Distributions drop superseded .debs from their pools; the snapshot service keeps
+        // them. The same pinned sha256 is checked either way.
+        const status = (e as KaError).facts?.status
+        if (!p.snapshot || (status !== 404 && status !== 410)) throw e
+        o.progress.note(`moved    ${p.release} ${p.name} ${p.version}: gone from the pool, fetching it from the snapshot service`)
+        return get(p.snapshot)
+      }
+    },
   }))
   const fileItems = new Map<string, Item>()
   for (const f of files) {

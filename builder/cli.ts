@@ -60,15 +60,17 @@ program
   .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
   .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
   .option('--concurrency <n>', 'parallel requests', '8')
+  .option('--keyring <file>', "also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)", collect, [])
   .option('--json', 'print the result as JSON')
-  .action(async (opts: { manifest: string; out: string; mirror: string[]; registryMirror: string[]; cache: string; concurrency: string; json?: boolean }) => {
+  .action(async (opts: { manifest: string; out: string; mirror: string[]; registryMirror: string[]; cache: string; concurrency: string; keyring: string[]; json?: boolean }) => {
+    for (const k of opts.keyring) if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
     const mirrors = opts.mirror.map(parseMirror)
     const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
     const manifest = await readManifest(opts.manifest)
     const progress = progressFor({ json: opts.json })
     let lock
     try {
-      lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, registryMirrors, concurrency: concurrency(opts.concurrency), progress })
+      lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, registryMirrors, concurrency: concurrency(opts.concurrency), progress, keyrings: opts.keyring.map((k) => resolve(k)) })
     } finally {
       progress.close()
     }

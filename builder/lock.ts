@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { readFile, rm } from 'node:fs/promises'
-import { gunzipSync } from 'node:zlib'
-import { closure, newest, parsePackages, type DebPackage } from './debian.js'
-import { indexUrl, releaseNamed } from './releases.js'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { readSuite, type AptOptions } from './apt.js'
+import { closure, newest, type DebPackage } from './debian.js'
+import { releaseNamed } from './releases.js'
 import pLimit from 'p-limit'
 import { Sha256 } from '../installer/core/digest.js'
 import { KaError } from '../installer/core/errors.js'
@@ -17,7 +19,17 @@ import { applyMirrors, download, fetchText } from './http.js'
 import type { Manifest } from './manifest.js'
 import { silentProgress } from './progress.js'
 
-export type LockOptions = FetchOptions
+export interface LockOptions extends FetchOptions {
+  /** The archive keyrings the release table names (manifests/keyrings/). */
+  keyringDir: string
+  /** Keyrings the user adds (a mirror that signs its own indexes): trusted as well. */
+  keyrings: readonly string[]
+  gpgv: string
+  xz: string
+}
+
+/** Where the shipped archive keyrings are, from the compiled lib/builder or the sources. */
+export const DEFAULT_KEYRING_DIR = fileURLToPath(new URL(import.meta.url.includes('/lib/builder/') ? '../../manifests/keyrings/' : '../manifests/keyrings/', import.meta.url))
 
 export interface Want {
   name: string
@@ -36,7 +48,7 @@ export interface Want {
  * from: the lock records canonical URLs and names.
  */
 export async function createLock(manifest: Manifest, opts: Partial<LockOptions> & Pick<LockOptions, 'cache' | 'http'>): Promise<Lock> {
-  const o: LockOptions = { mirrors: [], registryMirrors: [], concurrency: 8, progress: silentProgress, credentials: opts.credentials ?? DockerCredentials.fromEnv(), ...opts }
+  const o: LockOptions = { mirrors: [], registryMirrors: [], concurrency: 8, progress: silentProgress, credentials: opts.credentials ?? DockerCredentials.fromEnv(), keyringDir: DEFAULT_KEYRING_DIR, keyrings: [], gpgv: 'gpgv', xz: 'xz', ...opts }
   const wants = wantsOf(manifest)
   const limit = pLimit(o.concurrency)
   const checksumFiles = new Map<string, Promise<string | undefined>>()
@@ -73,30 +85,28 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
       }),
     ),
   )
-  const packages = (await Promise.all(manifest.platforms.flatMap((platform) => manifest.packages.releases.map((id) => lockPackages(id, platform, manifest.packages.names, o))))).flat()
+  const sets = manifest.platforms.flatMap((platform) => manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ id: r.id, platform })))
+  const packages = (await Promise.all(sets.map(({ id, platform }) => lockPackages(id, platform, manifest.packages.names, o)))).flat()
   return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
 }
 
 /**
- * One release's packages for one platform: its Packages indexes (every suite and component,
- * through the mirrors), the newest version of each package, the closure of `names` beyond
- * what every installation has, each .deb pinned by the sha256 the index gives.
+ * One release's packages for one platform: every suite's index, read the way apt reads it
+ * (signed Release, indexes checked against it: builder/apt.ts), the newest version of each
+ * package, the closure of `names` beyond what every installation has, each .deb pinned by
+ * the sha256 the signed index gives, with the snapshot URL that keeps it after the pool
+ * drops it.
  */
 async function lockPackages(id: string, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
   const release = releaseNamed(id)!
   const arch = archOf(platform)
+  const apt: AptOptions = { cache: o.cache, http: o.http, mirrors: o.mirrors, keyrings: [join(o.keyringDir, release.keyring), ...o.keyrings], gpgv: o.gpgv, xz: o.xz }
   const indexes: DebPackage[][] = []
+  const snapshots = new Map<string, string>()
   for (const s of release.suites) {
-    for (const component of release.components) {
-      const url = indexUrl(release, s, component, arch)
-      const partial = o.cache.partialPath(`index-${randomBytes(8).toString('hex')}`)
-      try {
-        await download({ what: `${id} ${platform} package index`, url: applyMirrors(url, o.mirrors), partial }, o.http)
-        indexes.push(parsePackages(gunzipSync(await readFile(partial)).toString('utf8'), (s.archive ?? release.archive)(arch)))
-      } finally {
-        await rm(partial, { force: true })
-      }
-    }
+    const { packages, timestamp } = await readSuite(release, s, arch, apt)
+    indexes.push(packages)
+    snapshots.set((s.archive ?? release.archive)(arch), (s.snapshot ?? release.snapshot)(arch, timestamp))
   }
   let chosen: DebPackage[]
   try {
@@ -105,7 +115,17 @@ async function lockPackages(id: string, platform: Platform, names: readonly stri
     throw new KaError('ENOTPINNED', `${id} ${platform}: ${(e as Error).message}; check packages.names, or the archive and --mirror`)
   }
   o.progress.note(`packages ${id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
-  return chosen.map((p) => ({ release: id, platform, name: p.name, version: p.version, url: `${p.archive}/${p.filename}`, integrity: Sha256.fromHex(p.sha256), size: p.size, file: p.filename.split('/').pop()! }))
+  return chosen.map((p) => ({
+    release: id,
+    platform,
+    name: p.name,
+    version: p.version,
+    url: `${p.archive}/${p.filename}`,
+    snapshot: `${snapshots.get(p.archive)}/${p.filename}`,
+    integrity: Sha256.fromHex(p.sha256),
+    size: p.size,
+    file: p.filename.split('/').pop()!,
+  }))
 }
 
 /** Every file a manifest asks for, with its canonical URL and where its checksum is published. */

@@ -30,7 +30,8 @@ export interface Manifest {
   images: ImageWant[]
   files: ExtraFile[]
   /** OS packages to carry, for these distribution releases. */
-  packages: { releases: string[]; names: string[] }
+  /** Each release, for every platform of the manifest or only those it names. */
+  packages: { releases: { id: string; platforms?: Platform[] }[]; names: string[] }
 }
 
 const TOP_KEYS = ['kubernetes', 'platforms', 'components', 'images', 'files', 'packages']
@@ -108,8 +109,18 @@ export function parseManifest(text: string, source: string): Manifest {
   const pk = (o.packages ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown }
   if (typeof pk !== 'object' || pk === null || Array.isArray(pk)) fail('packages', 'must be a mapping with releases and names')
   const knownReleases = RELEASES.map((r) => r.id)
-  const releases = Array.isArray(pk.releases) ? pk.releases.map(String) : fail('packages.releases', `must list releases (${knownReleases.join(', ')})`)
-  for (const r of releases) if (!knownReleases.includes(r)) fail('packages.releases', `unknown release ${JSON.stringify(r)}${didYouMean(r, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`)
+  if (!Array.isArray(pk.releases)) fail('packages.releases', `must list releases (${knownReleases.join(', ')})`)
+  // A release is a name (every platform) or { release, platforms } (only those: an archive
+  // that does not serve, or cannot be reached for, every architecture).
+  const releases = (pk.releases as unknown[]).map((e, i) => {
+    const entry = typeof e === 'string' ? { release: e } : (e as { release?: unknown; platforms?: unknown })
+    const id = entry?.release
+    if (typeof id !== 'string') return fail(`packages.releases[${i}]`, 'must be a release name or { release: NAME, platforms: [...] }')
+    if (!knownReleases.includes(id)) fail(`packages.releases[${i}]`, `unknown release ${JSON.stringify(id)}${didYouMean(id, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`)
+    if (entry.platforms === undefined) return { id }
+    if (!Array.isArray(entry.platforms) || !entry.platforms.every((p) => platforms.includes(p as Platform))) fail(`packages.releases[${i}].platforms`, `must list platforms of the manifest (${platforms.join(', ')})`)
+    return { id, platforms: entry.platforms as Platform[] }
+  })
   const names = Array.isArray(pk.names) ? pk.names.map(String) : fail('packages.names', 'must list package names')
   return { kubernetes, platforms, components, images, files, packages: { releases, names } }
 }

@@ -5,10 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Cache } from '../builder/cache.js'
 import { httpDefaults, parseMirror } from '../builder/http.js'
 import { createLock } from '../builder/lock.js'
+import { parseManifest } from '../builder/manifest.js'
+import { releaseNamed } from '../builder/releases.js'
 import { parseLock, serializeLock } from '../installer/core/lock.js'
 import { archOf } from '../installer/core/platform.js'
 import { REAL_FILES, REAL_SHA256 } from './fixtures/upstream-facts.js'
-import { fakeUpstream, REPO, type FakeUpstream } from './support/fake-upstream.js'
+import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeUpstream } from './support/fake-upstream.js'
 import { busyboxBinary, image, layer } from './support/images.js'
 import { startRegistry, type TestRegistry } from './support/registry.js'
 import { parseRegistryMirror } from '../builder/registry.js'
@@ -59,9 +61,45 @@ describe('the committed default lock', () => {
     const calico = lock.images.filter((i) => i.ref.startsWith('docker.io/calico/'))
     expect(calico.map((i) => i.digest)).toHaveLength(3)
     for (const i of calico) expect(i.digest).toBeDefined(), delete i.digest
-    const text = serializeLock(lock)
-    if (process.env.UPDATE_DEFAULT_LOCK) await writeFile(LOCK, text)
-    expect(text).toBe(await readFile(LOCK, 'utf8'))
+    const committed = parseLock(await readFile(LOCK, 'utf8'))
+    if (process.env.UPDATE_DEFAULT_LOCK) {
+      // Refreshing: the OS packages from the distributions' real archives (their signatures
+      // checked), everything else as above. Only here does a test reach an archive.
+      const full = parseManifest(await readFile(DEFAULT_MANIFEST, 'utf8'), 'manifests/default.yaml')
+      lock.packages = (await createLock({ ...full, images: [] }, { cache: new Cache(join(dir, 'cache')), http: httpDefaults(), mirrors: fake.mirrors.map(parseMirror) })).packages
+      await writeFile(LOCK, serializeLock(lock))
+      return
+    }
+    // The packages are checked for consistency below, not re-resolved against a live archive.
+    expect(serializeLock(lock)).toBe(serializeLock({ ...committed, packages: [] }))
+    expect(await readFile(LOCK, 'utf8')).toBe(serializeLock(committed))
+  })
+
+  it('pins a complete, well-formed OS package set for every release and platform the manifest names', async () => {
+    const lock = parseLock(await readFile(LOCK, 'utf8'))
+    const manifest = parseManifest(await readFile(DEFAULT_MANIFEST, 'utf8'), 'manifests/default.yaml')
+    const sets = manifest.platforms.flatMap((platform) => manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ release: r.id, platform })))
+    expect(sets.length).toBeGreaterThan(0)
+    for (const { release, platform } of sets) {
+      const set = lock.packages.filter((p) => p.release === release && p.platform === platform)
+      const at = `${release} ${platform}`
+      // Every name the manifest asks for, once; each with its dependencies' libraries.
+      for (const n of manifest.packages.names) expect(set.filter((p) => p.name === n), `${at} ${n}`).toHaveLength(1)
+      expect(new Set(set.map((p) => p.name)).size, at).toBe(set.length)
+      expect(set.some((p) => p.name.startsWith('libnetfilter-conntrack')), `${at}: conntrack's library`).toBe(true)
+      const r = releaseNamed(release)!
+      const archives = r.suites.map((s) => (s.archive ?? r.archive)(archOf(platform)))
+      for (const p of set) {
+        expect(archives.some((a) => p.url.startsWith(`${a}/pool/`)), `${at} ${p.url}`).toBe(true)
+        expect(p.url.endsWith(`/${p.file}`)).toBe(true)
+        expect(p.file).toMatch(new RegExp(`^${p.name.replace(/[+.]/g, '\\$&')}_[^_]+_(${archOf(platform)}|all)\\.deb$`))
+        expect(p.snapshot, `${at} ${p.name}`).toMatch(/^https:\/\/snapshot\.(debian\.org\/archive|ubuntu\.com)\/.+\/\d{8}T\d{6}Z\/pool\//)
+        expect(p.snapshot!.endsWith(`/${p.file}`)).toBe(true)
+        expect(p.size).toBeGreaterThan(0)
+      }
+    }
+    // Nothing beyond what the manifest names.
+    expect(lock.packages.every((p) => sets.some((s) => s.release === p.release && s.platform === p.platform))).toBe(true)
   })
 
   it('pins both platforms, ten images, and the published hashes', async () => {

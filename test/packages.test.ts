@@ -1,13 +1,15 @@
 import { execFileSync, execSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { closure, newest, parsePackages } from '../builder/debian.js'
-import { parseLock } from '../installer/core/lock.js'
+import { Sha256 } from '../installer/core/digest.js'
+import { parseLock, serializeLock } from '../installer/core/lock.js'
 import { bundleCli } from './support/cli.js'
+import { REPO } from './support/fake-upstream.js'
 import { startUpstream, type Upstream } from './support/upstream.js'
 import { lockWorld, startWorld, type World } from './support/world.js'
 
@@ -17,19 +19,29 @@ import { lockWorld, startWorld, type World } from './support/world.js'
  * during setup); the bundle installs them with dpkg into a real Debian 12 root made with
  * `debootstrap --variant=minbase` (cached in /var/cache/kube-airgap-test between runs).
  */
+/** Debian's archive is reachable from this machine (and from CI): the tests against it run; elsewhere they say why not. */
+const DEBIAN_REACHABLE = await fetch('http://deb.debian.org/debian/dists/bookworm/InRelease', { method: 'HEAD', signal: AbortSignal.timeout(10_000) }).then((r) => r.ok, () => false)
+if (!DEBIAN_REACHABLE) console.log('packages.test.ts: http://deb.debian.org is not reachable from here: the tests against the real Debian archive are skipped')
+
 const NAMES = ['conntrack', 'socat', 'ebtables', 'ethtool', 'ipset', 'iptables']
 const ROOTFS = '/var/cache/kube-airgap-test/debian12'
 const LISTS = '/var/lib/apt/lists'
-const SUITES: [string, string, string][] = [
-  ['debian', 'bookworm', 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages'],
-  ['debian', 'bookworm-updates', 'deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages'],
-  ['debian-security', 'bookworm-security', 'deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages'],
+/** Debian 12's suites as this machine's apt sees them; each served as the test's archive lays it out. */
+const SUITES: { repo: string; suite: string; list: string; index: 'xz' | 'gz' }[] = [
+  { repo: 'debian', suite: 'bookworm', list: 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages', index: 'xz' },
+  { repo: 'debian', suite: 'bookworm-updates', list: 'deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages', index: 'gz' },
+  { repo: 'debian-security', suite: 'bookworm-security', list: 'deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages', index: 'xz' },
 ]
+/** The Release files' Date: the snapshot timestamp the lock records. */
+const RELEASE_DATE = 'Sat, 11 Jul 2026 10:16:37 UTC'
+const SNAPSHOT_TS = '20260711T101637Z'
 let dir: string
 let world: World
 let archive: Upstream
 let lockPath: string
 let bundle: string
+let gnupg: string
+let keyring: string
 
 const readList = async (name: string): Promise<string> => {
   const f = (await readdir(LISTS)).find((n) => n.startsWith(name) && !n.endsWith('.diff_Index'))
@@ -37,32 +49,63 @@ const readList = async (name: string): Promise<string> => {
   return f.endsWith('.lz4') || f.endsWith('.gz') || f.endsWith('.xz') ? execFileSync('/usr/lib/apt/apt-helper', ['cat-file', join(LISTS, f)], { maxBuffer: 256 << 20, encoding: 'utf8' }) : readFile(join(LISTS, f), 'utf8')
 }
 
+const gpg = (args: string[], input?: string) => execFileSync('gpg', ['--batch', '--homedir', gnupg, ...args], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] })
+
+/**
+ * One suite in the real layout: dists/<suite>/main/binary-amd64/Packages.<xz|gz>, and a
+ * Release listing it by sha256 and size, clear-signed into InRelease by `key` (or left
+ * unsigned, as Release alone).
+ */
+async function writeSuite(root: string, repo: string, suite: string, text: string, index: 'xz' | 'gz', sign: { key?: string; tamper?: boolean } = { key: 'archive' }): Promise<void> {
+  const d = join(root, 'deb.debian.org', repo, 'dists', suite)
+  await mkdir(join(d, 'main', 'binary-amd64'), { recursive: true })
+  const name = `main/binary-amd64/Packages.${index}`
+  const bytes = index === 'gz' ? gzipSync(text) : execFileSync('xz', ['-c', '-0'], { input: text, maxBuffer: 256 << 20 })
+  const served = Buffer.from(bytes)
+  if (sign.tamper) served[served.length >> 1] = served[served.length >> 1]! ^ 1
+  await writeFile(join(d, name), served)
+  const release = `Origin: Debian\nSuite: ${suite}\nCodename: ${suite}\nDate: ${RELEASE_DATE}\nArchitectures: amd64\nComponents: main\nSHA256:\n ${Sha256.of(bytes).hex} ${bytes.length} ${name}\n`
+  if (!sign.key) return writeFile(join(d, 'Release'), release)
+  await writeFile(join(d, 'InRelease'), gpg(['--local-user', sign.key, '--digest-algo', 'SHA256', '--clearsign'], release))
+}
+
+/** The lock and build arguments for an archive root: its mirror and the test's keyring, as a user passes them. */
+const archiveArgs = (url: string) => ['--mirror', `http://deb.debian.org=${url}/deb.debian.org`, '--keyring', keyring]
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-packages-'))
+  // The test's archive keys, made by gpg: the one the mirror signs with, and another.
+  gnupg = join(dir, 'gnupg')
+  await mkdir(gnupg, { mode: 0o700 })
+  for (const who of ['archive', 'stranger']) gpg(['--passphrase', '', '--quick-gen-key', `${who} (kube-airgap test) <${who}@example.invalid>`, 'ed25519', 'sign', 'never'])
+  keyring = join(dir, 'test-archive.gpg')
+  await writeFile(keyring, execFileSync('gpg', ['--batch', '--homedir', gnupg, '--export', 'archive@example.invalid']))
   const up = join(dir, 'archive')
-  // The mirror: the release's real indexes (one broken copy lacks a dependency) ...
+  // The mirror: the release's real indexes, signed; variants broken in one way each.
   const texts: string[] = []
-  for (const [repo, suite, list] of SUITES) {
+  for (const { repo, suite, list, index } of SUITES) {
     const text = await readList(list)
     texts.push(text)
-    for (const [root, t] of [
-      ['good', text],
-      ['broken', text.replace(/\nPackage: libnfnetlink0\n[\s\S]*?\n\n/, '\n\n')],
-    ] as const) {
-      const d = join(up, root, 'deb.debian.org', repo, 'dists', suite, 'main', 'binary-amd64')
-      await mkdir(d, { recursive: true })
-      await writeFile(join(d, 'Packages.gz'), gzipSync(t))
-    }
+    await writeSuite(join(up, 'good'), repo, suite, text, index)
+    await writeSuite(join(up, 'broken'), repo, suite, text.replace(/\nPackage: libnfnetlink0\n[\s\S]*?\n\n/, '\n\n'), index)
+    await writeSuite(join(up, 'tampered'), repo, suite, text, index, { key: 'archive', tamper: suite === 'bookworm-updates' })
+    await writeSuite(join(up, 'stranger'), repo, suite, text, index, { key: suite === 'bookworm-security' ? 'stranger' : 'archive' })
+    await writeSuite(join(up, 'unsigned'), repo, suite, text, index, suite === 'bookworm' ? {} : { key: 'archive' })
   }
-  // ... and the real .deb files the closure takes, where the index says they are.
-  const all = newest(SUITES.map(([repo], i) => parsePackages(texts[i]!, `https://deb.debian.org/${repo}`)))
+  // ... and the real .deb files the closure takes, where the index says they are, and on
+  // the snapshot service's path for the same file.
+  const all = newest(SUITES.map(({ repo }, i) => parsePackages(texts[i]!, `http://deb.debian.org/${repo}`)))
   const debs = join(dir, 'debs')
   await mkdir(debs, { recursive: true })
   const wanted = closure(NAMES, all)
   execFileSync('apt-get', ['download', ...wanted.map((p) => `${p.name}=${p.version}`)], { cwd: debs, stdio: 'ignore' })
   for (const f of await readdir(debs)) {
     const p = wanted.find((w) => f.startsWith(`${w.name}_`))!
-    const dest = join(up, 'good', 'deb.debian.org', p.archive.split('/').pop()!, p.filename)
+    const repo = p.archive.split('/').pop()!
+    const snap = join(up, 'snapshot', 'snapshot.debian.org', 'archive', repo, SNAPSHOT_TS, p.filename)
+    await mkdir(join(snap, '..'), { recursive: true })
+    await cp(join(debs, f), snap)
+    const dest = join(up, 'good', 'deb.debian.org', repo, p.filename)
     await mkdir(join(dest, '..'), { recursive: true })
     await rename(join(debs, f), dest)
   }
@@ -76,9 +119,10 @@ beforeAll(async () => {
   }
 
   world = await startWorld(dir, { realistic: true, manifestEdit: (t) => `${t.replace('platforms: [linux/amd64, linux/arm64]', 'platforms: [linux/amd64]')}\npackages:\n  releases: [debian-12]\n  names: [${NAMES.join(', ')}]\n` })
-  world.args.push('--mirror', `https://deb.debian.org=${archive.url}/deb.debian.org`)
   lockPath = join(dir, 'bundle.lock.json')
-  await lockWorld(world, lockPath, join(dir, 'cache'))
+  const l = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', lockPath, '--cache', join(dir, 'cache'), ...world.args, ...archiveArgs(archive.url)])
+  if (l.code !== 0) throw new Error(l.stderr)
+  world.args.push('--mirror', `http://deb.debian.org=${archive.url}/deb.debian.org`)
   const r = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), '--os', 'debian-12', ...world.args])
   if (r.code !== 0) throw new Error(r.stderr)
   execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: join(dir, 'out') })
@@ -121,17 +165,18 @@ describe('OS packages', () => {
     const names = lock.packages.map((p) => p.name)
     for (const n of [...NAMES, 'libnfnetlink0', 'libnetfilter-conntrack3', 'libxtables12', 'libip4tc2', 'libmnl0', 'libnftnl11', 'libipset13', 'libwrap0']) expect(names, n).toContain(n)
     for (const n of ['libc6', 'dpkg', 'coreutils', 'libselinux1']) expect(names, n).not.toContain(n)
-    expect(lock.packages.every((p) => p.release === 'debian-12' && p.platform === 'linux/amd64' && p.url.startsWith('https://deb.debian.org/'))).toBe(true)
+    expect(lock.packages.every((p) => p.release === 'debian-12' && p.platform === 'linux/amd64' && p.url.startsWith('http://deb.debian.org/'))).toBe(true)
     for (const p of lock.packages) {
       const served = await readFile(join(dir, 'archive', 'good', new URL(p.url).host, new URL(p.url).pathname))
       expect(execSync('sha256sum', { input: served, encoding: 'utf8' }).split(' ')[0], p.name).toBe(p.integrity.hex)
+      expect(p.snapshot).toBe(p.url.replace(/^http:\/\/deb\.debian\.org\/(debian(-security)?)\//, `https://snapshot.debian.org/archive/$1/${SNAPSHOT_TS}/`))
     }
   })
 
   it('a package whose dependency is missing from the index fails the lock, naming it', async () => {
     const broken = await startUpstream(join(dir, 'archive', 'broken'))
     try {
-      const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', join(dir, 'broken.lock.json'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), '--mirror', `https://deb.debian.org=${broken.url}/deb.debian.org`])
+      const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', join(dir, 'broken.lock.json'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), ...archiveArgs(broken.url)])
       expect(r.code).toBe(2)
       expect(r.stderr.trim().split('\n').pop()).toMatch(/^bundle: ENOTPINNED: debian-12 linux\/amd64: libnfnetlink0 \(needed by (conntrack|libnetfilter-conntrack3|iptables)\) is not in the release's package index/)
       expect(existsSync(join(dir, 'broken.lock.json'))).toBe(false)
@@ -181,5 +226,99 @@ describe('OS packages', () => {
     const other = await install(bundle, root, ['--role', 'worker', '--phases', 'packages'])
     expect(other.code).toBe(2)
     expect(other.stderr.trim()).toMatch(/^install: EUSAGE: this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12: build one with --os ubuntu-22\.04, or run with --skip-phases packages/)
+  })
+
+  it('reads the archive the way apt does: a tampered index, a Release signed by another key and an unsigned Release each fail the lock in one line naming the suite', async () => {
+    const cases: [string, RegExp][] = [
+      ['tampered', /^bundle: EINTEGRITY: debian-12 bookworm-updates main\/binary-amd64\/Packages\.gz \(against the signed Release\): expected sha256/],
+      ['stranger', /^bundle: ESIGNATURE: debian-12 bookworm-security: InRelease is not signed by the release's archive key/],
+      ['unsigned', /^bundle: ESIGNATURE: debian-12 bookworm: Release is not signed \(no InRelease, no Release\.gpg\)/],
+    ]
+    for (const [root, message] of cases) {
+      const bad = await startUpstream(join(dir, 'archive', root))
+      try {
+        const out = join(dir, `${root}.lock.json`)
+        const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', out, '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), ...archiveArgs(bad.url)])
+        expect(r.code, root).toBe(1)
+        expect(r.stderr.trim().split('\n').pop(), root).toMatch(message)
+        expect(existsSync(out), root).toBe(false)
+      } finally {
+        await bad.close()
+      }
+    }
+    // Without the mirror's key, the genuine-looking archive is refused too.
+    const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', join(dir, 'nokey.lock.json'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), '--mirror', `http://deb.debian.org=${archive.url}/deb.debian.org`])
+    expect(r.stderr.trim().split('\n').pop()).toMatch(/^bundle: ESIGNATURE: debian-12 bookworm: InRelease is not signed by the release's archive key \(NO_PUBKEY/)
+  })
+
+  it("falls back to the snapshot service when the pool has dropped a pin, still checking the pinned sha256", async () => {
+    const gone = await startUpstream(join(dir, 'archive', 'unsigned')) // serves no .deb at all: every pool URL is a 404
+    const snap = await startUpstream(join(dir, 'archive', 'snapshot'))
+    try {
+      const args = [...world.args.slice(0, -2), '--mirror', `http://deb.debian.org=${gone.url}/deb.debian.org`, '--mirror', `https://snapshot.debian.org=${snap.url}/snapshot.debian.org`]
+      const r = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out-snap'), '--cache', join(dir, 'cache-snap'), '--os', 'debian-12', ...args])
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stderr).toMatch(/gone from the pool, fetching it from the snapshot service/)
+      expect(snap.log.filter((l) => l.path.endsWith('.deb') && l.status === 200).length).toBe(parseLock(await readFile(lockPath, 'utf8')).packages.length)
+      // A snapshot that serves other bytes is refused by the pin.
+      const deb = snap.log.find((l) => l.path.includes('/conntrack_'))!.path
+      snap.fault(deb, { kind: 'wrong-bytes' })
+      const w = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out-snap2'), '--cache', join(dir, 'cache-snap2'), '--os', 'debian-12', ...args])
+      expect(w.code).toBe(1)
+      expect(w.stderr.trim().split('\n').pop()).toMatch(/^bundle: EINTEGRITY: debian-12 package conntrack .*expected sha256/)
+    } finally {
+      await gone.close()
+      await snap.close()
+    }
+  })
+
+  it.skipIf(!DEBIAN_REACHABLE)("locks against the real Debian 12 archive through --mirror, its InRelease checked against Debian's keyring", async () => {
+    const out = join(dir, 'real.lock.json')
+    const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', out, '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), '--mirror', 'http://deb.debian.org=http://deb.debian.org'])
+    expect(r.code, r.stderr).toBe(0)
+    const lock = parseLock(await readFile(out, 'utf8'))
+    for (const n of NAMES) expect(lock.packages.map((p) => p.name), n).toContain(n)
+    expect(lock.packages.every((p) => /^http:\/\/deb\.debian\.org\/debian(-security)?\/pool\//.test(p.url) && p.snapshot?.startsWith('https://snapshot.debian.org/archive/'))).toBe(true)
+  }, 300_000)
+
+  it.skipIf(!DEBIAN_REACHABLE)("the committed default lock's debian-12 set installs into a fresh debootstrap minbase root: conntrack and socat run, dpkg --audit is clean, a second run installs nothing", async () => {
+    const committed = parseLock(await readFile(join(REPO, 'bundle.lock.json'), 'utf8'))
+    const lock = parseLock(await readFile(lockPath, 'utf8'))
+    lock.packages = committed.packages.filter((p) => p.release === 'debian-12' && p.platform === 'linux/amd64')
+    expect(lock.packages.length).toBeGreaterThan(NAMES.length)
+    const mixed = join(dir, 'default-set.lock.json')
+    await writeFile(mixed, serializeLock(lock))
+    // The .debs from Debian's real archive (world.args send nothing else there).
+    const r = await bundleCli(['build', '--lock', mixed, '--out', join(dir, 'out-default'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2)])
+    expect(r.code, r.stderr).toBe(0)
+    execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: join(dir, 'out-default') })
+    const b = join(dir, 'out-default', 'kube-airgap-v1.29.3-linux-amd64')
+    const root = await debianRoot('default-set')
+    const first = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
+    expect(first.code, first.stderr + first.stdout).toBe(0)
+    expect(execFileSync('chroot', [root, 'conntrack', '--version'], { encoding: 'utf8' })).toMatch(/conntrack v1\.4/)
+    expect(execFileSync('chroot', [root, 'socat', '-V'], { encoding: 'utf8' })).toMatch(/socat version 1\.7/)
+    expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
+    const again = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
+    expect(again.stdout).toMatch(/\[packages\] already done +OS packages for debian-12 \(\d+: all installed\)/)
+  }, 300_000)
+
+  it('preflight says exactly what to do when kubeadm needs commands the node lacks and the bundle carries nothing for its release', async () => {
+    const root = await mkdtemp(join(dir, 'bare-'))
+    await mkdir(join(root, 'etc'))
+    await writeFile(join(root, 'etc/os-release'), 'ID=ubuntu\nVERSION_ID="22.04"\n')
+    // A PATH with a shell and nothing else: conntrack, socat and the rest are missing.
+    const path = join(dir, 'bare-path')
+    await mkdir(path, { recursive: true })
+    await rm(join(path, 'sh'), { force: true })
+    await symlink('/bin/sh', join(path, 'sh'))
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const c = spawn(process.execPath, [join(bundle, 'installer/install.mjs'), '--bundle', bundle, '--role', 'worker', '--phases', 'preflight', '--root', root], { env: { PATH: path }, stdio: ['ignore', 'ignore', 'pipe'] })
+      let stderr = ''
+      c.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      c.on('close', (code) => resolve({ code, stderr }))
+    })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/FAIL {2}commands kubeadm needs: conntrack.* not found .*this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12\. Either:\n {2}1\. build a bundle with ubuntu-22\.04 in the manifest's packages\.releases \(bundle lock, then bundle build\), or\n {2}2\. install conntrack/)
   })
 })

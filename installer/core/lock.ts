@@ -36,6 +36,8 @@ export interface LockedPackage {
   name: string
   version: string
   url: string
+  /** The same .deb on the distribution's snapshot service: where a build finds it once the pool has dropped it. */
+  snapshot?: string
   integrity: Sha256
   size: number
   /** The .deb's name under `packages/<release>/`. */
@@ -215,7 +217,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
 
   const packages = (top.packages === undefined ? [] : r.array(top, 'packages', 'packages')).map((pk, i): LockedPackage => {
     const at = `packages[${i}]`
-    const o = r.object(pk, at, ['release', 'platform', 'name', 'version', 'url', 'integrity', 'size', 'file'])
+    const o = r.object(pk, at, ['release', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file'])
     const platform = r.string(o, 'platform', `${at}.platform`)!
     if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
     const release = r.string(o, 'release', `${at}.release`)!
@@ -229,7 +231,8 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
       return r.fail(`${at}.integrity`, 'not a sha256 integrity string (sha256-<base64>)')
     }
     if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
-    return { release, platform: platform as Platform, name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url: r.url(o, 'url', `${at}.url`), integrity, size: o.size as number, file }
+    const snapshot = o.snapshot === undefined ? undefined : r.url(o, 'snapshot', `${at}.snapshot`)
+    return { release, platform: platform as Platform, name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url: r.url(o, 'url', `${at}.url`), ...(snapshot ? { snapshot } : {}), integrity, size: o.size as number, file }
   })
 
   return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
@@ -260,6 +263,6 @@ export function serializeLock(lock: Lock): string {
     file: f.file,
   }))
   const images = lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}), ...(im.manifest ? { manifest: im.manifest.oci } : {}) }))
-  const packages = lock.packages.map((p) => ({ release: p.release, platform: p.platform, name: p.name, version: p.version, url: p.url, integrity: p.integrity.sri, size: p.size, file: p.file }))
+  const packages = lock.packages.map((p) => ({ release: p.release, platform: p.platform, name: p.name, version: p.version, url: p.url, ...(p.snapshot ? { snapshot: p.snapshot } : {}), integrity: p.integrity.sri, size: p.size, file: p.file }))
   return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

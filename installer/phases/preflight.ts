@@ -92,12 +92,12 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   for (const c of INSTALLER_NEEDS) if (!(await host.hasCommand(c))) add('fail', `command ${c}`, `${c} is not on PATH`, `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`)
   // A command the bundle's packages bring for this release is not a problem: the packages
   // phase installs it before anything needs it.
-  const { mine } = await packagesForNode(ctx)
+  const { mine, release, carried } = await packagesForNode(ctx)
   const bringing = new Set(mine.map((p) => p.name))
   const brought = (c: string) => bringing.has(COMMAND_PACKAGE[c] ?? c)
   const missingHard = []
   for (const c of KUBEADM_NEEDS) if (!(await host.hasCommand(c)) && !brought(c)) missingHard.push(c)
-  if (missingHard.length) add('fail', 'commands kubeadm needs', `${missingHard.join(', ')} not found (kubeadm stops with [ERROR FileExisting-${missingHard[0]}])`, `install ${missingHard.join(' ')} (on Ubuntu: apt-get install ${missingHard.join(' ')}); on a node without a package mirror, carry the .deb files in the bundle`)
+  if (missingHard.length) add('fail', 'commands kubeadm needs', `${missingHard.join(', ')} not found (kubeadm stops with [ERROR FileExisting-${missingHard[0]}])`, missingPackagesFix(missingHard, release, carried))
   const missingSoft = []
   for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c)) && !brought(c)) missingSoft.push(c)
   if (missingSoft.length) add('warn', 'commands kubeadm wants', `${missingSoft.join(', ')} not found`, `install ${missingSoft.join(' ')}: socat is needed by kubectl port-forward`)
@@ -111,6 +111,19 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
 
   if (f.length === 0) add('ok', 'preflight', 'nothing to report')
   return f
+}
+
+/**
+ * What to do about commands kubeadm needs that neither the node nor the bundle has: the
+ * release this node runs, what the bundle carries, and the two ways out, in one block.
+ */
+export function missingPackagesFix(commands: string[], release: string | undefined, carried: string[]): string {
+  const pkgs = [...new Set(commands.map((c) => COMMAND_PACKAGE[c] ?? c))].join(' ')
+  return [
+    `this node runs ${release ?? 'a release this installer cannot tell (no /etc/os-release)'}; the bundle carries OS packages for ${carried.length ? carried.join(', ') : 'no release'}. Either:`,
+    `  1. build a bundle with ${release ?? 'this release'} in the manifest's packages.releases (bundle lock, then bundle build), or`,
+    `  2. install ${pkgs} by other means (a local mirror: apt-get install ${pkgs}; or their .deb files with dpkg -i), then run ./install again`,
+  ].join('\n')
 }
 
 export const preflight: Phase = {

@@ -12,6 +12,12 @@ const here = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
 export const REPO = basename(here) === 'lib' ? dirname(here) : here
 export const DEFAULT_MANIFEST = join(REPO, 'manifests', 'default.yaml')
 
+/**
+ * The default manifest without its OS packages section (the last one): tests serve their
+ * own archives (packages.test.ts) and never reach the distributions' from here.
+ */
+export const withoutPackages = (text: string): string => text.replace(/\npackages:\n[\s\S]*$/, '\n')
+
 export interface Artifact {
   want: Want
   /** Path on the fake upstream (`/github.com/...`). */
@@ -53,7 +59,7 @@ export const pathOf = (url: string): string => {
  * Calico and Node.js), and starts it on loopback.
  */
 export async function fakeUpstream(dir: string, opts: FakeOptions = {}): Promise<FakeUpstream> {
-  const manifest = parseManifest(opts.manifestText ?? (await readFile(DEFAULT_MANIFEST, 'utf8')), 'manifest')
+  const manifest = parseManifest(opts.manifestText ?? withoutPackages(await readFile(DEFAULT_MANIFEST, 'utf8')), 'manifest')
   const wants = wantsOf(manifest)
   const artifacts: Artifact[] = []
   const sums = new Map<string, string[]>()

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { imageName, parseImageRef } from '../../installer/core/reference.js'
 import { makeArtifacts } from './artifacts.js'
 import { bundleCli } from './cli.js'
-import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeOptions, type FakeUpstream } from './fake-upstream.js'
+import { DEFAULT_MANIFEST, fakeUpstream, REPO, withoutPackages, type FakeOptions, type FakeUpstream } from './fake-upstream.js'
 import { startForwarder, type Forwarder } from './forwarder.js'
 import { busyboxBinary, image, index, layer, MT, randomLayer, type Blob, type Image } from './images.js'
 import { startRegistry, type TestRegistry } from './registry.js'
@@ -44,7 +44,7 @@ const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 
  * busybox base layer, plus a single-platform user image.
  */
 export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number }; realistic?: boolean; manifestEdit?: (text: string) => string } = {}): Promise<World> {
-  const baseText = (await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
+  const baseText = withoutPackages(await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
   const manifestText = (opts.manifestEdit ?? ((t: string) => t))(baseText)
   const manifestPath = join(dir, 'manifest.yaml')
   await writeFile(manifestPath, manifestText)

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { readSuite, type AptOptions } from './apt.js'
 import { closure, newest, type DebPackage } from './debian.js'
 import { releaseNamed } from './releases.js'
+import { KEYRING_DIR, KUBEADM_TABLE } from './paths.js'
+import { kubeadmImages } from '../installer/core/closed-world.js'
 import pLimit from 'p-limit'
 import { Sha256 } from '../installer/core/digest.js'
 import { KaError } from '../installer/core/errors.js'
@@ -26,10 +27,9 @@ export interface LockOptions extends FetchOptions {
   keyrings: readonly string[]
   gpgv: string
   xz: string
+  /** The kubeadm image table: a Kubernetes version it does not know is refused here, not at build. */
+  kubeadmTable: string
 }
-
-/** Where the shipped archive keyrings are, from the compiled lib/builder or the sources. */
-export const DEFAULT_KEYRING_DIR = fileURLToPath(new URL(import.meta.url.includes('/lib/builder/') ? '../../manifests/keyrings/' : '../manifests/keyrings/', import.meta.url))
 
 export interface Want {
   name: string
@@ -48,7 +48,8 @@ export interface Want {
  * from: the lock records canonical URLs and names.
  */
 export async function createLock(manifest: Manifest, opts: Partial<LockOptions> & Pick<LockOptions, 'cache' | 'http'>): Promise<Lock> {
-  const o: LockOptions = { mirrors: [], registryMirrors: [], concurrency: 8, progress: silentProgress, credentials: opts.credentials ?? DockerCredentials.fromEnv(), keyringDir: DEFAULT_KEYRING_DIR, keyrings: [], gpgv: 'gpgv', xz: 'xz', ...opts }
+  const o: LockOptions = { mirrors: [], registryMirrors: [], concurrency: 8, progress: silentProgress, credentials: opts.credentials ?? DockerCredentials.fromEnv(), keyringDir: KEYRING_DIR, keyrings: [], gpgv: 'gpgv', xz: 'xz', kubeadmTable: KUBEADM_TABLE, ...opts }
+  kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
   const wants = wantsOf(manifest)
   const limit = pLimit(o.concurrency)
   const checksumFiles = new Map<string, Promise<string | undefined>>()

@@ -10,5 +10,7 @@ export const PACKAGE_DIR = ((): string => {
 })()
 
 export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')
+/** The distributions' archive keyrings the release table names (builder/releases.ts). */
+export const KEYRING_DIR = join(PACKAGE_DIR, 'manifests', 'keyrings')
 export const INSTALLER_BUILT = join(PACKAGE_DIR, 'lib', 'installer', 'install.mjs')
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string }).version

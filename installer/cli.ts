@@ -192,6 +192,9 @@ async function clusterSetup(flags: RunFlags, host: Host, role: 'master' | 'worke
       throw new KaError('EUSAGE', `--join-file ${flags.joinFile}: cannot read it; copy join/ from the master's bundle folder`)
     })
     join = parseJoinFile(jt, flags.joinFile)
+    if (join.nodes?.includes(config.nodeName)) {
+      throw new KaError('EUSAGE', `this node would join as ${JSON.stringify(config.nodeName)}, a name the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`)
+    }
     if (st && st.mode & 0o077) warnings.push(`${flags.joinFile} is readable by others (mode ${(st.mode & 0o777).toString(8)}): it holds a join secret; chmod 600 it`)
     if ((role === 'master') !== (join.role === 'control-plane')) {
       throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is for a ${join.role === 'worker' ? 'worker' : 'control plane'}, not a ${role}; use join/${role === 'master' ? 'control-plane' : 'worker'}.yaml`)

@@ -25,7 +25,7 @@ export interface ClusterConfig {
   tokenTTL: string
 }
 
-export const CLUSTER_KEYS = ['nodeName', 'advertiseAddress', 'controlPlaneEndpoint', 'podSubnet', 'serviceSubnet', 'dnsDomain', 'clusterName', 'taints', 'extraHosts', 'calicoAutodetection', 'tokenTTL'] as const
+export const CLUSTER_KEYS = ['nodes', 'controlPlaneEndpoint', 'podSubnet', 'serviceSubnet', 'dnsDomain', 'clusterName', 'taints', 'extraHosts', 'calicoAutodetection', 'tokenTTL'] as const
 
 export interface ClusterFlags {
   advertiseAddress?: string
@@ -34,6 +34,9 @@ export interface ClusterFlags {
   controlPlaneEndpoint?: string
   nodeName?: string
 }
+
+/** What differs per node, in cluster.yaml only under nodes.<hostname>. */
+const PER_NODE_KEYS = ['nodeName', 'advertiseAddress'] as const
 
 /** A DNS name: labels of letters, digits and -, joined by dots. */
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/
@@ -59,14 +62,26 @@ const bad = (what: string, fix: string): never => {
  * the endpoint, unknown keys (with the nearest known one). Returns the config and the
  * warnings to show.
  */
-export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, nodeNetworks: string[] = localNetworks()): { config: ClusterConfig; warnings: string[] } {
+export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, nodeNetworks: string[] = localNetworks(), thisHost: string = hostname().toLowerCase()): { config: ClusterConfig; warnings: string[] } {
   const raw = (text ? loadYaml(text, source) : {}) ?? {}
   if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see manifests/cluster.example.yaml')
   const o = raw as Record<string, unknown>
+  // The same cluster.yaml goes to every node: what differs per node (its name, its address)
+  // comes from flags, the node itself, or the file's per-node map keyed by hostname.
+  for (const k of PER_NODE_KEYS) {
+    if (k in o) bad(`${source}: ${k} is per node, and the same cluster.yaml goes to every node (every worker would be ${JSON.stringify(o[k])})`, `give --${k === 'nodeName' ? 'node-name' : 'advertise-address'} on each node, or write nodes: { <hostname>: { ${k}: ... } }`)
+  }
   for (const k of Object.keys(o)) if (!(CLUSTER_KEYS as readonly string[]).includes(k)) bad(`${source}: unknown key ${JSON.stringify(k)}${didYouMean(k, CLUSTER_KEYS)}`, `the keys are ${CLUSTER_KEYS.join(', ')}`)
+  if (o.nodes !== undefined && (typeof o.nodes !== 'object' || o.nodes === null || Array.isArray(o.nodes))) bad(`${source}: nodes must map host names to { nodeName, advertiseAddress }`, 'e.g. nodes: { k8s01: { advertiseAddress: 192.168.1.11 } }')
+  const nodes = (o.nodes ?? {}) as Record<string, unknown>
+  for (const [h, v] of Object.entries(nodes)) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${source}: nodes.${h} must be a mapping`, 'e.g. { nodeName: k8s02, advertiseAddress: 192.168.1.12 }')
+    for (const k of Object.keys(v as object)) if (!(PER_NODE_KEYS as readonly string[]).includes(k)) bad(`${source}: nodes.${h}: unknown key ${JSON.stringify(k)}`, `the keys are ${PER_NODE_KEYS.join(', ')}`)
+  }
+  const mine = (nodes[thisHost] ?? {}) as Record<string, unknown>
   // Every value is text: a mapping or a list where text belongs is refused, never String()ed.
   const str = (k: string): string | undefined => {
-    const v = o[k]
+    const v = (PER_NODE_KEYS as readonly string[]).includes(k) ? mine[k] : o[k]
     if (v === undefined || v === null) return undefined
     if (typeof v !== 'string' && typeof v !== 'number') return bad(`${source}: ${k} must be text, found ${Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : typeof v}`, 'see manifests/cluster.example.yaml')
     return String(v)
@@ -131,7 +146,7 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
     return { ip: ip as string, names: names as string[] }
   })
 
-  const nodeName = flags.nodeName ?? str('nodeName') ?? hostname().toLowerCase()
+  const nodeName = flags.nodeName ?? str('nodeName') ?? thisHost
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName)) bad(`node name ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`, 'use lower case letters, digits, - and .')
 
   const dnsDomain = str('dnsDomain') ?? 'cluster.local'

@@ -3,11 +3,11 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import yaml from 'js-yaml'
 import { JOIN_CONTROL_PLANE, JOIN_WORKER } from './core/layout.js'
-import { parseJoinFile } from './kubeadm.js'
-import { CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, procSys, SYSCTL_CONF } from './paths.js'
-import { activeSwaps, loadedModules } from './node-state.js'
-import { imagesElsewhere, listImages } from './phases/images.js'
-import { KUBEADM_NEEDS, KUBEADM_WANTS, portFree, type Finding } from './phases/preflight.js'
+import { CLOCK_SLACK_MS, parseJoinFile } from './kubeadm.js'
+import { CALICO_CNI_KUBECONFIG, RESOLV_CONF, CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, procSys, SYSCTL_CONF } from './paths.js'
+import { activeSwaps, describeListener, listenerOn, loadedModules, NAMESERVER_FIX, nameservers } from './node-state.js'
+import { imagesElsewhere, listImageLabels, PINNED_LABEL } from './phases/images.js'
+import { firewallFindings, KUBEADM_NEEDS, KUBEADM_WANTS, portFree, type Finding } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
 
@@ -53,6 +53,9 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     if (!kubelet) {
       // Field notes error 4: expected until kubeadm init/join writes it.
       add('ok', 'kubelet config', `${KUBELET_CONFIG} not there yet: expected until kubeadm init or join writes it (kubelet restarts until then)`)
+      // kubeadm will configure the kubelet for systemd (our KubeletConfiguration says so):
+      // containerd on cgroupfs (what `containerd config default` writes) is a mismatch now.
+      if (!containerdSystemd) add('fail', 'cgroup drivers', `containerd's runc uses cgroupfs (SystemdCgroup = false or unset in ${CONTAINERD_CONFIG}), and kubeadm will set up the kubelet for systemd: pods would restart endlessly`, `./install --phases containerd rewrites ${CONTAINERD_CONFIG} with SystemdCgroup = true and restarts containerd (by hand: set it under [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options], then systemctl restart containerd)`)
     } else {
       const driver = (yaml.load(kubelet) as { cgroupDriver?: string })?.cgroupDriver ?? 'cgroupfs'
       const ctrDriver = containerdSystemd ? 'systemd' : 'cgroupfs'
@@ -74,6 +77,14 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     if (copies.length > 1) add('warn', `${name} binaries`, `${copies.join(' and ')}; the one in use: ${used}`, `remove the one not in use if nothing needs it (apt remove containerd.io pulls docker-ce with it: check first)`)
     else add('ok', `${name} binaries`, copies[0] ? `${copies[0]} (in use: ${used})` : 'not installed')
   }
+
+  // No resolver at all (common on air-gapped hosts): CoreDNS then crash-loops with
+  // "plugin/forward: no nameservers found" and finish times out waiting for it.
+  const resolver = await nameservers(host)
+  if (resolver.length === 0) add('fail', 'nameserver', `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)`, NAMESERVER_FIX)
+  else add('ok', 'nameserver', resolver.join(', '))
+
+  for (const w of await firewallFindings(ctx)) add('warn', 'firewall', w, 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap does not change firewall rules)')
 
   // Kernel: modules and sysctls, live and persisted.
   const loaded = await loadedModules(host)
@@ -102,7 +113,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     [6443, 'kube-apiserver'],
   ] as const) {
     if (joined) continue
-    if (!(await portFree(port))) add('fail', `port ${port}`, `in use (${await whoListens(ctx, port)}) before this node joined a cluster`, `a ${who} from an earlier attempt: ./install reset, then run ./install again`)
+    if (!(await portFree(port))) add('fail', `port ${port}`, `in use by ${describeListener(await listenerOn(port))} before this node joined a cluster`, `a ${who} from an earlier attempt: ./install reset, then run ./install again`)
   }
 
   // Field notes error 6: a clock behind the cluster's certificates.
@@ -116,7 +127,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   }
 
   // Images: in k8s.io, under their exact names; not elsewhere.
-  const present = await listImages(ctx, 'k8s.io')
+  const present = await listImageLabels(ctx, 'k8s.io')
   if (!present) add('warn', 'images', `containerd does not answer at ${ctx.options.containerdAddress}`, 'systemctl status containerd; journalctl -u containerd')
   else {
     const absent = bundle.needed.filter((n) => !present.has(n))
@@ -125,6 +136,11 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       const where = (await imagesElsewhere(ctx, absent)).map((e) => `${e.image} is in namespace "${e.namespace}"`)
       add('fail', 'images', `not in k8s.io: ${absent.join(', ')}${where.length ? ` (${where.join('; ')}: imported without -n k8s.io)` : ''}`, './install --phases images imports them into k8s.io')
     }
+    // Kubelet's image garbage collection deletes unpinned images under disk pressure; an
+    // air-gapped node cannot pull them back.
+    const unpinned = bundle.needed.filter((n) => present.has(n) && !present.get(n)!.labels.includes(PINNED_LABEL))
+    if (unpinned.length) add('warn', 'images pinned', `not pinned: ${unpinned.join(', ')}: kubelet's image garbage collection may delete them, and nothing can pull them back`, `./install --phases images pins them (ctr -n k8s.io images label IMAGE ${PINNED_LABEL})`)
+    else if (!absent.length) add('ok', 'images pinned', `all pinned (${PINNED_LABEL})`)
   }
 
   // Calico's pool against kubeadm's pod subnet.
@@ -137,10 +153,25 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     else add('ok', 'Calico pool', `${pool} = kubeadm's pod subnet`)
   }
 
+  // Field notes error 6, as it happens: a node that was off while Calico's CNI token
+  // expired cannot set up pods ("Unauthorized"), whatever its clock says now.
+  const calicoKubeconfig = await host.readText(CALICO_CNI_KUBECONFIG)
+  if (calicoKubeconfig) {
+    const exp = jwtExpiry(/^\s*token:\s*"?([A-Za-z0-9._-]+)"?\s*$/m.exec(calicoKubeconfig)?.[1])
+    const now = (ctx.now ?? Date.now)()
+    if (exp !== undefined && exp <= now) add('fail', 'Calico CNI token', `${CALICO_CNI_KUBECONFIG} holds a token that expired at ${new Date(exp).toISOString()}: pods on this node fail with "Unauthorized"`, `restart this node's calico-node pod so it writes a fresh one (on a master: kubectl -n kube-system delete pod -l k8s-app=calico-node --field-selector spec.nodeName=${ctx.cluster.config.nodeName})`)
+    else if (exp !== undefined) add('ok', 'Calico CNI token', `valid until ${new Date(exp).toISOString()}`)
+  }
+
   // The join files on the USB stick.
   for (const rel of [JOIN_WORKER, JOIN_CONTROL_PLANE]) {
     const text = await readFile(join(bundle.dir, rel), 'utf8').catch(() => undefined)
     if (text === undefined) continue
+    // The join file's own validity by the wall clock; this node's clock against the
+    // master's (when it wrote the file) separately, by the node's clock.
+    const issued = /^issued: '?([^'\n]+)'?$/m.exec(text)?.[1]
+    const skew = issued ? Date.parse(issued) - (ctx.now ?? Date.now)() : NaN
+    if (skew > CLOCK_SLACK_MS) add('fail', 'clock vs master', `${rel} was written on the master at ${issued}: this node's clock is behind it by ${Math.round(skew / 60_000)} minutes or more (kubeadm join fails with x509 "certificate is not yet valid")`, "set the time (timedatectl set-time '...', or chronyd against a server inside the network)")
     try {
       parseJoinFile(text, rel)
       add('ok', rel, 'valid')
@@ -151,8 +182,14 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   return out
 }
 
-async function whoListens(ctx: Context, port: number): Promise<string> {
-  const r = await ctx.host.run(['ss', '-Hltnp', `sport = :${port}`], { changing: false })
-  const who = /users:\(\("([^"]+)",pid=(\d+)/.exec(r.stdout)
-  return who ? `by ${who[1]} pid ${who[2]}` : 'by an unknown process'
+/** The `exp` of a JWT (milliseconds), read without checking it: only the node's view of time matters here. */
+function jwtExpiry(token: string | undefined): number | undefined {
+  const payload = token?.split('.')[1]
+  if (!payload) return undefined
+  try {
+    const exp = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { exp?: unknown }).exp
+    return typeof exp === 'number' ? exp * 1000 : undefined
+  } catch {
+    return undefined
+  }
 }

@@ -21,6 +21,8 @@ export interface RunOptions {
   input?: Buffer | Readable
   /** A command that changes the node (false: a query, run even in a dry run). Default true. */
   changing?: boolean
+  /** Killed after this long (exit code 124, as timeout(1) says). */
+  timeoutMs?: number
 }
 
 export interface HostOptions {
@@ -123,9 +125,10 @@ export class Host {
     const file = await this.command(cmd!, args, changing)
     if (file === undefined) return { code: 127, stdout: '', stderr: `${cmd} would act on this machine, not on --root ${this.root}: put a stand-in for it in --host-commands` }
     return new Promise((resolve) => {
-      const child = execFile(file, args, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0
-        resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && code === 127 ? err.message : '')) })
+      const child = execFile(file, args, { maxBuffer: 64 << 20, ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: 'SIGKILL' as const } : {}) }, (err, stdout, stderr) => {
+        const killed = !!(err as { killed?: boolean } | null)?.killed && !!opts.timeoutMs
+        const code = killed ? 124 : err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0
+        resolve({ code, stdout: String(stdout), stderr: killed ? `did not finish within ${opts.timeoutMs! / 1000} s` : String(stderr || (err && code === 127 ? err.message : '')) })
       })
       if (opts.input && !Buffer.isBuffer(opts.input)) {
         opts.input.on('error', () => child.stdin?.destroy())
@@ -139,7 +142,9 @@ export class Host {
     if (cmd.startsWith('/')) return this.path(cmd)
     const standIn = this.opts.hostCommands ? join(this.opts.hostCommands, cmd) : undefined
     if (standIn && (await stat(standIn).catch(() => undefined))?.isFile()) return standIn
-    const pointedAtRoot = args.some((a) => a.startsWith('--root=') || a === '--root')
+    // dpkg --root= acts on the root; umount of paths inside the root touches nothing else.
+    const inRoot = (a: string) => a.startsWith(`${this.root.replace(/\/$/, '')}/`)
+    const pointedAtRoot = args.some((a) => a.startsWith('--root=') || a === '--root') || (cmd === 'umount' && args.filter((a) => !a.startsWith('-')).every(inRoot))
     if (this.root !== '/' && changing && !pointedAtRoot) return undefined
     return cmd
   }

@@ -73,10 +73,14 @@ export interface JoinFile {
   role: 'worker' | 'control-plane'
   endpoint: string
   token: string
+  /** When the master made the token, by its clock. */
+  issued?: string
   expires: string
   caCertHash: string
   certificateKey?: string
   certificateKeyExpires?: string
+  /** The names the cluster's nodes had when the file was written: a joining node must not take one. */
+  nodes?: string[]
 }
 
 export function formatJoinFile(j: JoinFile): string {
@@ -103,10 +107,17 @@ export function parseJoinFile(text: string, source: string, now = Date.now()): J
   const token = field('token', /^[a-z0-9]{6}\.[a-z0-9]{16}$/, 'a bootstrap token')!
   const caCertHash = field('caCertHash', /^sha256:[0-9a-f]{64}$/, 'sha256:<64 hex>')!
   const expires = field('expires', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/, 'a timestamp')!
+  const issued = field('issued', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/, 'a timestamp', true)
   const certificateKey = field('certificateKey', /^[0-9a-f]{64}$/, 'a 64-hex certificate key', role === 'worker')
   const certificateKeyExpires = field('certificateKeyExpires', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/, 'a timestamp', role === 'worker')
+  const nodes = o.nodes
+  if (nodes !== undefined && (!Array.isArray(nodes) || !nodes.every((n) => typeof n === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n)))) notOne('nodes is not a list of node names')
   if (Number.isNaN(Date.parse(expires)) || (certificateKeyExpires && Number.isNaN(Date.parse(certificateKeyExpires)))) notOne('expires is not a timestamp')
-  const j: JoinFile = { role, endpoint, token, expires, caCertHash, ...(certificateKey ? { certificateKey } : {}), ...(certificateKeyExpires ? { certificateKeyExpires } : {}) }
+  const j: JoinFile = { role, endpoint, token, ...(issued ? { issued } : {}), expires, caCertHash, ...(certificateKey ? { certificateKey } : {}), ...(certificateKeyExpires ? { certificateKeyExpires } : {}), ...(nodes ? { nodes: nodes as string[] } : {}) }
+  // A node whose clock lags the master's fails later with x509 "not yet valid": say so now.
+  if (j.issued && Date.parse(j.issued) - now > CLOCK_SLACK_MS) {
+    throw new KaError('EUSAGE', `${source} was written on the master at ${j.issued}, but this node's clock says ${new Date(now).toISOString()}: its clock is behind by ${Math.round((Date.parse(j.issued) - now) / 60_000)} minutes or more, and kubeadm join would fail with x509 "certificate is not yet valid"; set the time (timedatectl set-time '...', or chronyd against a server inside the network) and run again`)
+  }
   if (Date.parse(j.expires) <= now) {
     throw new KaError('EUSAGE', `${source}: its token expired at ${j.expires}; on the master run \`sudo ./install join-command\` to write fresh join files, then copy join/ here again`)
   }
@@ -115,6 +126,9 @@ export function parseJoinFile(text: string, source: string, now = Date.now()): J
   }
   return j
 }
+
+/** How far a node's clock may lag the master's before joining is refused. */
+export const CLOCK_SLACK_MS = 5 * 60_000
 
 /** JoinConfiguration for a worker, or (with a certificate key) an extra control plane. */
 export function joinConfig(kubernetes: string, c: ClusterConfig, j: JoinFile, advertise: string | undefined): string {

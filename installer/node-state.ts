@@ -1,5 +1,6 @@
+import { readdir, readFile, readlink } from 'node:fs/promises'
 import type { Host } from './host.js'
-import { PROC_MODULES, PROC_SWAPS } from './paths.js'
+import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF } from './paths.js'
 
 /** Live kernel state the phases and doctor read (under --root too). */
 
@@ -12,3 +13,51 @@ export async function activeSwaps(host: Host): Promise<string[]> {
 export async function loadedModules(host: Host): Promise<Set<string>> {
   return new Set(((await host.readText(PROC_MODULES)) ?? '').split('\n').map((l) => l.split(' ')[0]!))
 }
+
+/** Who listens on a TCP port: the process, its command name and its systemd unit, as /proc tells. */
+export interface Listener {
+  pid: number
+  command: string
+  unit?: string
+}
+
+/**
+ * The process listening on `port` (any address, IPv4 or IPv6), from /proc/net/tcp{,6} and the
+ * socket inodes in /proc/<pid>/fd. Always the live machine's /proc: a listener is real even
+ * under --root. Undefined when nothing listens, or the owner cannot be seen.
+ */
+export async function listenerOn(port: number, proc = '/proc'): Promise<Listener | undefined> {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0')
+  const inodes = new Set<string>()
+  for (const table of ['net/tcp', 'net/tcp6']) {
+    const text = await readFile(`${proc}/${table}`, 'utf8').catch(() => '')
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      // local_address is ADDR:PORT; state 0A is LISTEN; the inode is the 10th field.
+      if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A' && f[9] && f[9] !== '0') inodes.add(f[9])
+    }
+  }
+  if (inodes.size === 0) return undefined
+  for (const pid of (await readdir(proc).catch(() => [] as string[])).filter((d) => /^\d+$/.test(d))) {
+    const fds = await readdir(`${proc}/${pid}/fd`).catch(() => [] as string[])
+    for (const fd of fds) {
+      const target = await readlink(`${proc}/${pid}/fd/${fd}`).catch(() => '')
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+      if (!inode || !inodes.has(inode)) continue
+      const command = (await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '?')).trim()
+      const cgroup = await readFile(`${proc}/${pid}/cgroup`, 'utf8').catch(() => '')
+      const unit = /\/([^/\n]+\.(?:service|scope))\s*$/m.exec(cgroup)?.[1]
+      return { pid: Number(pid), command, ...(unit ? { unit } : {}) }
+    }
+  }
+  return undefined
+}
+
+export const describeListener = (l: Listener | undefined): string => (l ? `${l.command} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ''})` : 'a process this installer cannot see')
+
+/** The nameservers /etc/resolv.conf names (the file kubelet hands CoreDNS by default). */
+export async function nameservers(host: Host): Promise<string[]> {
+  return ((await host.readText(RESOLV_CONF)) ?? '').split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((n): n is string => !!n)
+}
+
+export const NAMESERVER_FIX = `give the node a resolver CoreDNS can forward to: a "nameserver <IP>" line in ${RESOLV_CONF} (a DNS server inside the network; any reachable address keeps CoreDNS running, cluster names resolve either way), then restart the coredns pods`

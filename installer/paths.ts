@@ -35,10 +35,15 @@ export const STATE_DIR = '/etc/kube-airgap'
 export const KUBEADM_CONFIG = `${STATE_DIR}/kubeadm.yaml`
 export const KUBEADM_JOIN_CONFIG = `${STATE_DIR}/kubeadm-join.yaml`
 export const CALICO_APPLIED = `${STATE_DIR}/calico.yaml`
+/** CoreDNS's Corefile as applied when the node has no resolver (no upstream forwarding). */
+export const COREDNS_APPLIED = `${STATE_DIR}/coredns.yaml`
 export const JOIN_STATE = `${STATE_DIR}/join.json`
 export const CA_CERT = '/etc/kubernetes/pki/ca.crt'
 export const KUBECTL_CALICO = `${BIN_DIR}/kubectl-calico`
 export const ETC_HOSTS = '/etc/hosts'
+export const RESOLV_CONF = '/etc/resolv.conf'
+/** The token Calico's CNI plugin uses (written by calico-node; it expires while a node is off). */
+export const CALICO_CNI_KUBECONFIG = '/etc/cni/net.d/calico-kubeconfig'
 export const ETC_PASSWD = '/etc/passwd'
 export const PROC_NET_ROUTE = '/proc/net/route'
 

@@ -13,7 +13,7 @@ export type PhaseName = (typeof PHASE_NAMES)[number]
 /** What a step does to the node, as data: a dry run prints it, a run performs it. */
 export type Action =
   | { kind: 'write'; path: string; mode: number; sha256: Sha256; size: number; data: () => Buffer | Readable | Promise<Buffer | Readable>; owner?: { uid: number; gid: number } }
-  | { kind: 'run'; argv: string[]; input?: () => Readable }
+  | { kind: 'run'; argv: string[]; input?: () => Readable; timeoutMs?: number }
   | { kind: 'remove'; path: string }
   /** Actions run at the same time (independent of each other by construction). */
   | { kind: 'parallel'; actions: Action[] }
@@ -66,6 +66,12 @@ export interface Context {
 export interface Phase {
   name: PhaseName
   summary: string
+  /**
+   * Every action runs even when one before it failed (reset: a pod whose network teardown
+   * fails must not stop the cleanup written for it); the failures are reported together at
+   * the end.
+   */
+  bestEffort?: boolean
   /** Works out the steps from the node's state now. */
   plan(ctx: Context): Promise<Step[]>
 }
@@ -81,7 +87,7 @@ export async function fileStep(ctx: Context, title: string, path: string, conten
 export interface StepReport {
   phase: PhaseName
   title: string
-  status: 'done' | 'already done' | 'would do' | 'checked'
+  status: 'done' | 'already done' | 'would do' | 'checked' | 'failed'
   actions: { kind: string; path?: string; sha256?: string; mode?: string; argv?: string[] }[]
 }
 
@@ -97,7 +103,7 @@ export async function perform(host: Host, action: Action): Promise<void> {
     })
   }
   else {
-    const r = await host.run(action.argv, action.input ? { input: action.input() } : {})
+    const r = await host.run(action.argv, { ...(action.input ? { input: action.input() } : {}), ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}) })
     if (r.code !== 0) throw new KaError('ESTEP', `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`, { argv: action.argv })
   }
 }
@@ -124,13 +130,18 @@ export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepR
   const reports: StepReport[] = []
   for (const phase of phases) {
     const steps = await phase.plan(ctx)
+    const failures: string[] = []
     for (const step of steps) {
-      const status: StepReport['status'] = step.checkOnly ? 'checked' : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
+      let status: StepReport['status'] = step.checkOnly ? 'checked' : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
       if (!step.done && !ctx.options.dryRun) {
-        try {
-          for (const a of step.actions) await perform(step.on ?? ctx.host, a)
-        } catch (e) {
-          throw stepError(phase.name, step.title, e)
+        for (const a of step.actions) {
+          try {
+            await perform(step.on ?? ctx.host, a)
+          } catch (e) {
+            if (!phase.bestEffort) throw stepError(phase.name, step.title, e)
+            failures.push(`${step.title}: ${(e as Error).message}`)
+            status = 'failed'
+          }
         }
       }
       if (step.check && !ctx.options.dryRun) {
@@ -143,6 +154,9 @@ export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepR
       const r: StepReport = { phase: phase.name, title: step.title, status, actions: step.done ? [] : step.actions.flatMap(describeAction) }
       reports.push(r)
       onStep(r)
+    }
+    if (failures.length) {
+      throw new KaError('ESTEP', `${phase.name}: every step ran, ${failures.length} failed: ${failures.join('; ')}; run it again to finish (what is done stays done)`, { phase: phase.name, failures })
     }
   }
   return reports

@@ -17,10 +17,14 @@ export const SYSCTLS: [string, string, string][] = [
   ['net.bridge.bridge-nf-call-iptables', '1', 'bridged pod traffic goes through iptables (kube-proxy and Calico rules)'],
   ['net.bridge.bridge-nf-call-ip6tables', '1', 'the same for IPv6'],
   ['net.ipv4.ip_forward', '1', 'the node routes pod traffic; kubeadm preflight fails without it'],
-  ['net.ipv4.conf.all.route_localnet', '1', 'kube-proxy serves NodePorts on 127.0.0.1 (field notes)'],
   ['net.ipv4.conf.all.log_martians', '1', 'log packets with impossible addresses, which otherwise vanish silently (field notes)'],
 ]
 
+/*
+ * Not net.ipv4.conf.all.route_localnet (the field notes set it): kube-proxy sets it itself
+ * when it serves NodePorts on 127.0.0.1, with its own rules guarding it; set globally on a
+ * prepared but unjoined worker, nothing guards it and localhost services answer the network.
+ */
 export const sysctlConf = (): string => `${HEADER}${SYSCTLS.map(([k, v, why]) => `# ${why}\n${k} = ${v}\n`).join('')}`
 
 /**

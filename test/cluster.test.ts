@@ -72,7 +72,7 @@ describe('cluster configuration', () => {
     return 'no error'
   }
   it('fills defaults and lets flags win over the file', () => {
-    const { config, warnings } = clusterConfig('podSubnet: 10.250.0.0/16\nnodeName: k8s01\n', 'cluster.yaml', { podSubnet: '10.244.0.0/16' }, nets)
+    const { config, warnings } = clusterConfig('podSubnet: 10.250.0.0/16\nnodes: { host1: { nodeName: k8s01 } }\n', 'cluster.yaml', { podSubnet: '10.244.0.0/16' }, nets, 'host1')
     expect(config).toMatchObject({ nodeName: 'k8s01', podSubnet: '10.244.0.0/16', serviceSubnet: '10.96.0.0/12', dnsDomain: 'cluster.local', clusterName: 'kubernetes', tokenTTL: '24h' })
     expect(warnings).toEqual([])
   })

@@ -3,7 +3,7 @@ import yaml from 'js-yaml'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from './support/cli.js'
@@ -70,7 +70,7 @@ async function install(args: string[], root: string, opts: { bundleDir?: string;
 }
 
 /** Commands that change something (queries like `systemctl is-active` do not). */
-const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l) && !/^crictl --runtime-endpoint \S+ pods -q$/.test(l))
+const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubeadm config (images list|validate) /.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l) && !/^crictl --runtime-endpoint \S+ pods -q$/.test(l))
 
 /** Every file under a root with its hash and mode; verification records (a log, new each run, kept by reset) aside. */
 async function treeHashes(root: string): Promise<Record<string, string>> {
@@ -143,6 +143,11 @@ describe('./install --role worker', () => {
     expect(r.stdout).toMatch(/\[images\] done +images in k8s\.io \(11: 11 to import\)/)
     const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls'])
     for (const im of world.images.values()) expect(ls.stdout, im.name).toMatch(new RegExp(`^${im.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+\\S+\\s+${im.amd64.manifest.digest}`, 'm'))
+    // Every image pinned, so kubelet's image garbage collection never deletes one (the real
+    // containerd keeps the label; its CRI plugin reports such images as pinned).
+    const refs = ls.stdout.trim().split('\n').slice(1).filter((l) => !l.startsWith('sha256:'))
+    expect(refs.length).toBe(world.images.size)
+    for (const l of refs) expect(l, l.split(' ')[0]).toMatch(/io\.cri-containerd\.pinned=pinned/)
     const run = await ctd.ctr(['-n', 'k8s.io', 'run', '--rm', EXTRA_IMAGE, `ka-install-${process.pid}`])
     expect(run.stdout).toBe(`${EXTRA_IMAGE}\n`)
   })
@@ -191,7 +196,7 @@ describe('./install --role master, then a worker with the join file it wrote', (
     ca = join(dir, 'ca.crt')
     execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
     master = await newRoot('master')
-    await writeFile(join(dir, 'cluster.yaml'), 'nodeName: k8s01\npodSubnet: 10.250.0.0/16\ncalicoAutodetection: interface=eth0\nextraHosts:\n  - ip: 192.0.2.10\n    names: [k8s01]\n  - ip: 192.0.2.11\n    names: [k8s02]\n')
+    await writeFile(join(dir, 'cluster.yaml'), `nodes:\n  ${hostname().toLowerCase()}: { nodeName: k8s01 }\npodSubnet: 10.250.0.0/16\ncalicoAutodetection: interface=eth0\nextraHosts:\n  - ip: 192.0.2.10\n    names: [k8s01]\n  - ip: 192.0.2.11\n    names: [k8s02]\n`)
     const r = await install(['--role', 'master', '--skip-phases', 'images', '--config', join(dir, 'cluster.yaml'), '--pod-subnet', '10.245.0.0/16', '--advertise-address', '192.0.2.10'], master, { env: env() })
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(changing(r.record).filter((l) => /^kube(adm|ctl)/.test(l))).toEqual([
@@ -243,6 +248,12 @@ describe('./install --role master, then a worker with the join file it wrote', (
     const file = yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>
     expect(joinCfg).toMatchObject({ kind: 'JoinConfiguration', discovery: { bootstrapToken: { apiServerEndpoint: '192.0.2.10:6443', token: file.token, caCertHashes: [file.caCertHash] } }, nodeRegistration: { imagePullPolicy: 'Never' } })
     expect(joinCfg.controlPlane).toBeUndefined()
+    // A node that would take a name the cluster has (the master's k8s01, listed in the join file) is refused before kubeadm join.
+    expect(file.nodes).toEqual(['k8s01'])
+    const twin = await install(['--role', 'worker', '--skip-phases', 'images', '--node-name', 'k8s01', '--join-file', join(bundle, 'join/worker.yaml')], await newRoot('twin'), { env: env() })
+    expect(twin.code).toBe(2)
+    expect(twin.stderr.trim()).toMatch(/^install: EUSAGE: this node would join as "k8s01", a name the cluster has already .*give it its own with --node-name/)
+    expect(twin.record).toEqual([])
     // The wrong file for the role is refused.
     const wrong = await install(['--role', 'worker', '--join-file', join(bundle, 'join/control-plane.yaml')], await newRoot('wrong-role'), { env: env() })
     expect(wrong.code).toBe(2)
@@ -264,6 +275,34 @@ describe('./install --role master, then a worker with the join file it wrote', (
     expect(fresh.code, fresh.stderr).toBe(0)
     expect(changing(fresh.record)).toEqual([`kubeadm token create --ttl 24h`, expect.stringMatching(/^kubeadm init phase upload-certs --upload-certs --certificate-key [0-9a-f]{64}$/)])
     expect((yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>).token).toBe('fresh1.0123456789abcdef')
+  })
+
+  it("stops before kubeadm init when the bundle's kubeadm wants an image the bundle lacks (a patch release's etcd)", async () => {
+    const root = await newRoot('patch')
+    const wants = 'registry.k8s.io/kube-apiserver:v1.29.3 registry.k8s.io/pause:3.9 registry.k8s.io/etcd:3.5.16-0'
+    const r = await install(['--role', 'master', '--skip-phases', 'images', '--advertise-address', '192.0.2.10'], root, { env: { ...env(), KA_KUBEADM_IMAGES: wants } })
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n').pop()).toMatch(/^install: ESTEP: cluster: kubeadm v1\.29\.3 wants only the bundle's images.*: kubeadm v1\.29\.3 wants registry\.k8s\.io\/etcd:3\.5\.16-0, which the bundle does not carry .*nothing was started/)
+    expect(r.record).toContain('kubeadm config images list --kubernetes-version v1.29.3 --image-repository registry.k8s.io')
+    expect(r.record.filter((l) => l.startsWith('kubeadm init'))).toEqual([])
+  })
+
+  it('a first master with no nameserver gets CoreDNS without upstream forwarding, once', async () => {
+    const root = await newRoot('no-resolver')
+    await rm(join(root, 'etc/resolv.conf'))
+    const args = ['--role', 'master', '--phases', 'kubernetes,cluster,network', '--advertise-address', '192.0.2.10']
+    const r = await install(args, root, { env: env() })
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(r.stderr).toMatch(/note {2}\/etc\/resolv\.conf names no nameserver: CoreDNS is set up without upstream forwarding/)
+    const applied = yaml.load(await readFile(join(root, 'etc/kube-airgap/coredns.yaml'), 'utf8')) as { data: { Corefile: string } }
+    expect(applied.data.Corefile).toBe('.:53 {\n    errors\n    cache 30\n}\n')
+    expect(changing(r.record).filter((l) => l.includes('coredns') && !/ get configmap /.test(l))).toEqual([
+      `kubectl --kubeconfig ${join(root, 'etc/kubernetes/admin.conf')} apply --server-side --force-conflicts -f ${join(root, 'etc/kube-airgap/coredns.yaml')}`,
+      `kubectl --kubeconfig ${join(root, 'etc/kubernetes/admin.conf')} -n kube-system rollout restart deployment coredns`,
+    ])
+    const again = await install(args, root, { env: env() })
+    expect(again.code, again.stderr).toBe(0)
+    expect(changing(again.record).filter((l) => l.includes('coredns') && !/ get configmap /.test(l))).toEqual([])
   })
 
   it('every validation error: exit 2 and nothing written', async () => {
@@ -435,6 +474,7 @@ describe('./install doctor and ./install reset', () => {
     const r = await install(['doctor', '--containerd-address', ctd!.socket], root)
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toMatch(/^OK +images +all 10 images the node needs are in k8s\.io$/m)
+    expect(r.stdout).toMatch(/^OK +images pinned +all pinned \(io\.cri-containerd\.pinned=pinned\)$/m)
     expect(r.stdout.trim().split('\n').pop()).toBe('no problems found')
     const found = await levels(await ctxFor(root))
     expect(Object.values(found).filter((v) => !v.startsWith('ok'))).toEqual([])
@@ -479,7 +519,7 @@ describe('./install doctor and ./install reset', () => {
       expect(f['module overlay']).toMatch(/^warn: loaded, but not in \/etc\/modules-load\.d\/k8s\.conf/)
       expect(f['net.ipv4.ip_forward']).toMatch(/^fail: is 0, needs 1/)
       expect(f.swap).toMatch(/^fail: on: \/swap\.img \| fix: swapoff -a/)
-      expect(f['port 10250']).toMatch(/^fail: in use \(by (node|an unknown process).*\) before this node joined a cluster \| fix: a kubelet from an earlier attempt: \.\/install reset/)
+      expect(f['port 10250']).toMatch(/^fail: in use by node.* \(pid \d+.*\) before this node joined a cluster \| fix: a kubelet from an earlier attempt: \.\/install reset/)
       expect(f.clock).toMatch(/^fail: the node's time 2001-01-01T00:00:00\.000Z is before the cluster CA's start .* \| fix: set the clock/)
       expect(f.images).toMatch(/^fail: not in k8s\.io: docker\.io\/calico\/node:v3\.28\.0 \(docker\.io\/calico\/node:v3\.28\.0 is in namespace "default": imported without -n k8s\.io\) \| fix: \.\/install --phases images/)
       expect(f['Calico pool']).toMatch(/^fail: Calico's pool is 10\.99\.0\.0\/16, kubeadm's pod subnet is 10\.244\.0\.0\/16/)

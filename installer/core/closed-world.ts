@@ -11,12 +11,16 @@ export interface RequiredImages {
   pause: string
 }
 
-/** Reads manifests/kubeadm-images.yaml for one Kubernetes version. */
+/**
+ * Reads manifests/kubeadm-images.yaml for one exact Kubernetes version: kubeadm changes
+ * etcd and CoreDNS in patch releases, so a row per minor would be wrong for some patches.
+ */
 export function kubeadmImages(kubernetes: string, tableText: string): RequiredImages {
-  const minor = kubernetes.split('.').slice(0, 2).join('.')
   const table = yaml.load(tableText) as Record<string, { coredns: string; etcd: string; pause: string }>
-  const row = table[minor]
-  if (!row) throw new KaError('ENOTPINNED', `Kubernetes ${kubernetes}: manifests/kubeadm-images.yaml has no row for ${minor} (it knows ${Object.keys(table).join(', ')}); add the versions \`kubeadm config images list\` prints for it`)
+  const row = table[kubernetes]
+  if (!row) {
+    throw new KaError('ENOTPINNED', `Kubernetes ${kubernetes}: manifests/kubeadm-images.yaml has no row for it (it knows ${Object.keys(table).join(', ')}); run \`kubeadm config images list --kubernetes-version v${kubernetes}\` with that kubeadm and add its coredns, etcd and pause versions`)
+  }
   const r = KUBEADM_REPOSITORY
   const pause = `${r}/pause:${row.pause}`
   return {

@@ -2,12 +2,16 @@ import { patchCalico } from '../calico.js'
 import { durationMs } from '../cluster-config.js'
 import { Sha256 } from '../core/digest.js'
 import { KaError } from '../core/errors.js'
+import { KUBEADM_REPOSITORY } from '../core/closed-world.js'
+import { imageName, parseImageRef } from '../core/reference.js'
 import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../core/layout.js'
 import { Host } from '../host.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
-import { BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../paths.js'
+import { COREDNS_APPLIED, RESOLV_CONF, BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../paths.js'
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
+import { nameservers } from '../node-state.js'
+import yaml from 'js-yaml'
 
 const KUBEADM = `${BIN_DIR}/kubeadm`
 const KUBECTL = `${BIN_DIR}/kubectl`
@@ -20,6 +24,8 @@ export const isFirstMaster = (ctx: Context) => ctx.options.role === 'master' && 
 export interface JoinState {
   endpoint: string
   token: string
+  /** When the master made the token, by its clock: a joining node compares its own clock with it. */
+  issued?: string
   expires: string
   certificateKey: string
   certificateKeyExpires: string
@@ -54,6 +60,7 @@ export const cluster: Phase = {
       const config = joinConfig(bundle.lock.kubernetes, c.config, c.join, ctx.options.role === 'master' ? c.advertise : undefined)
       const file = await fileStep(ctx, `kubeadm join config (${KUBEADM_JOIN_CONFIG})`, KUBEADM_JOIN_CONFIG, config, 0o600)
       steps.push({ ...file, done: done || file.done })
+      if (!done) steps.push(kubeadmAgrees(ctx, KUBEADM_JOIN_CONFIG))
       steps.push({ title: `joined ${c.join.endpoint} as ${c.join.role === 'worker' ? 'a worker' : 'a control plane'} (kubeadm join)`, done, actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)] }] })
       return steps
     }
@@ -63,12 +70,40 @@ export const cluster: Phase = {
     const certificateKey = newCertificateKey()
     const now = Date.now()
     const endpoint = c.config.controlPlaneEndpoint ?? `${c.advertise}:6443`
-    const state: JoinState = { endpoint, token, expires: new Date(now + durationMs(c.config.tokenTTL)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
+    const state: JoinState = { endpoint, token, issued: new Date(now).toISOString(), expires: new Date(now + durationMs(c.config.tokenTTL)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
     steps.push(await fileStep(ctx, `kubeadm config (${KUBEADM_CONFIG}: Kubernetes ${bundle.lock.kubernetes}, pod subnet ${c.config.podSubnet}, service subnet ${c.config.serviceSubnet})`, KUBEADM_CONFIG, initConfig(bundle.lock.kubernetes, c.config, c.advertise, token, certificateKey), 0o600))
     steps.push(await fileStep(ctx, `join token kept for the join files (${JOIN_STATE})`, JOIN_STATE, `${JSON.stringify(state, null, 2)}\n`, 0o600))
+    steps.push(kubeadmAgrees(ctx, KUBEADM_CONFIG))
     steps.push({ title: `cluster initialized (kubeadm init, advertising ${c.advertise})`, done: false, actions: [{ kind: 'run', argv: [KUBEADM, 'init', '--config', host.path(KUBEADM_CONFIG), '--upload-certs'] }] })
     return steps
   },
+}
+
+/**
+ * Before kubeadm init or join starts anything: the bundle's own kubeadm, asked offline for
+ * this exact version, must want only images the bundle carries, and must accept the config.
+ * With imagePullPolicy Never kubeadm skips its own image check, so a wrong image table would
+ * otherwise surface as a four-minute control-plane time-out.
+ */
+function kubeadmAgrees(ctx: Context, config: string): Step {
+  const version = `v${ctx.bundle.lock.kubernetes}`
+  return {
+    title: `kubeadm ${version} wants only the bundle's images, and accepts ${config}`,
+    done: true,
+    checkOnly: true,
+    actions: [],
+    check: async () => {
+      const list = await ctx.host.run([KUBEADM, 'config', 'images', 'list', '--kubernetes-version', version, '--image-repository', KUBEADM_REPOSITORY], { changing: false })
+      if (list.code !== 0) throw new KaError('ESTEP', `kubeadm config images list failed: ${(list.stderr || list.stdout).trim().split('\n').pop()}`)
+      const carried = new Set(ctx.bundle.images.map((i) => i.name))
+      const lacking = list.stdout.split('\n').map((l) => l.trim()).filter((l) => l && !carried.has(imageName(parseImageRef(l))))
+      if (lacking.length) {
+        throw new KaError('ESTEP', `kubeadm ${version} wants ${lacking.join(', ')}, which the bundle does not carry (its image table is wrong for ${version}); nothing was started: correct manifests/kubeadm-images.yaml from \`kubeadm config images list --kubernetes-version ${version}\` and build the bundle again`, { lacking })
+      }
+      const valid = await ctx.host.run([KUBEADM, 'config', 'validate', '--config', ctx.host.path(config)], { changing: false })
+      if (valid.code !== 0) throw new KaError('ESTEP', `kubeadm config validate refuses ${config}: ${(valid.stderr || valid.stdout).trim().split('\n').slice(-2).join(' / ')}`)
+    },
+  }
 }
 
 export const network: Phase = {
@@ -78,15 +113,49 @@ export const network: Phase = {
     const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, { path: ctx.bundle.file('calicoctl').path, sha256: ctx.bundle.file('calicoctl').locked.integrity }, 0o755)]
     if (!isFirstMaster(ctx)) return steps
     const source = await ctx.bundle.read(filePath(ctx.bundle.file('calico-manifest').locked.file))
-    const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection)
+    // Calico's default (first-found) can pick the wrong interface on a multi-NIC node: by
+    // default every node takes the interface that reaches the first master's address.
+    const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection ?? `can-reach=${ctx.cluster.advertise}`)
     const file = await fileStep(ctx, `Calico manifest (${CALICO_APPLIED}: ${patched.documents} documents, pool ${ctx.cluster.config.podSubnet})`, CALICO_APPLIED, patched.text)
     steps.push(file)
     const applied = file.done && (await ctx.host.run(kubectl(ctx, 'get', 'daemonset', 'calico-node', '-n', 'kube-system'), { changing: false })).code === 0
     // Server-side apply: a rerun is harmless, and Calico's large CRDs do not hit the
     // client-side last-applied annotation limit ("metadata.annotations: Too long").
     steps.push({ title: 'Calico applied (kubectl apply --server-side)', done: applied, actions: [{ kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }] })
+    steps.push(...(await localCoreDnsSteps(ctx)))
     return steps
   },
+}
+
+/**
+ * An air-gapped master often has no resolver at all; CoreDNS then crash-loops ("plugin/
+ * forward: no nameservers found"). Then CoreDNS is set up without upstream forwarding:
+ * cluster names resolve, names outside the cluster do not (there is nothing to ask).
+ */
+async function localCoreDnsSteps(ctx: Context): Promise<Step[]> {
+  if ((await nameservers(ctx.host)).length > 0) return []
+  const got = await ctx.host.run(kubectl(ctx, '-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}'), { changing: false })
+  if (got.code !== 0 || !got.stdout.includes('forward')) return []
+  ctx.say(`note  ${RESOLV_CONF} names no nameserver: CoreDNS is set up without upstream forwarding (cluster names resolve, outside names do not); add a nameserver and restore the forward line to change that`)
+  const local = withoutForward(got.stdout)
+  const manifest = yaml.dump({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'coredns', namespace: 'kube-system' }, data: { Corefile: local } }, { lineWidth: -1 })
+  const file = await fileStep(ctx, `CoreDNS without upstream forwarding (${COREDNS_APPLIED})`, COREDNS_APPLIED, manifest)
+  return [
+    file,
+    {
+      title: 'CoreDNS restarted on its local Corefile',
+      done: got.stdout === local,
+      actions: [
+        { kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(COREDNS_APPLIED)) },
+        { kind: 'run', argv: kubectl(ctx, '-n', 'kube-system', 'rollout', 'restart', 'deployment', 'coredns') },
+      ],
+    },
+  ]
+}
+
+/** A Corefile without its `forward` plugin (the one-line and the block form). */
+export function withoutForward(corefile: string): string {
+  return corefile.replace(/^[ \t]*forward\b[^\n{]*\{[^}]*\}[ \t]*\n|^[ \t]*forward\b[^\n]*\n/gm, '')
 }
 
 async function sudoUser(host: Host): Promise<{ name: string; uid: number; gid: number; home: string } | undefined> {
@@ -101,7 +170,12 @@ async function sudoUser(host: Host): Promise<{ name: string; uid: number; gid: n
 export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Step[]> {
   const pem = await ctx.host.readText(CA_CERT)
   if (!pem) throw new KaError('ESTEP', `${CA_CERT} is missing: kubeadm init did not finish; see journalctl -u kubelet`)
-  const base = { endpoint: state.endpoint, token: state.token, expires: state.expires, caCertHash: caCertHash(pem) }
+  // The nodes the cluster has now: a node joining under one of these names is refused before
+  // kubeadm join (the master's own name, at least, when the API does not answer).
+  const listed = await ctx.host.run(kubectl(ctx, 'get', 'nodes', '-o', 'jsonpath={.items[*].metadata.name}'), { changing: false })
+  const names = listed.code === 0 ? listed.stdout.split(/\s+/).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n)) : []
+  const nodes = [...new Set([ctx.cluster.config.nodeName, ...names])].sort()
+  const base = { endpoint: state.endpoint, token: state.token, ...(state.issued ? { issued: state.issued } : {}), expires: state.expires, caCertHash: caCertHash(pem), nodes }
   const files: [string, JoinFile][] = [
     [JOIN_WORKER, { role: 'worker', ...base }],
     [JOIN_CONTROL_PLANE, { role: 'control-plane', ...base, certificateKey: state.certificateKey, certificateKeyExpires: state.certificateKeyExpires }],
@@ -170,7 +244,7 @@ export async function newJoinToken(ctx: Context): Promise<JoinState> {
   const up = await ctx.host.run([KUBEADM, 'init', 'phase', 'upload-certs', '--upload-certs', '--certificate-key', certificateKey])
   if (up.code !== 0) throw new KaError('ESTEP', `kubeadm init phase upload-certs failed: ${(up.stderr || up.stdout).trim()}`)
   const now = Date.now()
-  const state: JoinState = { endpoint: old.endpoint, token, expires: new Date(now + durationMs(ttl)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
+  const state: JoinState = { endpoint: old.endpoint, token, issued: new Date(now).toISOString(), expires: new Date(now + durationMs(ttl)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
   const text = `${JSON.stringify(state, null, 2)}\n`
   await ctx.host.write(JOIN_STATE, text, 0o600, Sha256.of(text))
   return state

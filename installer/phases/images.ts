@@ -10,14 +10,28 @@ import { streamSink, TarWriter } from '../core/tar.js'
 import { CTR, K8S_NAMESPACE } from '../paths.js'
 import type { Context, Phase } from '../plan.js'
 
+/**
+ * The label containerd's CRI plugin reads as "pinned": kubelet's image garbage collection
+ * never removes a pinned image, and an air-gapped node could not pull one back.
+ */
+export const PINNED_LABEL = 'io.cri-containerd.pinned=pinned'
+
 /** name -> manifest digest, as `ctr images ls` shows them in one namespace. */
 export async function listImages(ctx: Context, namespace: string): Promise<Map<string, string> | undefined> {
+  const all = await listImageLabels(ctx, namespace)
+  return all && new Map([...all].map(([name, i]) => [name, i.digest]))
+}
+
+/** name -> manifest digest and labels (REF TYPE DIGEST SIZE PLATFORMS LABELS; SIZE holds a space). */
+export async function listImageLabels(ctx: Context, namespace: string): Promise<Map<string, { digest: string; labels: string[] }> | undefined> {
   const r = await ctx.host.run([CTR, '--address', ctx.options.containerdAddress, '-n', namespace, 'images', 'ls'], { changing: false })
   if (r.code !== 0) return undefined
-  const out = new Map<string, string>()
+  const out = new Map<string, { digest: string; labels: string[] }>()
   for (const line of r.stdout.trim().split('\n').slice(1)) {
-    const [ref, , digest] = line.split(/\s+/)
-    if (ref && digest && !ref.startsWith('sha256:')) out.set(ref, digest)
+    const fields = line.trim().split(/\s+/)
+    const [ref, , digest] = fields
+    const labels = fields.length > 5 && fields[fields.length - 1] !== '-' ? fields[fields.length - 1]!.split(',') : []
+    if (ref && digest && !ref.startsWith('sha256:')) out.set(ref, { digest, labels })
   }
   return out
 }
@@ -112,7 +126,8 @@ export const images: Phase = {
   summary: `imports the bundle's images into containerd's ${K8S_NAMESPACE} namespace (skipping those already there with the same digest), then checks every image kubeadm, the sandbox and Calico need is there`,
   async plan(ctx) {
     const { bundle, options } = ctx
-    const present = await listImages(ctx, K8S_NAMESPACE)
+    const labelled = await listImageLabels(ctx, K8S_NAMESPACE)
+    const present = labelled && new Map([...labelled].map(([n, i]) => [n, i.digest]))
     if (!present && !options.dryRun) {
       throw new KaError('ESTEP', `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`)
     }
@@ -131,6 +146,11 @@ export const images: Phase = {
           { kind: 'parallel', actions: streams.filter((x) => x.length).map((x) => ({ kind: 'run' as const, argv, input: () => layoutStream(bundle, x, plan.firstBlobs) })) },
         ],
         check: () => checkImages(ctx),
+      },
+      {
+        title: `images pinned against kubelet's image garbage collection (${PINNED_LABEL})`,
+        done: bundle.images.every((i) => labelled?.get(i.name)?.labels.includes(PINNED_LABEL)),
+        actions: bundle.images.filter((i) => !labelled?.get(i.name)?.labels.includes(PINNED_LABEL)).map((i) => ({ kind: 'run' as const, argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'label', i.name, PINNED_LABEL] })),
       },
     ]
   },

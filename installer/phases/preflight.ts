@@ -3,8 +3,8 @@ import { createServer } from 'node:net'
 import { hostname } from 'node:os'
 import { KaError } from '../core/errors.js'
 import { archOf } from '../core/platform.js'
-import { activeSwaps } from '../node-state.js'
-import { BIN_DIR, CGROUP_V2_MARKER, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../paths.js'
+import { activeSwaps, describeListener, listenerOn, NAMESERVER_FIX, nameservers } from '../node-state.js'
+import { RESOLV_CONF, BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../paths.js'
 import type { Context, Phase } from '../plan.js'
 import { packagesForNode } from './packages.js'
 
@@ -15,13 +15,14 @@ export interface Finding {
   fix?: string
 }
 
-const PORTS: [number, string][] = [
-  [6443, 'kube-apiserver'],
-  [10250, 'kubelet'],
-  [10257, 'kube-controller-manager'],
-  [10259, 'kube-scheduler'],
-  [2379, 'etcd'],
-  [2380, 'etcd peers'],
+/** The ports kubeadm needs free, who should hold them on a node already set up, and that process's command name (comm: 15 characters). */
+const PORTS: [number, string, string][] = [
+  [6443, 'kube-apiserver', 'kube-apiserver'],
+  [10250, 'kubelet', 'kubelet'],
+  [10257, 'kube-controller-manager', 'kube-controller'],
+  [10259, 'kube-scheduler', 'kube-scheduler'],
+  [2379, 'etcd', 'etcd'],
+  [2380, 'etcd peers', 'etcd'],
 ]
 
 /** kubeadm's own preflight: these missing stop `kubeadm init/join` ([ERROR FileExisting-...]). */
@@ -57,16 +58,34 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   const swaps = await activeSwaps(host)
   if (swaps.length) add('warn', 'swap', `swap is on (${swaps.map((l) => l.split(/\s+/)[0]).join(', ')})`, 'the kernel phase turns it off now and comments it out of /etc/fstab')
 
-  for (const [port, who] of PORTS) {
+  // A node this installer already set up (its kubeadm config kept, the kubelet's kubeconfig
+  // written) runs its own kubelet and API server: a rerun skips what is done. Only a listener
+  // that is not ours, or a cluster this installer did not make, is a failure.
+  const ourState = (await host.exists(KUBEADM_CONFIG)) || (await host.exists(KUBEADM_JOIN_CONFIG))
+  const joined = await host.exists(KUBELET_KUBECONFIG)
+  const ours = ourState && joined
+  for (const [port, who, command] of PORTS) {
     if (options.role === 'worker' && port !== 10250) continue
-    if (!(await portFree(port))) {
-      add('fail', `port ${port}`, `port ${port} (${who}) is in use`, port === 10250 || port === 6443 ? 'a kubelet or API server from an earlier install is still running: ./install reset, then run again' : `stop what listens on ${port} (ss -ltnp 'sport = :${port}')`)
+    if (await portFree(port)) continue
+    const l = await listenerOn(port)
+    if (ours && l?.command === command) {
+      add('ok', `port ${port}`, `${who} of this node: ${describeListener(l)}; set up by kube-airgap, so what is done is skipped`)
+      continue
     }
+    add(
+      'fail',
+      `port ${port}`,
+      `port ${port} (${who}) is in use by ${describeListener(l)}`,
+      ours
+        ? `this node was set up by kube-airgap, but ${port} is held by something else: stop it${l?.unit ? ` (systemctl stop ${l.unit})` : ''} and run again`
+        : `stop it${l?.unit ? ` (systemctl stop ${l.unit})` : ` (ss -ltnp 'sport = :${port}' shows it)`}; if it is a Kubernetes this node ran before, one choice is ./install reset, which removes that cluster from this node`,
+    )
   }
 
   for (const p of [KUBECONFIG_ADMIN, KUBELET_KUBECONFIG]) {
     if (await host.exists(p)) {
-      add('warn', 'existing cluster', `${p} exists: this node already belongs to a cluster`, 'to start over: ./install reset')
+      if (ourState) add('ok', 'existing cluster', `${p} exists: this node was set up by kube-airgap; a rerun finishes what is left`)
+      else add('warn', 'existing cluster', `${p} exists, but not from kube-airgap: this node belongs to a cluster another tool made`, 'kubeadm init/join will refuse; leave this node as it is, or (it removes that cluster from this node) ./install reset')
       break
     }
   }
@@ -102,6 +121,9 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c)) && !brought(c)) missingSoft.push(c)
   if (missingSoft.length) add('warn', 'commands kubeadm wants', `${missingSoft.join(', ')} not found`, `install ${missingSoft.join(' ')}: socat is needed by kubectl port-forward`)
 
+  for (const w of await firewallFindings(ctx)) add('warn', 'firewall', w, 'open these between the nodes (kube-airgap does not change firewall rules)')
+  if ((await nameservers(host)).length === 0) add('warn', 'nameserver', `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found) and finish will time out`, NAMESERVER_FIX)
+
   const name = hostname()
   const resolved = await lookup(name).then(
     () => true,
@@ -111,6 +133,24 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
 
   if (f.length === 0) add('ok', 'preflight', 'nothing to report')
   return f
+}
+
+/** What the cluster needs open between nodes, by role. */
+const NEEDED_OPEN = (role: 'master' | 'worker') => `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, BGP (TCP 179) and IP-in-IP (protocol 4) for Calico`
+
+/**
+ * Firewalls that may block what the cluster needs: ufw enabled, firewalld or nftables
+ * running. A warning each, naming the rule set and the ports; nothing is changed.
+ */
+export async function firewallFindings(ctx: Context): Promise<string[]> {
+  const { host } = ctx
+  const out: string[] = []
+  const open = NEEDED_OPEN(ctx.options.role)
+  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? '')) out.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
+  for (const unit of ['firewalld', 'nftables']) {
+    if ((await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0) out.push(`${unit} is running: its rules may block ${open}`)
+  }
+  return out
 }
 
 /**

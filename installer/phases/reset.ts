@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { listMembers } from '../archive.js'
 import { Sha256 } from '../core/digest.js'
@@ -10,6 +11,23 @@ const CRI_STATE_DIRS = ['/var/lib/containerd/io.containerd.grpc.v1.cri/container
 
 const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean)
 
+const KUBELET_PODS_DIR = '/var/lib/kubelet/pods'
+const KUBEADM_RESET_TIMEOUT_MS = 120_000
+
+/**
+ * Mount points at or below these node folders (in the root's terms, as paths on this
+ * machine), deepest first, from the live /proc/self/mountinfo.
+ */
+async function mountsUnder(ctx: Context, dirs: string[]): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  const prefixes = dirs.map((d) => ctx.host.path(d))
+  const points = info
+    .split('\n')
+    .map((l) => (l.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((m) => prefixes.some((p) => m === p || m.startsWith(`${p}/`)))
+  return [...new Set(points)].sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? 1 : -1))
+}
+
 /**
  * Undoes a cluster on this node, and with --purge everything the installer installed.
  * Pods and containers containerd cannot delete (field notes error 7) are stopped and
@@ -19,6 +37,9 @@ const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean)
 export function resetPhase(purge: boolean): Phase {
   return {
     name: 'reset',
+    // Reset is best effort by nature: a pod whose Calico teardown fails (the field notes'
+    // error 7) must not stop the cleanup written for exactly that pod.
+    bestEffort: true,
     summary: 'kubeadm reset; kubelet stopped; pods and containers removed (images kept); CNI state removed; with --purge, everything the installer installed',
     async plan(ctx) {
       const { host, options } = ctx
@@ -26,7 +47,9 @@ export function resetPhase(purge: boolean): Phase {
       const steps: Step[] = []
       const kubeadm = `${BIN_DIR}/kubeadm`
       const hasCluster = (await host.list('/etc/kubernetes')).length > 0 || (await host.exists('/var/lib/kubelet/config.yaml'))
-      steps.push({ title: 'kubeadm reset -f', done: !hasCluster || !(await host.exists(kubeadm)), actions: [{ kind: 'run', argv: [kubeadm, 'reset', '-f'] }] })
+      const kubeadmDone = !hasCluster || !(await host.exists(kubeadm))
+      if (!kubeadmDone && !options.dryRun) ctx.say(`note  kubeadm reset may wait for an API server that is gone: up to ${KUBEADM_RESET_TIMEOUT_MS / 1000} s`)
+      steps.push({ title: 'kubeadm reset -f', done: kubeadmDone, actions: [{ kind: 'run', argv: [kubeadm, 'reset', '-f'], timeoutMs: KUBEADM_RESET_TIMEOUT_MS }] })
       const kubelet = await unitState(ctx, 'kubelet')
       steps.push({ title: 'kubelet stopped', done: !kubelet.active, actions: [{ kind: 'run', argv: ['systemctl', 'stop', 'kubelet'] }] })
 
@@ -45,6 +68,10 @@ export function resetPhase(purge: boolean): Phase {
           { kind: 'run', argv: [...ctr, 'containers', 'rm', id] },
         ]),
       })
+      // A sandbox's shm and a pod's volumes stay mounted when their teardown failed: unmount
+      // them, deepest first, or removing their folders fails with EBUSY.
+      const mounts = await mountsUnder(ctx, [...CRI_STATE_DIRS, KUBELET_PODS_DIR])
+      steps.push({ title: `mounts under the pod and sandbox folders unmounted (${mounts.length})`, done: mounts.length === 0, actions: mounts.map((m) => ({ kind: 'run', argv: ['umount', m] })) })
       const leftovers: string[] = []
       for (const d of CRI_STATE_DIRS) for (const id of await host.list(d)) leftovers.push(`${d}/${id}`)
       steps.push({ title: `leftover CRI state removed (${leftovers.length})`, done: leftovers.length === 0, actions: leftovers.map((path) => ({ kind: 'remove', path })) })

@@ -27,12 +27,23 @@ case "$1" in
   join) mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
   reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" ;;
   token) echo "fresh1.0123456789abcdef" ;;
+  config)
+    case "$2" in
+      # What kubeadm 1.29.3 prints offline; a test names other images in $KA_KUBEADM_IMAGES.
+      images) v=$5; if [ -n "\${KA_KUBEADM_IMAGES:-}" ]; then printf '%s\\n' $KA_KUBEADM_IMAGES; else
+        for n in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do echo "registry.k8s.io/$n:$v"; done
+        printf 'registry.k8s.io/coredns/coredns:v1.11.1\\nregistry.k8s.io/pause:3.9\\nregistry.k8s.io/etcd:3.5.12-0\\n'; fi ;;
+      validate) grep -qE '^kind: (Init|Join)Configuration$' "$4" || { echo "no InitConfiguration or JoinConfiguration in $4" >&2; exit 1; } ;;
+    esac ;;
 esac`,
   kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0
 mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
 prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied"; prev="$a"; done
 case "$*" in
   *"get daemonset calico-node"*) [ -e "$KA_ROOT/.calico-applied" ] || exit 1 ;;
+  *"get nodes -o jsonpath={.items[*].metadata.name}"*) printf 'k8s01' ;;
+  *"get configmap coredns"*) if [ -e "$KA_ROOT/.coredns-local" ]; then printf '.:53 {\\n    errors\\n    cache 30\\n}\\n'; else printf '.:53 {\\n    errors\\n    forward . /etc/resolv.conf {\\n       max_concurrent 1000\\n    }\\n    cache 30\\n}\\n'; fi ;;
+  *"rollout restart deployment coredns"*) touch "$KA_ROOT/.coredns-local" ;;
   *"get nodes"*) printf True ;;
   *"get pods"*) echo "calico-node-abcde   1/1   Running   0   1m"; echo "etcd-k8s01   1/1   Running   0   1m" ;;
 esac`,

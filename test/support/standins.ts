@@ -54,4 +54,5 @@ export async function freshNodeRoot(root: string): Promise<void> {
   await writeFile(join(root, 'proc/modules'), 'ext4 1056768 1 - Live 0x0000000000000000\n')
   await writeFile(join(root, 'proc/swaps'), 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swap.img                               file\t\t4194300\t\t0\t\t-2\n')
   await writeFile(join(root, 'etc/fstab'), '/dev/disk/by-uuid/1234 / ext4 defaults 0 1\n/swap.img\tnone\tswap\tsw\t0\t0\n')
+  await writeFile(join(root, 'etc/resolv.conf'), 'nameserver 192.0.2.53\n')
 }

@@ -1,4 +1,4 @@
-import { execFileSync, execSync, spawn } from 'node:child_process'
+import { execFileSync, execSync, spawn, spawnSync } from 'node:child_process'
 import yaml from 'js-yaml'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -578,6 +578,36 @@ describe('./install doctor and ./install reset', () => {
     expect(asked.code).toBe(2)
     expect(asked.stderr).toMatch(/there is no terminal to ask on: run it with --yes/)
     expect(existsSync(join(root, 'var/lib/cni'))).toBe(true)
+  })
+
+  it("reset in the field notes' stuck-pod case, against the real containerd: crictl stopp fails, a sandbox shm is a real tmpfs mount; every step still runs, a second reset finishes", async () => {
+    const c = ctd!
+    const run = await c.ctr(['-n', 'k8s.io', 'run', '-d', EXTRA_IMAGE, 'ka-stuck', '/bin/busybox', 'sleep', '300'])
+    expect(run.code, run.stderr).toBe(0)
+    const crictl = join(root, 'usr/local/bin/crictl')
+    const original = await readFile(crictl)
+    const pods = join(root, '..', 'stuck-pods')
+    await writeFile(pods, 'pod-stuck\n')
+    await writeFile(crictl, `#!/bin/sh\necho "crictl $*" >> "$KA_RECORD"\ncase "$3" in\n  pods) cat "${pods}" 2>/dev/null ;;\n  stopp) echo 'plugin type="calico" failed (delete): connection is unauthorized: Unauthorized' >&2; exit 1 ;;\n  rmp) rm -f "${pods}" ;;\nesac\nexit 0\n`)
+    const sandbox = join(root, 'run/containerd/io.containerd.grpc.v1.cri/sandboxes/pod-stuck')
+    await mkdir(join(sandbox, 'shm'), { recursive: true })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'shm', join(sandbox, 'shm')])
+    try {
+      const r = await install(['reset', '--yes', '--containerd-address', c.socket], root)
+      expect(r.code).toBe(1)
+      expect(r.stderr.trim().split('\n').pop()).toMatch(/^install: ESTEP: reset: every step ran, 1 failed: pods stopped and removed \(1\): .*stopp pod-stuck.*Unauthorized; run it again to finish/)
+      expect(r.record).toContain(`crictl --runtime-endpoint unix://${c.socket} rmp -f pod-stuck`)
+      expect(r.stdout).toMatch(/\[reset\] done +containers removed from k8s\.io \(1; images kept\)/)
+      expect(r.stdout).toMatch(/\[reset\] done +mounts under the pod and sandbox folders unmounted \(1\)/)
+      expect((await c.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('')
+      expect(existsSync(sandbox)).toBe(false)
+      expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(sandbox)
+      const again = await install(['reset', '--yes', '--containerd-address', c.socket], root)
+      expect(again.code, again.stderr).toBe(0)
+    } finally {
+      spawnSync('umount', [join(sandbox, 'shm')])
+      await writeFile(crictl, original)
+    }
   })
 
   it('reset --purge leaves no file the installer wrote, and restores /etc/fstab', async () => {

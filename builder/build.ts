@@ -445,7 +445,7 @@ function alive(pid: number): boolean {
   try {
     // /proc/<pid>/stat: "pid (comm) S ...": the state follows the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z'
   } catch {
     return true
   }

@@ -137,17 +137,17 @@ const nodeHost = (flags: RunFlags, dryRun: boolean): Host => new Host(flags.root
  * then the bundle opened on what verification saw, so that every file read later is checked
  * against the same hashes. --no-verify skips it with a warning, and the record says so.
  */
-async function openVerified(flags: RunFlags, host: Host, say: (line: string) => void): Promise<{ bundle: Bundle; report?: VerifyReport; record?: string }> {
+async function openVerified(flags: RunFlags, host: Host, say: (line: string) => void): Promise<{ bundle: Bundle; report?: VerifyReport }> {
   if (!flags.verify) {
     say('warn  --no-verify: the bundle was NOT verified and its files are used as they are; for development only, never on a real node')
-    const record = host.dryRun ? undefined : await writeRecord(host, { result: 'not verified (--no-verify)', bundle: flags.bundle })
-    return { bundle: await openBundle(flags.bundle), ...(record ? { record } : {}) }
+    if (!host.dryRun) await writeRecord(host, { result: 'not verified (--no-verify)', bundle: flags.bundle })
+    return { bundle: await openBundle(flags.bundle) }
   }
   const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
   for (const j of v.joinFiles) say(`note  ${j}: written on a node, not covered by the bundle's signature`)
   if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
-  const record = host.dryRun ? undefined : await writeRecord(host, verifiedRecord(v))
-  return { bundle: await openBundle(flags.bundle, v.digests), report: v, ...(record ? { record } : {}) }
+  if (!host.dryRun) await writeRecord(host, verifiedRecord(v))
+  return { bundle: await openBundle(flags.bundle, v.digests), report: v }
 }
 
 /**

@@ -1,7 +1,8 @@
+import { CACHE_FORMAT } from '../builder/cache.js'
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { filesFor, parseLock } from '../installer/core/lock.js'
+import { filesFor, parseLock } from '../bundle/lock.js'
 import { lockWorld, startWorld } from '../test/support/world.js'
 import { CLI, medianOf, mib, row, RSS_HOOK, timed } from './util.js'
 
@@ -52,7 +53,7 @@ export async function benchBuild(): Promise<string[]> {
     lines.push(row('cold build, unthrottled loopback, vs curl', oursFast.seconds, curlFast, '<= 1.5x'))
 
     const warmBuild = () => timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(oursFast.base, 'out'), '--cache', join(oursFast.base, 'cache')], { rssFile: join(dir, 'rss') })
-    const blobs = join(oursFast.base, 'cache', 'blobs', 'sha256')
+    const blobs = join(oursFast.base, 'cache', CACHE_FORMAT, 'blobs', 'sha256')
     const names = await readdir(blobs)
     const tarCf = () => timed('tar', ['cf', join(dir, 'gnu.tar'), ...names], { cwd: blobs })
     // Steady state for both: one warm-up run each, then the median of three.

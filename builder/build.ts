@@ -1,32 +1,32 @@
-import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { writeAtomic } from '../installer/core/atomic.js'
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { tempPrefix, writeAtomic } from '../bundle/atomic.js'
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import pLimit from 'p-limit'
-import { Sha256 } from '../installer/core/digest.js'
-import { kubeadmImages, manifestImages, missingImages } from '../installer/core/closed-world.js'
-import { OCI_LAYOUT_CONTENT } from '../installer/core/oci.js'
-import { KaError } from '../installer/core/errors.js'
-import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, packagePath, partsSumName, RUNTIME_COMPONENT, RUNTIME_NODE, SBOM_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from '../installer/core/layout.js'
-import { filesFor, packagesFor, parseLock, reduceLock, serializeLock, type Lock } from '../installer/core/lock.js'
-import { archOf, type Platform } from '../installer/core/platform.js'
-import { formatSums } from '../installer/core/sums.js'
+import { Sha256 } from '../bundle/digest.js'
+import { missingImages, requiredImages } from '../bundle/closed-world.js'
+import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
+import { KaError } from '../bundle/errors.js'
+import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, packagePath, partsSumName, RUNTIME_COMPONENT, RUNTIME_NODE, SBOM_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from '../bundle/layout.js'
+import { filesFor, packagesFor, parseLock, reduceLock, serializeLock, type Lock } from '../bundle/lock.js'
+import { archOf, type Platform } from '../bundle/platform.js'
+import { formatSums } from '../bundle/sums.js'
 import { Cache } from './cache.js'
 import { FileHasher } from './hasher.js'
 import { DockerCredentials } from './credentials.js'
 import { applyMirrors, download, httpDefaults, type Downloaded } from './http.js'
-import { imageIndex, planImages, type PlannedImage } from './images.js'
+import { layoutImages, planImages, type PlannedImage } from './images.js'
+import { ImageLayout } from '../bundle/image-layout.js'
 import type { FetchOptions } from './options.js'
-import { INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION } from './paths.js'
-import { extractRuntime } from './runtime.js'
-import { installScript } from '../installer/entry.js'
-import { signStatement, statementBytes } from '../installer/core/signing.js'
+import { INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION } from './package-files.js'
+import { extractRuntime } from './node-runtime.js'
+import { installScript } from '../bundle/entry.js'
+import { signStatement, statementBytes } from '../bundle/signing.js'
 import { splitTar } from './parts.js'
 import { cycloneDx } from './sbom.js'
 import { RegistryClient } from './registry.js'
 import { silentProgress } from './progress.js'
-import { fileSink, TarWriter } from '../installer/core/tar.js'
+import { TarWriter } from '../bundle/tar.js'
 
 export interface BuildOptions extends FetchOptions {
   lockPath: string
@@ -199,7 +199,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       [LOCK_FILE, { bytes: Buffer.from(serializeLock(bundleLock)), mode: FILE_MODE }],
       [SBOM_FILE, { bytes: cycloneDx(name, bundleLock, planned, PACKAGE_VERSION), mode: FILE_MODE }],
       [IMAGE_LAYOUT_FILE, { bytes: Buffer.from(OCI_LAYOUT_CONTENT), mode: FILE_MODE }],
-      [IMAGE_INDEX, { bytes: imageIndex(planned), mode: FILE_MODE }],
+      [IMAGE_INDEX, { bytes: ImageLayout.indexBytes(layoutImages(planned)), mode: FILE_MODE }],
       [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(o.platform))), mode: EXEC_MODE }],
       [INSTALLER_FILE, { bytes: installer, mode: FILE_MODE }],
       [KUBEADM_TABLE_FILE, { bytes: await readFile(o.kubeadmTable), mode: FILE_MODE }],
@@ -228,12 +228,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
 }
 
 async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string | undefined): Promise<void> {
-  const table = await readFile(o.kubeadmTable, 'utf8')
-  const k = kubeadmImages(lock.kubernetes, table)
-  const wants = [
-    ...k.kubeadm.map((image) => ({ image, neededBy: image === k.pause ? `kubeadm ${lock.kubernetes} and containerd's sandbox_image` : `kubeadm ${lock.kubernetes}` })),
-    ...(calicoYaml ? manifestImages(calicoYaml).map((image) => ({ image, neededBy: 'calico.yaml' })) : []),
-  ]
+  const { wants } = requiredImages(lock.kubernetes, await readFile(o.kubeadmTable, 'utf8'), calicoYaml)
   const missing = missingImages(
     lock.images.map((i) => i.ref),
     wants,
@@ -389,45 +384,40 @@ async function pack(o: BuildOptions, items: Item[], data: Map<string, { bytes: B
   entries.push(...[...dirs].map((rel): Entry => ({ rel, dir: true })))
   entries.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
 
-  const temp = join(o.outDir, `.${tarName}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
-  const out = await open(temp, 'wx')
-  const tar = new TarWriter(fileSink(out))
-  try {
-    for (const e of entries) {
-      const path = `${name}/${e.rel}`
-      if (e.dir) await tar.directory(path)
-      else if (e.data) await tar.data(path, e.mode ?? FILE_MODE, e.data)
-      else {
-        const i = e.item!
-        await inputs.ready(i)
-        const blob = o.cache.blobPath(i.digest)
-        await tar.file(path, (await stat(blob)).size, i.mode ?? FILE_MODE, blob)
+  const final = join(o.outDir, tarName)
+  const sidecar = join(o.outDir, tarSumName(tarName))
+  let size = 0
+  const sha256 = await writeAtomic(
+    final,
+    async (sink) => {
+      const tar = new TarWriter(sink)
+      for (const e of entries) {
+        const path = `${name}/${e.rel}`
+        if (e.dir) await tar.directory(path)
+        else if (e.data) await tar.data(path, e.mode ?? FILE_MODE, e.data)
+        else {
+          const i = e.item!
+          await inputs.ready(i)
+          const blob = o.cache.blobPath(i.digest)
+          await tar.file(path, (await stat(blob)).size, i.mode ?? FILE_MODE, blob)
+        }
       }
-    }
-    await tar.end()
-    for (const i of items) {
-      const checked = await inputs.check(i)
-      if (checked && !checked.equals(i.digest)) throw new CorruptEntry(i)
-    }
-    await out.datasync()
-    await out.close()
-    const sha256 = Sha256.ofHash(tar.hash)
-    const final = join(o.outDir, tarName)
-    const sidecar = join(o.outDir, tarSumName(tarName))
+      await tar.end()
+      size = tar.bytes
+      for (const i of items) {
+        const checked = await inputs.check(i)
+        if (checked && !checked.equals(i.digest)) throw new CorruptEntry(i)
+      }
+    },
     // The old checksum goes first: never a new tar beside an old .sha256.
-    await rm(sidecar, { force: true })
-    await rename(temp, final)
-    await writeAtomic(sidecar, `${sha256.hex}  ${tarName}\n`)
-    return { sha256, size: tar.bytes }
-  } catch (e) {
-    await out.close().catch(() => {})
-    await rm(temp, { force: true })
-    throw e
-  }
+    { beforeRename: () => rm(sidecar, { force: true }) },
+  )
+  await writeAtomic(sidecar, `${sha256.hex}  ${tarName}\n`)
+  return { sha256, size }
 }
 
 async function removeStaleTemps(dir: string, tarName: string): Promise<void> {
-  const prefix = `.${tarName}.tmp-`
+  const prefix = tempPrefix(tarName)
   for (const n of await readdir(dir)) {
     if (!n.startsWith(prefix)) continue
     const pid = Number(n.slice(prefix.length).split('-')[0])

@@ -1,14 +1,23 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import type { Sha256 } from '../installer/core/digest.js'
+import { writeAtomic } from '../bundle/atomic.js'
+import type { Sha256 } from '../bundle/digest.js'
+
+/**
+ * The cache's format version: the folder everything lives under. A change to how entries
+ * are named or stored gets a new folder, so a new kube-airgap never misreads an old cache
+ * (cacache does the same with content-v2/).
+ */
+export const CACHE_FORMAT = 'cache-v1'
 
 /**
  * The content-addressed download cache shared by every build on this machine. One module
  * owns its names:
  *
- *   <root>/blobs/sha256/<hex>   complete content, only ever renamed in after its hash matched
- *   <root>/partial/<hex>        a download in progress (resumed from its length after a crash)
+ *   <root>/cache-v1/blobs/sha256/<hex>   complete content, only ever renamed in after its hash matched
+ *   <root>/cache-v1/partial/<key>        a download in progress (resumed from its length after a crash)
+ *   <root>/cache-v1/derived/<key>        facts worked out from content (the runtime binary's digest)
  *
  * An entry is trusted by name only to skip a download; every reader still hashes what it
  * reads, and a mismatch evicts the entry (see build.ts).
@@ -22,11 +31,22 @@ export class Cache {
   }
 
   blobPath(d: Sha256): string {
-    return join(this.root, 'blobs', 'sha256', d.hex)
+    return join(this.root, CACHE_FORMAT, 'blobs', 'sha256', d.hex)
   }
 
   partialPath(key: string): string {
-    return join(this.root, 'partial', key)
+    return join(this.root, CACHE_FORMAT, 'partial', key)
+  }
+
+  derivedPath(key: string): string {
+    return join(this.root, CACHE_FORMAT, 'derived', key)
+  }
+
+  /** Stores small content held in memory under its digest (it must hash to it). */
+  async store(d: Sha256, data: Buffer): Promise<void> {
+    const dest = this.blobPath(d)
+    await mkdir(dirname(dest), { recursive: true })
+    await writeAtomic(dest, data, { expected: d })
   }
 
   async has(d: Sha256): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { Arch } from '../installer/core/platform.js'
+import type { Arch } from '../bundle/platform.js'
 
 /**
  * What each component is upstream: where its file lives, and where upstream publishes the

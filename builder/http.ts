@@ -6,8 +6,8 @@ import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici'
-import { integrityError, Sha256 } from '../installer/core/digest.js'
-import { KaError } from '../installer/core/errors.js'
+import { integrityError, Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
 
 /** How the builder talks HTTP; every field has a real default (see `httpDefaults`). */
 export interface HttpOptions {

@@ -1,13 +1,12 @@
-import { randomBytes } from 'node:crypto'
-import { readFile, rm, writeFile, mkdir } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import pLimit from 'p-limit'
-import { Sha256 } from '../installer/core/digest.js'
-import { KaError } from '../installer/core/errors.js'
-import type { LockedImage } from '../installer/core/lock.js'
-import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MediaType, parseManifestDoc, platformsOf, selectPlatform, type Descriptor } from '../installer/core/oci.js'
-import { archOf, type Platform } from '../installer/core/platform.js'
-import { imageName, parseImageRef, type ImageRef } from '../installer/core/reference.js'
+import { Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
+import type { LockedImage } from '../bundle/lock.js'
+import type { LayoutImage } from '../bundle/image-layout.js'
+import { MediaType, parseManifestDoc, platformsOf, selectPlatform, type Descriptor } from '../bundle/oci.js'
+import { archOf, type Platform } from '../bundle/platform.js'
+import { imageName, parseImageRef, type ImageRef } from '../bundle/reference.js'
 import type { Cache } from './cache.js'
 import type { Progress } from './progress.js'
 import type { RegistryClient } from './registry.js'
@@ -44,7 +43,7 @@ export async function planImages(
         if (!pinned) {
           const top = await o.registry.resolve(ref)
           pinned = top.digest
-          await storeSmall(o.cache, top.digest, top.data)
+          await o.cache.store(top.digest, top.data)
           o.progress.note(`warning  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
         }
         const topBytes = await manifestBytes(o, ref, pinned)
@@ -79,7 +78,7 @@ async function manifestBytes(o: { registry: RegistryClient; cache: Cache }, ref:
   if (cached && Sha256.of(cached).equals(digest)) return cached
   if (cached) await o.cache.evict(digest)
   const got = await o.registry.manifest(ref, digest.oci, digest)
-  await storeSmall(o.cache, digest, got.data)
+  await o.cache.store(digest, got.data)
   return got.data
 }
 
@@ -94,25 +93,6 @@ async function configBytes(o: { registry: RegistryClient; cache: Cache }, ref: I
   return readFile(o.cache.blobPath(d.digest))
 }
 
-async function storeSmall(cache: Cache, digest: Sha256, data: Buffer): Promise<void> {
-  const temp = cache.partialPath(`small-${randomBytes(8).toString('hex')}`)
-  await mkdir(dirname(temp), { recursive: true })
-  try {
-    await writeFile(temp, data)
-    await cache.commit(temp, digest)
-  } finally {
-    await rm(temp, { force: true })
-  }
-}
-
-/** `images/index.json`: one manifest per image, named the way containerd's importer reads. */
-export function imageIndex(planned: readonly PlannedImage[]): Buffer {
-  const manifests = planned.map((p) => ({
-    mediaType: p.manifest.mediaType,
-    digest: p.manifest.digest.oci,
-    size: p.manifest.size,
-    ...(p.manifest.platform ? { platform: p.manifest.platform } : {}),
-    annotations: { [ANNOTATION_IMAGE_NAME]: p.name, [ANNOTATION_REF_NAME]: p.ref.tag ?? p.pinned.oci },
-  }))
-  return Buffer.from(`${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }, null, 2)}\n`)
-}
+/** The planned images as the bundle's layout names them. */
+export const layoutImages = (planned: readonly PlannedImage[]): LayoutImage[] =>
+  planned.map((p) => ({ name: p.name, manifest: p.manifest.digest, mediaType: p.manifest.mediaType, size: p.manifest.size, ...(p.manifest.platform ? { platform: p.manifest.platform } : {}), ref: p.ref.tag ?? p.pinned.oci }))

@@ -1,10 +1,10 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { KaError } from '../installer/core/errors.js'
-import { filePath, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE } from '../installer/core/layout.js'
-import { ANNOTATION_IMAGE_NAME } from '../installer/core/oci.js'
-import { parseLock, type Lock } from '../installer/core/lock.js'
-import { listTar } from '../installer/core/verify.js'
+import { KaError } from '../bundle/errors.js'
+import { filePath, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE } from '../bundle/layout.js'
+import { ImageLayout, type LayoutImage } from '../bundle/image-layout.js'
+import { parseLock, type Lock } from '../bundle/lock.js'
+import { listTar } from '../bundle/verify.js'
 
 export interface Inspection {
   name: string
@@ -49,10 +49,7 @@ export async function inspectBundle(path: string): Promise<Inspection> {
   }
   const lock: Lock = parseLock(lockText, `${path}: ${LOCK_FILE}`)
   const manifests = new Map<string, string>()
-  for (const m of indexManifests(indexText)) {
-    const n = m?.annotations?.[ANNOTATION_IMAGE_NAME]
-    if (typeof n === 'string' && typeof m.digest === 'string') manifests.set(n, m.digest)
-  }
+  for (const m of indexImages(indexText)) if (m.name) manifests.set(m.name, m.manifest.oci)
   const imageBytes = [...sizes].filter(([p]) => p.startsWith(`${IMAGES_DIR}/`)).reduce((a, [, n]) => a + n, 0)
   const files = await Promise.all(
     lock.files.map(async (f) => {
@@ -83,11 +80,10 @@ export async function readBundleFile(path: string, rel: string): Promise<string>
   return text
 }
 
-/** The manifests of an index.json as found, or none when it is not JSON (inspect shows; verify judges). */
-function indexManifests(text: string | undefined): { digest?: unknown; annotations?: Record<string, unknown> }[] {
+/** The images an index.json names, or none when it is not one (inspect shows; verify judges). */
+function indexImages(text: string | undefined): LayoutImage[] {
   try {
-    const m = (JSON.parse(text ?? '{}') as { manifests?: unknown }).manifests
-    return Array.isArray(m) ? m : []
+    return text === undefined ? [] : ImageLayout.parseIndex(text)
   } catch {
     return []
   }

@@ -1,14 +1,13 @@
-import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { lstat, open, readFile, rename, rm, stat } from 'node:fs/promises'
-import { writeAtomic } from '../installer/core/atomic.js'
+import { lstat, open, readFile, rm, stat } from 'node:fs/promises'
+import { writeAtomic } from '../bundle/atomic.js'
 import { basename, dirname, join } from 'node:path'
 import { PassThrough, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { Sha256 } from '../installer/core/digest.js'
-import { KaError } from '../installer/core/errors.js'
-import { partName, partsSumName } from '../installer/core/layout.js'
-import type { Problem } from '../installer/core/verify.js'
+import { Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
+import { partName, partsSumName } from '../bundle/layout.js'
+import type { Problem } from '../bundle/verify.js'
 
 /** `3900M`, `1G`, `64K`, bytes: binary units. */
 export function parseSize(text: string): number {
@@ -40,19 +39,15 @@ export async function splitTar(tarPath: string, size: number, whole: Sha256): Pr
     const buf = Buffer.allocUnsafe(1 << 20)
     for (let i = 0, pos = 0; pos < total || i === 0; i++) {
       const name = partName(tarName, i)
-      const hash = createHash('sha256')
-      const out = await open(join(dir, `${name}.tmp`), 'w')
       const end = Math.min(total, pos + size)
-      while (pos < end) {
-        const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, end - pos), pos)
-        hash.update(buf.subarray(0, bytesRead))
-        await out.write(buf, 0, bytesRead)
-        pos += bytesRead
-      }
-      await out.datasync()
-      await out.close()
-      await rename(join(dir, `${name}.tmp`), join(dir, name))
-      lines.push(`${hash.digest('hex')}  ${name}`)
+      const digest = await writeAtomic(join(dir, name), async (sink) => {
+        while (pos < end) {
+          const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, end - pos), pos)
+          await sink(buf.subarray(0, bytesRead))
+          pos += bytesRead
+        }
+      })
+      lines.push(`${digest.hex}  ${name}`)
       parts.push(join(dir, name))
     }
   } finally {

@@ -1,8 +1,8 @@
 import { request } from 'undici'
-import { integrityError, Sha256 } from '../installer/core/digest.js'
-import { KaError } from '../installer/core/errors.js'
-import { ACCEPT_MANIFESTS } from '../installer/core/oci.js'
-import { imageName, type ImageRef } from '../installer/core/reference.js'
+import { integrityError, Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
+import { ACCEPT_MANIFESTS } from '../bundle/oci.js'
+import { imageName, type ImageRef } from '../bundle/reference.js'
 import type { DockerCredentials } from './credentials.js'
 import { download, headerValue, redactUrl, RETRY_STATUS, retryAfterMs, Transient, withRetries, type Downloaded, type HttpOptions } from './http.js'
 

@@ -1,4 +1,4 @@
-import type { Lock } from '../installer/core/lock.js'
+import type { Lock } from '../bundle/lock.js'
 import type { PlannedImage } from './images.js'
 
 /**

@@ -1,12 +1,10 @@
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { PassThrough, Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import { createGunzip } from 'node:zlib'
-import { Parser, type ReadEntry } from 'tar'
-import { integrityError, Sha256 } from './core/digest.js'
-import type { KaError } from './core/errors.js'
-import { isSafeRelativePath } from './core/layout.js'
+import { PassThrough, type Readable } from 'node:stream'
+import { integrityError, Sha256 } from '../bundle/digest.js'
+import type { KaError } from '../bundle/errors.js'
+import { isSafeRelativePath } from '../bundle/layout.js'
+import { isRegular, readTar } from '../bundle/tar.js'
 
 export interface Member {
   /** The member's path in the archive, without a leading `./`. */
@@ -21,20 +19,19 @@ export interface Member {
  * bytes as a stream that must be consumed.
  */
 async function walk(archive: string, each: (path: string, size: number, body: Readable) => Promise<void>, whole?: Hash): Promise<void> {
-  const pending: Promise<void>[] = []
-  const parser = new Parser({
-    onReadEntry: (entry: ReadEntry) => {
-      const path = entry.path.replace(/^\.\//, '').replace(/\/$/, '')
-      if ((entry.type !== 'File' && entry.type !== 'OldFile') || !isSafeRelativePath(path)) return entry.resume()
-      const body = new PassThrough()
-      entry.pipe(body)
-      pending.push(each(path, entry.size ?? 0, body))
-    },
-  })
   const raw = createReadStream(archive, { highWaterMark: 1 << 20 })
   if (whole) raw.on('data', (c) => whole.update(c as Buffer))
-  await pipeline(raw, createGunzip(), parser)
-  await Promise.all(pending)
+  await readTar(
+    raw,
+    (e) => {
+      const path = e.path.replace(/^\.\//, '')
+      if (!isRegular(e) || !isSafeRelativePath(path)) return void e.body.resume()
+      const body = new PassThrough()
+      e.body.pipe(body)
+      return each(path, e.size, body)
+    },
+    { gzip: true },
+  )
 }
 
 /**

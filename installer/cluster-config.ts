@@ -1,8 +1,8 @@
 import { networkInterfaces, hostname } from 'node:os'
-import { loadYaml } from './core/yaml.js'
-import { cidrSize, networkOf, overlaps, parseCidr, parseIPv4 } from './core/cidr.js'
-import { KaError } from './core/errors.js'
-import { didYouMean } from './core/text.js'
+import { loadYaml } from '../bundle/yaml.js'
+import { cidrSize, networkOf, overlaps, parseCidr, parseIPv4 } from './cidr.js'
+import { KaError } from '../bundle/errors.js'
+import { didYouMean } from '../bundle/text.js'
 
 export interface Taint {
   key: string

@@ -4,9 +4,9 @@ import { createReadStream } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { writeAtomic } from './core/atomic.js'
-import { Sha256 } from './core/digest.js'
-import { KaError } from './core/errors.js'
+import { writeAtomic } from '../bundle/atomic.js'
+import { Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
 
 export interface CommandResult {
   code: number

@@ -1,10 +1,10 @@
 import { createHash, randomBytes, X509Certificate } from 'node:crypto'
 import yaml from 'js-yaml'
 import type { ClusterConfig } from './cluster-config.js'
-import { KaError } from './core/errors.js'
-import { loadYaml } from './core/yaml.js'
-import { KUBEADM_REPOSITORY } from './core/closed-world.js'
-import { DEFAULT_CONTAINERD_SOCKET } from './paths.js'
+import { KaError } from '../bundle/errors.js'
+import { loadYaml } from '../bundle/yaml.js'
+import { KUBEADM_REPOSITORY } from '../bundle/closed-world.js'
+import { DEFAULT_CONTAINERD_SOCKET } from './node-paths.js'
 
 /** The kubeadm config API the locked kubeadm reads: v1beta3 up to 1.30, v1beta4 from 1.31. */
 export function kubeadmApi(kubernetes: string): string {

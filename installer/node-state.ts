@@ -1,6 +1,6 @@
 import { readdir, readFile, readlink } from 'node:fs/promises'
 import type { Host } from './host.js'
-import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF } from './paths.js'
+import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF } from './node-paths.js'
 
 /** Live kernel state the phases and doctor read (under --root too). */
 

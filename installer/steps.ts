@@ -1,16 +1,17 @@
 import { createReadStream } from 'node:fs'
 import { basename } from 'node:path'
 import { listMembers } from './archive.js'
-import type { Sha256 } from './core/digest.js'
 import type { Context, Step } from './plan.js'
 
-/** A file copied from the bundle: done when the node's copy has the same hash and mode. */
-export async function copyStep(ctx: Context, title: string, path: string, src: { path: string; sha256: Sha256; size?: number }, mode: number): Promise<Step> {
+/** A locked file of the bundle, copied to `path`: done when the node's copy has the same hash and mode. */
+export async function copyStep(ctx: Context, title: string, path: string, component: string, mode: number): Promise<Step> {
+  const src = ctx.bundle.file(component)
+  const sha256 = src.locked.integrity
   const now = await ctx.host.fileState(path)
   return {
     title,
-    done: !!now && now.sha256.equals(src.sha256) && now.mode === mode,
-    actions: [{ kind: 'write', path, mode, sha256: src.sha256, size: src.size ?? 0, data: () => createReadStream(src.path) }],
+    done: !!now && now.sha256.equals(sha256) && now.mode === mode,
+    actions: [{ kind: 'write', path, mode, sha256, size: src.locked.size ?? 0, data: () => createReadStream(src.path) }],
   }
 }
 

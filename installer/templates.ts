@@ -1,4 +1,4 @@
-import { BIN_DIR, CNI_BIN_DIR, DEFAULT_CONTAINERD_SOCKET, RUNC } from './paths.js'
+import { BIN_DIR, CNI_BIN_DIR, DEFAULT_CONTAINERD_SOCKET, RUNC } from './node-paths.js'
 
 /**
  * The files the installer writes, as text. Each says why it is the way it is: these are

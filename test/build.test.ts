@@ -4,8 +4,9 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { Sha256 } from '../installer/core/digest.js'
-import { parseLock } from '../installer/core/lock.js'
+import { CACHE_FORMAT } from '../builder/cache.js'
+import { Sha256 } from '../bundle/digest.js'
+import { parseLock } from '../bundle/lock.js'
 import { bundleCli } from './support/cli.js'
 import type { FakeUpstream } from './support/fake-upstream.js'
 import { startProxy } from './support/proxy.js'
@@ -114,7 +115,7 @@ describe('bundle build', () => {
     expect(fake.up.log.length).toBe(before)
 
     const containerd = fake.artifact('containerd', 'linux/amd64')
-    const blob = join(cache, 'blobs', 'sha256', containerd.sha256)
+    const blob = join(cache, CACHE_FORMAT, 'blobs', 'sha256', containerd.sha256)
     const bytes = await readFile(blob)
     bytes[1000] = bytes[1000]! ^ 1
     await writeFile(blob, bytes)
@@ -148,8 +149,8 @@ describe('bundle build', () => {
     expect(line).toMatch(/got [0-9a-f]{64}/)
     expect(existsSync(join(out, TAR))).toBe(false)
     expect((await readdir(out).catch(() => [])).length).toBe(0)
-    expect(existsSync(join(cache, 'blobs', 'sha256', containerd.sha256))).toBe(false)
-    expect(existsSync(join(cache, 'partial', containerd.sha256))).toBe(false)
+    expect(existsSync(join(cache, CACHE_FORMAT, 'blobs', 'sha256', containerd.sha256))).toBe(false)
+    expect(existsSync(join(cache, CACHE_FORMAT, 'partial', containerd.sha256))).toBe(false)
   })
 
   it('resumes with Range after a connection cut mid-body', async () => {
@@ -171,7 +172,7 @@ describe('bundle build', () => {
     const { out, cache } = await fresh()
     const containerd = fake.artifact('containerd', 'linux/amd64')
     fake.up.throttle = 2 << 20 // 6 MiB at 2 MiB/s: three seconds to kill it in
-    const partial = join(cache, 'partial', containerd.sha256)
+    const partial = join(cache, CACHE_FORMAT, 'partial', containerd.sha256)
     const first = await build(out, cache, [], {}, (child) => {
       const timer = setInterval(() => {
         void stat(partial).then(

@@ -4,7 +4,8 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseLock, serializeLock } from '../installer/core/lock.js'
+import { CACHE_FORMAT } from '../builder/cache.js'
+import { parseLock, serializeLock } from '../bundle/lock.js'
 import { bundleCli } from './support/cli.js'
 import { startContainerd } from './support/containerd.js'
 import { EXTRA_IMAGE, lockWorld, startWorld, type World } from './support/world.js'
@@ -145,7 +146,7 @@ describe('images in the bundle', () => {
         const line = r.stderr.trim().split('\n').pop()!
         expect(line).toMatch(/^bundle: EINTEGRITY: docker\.io\/calico\/node:v3\.28\.0/)
         expect(existsSync(join(out, `${NAME}.tar`))).toBe(false)
-        expect(existsSync(join(cache, 'blobs', 'sha256', target.slice(7)))).toBe(false)
+        expect(existsSync(join(cache, CACHE_FORMAT, 'blobs', 'sha256', target.slice(7)))).toBe(false)
       } finally {
         world.front.corrupt(undefined)
       }

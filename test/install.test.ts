@@ -172,7 +172,7 @@ describe('./install --role worker', () => {
     expect(r.stdout).toMatch(/\[images\] would do +images in k8s\.io \(11: 1 to import\)/)
     // The real check: remove it again and run the check alone (import disabled by a dry run).
     const { checkImages } = await import('../installer/phases/images.js')
-    const { openBundle } = await import('../installer/bundle.js')
+    const { openBundle } = await import('../bundle/open.js')
     const { Host } = await import('../installer/host.js')
     const ctx = { host: new Host(root), bundle: await openBundle(bundle), options: { role: 'worker' as const, root, dryRun: false, containerdAddress: c.socket, json: false, verbose: false }, say: () => {} }
     await expect(checkImages(ctx)).rejects.toThrow(/not in containerd's k8s\.io namespace: registry\.k8s\.io\/pause:3\.9; registry\.k8s\.io\/pause:3\.9 is in namespace "default" \(imported without -n k8s\.io/)
@@ -329,7 +329,7 @@ describe('./install --role master, then a worker with the join file it wrote', (
 
 describe('the images phase stream', () => {
   it('carries every blob intact to a slow reader (buffers are reused while the reader lags)', async () => {
-    const { openBundle } = await import('../installer/bundle.js')
+    const { openBundle } = await import('../bundle/open.js')
     const { layoutStream } = await import('../installer/phases/images.js')
     const { Parser } = await import('tar')
     const b = await openBundle(bundle)
@@ -357,7 +357,7 @@ describe('the images phase stream', () => {
   })
 
   it('plans concurrent imports that never carry the same blob twice', async () => {
-    const { openBundle } = await import('../installer/bundle.js')
+    const { openBundle } = await import('../bundle/open.js')
     const { imageBlobs, planImport } = await import('../installer/phases/images.js')
     const b = await openBundle(bundle)
     const plan = await planImport(b, b.images)
@@ -454,7 +454,7 @@ describe('./install refuses before changing anything', () => {
 
 describe('./install doctor and ./install reset', () => {
   const ctxFor = async (nodeRoot: string, bundleDir = bundle) => {
-    const { openBundle } = await import('../installer/bundle.js')
+    const { openBundle } = await import('../bundle/open.js')
     const { Host } = await import('../installer/host.js')
     const { clusterConfig } = await import('../installer/cluster-config.js')
     return {

@@ -118,7 +118,7 @@ describe('doctor on a node before kubeadm', () => {
 describe('what a hardware node needs', () => {
   /** A context for in-process checks, as the CLI builds it. */
   const ctxFor = async (root: string, role: 'master' | 'worker' = 'worker', now?: number) => {
-    const { openBundle } = await import('../installer/bundle.js')
+    const { openBundle } = await import('../bundle/open.js')
     const { Host } = await import('../installer/host.js')
     const { clusterConfig } = await import('../installer/cluster-config.js')
     return {

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest'
 import { pickChecksum } from '../builder/components.js'
 import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../builder/http.js'
 import { renderRows } from '../builder/progress.js'
-import { Sha256 } from '../installer/core/digest.js'
-import { isSafeRelativePath } from '../installer/core/layout.js'
-import { nearest } from '../installer/core/text.js'
+import { Sha256 } from '../bundle/digest.js'
+import { isSafeRelativePath } from '../bundle/layout.js'
+import { nearest } from '../bundle/text.js'
 
 describe('mirrors', () => {
   it('rewrites by the longest matching prefix, on a path boundary', () => {

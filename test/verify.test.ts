@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, cp, mkdtemp, open, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { appendFile, cp, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { fileSink, TarWriter } from '../installer/core/tar.js'
-import { Sha256 } from '../installer/core/digest.js'
-import { isKaError, type KaError } from '../installer/core/errors.js'
-import { verifyBundle } from '../installer/core/verify.js'
+import { TarWriter } from '../bundle/tar.js'
+import { writeAtomic } from '../bundle/atomic.js'
+import { Sha256 } from '../bundle/digest.js'
+import { isKaError, type KaError } from '../bundle/errors.js'
+import { verifyBundle } from '../bundle/verify.js'
 import { bundleCli } from './support/cli.js'
 import { lockWorld, startWorld, type World } from './support/world.js'
 
@@ -89,13 +90,13 @@ describe('verifyBundle', () => {
 
   it('refuses a tar with a path that escapes the bundle, a link, or a changed byte', async () => {
     const evil = join(dir, 'evil.tar')
-    const out = await open(evil, 'w')
-    const w = new TarWriter(fileSink(out))
-    await w.directory(NAME)
-    await w.data(`${NAME}/SHA256SUMS`, 0o644, Buffer.alloc(0))
-    await w.data(`${NAME}/../../etc/cron.d/evil`, 0o644, Buffer.from('boom'))
-    await w.end()
-    await out.close()
+    await writeAtomic(evil, async (sink) => {
+      const w = new TarWriter(sink)
+      await w.directory(NAME)
+      await w.data(`${NAME}/SHA256SUMS`, 0o644, Buffer.alloc(0))
+      await w.data(`${NAME}/../../etc/cron.d/evil`, 0o644, Buffer.from('boom'))
+      await w.end()
+    })
     expect(problems(await failure(evil))).toContainEqual(expect.stringMatching(/etc\/cron\.d\/evil: unsafe path/))
 
     const flipped = join(dir, 'flipped', `${NAME}.tar`)

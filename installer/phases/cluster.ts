@@ -1,13 +1,13 @@
 import { patchCalico } from '../calico.js'
 import { durationMs } from '../cluster-config.js'
-import { Sha256 } from '../core/digest.js'
-import { KaError } from '../core/errors.js'
-import { KUBEADM_REPOSITORY } from '../core/closed-world.js'
-import { imageName, parseImageRef } from '../core/reference.js'
-import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../core/layout.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { KaError } from '../../bundle/errors.js'
+import { KUBEADM_REPOSITORY } from '../../bundle/closed-world.js'
+import { imageName, parseImageRef } from '../../bundle/reference.js'
+import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../../bundle/layout.js'
 import { Host } from '../host.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
-import { COREDNS_APPLIED, RESOLV_CONF, BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../paths.js'
+import { COREDNS_APPLIED, RESOLV_CONF, BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../node-paths.js'
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
 import { nameservers } from '../node-state.js'
@@ -110,7 +110,7 @@ export const network: Phase = {
   name: 'network',
   summary: "Calico on the first master: its manifest patched (pool CIDR = pod subnet, IP autodetection, never pull) and applied server-side; calicoctl as kubectl-calico",
   async plan(ctx) {
-    const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, { path: ctx.bundle.file('calicoctl').path, sha256: ctx.bundle.file('calicoctl').locked.integrity }, 0o755)]
+    const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, 'calicoctl', 0o755)]
     if (!isFirstMaster(ctx)) return steps
     const source = await ctx.bundle.read(filePath(ctx.bundle.file('calico-manifest').locked.file))
     // Calico's default (first-found) can pick the wrong interface on a multi-NIC node: by

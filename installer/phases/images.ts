@@ -1,13 +1,12 @@
-import { readFile, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { stat } from 'node:fs/promises'
 import { PassThrough, type Readable } from 'node:stream'
-import type { Bundle, BundleImage } from '../bundle.js'
-import { integrityError, Sha256 } from '../core/digest.js'
-import { KaError } from '../core/errors.js'
-import { IMAGE_INDEX, imageBlobPath } from '../core/layout.js'
-import { MediaType, OCI_LAYOUT_CONTENT } from '../core/oci.js'
-import { streamSink, TarWriter } from '../core/tar.js'
-import { CTR, K8S_NAMESPACE } from '../paths.js'
+import type { Bundle, BundleImage } from '../../bundle/open.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { KaError } from '../../bundle/errors.js'
+import { ImageLayout } from '../../bundle/image-layout.js'
+import { OCI_LAYOUT_CONTENT } from '../../bundle/oci.js'
+import { streamSink, TarWriter } from '../../bundle/tar.js'
+import { CTR, K8S_NAMESPACE } from '../node-paths.js'
 import type { Context, Phase } from '../plan.js'
 
 /**
@@ -38,13 +37,7 @@ export async function listImageLabels(ctx: Context, namespace: string): Promise<
 
 /** The blobs an image consists of in the bundle: its manifest, config and layers (hex digests). */
 export async function imageBlobs(bundle: Bundle, image: BundleImage): Promise<string[]> {
-  const hex = image.manifest.slice('sha256:'.length)
-  // A blob's name is its digest: what is read is checked against it (containerd checks the rest on import).
-  const bytes = await readFile(join(bundle.dir, imageBlobPath(hex)))
-  const got = Sha256.of(bytes)
-  if (got.hex !== hex) throw integrityError(imageBlobPath(hex), Sha256.fromHex(hex), got)
-  const doc = JSON.parse(bytes.toString('utf8')) as { config: { digest: string }; layers: { digest: string }[] }
-  return [hex, ...[doc.config, ...doc.layers].map((d) => d.digest.slice('sha256:'.length))]
+  return (await bundle.layout.blobsOf(image.manifest)).map((d) => d.hex)
 }
 
 /**
@@ -55,18 +48,15 @@ export async function imageBlobs(bundle: Bundle, image: BundleImage): Promise<st
 export function layoutStream(bundle: Bundle, images: BundleImage[], skip: ReadonlySet<string> = new Set()): Readable {
   const out = new PassThrough()
   void (async () => {
-    const index = JSON.parse(await bundle.read(IMAGE_INDEX)) as { manifests: { digest: string }[] }
-    const wanted = new Set(images.map((i) => i.manifest))
-    const manifests = index.manifests.filter((m) => wanted.has(m.digest))
     const blobs = new Set<string>()
     for (const im of images) for (const hex of await imageBlobs(bundle, im)) if (!skip.has(hex)) blobs.add(hex)
     const tar = new TarWriter(streamSink(out))
     await tar.data('oci-layout', 0o644, Buffer.from(OCI_LAYOUT_CONTENT))
-    await tar.data('index.json', 0o644, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests })))
+    await tar.data('index.json', 0o644, ImageLayout.indexBytes(images, false))
     await tar.directory('blobs')
     await tar.directory('blobs/sha256')
     for (const hex of [...blobs].sort()) {
-      const path = join(bundle.dir, imageBlobPath(hex))
+      const path = bundle.layout.blobPath(Sha256.fromHex(hex))
       await tar.file(`blobs/sha256/${hex}`, (await stat(path)).size, 0o644, path)
     }
     await tar.end()
@@ -131,7 +121,7 @@ export const images: Phase = {
     if (!present && !options.dryRun) {
       throw new KaError('ESTEP', `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`)
     }
-    const missing = bundle.images.filter((i) => present?.get(i.name) !== i.manifest)
+    const missing = bundle.images.filter((i) => present?.get(i.name) !== i.manifest.oci)
     const argv = [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'import', '-']
     const plan = await planImport(bundle, missing)
     // Groups go into two streams, balanced by count; each stream is one `ctr import`.
@@ -170,7 +160,7 @@ export async function imagesElsewhere(ctx: Context, names: readonly string[]): P
 /** Every image the node needs is in k8s.io under its exact name; else say which, and where it is instead. */
 export async function checkImages(ctx: Context): Promise<void> {
   const present = (await listImages(ctx, K8S_NAMESPACE)) ?? new Map<string, string>()
-  const want = new Map(ctx.bundle.images.map((i) => [i.name, i.manifest]))
+  const want = new Map(ctx.bundle.images.map((i) => [i.name, i.manifest.oci]))
   const missing = [...new Set([...ctx.bundle.needed, ...want.keys()])].filter((n) => !present.has(n) || (want.has(n) && present.get(n) !== want.get(n)))
   if (missing.length === 0) return
   const elsewhere = (await imagesElsewhere(ctx, missing)).map((e) => `${e.image} is in namespace "${e.namespace}" (imported without -n ${K8S_NAMESPACE}: kubelet cannot see it there)`)

@@ -4,7 +4,9 @@ import { kernel } from './kernel.js'
 import { packages } from './packages.js'
 import { preflight } from './preflight.js'
 import { cluster, finish, network } from './cluster.js'
-import { cni, containerd, kubernetes } from './runtime.js'
+import { cni } from './cni.js'
+import { containerd } from './containerd.js'
+import { kubernetes } from './kubernetes.js'
 
 /**
  * The phases this installer has, in order, after `verify` (which runs first and on its

@@ -1,6 +1,6 @@
-import { Sha256 } from '../core/digest.js'
+import { Sha256 } from '../../bundle/digest.js'
 import { activeSwaps, loadedModules } from '../node-state.js'
-import { FSTAB, FSTAB_BACKUP, MODULES_LOAD, procSys, SYSCTL_CONF } from '../paths.js'
+import { FSTAB, FSTAB_BACKUP, MODULES_LOAD, procSys, SYSCTL_CONF } from '../node-paths.js'
 import { fileStep, type Phase, type Step } from '../plan.js'
 import { modulesLoad, SYSCTLS, sysctlConf } from '../templates.js'
 

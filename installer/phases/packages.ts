@@ -1,10 +1,10 @@
 import { createReadStream } from 'node:fs'
 import { join } from 'node:path'
-import { KaError } from '../core/errors.js'
-import { packagePath } from '../core/layout.js'
-import type { LockedPackage } from '../core/lock.js'
+import { KaError } from '../../bundle/errors.js'
+import { packagePath } from '../../bundle/layout.js'
+import type { LockedPackage } from '../../bundle/lock.js'
 import type { Action, Context, Phase } from '../plan.js'
-import { PACKAGE_STAGING } from '../paths.js'
+import { PACKAGE_STAGING } from '../node-paths.js'
 
 /** `ubuntu-22.04`, `debian-12`: ID and VERSION_ID of /etc/os-release, as the bundle names its sets. */
 export async function nodeRelease(ctx: Context): Promise<string | undefined> {

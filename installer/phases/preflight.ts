@@ -1,10 +1,10 @@
 import { lookup } from 'node:dns/promises'
 import { createServer } from 'node:net'
 import { hostname } from 'node:os'
-import { KaError } from '../core/errors.js'
-import { archOf } from '../core/platform.js'
+import { KaError } from '../../bundle/errors.js'
+import { archOf } from '../../bundle/platform.js'
 import { activeSwaps, describeListener, listenerOn, NAMESERVER_FIX, nameservers } from '../node-state.js'
-import { RESOLV_CONF, BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../paths.js'
+import { RESOLV_CONF, BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../node-paths.js'
 import type { Context, Phase } from '../plan.js'
 import { packagesForNode } from './packages.js'
 

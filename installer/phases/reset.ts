@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { listMembers } from '../archive.js'
-import { Sha256 } from '../core/digest.js'
-import { BIN_DIR, CNI_BIN_DIR, CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, CTR, ETC_HOSTS, FSTAB, FSTAB_BACKUP, K8S_NAMESPACE, KUBECTL_CALICO, KUBELET_DROPIN, KUBELET_UNIT, MODULES_LOAD, RUNC, STATE_DIR, SYSCTL_CONF } from '../paths.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { BIN_DIR, CNI_BIN_DIR, CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, CTR, ETC_HOSTS, FSTAB, FSTAB_BACKUP, K8S_NAMESPACE, KUBECTL_CALICO, KUBELET_DROPIN, KUBELET_UNIT, MODULES_LOAD, RUNC, STATE_DIR, SYSCTL_CONF } from '../node-paths.js'
 import type { Action, Context, Phase, Step } from '../plan.js'
 import { unitState } from '../steps.js'
 

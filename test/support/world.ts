@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { imageName, parseImageRef } from '../../installer/core/reference.js'
+import { imageName, parseImageRef } from '../../bundle/reference.js'
 import { makeArtifacts } from './artifacts.js'
 import { bundleCli } from './cli.js'
 import { DEFAULT_MANIFEST, fakeUpstream, REPO, withoutPackages, type FakeOptions, type FakeUpstream } from './fake-upstream.js'

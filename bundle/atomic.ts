@@ -12,18 +12,30 @@ export interface AtomicOptions {
   expected?: Sha256
   /** Names the file in an integrity error. */
   what?: string
+  /** Runs when the bytes are complete and synced, just before the rename (a last check, or removing what must not outlive the old file). */
+  beforeRename?: () => Promise<void>
 }
+
+/** Writes bytes at the end of the file being made; resolves once the buffer may be reused. */
+export type Sink = (buf: Buffer) => Promise<void>
+
+/** The temp file `writeAtomic` uses for `path`: `.NAME.tmp-PID-RANDOM` (the PID tells a live writer's from a dead one's). */
+export const tempPrefix = (name: string): string => `.${name}.tmp-`
+
 
 /**
  * Writes a file the one safe way: a temp file with a random name beside the target, created
  * exclusively and never through a link (O_EXCL|O_NOFOLLOW), every byte hashed as it is
  * written, synced, and renamed over the target only when complete and (with `expected`) only
  * when the hash matches. Returns the sha256 of what was written. A crash leaves at most a
- * `.NAME.tmp-*` file, never a half-written target. It does not create the folder.
+ * `.NAME.tmp-PID-*` file, never a half-written target. It does not create the folder.
+ *
+ * `data` is bytes, a stream, or a producer that writes through the sink it is given (the
+ * bundle's tar, a split part): every file this project writes goes through here.
  */
-export async function writeAtomic(path: string, data: Buffer | string | Readable, opts: AtomicOptions = {}): Promise<Sha256> {
+export async function writeAtomic(path: string, data: Buffer | string | Readable | ((sink: Sink) => Promise<void>), opts: AtomicOptions = {}): Promise<Sha256> {
   const mode = opts.mode ?? 0o644
-  const temp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`)
+  const temp = join(dirname(path), `${tempPrefix(basename(path))}${process.pid}-${randomBytes(6).toString('hex')}`)
   const fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
   const hash = createHash('sha256')
   try {
@@ -31,6 +43,11 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
       const bytes = typeof data === 'string' ? Buffer.from(data) : data
       hash.update(bytes)
       await fh.writeFile(bytes)
+    } else if (typeof data === 'function') {
+      await data(async (buf) => {
+        hash.update(buf)
+        for (let off = 0; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
+      })
     } else {
       for await (const chunk of data) {
         const c = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
@@ -45,6 +62,7 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
     if (opts.owner) await chown(temp, opts.owner.uid, opts.owner.gid)
     await fh.datasync()
     await fh.close()
+    await opts.beforeRename?.()
     await rename(temp, path)
     return got
   } catch (e) {

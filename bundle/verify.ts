@@ -2,16 +2,15 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { lstat, readdir, readFile, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
-import { Writable, type Readable } from 'node:stream'
-import { Parser, type ReadEntry } from 'tar'
+import type { Readable } from 'node:stream'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import { filePath, IMAGE_INDEX, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from './layout.js'
 import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
-import { ANNOTATION_IMAGE_NAME } from './oci.js'
+import { isRegular, readTar } from './tar.js'
+import { ImageLayout, type LayoutImage } from './image-layout.js'
 
 export interface Problem {
   path: string
@@ -149,11 +148,9 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
 function imageProblems(lock: Lock, indexText: Buffer | undefined, listed: boolean): Problem[] {
   if (lock.images.length === 0 && !listed) return []
   if (!indexText) return [{ path: IMAGE_INDEX, problem: 'missing' }]
-  let entries: { name: string; digest: string }[]
+  let entries: LayoutImage[]
   try {
-    const doc = JSON.parse(indexText.toString('utf8')) as { manifests?: unknown }
-    if (!Array.isArray(doc.manifests)) throw new Error('no manifests')
-    entries = doc.manifests.map((m: { digest?: unknown; annotations?: Record<string, unknown> }) => ({ name: String(m?.annotations?.[ANNOTATION_IMAGE_NAME] ?? ''), digest: String(m?.digest ?? '') }))
+    entries = ImageLayout.parseIndex(indexText)
   } catch {
     return [{ path: IMAGE_INDEX, problem: 'not an OCI image index' }]
   }
@@ -165,7 +162,7 @@ function imageProblems(lock: Lock, indexText: Buffer | undefined, listed: boolea
     if (!im) problems.push({ path: IMAGE_INDEX, problem: `names ${JSON.stringify(e.name)}, which the lock does not pin` })
     else if (seen.has(e.name)) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} twice` })
     else if (!im.manifest) problems.push({ path: LOCK_FILE, problem: `records no platform manifest for ${e.name}: build the bundle again with this kube-airgap` })
-    else if (im.manifest.oci !== e.digest) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} as ${e.digest}, the lock records ${im.manifest.oci}` })
+    else if (!im.manifest.equals(e.manifest)) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} as ${e.manifest.oci}, the lock records ${im.manifest.oci}` })
     seen.add(e.name)
   }
   for (const ref of pinned.keys()) if (!seen.has(ref)) problems.push({ path: IMAGE_INDEX, problem: `lacks ${ref}, which the lock pins` })
@@ -219,33 +216,35 @@ async function scanFolder(dir: string): Promise<Scan> {
 async function scanTar(open: () => Readable, tarPath: string, sidecar = true): Promise<Scan> {
   const scan: Scan = { name: '', digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [] }
   const whole = createHash('sha256')
-  const parser = new Parser({
-    strict: false,
-    onwarn: (_code, message) => scan.problems.push({ path: basename(tarPath), problem: `tar: ${message}` }),
-    onReadEntry: (entry: ReadEntry) => {
-      const raw = entry.path.replace(/\/$/, '')
+  const input = open()
+  input.on('data', (c: Buffer) => whole.update(c))
+  const onWarn = (message: string) => void scan.problems.push({ path: basename(tarPath), problem: `tar: ${message}` })
+  await readTar(
+    input,
+    (entry) => {
+      const raw = entry.path
       const top = raw.split('/')[0] ?? ''
       if (!isSafeRelativePath(raw)) {
         scan.problems.push({ path: raw, problem: 'unsafe path (absolute or with ..): do not unpack this tar' })
-        return entry.resume()
+        return void entry.body.resume()
       }
       if (!scan.name) scan.name = top
       if (top !== scan.name) {
         scan.problems.push({ path: raw, problem: `outside the bundle's one top folder ${scan.name}/` })
-        return entry.resume()
+        return void entry.body.resume()
       }
-      if (entry.type === 'Directory') return entry.resume()
-      if (entry.type !== 'File' && entry.type !== 'OldFile') {
+      if (entry.type === 'Directory') return void entry.body.resume()
+      if (!isRegular(entry)) {
         scan.problems.push({ path: raw, problem: `a ${entry.type} entry (links and devices are never part of a bundle)` })
-        return entry.resume()
+        return void entry.body.resume()
       }
       const rel = raw.slice(top.length + 1)
-      if (rel === '') return entry.resume()
+      if (rel === '') return void entry.body.resume()
       if (rel.startsWith(`${JOIN_DIR}/`)) scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
       const hash = createHash('sha256')
       let chunks: Buffer[] | undefined = KEEP.has(rel) ? [] : undefined
       let kept = 0
-      entry.on('data', (c: Buffer) => {
+      entry.body.on('data', (c: Buffer) => {
         hash.update(c)
         scan.bytes += c.length
         if (!chunks) return
@@ -255,25 +254,13 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
           scan.problems.push(tooBig(rel))
         } else chunks.push(c)
       })
-      entry.on('end', () => {
+      entry.body.on('end', () => {
         if (scan.digests.has(rel)) scan.problems.push({ path: rel, problem: 'appears twice in the tar' })
         scan.digests.set(rel, Sha256.ofHash(hash))
         if (chunks) scan.small.set(rel, Buffer.concat(chunks))
       })
     },
-  })
-  await pipeline(
-    open(),
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        whole.update(chunk)
-        if (parser.write(chunk)) cb()
-        else parser.once('drain', () => cb())
-      },
-      final(cb) {
-        parser.end(() => cb())
-      },
-    }),
+    { onWarn },
   )
   // A `.tar.sha256` beside the tar is checked too: it is what people compare by hand.
   const sidecarPath = join(tarPath, '..', tarSumName(basename(tarPath)))
@@ -296,24 +283,23 @@ export async function listTar(path: string, want: readonly string[]): Promise<{ 
   const small = new Map<string, Buffer>()
   let top = ''
   let broken: string | undefined
-  const parser = new Parser({
-    strict: false,
-    onwarn: (_code, message) => void (broken ??= message),
-    onReadEntry: (entry: ReadEntry) => {
-      const raw = entry.path.replace(/\/$/, '')
-      const first = raw.split('/')[0] ?? ''
-      top ||= first
-      const rel = raw.slice(first.length + 1)
-      if ((entry.type !== 'File' && entry.type !== 'OldFile') || !rel || first !== top) return entry.resume()
-      sizes.set(rel, entry.size ?? 0)
-      if (!want.includes(rel) || (entry.size ?? 0) > SMALL_CAP) return entry.resume()
-      const chunks: Buffer[] = []
-      entry.on('data', (c: Buffer) => chunks.push(c))
-      entry.on('end', () => small.set(rel, Buffer.concat(chunks)))
-    },
-  })
   try {
-    await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), parser)
+    await readTar(
+      createReadStream(path, { highWaterMark: 1 << 20 }),
+      (entry) => {
+        const raw = entry.path
+        const first = raw.split('/')[0] ?? ''
+        top ||= first
+        const rel = raw.slice(first.length + 1)
+        if (!isRegular(entry) || !rel || first !== top) return void entry.body.resume()
+        sizes.set(rel, entry.size)
+        if (!want.includes(rel) || entry.size > SMALL_CAP) return void entry.body.resume()
+        const chunks: Buffer[] = []
+        entry.body.on('data', (c: Buffer) => chunks.push(c))
+        entry.body.on('end', () => small.set(rel, Buffer.concat(chunks)))
+      },
+      { onWarn: (message) => void (broken ??= message) },
+    )
   } catch (e) {
     broken ??= (e as Error).message
   }

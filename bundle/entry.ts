@@ -1,5 +1,5 @@
-import type { Arch } from './core/platform.js'
-import { INSTALLER_FILE, RUNTIME_NODE, SUMS_FILE } from './core/layout.js'
+import type { Arch } from './platform.js'
+import { INSTALLER_FILE, RUNTIME_NODE, SUMS_FILE } from './layout.js'
 
 /**
  * The bundle's `install`: the only file a user runs. POSIX sh, so it works before anything

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { Parser, type ReadEntry } from 'tar'
-import { Sha256 } from '../installer/core/digest.js'
-import { KaError } from '../installer/core/errors.js'
+import { Sha256 } from '../bundle/digest.js'
+import { writeAtomic } from '../bundle/atomic.js'
+import { KaError } from '../bundle/errors.js'
+import { readTar } from '../bundle/tar.js'
 import type { Cache } from './cache.js'
 
 /**
@@ -16,7 +17,7 @@ import type { Cache } from './cache.js'
  * which, so a warm build does not extract again. Returns the binary's digest and size.
  */
 export async function extractRuntime(cache: Cache, tarball: Sha256, xz = 'xz'): Promise<{ digest: Sha256; size: number }> {
-  const memo = join(cache.root, 'derived', `runtime-${tarball.hex}`)
+  const memo = cache.derivedPath(`runtime-${tarball.hex}`)
   const known = await readFile(memo, 'utf8').catch(() => undefined)
   if (known) {
     const [hex, size] = known.trim().split(' ')
@@ -35,23 +36,19 @@ export async function extractRuntime(cache: Cache, tarball: Sha256, xz = 'xz'): 
     child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new KaError('EUSAGE', `${xz} is not installed: the build machine needs xz to unpack the Node.js runtime (apt-get install xz-utils)`) : e))
     child.on('close', (code) => resolve(code ?? 1))
   })
-  const writes: Promise<void>[] = []
-  const parser = new Parser({
-    onReadEntry: (entry: ReadEntry) => {
-      if (found || entry.type !== 'File' || !/^(\.\/)?node-v[^/]+\/bin\/node$/.test(entry.path)) return entry.resume()
-      found = true
-      entry.on('data', (c: Buffer) => (hash.update(c), (size += c.length)))
-      writes.push(pipeline(entry, createWriteStream(partial)))
-    },
+  const unpacked = readTar(child.stdout, (e) => {
+    if (found || e.type !== 'File' || !/^(\.\/)?node-v[^/]+\/bin\/node$/.test(e.path)) return void e.body.resume()
+    found = true
+    e.body.on('data', (c: Buffer) => (hash.update(c), (size += c.length)))
+    return pipeline(e.body, createWriteStream(partial))
   })
   try {
-    await Promise.all([pipeline(child.stdout, parser), exited.then((code) => (code === 0 ? undefined : Promise.reject(new KaError('EINTEGRITY', `the Node.js runtime tarball did not unpack: ${stderr.trim()}`))))])
-    await Promise.all(writes)
+    await Promise.all([unpacked, exited.then((code) => (code === 0 ? undefined : Promise.reject(new KaError('EINTEGRITY', `the Node.js runtime tarball did not unpack: ${stderr.trim()}`))))])
     if (!found) throw new KaError('EINTEGRITY', 'the Node.js runtime tarball has no node-v*/bin/node')
     const digest = Sha256.ofHash(hash)
     await cache.commit(partial, digest)
     await mkdir(dirname(memo), { recursive: true })
-    await writeFile(memo, `${digest.hex} ${size}\n`)
+    await writeAtomic(memo, `${digest.hex} ${size}\n`)
     return { digest, size }
   } finally {
     await rm(partial, { force: true })

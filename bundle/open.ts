@@ -1,18 +1,14 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { kubeadmImages, manifestImages, type RequiredImages } from './core/closed-world.js'
-import { integrityError, Sha256 } from './core/digest.js'
-import { KaError } from './core/errors.js'
-import { filePath, IMAGE_INDEX, KUBEADM_TABLE_FILE, LOCK_FILE } from './core/layout.js'
-import { parseLock, type Lock, type LockedFile } from './core/lock.js'
-import { ANNOTATION_IMAGE_NAME } from './core/oci.js'
-import type { Platform } from './core/platform.js'
+import { requiredImages, type RequiredImages } from './closed-world.js'
+import { integrityError, Sha256 } from './digest.js'
+import { KaError } from './errors.js'
+import { filePath, IMAGE_INDEX, KUBEADM_TABLE_FILE, LOCK_FILE } from './layout.js'
+import { parseLock, type Lock, type LockedFile } from './lock.js'
+import { ImageLayout, type LayoutImage } from './image-layout.js'
+import type { Platform } from './platform.js'
 
-export interface BundleImage {
-  name: string
-  /** The platform manifest digest the bundle carries (what `ctr images ls` shows). */
-  manifest: string
-}
+export type BundleImage = LayoutImage
 
 /** An unpacked bundle, as the installer reads it (after `verify` proved it). */
 export interface Bundle {
@@ -22,6 +18,8 @@ export interface Bundle {
   /** A locked file by component name: its lock entry and its path on disk. */
   file(name: string): { locked: LockedFile; path: string }
   images: BundleImage[]
+  /** The bundle's OCI image layout (blob paths, the blobs of a manifest). */
+  layout: ImageLayout
   required: RequiredImages
   /** Every image the node will ask for: kubeadm's, the sandbox's, Calico's. */
   needed: string[]
@@ -54,10 +52,8 @@ export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha
     if (!locked) throw new KaError('EVERIFY', `this bundle carries no ${name}; build it from a lock that pins ${name}`)
     return { locked, path: join(dir, filePath(locked.file)) }
   }
-  const index = JSON.parse(await read(IMAGE_INDEX)) as { manifests: { digest: string; annotations?: Record<string, string> }[] }
-  const images = index.manifests.map((m) => ({ name: m.annotations?.[ANNOTATION_IMAGE_NAME] ?? '', manifest: m.digest }))
-  const required = kubeadmImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE))
+  const images = ImageLayout.parseIndex(await read(IMAGE_INDEX))
   const calico = lock.files.find((f) => f.name === 'calico-manifest')
-  const needed = [...new Set([...required.kubeadm, ...(calico ? manifestImages(await read(filePath(calico.file))) : [])])]
-  return { dir, lock, platform: lock.platforms[0]!, file, images, required, needed, read }
+  const { kubeadm, pause, needed } = requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), calico ? await read(filePath(calico.file)) : undefined)
+  return { dir, lock, platform: lock.platforms[0]!, file, images, layout: new ImageLayout(dir), required: { kubeadm, pause }, needed, read }
 }

@@ -11,6 +11,26 @@ export interface RequiredImages {
   pause: string
 }
 
+export interface Wanted {
+  image: string
+  neededBy: string
+}
+
+/**
+ * Every image a node of this lock will ask for, and who asks: kubeadm at the lock's exact
+ * version (the pause image also as containerd's sandbox image), and every container of
+ * calico.yaml. The builder refuses a lock without them; the installer checks containerd has
+ * them. One function, so the two sides never disagree.
+ */
+export function requiredImages(kubernetes: string, tableText: string, calicoManifest?: string): RequiredImages & { wants: Wanted[]; needed: string[] } {
+  const k = kubeadmImages(kubernetes, tableText)
+  const wants = [
+    ...k.kubeadm.map((image) => ({ image, neededBy: image === k.pause ? `kubeadm ${kubernetes} and containerd's sandbox_image` : `kubeadm ${kubernetes}` })),
+    ...(calicoManifest === undefined ? [] : manifestImages(calicoManifest).map((image) => ({ image, neededBy: 'calico.yaml' }))),
+  ]
+  return { ...k, wants, needed: [...new Set(wants.map((w) => w.image))] }
+}
+
 /**
  * Reads manifests/kubeadm-images.yaml for one exact Kubernetes version: kubeadm changes
  * etcd and CoreDNS in patch releases, so a row per minor would be wrong for some patches.
@@ -44,13 +64,8 @@ export function manifestImages(manifestText: string): string[] {
   return [...found].sort()
 }
 
-export interface Missing {
-  image: string
-  neededBy: string
-}
-
 /** What the node will ask for that `have` lacks, and who asks. */
-export function missingImages(have: Iterable<string>, wants: { image: string; neededBy: string }[]): Missing[] {
+export function missingImages(have: Iterable<string>, wants: Wanted[]): Wanted[] {
   const h = new Set(have)
   const seen = new Set<string>()
   return wants.filter((w) => !h.has(w.image) && !seen.has(w.image) && seen.add(w.image))

@@ -1,40 +1,20 @@
-import { createHash, type Hash } from 'node:crypto'
-import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { once } from 'node:events'
-import type { Writable } from 'node:stream'
-import { Header } from 'tar'
+import type { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { createGunzip } from 'node:zlib'
+import { Header, Parser, type ReadEntry } from 'tar'
+import type { Sink } from './atomic.js'
 import { DIR_MODE, TAR_MTIME } from './layout.js'
-
-/** Where tar bytes go. `write` resolves once the buffer may be reused. */
-export interface TarSink {
-  write(buf: Buffer): Promise<void>
-}
-
-/** Writes at increasing positions of a file. */
-export function fileSink(fh: FileHandle): TarSink {
-  let pos = 0
-  return {
-    async write(buf) {
-      for (let off = 0; off < buf.length; ) {
-        const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos)
-        off += bytesWritten
-        pos += bytesWritten
-      }
-    },
-  }
-}
 
 /**
  * Writes into a stream (a child's stdin). The writer reuses its buffers, and a stream may
  * hold a chunk long after its write callback (a PassThrough buffers it until read), so each
  * chunk is copied; backpressure is honoured.
  */
-export function streamSink(out: Writable): TarSink {
-  return {
-    async write(buf) {
-      if (!out.write(Buffer.from(buf))) await once(out, 'drain')
-    },
+export function streamSink(out: Writable): Sink {
+  return async (buf) => {
+    if (!out.write(Buffer.from(buf))) await once(out, 'drain')
   }
 }
 
@@ -45,7 +25,7 @@ const CHUNK = 1 << 20
 /**
  * Writes a tar whose bytes depend only on what is added and in which order: fixed mtime,
  * uid/gid 0, no user or group names, modes given by the caller. The caller adds entries in
- * sorted order. Hashes the whole stream as it goes, for the `.tar.sha256` beside it.
+ * sorted order. Its bytes go to a sink: `writeAtomic`'s (which hashes them) or a stream's.
  *
  * Files are copied through two buffers allocated once (one is read while the other is
  * written), so memory stays flat however large the bundle.
@@ -54,11 +34,10 @@ const CHUNK = 1 << 20
  * construction; one too long for ustar is an error, not a silent pax extension).
  */
 export class TarWriter {
-  readonly hash: Hash = createHash('sha256')
   bytes = 0
   private buffers = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)] as const
 
-  constructor(private readonly out: TarSink) {}
+  constructor(private readonly out: Sink) {}
 
   async directory(path: string): Promise<void> {
     await this.push(header(path.endsWith('/') ? path : `${path}/`, 'Directory', 0, DIR_MODE))
@@ -106,8 +85,7 @@ export class TarWriter {
   }
 
   private async push(buf: Buffer): Promise<void> {
-    this.hash.update(buf)
-    await this.out.write(buf)
+    await this.out(buf)
     this.bytes += buf.length
   }
 }
@@ -118,3 +96,37 @@ function header(path: string, type: 'File' | 'Directory', size: number, mode: nu
   if (h.encode(buf, 0)) throw new Error(`${path}: too long for a ustar header`)
   return buf
 }
+
+/** One entry of a tar being read: its body must be consumed (read, piped, or `resume()`d). */
+export interface TarEntry {
+  /** The path as the header gives it, without a trailing `/`. */
+  path: string
+  /** `File`, `OldFile`, `Directory`, `SymbolicLink`, ... as node-tar names them. */
+  type: string
+  size: number
+  body: ReadEntry
+}
+
+/**
+ * The one tar reader: the bundle tar (verify, inspect), the component archives on the node
+ * (gzip) and the Node.js tarball at build time (through xz) are all walked here. `each`
+ * sees every entry in order; its promises are awaited before this resolves. Malformed
+ * headers are skipped, and told to `onWarn`.
+ */
+export async function readTar(input: Readable, each: (e: TarEntry) => void | Promise<void>, opts: { gzip?: boolean; onWarn?: (message: string) => void } = {}): Promise<void> {
+  const pending: Promise<void>[] = []
+  const parser = new Parser({
+    strict: false,
+    ...(opts.onWarn ? { onwarn: (_code: string, message: string) => opts.onWarn!(message) } : {}),
+    onReadEntry: (entry: ReadEntry) => {
+      const r = each({ path: entry.path.replace(/\/$/, ''), type: entry.type, size: entry.size ?? 0, body: entry })
+      if (r) pending.push(r)
+    },
+  })
+  if (opts.gzip) await pipeline(input, createGunzip(), parser)
+  else await pipeline(input, parser)
+  await Promise.all(pending)
+}
+
+/** The regular-file types of a tar header. */
+export const isRegular = (e: TarEntry): boolean => e.type === 'File' || e.type === 'OldFile'

@@ -4,12 +4,13 @@ import { existsSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Command, CommanderError, Option } from 'commander'
+import { Command, Option } from 'commander'
 import { writeAtomic } from '../bundle/atomic.js'
-import { internalError, isKaError, KaError } from '../bundle/errors.js'
+import { KaError } from '../bundle/errors.js'
+import { printJson as writeJson, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { parseLock, serializeLock } from '../bundle/lock.js'
 import { parsePlatform, PLATFORMS } from '../bundle/platform.js'
-import { verifyBundle, verifyTarStream, type Problem } from '../bundle/verify.js'
+import { verifyBundle, verifyTarStream } from '../bundle/verify.js'
 import { SBOM_FILE } from '../bundle/layout.js'
 import { keyFingerprint, publicKeyOnly } from '../bundle/signing.js'
 import { VERIFIER_NAME, verifierScript } from './verifier.js'
@@ -22,7 +23,6 @@ import { parseRegistryMirror } from './registry.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
 import { formatBytes, progressFor } from './progress.js'
-import { printable } from '../bundle/text.js'
 
 /** The package's own folder: where the embedded default lock and manifest live. */
 const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -38,191 +38,191 @@ function concurrency(v: string): number {
   return n
 }
 
-const out = (s: string): boolean => process.stdout.write(printable(s))
-const err = (s: string): boolean => process.stderr.write(printable(s))
+/** The command line, mapped onto the builder's core calls; output through `io`. */
+function makeProgram(io: Io): Command {
+  const out = (s: string) => io.out(s)
+  const err = (s: string) => io.err(s)
+  const printJson = (value: unknown) => writeJson(io, value)
+  const program = new Command('bundle')
+    .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: (s, write) => write(s.startsWith('error:') ? `bundle: ${s}` : s) })
 
-function printJson(value: unknown): void {
-  out(`${JSON.stringify(value, null, 2)}\n`)
-}
-
-const program = new Command('bundle')
-  .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
-  .showHelpAfterError('(run with --help for usage)')
-  .exitOverride()
-  .configureOutput({ outputError: (s, write) => write(s.startsWith('error:') ? `bundle: ${s}` : s) })
-
-program
-  .command('lock')
-  .description('Resolve a manifest into a lock: every file with its URL and sha256, every image with its digest.')
-  .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
-  .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
-  .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
-  .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
-  .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
-  .option('--concurrency <n>', 'parallel requests', '8')
-  .option('--keyring <file>', "also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)", collect, [])
-  .option('--json', 'print the result as JSON')
-  .action(async (opts: { manifest: string; out: string; mirror: string[]; registryMirror: string[]; cache: string; concurrency: string; keyring: string[]; json?: boolean }) => {
-    for (const k of opts.keyring) if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
-    const mirrors = opts.mirror.map(parseMirror)
-    const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
-    const manifest = await readManifest(opts.manifest)
-    const progress = progressFor({ json: opts.json })
-    let lock
-    try {
-      lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, registryMirrors, concurrency: concurrency(opts.concurrency), progress, keyrings: opts.keyring.map((k) => resolve(k)) })
-    } finally {
-      progress.close()
-    }
-    // What `bundle build` will read back is checked before it is written: never a lock build rejects.
-    const text = serializeLock(lock)
-    parseLock(text, `the lock made from ${opts.manifest}`)
-    await writeAtomic(opts.out, text)
-    if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
-    else {
-      out(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
-    }
-  })
-
-program
-  .command('build')
-  .description('Download everything the lock pins, check it, and write one self-verifying bundle tar.')
-  .option('--lock <file>', 'the lock to build', defaultPath('bundle.lock.json'))
-  .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
-  .option('--out <dir>', 'where to write the bundle', 'dist')
-  .option('--cache <dir>', 'the download cache, shared by all builds', Cache.defaultRoot())
-  .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
-  .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
-  .option('--concurrency <n>', 'parallel downloads', '8')
-  .option('--sign <key>', 'sign the bundle with this Ed25519 private key (from bundle keygen)')
-  .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
-  .addOption(new Option('--media <kind>', 'fat32: parts that fit a FAT32 stick (4095 MiB); exfat: one tar').choices(['fat32', 'exfat']))
-  .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
-  .option('--json', 'print the result as JSON')
-  .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; os?: string; sign?: string; split?: string; media?: string; json?: boolean }) => {
-    const signingKeyPem = opts.sign
-      ? await readFile(opts.sign, 'utf8').catch(() => {
-          throw new KaError('EUSAGE', `--sign ${opts.sign}: cannot read the private key; make one with \`bundle keygen --out DIR\``)
-        })
-      : undefined
-    if (signingKeyPem) {
+  program
+    .command('lock')
+    .description('Resolve a manifest into a lock: every file with its URL and sha256, every image with its digest.')
+    .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
+    .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
+    .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
+    .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
+    .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
+    .option('--concurrency <n>', 'parallel requests', '8')
+    .option('--keyring <file>', "also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)", collect, [])
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { manifest: string; out: string; mirror: string[]; registryMirror: string[]; cache: string; concurrency: string; keyring: string[]; json?: boolean }) => {
+      for (const k of opts.keyring) if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
+      const mirrors = opts.mirror.map(parseMirror)
+      const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
+      const manifest = await readManifest(opts.manifest)
+      const progress = progressFor({ json: opts.json })
+      let lock
       try {
-        if (createPrivateKey(signingKeyPem).asymmetricKeyType !== 'ed25519') throw new Error()
-      } catch {
-        throw new KaError('EUSAGE', `--sign ${opts.sign}: not an Ed25519 private key in PEM form; make one with \`bundle keygen --out DIR\``)
+        lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, registryMirrors, concurrency: concurrency(opts.concurrency), progress, keyrings: opts.keyring.map((k) => resolve(k)) })
+      } finally {
+        progress.close()
       }
-    }
-    const splitBytes = opts.split ? parseSize(opts.split) : opts.media === 'fat32' ? FAT32_PART : undefined
-    const result = await buildBundle({
-      ...(signingKeyPem ? { signingKeyPem } : {}),
-      ...(splitBytes ? { splitBytes } : {}),
-      lockPath: opts.lock,
-      platform: parsePlatform(opts.platform, '--platform'),
-      outDir: opts.out,
-      cache: new Cache(opts.cache),
-      mirrors: opts.mirror.map(parseMirror),
-      registryMirrors: opts.registryMirror.map(parseRegistryMirror),
-      ...(opts.os ? { releases: opts.os.split(',').map((r) => r.trim()).filter(Boolean) } : {}),
-      concurrency: concurrency(opts.concurrency),
-      progress: progressFor({ json: opts.json }),
+      // What `bundle build` will read back is checked before it is written: never a lock build rejects.
+      const text = serializeLock(lock)
+      parseLock(text, `the lock made from ${opts.manifest}`)
+      await writeAtomic(opts.out, text)
+      if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
+      else {
+        out(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
+      }
     })
-    if (opts.json) printJson(result)
-    else {
-      const fromCache = result.files.filter((f) => f.from === 'cache').length
-      err(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
-      out(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
-    }
-  })
 
-program
-  .command('keygen')
-  .description(`make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`)
-  .requiredOption('--out <dir>', 'where to write the keys (required)')
-  .addHelpText('after', `\nExample:\n  bundle keygen --out ~/kube-airgap-keys\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`)
-  .action(async (opts: { out: string }) => {
-    await mkdir(opts.out, { recursive: true })
-    const key = join(opts.out, 'kube-airgap.key')
-    if (existsSync(key)) throw new KaError('EUSAGE', `${key} exists already; move it away first (a key is never overwritten)`)
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
-    const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString()
-    await writeFile(key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600, flag: 'wx' })
-    await writeAtomic(join(opts.out, 'kube-airgap.pub'), pub, { mode: 0o644 })
-    await writeAtomic(join(opts.out, VERIFIER_NAME), verifierScript(pub), { mode: 0o755 })
-    out(`${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n${join(opts.out, VERIFIER_NAME)}: carry it to the air-gapped side by your own channel, never on the bundle's stick\n`)
-  })
+  program
+    .command('build')
+    .description('Download everything the lock pins, check it, and write one self-verifying bundle tar.')
+    .option('--lock <file>', 'the lock to build', defaultPath('bundle.lock.json'))
+    .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
+    .option('--out <dir>', 'where to write the bundle', 'dist')
+    .option('--cache <dir>', 'the download cache, shared by all builds', Cache.defaultRoot())
+    .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
+    .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
+    .option('--concurrency <n>', 'parallel downloads', '8')
+    .option('--sign <key>', 'sign the bundle with this Ed25519 private key (from bundle keygen)')
+    .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
+    .addOption(new Option('--media <kind>', 'fat32: parts that fit a FAT32 stick (4095 MiB); exfat: one tar').choices(['fat32', 'exfat']))
+    .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; os?: string; sign?: string; split?: string; media?: string; json?: boolean }) => {
+      const signingKeyPem = opts.sign
+        ? await readFile(opts.sign, 'utf8').catch(() => {
+            throw new KaError('EUSAGE', `--sign ${opts.sign}: cannot read the private key; make one with \`bundle keygen --out DIR\``)
+          })
+        : undefined
+      if (signingKeyPem) {
+        try {
+          if (createPrivateKey(signingKeyPem).asymmetricKeyType !== 'ed25519') throw new Error()
+        } catch {
+          throw new KaError('EUSAGE', `--sign ${opts.sign}: not an Ed25519 private key in PEM form; make one with \`bundle keygen --out DIR\``)
+        }
+      }
+      const splitBytes = opts.split ? parseSize(opts.split) : opts.media === 'fat32' ? FAT32_PART : undefined
+      const result = await buildBundle({
+        ...(signingKeyPem ? { signingKeyPem } : {}),
+        ...(splitBytes ? { splitBytes } : {}),
+        lockPath: opts.lock,
+        platform: parsePlatform(opts.platform, '--platform'),
+        outDir: opts.out,
+        cache: new Cache(opts.cache),
+        mirrors: opts.mirror.map(parseMirror),
+        registryMirrors: opts.registryMirror.map(parseRegistryMirror),
+        ...(opts.os ? { releases: opts.os.split(',').map((r) => r.trim()).filter(Boolean) } : {}),
+        concurrency: concurrency(opts.concurrency),
+        progress: progressFor({ json: opts.json }),
+      })
+      if (opts.json) printJson(result)
+      else {
+        const fromCache = result.files.filter((f) => f.from === 'cache').length
+        err(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
+        out(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
+      }
+    })
 
-program
-  .command('verifier')
-  .description(`write ${VERIFIER_NAME}, the standalone verifier, for an existing public key`)
-  .requiredOption('--public-key <file>', 'the Ed25519 public key the bundles are signed for (required)')
-  .option('--out <file>', 'where to write it', VERIFIER_NAME)
-  .addHelpText('after', `\nExample:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
-  .action(async (opts: { publicKey: string; out: string }) => {
-    const pem = await readKey(opts.publicKey)
-    await writeAtomic(opts.out, verifierScript(publicKeyOnly(pem, `--public-key ${opts.publicKey}`)), { mode: 0o755 })
-    out(`${opts.out} (key ${keyFingerprint(pem)})\n`)
-  })
+  program
+    .command('keygen')
+    .description(`make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`)
+    .requiredOption('--out <dir>', 'where to write the keys (required)')
+    .addHelpText('after', `\nExample:\n  bundle keygen --out ~/kube-airgap-keys\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`)
+    .action(async (opts: { out: string }) => {
+      await mkdir(opts.out, { recursive: true })
+      const key = join(opts.out, 'kube-airgap.key')
+      if (existsSync(key)) throw new KaError('EUSAGE', `${key} exists already; move it away first (a key is never overwritten)`)
+      const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+      const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString()
+      await writeFile(key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600, flag: 'wx' })
+      await writeAtomic(join(opts.out, 'kube-airgap.pub'), pub, { mode: 0o644 })
+      await writeAtomic(join(opts.out, VERIFIER_NAME), verifierScript(pub), { mode: 0o755 })
+      out(`${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n${join(opts.out, VERIFIER_NAME)}: carry it to the air-gapped side by your own channel, never on the bundle's stick\n`)
+    })
 
-program
-  .command('join')
-  .description('join split parts (NAME.tar.000 ...) into NAME.tar after checking each; `cat NAME.tar.* > NAME.tar` does the same without the checks')
-  .argument('<parts>', 'NAME.parts.sha256 or NAME.tar.000')
-  .option('--out <file>', 'the tar to write (default: beside the parts)')
-  .action(async (path: string, opts: { out?: string }) => {
-    const check = await checkParts(partsFileFor(path) ?? path)
-    if (check.problems.length) throw partsError(check)
-    const tar = opts.out ?? join(dirname(check.parts[0]!), check.tarName)
-    await joinParts(check, tar)
-    out(`${tar}\n`)
-  })
+  program
+    .command('verifier')
+    .description(`write ${VERIFIER_NAME}, the standalone verifier, for an existing public key`)
+    .requiredOption('--public-key <file>', 'the Ed25519 public key the bundles are signed for (required)')
+    .option('--out <file>', 'where to write it', VERIFIER_NAME)
+    .addHelpText('after', `\nExample:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
+    .action(async (opts: { publicKey: string; out: string }) => {
+      const pem = await readKey(opts.publicKey)
+      await writeAtomic(opts.out, verifierScript(publicKeyOnly(pem, `--public-key ${opts.publicKey}`)), { mode: 0o755 })
+      out(`${opts.out} (key ${keyFingerprint(pem)})\n`)
+    })
 
-program
-  .command('verify')
-  .description('Check a bundle (tar, split parts or unpacked folder) against its SHA256SUMS and lock, and its signature.')
-  .argument('<path>', 'a bundle .tar, its NAME.parts.sha256 (or NAME.tar.000), or an unpacked bundle folder')
-  .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
-  .option('--require-signature', 'refuse an unsigned bundle')
-  .option('--json', 'print the result as JSON')
-  .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) => {
-    const vopts = { ...(opts.publicKey ? { publicKeyPem: publicKeyOnly(await readKey(opts.publicKey), `--public-key ${opts.publicKey}`), keySource: opts.publicKey } : {}), ...(opts.requireSignature ? { requireSignature: true } : {}) }
-    const partsFile = partsFileFor(path)
-    let report
-    if (partsFile && (path.endsWith('.parts.sha256') || /\.tar\.\d{3}$/.test(path) || (!existsSync(path) && existsSync(partsFile)))) {
-      const check = await checkParts(partsFile)
+  program
+    .command('join')
+    .description('join split parts (NAME.tar.000 ...) into NAME.tar after checking each; `cat NAME.tar.* > NAME.tar` does the same without the checks')
+    .argument('<parts>', 'NAME.parts.sha256 or NAME.tar.000')
+    .option('--out <file>', 'the tar to write (default: beside the parts)')
+    .action(async (path: string, opts: { out?: string }) => {
+      const check = await checkParts(partsFileFor(path) ?? path)
       if (check.problems.length) throw partsError(check)
-      report = await verifyTarStream(() => concatParts(check.parts), check.tarName, vopts)
-    } else report = await verifyBundle(path, vopts)
-    const signature = report.signedBy ?? (report.signed ? 'present, not checked (no --public-key)' : 'none')
-    if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes, signedBy: report.signedBy ?? null, signature })
-    else {
-      out(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`)
-      if (!report.signedBy && report.signed) out(`note: the bundle is signed, but the signature was not checked: give --public-key FILE (or use ${VERIFIER_NAME})\n`)
-    }
-  })
+      const tar = opts.out ?? join(dirname(check.parts[0]!), check.tarName)
+      await joinParts(check, tar)
+      out(`${tar}\n`)
+    })
 
-program
-  .command('inspect')
-  .description('Show what a bundle holds: versions, sizes, images; --sbom prints its CycloneDX 1.5 SBOM.')
-  .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
-  .option('--sbom', "print the bundle's SBOM (CycloneDX 1.5 JSON)")
-  .option('--out <file>', 'with --sbom: write it to FILE')
-  .option('--json', 'print the result as JSON')
-  .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string }) => {
-    if (opts.sbom) {
-      const sbom = await readBundleFile(path, SBOM_FILE)
-      if (opts.out) await writeAtomic(opts.out, sbom)
-      else out(sbom)
-      return
-    }
-    const info = await inspectBundle(path)
-    if (opts.json) return printJson(info)
-    const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
-    const w = Math.max(...info.files.map((f) => f.name.length))
-    for (const f of info.files) lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
-    lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
-    for (const im of info.images) lines.push(`  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`)
-    out(`${lines.join('\n')}\n`)
-  })
+  program
+    .command('verify')
+    .description('Check a bundle (tar, split parts or unpacked folder) against its SHA256SUMS and lock, and its signature.')
+    .argument('<path>', 'a bundle .tar, its NAME.parts.sha256 (or NAME.tar.000), or an unpacked bundle folder')
+    .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
+    .option('--require-signature', 'refuse an unsigned bundle')
+    .option('--json', 'print the result as JSON')
+    .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) => {
+      const vopts = { ...(opts.publicKey ? { publicKeyPem: publicKeyOnly(await readKey(opts.publicKey), `--public-key ${opts.publicKey}`), keySource: opts.publicKey } : {}), ...(opts.requireSignature ? { requireSignature: true } : {}) }
+      const partsFile = partsFileFor(path)
+      let report
+      if (partsFile && (path.endsWith('.parts.sha256') || /\.tar\.\d{3}$/.test(path) || (!existsSync(path) && existsSync(partsFile)))) {
+        const check = await checkParts(partsFile)
+        if (check.problems.length) throw partsError(check)
+        report = await verifyTarStream(() => concatParts(check.parts), check.tarName, vopts)
+      } else report = await verifyBundle(path, vopts)
+      const signature = report.signedBy ?? (report.signed ? 'present, not checked (no --public-key)' : 'none')
+      if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes, signedBy: report.signedBy ?? null, signature })
+      else {
+        out(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`)
+        if (!report.signedBy && report.signed) out(`note: the bundle is signed, but the signature was not checked: give --public-key FILE (or use ${VERIFIER_NAME})\n`)
+      }
+    })
+
+  program
+    .command('inspect')
+    .description('Show what a bundle holds: versions, sizes, images; --sbom prints its CycloneDX 1.5 SBOM.')
+    .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
+    .option('--sbom', "print the bundle's SBOM (CycloneDX 1.5 JSON)")
+    .option('--out <file>', 'with --sbom: write it to FILE')
+    .option('--json', 'print the result as JSON')
+    .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string }) => {
+      if (opts.sbom) {
+        const sbom = await readBundleFile(path, SBOM_FILE)
+        if (opts.out) await writeAtomic(opts.out, sbom)
+        else out(sbom)
+        return
+      }
+      const info = await inspectBundle(path)
+      if (opts.json) return printJson(info)
+      const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
+      const w = Math.max(...info.files.map((f) => f.name.length))
+      for (const f of info.files) lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
+      lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
+      for (const im of info.images) lines.push(`  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`)
+      out(`${lines.join('\n')}\n`)
+    })
+  return program
+}
 
 async function readKey(path: string): Promise<string> {
   return readFile(path, 'utf8').catch(() => {
@@ -235,24 +235,14 @@ function partsError(check: PartsCheck): KaError {
   return new KaError('EVERIFY', `${check.tarName}: ${first!.path}: ${first!.problem}${rest.length ? ` (and ${rest.length} more)` : ''}`, { problems: check.problems })
 }
 
-function report(e: unknown, json: boolean): number {
-  if (e instanceof CommanderError) {
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0
-    return 2 // commander has printed the line already
+/** Runs `bundle` with these arguments (argv[2] on); returns the exit status. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  try {
+    await makeProgram(io).parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (e) {
+    return reportFailure('bundle', e, argv.includes('--json'), io)
   }
-  if (isKaError(e)) {
-    if (json) printJson({ ok: false, error: e.toJSON() })
-    const problems = (e.facts.problems as Problem[] | undefined) ?? []
-    for (const p of problems.slice(1)) err(`  ${p.path}: ${p.problem}\n`)
-    err(`bundle: ${e.code}: ${e.message}\n`)
-    return e.exitCode
-  }
-  err(`${internalError('bundle', e)}\n`)
-  return 1
 }
 
-try {
-  await program.parseAsync(process.argv)
-} catch (e) {
-  process.exitCode = report(e, process.argv.includes('--json'))
-}
+await runWhenExecuted(import.meta.url, main)

@@ -30,10 +30,11 @@ export interface Bundle {
 /**
  * The bundle the installer works from. With `verified` (every file's sha256 as verification
  * found it), every file read here is checked against it again: a file swapped on the stick
- * after verification is EINTEGRITY, not an input. Without it (--no-verify, development
+ * after verification is EINTEGRITY, not an input; `verifiedLock` is the lock verification
+ * parsed from the bytes it hashed. Without them (--no-verify, development
  * only), files are read as they are.
  */
-export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha256>): Promise<Bundle> {
+export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha256>, verifiedLock?: Lock): Promise<Bundle> {
   const read = async (rel: string): Promise<string> => {
     const bytes = await readFile(join(dir, rel)).catch(() => {
       throw new KaError('EVERIFY', `${join(dir, rel)} is missing: run ./install from an unpacked kube-airgap bundle`)
@@ -46,7 +47,8 @@ export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha
     }
     return bytes.toString('utf8')
   }
-  const lock = parseLock(await read(LOCK_FILE), join(dir, LOCK_FILE))
+  // The lock verification parsed came from the bytes it hashed: it is not parsed twice.
+  const lock = verifiedLock ?? parseLock(await read(LOCK_FILE), join(dir, LOCK_FILE))
   const file = (name: string) => {
     const locked = lock.files.find((f) => f.name === name)
     if (!locked) throw new KaError('EVERIFY', `this bundle carries no ${name}; build it from a lock that pins ${name}`)

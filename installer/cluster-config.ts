@@ -1,6 +1,6 @@
-import { networkInterfaces, hostname } from 'node:os'
 import { loadYaml } from '../bundle/yaml.js'
-import { cidrSize, networkOf, overlaps, parseCidr, parseIPv4 } from './cidr.js'
+import { cidrSize, overlaps, parseCidr, parseIPv4 } from './cidr.js'
+import type { NodeFacts } from './facts.js'
 import { KaError } from '../bundle/errors.js'
 import { didYouMean } from '../bundle/text.js'
 
@@ -62,7 +62,9 @@ const bad = (what: string, fix: string): never => {
  * the endpoint, unknown keys (with the nearest known one). Returns the config and the
  * warnings to show.
  */
-export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, nodeNetworks: string[] = localNetworks(), thisHost: string = hostname().toLowerCase()): { config: ClusterConfig; warnings: string[] } {
+export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, facts: Pick<NodeFacts, 'networks' | 'hostname'>): { config: ClusterConfig; warnings: string[] } {
+  const nodeNetworks = facts.networks
+  const thisHost = facts.hostname.toLowerCase()
   const raw = (text ? loadYaml(text, source) : {}) ?? {}
   if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see manifests/cluster.example.yaml')
   const o = raw as Record<string, unknown>
@@ -170,20 +172,6 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
     tokenTTL,
   }
   return { config, warnings }
-}
-
-/** This machine's IPv4 networks, loopback aside. */
-export function localNetworks(): string[] {
-  const out: string[] = []
-  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal && a.cidr) out.push(networkOf(a.cidr)!.text)
-  return out
-}
-
-/** The address kubeadm would pick: the first IPv4 of the default route's interface (from /proc/net/route). */
-export function defaultRouteAddress(procNetRoute: string | undefined): string | undefined {
-  const line = (procNetRoute ?? '').split('\n').find((l) => l.split(/\s+/)[1] === '00000000')
-  const iface = line?.split(/\s+/)[0]
-  return iface ? networkInterfaces()[iface]?.find((a) => a.family === 'IPv4')?.address : undefined
 }
 
 /** `24h` / `90m` in milliseconds. */

@@ -1,6 +1,4 @@
 import { X509Certificate } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import yaml from 'js-yaml'
 import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../bundle/layout.js'
 import { CLOCK_SLACK_MS, parseJoinFile } from './kubeadm.js'
@@ -120,7 +118,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   const pem = await host.readText(CA_CERT)
   if (pem) {
     const cert = new X509Certificate(pem)
-    const now = (ctx.now ?? Date.now)()
+    const now = ctx.facts.now()
     if (now < Date.parse(cert.validFrom)) add('fail', 'clock', `the node's time ${new Date(now).toISOString()} is before the cluster CA's start ${new Date(cert.validFrom).toISOString()}`, 'set the clock (timedatectl set-time, or an NTP server inside the network), then delete the failing pods (kubectl delete pod -n kube-system <pod>) so they start again')
     else if (now > Date.parse(cert.validTo)) add('fail', 'clock', `the cluster CA expired at ${new Date(cert.validTo).toISOString()} (or the clock is ahead)`, 'check the clock; renew with kubeadm certs renew')
     else add('ok', 'clock', 'within the cluster certificates\' validity')
@@ -158,19 +156,19 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   const calicoKubeconfig = await host.readText(CALICO_CNI_KUBECONFIG)
   if (calicoKubeconfig) {
     const exp = jwtExpiry(/^\s*token:\s*"?([A-Za-z0-9._-]+)"?\s*$/m.exec(calicoKubeconfig)?.[1])
-    const now = (ctx.now ?? Date.now)()
+    const now = ctx.facts.now()
     if (exp !== undefined && exp <= now) add('fail', 'Calico CNI token', `${CALICO_CNI_KUBECONFIG} holds a token that expired at ${new Date(exp).toISOString()}: pods on this node fail with "Unauthorized"`, `restart this node's calico-node pod so it writes a fresh one (on a master: kubectl -n kube-system delete pod -l k8s-app=calico-node --field-selector spec.nodeName=${ctx.cluster.config.nodeName})`)
     else if (exp !== undefined) add('ok', 'Calico CNI token', `valid until ${new Date(exp).toISOString()}`)
   }
 
   // The join files on the USB stick.
   for (const rel of [JOIN_WORKER, JOIN_CONTROL_PLANE]) {
-    const text = await readFile(join(bundle.dir, rel), 'utf8').catch(() => undefined)
+    const text = await ctx.usb.readText(`/${rel}`)
     if (text === undefined) continue
     // The join file's own validity by the wall clock; this node's clock against the
     // master's (when it wrote the file) separately, by the node's clock.
     const issued = /^issued: '?([^'\n]+)'?$/m.exec(text)?.[1]
-    const skew = issued ? Date.parse(issued) - (ctx.now ?? Date.now)() : NaN
+    const skew = issued ? Date.parse(issued) - ctx.facts.now() : NaN
     if (skew > CLOCK_SLACK_MS) add('fail', 'clock vs master', `${rel} was written on the master at ${issued}: this node's clock is behind it by ${Math.round(skew / 60_000)} minutes or more (kubeadm join fails with x509 "certificate is not yet valid")`, "set the time (timedatectl set-time '...', or chronyd against a server inside the network)")
     try {
       parseJoinFile(text, rel)

@@ -36,20 +36,39 @@ export interface HostOptions {
 }
 
 /**
- * The one seam for side effects on the node: every file read or written and every
- * command run goes through a Host. Paths are node paths (`/etc/...`); under `--root DIR`
- * they land in DIR. A command named by an absolute path is one the installer placed
- * (`/usr/local/bin/ctr`), run from under the root; a bare name is the host's, found on PATH
- * (under another root: in `hostCommands`, unless it is pointed at the root itself, as
- * `dpkg --root=` is). A dry run records what would change and changes nothing.
+ * The one seam for side effects on the node: every file read or written and every command
+ * run goes through a Host. Paths are node paths (`/etc/...`). Queries (read, fileState,
+ * exists, list, hasCommand, a run with `changing: false`) never change anything; write,
+ * remove and a changing run do. `NodeHost` performs them; `DryRunHost` records them.
  */
-export class Host {
-  readonly events: HostEvent[] = []
+export interface Host {
+  /** Where node paths land: `/`, or the --root folder. */
+  readonly root: string
+  /** The real path of a node path. */
+  path(nodePath: string): string
+  read(nodePath: string): Promise<Buffer | undefined>
+  readText(nodePath: string): Promise<string | undefined>
+  exists(nodePath: string): Promise<boolean>
+  list(nodeDir: string): Promise<string[]>
+  /** The file's sha256 and mode, or undefined when there is none. */
+  fileState(nodePath: string): Promise<{ sha256: Sha256; mode: number } | undefined>
+  write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void>
+  remove(nodePath: string): Promise<void>
+  run(argv: string[], opts?: RunOptions): Promise<CommandResult>
+  /** Whether a host command is on PATH (never one of ours under the root). */
+  hasCommand(name: string): Promise<boolean>
+}
 
+/**
+ * The node itself, or a folder standing for it. Under `--root DIR` node paths land in DIR. A
+ * command named by an absolute path is one the installer placed (`/usr/local/bin/ctr`), run
+ * from under the root; a bare name is the host's, found on PATH (under another root: in
+ * `hostCommands`, unless it is pointed at the root itself, as `dpkg --root=` is).
+ */
+export class NodeHost implements Host {
   constructor(
     readonly root: string = '/',
-    readonly dryRun = false,
-    readonly opts: HostOptions = {},
+    private readonly opts: HostOptions = {},
   ) {}
 
   path(nodePath: string): string {
@@ -92,8 +111,6 @@ export class Host {
    * renamed into place. `data` may be a stream.
    */
   async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
-    this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
-    if (this.dryRun) return
     const p = this.path(nodePath)
     if (this.opts.noLinks) await this.refuseLinks(dirname(nodePath))
     await mkdir(dirname(p), { recursive: true })
@@ -113,14 +130,11 @@ export class Host {
   }
 
   async remove(nodePath: string): Promise<void> {
-    this.events.push({ kind: 'remove', path: nodePath })
-    if (!this.dryRun) await rm(this.path(nodePath), { recursive: true, force: true })
+    await rm(this.path(nodePath), { recursive: true, force: true })
   }
 
   async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
     const changing = opts.changing ?? true
-    if (changing) this.events.push({ kind: 'run', argv })
-    if (changing && this.dryRun) return { code: 0, stdout: '', stderr: '' }
     const [cmd, ...args] = argv
     const file = await this.command(cmd!, args, changing)
     if (file === undefined) return { code: 127, stdout: '', stderr: `${cmd} would act on this machine, not on --root ${this.root}: put a stand-in for it in --host-commands` }
@@ -149,7 +163,6 @@ export class Host {
     return cmd
   }
 
-  /** Whether a host command is on PATH (never one of ours under the root). */
   async hasCommand(name: string): Promise<boolean> {
     const r = await new Promise<number>((resolve) => {
       const c = spawn('sh', ['-c', 'command -v "$0"', name], { stdio: 'ignore' })
@@ -157,5 +170,55 @@ export class Host {
       c.on('error', () => resolve(1))
     })
     return r === 0
+  }
+}
+
+/**
+ * A dry run: a decorator that lets queries through to the host it wraps and records every
+ * change instead of making it. Its record is what the dry run prints.
+ */
+export class DryRunHost implements Host {
+  readonly events: HostEvent[] = []
+
+  constructor(private readonly inner: Host) {}
+
+  get root(): string {
+    return this.inner.root
+  }
+
+  path(nodePath: string): string {
+    return this.inner.path(nodePath)
+  }
+  read(nodePath: string): Promise<Buffer | undefined> {
+    return this.inner.read(nodePath)
+  }
+  readText(nodePath: string): Promise<string | undefined> {
+    return this.inner.readText(nodePath)
+  }
+  exists(nodePath: string): Promise<boolean> {
+    return this.inner.exists(nodePath)
+  }
+  list(nodeDir: string): Promise<string[]> {
+    return this.inner.list(nodeDir)
+  }
+  fileState(nodePath: string): Promise<{ sha256: Sha256; mode: number } | undefined> {
+    return this.inner.fileState(nodePath)
+  }
+  hasCommand(name: string): Promise<boolean> {
+    return this.inner.hasCommand(name)
+  }
+
+  async write(nodePath: string, _data: Buffer | string | Readable, mode: number, sha256: Sha256): Promise<void> {
+    this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
+  }
+
+  async remove(nodePath: string): Promise<void> {
+    this.events.push({ kind: 'remove', path: nodePath })
+  }
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
+    if (opts.changing === false) return this.inner.run(argv, opts)
+    this.events.push({ kind: 'run', argv })
+    return { code: 0, stdout: '', stderr: '' }
   }
 }

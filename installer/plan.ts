@@ -6,6 +6,7 @@ import { extractMembers } from './archive.js'
 import type { Host } from './host.js'
 import type { ClusterConfig } from './cluster-config.js'
 import type { JoinFile } from './kubeadm.js'
+import type { NodeFacts } from './facts.js'
 
 export const PHASE_NAMES = ['verify', 'preflight', 'packages', 'kernel', 'containerd', 'cni', 'kubernetes', 'images', 'cluster', 'network', 'finish', 'reset'] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
@@ -45,20 +46,24 @@ export interface ClusterSetup {
 
 export interface InstallOptions {
   role: 'master' | 'worker'
-  root: string
+  /** Plan and print, change nothing: the context's hosts are then DryRunHosts. */
   dryRun: boolean
   containerdAddress: string
   json: boolean
   verbose: boolean
 }
 
+/** Everything a phase or a check works from, resolved once (installer/context.ts). */
 export interface Context {
+  /** The node (under --root: the root folder). */
   host: Host
+  /** The bundle folder, where the join files go: it came on a stick, so no link in it is followed. */
+  usb: Host
   bundle: Bundle
   options: InstallOptions
   cluster: ClusterSetup
-  /** The clock (a seam: doctor compares it with certificate validity). */
-  now?: () => number
+  /** The machine's facts, gathered once: the checks read these, never process, os or the clock. */
+  facts: NodeFacts
   /** A line for the user (warnings, what was found). */
   say(line: string): void
 }

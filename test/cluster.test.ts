@@ -1,6 +1,6 @@
 import { execSync } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
 import yaml from 'js-yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -72,23 +72,23 @@ describe('cluster configuration', () => {
     return 'no error'
   }
   it('fills defaults and lets flags win over the file', () => {
-    const { config, warnings } = clusterConfig('podSubnet: 10.250.0.0/16\nnodes: { host1: { nodeName: k8s01 } }\n', 'cluster.yaml', { podSubnet: '10.244.0.0/16' }, nets, 'host1')
+    const { config, warnings } = clusterConfig('podSubnet: 10.250.0.0/16\nnodes: { host1: { nodeName: k8s01 } }\n', 'cluster.yaml', { podSubnet: '10.244.0.0/16' }, { networks: nets, hostname: 'host1' })
     expect(config).toMatchObject({ nodeName: 'k8s01', podSubnet: '10.244.0.0/16', serviceSubnet: '10.96.0.0/12', dnsDomain: 'cluster.local', clusterName: 'kubernetes', tokenTTL: '24h' })
     expect(warnings).toEqual([])
   })
   it('refuses each bad input with one line, EUSAGE', () => {
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/33' }, nets))).toMatch(/^EUSAGE pod subnet "10\.244\.0\.0\/33" is not an IPv4 network in CIDR form; /)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.1.0/16' }, nets))).toMatch(/no host bits set/)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.96.0.0/16' }, nets))).toMatch(/^EUSAGE the pod subnet 10\.96\.0\.0\/16 and the service subnet 10\.96\.0\.0\/12 overlap/)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '192.0.0.0/16' }, nets))).toMatch(/^EUSAGE the pod subnet 192\.0\.0\.0\/16 overlaps this node's network 192\.0\.2\.0\/24/)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/25' }, nets))).toMatch(/smaller than the \/24 each node takes/)
-    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'https://k8s:6443' }, nets))).toMatch(/^EUSAGE control-plane endpoint "https:\/\/k8s:6443" is not host:port/)
-    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'k8s-api' }, nets))).toMatch(/is not host:port/)
-    expect(err(() => clusterConfig('podSubnt: 10.244.0.0/16\n', 'cluster.yaml', {}, nets))).toMatch(/^EUSAGE cluster\.yaml: unknown key "podSubnt" \(did you mean "podSubnet"\?\)/)
-    expect(err(() => clusterConfig(undefined, 'flags', { advertiseAddress: '192.0.2.300' }, nets))).toMatch(/advertise address "192\.0\.2\.300" is not an IPv4 address/)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/33' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE pod subnet "10\.244\.0\.0\/33" is not an IPv4 network in CIDR form; /)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.1.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(/no host bits set/)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.96.0.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE the pod subnet 10\.96\.0\.0\/16 and the service subnet 10\.96\.0\.0\/12 overlap/)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '192.0.0.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE the pod subnet 192\.0\.0\.0\/16 overlaps this node's network 192\.0\.2\.0\/24/)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/25' }, { networks: nets, hostname: hostname() }))).toMatch(/smaller than the \/24 each node takes/)
+    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'https://k8s:6443' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE control-plane endpoint "https:\/\/k8s:6443" is not host:port/)
+    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'k8s-api' }, { networks: nets, hostname: hostname() }))).toMatch(/is not host:port/)
+    expect(err(() => clusterConfig('podSubnt: 10.244.0.0/16\n', 'cluster.yaml', {}, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE cluster\.yaml: unknown key "podSubnt" \(did you mean "podSubnet"\?\)/)
+    expect(err(() => clusterConfig(undefined, 'flags', { advertiseAddress: '192.0.2.300' }, { networks: nets, hostname: hostname() }))).toMatch(/advertise address "192\.0\.2\.300" is not an IPv4 address/)
   })
   it('warns, and says why, about a pod subnet that holds one node', () => {
-    const { warnings } = clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/24' }, nets)
+    const { warnings } = clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/24' }, { networks: nets, hostname: hostname() })
     expect(warnings).toEqual([expect.stringMatching(/holds one node's pods only: every node takes a \/24 of it, so a second node gets no pod addresses/)])
   })
   it('refuses an expired join file, saying how to get a fresh one', () => {

@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -15,7 +15,7 @@ import { parseLock } from '../bundle/lock.js'
 import { parseImageRef } from '../bundle/reference.js'
 import { printable } from '../bundle/text.js'
 import { verifyBundle } from '../bundle/verify.js'
-import { Host } from '../installer/host.js'
+import { NodeHost } from '../installer/host.js'
 import { parseJoinFile } from '../installer/kubeadm.js'
 import { bundleCli } from './support/cli.js'
 import { lockWorld, startWorld, type World } from './support/world.js'
@@ -209,7 +209,7 @@ describe('2. verification is a gate; every byte is checked as it is written', ()
     await writeFile(ctd.path, tgz)
     await expect(listMembers(ctd.path, ctd.locked.integrity)).rejects.toMatchObject({ code: 'EINTEGRITY' })
     const root = await mkdtemp(join(dir, 'root-'))
-    const host = new Host(root)
+    const host = new NodeHost(root)
     const pin = Sha256.of('the pinned bytes')
     await expect(host.write('/usr/local/bin/tool', Readable.from([Buffer.from('other bytes')]), 0o755, pin)).rejects.toMatchObject({ code: 'EINTEGRITY' })
     expect(await readdir(join(root, 'usr/local/bin'))).toEqual([])
@@ -234,13 +234,13 @@ describe('3. files the installer writes outside the bundle hashes', () => {
     const b = await mkdtemp(join(dir, 'usb-'))
     const outside = await mkdtemp(join(dir, 'outside-'))
     await symlink(outside, join(b, 'join'))
-    const usb = new Host(b, false, { noLinks: true })
+    const usb = new NodeHost(b, { noLinks: true })
     await expect(usb.write('/join/worker.yaml', 'x', 0o600, Sha256.of('x'))).rejects.toThrow(/is a symbolic link: refused/)
     expect(await readdir(outside)).toEqual([])
     const root = await mkdtemp(join(dir, 'root-'))
     await mkdir(join(root, 'etc'))
     await symlink(join(outside, 'hosts'), join(root, 'etc/hosts'))
-    await expect(new Host(root).write('/etc/hosts', 'x', 0o644, Sha256.of('x'))).rejects.toThrow(/kube-airgap never writes through a link/)
+    await expect(new NodeHost(root).write('/etc/hosts', 'x', 0o644, Sha256.of('x'))).rejects.toThrow(/kube-airgap never writes through a link/)
     expect(await readdir(outside)).toEqual([])
   })
 
@@ -367,7 +367,7 @@ describe('5. hostile YAML and wrong types: one line, exit 2, never a stack trace
 
   it('an alias bomb in cluster.yaml, a join file or the manifest is refused at once', async () => {
     const t0 = Date.now()
-    expect(() => clusterConfig(bomb, 'cluster.yaml', {}, [])).toThrow(/uses a YAML alias/)
+    expect(() => clusterConfig(bomb, 'cluster.yaml', {}, { networks: [], hostname: hostname() })).toThrow(/uses a YAML alias/)
     expect(() => parseJoinFile(`kind: JoinFile\n${bomb}`, 'join/worker.yaml')).toThrow(/uses a YAML alias/)
     expect(() => parseManifest(bomb, 'm.yaml')).toThrow(/uses a YAML alias/)
     expect(Date.now() - t0).toBeLessThan(1000)
@@ -383,14 +383,15 @@ describe('5. hostile YAML and wrong types: one line, exit 2, never a stack trace
   })
 
   it('every field is type-checked: objects, newlines, loopback and unspecified addresses, absurd durations', async () => {
+    const NO_FACTS = { networks: [], hostname: hostname() }
     const cases: [string, ...Parameters<typeof clusterConfig>][] = [
-      ['dnsDomain must be text, found a mapping', 'dnsDomain: {a: 1}', 'c', {}, []],
-      ['is not a host name', 'extraHosts: [{ip: 192.168.1.2, names: ["k8s02\\n10.0.0.1 evil"]}]', 'c', {}, []],
-      ['extraHosts must be a list', 'extraHosts: "x"', 'c', {}, []],
-      ['overlaps 127.0.0.0/8 \\(loopback\\)', undefined, 'flags', { serviceSubnet: '127.0.0.0/8' }, []],
-      ['0.0.0.0 is the unspecified block', undefined, 'flags', { advertiseAddress: '0.0.0.0' }, []],
-      ['tokenTTL 100000h is out of range', 'tokenTTL: 100000h', 'c', {}, []],
-      ['not valid YAML', 'a: [', 'c', {}, []],
+      ['dnsDomain must be text, found a mapping', 'dnsDomain: {a: 1}', 'c', {}, NO_FACTS],
+      ['is not a host name', 'extraHosts: [{ip: 192.168.1.2, names: ["k8s02\\n10.0.0.1 evil"]}]', 'c', {}, NO_FACTS],
+      ['extraHosts must be a list', 'extraHosts: "x"', 'c', {}, NO_FACTS],
+      ['overlaps 127.0.0.0/8 \\(loopback\\)', undefined, 'flags', { serviceSubnet: '127.0.0.0/8' }, NO_FACTS],
+      ['0.0.0.0 is the unspecified block', undefined, 'flags', { advertiseAddress: '0.0.0.0' }, NO_FACTS],
+      ['tokenTTL 100000h is out of range', 'tokenTTL: 100000h', 'c', {}, NO_FACTS],
+      ['not valid YAML', 'a: [', 'c', {}, NO_FACTS],
     ]
     for (const [message, ...args] of cases) expect(() => clusterConfig(...args), message).toThrow(new RegExp(message))
     const join0 = { kind: 'JoinFile', role: 'worker', endpoint: '192.0.2.1:6443', token: 'abcdef.0123456789abcdef', caCertHash: `sha256:${'a'.repeat(64)}`, expires: '2099-01-01T00:00:00.000Z' }

@@ -6,6 +6,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node
 import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { testContext } from './support/context.js'
 import { bundleCli } from './support/cli.js'
 import { startContainerd, type TestContainerd } from './support/containerd.js'
 import { freshNodeRoot, writeStandins } from './support/standins.js'
@@ -172,9 +173,7 @@ describe('./install --role worker', () => {
     expect(r.stdout).toMatch(/\[images\] would do +images in k8s\.io \(11: 1 to import\)/)
     // The real check: remove it again and run the check alone (import disabled by a dry run).
     const { checkImages } = await import('../installer/phases/images.js')
-    const { openBundle } = await import('../bundle/open.js')
-    const { Host } = await import('../installer/host.js')
-    const ctx = { host: new Host(root), bundle: await openBundle(bundle), options: { role: 'worker' as const, root, dryRun: false, containerdAddress: c.socket, json: false, verbose: false }, say: () => {} }
+    const ctx = await testContext({ root, bundle, containerdAddress: c.socket })
     await expect(checkImages(ctx)).rejects.toThrow(/not in containerd's k8s\.io namespace: registry\.k8s\.io\/pause:3\.9; registry\.k8s\.io\/pause:3\.9 is in namespace "default" \(imported without -n k8s\.io/)
     const fixed = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket], root)
     expect(fixed.code, fixed.stderr).toBe(0)
@@ -453,18 +452,7 @@ describe('./install refuses before changing anything', () => {
 })
 
 describe('./install doctor and ./install reset', () => {
-  const ctxFor = async (nodeRoot: string, bundleDir = bundle) => {
-    const { openBundle } = await import('../bundle/open.js')
-    const { Host } = await import('../installer/host.js')
-    const { clusterConfig } = await import('../installer/cluster-config.js')
-    return {
-      host: new Host(nodeRoot),
-      bundle: await openBundle(bundleDir),
-      cluster: { config: clusterConfig(undefined, 'flags', {}, []).config, advertise: '', waitMs: 1000 },
-      options: { role: 'worker' as const, root: nodeRoot, dryRun: false, containerdAddress: ctd!.socket, json: false, verbose: false },
-      say: () => {},
-    }
-  }
+  const ctxFor = (nodeRoot: string, bundleDir = bundle, now?: number) => testContext({ root: nodeRoot, bundle: bundleDir, containerdAddress: ctd!.socket, ...(now ? { facts: { now: () => now } } : {}) })
   const levels = async (ctx: Awaited<ReturnType<typeof ctxFor>>) => {
     const { doctor } = await import('../installer/doctor.js')
     return Object.fromEntries((await doctor(ctx)).map((f) => [f.check, `${f.level}: ${f.found}${f.fix ? ` | fix: ${f.fix}` : ''}`]))
@@ -509,7 +497,7 @@ describe('./install doctor and ./install reset', () => {
     const squatter = createServer().listen(10250, '0.0.0.0')
     await new Promise((r) => squatter.once('listening', r))
     try {
-      const ctx = { ...(await ctxFor(broken, bundleCopy)), now: () => Date.parse('2001-01-01T00:00:00Z') }
+      const ctx = await ctxFor(broken, bundleCopy, Date.parse('2001-01-01T00:00:00Z'))
       const f = await levels(ctx)
       expect(f['sandbox image']).toMatch(/^fail: containerd's sandbox_image is registry\.k8s\.io\/pause:3\.8, the bundle's pause image is registry\.k8s\.io\/pause:3\.9 \| fix: set sandbox_image = "registry\.k8s\.io\/pause:3\.9"/)
       expect(f['containerd deprecated keys']).toMatch(/^fail: .*io\.containerd\.runtime\.v1\.linux.*default_runtime.* \| fix: \.\/install --phases containerd/)

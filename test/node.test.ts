@@ -1,9 +1,10 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listenerOn } from '../installer/node-state.js'
+import { testContext } from './support/context.js'
 import { bundleCli } from './support/cli.js'
 import { REPO } from './support/fake-upstream.js'
 import { freshNodeRoot, writeStandins } from './support/standins.js'
@@ -117,19 +118,8 @@ describe('doctor on a node before kubeadm', () => {
 
 describe('what a hardware node needs', () => {
   /** A context for in-process checks, as the CLI builds it. */
-  const ctxFor = async (root: string, role: 'master' | 'worker' = 'worker', now?: number) => {
-    const { openBundle } = await import('../bundle/open.js')
-    const { Host } = await import('../installer/host.js')
-    const { clusterConfig } = await import('../installer/cluster-config.js')
-    return {
-      host: new Host(root, false, { hostCommands: standins }),
-      bundle: await openBundle(bundle),
-      cluster: { config: clusterConfig(undefined, 'flags', { nodeName: 'k8s02' }, []).config, advertise: '192.0.2.10', waitMs: 1000 },
-      options: { role, root, dryRun: false, containerdAddress: join(root, 'no.sock'), json: false, verbose: false },
-      say: () => {},
-      ...(now ? { now: () => now } : {}),
-    }
-  }
+  const ctxFor = (root: string, role: 'master' | 'worker' = 'worker', now?: number) =>
+    testContext({ root, bundle, role, hostCommands: standins, flags: { nodeName: 'k8s02' }, advertise: '192.0.2.10', containerdAddress: join(root, 'no.sock'), ...(now ? { facts: { now: () => now } } : {}) })
   const jwt = (exp: number) => `e30.${Buffer.from(JSON.stringify({ exp: Math.floor(exp / 1000) })).toString('base64url')}.c2ln`
 
   it("doctor finds an expired Calico CNI token, a clock behind the master's, and a firewall; join refuses the clock", async () => {
@@ -175,16 +165,16 @@ describe('per-node names from one cluster.yaml', () => {
   it('two workers with one cluster.yaml get two names; the shared file cannot pin one name for all', async () => {
     const { clusterConfig } = await import('../installer/cluster-config.js')
     const shared = 'podSubnet: 10.244.0.0/16\nnodes:\n  k8s02: { advertiseAddress: 192.168.1.12 }\n  k8s03: { nodeName: worker-3 }\n'
-    const a = clusterConfig(shared, 'cluster.yaml', {}, [], 'k8s02').config
-    const b = clusterConfig(shared, 'cluster.yaml', {}, [], 'k8s03').config
+    const a = clusterConfig(shared, 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' }).config
+    const b = clusterConfig(shared, 'cluster.yaml', {}, { networks: [], hostname: 'k8s03' }).config
     expect([a.nodeName, a.advertiseAddress, b.nodeName, b.advertiseAddress]).toEqual(['k8s02', '192.168.1.12', 'worker-3', undefined])
-    expect(clusterConfig(shared, 'cluster.yaml', { nodeName: 'n4' }, [], 'k8s04').config.nodeName).toBe('n4')
-    expect(() => clusterConfig('nodeName: k8s01\n', 'cluster.yaml', {}, [], 'k8s02')).toThrow(/nodeName is per node, and the same cluster\.yaml goes to every node \(every worker would be "k8s01"\); give --node-name on each node, or write nodes:/)
-    expect(() => clusterConfig('advertiseAddress: 192.168.1.11\n', 'cluster.yaml', {}, [], 'k8s02')).toThrow(/advertiseAddress is per node/)
-    expect(() => clusterConfig('nodes: { k8s02: { taints: [] } }\n', 'cluster.yaml', {}, [], 'k8s02')).toThrow(/nodes\.k8s02: unknown key "taints"/)
+    expect(clusterConfig(shared, 'cluster.yaml', { nodeName: 'n4' }, { networks: [], hostname: 'k8s04' }).config.nodeName).toBe('n4')
+    expect(() => clusterConfig('nodeName: k8s01\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(/nodeName is per node, and the same cluster\.yaml goes to every node \(every worker would be "k8s01"\); give --node-name on each node, or write nodes:/)
+    expect(() => clusterConfig('advertiseAddress: 192.168.1.11\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(/advertiseAddress is per node/)
+    expect(() => clusterConfig('nodes: { k8s02: { taints: [] } }\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(/nodes\.k8s02: unknown key "taints"/)
     // The example the README points to is valid as it is, on each node it names.
     const example = (await import('node:fs')).readFileSync(join(REPO, 'manifests', 'cluster.example.yaml'), 'utf8')
-    expect(clusterConfig(example, 'cluster.example.yaml', {}, [], 'k8s02').config).toMatchObject({ nodeName: 'k8s02', advertiseAddress: '192.168.1.12' })
+    expect(clusterConfig(example, 'cluster.example.yaml', {}, { networks: [], hostname: 'k8s02' }).config).toMatchObject({ nodeName: 'k8s02', advertiseAddress: '192.168.1.12' })
   })
 })
 

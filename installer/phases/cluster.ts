@@ -5,7 +5,8 @@ import { KaError } from '../../bundle/errors.js'
 import { KUBEADM_REPOSITORY } from '../../bundle/closed-world.js'
 import { imageName, parseImageRef } from '../../bundle/reference.js'
 import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../../bundle/layout.js'
-import { Host } from '../host.js'
+import type { Host } from '../host.js'
+import type { NodeFacts } from '../facts.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
 import { COREDNS_APPLIED, RESOLV_CONF, BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../node-paths.js'
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
@@ -68,7 +69,7 @@ export const cluster: Phase = {
     if (await host.exists(KUBECONFIG_ADMIN)) return [...steps, { title: 'cluster initialized (kubeadm init)', done: true, actions: [] }]
     const token = newToken()
     const certificateKey = newCertificateKey()
-    const now = Date.now()
+    const now = ctx.facts.now()
     const endpoint = c.config.controlPlaneEndpoint ?? `${c.advertise}:6443`
     const state: JoinState = { endpoint, token, issued: new Date(now).toISOString(), expires: new Date(now + durationMs(c.config.tokenTTL)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
     steps.push(await fileStep(ctx, `kubeadm config (${KUBEADM_CONFIG}: Kubernetes ${bundle.lock.kubernetes}, pod subnet ${c.config.podSubnet}, service subnet ${c.config.serviceSubnet})`, KUBEADM_CONFIG, initConfig(bundle.lock.kubernetes, c.config, c.advertise, token, certificateKey), 0o600))
@@ -158,9 +159,9 @@ export function withoutForward(corefile: string): string {
   return corefile.replace(/^[ \t]*forward\b[^\n{]*\{[^}]*\}[ \t]*\n|^[ \t]*forward\b[^\n]*\n/gm, '')
 }
 
-async function sudoUser(host: Host): Promise<{ name: string; uid: number; gid: number; home: string } | undefined> {
-  const name = process.env.SUDO_USER
-  if (!name || name === 'root') return undefined
+async function sudoUser(host: Host, facts: NodeFacts): Promise<{ name: string; uid: number; gid: number; home: string } | undefined> {
+  const name = facts.sudoUser
+  if (!name) return undefined
   const line = ((await host.readText(ETC_PASSWD)) ?? '').split('\n').find((l) => l.startsWith(`${name}:`))
   const f = line?.split(':')
   return f && f[5] ? { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] } : undefined
@@ -180,9 +181,8 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
     [JOIN_WORKER, { role: 'worker', ...base }],
     [JOIN_CONTROL_PLANE, { role: 'control-plane', ...base, certificateKey: state.certificateKey, certificateKeyExpires: state.certificateKeyExpires }],
   ]
-  // The bundle folder is not the node's filesystem: it travels on to the next node, and it
-  // came on a stick, so no link in it is followed.
-  const usb = new Host(ctx.bundle.dir, ctx.options.dryRun, { noLinks: true })
+  // The bundle folder is not the node's filesystem: it travels on to the next node.
+  const usb = ctx.usb
   const out: Step[] = []
   for (const [rel, j] of files) {
     const text = formatJoinFile(j)
@@ -206,7 +206,7 @@ export const finish: Phase = {
       throw new KaError('ESTEP', `${KUBECONFIG_ADMIN} is missing: kubeadm init did not finish; look at \`crictl ps -a\` and \`crictl logs <id>\``)
     }
     const steps: Step[] = [await fileStep(ctx, 'kubeconfig for root (/root/.kube/config)', '/root/.kube/config', admin, 0o600, { uid: 0, gid: 0 })]
-    const user = await sudoUser(host)
+    const user = await sudoUser(host, ctx.facts)
     if (user) steps.push(await fileStep(ctx, `kubeconfig for ${user.name} (${user.home}/.kube/config)`, `${user.home}/.kube/config`, admin, 0o600, { uid: user.uid, gid: user.gid }))
     steps.push({ title: `node ${ctx.cluster.config.nodeName} Ready and kube-system running`, done: true, checkOnly: true, actions: [], check: () => waitReady(ctx) })
     const state = JSON.parse((await host.readText(JOIN_STATE)) ?? '{}') as JoinState
@@ -243,7 +243,7 @@ export async function newJoinToken(ctx: Context): Promise<JoinState> {
   const certificateKey = newCertificateKey()
   const up = await ctx.host.run([KUBEADM, 'init', 'phase', 'upload-certs', '--upload-certs', '--certificate-key', certificateKey])
   if (up.code !== 0) throw new KaError('ESTEP', `kubeadm init phase upload-certs failed: ${(up.stderr || up.stdout).trim()}`)
-  const now = Date.now()
+  const now = ctx.facts.now()
   const state: JoinState = { endpoint: old.endpoint, token, issued: new Date(now).toISOString(), expires: new Date(now + durationMs(ttl)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
   const text = `${JSON.stringify(state, null, 2)}\n`
   await ctx.host.write(JOIN_STATE, text, 0o600, Sha256.of(text))

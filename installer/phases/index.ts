@@ -15,3 +15,6 @@ import { kubernetes } from './kubernetes.js'
 export const PHASES: Phase[] = [preflight, packages, kernel, containerd, cni, kubernetes, images, cluster, network, finish]
 
 export const VERIFY_SUMMARY = 'checks every file of the bundle against SHA256SUMS and the lock, before anything on the node changes'
+
+/** What --phases and --skip-phases accept. */
+export const PHASE_CHOICES: readonly string[] = ['verify', ...PHASES.map((p) => p.name)]

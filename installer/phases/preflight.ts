@@ -1,6 +1,4 @@
-import { lookup } from 'node:dns/promises'
 import { createServer } from 'node:net'
-import { hostname } from 'node:os'
 import { KaError } from '../../bundle/errors.js'
 import { archOf } from '../../bundle/platform.js'
 import { activeSwaps, describeListener, listenerOn, NAMESERVER_FIX, nameservers } from '../node-state.js'
@@ -48,10 +46,9 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   const f: Finding[] = []
   const add = (level: Finding['level'], check: string, found: string, fix?: string) => f.push({ level, check, found, ...(fix ? { fix } : {}) })
 
-  const euid = process.geteuid?.() ?? 0
+  const { euid, arch: have } = ctx.facts
   if (euid !== 0 && !options.dryRun) add('fail', 'root', `running as uid ${euid}`, 'run it with sudo: sudo ./install ...')
   const want = archOf(bundle.platform)
-  const have = process.arch === 'x64' ? 'amd64' : process.arch
   if (have !== want) add('fail', 'architecture', `this machine is ${have}, the bundle is for ${want}`, `use the linux/${have} bundle`)
   if (!(await host.exists(SYSTEMD_RUNNING))) add('fail', 'systemd', 'systemd is not running as init', 'kube-airgap installs systemd units; use a systemd-based distribution')
 
@@ -124,12 +121,8 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   for (const w of await firewallFindings(ctx)) add('warn', 'firewall', w, 'open these between the nodes (kube-airgap does not change firewall rules)')
   if ((await nameservers(host)).length === 0) add('warn', 'nameserver', `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found) and finish will time out`, NAMESERVER_FIX)
 
-  const name = hostname()
-  const resolved = await lookup(name).then(
-    () => true,
-    () => false,
-  )
-  if (!resolved) add('warn', 'hostname', `${name} does not resolve`, `add "<this node's IP> ${name}" to /etc/hosts`)
+  const name = ctx.facts.hostname
+  if (!ctx.facts.hostnameResolves) add('warn', 'hostname', `${name} does not resolve`, `add "<this node's IP> ${name}" to /etc/hosts`)
 
   if (f.length === 0) add('ok', 'preflight', 'nothing to report')
   return f

@@ -1,0 +1,126 @@
+import { rm, stat } from 'node:fs/promises'
+import pLimit from 'p-limit'
+import { integrityError, type Sha256 } from '../bundle/digest.js'
+import type { Cache } from './cache.js'
+import { FileHasher } from './hasher.js'
+import type { Downloaded } from './http.js'
+import type { Progress } from './progress.js'
+
+/**
+ * One piece of content the bundle carries, kept in the cache by its digest: a pinned
+ * upstream file, an OS package or an image blob. `fetch` is the source: it brings raw bytes
+ * into a partial file; the fetcher alone decides what enters the cache.
+ */
+export interface Item {
+  /** Its path inside the bundle. */
+  rel: string
+  digest: Sha256
+  size?: number
+  mode?: number
+  label: string
+  fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal): Promise<Downloaded>
+}
+
+/** A fetch that never ran, or was stopped, because another one failed first. */
+export class Cancelled extends Error {
+  constructor() {
+    super('stopped: another download failed')
+  }
+}
+
+/**
+ * Brings items into the cache, in parallel (at most `concurrency` at once) and each at most
+ * once, as pacote's fetcher does: sources return bytes, and this is the one place that checks
+ * them against the digest the item asked for and commits them. An entry found in the cache
+ * is not trusted by name: it is hashed again on a second thread (`check`), so that packing,
+ * which reads it anyway, can tell a damaged entry.
+ */
+export class Fetcher {
+  readonly downloaded = new Set<string>()
+  readonly sizes = new Map<string, number>()
+  downloadedBytes = 0
+  private checking = new Map<string, Promise<Sha256>>()
+  private inflight = new Map<string, Promise<void>>()
+  private hasher = new FileHasher()
+  private limit: ReturnType<typeof pLimit>
+  // The first failure stops the others: the user sees its error last, at once. What the
+  // others had downloaded stays in the cache's partial files, to be resumed next time.
+  private abort = new AbortController()
+
+  constructor(private readonly o: { cache: Cache; concurrency: number; progress: Progress }) {
+    this.limit = pLimit(o.concurrency)
+  }
+
+  /** Resolves when the item is in the cache. */
+  ensure(item: Item): Promise<void> {
+    let p = this.inflight.get(item.digest.hex)
+    if (!p) {
+      p = this.limit(() => this.fetchOne(item))
+      p.catch((e: unknown) => this.abort.abort(e))
+      this.inflight.set(item.digest.hex, p)
+    }
+    return p
+  }
+
+  /** The digest of a cache entry that was found rather than fetched, once computed. */
+  check(item: Item): Promise<Sha256> | undefined {
+    return this.checking.get(item.digest.hex)
+  }
+
+  /** Where an item's content is, once `ensure` resolved. */
+  pathOf(item: Item): string {
+    return this.o.cache.blobPath(item.digest)
+  }
+
+  /** Forgets a damaged entry, so that the next `ensure` fetches it again. */
+  async evict(item: Item): Promise<void> {
+    await Promise.allSettled(this.inflight.values())
+    await this.o.cache.evict(item.digest)
+    this.checking.delete(item.digest.hex)
+    this.inflight.delete(item.digest.hex)
+  }
+
+  /** Stops every fetch after `e`, and returns the failure to show: the first real one, not a cancellation it caused. */
+  async stop(e: unknown): Promise<unknown> {
+    this.abort.abort(e)
+    const results = await Promise.allSettled(this.inflight.values())
+    return results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof Cancelled))?.reason
+  }
+
+  private async fetchOne(item: Item): Promise<void> {
+    const signal = this.abort.signal
+    if (signal.aborted) throw new Cancelled()
+    const blob = this.o.cache.blobPath(item.digest)
+    const have = await stat(blob).catch(() => undefined)
+    if (have && (item.size === undefined || have.size === item.size)) {
+      this.sizes.set(item.digest.hex, have.size)
+      if (!this.downloaded.has(item.digest.hex)) this.checking.set(item.digest.hex, this.hasher.hash(blob))
+      this.o.progress.note(`cached   ${item.label}`)
+      return
+    }
+    if (have) await this.o.cache.evict(item.digest)
+    const id = item.digest.hex
+    this.o.progress.start(id, item.label, item.size)
+    const partial = this.o.cache.partialPath(item.digest.hex)
+    let got: Downloaded
+    try {
+      got = await item.fetch(partial, (n) => this.o.progress.advance(id, n), signal)
+    } catch (e) {
+      throw signal.aborted && signal.reason !== e ? new Cancelled() : e
+    }
+    // Whatever the source says, only the digest the item asked for enters the cache under it.
+    if (!got.digest.equals(item.digest)) {
+      await rm(partial, { force: true })
+      throw integrityError(item.label, item.digest, got.digest)
+    }
+    await this.o.cache.commit(partial, got.digest)
+    this.downloadedBytes += got.size
+    this.downloaded.add(item.digest.hex)
+    this.sizes.set(item.digest.hex, got.size)
+    this.o.progress.done(id, 'fetched')
+  }
+
+  async close(): Promise<void> {
+    await this.hasher.close()
+  }
+}

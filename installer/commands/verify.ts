@@ -1,0 +1,14 @@
+import { printJson, type Io } from '../../bundle/report.js'
+import { verifyBundle } from '../../bundle/verify.js'
+import { verifiedRecord, verifyOptions, writeRecord, type Flags } from '../context.js'
+import { DryRunHost, NodeHost } from '../host.js'
+
+/** `./install verify`: the bundle against SHA256SUMS, the lock and (with a key) its signature; a record of it. */
+export async function verifyCommand(flags: Flags, io: Io): Promise<void> {
+  const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
+  for (const j of v.joinFiles) io.err(`note  ${j}: written on a node, not covered by the bundle's signature\n`)
+  const node = new NodeHost(flags.root)
+  const record = await writeRecord(flags.dryRun ? new DryRunHost(node) : node, verifiedRecord(v))
+  if (flags.json) return printJson(io, { ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record })
+  io.out(`ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `; signed by ${v.signedBy}` : ''}; record: ${record}\n`)
+}

@@ -1,0 +1,176 @@
+import { lstat, readFile, stat } from 'node:fs/promises'
+import { Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
+import { LOCK_FILE } from '../bundle/layout.js'
+import { openBundle, type Bundle } from '../bundle/open.js'
+import { publicKeyOnly } from '../bundle/signing.js'
+import { verifyBundle, type VerifyOptions, type VerifyReport } from '../bundle/verify.js'
+import { clusterConfig } from './cluster-config.js'
+import { gatherFacts, type NodeFacts } from './facts.js'
+import { DryRunHost, NodeHost, type Host } from './host.js'
+import { parseJoinFile, type JoinFile } from './kubeadm.js'
+import { RECORD_DIR } from './node-paths.js'
+import type { ClusterSetup, Context } from './plan.js'
+
+/** The flags every command of ./install shares (commander's names). */
+export interface Flags {
+  role?: string
+  config?: string
+  joinFile?: string
+  advertiseAddress?: string
+  podSubnet?: string
+  serviceSubnet?: string
+  controlPlaneEndpoint?: string
+  nodeName?: string
+  waitTimeout: string
+  publicKey?: string
+  requireSignature?: boolean
+  phases?: string
+  skipPhases?: string
+  dryRun?: boolean
+  root: string
+  containerdAddress: string
+  json?: boolean
+  verbose?: boolean
+  bundle: string
+  /** commander's name for --no-verify: false when given. */
+  verify: boolean
+  hostCommands?: string
+}
+
+export interface ContextRequest {
+  role: 'master' | 'worker'
+  /** A master's address must be known (kubeadm init); join-command, doctor and reset do without. */
+  needAddress: boolean
+  /** Whether the verification record is written (doctor changes nothing, not even the log). */
+  record: boolean
+  /** The phases that will run (under --root, those that run host commands need --host-commands). */
+  phases: string[]
+  say(line: string): void
+}
+
+/**
+ * Everything a command works from, resolved once and fully defaulted (as nypm's
+ * resolveOperationOptions does): the node as a Host (a DryRunHost around it for --dry-run),
+ * the bundle folder as a Host of its own, the machine's facts, cluster.yaml with the flags
+ * over it and the join file, checked; then the gate: the bundle verified (and the record
+ * written), and opened on what verification saw, reusing the lock it parsed.
+ */
+export async function resolveContext(flags: Flags, req: ContextRequest): Promise<{ ctx: Context; report?: VerifyReport }> {
+  await requireRoot(flags.root)
+  checkRootCommands(flags, req.phases)
+  const dryRun = !!flags.dryRun
+  const node = new NodeHost(flags.root, flags.hostCommands ? { hostCommands: flags.hostCommands } : {})
+  const host: Host = dryRun ? new DryRunHost(node) : node
+  const folder = new NodeHost(flags.bundle, { noLinks: true })
+  const usb: Host = dryRun ? new DryRunHost(folder) : folder
+  const facts = await gatherFacts(node)
+  // Every input is checked before anything is verified, read as trusted or changed.
+  const { setup, warnings } = await clusterSetup(flags, facts, req.role, req.needAddress)
+  for (const w of warnings) req.say(`warn  ${w}`)
+  const { bundle, report } = await openVerified(flags, req.record ? host : new DryRunHost(node), req.say)
+  return {
+    ctx: { host, usb, bundle, facts, cluster: setup, options: { role: req.role, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose }, say: req.say },
+    ...(report ? { report } : {}),
+  }
+}
+
+async function requireRoot(root: string): Promise<void> {
+  const st = await stat(root).catch(() => undefined)
+  if (!st?.isDirectory()) throw new KaError('EUSAGE', `--root ${root}: no such folder; create it or give an existing one`)
+}
+
+/** Phases whose plans run host commands that change a node (systemctl, modprobe, sysctl, swapoff). */
+const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'cluster', 'network', 'finish', 'reset'])
+
+/**
+ * Under --root, files land in the root but a bare host command would act on this machine:
+ * refuse, before anything, unless the commands are pointed elsewhere (or nothing runs).
+ */
+function checkRootCommands(flags: Flags, phases: string[]): void {
+  if (flags.root === '/' || flags.dryRun || flags.hostCommands || !phases.some((p) => CHANGES_HOST.has(p))) return
+  throw new KaError('EUSAGE', `--root ${flags.root} puts files under ${flags.root}, but systemctl, modprobe, sysctl and swapoff would still act on this machine: give --host-commands DIR (stand-ins for them), or --dry-run`)
+}
+
+export async function verifyOptions(flags: Pick<Flags, 'publicKey' | 'requireSignature'>): Promise<VerifyOptions> {
+  if (!flags.publicKey) return flags.requireSignature ? { requireSignature: true } : {}
+  const pem = await readFile(flags.publicKey, 'utf8').catch(() => {
+    throw new KaError('EUSAGE', `--public-key ${flags.publicKey}: cannot read it`)
+  })
+  return { publicKeyPem: publicKeyOnly(pem, `--public-key ${flags.publicKey}`), keySource: flags.publicKey, requireSignature: true }
+}
+
+/**
+ * The gate in front of every command that reads the bundle: verification (and its record),
+ * then the bundle opened on what verification saw, so that every file read later is checked
+ * against the same hashes. --no-verify skips it with a warning, and the record says so.
+ */
+async function openVerified(flags: Flags, recordOn: Host, say: (line: string) => void): Promise<{ bundle: Bundle; report?: VerifyReport }> {
+  if (!flags.verify) {
+    say('warn  --no-verify: the bundle was NOT verified and its files are used as they are; for development only, never on a real node')
+    await writeRecord(recordOn, { result: 'not verified (--no-verify)', bundle: flags.bundle })
+    return { bundle: await openBundle(flags.bundle) }
+  }
+  const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
+  for (const j of v.joinFiles) say(`note  ${j}: written on a node, not covered by the bundle's signature`)
+  if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
+  await writeRecord(recordOn, verifiedRecord(v))
+  return { bundle: await openBundle(flags.bundle, v.digests, v.lock), report: v }
+}
+
+/**
+ * What verification found, for a security officer: /var/log/kube-airgap/verify-<time>.json
+ * with the bundle's name, its lock's digest, the signing key's fingerprint, every file's
+ * hash and the result. Written after the bundle proved itself (a failed verification
+ * changes nothing on the node).
+ */
+export async function writeRecord(host: Host, fields: Record<string, unknown>): Promise<string> {
+  const at = new Date()
+  const text = `${JSON.stringify({ result: fields.result, time: at.toISOString(), ...fields }, null, 2)}\n`
+  const path = `${RECORD_DIR}/verify-${at.toISOString().replace(/[:.]/g, '-')}.json`
+  await host.write(path, text, 0o644, Sha256.of(text))
+  return path
+}
+
+export const verifiedRecord = (v: VerifyReport): Record<string, unknown> => ({
+  result: 'verified',
+  bundle: v.name,
+  platform: v.lock.platforms[0],
+  kubernetes: v.lock.kubernetes,
+  lock: v.digests.get(LOCK_FILE)?.oci,
+  signedBy: v.signedBy ?? null,
+  files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
+  ...(v.joinFiles.length ? { notCovered: v.joinFiles } : {}),
+})
+
+/** cluster.yaml, flags and the join file, checked; the advertise address resolved. */
+async function clusterSetup(flags: Flags, facts: NodeFacts, role: 'master' | 'worker', needAddress: boolean): Promise<{ setup: ClusterSetup; warnings: string[] }> {
+  let text: string | undefined
+  if (flags.config) {
+    text = await readFile(flags.config, 'utf8').catch(() => {
+      throw new KaError('EUSAGE', `--config ${flags.config}: cannot read it; give a cluster.yaml (see manifests/cluster.example.yaml)`)
+    })
+  }
+  const { config, warnings } = clusterConfig(text, flags.config ?? 'flags', flags, facts)
+  let join: JoinFile | undefined
+  if (flags.joinFile) {
+    const st = await lstat(flags.joinFile).catch(() => undefined)
+    if (st?.isSymbolicLink()) throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is a symbolic link: refused; give the join file itself`)
+    const jt = await readFile(flags.joinFile, 'utf8').catch(() => {
+      throw new KaError('EUSAGE', `--join-file ${flags.joinFile}: cannot read it; copy join/ from the master's bundle folder`)
+    })
+    join = parseJoinFile(jt, flags.joinFile, facts.now())
+    if (join.nodes?.includes(config.nodeName)) {
+      throw new KaError('EUSAGE', `this node would join as ${JSON.stringify(config.nodeName)}, a name the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`)
+    }
+    if (st && st.mode & 0o077) warnings.push(`${flags.joinFile} is readable by others (mode ${(st.mode & 0o777).toString(8)}): it holds a join secret; chmod 600 it`)
+    if ((role === 'master') !== (join.role === 'control-plane')) {
+      throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is for a ${join.role === 'worker' ? 'worker' : 'control plane'}, not a ${role}; use join/${role === 'master' ? 'control-plane' : 'worker'}.yaml`)
+    }
+  }
+  const advertise = config.advertiseAddress ?? facts.defaultRouteAddress
+  if (!advertise && role === 'master' && needAddress) throw new KaError('EUSAGE', "cannot tell this node's address (no default route): give --advertise-address")
+  const wait = Number(flags.waitTimeout)
+  if (!Number.isInteger(wait) || wait <= 0 || wait > 86_400) throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give whole seconds from 1 to 86400, e.g. 600`)
+  return { setup: { config, advertise: advertise ?? '', ...(join ? { join } : {}), waitMs: wait * 1000 }, warnings }
+}

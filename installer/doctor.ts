@@ -2,10 +2,11 @@ import { X509Certificate } from 'node:crypto'
 import yaml from 'js-yaml'
 import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../bundle/layout.js'
 import { CLOCK_SLACK_MS, parseJoinFile } from './kubeadm.js'
-import { CALICO_CNI_KUBECONFIG, RESOLV_CONF, CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, procSys, SYSCTL_CONF } from './node-paths.js'
-import { activeSwaps, describeListener, listenerOn, loadedModules, NAMESERVER_FIX, nameservers } from './node-state.js'
+import { CALICO_CNI_KUBECONFIG, CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, procSys, SYSCTL_CONF } from './node-paths.js'
+import { activeSwaps, describeListener, listenerOn, loadedModules } from './node-state.js'
 import { imagesElsewhere, listImageLabels, PINNED_LABEL } from './phases/images.js'
-import { firewallFindings, KUBEADM_NEEDS, KUBEADM_WANTS, portFree, type Finding } from './phases/preflight.js'
+import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, type Finding } from './checks.js'
+import { portFree } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
 
@@ -23,13 +24,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   const joined = await host.exists(KUBELET_KUBECONFIG)
 
   // Field notes error 1: kubeadm's preflight stops on missing conntrack (and warns on socat).
-  const missing = []
-  for (const c of KUBEADM_NEEDS) if (!(await host.hasCommand(c))) missing.push(c)
-  if (missing.length) add('fail', 'host commands', `${missing.join(', ')} missing: kubeadm stops with [ERROR FileExisting-${missing[0]}]`, `install them (apt-get install ${missing.join(' ')}), or use a bundle that carries OS packages`)
-  else add('ok', 'host commands', `${KUBEADM_NEEDS.join(', ')} found`)
-  const soft = []
-  for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c))) soft.push(c)
-  if (soft.length) add('warn', 'host commands (optional)', `${soft.join(', ')} missing`, `install ${soft.join(' ')}: kubectl port-forward needs socat`)
+  out.push(...(await hostCommandFindings(ctx)))
 
   // containerd's config: the sandbox image, the cgroup driver, deprecated keys.
   const config = await host.readText(CONTAINERD_CONFIG)
@@ -70,19 +65,12 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     ['containerd', runs],
     ['runc', runcUsed],
   ] as const) {
-    const copies = []
-    for (const dir of ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin', '/usr/local/sbin']) if (await host.exists(`${dir}/${name}`)) copies.push(`${dir}/${name}`)
+    const copies = await copiesOf(ctx, name)
     if (copies.length > 1) add('warn', `${name} binaries`, `${copies.join(' and ')}; the one in use: ${used}`, `remove the one not in use if nothing needs it (apt remove containerd.io pulls docker-ce with it: check first)`)
     else add('ok', `${name} binaries`, copies[0] ? `${copies[0]} (in use: ${used})` : 'not installed')
   }
 
-  // No resolver at all (common on air-gapped hosts): CoreDNS then crash-loops with
-  // "plugin/forward: no nameservers found" and finish times out waiting for it.
-  const resolver = await nameservers(host)
-  if (resolver.length === 0) add('fail', 'nameserver', `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)`, NAMESERVER_FIX)
-  else add('ok', 'nameserver', resolver.join(', '))
-
-  for (const w of await firewallFindings(ctx)) add('warn', 'firewall', w, 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap does not change firewall rules)')
+  out.push(await nameserverFinding(ctx, 'fail'), ...(await firewallFindings(ctx)))
 
   // Kernel: modules and sysctls, live and persisted.
   const loaded = await loadedModules(host)

@@ -1,17 +1,10 @@
 import { createServer } from 'node:net'
 import { KaError } from '../../bundle/errors.js'
 import { archOf } from '../../bundle/platform.js'
-import { activeSwaps, describeListener, listenerOn, NAMESERVER_FIX, nameservers } from '../node-state.js'
-import { RESOLV_CONF, BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../node-paths.js'
+import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, type Finding } from '../checks.js'
+import { activeSwaps, describeListener, listenerOn } from '../node-state.js'
+import { BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../node-paths.js'
 import type { Context, Phase } from '../plan.js'
-import { packagesForNode } from './packages.js'
-
-export interface Finding {
-  level: 'ok' | 'warn' | 'fail'
-  check: string
-  found: string
-  fix?: string
-}
 
 /** The ports kubeadm needs free, who should hold them on a node already set up, and that process's command name (comm: 15 characters). */
 const PORTS: [number, string, string][] = [
@@ -23,12 +16,6 @@ const PORTS: [number, string, string][] = [
   [2380, 'etcd peers', 'etcd'],
 ]
 
-/** kubeadm's own preflight: these missing stop `kubeadm init/join` ([ERROR FileExisting-...]). */
-export const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
-/** ... and these only warn there, but pods need them (socat for port-forward). */
-export const KUBEADM_WANTS = ['socat', 'ebtables', 'ethtool', 'tc', 'touch']
-/** The Debian/Ubuntu package a command comes in. */
-const COMMAND_PACKAGE: Record<string, string> = { ip: 'iproute2', tc: 'iproute2', nsenter: 'util-linux', touch: 'coreutils' }
 /** What the installer's own phases run on the host. */
 const INSTALLER_NEEDS = ['systemctl', 'modprobe', 'sysctl', 'swapoff']
 
@@ -89,15 +76,12 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
 
   // Another container runtime beside ours: the field notes' two runc and two containerd.
   const others: string[] = []
-  for (const [name, ours] of [
+  for (const [name, mine] of [
     ['containerd', `${BIN_DIR}/containerd`],
     ['runc', RUNC],
     ['dockerd', ''],
   ] as const) {
-    for (const dir of ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/snap/bin', '/usr/local/bin', '/usr/local/sbin']) {
-      const p = `${dir}/${name}`
-      if (p !== ours && (await host.exists(p))) others.push(p)
-    }
+    others.push(...(await copiesOf(ctx, name)).filter((p) => p !== mine))
   }
   if (others.length) {
     add('warn', 'other runtimes', `also installed: ${others.join(', ')}`, `kube-airgap's unit runs ${BIN_DIR}/containerd and its config points runc at ${RUNC}; remove the others (apt remove containerd.io docker-ce, or snap remove docker) to avoid confusion, but only if nothing else needs them`)
@@ -106,57 +90,14 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   if (!(await host.exists(CGROUP_V2_MARKER))) add('warn', 'cgroups', 'cgroup v1', 'works with Kubernetes 1.29, but cgroup v1 is in maintenance mode: prefer a distribution on cgroup v2 (Ubuntu 22.04+, Debian 11+)')
 
   for (const c of INSTALLER_NEEDS) if (!(await host.hasCommand(c))) add('fail', `command ${c}`, `${c} is not on PATH`, `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`)
-  // A command the bundle's packages bring for this release is not a problem: the packages
-  // phase installs it before anything needs it.
-  const { mine, release, carried } = await packagesForNode(ctx)
-  const bringing = new Set(mine.map((p) => p.name))
-  const brought = (c: string) => bringing.has(COMMAND_PACKAGE[c] ?? c)
-  const missingHard = []
-  for (const c of KUBEADM_NEEDS) if (!(await host.hasCommand(c)) && !brought(c)) missingHard.push(c)
-  if (missingHard.length) add('fail', 'commands kubeadm needs', `${missingHard.join(', ')} not found (kubeadm stops with [ERROR FileExisting-${missingHard[0]}])`, missingPackagesFix(missingHard, release, carried))
-  const missingSoft = []
-  for (const c of KUBEADM_WANTS) if (!(await host.hasCommand(c)) && !brought(c)) missingSoft.push(c)
-  if (missingSoft.length) add('warn', 'commands kubeadm wants', `${missingSoft.join(', ')} not found`, `install ${missingSoft.join(' ')}: socat is needed by kubectl port-forward`)
-
-  for (const w of await firewallFindings(ctx)) add('warn', 'firewall', w, 'open these between the nodes (kube-airgap does not change firewall rules)')
-  if ((await nameservers(host)).length === 0) add('warn', 'nameserver', `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found) and finish will time out`, NAMESERVER_FIX)
+  const shared = [...(await hostCommandFindings(ctx)), ...(await firewallFindings(ctx)), await nameserverFinding(ctx, 'warn')]
+  f.push(...shared.filter((x) => x.level !== 'ok'))
 
   const name = ctx.facts.hostname
   if (!ctx.facts.hostnameResolves) add('warn', 'hostname', `${name} does not resolve`, `add "<this node's IP> ${name}" to /etc/hosts`)
 
   if (f.length === 0) add('ok', 'preflight', 'nothing to report')
   return f
-}
-
-/** What the cluster needs open between nodes, by role. */
-const NEEDED_OPEN = (role: 'master' | 'worker') => `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, BGP (TCP 179) and IP-in-IP (protocol 4) for Calico`
-
-/**
- * Firewalls that may block what the cluster needs: ufw enabled, firewalld or nftables
- * running. A warning each, naming the rule set and the ports; nothing is changed.
- */
-export async function firewallFindings(ctx: Context): Promise<string[]> {
-  const { host } = ctx
-  const out: string[] = []
-  const open = NEEDED_OPEN(ctx.options.role)
-  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? '')) out.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
-  for (const unit of ['firewalld', 'nftables']) {
-    if ((await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0) out.push(`${unit} is running: its rules may block ${open}`)
-  }
-  return out
-}
-
-/**
- * What to do about commands kubeadm needs that neither the node nor the bundle has: the
- * release this node runs, what the bundle carries, and the two ways out, in one block.
- */
-export function missingPackagesFix(commands: string[], release: string | undefined, carried: string[]): string {
-  const pkgs = [...new Set(commands.map((c) => COMMAND_PACKAGE[c] ?? c))].join(' ')
-  return [
-    `this node runs ${release ?? 'a release this installer cannot tell (no /etc/os-release)'}; the bundle carries OS packages for ${carried.length ? carried.join(', ') : 'no release'}. Either:`,
-    `  1. build a bundle with ${release ?? 'this release'} in the manifest's packages.releases (bundle lock, then bundle build), or`,
-    `  2. install ${pkgs} by other means (a local mirror: apt-get install ${pkgs}; or their .deb files with dpkg -i), then run ./install again`,
-  ].join('\n')
 }
 
 export const preflight: Phase = {

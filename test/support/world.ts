@@ -8,7 +8,8 @@ import { startForwarder, type Forwarder } from './forwarder.js'
 import { busyboxBinary, image, index, layer, MT, randomLayer, type Blob, type Image } from './images.js'
 import { startRegistry, type TestRegistry } from './registry.js'
 
-export const REFERENCE = join(REPO, '..', 'shared', 'reference')
+/** Real upstream files (Calico's manifest, containerd's unit) the tests serve, vendored from shared/reference so a fresh clone runs every test. */
+export const REFERENCE = join(REPO, 'test', 'fixtures', 'reference')
 
 /** The user's own image from the field notes: single-platform (amd64), Docker schema 2. */
 export const EXTRA_IMAGE = 'docker.io/library/hello-frontend:1.0'

@@ -6,11 +6,14 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node
 import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { testContext } from './support/context.js'
-import { bundleCli } from './support/cli.js'
-import { startContainerd, type TestContainerd } from './support/containerd.js'
-import { freshNodeRoot, writeStandins } from './support/standins.js'
-import { EXTRA_IMAGE, lockWorld, startWorld, type World } from './support/world.js'
+import { testContext } from '../support/context.js'
+
+/** A day before the test ran: expired by the real clock whenever the test runs. */
+const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString()
+import { bundleCli } from '../support/cli.js'
+import { startContainerd, type TestContainerd } from '../support/containerd.js'
+import { freshNodeRoot, writeStandins } from '../support/standins.js'
+import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
  * The installer end to end: a bundle built by the real builder from real-shaped upstream
@@ -160,7 +163,9 @@ describe('./install --role worker', () => {
     expect(await treeHashes(root)).toEqual(before)
     expect(changing(r.record)).toEqual([])
     const lines = r.stdout.trim().split('\n')
-    expect(lines.filter((l) => /^\[(kernel|containerd|cni|kubernetes|images)\]/.test(l)).every((l) => / already done /.test(l))).toBe(true)
+    const rerun = lines.filter((l) => /^\[(kernel|containerd|cni|kubernetes|images)\]/.test(l))
+    expect(rerun.length).toBeGreaterThan(10)
+    expect(rerun.filter((l) => !/ already done /.test(l))).toEqual([])
     expect(lines.pop()).toMatch(/^ok: 0 steps changed the node/)
   })
 
@@ -172,7 +177,7 @@ describe('./install --role worker', () => {
     const r = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket, '--dry-run'], root)
     expect(r.stdout).toMatch(/\[images\] would do +images in k8s\.io \(11: 1 to import\)/)
     // The real check: remove it again and run the check alone (import disabled by a dry run).
-    const { checkImages } = await import('../installer/phases/images.js')
+    const { checkImages } = await import('../../installer/phases/images.js')
     const ctx = await testContext({ root, bundle, containerdAddress: c.socket })
     await expect(checkImages(ctx)).rejects.toThrow(/not in containerd's k8s\.io namespace: registry\.k8s\.io\/pause:3\.9; registry\.k8s\.io\/pause:3\.9 is in namespace "default" \(imported without -n k8s\.io/)
     const fixed = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket], root)
@@ -261,12 +266,13 @@ describe('./install --role master, then a worker with the join file it wrote', (
 
   it('an expired join file is refused before kubeadm join, nothing written; join-command makes fresh ones', async () => {
     const expired = join(dir, 'expired-worker.yaml')
-    await writeFile(expired, (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, "expires: '2026-01-01T00:00:00.000Z'"))
+    await writeFile(expired, (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, `expires: '${YESTERDAY}'`))
     const w = await newRoot('expired')
     const before = await treeHashes(w)
     const r = await install(['--role', 'worker', '--join-file', expired], w, { env: env() })
     expect(r.code).toBe(2)
-    expect(r.stderr.trim()).toMatch(/^install: EUSAGE: .*expired-worker\.yaml: its token expired at 2026-01-01T00:00:00\.000Z; on the master run `sudo \.\/install join-command`/)
+    expect(r.stderr.trim()).toMatch(/^install: EUSAGE: .*expired-worker\.yaml: its token expired at /)
+    expect(r.stderr).toContain(`its token expired at ${YESTERDAY}; on the master run \`sudo ./install join-command\``)
     expect(r.record).toEqual([])
     expect(await treeHashes(w)).toEqual(before)
 
@@ -328,8 +334,8 @@ describe('./install --role master, then a worker with the join file it wrote', (
 
 describe('the images phase stream', () => {
   it('carries every blob intact to a slow reader (buffers are reused while the reader lags)', async () => {
-    const { openBundle } = await import('../bundle/open.js')
-    const { layoutStream } = await import('../installer/phases/images.js')
+    const { openBundle } = await import('../../bundle/open.js')
+    const { layoutStream } = await import('../../installer/phases/images.js')
     const { Parser } = await import('tar')
     const b = await openBundle(bundle)
     const seen: string[] = []
@@ -356,8 +362,8 @@ describe('the images phase stream', () => {
   })
 
   it('plans concurrent imports that never carry the same blob twice', async () => {
-    const { openBundle } = await import('../bundle/open.js')
-    const { imageBlobs, planImport } = await import('../installer/phases/images.js')
+    const { openBundle } = await import('../../bundle/open.js')
+    const { imageBlobs, planImport } = await import('../../installer/phases/images.js')
     const b = await openBundle(bundle)
     const plan = await planImport(b, b.images)
     expect(plan.first).toHaveLength(1)
@@ -454,7 +460,7 @@ describe('./install refuses before changing anything', () => {
 describe('./install doctor and ./install reset', () => {
   const ctxFor = (nodeRoot: string, bundleDir = bundle, now?: number) => testContext({ root: nodeRoot, bundle: bundleDir, containerdAddress: ctd!.socket, ...(now ? { facts: { now: () => now } } : {}) })
   const levels = async (ctx: Awaited<ReturnType<typeof ctxFor>>) => {
-    const { doctor } = await import('../installer/doctor.js')
+    const { doctor } = await import('../../installer/doctor.js')
     return Object.fromEntries((await doctor(ctx)).map((f) => [f.check, `${f.level}: ${f.found}${f.fix ? ` | fix: ${f.fix}` : ''}`]))
   }
 
@@ -487,7 +493,7 @@ describe('./install doctor and ./install reset', () => {
     execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${join(dir, 'clock.key')} -out ${join(broken, 'etc/kubernetes/pki/ca.crt')} -days 1 -subj /CN=kubernetes 2>/dev/null`)
     const bundleCopy = join(dir, 'doctor-bundle', NAME)
     await cp(bundle, bundleCopy, { recursive: true })
-    await writeFile(join(bundleCopy, 'join/worker.yaml'), (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, "expires: '2026-01-01T00:00:00.000Z'"))
+    await writeFile(join(bundleCopy, 'join/worker.yaml'), (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, `expires: '${YESTERDAY}'`))
     // An image imported without -n k8s.io: in "default", not where kubelet looks.
     await ctd!.ctr(['-n', 'k8s.io', 'images', 'rm', 'docker.io/calico/node:v3.28.0'])
     const tar = spawn('tar', ['-C', join(bundle, 'images'), '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -516,7 +522,7 @@ describe('./install doctor and ./install reset', () => {
       expect(cli.code).toBe(1)
       expect(JSON.parse(cli.stdout).ok).toBe(false)
       // Missing host commands (field notes error 1): a PATH without conntrack and socat.
-      const { doctor } = await import('../installer/doctor.js')
+      const { doctor } = await import('../../installer/doctor.js')
       const path = process.env.PATH
       process.env.PATH = standins
       try {

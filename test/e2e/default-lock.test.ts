@@ -2,21 +2,21 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Cache } from '../builder/cache.js'
-import { httpDefaults, parseMirror } from '../builder/http.js'
-import { createLock } from '../builder/lock.js'
-import { parseManifest } from '../builder/manifest.js'
-import { releaseNamed } from '../builder/releases.js'
-import { parseLock, serializeLock } from '../bundle/lock.js'
-import { archOf } from '../bundle/platform.js'
-import { REAL_FILES, REAL_SHA256 } from './fixtures/upstream-facts.js'
-import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeUpstream } from './support/fake-upstream.js'
-import { busyboxBinary, image, layer } from './support/images.js'
-import { startRegistry, type TestRegistry } from './support/registry.js'
-import { parseRegistryMirror } from '../builder/registry.js'
-import { DockerCredentials } from '../builder/credentials.js'
+import { Cache } from '../../builder/cache.js'
+import { httpDefaults, parseMirror } from '../../builder/http.js'
+import { createLock } from '../../builder/lock.js'
+import { parseManifest } from '../../builder/manifest.js'
+import { releaseNamed } from '../../builder/releases.js'
+import { parseLock, serializeLock } from '../../bundle/lock.js'
+import { archOf } from '../../bundle/platform.js'
+import { REAL_FILES, REAL_SHA256 } from '../fixtures/upstream-facts.js'
+import { DEFAULT_MANIFEST, fakeUpstream, REPO, type FakeUpstream } from '../support/fake-upstream.js'
+import { busyboxBinary, image, layer } from '../support/images.js'
+import { startRegistry, type TestRegistry } from '../support/registry.js'
+import { parseRegistryMirror } from '../../builder/registry.js'
+import { DockerCredentials } from '../../builder/credentials.js'
+import { REFERENCE } from '../support/world.js'
 
-const REFERENCE = join(REPO, '..', 'shared', 'reference')
 const LOCK = join(REPO, 'bundle.lock.json')
 
 describe('the committed default lock', () => {
@@ -99,6 +99,7 @@ describe('the committed default lock', () => {
       }
     }
     // Nothing beyond what the manifest names.
+    expect(lock.packages.length).toBeGreaterThan(0)
     expect(lock.packages.every((p) => sets.some((s) => s.release === p.release && s.platform === p.platform))).toBe(true)
   })
 

@@ -3,12 +3,12 @@ import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/
 import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { listenerOn } from '../installer/node-state.js'
-import { testContext } from './support/context.js'
-import { bundleCli } from './support/cli.js'
-import { REPO } from './support/fake-upstream.js'
-import { freshNodeRoot, writeStandins } from './support/standins.js'
-import { lockWorld, startWorld, type World } from './support/world.js'
+import { listenerOn } from '../../installer/node-state.js'
+import { testContext } from '../support/context.js'
+import { bundleCli } from '../support/cli.js'
+import { REPO } from '../support/fake-upstream.js'
+import { freshNodeRoot, writeStandins } from '../support/standins.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
  * What a real node breaks on: a rerun on a node that already runs its kubelet, a foreign
@@ -123,8 +123,8 @@ describe('what a hardware node needs', () => {
   const jwt = (exp: number) => `e30.${Buffer.from(JSON.stringify({ exp: Math.floor(exp / 1000) })).toString('base64url')}.c2ln`
 
   it("doctor finds an expired Calico CNI token, a clock behind the master's, and a firewall; join refuses the clock", async () => {
-    const { doctor } = await import('../installer/doctor.js')
-    const { parseJoinFile, formatJoinFile } = await import('../installer/kubeadm.js')
+    const { doctor } = await import('../../installer/doctor.js')
+    const { parseJoinFile, formatJoinFile } = await import('../../installer/kubeadm.js')
     const root = await mkdtemp(join(dir, 'hw-'))
     await freshNodeRoot(root)
     await mkdir(join(root, 'etc/cni/net.d'), { recursive: true })
@@ -150,8 +150,8 @@ describe('what a hardware node needs', () => {
   })
 
   it('Calico finds the interface that reaches the first master by default; route_localnet is left to kube-proxy', async () => {
-    const { network } = await import('../installer/phases/cluster.js')
-    const { sysctlConf } = await import('../installer/templates.js')
+    const { network } = await import('../../installer/phases/cluster.js')
+    const { sysctlConf } = await import('../../installer/templates.js')
     const root = await mkdtemp(join(dir, 'nic-'))
     const steps = await network.plan(await ctxFor(root, 'master'))
     const write = steps.flatMap((st) => st.actions).find((a) => a.kind === 'write' && a.path === '/etc/kube-airgap/calico.yaml')
@@ -163,7 +163,7 @@ describe('what a hardware node needs', () => {
 
 describe('per-node names from one cluster.yaml', () => {
   it('two workers with one cluster.yaml get two names; the shared file cannot pin one name for all', async () => {
-    const { clusterConfig } = await import('../installer/cluster-config.js')
+    const { clusterConfig } = await import('../../installer/cluster-config.js')
     const shared = 'podSubnet: 10.244.0.0/16\nnodes:\n  k8s02: { advertiseAddress: 192.168.1.12 }\n  k8s03: { nodeName: worker-3 }\n'
     const a = clusterConfig(shared, 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' }).config
     const b = clusterConfig(shared, 'cluster.yaml', {}, { networks: [], hostname: 'k8s03' }).config

@@ -3,13 +3,13 @@ import { appendFile, cp, mkdtemp, readFile, rm, symlink, unlink, writeFile } fro
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { TarWriter } from '../bundle/tar.js'
-import { writeAtomic } from '../bundle/atomic.js'
-import { Sha256 } from '../bundle/digest.js'
-import { isKaError, type KaError } from '../bundle/errors.js'
-import { verifyBundle } from '../bundle/verify.js'
-import { bundleCli } from './support/cli.js'
-import { lockWorld, startWorld, type World } from './support/world.js'
+import { TarWriter } from '../../bundle/tar.js'
+import { writeAtomic } from '../../bundle/atomic.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { isKaError, type KaError } from '../../bundle/errors.js'
+import { verifyBundle } from '../../bundle/verify.js'
+import { bundleCli } from '../support/cli.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
 
 let dir: string
 let world: World

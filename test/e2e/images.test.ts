@@ -4,11 +4,11 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CACHE_FORMAT } from '../builder/cache.js'
-import { parseLock, serializeLock } from '../bundle/lock.js'
-import { bundleCli } from './support/cli.js'
-import { startContainerd } from './support/containerd.js'
-import { EXTRA_IMAGE, lockWorld, startWorld, type World } from './support/world.js'
+import { CACHE_FORMAT } from '../../builder/cache.js'
+import { parseLock, serializeLock } from '../../bundle/lock.js'
+import { bundleCli } from '../support/cli.js'
+import { startContainerd } from '../support/containerd.js'
+import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
  * Images end to end: a real registry (token auth) behind a forwarder that can lie, the real
@@ -114,6 +114,7 @@ describe('images in the bundle', () => {
     }
     // Ten images share one busybox base layer: one entry in the tar.
     const base = all[0]!.amd64.layers[0]!.digest
+    expect(all.length).toBeGreaterThan(0)
     expect(all.every((im) => im.amd64.layers[0]!.digest === base)).toBe(true)
     expect(tarList(join(amd.out, `${NAME}.tar`)).filter((p) => p.endsWith(base.slice(7)))).toHaveLength(1)
   })

@@ -4,10 +4,10 @@ import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
 import yaml from 'js-yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { patchCalico } from '../installer/calico.js'
-import { clusterConfig } from '../installer/cluster-config.js'
-import { caCertHash, parseJoinFile } from '../installer/kubeadm.js'
-import { REFERENCE } from './support/world.js'
+import { patchCalico } from '../../installer/calico.js'
+import { clusterConfig } from '../../installer/cluster-config.js'
+import { caCertHash, parseJoinFile } from '../../installer/kubeadm.js'
+import { REFERENCE } from '../support/world.js'
 
 let dir: string
 beforeAll(async () => {
@@ -52,6 +52,7 @@ describe("Calico's manifest", () => {
       'docker.io/calico/node:v3.28.0',
       'docker.io/calico/node:v3.28.0',
     ])
+    expect(containers.length).toBeGreaterThan(0)
     expect(containers.every((c: any) => c.imagePullPolicy === 'Never')).toBe(true)
     // Without autodetection, none is added; a CIDR already set is replaced, not doubled.
     const again = patchCalico(patchCalico(original, '10.1.0.0/16').text, '10.2.0.0/16').text
@@ -93,7 +94,7 @@ describe('cluster configuration', () => {
   })
   it('refuses an expired join file, saying how to get a fresh one', () => {
     const file = `kind: JoinFile\nrole: worker\nendpoint: 192.0.2.10:6443\ntoken: abcdef.0123456789abcdef\nexpires: '2026-01-01T00:00:00Z'\ncaCertHash: sha256:${'a'.repeat(64)}\n`
-    expect(err(() => parseJoinFile(file, 'join/worker.yaml'))).toMatch(/^EUSAGE join\/worker\.yaml: its token expired at 2026-01-01T00:00:00Z; on the master run `sudo \.\/install join-command`/)
+    expect(err(() => parseJoinFile(file, 'join/worker.yaml', Date.parse('2026-06-01T00:00:00Z')))).toMatch(/^EUSAGE join\/worker\.yaml: its token expired at 2026-01-01T00:00:00Z; on the master run `sudo \.\/install join-command`/)
   })
 })
 

@@ -4,13 +4,13 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { CACHE_FORMAT } from '../builder/cache.js'
-import { Sha256 } from '../bundle/digest.js'
-import { parseLock } from '../bundle/lock.js'
-import { bundleCli } from './support/cli.js'
-import type { FakeUpstream } from './support/fake-upstream.js'
-import { startProxy } from './support/proxy.js'
-import { lockWorld, startWorld, type World } from './support/world.js'
+import { CACHE_FORMAT } from '../../builder/cache.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { parseLock } from '../../bundle/lock.js'
+import { bundleCli } from '../support/cli.js'
+import type { FakeUpstream } from '../support/fake-upstream.js'
+import { startProxy } from '../support/proxy.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
  * `bundle lock` and `bundle build` against a real HTTP upstream on loopback that serves
@@ -58,6 +58,7 @@ describe('bundle lock', () => {
       expect(f?.integrity.hex, a.want.url).toBe(a.sha256)
     }
     // The lock records canonical URLs, never the mirror's.
+    expect(lock.files.length).toBeGreaterThan(0)
     expect(lock.files.every((f) => !f.url.includes('127.0.0.1'))).toBe(true)
     // calico.yaml and containerd.service have no published checksum: they were downloaded.
     expect(lock.files.find((f) => f.name === 'calico-manifest')?.size).toBeGreaterThan(0)
@@ -97,6 +98,7 @@ describe('bundle build', () => {
     expect(parseLock(await readFile(join(unpacked, 'bundle.lock.json'), 'utf8')).platforms).toEqual(['linux/amd64'])
 
     const listing = execFileSync('tar', ['tvf', TAR], { cwd: out, encoding: 'utf8' }).trim().split('\n')
+    expect(listing.length).toBeGreaterThan(0)
     expect(listing.every((l) => l.includes(' 0/0 ') && l.includes('2000-01-01 00:00'))).toBe(true)
 
     const i = await bundleCli(['inspect', join(out, TAR), '--json'])
@@ -248,6 +250,7 @@ describe('bundle build', () => {
       // undici tunnels through the proxy with CONNECT, one tunnel per connection.
       expect(proxy.log.length).toBeGreaterThan(0)
       const hosts = [fake.up.url, world.front.url].map((u) => u.slice('http://'.length))
+      expect(proxy.log.length).toBeGreaterThan(0)
       expect(proxy.log.every((l) => l.method === 'CONNECT' && hosts.includes(l.target))).toBe(true)
       expect(new Set(proxy.log.map((l) => l.target)).size).toBe(2)
       const b = await fresh()

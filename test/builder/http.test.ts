@@ -1,10 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { pickChecksum } from '../builder/components.js'
-import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../builder/http.js'
-import { renderRows } from '../builder/progress.js'
-import { Sha256 } from '../bundle/digest.js'
-import { isSafeRelativePath } from '../bundle/layout.js'
-import { nearest } from '../bundle/text.js'
+import { pickChecksum } from '../../builder/components.js'
+import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../../builder/http.js'
+import { renderRows } from '../../builder/progress.js'
 
 describe('mirrors', () => {
   it('rewrites by the longest matching prefix, on a path boundary', () => {
@@ -39,24 +36,6 @@ describe('checksum files', () => {
     expect(pickChecksum(`${other}  runc.arm64\n${hex}  runc.amd64\n`, 'runc.amd64')).toBe(hex)
     expect(pickChecksum(`${hex} *bin/calicoctl-linux-amd64\n`, 'calicoctl-linux-amd64')).toBe(hex)
     expect(pickChecksum(`${other}  something-else\n`, 'runc.amd64')).toBeUndefined()
-  })
-})
-
-describe('values', () => {
-  it('parses sha256 in every spelling and compares them as values', () => {
-    const d = Sha256.of('hello')
-    expect(Sha256.fromSri(d.sri).equals(d)).toBe(true)
-    expect(Sha256.fromOci(d.oci).equals(d)).toBe(true)
-    expect(() => Sha256.fromSri('sha512-AAAA')).toThrow()
-    expect(() => Sha256.fromHex('abc')).toThrow()
-  })
-  it('accepts only safe relative paths', () => {
-    for (const p of ['files/a', 'a']) expect(isSafeRelativePath(p)).toBe(true)
-    for (const p of ['/etc/passwd', '../x', 'a/../b', 'a//b', './a', '']) expect(isSafeRelativePath(p)).toBe(false)
-  })
-  it('suggests the nearest known word', () => {
-    expect(nearest('contianerd', ['containerd', 'runc'])).toBe('containerd')
-    expect(nearest('zzzzzzzz', ['containerd', 'runc'])).toBeUndefined()
   })
 })
 

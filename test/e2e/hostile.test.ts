@@ -5,20 +5,20 @@ import { tmpdir, hostname } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { download, httpDefaults } from '../builder/http.js'
-import { parseManifest } from '../builder/manifest.js'
-import { listMembers } from '../installer/archive.js'
-import { openBundle } from '../bundle/open.js'
-import { clusterConfig } from '../installer/cluster-config.js'
-import { Sha256 } from '../bundle/digest.js'
-import { parseLock } from '../bundle/lock.js'
-import { parseImageRef } from '../bundle/reference.js'
-import { printable } from '../bundle/text.js'
-import { verifyBundle } from '../bundle/verify.js'
-import { NodeHost } from '../installer/host.js'
-import { parseJoinFile } from '../installer/kubeadm.js'
-import { bundleCli } from './support/cli.js'
-import { lockWorld, startWorld, type World } from './support/world.js'
+import { download, httpDefaults } from '../../builder/http.js'
+import { parseManifest } from '../../builder/manifest.js'
+import { listMembers } from '../../installer/archive.js'
+import { openBundle } from '../../bundle/open.js'
+import { clusterConfig } from '../../installer/cluster-config.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { parseLock } from '../../bundle/lock.js'
+import { parseImageRef } from '../../bundle/reference.js'
+import { printable } from '../../bundle/text.js'
+import { verifyBundle } from '../../bundle/verify.js'
+import { NodeHost } from '../../installer/host.js'
+import { parseJoinFile } from '../../installer/kubeadm.js'
+import { bundleCli } from '../support/cli.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
  * The adversarial review's defects, each proven fixed against the real parts: the standalone
@@ -394,7 +394,7 @@ describe('5. hostile YAML and wrong types: one line, exit 2, never a stack trace
       ['not valid YAML', 'a: [', 'c', {}, NO_FACTS],
     ]
     for (const [message, ...args] of cases) expect(() => clusterConfig(...args), message).toThrow(new RegExp(message))
-    const join0 = { kind: 'JoinFile', role: 'worker', endpoint: '192.0.2.1:6443', token: 'abcdef.0123456789abcdef', caCertHash: `sha256:${'a'.repeat(64)}`, expires: '2099-01-01T00:00:00.000Z' }
+    const join0 = { kind: 'JoinFile', role: 'worker', endpoint: '192.0.2.1:6443', token: 'abcdef.0123456789abcdef', caCertHash: `sha256:${'a'.repeat(64)}`, expires: new Date(Date.now() + 86_400_000).toISOString() }
     const jf = (o: object) => JSON.stringify({ ...join0, ...o })
     expect(parseJoinFile(jf({}), 'j').endpoint).toBe('192.0.2.1:6443')
     expect(() => parseJoinFile(jf({ role: 'admin' }), 'j')).toThrow(/role is not worker or control-plane/)

@@ -1,0 +1,96 @@
+import { RESOLV_CONF } from './node-paths.js'
+import { NAMESERVER_FIX, nameservers } from './node-state.js'
+import type { Context } from './plan.js'
+import { packagesForNode } from './phases/packages.js'
+
+/**
+ * The checks preflight and doctor share. Preflight runs them before an install (a `fail`
+ * stops it: the fatal subset); doctor runs them on a live node beside its own. One list of
+ * folders, one list of commands, one wording, so the two never disagree about a node.
+ */
+export interface Finding {
+  level: 'ok' | 'warn' | 'fail'
+  check: string
+  found: string
+  fix?: string
+}
+
+/** Where a distribution, snap or a hand install put binaries. */
+export const BINARY_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/snap/bin', '/usr/local/bin', '/usr/local/sbin']
+
+/** kubeadm's own preflight: these missing stop `kubeadm init/join` ([ERROR FileExisting-...]). */
+export const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
+/** ... and these only warn there, but pods need them (socat for port-forward). */
+export const KUBEADM_WANTS = ['socat', 'ebtables', 'ethtool', 'tc', 'touch']
+/** The Debian/Ubuntu package a command comes in. */
+const COMMAND_PACKAGE: Record<string, string> = { ip: 'iproute2', tc: 'iproute2', nsenter: 'util-linux', touch: 'coreutils' }
+
+/**
+ * The commands kubeadm needs and wants. A command the bundle's packages bring for this
+ * node's release is not missing: the packages phase installs it before anything needs it.
+ */
+export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
+  const { mine, release, carried } = await packagesForNode(ctx)
+  const bringing = new Set(mine.map((p) => p.name))
+  const lacking = async (list: string[]) => {
+    const out: string[] = []
+    for (const c of list) if (!(await ctx.host.hasCommand(c)) && !bringing.has(COMMAND_PACKAGE[c] ?? c)) out.push(c)
+    return out
+  }
+  const out: Finding[] = []
+  const hard = await lacking(KUBEADM_NEEDS)
+  if (hard.length) out.push({ level: 'fail', check: 'host commands', found: `${hard.join(', ')} not found: kubeadm stops with [ERROR FileExisting-${hard[0]}]`, fix: missingPackagesFix(hard, release, carried) })
+  else out.push({ level: 'ok', check: 'host commands', found: `${KUBEADM_NEEDS.join(', ')} found${bringing.size ? ' or brought by the bundle' : ''}` })
+  const soft = await lacking(KUBEADM_WANTS)
+  if (soft.length) out.push({ level: 'warn', check: 'host commands (optional)', found: `${soft.join(', ')} not found`, fix: `install ${soft.join(' ')}: kubectl port-forward needs socat` })
+  return out
+}
+
+/**
+ * What to do about commands kubeadm needs that neither the node nor the bundle has: the
+ * release this node runs, what the bundle carries, and the two ways out, in one block.
+ */
+export function missingPackagesFix(commands: string[], release: string | undefined, carried: string[]): string {
+  const pkgs = [...new Set(commands.map((c) => COMMAND_PACKAGE[c] ?? c))].join(' ')
+  return [
+    `this node runs ${release ?? 'a release this installer cannot tell (no /etc/os-release)'}; the bundle carries OS packages for ${carried.length ? carried.join(', ') : 'no release'}. Either:`,
+    `  1. build a bundle with ${release ?? 'this release'} in the manifest's packages.releases (bundle lock, then bundle build), or`,
+    `  2. install ${pkgs} by other means (a local mirror: apt-get install ${pkgs}; or their .deb files with dpkg -i), then run ./install again`,
+  ].join('\n')
+}
+
+/** Every copy of `name` in the binary folders. */
+export async function copiesOf(ctx: Context, name: string): Promise<string[]> {
+  const out: string[] = []
+  for (const dir of BINARY_DIRS) if (await ctx.host.exists(`${dir}/${name}`)) out.push(`${dir}/${name}`)
+  return out
+}
+
+/** What the cluster needs open between nodes, by role. */
+const NEEDED_OPEN = (role: 'master' | 'worker') => `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, BGP (TCP 179) and IP-in-IP (protocol 4) for Calico`
+
+/**
+ * Firewalls that may block what the cluster needs: ufw enabled, firewalld or nftables
+ * running. A warning each, naming the rule set and the ports; nothing is changed.
+ */
+export async function firewallFindings(ctx: Context): Promise<Finding[]> {
+  const { host } = ctx
+  const found: string[] = []
+  const open = NEEDED_OPEN(ctx.options.role)
+  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? '')) found.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
+  for (const unit of ['firewalld', 'nftables']) {
+    if ((await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0) found.push(`${unit} is running: its rules may block ${open}`)
+  }
+  return found.map((f) => ({ level: 'warn', check: 'firewall', found: f, fix: 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap does not change firewall rules)' }))
+}
+
+/**
+ * No resolver at all (common on air-gapped hosts): CoreDNS then crash-loops with
+ * "plugin/forward: no nameservers found". Before an install it is a warning (the cluster
+ * phase then sets CoreDNS up without forwarding); on a live node a failure.
+ */
+export async function nameserverFinding(ctx: Context, missing: 'warn' | 'fail'): Promise<Finding> {
+  const resolver = await nameservers(ctx.host)
+  if (resolver.length) return { level: 'ok', check: 'nameserver', found: resolver.join(', ') }
+  return { level: missing, check: 'nameserver', found: `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)${missing === 'warn' ? ' and finish will time out' : ''}`, fix: NAMESERVER_FIX }
+}

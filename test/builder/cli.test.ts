@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest'
+import { memoryIo } from '../../bundle/report.js'
+import { main } from '../../builder/cli.js'
+
+/** `bundle` called in process: only its output and exit status matter here. */
+describe('bundle, in process', () => {
+  it('--help lists every command, with exit 0', async () => {
+    const io = memoryIo()
+    expect(await main(['--help'], io)).toBe(0)
+    for (const c of ['lock', 'build', 'verify', 'inspect', 'keygen', 'verifier', 'join']) expect(io.stdout, c).toMatch(new RegExp(`^  ${c}\\b`, 'm'))
+  })
+
+  it('bad input is one line and exit 2, with --json a JSON result with ok: false', async () => {
+    const io = memoryIo()
+    expect(await main(['build', '--lock', '/nonexistent/bundle.lock.json'], io)).toBe(2)
+    expect(io.stderr).toBe('bundle: EUSAGE: /nonexistent/bundle.lock.json: cannot read the lock; give one with --lock or make one with `bundle lock`\n')
+    expect(io.stdout).toBe('')
+    const json = memoryIo()
+    expect(await main(['build', '--json', '--concurrency', '0'], json)).toBe(2)
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, error: { code: 'EUSAGE', message: expect.stringMatching(/^--concurrency "0"/) } })
+    const unknown = memoryIo()
+    expect(await main(['bulid'], unknown)).toBe(2)
+    expect(unknown.stderr).toMatch(/^bundle: error: unknown command 'bulid'/)
+  })
+})

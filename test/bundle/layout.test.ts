@@ -1,0 +1,92 @@
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { describe, expect, it } from 'vitest'
+import { writeAtomic } from '../../bundle/atomic.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { ImageLayout, type LayoutImage } from '../../bundle/image-layout.js'
+import { imageBlobPath } from '../../bundle/layout.js'
+import { readTar, TarWriter } from '../../bundle/tar.js'
+
+const manifest = (blobs: Sha256[]) => Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: blobs[0]!.oci }, layers: blobs.slice(1).map((b) => ({ digest: b.oci })) }))
+
+describe('the image layout', () => {
+  it('writes an index and reads it back as names and manifest digests', () => {
+    const images: LayoutImage[] = [
+      { name: 'registry.k8s.io/pause:3.9', manifest: Sha256.of('a'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, platform: { os: 'linux', architecture: 'amd64' }, ref: '3.9' },
+      { name: 'docker.io/calico/node:v3.28.0', manifest: Sha256.of('b'), mediaType: 'application/vnd.docker.distribution.manifest.v2+json', size: 2, ref: 'v3.28.0' },
+    ]
+    const bytes = ImageLayout.indexBytes(images)
+    expect(bytes.toString()).toMatch(/^\{\n {2}"schemaVersion": 2,\n {2}"mediaType": "application\/vnd\.oci\.image\.index\.v1\+json"/)
+    expect(bytes.toString().endsWith('}\n')).toBe(true)
+    const back = ImageLayout.parseIndex(bytes)
+    expect(back).toHaveLength(2)
+    expect(back.map((i) => [i.name, i.manifest.oci, i.ref])).toEqual(images.map((i) => [i.name, i.manifest.oci, i.ref]))
+    expect(back[0]!.manifest.equals(images[0]!.manifest)).toBe(true)
+  })
+
+  it('refuses what is not an index of sha256 manifests, in one line', () => {
+    for (const [text, why] of [
+      ['not json', /not JSON/],
+      ['{"manifests": 3}', /no manifests/],
+      ['{"manifests": [{"digest": "md5:abc", "size": 1}]}', /manifests\[0\] has digest "md5:abc"/],
+      [`{"manifests": [{"digest": "${Sha256.of('x').oci}", "size": -1}]}`, /manifests\[0\] has size -1/],
+    ] as const) {
+      expect(() => ImageLayout.parseIndex(text)).toThrow(why)
+    }
+  })
+
+  it("gives a blob's path and a manifest's blobs, checking the manifest against its name", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ka-layout-'))
+    const blobs = [Sha256.of('config'), Sha256.of('layer')]
+    const m = manifest(blobs)
+    const d = Sha256.of(m)
+    const layout = new ImageLayout(dir)
+    expect(layout.blobPath(d)).toBe(join(dir, imageBlobPath(d.hex)))
+    await mkdir(join(dir, 'images/blobs/sha256'), { recursive: true })
+    await writeFile(layout.blobPath(d), m)
+    expect((await layout.blobsOf(d)).map((b) => b.hex)).toEqual([d.hex, ...blobs.map((b) => b.hex)])
+    await writeFile(layout.blobPath(d), Buffer.concat([m, Buffer.from(' ')]))
+    await expect(layout.blobsOf(d)).rejects.toMatchObject({ code: 'EINTEGRITY' })
+  })
+})
+
+describe('tar and the atomic write', () => {
+  const write = async (path: string) =>
+    writeAtomic(path, async (sink) => {
+      const tar = new TarWriter(sink)
+      await tar.directory('b')
+      await tar.data('b/x', 0o644, Buffer.from('hello'))
+      await tar.data('b/y', 0o755, Buffer.alloc(1000, 7))
+      await tar.end()
+    })
+
+  it('writes the same bytes every time and reads back every entry', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ka-tar-'))
+    const [a, b] = [await write(join(dir, 'a.tar')), await write(join(dir, 'b.tar'))]
+    expect(a.equals(b)).toBe(true)
+    expect(Sha256.of(await readFile(join(dir, 'a.tar'))).equals(a)).toBe(true)
+    const seen: [string, string, number, string][] = []
+    await readTar(Readable.from([await readFile(join(dir, 'a.tar'))]), async (e) => {
+      const chunks: Buffer[] = []
+      for await (const c of e.body) chunks.push(c as Buffer)
+      seen.push([e.path, e.type, e.size, Sha256.of(Buffer.concat(chunks)).hex])
+    })
+    expect(seen).toEqual([
+      ['b', 'Directory', 0, Sha256.of('').hex],
+      ['b/x', 'File', 5, Sha256.of('hello').hex],
+      ['b/y', 'File', 1000, Sha256.of(Buffer.alloc(1000, 7)).hex],
+    ])
+    expect((await readdir(dir)).sort()).toEqual(['a.tar', 'b.tar'])
+  })
+
+  it('leaves nothing behind when the bytes are not the pinned ones, or the producer fails', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ka-atomic-'))
+    await expect(writeAtomic(join(dir, 'f'), 'other bytes', { expected: Sha256.of('pinned') })).rejects.toMatchObject({ code: 'EINTEGRITY' })
+    await expect(writeAtomic(join(dir, 'g'), async (sink) => (await sink(Buffer.from('half')), Promise.reject(new Error('source went away'))))).rejects.toThrow(/source went away/)
+    expect(await readdir(dir)).toEqual([])
+    await writeAtomic(join(dir, 'f'), 'pinned', { expected: Sha256.of('pinned'), mode: 0o600 })
+    expect(await readFile(join(dir, 'f'), 'utf8')).toBe('pinned')
+  })
+})

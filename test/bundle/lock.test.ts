@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { isKaError } from '../../bundle/errors.js'
+import { filesFor, packagesFor, parseLock, reduceLock, serializeLock } from '../../bundle/lock.js'
+import { REPO } from '../support/fake-upstream.js'
+
+const committed = async () => readFile(join(REPO, 'bundle.lock.json'), 'utf8')
+const base = () => JSON.parse('{"lockVersion":1,"kubernetes":"1.29.3","platforms":["linux/amd64"],"files":[],"images":[]}') as Record<string, unknown>
+const fails = (doc: unknown): string => {
+  try {
+    parseLock(typeof doc === 'string' ? doc : JSON.stringify(doc), 'lock.json')
+  } catch (e) {
+    expect(isKaError(e) && e.code).toBe('ELOCK')
+    return (e as Error).message
+  }
+  throw new Error('parsed')
+}
+
+describe('the lock', () => {
+  it('round-trips the committed default lock byte for byte', async () => {
+    const text = await committed()
+    const lock = parseLock(text, 'bundle.lock.json')
+    expect(lock.files.length).toBeGreaterThan(5)
+    expect(lock.images.length).toBeGreaterThan(5)
+    expect(lock.packages.length).toBeGreaterThan(10)
+    expect(serializeLock(lock)).toBe(text)
+  })
+
+  it('reduces to one platform and the chosen releases', async () => {
+    const lock = parseLock(await committed(), 'bundle.lock.json')
+    const arm = reduceLock(lock, 'linux/arm64', ['debian-12'])
+    expect(arm.platforms).toEqual(['linux/arm64'])
+    expect(arm.files.length).toBe(filesFor(lock, 'linux/arm64').length)
+    expect(arm.files.length).toBeGreaterThan(0)
+    for (const f of arm.files) expect(f.platform === undefined || f.platform === 'linux/arm64', f.name).toBe(true)
+    expect(arm.packages.length).toBeGreaterThan(0)
+    for (const p of arm.packages) expect([p.release, p.platform]).toEqual(['debian-12', 'linux/arm64'])
+    expect(packagesFor(lock, 'linux/amd64', ['ubuntu-22.04']).every((p) => p.release === 'ubuntu-22.04')).toBe(true)
+  })
+
+  it('names the field of every error', () => {
+    expect(fails('{')).toMatch(/^lock\.json: not valid JSON/)
+    expect(fails({ ...base(), lockVersion: 2 })).toMatch(/lockVersion: must be 1, found 2/)
+    expect(fails({ ...base(), kubernetes: 'latest' })).toMatch(/kubernetes: must be a version like 1\.29\.3/)
+    expect(fails({ ...base(), platforms: [] })).toMatch(/platforms: must name at least one platform/)
+    expect(fails({ ...base(), platforms: ['windows/amd64'] })).toMatch(/platforms\[0\]: unknown platform "windows\/amd64"/)
+    expect(fails({ ...base(), extra: 1 })).toMatch(/extra: unknown field/)
+    const file = { name: 'runc', version: '1.1.12', url: 'https://github.com/opencontainers/runc/releases/download/v1.1.12/runc.amd64', integrity: 'sha256-qt7vQAuPBkVXaMFHbSAjj4dbePUsf/GWfaa84jbIy9g=', file: 'runc.amd64' }
+    expect(() => parseLock(JSON.stringify({ ...base(), files: [file] }), 'lock.json')).not.toThrow()
+    expect(fails({ ...base(), files: [{ ...file, file: '../etc/passwd' }] })).toMatch(/files\[0\]\.file: must be a plain file name/)
+    expect(fails({ ...base(), files: [{ ...file, integrity: 'md5-abc' }] })).toMatch(/files\[0\]\.integrity: not a sha256 integrity string/)
+    expect(fails({ ...base(), files: [{ ...file, size: -1 }] })).toMatch(/files\[0\]\.size: must be a whole number of bytes/)
+    expect(fails({ ...base(), files: [{ ...file, platform: 'linux/arm64' }] })).toMatch(/files\[0\]\.platform: linux\/arm64 is not in platforms/)
+    expect(fails({ ...base(), files: [file, file] })).toMatch(/files\[1\]\.file: "runc\.amd64" is also files\[0\]\.file/)
+    expect(fails({ ...base(), images: [{ ref: 'pause:3.9' }] })).toMatch(/images\[0\]\.ref: must be a canonical reference/)
+    expect(fails({ ...base(), images: [{ ref: 'registry.k8s.io/pause:3.9', manifest: `sha256:${'a'.repeat(64)}` }] })).toMatch(/only an image pinned by "digest" can name its platform manifest/)
+  })
+})

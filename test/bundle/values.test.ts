@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest'
+import { Sha256 } from '../../bundle/digest.js'
+import { isSafeRelativePath } from '../../bundle/layout.js'
+import { nearest } from '../../bundle/text.js'
+
+describe('values', () => {
+  it('parses sha256 in every spelling and compares them as values', () => {
+    const d = Sha256.of('hello')
+    expect(Sha256.fromSri(d.sri).equals(d)).toBe(true)
+    expect(Sha256.fromOci(d.oci).equals(d)).toBe(true)
+    expect(() => Sha256.fromSri('sha512-AAAA')).toThrow()
+    expect(() => Sha256.fromHex('abc')).toThrow()
+  })
+  it('accepts only safe relative paths', () => {
+    for (const p of ['files/a', 'a']) expect(isSafeRelativePath(p)).toBe(true)
+    for (const p of ['/etc/passwd', '../x', 'a/../b', 'a//b', './a', '']) expect(isSafeRelativePath(p)).toBe(false)
+  })
+  it('suggests the nearest known word', () => {
+    expect(nearest('contianerd', ['containerd', 'runc'])).toBe('containerd')
+    expect(nearest('zzzzzzzz', ['containerd', 'runc'])).toBeUndefined()
+  })
+})

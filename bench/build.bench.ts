@@ -15,8 +15,13 @@ export async function benchBuild(): Promise<string[]> {
   const dir = await mkdtemp(join(process.env.KA_BENCH_DIR ?? tmpdir(), 'ka-bench-build-'))
   const FILE = 48 << 20
   // The files are large; the images (the test world's small busybox ones) are a few MiB.
-  const extras = [1, 2, 3, 4].map((i) => `  - { name: extra-${i}, version: 1.0.0, url: 'https://github.com/example/extra/releases/download/v1/extra-${i}.bin' }`).join('\n')
-  const world = await startWorld(dir, { size: (w) => (w.platform === 'linux/arm64' ? 1024 : FILE), manifestEdit: (t) => t.replace('files: []', `files:\n${extras}`) })
+  const extras = [1, 2, 3, 4]
+    .map((i) => `  - { name: extra-${i}, version: 1.0.0, url: 'https://github.com/example/extra/releases/download/v1/extra-${i}.bin' }`)
+    .join('\n')
+  const world = await startWorld(dir, {
+    size: (w) => (w.platform === 'linux/arm64' ? 1024 : FILE),
+    manifestEdit: (t) => t.replace('files: []', `files:\n${extras}`),
+  })
   const fake = world.fake
   try {
     const lockPath = join(dir, 'bundle.lock.json')
@@ -38,7 +43,11 @@ export async function benchBuild(): Promise<string[]> {
     let run = 0
     const coldBuild = async () => {
       const base = join(dir, `build-${run++}`)
-      const t = await timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(base, 'out'), '--cache', join(base, 'cache'), ...args], { rssFile: join(dir, 'rss') })
+      const t = await timed(
+        process.execPath,
+        ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(base, 'out'), '--cache', join(base, 'cache'), ...args],
+        { rssFile: join(dir, 'rss') },
+      )
       return { ...t, base }
     }
 
@@ -52,7 +61,12 @@ export async function benchBuild(): Promise<string[]> {
     const oursFast = await coldBuild()
     lines.push(row('cold build, unthrottled loopback, vs curl', oursFast.seconds, curlFast, '<= 1.5x'))
 
-    const warmBuild = () => timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(oursFast.base, 'out'), '--cache', join(oursFast.base, 'cache')], { rssFile: join(dir, 'rss') })
+    const warmBuild = () =>
+      timed(
+        process.execPath,
+        ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(oursFast.base, 'out'), '--cache', join(oursFast.base, 'cache')],
+        { rssFile: join(dir, 'rss') },
+      )
     const blobs = join(oursFast.base, 'cache', CACHE_FORMAT, 'blobs', 'sha256')
     const names = await readdir(blobs)
     const tarCf = () => timed('tar', ['cf', join(dir, 'gnu.tar'), ...names], { cwd: blobs })

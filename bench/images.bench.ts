@@ -27,9 +27,13 @@ export async function benchImages(): Promise<string[]> {
 
     const skopeoOut = join(dir, 'skopeo')
     await mkdir(skopeoOut, { recursive: true })
-    const prefix = (name: string) => (name.startsWith('registry.k8s.io/') ? `k8s/${name.slice('registry.k8s.io/'.length)}` : `hub/${name.slice('docker.io/'.length)}`)
+    const prefix = (name: string) =>
+      name.startsWith('registry.k8s.io/') ? `k8s/${name.slice('registry.k8s.io/'.length)}` : `hub/${name.slice('docker.io/'.length)}`
     const script = images
-      .map((im, i) => `skopeo copy -q --src-tls-verify=false --override-os linux --override-arch amd64 docker://${world.registry.host}/${prefix(im.name)} oci-archive:${skopeoOut}/${i}.tar:${im.name.split(':').pop()}`)
+      .map(
+        (im, i) =>
+          `skopeo copy -q --src-tls-verify=false --override-os linux --override-arch amd64 docker://${world.registry.host}/${prefix(im.name)} oci-archive:${skopeoOut}/${i}.tar:${im.name.split(':').pop()}`,
+      )
       .join(' && ')
     const skopeo = await timed('sh', ['-c', script])
     // Straight to the registry, as skopeo goes (the tests' logging forwarder stays out of it).
@@ -46,7 +50,9 @@ export async function benchImages(): Promise<string[]> {
       .filter((l) => l.includes('/images/'))
       .reduce((s, l) => s + Number(l.split(/\s+/)[2] ?? 0), 0)
     const tarSize = (await stat(tar)).size
-    lines.push(`bundle images/ ${mib(imageBytes)} vs unique bytes ${mib(uniqueBytes)}: ${((100 * (imageBytes - uniqueBytes)) / uniqueBytes).toFixed(3)}% over (target within 1%); whole tar ${mib(tarSize)}`)
+    lines.push(
+      `bundle images/ ${mib(imageBytes)} vs unique bytes ${mib(uniqueBytes)}: ${((100 * (imageBytes - uniqueBytes)) / uniqueBytes).toFixed(3)}% over (target within 1%); whole tar ${mib(tarSize)}`,
+    )
     lines.push(`sum of one skopeo archive per image: ${mib(archives)} (the bundle's images take ${((100 * imageBytes) / archives).toFixed(0)}% of that)`)
     return lines
   } finally {

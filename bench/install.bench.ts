@@ -49,7 +49,19 @@ export async function benchInstall(): Promise<string[]> {
     await mkdir(join(root, 'usr/local/bin'), { recursive: true })
     await copyFile('/usr/bin/ctr', join(root, 'usr/local/bin/ctr'))
     const a = await startContainerd(join(dir, 'ctd-ours'))
-    const phase = await timed(process.execPath, [INSTALLER, '--bundle', bundleDir, '--role', 'worker', '--root', root, '--phases', 'images', '--containerd-address', a.socket])
+    const phase = await timed(process.execPath, [
+      INSTALLER,
+      '--bundle',
+      bundleDir,
+      '--role',
+      'worker',
+      '--root',
+      root,
+      '--phases',
+      'images',
+      '--containerd-address',
+      a.socket,
+    ])
     await a.stop()
     const b = await startContainerd(join(dir, 'ctd-theirs'))
     const perImage = await timed('sh', ['-c', tars.map((t) => `ctr --address ${b.socket} -n k8s.io images import ${t} >/dev/null`).join(' && ')])

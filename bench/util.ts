@@ -12,7 +12,11 @@ export interface Timed {
 export async function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; rssFile?: string } = {}): Promise<Timed> {
   const t0 = process.hrtime.bigint()
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env, ...(opts.rssFile ? { KA_RSS_FILE: opts.rssFile } : {}) }, stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env, ...(opts.rssFile ? { KA_RSS_FILE: opts.rssFile } : {}) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
     let err = ''
     child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)))
     child.on('error', reject)

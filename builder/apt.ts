@@ -54,7 +54,10 @@ export async function readSuite(release: Release, suite: Suite, arch: Arch, o: A
     const partial = o.cache.partialPath(`index-${randomBytes(8).toString('hex')}`)
     try {
       // The index is checked against the signed Release as it downloads (EINTEGRITY names it).
-      await download({ what: `${where} ${name} (against the signed Release)`, url: applyMirrors(`${dists}/${name}`, o.mirrors), partial, expected: sha256, size }, o.http)
+      await download(
+        { what: `${where} ${name} (against the signed Release)`, url: applyMirrors(`${dists}/${name}`, o.mirrors), partial, expected: sha256, size },
+        o.http,
+      )
       const text = await unpack(partial, name, o.xz)
       packages.push(...parsePackages(text, base))
     } finally {
@@ -64,7 +67,13 @@ export async function readSuite(release: Release, suite: Suite, arch: Arch, o: A
   const date = /^Date:\s*(.+)$/m.exec(release_)?.[1]
   const at = date ? new Date(date) : undefined
   if (!at || Number.isNaN(at.getTime())) throw new KaError('EFETCH', `${where}: the signed Release has no Date; the archive is not one apt would use`)
-  return { packages, timestamp: at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z') }
+  return {
+    packages,
+    timestamp: at
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z'),
+  }
 }
 
 /** The Release text, only once its signature holds: InRelease, else Release + Release.gpg. */
@@ -73,7 +82,8 @@ async function signedRelease(dists: string, where: string, o: AptOptions): Promi
   const inRelease = await get('InRelease')
   if (inRelease !== undefined) return gpgv(where, 'InRelease', o, inRelease)
   const [text, signature] = await Promise.all([get('Release'), get('Release.gpg')])
-  if (text === undefined) throw new KaError('EFETCH', `${where}: the archive has neither InRelease nor Release at ${dists}; check the release table and --mirror`)
+  if (text === undefined)
+    throw new KaError('EFETCH', `${where}: the archive has neither InRelease nor Release at ${dists}; check the release table and --mirror`)
   if (signature === undefined) throw new KaError('ESIGNATURE', `${where}: Release is not signed (no InRelease, no Release.gpg); refusing an unsigned archive`)
   return gpgv(where, 'Release', o, text, signature)
 }
@@ -88,12 +98,19 @@ async function gpgv(where: string, file: string, o: AptOptions, text: string, de
     await writeFile(join(dir, file), text)
     if (detached !== undefined) await writeFile(join(dir, `${file}.gpg`), detached)
     const keyrings = o.keyrings.flatMap((k) => ['--keyring', k])
-    const args = detached !== undefined ? [...keyrings, '--status-fd', '1', join(dir, `${file}.gpg`), join(dir, file)] : [...keyrings, '--status-fd', '1', '--output', join(dir, 'signed'), join(dir, file)]
+    const args =
+      detached !== undefined
+        ? [...keyrings, '--status-fd', '1', join(dir, `${file}.gpg`), join(dir, file)]
+        : [...keyrings, '--status-fd', '1', '--output', join(dir, 'signed'), join(dir, file)]
     const r = await runTool(o.gpgv, args, 'gpgv is not installed: the build machine needs it to check the archive signature (apt-get install gpgv)')
     if (r.code !== 0 || !/^\[GNUPG:\] VALIDSIG /m.test(r.stdout)) {
       const status = (tag: string) => new RegExp(`^\\[GNUPG:\\] (${tag}[^\\n]*)`, 'm').exec(r.stdout)?.[1]
-      const why = status('NO_PUBKEY') ?? status('BADSIG') ?? status('ERRSIG') ?? status('NODATA') ?? r.stderr.trim().split('\n').pop() ?? `gpgv exited ${r.code}`
-      throw new KaError('ESIGNATURE', `${where}: ${file} is not signed by the release's archive key (${why}); check --mirror, or give the mirror's key with --keyring`)
+      const why =
+        status('NO_PUBKEY') ?? status('BADSIG') ?? status('ERRSIG') ?? status('NODATA') ?? r.stderr.trim().split('\n').pop() ?? `gpgv exited ${r.code}`
+      throw new KaError(
+        'ESIGNATURE',
+        `${where}: ${file} is not signed by the release's archive key (${why}); check --mirror, or give the mirror's key with --keyring`,
+      )
     }
     return detached !== undefined ? text : await readFile(join(dir, 'signed'), 'utf8')
   } finally {

@@ -121,8 +121,23 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     await fetcher.ensure(tarball)
     const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
     items.delete(plan.runtime.rel)
-    const runtime: Item = { rel: RUNTIME_NODE, digest: node.digest, size: node.size, mode: EXEC_MODE, label: 'Node.js runtime', fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')) }
-    const blobs = imageBlobs(images.planned).map((b): Item => ({ rel: b.rel, digest: b.digest, size: b.size, label: b.label, fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }) }))
+    const runtime: Item = {
+      rel: RUNTIME_NODE,
+      digest: node.digest,
+      size: node.size,
+      mode: EXEC_MODE,
+      label: 'Node.js runtime',
+      fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')),
+    }
+    const blobs = imageBlobs(images.planned).map(
+      (b): Item => ({
+        rel: b.rel,
+        digest: b.digest,
+        size: b.size,
+        label: b.label,
+        fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
+      }),
+    )
     const { data } = bundleData(lock, plan, o.releases, images, { installer, kubeadmTable: await readFile(o.kubeadmTable), toolVersion: PACKAGE_VERSION })
     const { sha256, size } = await packBundle(o, fetcher, [...items.values(), runtime, ...blobs], data, plan.id)
     const tarPath = join(o.outDir, plan.id.tarName)
@@ -134,8 +149,19 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       name: plan.id.name,
       platform: o.platform,
       size,
-      files: plan.files.map((f) => ({ name: f.name, version: f.version, path: bundlePathOf(f), size: fetcher.sizes.get(f.integrity.hex) ?? 0, from: fetcher.downloaded.has(f.integrity.hex) ? 'download' : 'cache' })),
-      images: images.planned.map((p) => ({ name: p.name, digest: p.pinned.oci, manifest: p.manifest.digest.oci, size: p.manifest.size + p.blobs.reduce((s, b) => s + b.size, 0) })),
+      files: plan.files.map((f) => ({
+        name: f.name,
+        version: f.version,
+        path: bundlePathOf(f),
+        size: fetcher.sizes.get(f.integrity.hex) ?? 0,
+        from: fetcher.downloaded.has(f.integrity.hex) ? 'download' : 'cache',
+      })),
+      images: images.planned.map((p) => ({
+        name: p.name,
+        digest: p.pinned.oci,
+        manifest: p.manifest.digest.oci,
+        size: p.manifest.size + p.blobs.reduce((s, b) => s + b.size, 0),
+      })),
       downloadedBytes: fetcher.downloadedBytes,
     }
   } finally {
@@ -152,7 +178,11 @@ function downloadItem(d: PlannedDownload, o: BuildOptions): Item {
     ...(d.size !== undefined ? { size: d.size } : {}),
     label: d.label,
     fetch: async (partial, onBytes, signal) => {
-      const get = (url: string) => download({ what: d.what, url: applyMirrors(url, o.mirrors), partial, expected: d.digest, ...(d.size !== undefined ? { size: d.size } : {}), onBytes, signal }, o.http)
+      const get = (url: string) =>
+        download(
+          { what: d.what, url: applyMirrors(url, o.mirrors), partial, expected: d.digest, ...(d.size !== undefined ? { size: d.size } : {}), onBytes, signal },
+          o.http,
+        )
       try {
         return await get(d.url)
       } catch (e) {

@@ -10,7 +10,7 @@ import { KaError } from '../bundle/errors.js'
 import { printJson as writeJson, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { parseLock, serializeLock } from '../bundle/lock.js'
 import { parsePlatform, PLATFORMS } from '../bundle/platform.js'
-import { verifyBundle, verifyTarStream } from '../bundle/verify.js'
+import { type VerifyReport, verifyBundle, verifyTarStream } from '../bundle/verify.js'
 import { SBOM_FILE } from '../bundle/layout.js'
 import { keyFingerprint, publicKeyOnly } from '../bundle/signing.js'
 import { VERIFIER_NAME, verifierScript } from './verifier.js'
@@ -58,29 +58,49 @@ function makeProgram(io: Io): Command {
     .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
     .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
     .option('--concurrency <n>', 'parallel requests', '8')
-    .option('--keyring <file>', "also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)", collect, [])
+    .option('--keyring <file>', 'also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)', collect, [])
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { manifest: string; out: string; mirror: string[]; registryMirror: string[]; cache: string; concurrency: string; keyring: string[]; json?: boolean }) => {
-      for (const k of opts.keyring) if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
-      const mirrors = opts.mirror.map(parseMirror)
-      const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
-      const manifest = await readManifest(opts.manifest)
-      const progress = progressFor({ json: opts.json })
-      let lock
-      try {
-        lock = await createLock(manifest, { cache: new Cache(opts.cache), http: httpDefaults(), mirrors, registryMirrors, concurrency: concurrency(opts.concurrency), progress, keyrings: opts.keyring.map((k) => resolve(k)) })
-      } finally {
-        progress.close()
-      }
-      // What `bundle build` will read back is checked before it is written: never a lock build rejects.
-      const text = serializeLock(lock)
-      parseLock(text, `the lock made from ${opts.manifest}`)
-      await writeAtomic(opts.out, text)
-      if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
-      else {
-        out(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
-      }
-    })
+    .action(
+      async (opts: {
+        manifest: string
+        out: string
+        mirror: string[]
+        registryMirror: string[]
+        cache: string
+        concurrency: string
+        keyring: string[]
+        json?: boolean
+      }) => {
+        for (const k of opts.keyring)
+          if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
+        const mirrors = opts.mirror.map(parseMirror)
+        const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
+        const manifest = await readManifest(opts.manifest)
+        const progress = progressFor({ json: opts.json })
+        let lock: Awaited<ReturnType<typeof createLock>>
+        try {
+          lock = await createLock(manifest, {
+            cache: new Cache(opts.cache),
+            http: httpDefaults(),
+            mirrors,
+            registryMirrors,
+            concurrency: concurrency(opts.concurrency),
+            progress,
+            keyrings: opts.keyring.map((k) => resolve(k)),
+          })
+        } finally {
+          progress.close()
+        }
+        // What `bundle build` will read back is checked before it is written: never a lock build rejects.
+        const text = serializeLock(lock)
+        parseLock(text, `the lock made from ${opts.manifest}`)
+        await writeAtomic(opts.out, text)
+        if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
+        else {
+          out(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
+        }
+      },
+    )
 
   program
     .command('build')
@@ -97,46 +117,75 @@ function makeProgram(io: Io): Command {
     .addOption(new Option('--media <kind>', 'fat32: parts that fit a FAT32 stick (4095 MiB); exfat: one tar').choices(['fat32', 'exfat']))
     .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { lock: string; platform: string; out: string; cache: string; mirror: string[]; registryMirror: string[]; concurrency: string; os?: string; sign?: string; split?: string; media?: string; json?: boolean }) => {
-      const signingKeyPem = opts.sign
-        ? await readFile(opts.sign, 'utf8').catch(() => {
-            throw new KaError('EUSAGE', `--sign ${opts.sign}: cannot read the private key; make one with \`bundle keygen --out DIR\``)
-          })
-        : undefined
-      if (signingKeyPem) {
-        try {
-          if (createPrivateKey(signingKeyPem).asymmetricKeyType !== 'ed25519') throw new Error()
-        } catch {
-          throw new KaError('EUSAGE', `--sign ${opts.sign}: not an Ed25519 private key in PEM form; make one with \`bundle keygen --out DIR\``)
+    .action(
+      async (opts: {
+        lock: string
+        platform: string
+        out: string
+        cache: string
+        mirror: string[]
+        registryMirror: string[]
+        concurrency: string
+        os?: string
+        sign?: string
+        split?: string
+        media?: string
+        json?: boolean
+      }) => {
+        const signingKeyPem = opts.sign
+          ? await readFile(opts.sign, 'utf8').catch(() => {
+              throw new KaError('EUSAGE', `--sign ${opts.sign}: cannot read the private key; make one with \`bundle keygen --out DIR\``)
+            })
+          : undefined
+        if (signingKeyPem) {
+          try {
+            if (createPrivateKey(signingKeyPem).asymmetricKeyType !== 'ed25519') throw new Error()
+          } catch {
+            throw new KaError('EUSAGE', `--sign ${opts.sign}: not an Ed25519 private key in PEM form; make one with \`bundle keygen --out DIR\``)
+          }
         }
-      }
-      const splitBytes = opts.split ? parseSize(opts.split) : opts.media === 'fat32' ? FAT32_PART : undefined
-      const result = await buildBundle({
-        ...(signingKeyPem ? { signingKeyPem } : {}),
-        ...(splitBytes ? { splitBytes } : {}),
-        lockPath: opts.lock,
-        platform: parsePlatform(opts.platform, '--platform'),
-        outDir: opts.out,
-        cache: new Cache(opts.cache),
-        mirrors: opts.mirror.map(parseMirror),
-        registryMirrors: opts.registryMirror.map(parseRegistryMirror),
-        ...(opts.os ? { releases: opts.os.split(',').map((r) => r.trim()).filter(Boolean) } : {}),
-        concurrency: concurrency(opts.concurrency),
-        progress: progressFor({ json: opts.json }),
-      })
-      if (opts.json) printJson(result)
-      else {
-        const fromCache = result.files.filter((f) => f.from === 'cache').length
-        err(`built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`)
-        out(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
-      }
-    })
+        const splitBytes = opts.split ? parseSize(opts.split) : opts.media === 'fat32' ? FAT32_PART : undefined
+        const result = await buildBundle({
+          ...(signingKeyPem ? { signingKeyPem } : {}),
+          ...(splitBytes ? { splitBytes } : {}),
+          lockPath: opts.lock,
+          platform: parsePlatform(opts.platform, '--platform'),
+          outDir: opts.out,
+          cache: new Cache(opts.cache),
+          mirrors: opts.mirror.map(parseMirror),
+          registryMirrors: opts.registryMirror.map(parseRegistryMirror),
+          ...(opts.os
+            ? {
+                releases: opts.os
+                  .split(',')
+                  .map((r) => r.trim())
+                  .filter(Boolean),
+              }
+            : {}),
+          concurrency: concurrency(opts.concurrency),
+          progress: progressFor({ json: opts.json }),
+        })
+        if (opts.json) printJson(result)
+        else {
+          const fromCache = result.files.filter((f) => f.from === 'cache').length
+          err(
+            `built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`,
+          )
+          out(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
+        }
+      },
+    )
 
   program
     .command('keygen')
-    .description(`make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`)
+    .description(
+      `make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`,
+    )
     .requiredOption('--out <dir>', 'where to write the keys (required)')
-    .addHelpText('after', `\nExample:\n  bundle keygen --out ~/kube-airgap-keys\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`)
+    .addHelpText(
+      'after',
+      `\nExample:\n  bundle keygen --out ~/kube-airgap-keys\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`,
+    )
     .action(async (opts: { out: string }) => {
       await mkdir(opts.out, { recursive: true })
       const key = join(opts.out, 'kube-airgap.key')
@@ -146,7 +195,9 @@ function makeProgram(io: Io): Command {
       await writeFile(key, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600, flag: 'wx' })
       await writeAtomic(join(opts.out, 'kube-airgap.pub'), pub, { mode: 0o644 })
       await writeAtomic(join(opts.out, VERIFIER_NAME), verifierScript(pub), { mode: 0o755 })
-      out(`${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n${join(opts.out, VERIFIER_NAME)}: carry it to the air-gapped side by your own channel, never on the bundle's stick\n`)
+      out(
+        `${key}\n${join(opts.out, 'kube-airgap.pub')} (${keyFingerprint(pub)})\n${join(opts.out, VERIFIER_NAME)}: carry it to the air-gapped side by your own channel, never on the bundle's stick\n`,
+      )
     })
 
   program
@@ -182,19 +233,34 @@ function makeProgram(io: Io): Command {
     .option('--require-signature', 'refuse an unsigned bundle')
     .option('--json', 'print the result as JSON')
     .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) => {
-      const vopts = { ...(opts.publicKey ? { publicKeyPem: publicKeyOnly(await readKey(opts.publicKey), `--public-key ${opts.publicKey}`), keySource: opts.publicKey } : {}), ...(opts.requireSignature ? { requireSignature: true } : {}) }
+      const vopts = {
+        ...(opts.publicKey ? { publicKeyPem: publicKeyOnly(await readKey(opts.publicKey), `--public-key ${opts.publicKey}`), keySource: opts.publicKey } : {}),
+        ...(opts.requireSignature ? { requireSignature: true } : {}),
+      }
       const partsFile = partsFileFor(path)
-      let report
+      let report: VerifyReport
       if (partsFile && (path.endsWith('.parts.sha256') || /\.tar\.\d{3}$/.test(path) || (!existsSync(path) && existsSync(partsFile)))) {
         const check = await checkParts(partsFile)
         if (check.problems.length) throw partsError(check)
         report = await verifyTarStream(() => concatParts(check.parts), check.tarName, vopts)
       } else report = await verifyBundle(path, vopts)
       const signature = report.signedBy ?? (report.signed ? 'present, not checked (no --public-key)' : 'none')
-      if (opts.json) printJson({ ok: true, name: report.name, platform: report.lock.platforms[0], files: report.files, bytes: report.bytes, signedBy: report.signedBy ?? null, signature })
+      if (opts.json)
+        printJson({
+          ok: true,
+          name: report.name,
+          platform: report.lock.platforms[0],
+          files: report.files,
+          bytes: report.bytes,
+          signedBy: report.signedBy ?? null,
+          signature,
+        })
       else {
-        out(`ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`)
-        if (!report.signedBy && report.signed) out(`note: the bundle is signed, but the signature was not checked: give --public-key FILE (or use ${VERIFIER_NAME})\n`)
+        out(
+          `ok: ${report.name}: ${report.files} files, ${formatBytes(report.bytes)}, all match SHA256SUMS and the lock${report.signedBy ? `; signed by ${report.signedBy}` : ''}\n`,
+        )
+        if (!report.signedBy && report.signed)
+          out(`note: the bundle is signed, but the signature was not checked: give --public-key FILE (or use ${VERIFIER_NAME})\n`)
       }
     })
 
@@ -216,9 +282,13 @@ function makeProgram(io: Io): Command {
       if (opts.json) return printJson(info)
       const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
       const w = Math.max(...info.files.map((f) => f.name.length))
-      for (const f of info.files) lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
+      for (const f of info.files)
+        lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
       lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
-      for (const im of info.images) lines.push(`  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`)
+      for (const im of info.images)
+        lines.push(
+          `  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`,
+        )
       out(`${lines.join('\n')}\n`)
     })
   return program
@@ -232,7 +302,9 @@ async function readKey(path: string): Promise<string> {
 
 function partsError(check: PartsCheck): KaError {
   const [first, ...rest] = check.problems
-  return new KaError('EVERIFY', `${check.tarName}: ${first!.path}: ${first!.problem}${rest.length ? ` (and ${rest.length} more)` : ''}`, { problems: check.problems })
+  return new KaError('EVERIFY', `${check.tarName}: ${first!.path}: ${first!.problem}${rest.length ? ` (and ${rest.length} more)` : ''}`, {
+    problems: check.problems,
+  })
 }
 
 /** Runs `bundle` with these arguments (argv[2] on); returns the exit status. */

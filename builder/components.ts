@@ -93,7 +93,10 @@ export const urlBaseName = (url: string): string => {
  * `sha256sum`-style lines (`<hex>  name`, `<hex> *name`, paths allowed).
  */
 export function pickChecksum(text: string, baseName: string): string | undefined {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean)
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
   const only = lines.length === 1 ? /^([0-9a-fA-F]{64})$/.exec(lines[0]!)?.[1] : undefined
   if (only) return only.toLowerCase()
   for (const line of lines) {

@@ -13,7 +13,9 @@ export type HelperRunner = (helper: string, server: string) => Promise<string>
 
 export const runHelper: HelperRunner = (helper, server) =>
   new Promise((resolve, reject) => {
-    const child = execFile(`docker-credential-${helper}`, ['get'], { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`docker-credential-${helper}: ${String(stderr || err.message).trim()}`)) : resolve(stdout)))
+    const child = execFile(`docker-credential-${helper}`, ['get'], { timeout: 30_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`docker-credential-${helper}: ${String(stderr || err.message).trim()}`)) : resolve(stdout),
+    )
     child.stdin?.end(server)
   })
 
@@ -41,7 +43,10 @@ export class DockerCredentials {
 
   get(host: string): Promise<Credential | undefined> {
     let c = this.cache.get(host)
-    if (!c) this.cache.set(host, (c = this.lookup(host)))
+    if (!c) {
+      c = this.lookup(host)
+      this.cache.set(host, c)
+    }
     return c
   }
 
@@ -78,5 +83,7 @@ export class DockerCredentials {
 /** The spellings under which docker stores a registry's credentials. */
 function keysFor(host: string): string[] {
   const hub = host === 'docker.io' || host === 'registry-1.docker.io' || host === 'index.docker.io'
-  return hub ? ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'] : [host, `https://${host}`, `http://${host}`, `https://${host}/v1/`]
+  return hub
+    ? ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io']
+    : [host, `https://${host}`, `http://${host}`, `https://${host}/v1/`]
 }

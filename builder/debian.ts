@@ -25,7 +25,10 @@ export function parsePackages(text: string, archive = ''): DebPackage[] {
       if (/^\s/.test(line) && last) f[last] += `\n${line}`
       else {
         const i = line.indexOf(':')
-        if (i > 0) f[(last = line.slice(0, i).toLowerCase())] = line.slice(i + 1).trim()
+        if (i > 0) {
+          last = line.slice(0, i).toLowerCase()
+          f[last] = line.slice(i + 1).trim()
+        }
       }
     }
     if (!f.package || !f.version || !f.filename || !f.sha256) continue
@@ -38,7 +41,10 @@ export function parsePackages(text: string, archive = ''): DebPackage[] {
       filename: f.filename,
       sha256: f.sha256,
       size: Number(f.size ?? 0),
-      provides: (f.provides ?? '').split(',').map((p) => p.trim().split(/\s/)[0]!).filter(Boolean),
+      provides: (f.provides ?? '')
+        .split(',')
+        .map((p) => p.trim().split(/\s/)[0]!)
+        .filter(Boolean),
       archive,
     })
   }
@@ -90,10 +96,11 @@ function comparePart(a: string, b: string): number {
 /** The newest version of each package across indexes (a later suite may update an earlier one). */
 export function newest(indexes: DebPackage[][]): Map<string, DebPackage> {
   const by = new Map<string, DebPackage>()
-  for (const idx of indexes) for (const p of idx) {
-    const have = by.get(p.name)
-    if (!have || compareVersions(p.version, have.version) > 0) by.set(p.name, p)
-  }
+  for (const idx of indexes)
+    for (const p of idx) {
+      const have = by.get(p.name)
+      if (!have || compareVersions(p.version, have.version) > 0) by.set(p.name, p)
+    }
   return by
 }
 
@@ -115,7 +122,12 @@ export function closure(wanted: readonly string[], all: Map<string, DebPackage>)
   const providers = new Map<string, DebPackage[]>()
   for (const p of all.values()) for (const v of p.provides) providers.set(v, [...(providers.get(v) ?? []), p])
   const pick = (name: string): DebPackage | undefined => all.get(name) ?? providers.get(name)?.[0]
-  const deps = (p: DebPackage) => p.depends.split(',').map((g) => g.trim()).filter(Boolean).map((g) => g.split('|').map((a) => a.trim().split(/[\s(:]/)[0]!))
+  const deps = (p: DebPackage) =>
+    p.depends
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean)
+      .map((g) => g.split('|').map((a) => a.trim().split(/[\s(:]/)[0]!))
   // What every installation has: the required and Essential packages and all they depend
   // on (libc6 is "optional" in bookworm's index, yet always there).
   const base = new Set<string>()

@@ -33,15 +33,14 @@ export interface HttpOptions {
  * cookies when a redirect leaves the origin).
  */
 export function createDispatcher(): Dispatcher {
-  return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 }).compose(
-    interceptors.redirect({ maxRedirections: 10 }),
-  )
+  return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 }).compose(interceptors.redirect({ maxRedirections: 10 }))
 }
 
 let shared: Dispatcher | undefined
 export function httpDefaults(over: Partial<HttpOptions> = {}): HttpOptions {
+  if (!over.dispatcher) shared ??= createDispatcher()
   return {
-    dispatcher: over.dispatcher ?? (shared ??= createDispatcher()),
+    dispatcher: over.dispatcher ?? shared!,
     retries: envNumber('KUBE_AIRGAP_RETRIES', 5, 0, 100),
     backoffMs: 500,
     maxRetryAfterMs: 60_000,
@@ -76,10 +75,14 @@ function watch(opts: HttpOptions, outer?: AbortSignal): Attempt & { stop(): void
   }, opts.stallWindowMs)
   timer.unref()
   const onOuter = () => ac.abort(outer!.reason)
-  outer?.addEventListener('abort', onOuter, { once: true })
+  // A build stopped before this attempt began stops it at once (no abort event comes later).
+  if (outer?.aborted) onOuter()
+  else outer?.addEventListener('abort', onOuter, { once: true })
   return {
     signal: ac.signal,
-    moved: (n) => void (moved += n),
+    moved: (n) => {
+      moved += n
+    },
     stop: () => {
       clearInterval(timer)
       outer?.removeEventListener('abort', onOuter)
@@ -116,7 +119,10 @@ export function parseMirror(spec: string): Mirror {
   const from = spec.slice(0, i)
   const to = spec.slice(i + 1)
   if (i <= 0 || !/^https?:\/\/[^/]/.test(from) || !/^https?:\/\/[^/]/.test(to)) {
-    throw new KaError('EUSAGE', `--mirror ${JSON.stringify(spec)}: expected FROM=TO with two http(s) URL prefixes, e.g. https://dl.k8s.io=https://mirror.example/k8s`)
+    throw new KaError(
+      'EUSAGE',
+      `--mirror ${JSON.stringify(spec)}: expected FROM=TO with two http(s) URL prefixes, e.g. https://dl.k8s.io=https://mirror.example/k8s`,
+    )
   }
   return { from: from.replace(/\/+$/, ''), to: to.replace(/\/+$/, '') }
 }
@@ -145,9 +151,20 @@ class Stalled extends Transient {}
 
 export const RETRY_STATUS = new Set([408, 425, 429, 500, 502, 503, 504])
 const TRANSIENT_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
-  'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_ABORTED',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_ABORTED',
 ])
 
 export function retryAfterMs(value: string | string[] | undefined): number | undefined {
@@ -170,7 +187,13 @@ function isTransient(e: unknown): boolean {
  * calling `progressed()`; progress resets the count, so a slow link that drops now and then
  * still finishes.
  */
-export async function withRetries<T>(what: string, url: string, opts: HttpOptions, attempt: (progressed: () => void, a: Attempt) => Promise<T>, signal?: AbortSignal): Promise<T> {
+export async function withRetries<T>(
+  what: string,
+  url: string,
+  opts: HttpOptions,
+  attempt: (progressed: () => void, a: Attempt) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
   let failures = 0
   for (;;) {
     let moved = false
@@ -186,13 +209,18 @@ export async function withRetries<T>(what: string, url: string, opts: HttpOption
         // A network error not worth retrying (a host that does not resolve, say) is still the
         // user's one line, not a stack trace.
         const code = (e as { code?: unknown }).code ?? (e as { cause?: { code?: unknown } }).cause?.code
-        if (!(e instanceof KaError) && typeof code === 'string') throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: ${describe(e)}; check the network, the proxy or --mirror`, { url: redactUrl(url) })
+        if (!(e instanceof KaError) && typeof code === 'string')
+          throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: ${describe(e)}; check the network, the proxy or --mirror`, { url: redactUrl(url) })
         throw e
       }
       if (moved) failures = 0
       failures++
       if (failures > opts.retries) {
-        throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: ${describe(e)} (gave up after ${failures} attempts); check the network, the proxy or --mirror`, { url: redactUrl(url) })
+        throw new KaError(
+          'EFETCH',
+          `${what}: ${redactUrl(url)}: ${describe(e)} (gave up after ${failures} attempts); check the network, the proxy or --mirror`,
+          { url: redactUrl(url) },
+        )
       }
       const backoff = Math.min(10_000, opts.backoffMs * 2 ** (failures - 1)) * (0.8 + Math.random() * 0.4)
       const wait = e instanceof Transient && e.retryAfterMs !== undefined ? Math.min(e.retryAfterMs, opts.maxRetryAfterMs) : backoff
@@ -211,7 +239,12 @@ function describe(e: unknown): string {
 }
 
 export function statusError(what: string, url: string, status: number): KaError {
-  const hint = status === 404 || status === 410 ? 'the file is not at that address: check the lock and --mirror' : status === 401 || status === 403 ? 'access denied: check the mirror or proxy credentials' : 'check the URL, the proxy or --mirror'
+  const hint =
+    status === 404 || status === 410
+      ? 'the file is not at that address: check the lock and --mirror'
+      : status === 401 || status === 403
+        ? 'access denied: check the mirror or proxy credentials'
+        : 'check the URL, the proxy or --mirror'
   return new KaError('EFETCH', `${what}: ${redactUrl(url)}: HTTP ${status}; ${hint}`, { url: redactUrl(url), status })
 }
 
@@ -290,7 +323,10 @@ export async function download(req: DownloadRequest, opts: HttpOptions): Promise
 async function hashExisting(path: string): Promise<{ hash: Hash; size: number }> {
   const hash = createHash('sha256')
   let size = 0
-  const exists = await stat(path).then(() => true, () => false)
+  const exists = await stat(path).then(
+    () => true,
+    () => false,
+  )
   if (exists) {
     for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) {
       hash.update(c as Buffer)
@@ -313,75 +349,90 @@ async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Do
     have = 0
   }
 
-  await withRetries(req.what, req.url, opts, async (progressed, a) => {
-    if (req.size !== undefined && have === req.size) return
-    requests++
-    const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(await req.headers?.()) }
-    if (have > 0) headers.range = `bytes=${have}-`
-    const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, signal: a.signal })
-    if (res.statusCode === 401 && req.onUnauthorized) {
-      await res.body.dump()
-      if (await req.onUnauthorized(headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated again')
-      throw new KaError('EREGISTRY', `${req.what}: ${redactUrl(req.url)}: UNAUTHORIZED; check the credentials for this registry in ~/.docker/config.json`, { url: redactUrl(req.url), status: 401, registryCode: 'UNAUTHORIZED' })
-    }
-    if (res.statusCode === 416 && have > 0) {
-      // We may hold the whole file already; the hash decides. Otherwise start over.
-      await res.body.dump()
-      if (req.expected && Sha256.ofHash(hash.copy()).equals(req.expected)) return
-      await reset()
-      throw new Transient('HTTP 416 on resume; starting over')
-    }
-    if (res.statusCode !== 200 && res.statusCode !== 206) {
-      const body = await res.body.text().catch(() => '')
-      if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
-      throw req.onHttpError?.(res.statusCode, body.slice(0, 64 << 10)) ?? statusError(req.what, req.url, res.statusCode)
-    }
-    if (res.statusCode === 206) {
-      const start = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]
-      if (Number(start) !== have) {
+  await withRetries(
+    req.what,
+    req.url,
+    opts,
+    async (progressed, a) => {
+      if (req.size !== undefined && have === req.size) return
+      requests++
+      const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(await req.headers?.()) }
+      if (have > 0) headers.range = `bytes=${have}-`
+      const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, signal: a.signal })
+      if (res.statusCode === 401 && req.onUnauthorized) {
         await res.body.dump()
-        await reset()
-        throw new Transient(`server resumed at byte ${start}, not ${have}`)
+        if (await req.onUnauthorized(headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated again')
+        throw new KaError('EREGISTRY', `${req.what}: ${redactUrl(req.url)}: UNAUTHORIZED; check the credentials for this registry in ~/.docker/config.json`, {
+          url: redactUrl(req.url),
+          status: 401,
+          registryCode: 'UNAUTHORIZED',
+        })
       }
-    } else if (have > 0) {
-      await reset() // the server ignored Range: take the full body
-    }
+      if (res.statusCode === 416 && have > 0) {
+        // We may hold the whole file already; the hash decides. Otherwise start over.
+        await res.body.dump()
+        if (req.expected && Sha256.ofHash(hash.copy()).equals(req.expected)) return
+        await reset()
+        throw new Transient('HTTP 416 on resume; starting over')
+      }
+      if (res.statusCode !== 200 && res.statusCode !== 206) {
+        const body = await res.body.text().catch(() => '')
+        if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
+        throw req.onHttpError?.(res.statusCode, body.slice(0, 64 << 10)) ?? statusError(req.what, req.url, res.statusCode)
+      }
+      if (res.statusCode === 206) {
+        const start = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]
+        if (Number(start) !== have) {
+          await res.body.dump()
+          await reset()
+          throw new Transient(`server resumed at byte ${start}, not ${have}`)
+        }
+      } else if (have > 0) {
+        await reset() // the server ignored Range: take the full body
+      }
 
-    const fh = await open(req.partial, 'a')
-    try {
-      await pipeline(
-        res.body,
-        new Writable({
-          // Chunks that arrive while a write is in flight are batched into one writev.
-          highWaterMark: 1 << 20,
-          writev(items: { chunk: Buffer }[], cb) {
-            const chunks = items.map((i) => i.chunk)
-            const n = chunks.reduce((sum, c) => sum + c.length, 0)
-            if (req.size !== undefined && have + n > req.size) {
-              cb(new KaError('EBADSIZE', `${req.what}: ${redactUrl(req.url)} sent more than the ${req.size} bytes the lock pins; check --mirror or re-lock`, { url: redactUrl(req.url), size: req.size }))
-              return
-            }
-            fh.writev(chunks).then(
-              () => {
-                // Hashed only once it is in the file, so the hash always covers exactly
-                // the bytes a resumed request continues from.
-                for (const c of chunks) hash.update(c)
-                have += n
-                a.moved(n)
-                progressed()
-                req.onBytes?.(n)
-                cb()
-              },
-              (e: Error) => cb(e),
-            )
-          },
-        }),
-      )
-    } finally {
-      await fh.close()
-    }
-    if (req.size !== undefined && have < req.size) throw new Transient(`connection closed after ${have} of ${req.size} bytes`)
-  }, req.signal).catch(async (e) => {
+      const fh = await open(req.partial, 'a')
+      try {
+        await pipeline(
+          res.body,
+          new Writable({
+            // Chunks that arrive while a write is in flight are batched into one writev.
+            highWaterMark: 1 << 20,
+            writev(items: { chunk: Buffer }[], cb) {
+              const chunks = items.map((i) => i.chunk)
+              const n = chunks.reduce((sum, c) => sum + c.length, 0)
+              if (req.size !== undefined && have + n > req.size) {
+                cb(
+                  new KaError('EBADSIZE', `${req.what}: ${redactUrl(req.url)} sent more than the ${req.size} bytes the lock pins; check --mirror or re-lock`, {
+                    url: redactUrl(req.url),
+                    size: req.size,
+                  }),
+                )
+                return
+              }
+              fh.writev(chunks).then(
+                () => {
+                  // Hashed only once it is in the file, so the hash always covers exactly
+                  // the bytes a resumed request continues from.
+                  for (const c of chunks) hash.update(c)
+                  have += n
+                  a.moved(n)
+                  progressed()
+                  req.onBytes?.(n)
+                  cb()
+                },
+                (e: Error) => cb(e),
+              )
+            },
+          }),
+        )
+      } finally {
+        await fh.close()
+      }
+      if (req.size !== undefined && have < req.size) throw new Transient(`connection closed after ${have} of ${req.size} bytes`)
+    },
+    req.signal,
+  ).catch(async (e) => {
     if ((e as KaError).code === 'EBADSIZE') await rm(req.partial, { force: true })
     throw e
   })

@@ -51,17 +51,25 @@ export async function planImages(
         let manifest: Descriptor
         if (top.kind === 'index') {
           const chosen = selectPlatform(top.manifests, platform)
-          if (!chosen) throw new KaError('ENOTPINNED', `${name}: no ${platform} image in its index (it has ${platformsOf(top.manifests).join(', ') || 'none'}); pick another tag or drop the platform`)
+          if (!chosen)
+            throw new KaError(
+              'ENOTPINNED',
+              `${name}: no ${platform} image in its index (it has ${platformsOf(top.manifests).join(', ') || 'none'}); pick another tag or drop the platform`,
+            )
           manifest = { mediaType: chosen.mediaType || MediaType.ociManifest, digest: chosen.digest, size: chosen.size, platform: chosen.platform! }
         } else {
           manifest = { mediaType: top.mediaType, digest: pinned, size: topBytes.length }
         }
         const doc = parseManifestDoc(await manifestBytes(o, ref, manifest.digest), manifest.mediaType, name)
-        if (doc.kind !== 'manifest') throw new KaError('EREGISTRY', `${name}: the ${platform} entry of its index is itself an index; nested indexes are not supported`)
+        if (doc.kind !== 'manifest')
+          throw new KaError('EREGISTRY', `${name}: the ${platform} entry of its index is itself an index; nested indexes are not supported`)
         if (top.kind === 'manifest') {
           const config = JSON.parse((await configBytes(o, ref, doc.config)).toString('utf8')) as { os?: string; architecture?: string }
           if (config.os !== 'linux' || config.architecture !== archOf(platform)) {
-            throw new KaError('ENOTPINNED', `${name}: a single-platform image for ${config.os}/${config.architecture}, not ${platform}; pin a multi-platform tag or build for its platform`)
+            throw new KaError(
+              'ENOTPINNED',
+              `${name}: a single-platform image for ${config.os}/${config.architecture}, not ${platform}; pin a multi-platform tag or build for its platform`,
+            )
           }
           manifest.platform = { os: 'linux', architecture: archOf(platform) }
         }
@@ -95,4 +103,11 @@ async function configBytes(o: { registry: RegistryClient; cache: Cache }, ref: I
 
 /** The planned images as the bundle's layout names them. */
 export const layoutImages = (planned: readonly PlannedImage[]): LayoutImage[] =>
-  planned.map((p) => ({ name: p.name, manifest: p.manifest.digest, mediaType: p.manifest.mediaType, size: p.manifest.size, ...(p.manifest.platform ? { platform: p.manifest.platform } : {}), ref: p.ref.tag ?? p.pinned.oci }))
+  planned.map((p) => ({
+    name: p.name,
+    manifest: p.manifest.digest,
+    mediaType: p.manifest.mediaType,
+    size: p.manifest.size,
+    ...(p.manifest.platform ? { platform: p.manifest.platform } : {}),
+    ref: p.ref.tag ?? p.pinned.oci,
+  }))

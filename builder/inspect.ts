@@ -42,7 +42,10 @@ export async function inspectBundle(path: string): Promise<Inspection> {
     const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX])
     indexText = listing.small.get(IMAGE_INDEX)?.toString('utf8')
     name = listing.top
-    for (const [p, s] of listing.sizes) sizes.set(p, s), (total += s)
+    for (const [p, s] of listing.sizes) {
+      sizes.set(p, s)
+      total += s
+    }
     const text = listing.small.get(LOCK_FILE)
     if (text === undefined) throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE} inside; this is not a bundle`)
     lockText = text.toString('utf8')
@@ -64,7 +67,11 @@ export async function inspectBundle(path: string): Promise<Inspection> {
     kubernetes: lock.kubernetes,
     platform: lock.platforms.join(','),
     files,
-    images: lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}), ...(manifests.has(im.ref) ? { manifest: manifests.get(im.ref)! } : {}) })),
+    images: lock.images.map((im) => ({
+      ref: im.ref,
+      ...(im.digest ? { digest: im.digest.oci } : {}),
+      ...(manifests.has(im.ref) ? { manifest: manifests.get(im.ref)! } : {}),
+    })),
     imageBytes,
     entries: st.isDirectory() ? files.length : sizes.size,
     size: st.isDirectory() ? total : st.size,

@@ -48,7 +48,19 @@ export interface Want {
  * from: the lock records canonical URLs and names.
  */
 export async function createLock(manifest: Manifest, opts: Partial<LockOptions> & Pick<LockOptions, 'cache' | 'http'>): Promise<Lock> {
-  const o: LockOptions = { mirrors: [], registryMirrors: [], concurrency: 8, progress: silentProgress, credentials: opts.credentials ?? DockerCredentials.fromEnv(), keyringDir: KEYRING_DIR, keyrings: [], gpgv: 'gpgv', xz: 'xz', kubeadmTable: KUBEADM_TABLE, ...opts }
+  const o: LockOptions = {
+    mirrors: [],
+    registryMirrors: [],
+    concurrency: 8,
+    progress: silentProgress,
+    credentials: opts.credentials ?? DockerCredentials.fromEnv(),
+    keyringDir: KEYRING_DIR,
+    keyrings: [],
+    gpgv: 'gpgv',
+    xz: 'xz',
+    kubeadmTable: KUBEADM_TABLE,
+    ...opts,
+  }
   kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
   const wants = wantsOf(manifest)
   const limit = pLimit(o.concurrency)
@@ -57,12 +69,22 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     wants.map((w) =>
       limit(async (): Promise<LockedFile> => {
         const file = urlBaseName(w.url)
-        const base: LockedFile = { name: w.name, version: w.version, ...(w.platform ? { platform: w.platform } : {}), url: w.url, integrity: w.sha256 ?? Sha256.of(''), file }
+        const base: LockedFile = {
+          name: w.name,
+          version: w.version,
+          ...(w.platform ? { platform: w.platform } : {}),
+          url: w.url,
+          integrity: w.sha256 ?? Sha256.of(''),
+          file,
+        }
         if (w.sha256) return base
         if (w.checksumUrl) {
           const url = applyMirrors(w.checksumUrl, o.mirrors)
           let text = checksumFiles.get(url)
-          if (!text) checksumFiles.set(url, (text = fetchText(`checksum of ${label(w)}`, url, o.http)))
+          if (!text) {
+            text = fetchText(`checksum of ${label(w)}`, url, o.http)
+            checksumFiles.set(url, text)
+          }
           const hex = pickChecksum((await text) ?? '', file)
           if (hex) return { ...base, integrity: Sha256.fromHex(hex) }
           o.progress.note(`note     ${label(w)}: no usable checksum at ${w.checksumUrl}; downloading to hash it`)
@@ -86,7 +108,9 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
       }),
     ),
   )
-  const sets = manifest.platforms.flatMap((platform) => manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ id: r.id, platform })))
+  const sets = manifest.platforms.flatMap((platform) =>
+    manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ id: r.id, platform })),
+  )
   const packages = (await Promise.all(sets.map(({ id, platform }) => lockPackages(id, platform, manifest.packages.names, o)))).flat()
   return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
 }
@@ -101,7 +125,14 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
 async function lockPackages(id: string, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
   const release = releaseNamed(id)!
   const arch = archOf(platform)
-  const apt: AptOptions = { cache: o.cache, http: o.http, mirrors: o.mirrors, keyrings: [join(o.keyringDir, release.keyring), ...o.keyrings], gpgv: o.gpgv, xz: o.xz }
+  const apt: AptOptions = {
+    cache: o.cache,
+    http: o.http,
+    mirrors: o.mirrors,
+    keyrings: [join(o.keyringDir, release.keyring), ...o.keyrings],
+    gpgv: o.gpgv,
+    xz: o.xz,
+  }
   const indexes: DebPackage[][] = []
   const snapshots = new Map<string, string>()
   for (const s of release.suites) {

@@ -4,7 +4,7 @@ import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { urlProblem } from '../bundle/lock.js'
 import { PLATFORMS, type Platform } from '../bundle/platform.js'
-import { imageName, parseImageRef } from '../bundle/reference.js'
+import { type ImageRef, imageName, parseImageRef } from '../bundle/reference.js'
 import { didYouMean } from '../bundle/text.js'
 import { COMPONENTS } from './components.js'
 import { RELEASES } from './releases.js'
@@ -67,7 +67,8 @@ export function parseManifest(text: string, source: string): Manifest {
   if (typeof comps !== 'object' || Array.isArray(comps)) fail('components', 'must map component names to versions')
   for (const [name, version] of Object.entries(comps)) {
     if (!known.includes(name)) fail(`components.${name}`, `unknown component${didYouMean(name, known)}; known: ${known.join(', ')}`)
-    if (version === null || version === undefined || !/^\d+\.\d+\.\d+$/.test(String(version))) fail(`components.${name}`, `must be a version like 1.2.3, found ${JSON.stringify(version)}`)
+    if (version === null || version === undefined || !/^\d+\.\d+\.\d+$/.test(String(version)))
+      fail(`components.${name}`, `must be a version like 1.2.3, found ${JSON.stringify(version)}`)
     components.set(name, String(version))
   }
 
@@ -77,7 +78,7 @@ export function parseManifest(text: string, source: string): Manifest {
   }
   const images = list('images').map((v, i): ImageWant => {
     if (typeof v !== 'string') return fail(`images[${i}]`, 'must be a reference string such as registry.k8s.io/pause:3.9')
-    let parsed
+    let parsed: ImageRef
     try {
       parsed = parseImageRef(v)
     } catch (e) {
@@ -116,9 +117,14 @@ export function parseManifest(text: string, source: string): Manifest {
     const entry = typeof e === 'string' ? { release: e } : (e as { release?: unknown; platforms?: unknown })
     const id = entry?.release
     if (typeof id !== 'string') return fail(`packages.releases[${i}]`, 'must be a release name or { release: NAME, platforms: [...] }')
-    if (!knownReleases.includes(id)) fail(`packages.releases[${i}]`, `unknown release ${JSON.stringify(id)}${didYouMean(id, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`)
+    if (!knownReleases.includes(id))
+      fail(
+        `packages.releases[${i}]`,
+        `unknown release ${JSON.stringify(id)}${didYouMean(id, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`,
+      )
     if (entry.platforms === undefined) return { id }
-    if (!Array.isArray(entry.platforms) || !entry.platforms.every((p) => platforms.includes(p as Platform))) fail(`packages.releases[${i}].platforms`, `must list platforms of the manifest (${platforms.join(', ')})`)
+    if (!Array.isArray(entry.platforms) || !entry.platforms.every((p) => platforms.includes(p as Platform)))
+      fail(`packages.releases[${i}].platforms`, `must list platforms of the manifest (${platforms.join(', ')})`)
     return { id, platforms: entry.platforms as Platform[] }
   })
   const names = Array.isArray(pk.names) ? pk.names.map(String) : fail('packages.names', 'must list package names')

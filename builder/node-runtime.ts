@@ -33,17 +33,31 @@ export async function extractRuntime(cache: Cache, tarball: Sha256, xz = 'xz'): 
   let stderr = ''
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   const exited = new Promise<number>((resolve, reject) => {
-    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new KaError('EUSAGE', `${xz} is not installed: the build machine needs xz to unpack the Node.js runtime (apt-get install xz-utils)`) : e))
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        e.code === 'ENOENT'
+          ? new KaError('EUSAGE', `${xz} is not installed: the build machine needs xz to unpack the Node.js runtime (apt-get install xz-utils)`)
+          : e,
+      ),
+    )
     child.on('close', (code) => resolve(code ?? 1))
   })
   const unpacked = readTar(child.stdout, (e) => {
     if (found || e.type !== 'File' || !/^(\.\/)?node-v[^/]+\/bin\/node$/.test(e.path)) return void e.body.resume()
     found = true
-    e.body.on('data', (c: Buffer) => (hash.update(c), (size += c.length)))
+    e.body.on('data', (c: Buffer) => {
+      hash.update(c)
+      size += c.length
+    })
     return pipeline(e.body, createWriteStream(partial))
   })
   try {
-    await Promise.all([unpacked, exited.then((code) => (code === 0 ? undefined : Promise.reject(new KaError('EINTEGRITY', `the Node.js runtime tarball did not unpack: ${stderr.trim()}`))))])
+    await Promise.all([
+      unpacked,
+      exited.then((code) =>
+        code === 0 ? undefined : Promise.reject(new KaError('EINTEGRITY', `the Node.js runtime tarball did not unpack: ${stderr.trim()}`)),
+      ),
+    ])
     if (!found) throw new KaError('EINTEGRITY', 'the Node.js runtime tarball has no node-v*/bin/node')
     const digest = Sha256.ofHash(hash)
     await cache.commit(partial, digest)

@@ -73,10 +73,20 @@ async function writeBundle(o: PackOptions, items: Item[], data: DataFiles, id: B
   const sumsText = Buffer.from(formatSums(sums))
 
   type Entry = { rel: string; dir?: true; data?: Buffer; mode?: number; item?: Item }
-  const entries: Entry[] = [{ rel: SUMS_FILE, data: sumsText }, ...[...data].map(([rel, d]) => ({ rel, data: d.bytes, mode: d.mode })), ...items.map((item) => ({ rel: item.rel, item }))]
+  const entries: Entry[] = [
+    { rel: SUMS_FILE, data: sumsText },
+    ...[...data].map(([rel, d]) => ({ rel, data: d.bytes, mode: d.mode })),
+    ...items.map((item) => ({ rel: item.rel, item })),
+  ]
   if (o.signingKeyPem) {
     // Ed25519 signatures are deterministic: a signed bundle is still the same bytes every build.
-    const statement = statementBytes({ bundle: name, kubernetes: id.kubernetes, platform: id.platform, sha256sums: Sha256.of(sumsText).oci, lock: Sha256.of(data.get(LOCK_FILE)!.bytes).oci })
+    const statement = statementBytes({
+      bundle: name,
+      kubernetes: id.kubernetes,
+      platform: id.platform,
+      sha256sums: Sha256.of(sumsText).oci,
+      lock: Sha256.of(data.get(LOCK_FILE)!.bytes).oci,
+    })
     entries.push({ rel: STATEMENT_FILE, data: statement }, { rel: SIGNATURE_FILE, data: signStatement(statement, o.signingKeyPem) })
   }
   const dirs = new Set<string>([''])

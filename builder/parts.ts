@@ -13,7 +13,8 @@ import type { Problem } from '../bundle/verify.js'
 export function parseSize(text: string): number {
   const m = /^(\d+)([KMG]?)i?B?$/i.exec(text.trim())
   const n = m ? Number(m[1]) * 1024 ** ['', 'K', 'M', 'G'].indexOf(m[2]!.toUpperCase()) : NaN
-  if (!Number.isSafeInteger(n) || n < 512) throw new KaError('EUSAGE', `--split ${JSON.stringify(text)}: give a size like 3900M, 1G or 64K (at least 512 bytes)`)
+  if (!Number.isSafeInteger(n) || n < 512)
+    throw new KaError('EUSAGE', `--split ${JSON.stringify(text)}: give a size like 3900M, 1G or 64K (at least 512 bytes)`)
   return n
 }
 
@@ -80,15 +81,21 @@ export async function checkParts(partsFile: string): Promise<PartsCheck> {
   const text = await readFile(partsFile, 'utf8').catch(() => {
     throw new KaError('EUSAGE', `${partsFile}: no such parts file; give NAME.parts.sha256 from a split build`)
   })
-  const entries = text.trim().split('\n').map((l) => /^([0-9a-f]{64}) {2}(\S+)$/.exec(l)).filter((m): m is RegExpExecArray => !!m)
+  const entries = text
+    .trim()
+    .split('\n')
+    .map((l) => /^([0-9a-f]{64}) {2}(\S+)$/.exec(l))
+    .filter((m): m is RegExpExecArray => !!m)
   const wholeLine = entries.pop()
   if (!wholeLine || entries.length === 0) throw new KaError('EVERIFY', `${partsFile}: not a parts file; copy it again`)
   // Only the names the builder writes, as plain names in the parts file's own folder: never
   // a path (../../x.tar) nor a device (/dev/zero).
   const tarName = wholeLine[2]!
-  if (!TAR_NAME.test(tarName)) throw new KaError('EVERIFY', `${partsFile}: names ${JSON.stringify(tarName)}, which is not a bundle tar's name; copy the parts file again`)
+  if (!TAR_NAME.test(tarName))
+    throw new KaError('EVERIFY', `${partsFile}: names ${JSON.stringify(tarName)}, which is not a bundle tar's name; copy the parts file again`)
   entries.forEach(([, , name], i) => {
-    if (name !== partName(tarName, i)) throw new KaError('EVERIFY', `${partsFile}: names ${JSON.stringify(name)} where part ${partName(tarName, i)} belongs; copy the parts file again`)
+    if (name !== partName(tarName, i))
+      throw new KaError('EVERIFY', `${partsFile}: names ${JSON.stringify(name)} where part ${partName(tarName, i)} belongs; copy the parts file again`)
   })
   const dir = dirname(partsFile)
   const problems: Problem[] = []

@@ -1,7 +1,24 @@
 import type { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { ImageLayout } from '../bundle/image-layout.js'
-import { bundleName, bundleTarName, EXEC_MODE, FILE_MODE, filePath, IMAGE_INDEX, IMAGE_LAYOUT_FILE, imageBlobPath, INSTALL_SCRIPT, INSTALLER_FILE, KUBEADM_TABLE_FILE, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SBOM_FILE } from '../bundle/layout.js'
+import {
+  bundleName,
+  bundleTarName,
+  EXEC_MODE,
+  FILE_MODE,
+  filePath,
+  IMAGE_INDEX,
+  IMAGE_LAYOUT_FILE,
+  imageBlobPath,
+  INSTALL_SCRIPT,
+  INSTALLER_FILE,
+  KUBEADM_TABLE_FILE,
+  LOCK_FILE,
+  packagePath,
+  RUNTIME_COMPONENT,
+  RUNTIME_NODE,
+  SBOM_FILE,
+} from '../bundle/layout.js'
 import { filesFor, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
 import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
 import { archOf, type Platform } from '../bundle/platform.js'
@@ -41,17 +58,40 @@ export interface BundlePlan {
  */
 export function planBundle(lock: Lock, platform: Platform, releases: readonly string[] | undefined, lockPath: string): BundlePlan {
   if (!lock.platforms.includes(platform)) {
-    throw new KaError('EUSAGE', `${lockPath} has no ${platform} files (it locks ${lock.platforms.join(', ')}); add the platform to the manifest and run \`bundle lock\``)
+    throw new KaError(
+      'EUSAGE',
+      `${lockPath} has no ${platform} files (it locks ${lock.platforms.join(', ')}); add the platform to the manifest and run \`bundle lock\``,
+    )
   }
   const lockedReleases = [...new Set(lock.packages.map((p) => p.release))]
-  for (const r of releases ?? []) if (!lockedReleases.includes(r)) throw new KaError('EUSAGE', `--os ${r}: the lock has no packages for it (it has ${lockedReleases.join(', ') || 'none'}); add it to the manifest's packages.releases and run \`bundle lock\``)
+  for (const r of releases ?? [])
+    if (!lockedReleases.includes(r))
+      throw new KaError(
+        'EUSAGE',
+        `--os ${r}: the lock has no packages for it (it has ${lockedReleases.join(', ') || 'none'}); add it to the manifest's packages.releases and run \`bundle lock\``,
+      )
   const files = filesFor(lock, platform)
   const name = bundleName(lock.kubernetes, archOf(platform))
   const fileDownloads = files.map(
-    (f): PlannedDownload => ({ rel: filePath(f.file), digest: f.integrity, ...(f.size !== undefined ? { size: f.size } : {}), label: `${f.name} ${f.version}`, what: `${f.name} ${f.version} (${filePath(f.file)})`, url: f.url }),
+    (f): PlannedDownload => ({
+      rel: filePath(f.file),
+      digest: f.integrity,
+      ...(f.size !== undefined ? { size: f.size } : {}),
+      label: `${f.name} ${f.version}`,
+      what: `${f.name} ${f.version} (${filePath(f.file)})`,
+      url: f.url,
+    }),
   )
   const packageDownloads = packagesFor(lock, platform, releases).map(
-    (p): PlannedDownload => ({ rel: packagePath(p.release, p.file), digest: p.integrity, size: p.size, label: `${p.release} ${p.name} ${p.version}`, what: `${p.release} package ${p.name} ${p.version}`, url: p.url, ...(p.snapshot ? { fallback: p.snapshot } : {}) }),
+    (p): PlannedDownload => ({
+      rel: packagePath(p.release, p.file),
+      digest: p.integrity,
+      size: p.size,
+      label: `${p.release} ${p.name} ${p.version}`,
+      what: `${p.release} package ${p.name} ${p.version}`,
+      url: p.url,
+      ...(p.snapshot ? { fallback: p.snapshot } : {}),
+    }),
   )
   const at = (name: string) => {
     const i = files.findIndex((f) => f.name === name)
@@ -60,7 +100,13 @@ export function planBundle(lock: Lock, platform: Platform, releases: readonly st
   const runtime = at(RUNTIME_COMPONENT)
   if (!runtime) throw new KaError('ENOTPINNED', `the lock pins no Node.js runtime (component ${RUNTIME_COMPONENT}); the installer cannot run without it`)
   const calico = at('calico-manifest')
-  return { id: { name, tarName: bundleTarName(name), kubernetes: lock.kubernetes, platform }, files, downloads: [...fileDownloads, ...packageDownloads], runtime, ...(calico ? { calico } : {}) }
+  return {
+    id: { name, tarName: bundleTarName(name), kubernetes: lock.kubernetes, platform },
+    files,
+    downloads: [...fileDownloads, ...packageDownloads],
+    runtime,
+    ...(calico ? { calico } : {}),
+  }
 }
 
 /** The blobs of the planned images, each once (a layer two images share is stored once), with its label. */
@@ -69,7 +115,13 @@ export function imageBlobs(planned: readonly PlannedImage[]): { image: PlannedIm
   for (const p of planned) {
     for (const d of [p.manifest, ...p.blobs]) {
       if (seen.has(d.digest.hex)) continue
-      seen.set(d.digest.hex, { image: p, rel: imageBlobPath(d.digest.hex), digest: d.digest, size: d.size, label: `${p.name} ${d === p.manifest ? 'manifest' : `blob ${d.digest.hex.slice(0, 12)}`}` })
+      seen.set(d.digest.hex, {
+        image: p,
+        rel: imageBlobPath(d.digest.hex),
+        digest: d.digest,
+        size: d.size,
+        label: `${p.name} ${d === p.manifest ? 'manifest' : `blob ${d.digest.hex.slice(0, 12)}`}`,
+      })
     }
   }
   return [...seen.values()]
@@ -80,7 +132,13 @@ export function imageBlobs(planned: readonly PlannedImage[]): { image: PlannedIm
  * only, images resolved to their platform manifests), the SBOM, the images' OCI layout, the
  * `install` entry script, the installer and its image table.
  */
-export function bundleData(lock: Lock, plan: BundlePlan, releases: readonly string[] | undefined, images: { planned: readonly PlannedImage[]; locked: LockedImage[] }, inputs: { installer: Buffer; kubeadmTable: Buffer; toolVersion: string }): { data: DataFiles; lock: Lock } {
+export function bundleData(
+  lock: Lock,
+  plan: BundlePlan,
+  releases: readonly string[] | undefined,
+  images: { planned: readonly PlannedImage[]; locked: LockedImage[] },
+  inputs: { installer: Buffer; kubeadmTable: Buffer; toolVersion: string },
+): { data: DataFiles; lock: Lock } {
   const bundleLock: Lock = { ...reduceLock(lock, plan.id.platform, releases), images: images.locked }
   const data: DataFiles = new Map([
     [LOCK_FILE, { bytes: Buffer.from(serializeLock(bundleLock)), mode: FILE_MODE }],

@@ -99,7 +99,7 @@ export class TtyProgress extends Rows {
     if (this.closed) return
     this.clear()
     const lines = renderRows([...this.rows.values()], Date.now(), this.stream.columns || 100)
-    if (lines.length > 0) this.stream.write(lines.join('\n') + '\n')
+    if (lines.length > 0) this.stream.write(`${lines.join('\n')}\n`)
     this.drawn = lines.length
   }
 }

@@ -22,7 +22,10 @@ export function parseRegistryMirror(spec: string): RegistryMirror {
     url = undefined
   }
   if (i <= 0 || !url || !/^https?:$/.test(url.protocol) || host.includes('/')) {
-    throw new KaError('EUSAGE', `--registry-mirror ${JSON.stringify(spec)}: expected HOST=URL, e.g. registry.k8s.io=https://registry.example/google_containers or docker.io=http://127.0.0.1:5000`)
+    throw new KaError(
+      'EUSAGE',
+      `--registry-mirror ${JSON.stringify(spec)}: expected HOST=URL, e.g. registry.k8s.io=https://registry.example/google_containers or docker.io=http://127.0.0.1:5000`,
+    )
   }
   return { host: host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host, url }
 }
@@ -79,7 +82,12 @@ export class RegistryClient {
     const url = `${ep.base}/v2/${ep.repo}/manifests/${reference}`
     const what = imageName(ref)
     return withRetries(what, url, this.o.http, async (_progressed, a) => {
-      const res = await request(url, { dispatcher: this.o.http.dispatcher, method: 'GET', headers: { accept: ACCEPT_MANIFESTS, ...this.headers(ep) }, signal: a.signal })
+      const res = await request(url, {
+        dispatcher: this.o.http.dispatcher,
+        method: 'GET',
+        headers: { accept: ACCEPT_MANIFESTS, ...this.headers(ep) },
+        signal: a.signal,
+      })
       if (res.statusCode === 401) {
         await res.body.dump()
         if (await this.authenticate(ep, headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated')
@@ -107,7 +115,13 @@ export class RegistryClient {
   }
 
   /** Downloads a blob into `partial` (resuming what is there), verified against its digest. */
-  async blob(ref: ImageRef, digest: Sha256, size: number, partial: string, opts: { onBytes?: (n: number) => void; signal?: AbortSignal } = {}): Promise<Downloaded> {
+  async blob(
+    ref: ImageRef,
+    digest: Sha256,
+    size: number,
+    partial: string,
+    opts: { onBytes?: (n: number) => void; signal?: AbortSignal } = {},
+  ): Promise<Downloaded> {
     const ep = this.endpoint(ref)
     const what = `${imageName(ref)} blob ${digest.hex.slice(0, 12)}`
     return download(
@@ -148,10 +162,20 @@ export class RegistryClient {
     if (parsed.params.service) realm.searchParams.set('service', parsed.params.service)
     realm.searchParams.set('scope', parsed.params.scope ?? `repository:${ep.repo}:pull`)
     const token = await withRetries(`token for ${ep.host}`, realm.toString(), this.o.http, async (_progressed, a) => {
-      const res = await request(realm.toString(), { dispatcher: this.o.http.dispatcher, method: 'GET', headers: basic ? { authorization: basic } : {}, signal: a.signal })
+      const res = await request(realm.toString(), {
+        dispatcher: this.o.http.dispatcher,
+        method: 'GET',
+        headers: basic ? { authorization: basic } : {},
+        signal: a.signal,
+      })
       const body = await res.body.text()
       if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
-      if (res.statusCode !== 200) throw new KaError('EREGISTRY', `${ep.host}: the token service ${redactUrl(realm.toString())} answered HTTP ${res.statusCode}; ${cred ? 'check the credentials in ~/.docker/config.json' : 'this registry may need credentials: docker login'}`, { registryCode: 'UNAUTHORIZED' })
+      if (res.statusCode !== 200)
+        throw new KaError(
+          'EREGISTRY',
+          `${ep.host}: the token service ${redactUrl(realm.toString())} answered HTTP ${res.statusCode}; ${cred ? 'check the credentials in ~/.docker/config.json' : 'this registry may need credentials: docker login'}`,
+          { registryCode: 'UNAUTHORIZED' },
+        )
       const t = (JSON.parse(body) as { token?: string; access_token?: string }) ?? {}
       return t.token ?? t.access_token
     })
@@ -172,7 +196,9 @@ export function parseChallenge(header: string): { scheme: string; params: Record
 }
 
 const unauthorized = (what: string, ep: Endpoint): KaError =>
-  new KaError('EREGISTRY', `${what}: UNAUTHORIZED at ${ep.base}; log in (docker login ${ep.host}) or check ~/.docker/config.json`, { registryCode: 'UNAUTHORIZED' })
+  new KaError('EREGISTRY', `${what}: UNAUTHORIZED at ${ep.base}; log in (docker login ${ep.host}) or check ~/.docker/config.json`, {
+    registryCode: 'UNAUTHORIZED',
+  })
 
 /** An error from the registry's JSON error body, carrying its OCI code (MANIFEST_UNKNOWN, ...). */
 export function registryError(what: string, url: string, status: number, body: string): KaError {
@@ -185,6 +211,15 @@ export function registryError(what: string, url: string, status: number, body: s
   } catch {
     // not JSON: the status says it all
   }
-  const hint = code === 'MANIFEST_UNKNOWN' || code === 'NAME_UNKNOWN' || status === 404 ? 'check the image name and tag, and --registry-mirror' : code === 'DENIED' || code === 'UNAUTHORIZED' ? 'check the credentials in ~/.docker/config.json' : 'try again later or use --registry-mirror'
-  return new KaError('EREGISTRY', `${what}: ${code}${message ? ` (${message})` : ''} from ${redactUrl(url)} (HTTP ${status}); ${hint}`, { registryCode: code, status, url: redactUrl(url) })
+  const hint =
+    code === 'MANIFEST_UNKNOWN' || code === 'NAME_UNKNOWN' || status === 404
+      ? 'check the image name and tag, and --registry-mirror'
+      : code === 'DENIED' || code === 'UNAUTHORIZED'
+        ? 'check the credentials in ~/.docker/config.json'
+        : 'try again later or use --registry-mirror'
+  return new KaError('EREGISTRY', `${what}: ${code}${message ? ` (${message})` : ''} from ${redactUrl(url)} (HTTP ${status}); ${hint}`, {
+    registryCode: code,
+    status,
+    url: redactUrl(url),
+  })
 }

@@ -35,7 +35,12 @@ const ubuntuSnapshot = (arch: Arch, ts: string) => `https://snapshot.ubuntu.com/
 const UBUNTU_KEYRING = 'ubuntu-archive-keyring.gpg'
 
 /** A supported Ubuntu release: the release, -updates and -security suites, main and universe. */
-const ubuntuRelease = (version: string, codename: string, archive: (arch: Arch) => string = ubuntu, security: (arch: Arch) => string = ubuntuSecurity): Release => ({
+const ubuntuRelease = (
+  version: string,
+  codename: string,
+  archive: (arch: Arch) => string = ubuntu,
+  security: (arch: Arch) => string = ubuntuSecurity,
+): Release => ({
   id: `ubuntu-${version}`,
   archive,
   suites: [{ suite: codename }, { suite: `${codename}-updates` }, { suite: `${codename}-security`, archive: security }],
@@ -59,7 +64,11 @@ export const RELEASES: readonly Release[] = [
     suites: [
       { suite: 'bookworm' },
       { suite: 'bookworm-updates' },
-      { suite: 'bookworm-security', archive: () => 'http://deb.debian.org/debian-security', snapshot: (_arch, ts) => `https://snapshot.debian.org/archive/debian-security/${ts}` },
+      {
+        suite: 'bookworm-security',
+        archive: () => 'http://deb.debian.org/debian-security',
+        snapshot: (_arch, ts) => `https://snapshot.debian.org/archive/debian-security/${ts}`,
+      },
     ],
     components: ['main'],
     keyring: 'debian-archive-keyring.gpg',

@@ -100,7 +100,7 @@ check_signed() {
   done
   openssl pkeyutl -verify -pubin -inkey "$work/key.pem" -rawin -in "$d/${STATEMENT_FILE}" -sigfile "$d/${SIGNATURE_FILE}" >/dev/null 2>&1 \\
     || die "$name: the signature does not match key $KEY_FINGERPRINT; do not install it: get the bundle again from who built it"
-  field() { sed -n "s/^  \\"$1\\": \\"\\([^\\"]*\\)\\",\\{0,1\\}\$/\\1/p" "$d/${STATEMENT_FILE}"; }
+  field() { sed -n "s/^  \\"$1\\": \\"\\([^\\"]*\\)\\",\\{0,1\\}$/\\1/p" "$d/${STATEMENT_FILE}"; }
   st_bundle=$(field bundle); st_sums=$(field sha256sums); st_lock=$(field lock)
   st_kubernetes=$(field kubernetes); st_platform=$(field platform)
   [ "$st_bundle" = "$name" ] || die "$name: the signed statement is for $st_bundle, not for this bundle; do not install it"
@@ -151,7 +151,7 @@ check_tar() {
   dup=$(sort "$work/names" | uniq -d | head -n 1)
   [ -z "$dup" ] || die "$(basename "$src"): $dup appears twice; do not unpack it"
   name=$(head -n 1 "$work/names" | cut -d/ -f1)
-  grep -qvE "^$name(/|\$)" "$work/names" && die "$(basename "$src"): more than one top folder; do not unpack it"
+  grep -qvE "^$name(/|$)" "$work/names" && die "$(basename "$src"): more than one top folder; do not unpack it"
   grep -q "^$name/${JOIN_DIR}/" "$work/names" && die "$name: a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node); do not unpack it"
   mkdir "$work/small"
   # One pass: every regular file hashed as GNU tar reads it; the four small files kept.

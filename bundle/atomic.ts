@@ -22,7 +22,6 @@ export type Sink = (buf: Buffer) => Promise<void>
 /** The temp file `writeAtomic` uses for `path`: `.NAME.tmp-PID-RANDOM` (the PID tells a live writer's from a dead one's). */
 export const tempPrefix = (name: string): string => `.${name}.tmp-`
 
-
 /**
  * Writes a file the one safe way: a temp file with a random name beside the target, created
  * exclusively and never through a link (O_EXCL|O_NOFOLLOW), every byte hashed as it is

@@ -39,12 +39,20 @@ export function kubeadmImages(kubernetes: string, tableText: string): RequiredIm
   const table = yaml.load(tableText) as Record<string, { coredns: string; etcd: string; pause: string }>
   const row = table[kubernetes]
   if (!row) {
-    throw new KaError('ENOTPINNED', `Kubernetes ${kubernetes}: manifests/kubeadm-images.yaml has no row for it (it knows ${Object.keys(table).join(', ')}); run \`kubeadm config images list --kubernetes-version v${kubernetes}\` with that kubeadm and add its coredns, etcd and pause versions`)
+    throw new KaError(
+      'ENOTPINNED',
+      `Kubernetes ${kubernetes}: manifests/kubeadm-images.yaml has no row for it (it knows ${Object.keys(table).join(', ')}); run \`kubeadm config images list --kubernetes-version v${kubernetes}\` with that kubeadm and add its coredns, etcd and pause versions`,
+    )
   }
   const r = KUBEADM_REPOSITORY
   const pause = `${r}/pause:${row.pause}`
   return {
-    kubeadm: [...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy'].map((n) => `${r}/${n}:v${kubernetes}`), `${r}/coredns/coredns:${row.coredns}`, pause, `${r}/etcd:${row.etcd}`],
+    kubeadm: [
+      ...['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy'].map((n) => `${r}/${n}:v${kubernetes}`),
+      `${r}/coredns/coredns:${row.coredns}`,
+      pause,
+      `${r}/etcd:${row.etcd}`,
+    ],
     pause,
   }
 }
@@ -53,7 +61,10 @@ export function kubeadmImages(kubernetes: string, tableText: string): RequiredIm
 export function manifestImages(manifestText: string): string[] {
   const found = new Set<string>()
   const walk = (v: unknown, inContainers: boolean): void => {
-    if (Array.isArray(v)) return v.forEach((x) => walk(x, inContainers))
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x, inContainers)
+      return
+    }
     if (typeof v !== 'object' || v === null) return
     for (const [k, x] of Object.entries(v)) {
       if (k === 'image' && inContainers && typeof x === 'string') found.add(imageName(parseImageRef(x)))

@@ -22,7 +22,7 @@ export class Sha256 {
   /** `sha256-<base64>` (one hash only: a lock pins exactly one). */
   static fromSri(sri: string): Sha256 {
     const parsed = ssri.parse(sri, { single: true, strict: true })
-    if (!parsed || parsed.algorithm !== 'sha256') throw new Error(`not a sha256 integrity string: ${JSON.stringify(sri)}`)
+    if (parsed?.algorithm !== 'sha256') throw new Error(`not a sha256 integrity string: ${JSON.stringify(sri)}`)
     const hex = Buffer.from(parsed.digest, 'base64').toString('hex')
     if (!HEX.test(hex)) throw new Error(`not a sha256 integrity string: ${JSON.stringify(sri)}`)
     return new Sha256(hex)

@@ -45,6 +45,8 @@ export const isKaError = (e: unknown): e is KaError => e instanceof KaError
  */
 export function internalError(program: string, e: unknown): string {
   const err = e as Error
-  const detail = process.env.KUBE_AIRGAP_DEBUG ? (err?.stack ?? String(e)) : `${err?.message ?? String(e)} (run with KUBE_AIRGAP_DEBUG=1 for the details, and report it)`
+  const detail = process.env.KUBE_AIRGAP_DEBUG
+    ? (err?.stack ?? String(e))
+    : `${err?.message ?? String(e)} (run with KUBE_AIRGAP_DEBUG=1 for the details, and report it)`
   return `${program}: internal error: ${detail.replace(/\n(?!\s+at )/g, ' ')}`
 }

@@ -64,7 +64,8 @@ export class ImageLayout {
       } catch {
         return bad(`manifests[${i}] has digest ${JSON.stringify(m.digest)}`)
       }
-      const size = typeof m.size === 'number' && Number.isSafeInteger(m.size) && m.size >= 0 ? m.size : bad(`manifests[${i}] has size ${JSON.stringify(m.size)}`)
+      const size =
+        typeof m.size === 'number' && Number.isSafeInteger(m.size) && m.size >= 0 ? m.size : bad(`manifests[${i}] has size ${JSON.stringify(m.size)}`)
       return {
         name: typeof annotations[ANNOTATION_IMAGE_NAME] === 'string' ? annotations[ANNOTATION_IMAGE_NAME] : '',
         manifest,

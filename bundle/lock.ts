@@ -130,8 +130,10 @@ export function urlProblem(text: string): string | undefined {
     return `not a URL: ${JSON.stringify(text)}`
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must be an http(s) URL'
-  if (u.username || u.password) return 'holds credentials (user:password@); a lock goes into every bundle: reach a private source through --mirror or a proxy instead'
-  if (u.search || u.hash || text.includes('?') || text.includes('#')) return 'has a query string or fragment (tokens live there); a lock goes into every bundle: use a plain URL, with --mirror for a private source'
+  if (u.username || u.password)
+    return 'holds credentials (user:password@); a lock goes into every bundle: reach a private source through --mirror or a proxy instead'
+  if (u.search || u.hash || text.includes('?') || text.includes('#'))
+    return 'has a query string or fragment (tokens live there); a lock goes into every bundle: use a plain URL, with --mirror for a private source'
   if (/%(?![0-9a-fA-F]{2})/.test(text)) return `has a malformed %-escape: ${JSON.stringify(text)}`
   return undefined
 }
@@ -208,7 +210,11 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     } catch {
       canonical = undefined
     }
-    if (canonical !== ref) r.fail(`${at}.ref`, `must be a canonical reference like registry.k8s.io/pause:3.9 or docker.io/calico/node:v3.28.0 (the digest goes in "digest"), found ${JSON.stringify(ref)}`)
+    if (canonical !== ref)
+      r.fail(
+        `${at}.ref`,
+        `must be a canonical reference like registry.k8s.io/pause:3.9 or docker.io/calico/node:v3.28.0 (the digest goes in "digest"), found ${JSON.stringify(ref)}`,
+      )
     const digest = r.digest(o, 'digest', `${at}.digest`)
     const manifest = r.digest(o, 'manifest', `${at}.manifest`)
     if (manifest && !digest) r.fail(`${at}.manifest`, 'only an image pinned by "digest" can name its platform manifest')
@@ -223,7 +229,8 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     const release = r.string(o, 'release', `${at}.release`)!
     if (!/^[a-z]+-[0-9.]+$/.test(release)) r.fail(`${at}.release`, `must be like ubuntu-22.04, found ${JSON.stringify(release)}`)
     const file = r.string(o, 'file', `${at}.file`)!
-    if (!isSafeRelativePath(file) || file.includes('/') || !file.endsWith('.deb')) r.fail(`${at}.file`, `must be a .deb file name, found ${JSON.stringify(file)}`)
+    if (!isSafeRelativePath(file) || file.includes('/') || !file.endsWith('.deb'))
+      r.fail(`${at}.file`, `must be a .deb file name, found ${JSON.stringify(file)}`)
     let integrity: Sha256
     try {
       integrity = Sha256.fromSri(r.string(o, 'integrity', `${at}.integrity`)!)
@@ -232,7 +239,17 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     }
     if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
     const snapshot = o.snapshot === undefined ? undefined : r.url(o, 'snapshot', `${at}.snapshot`)
-    return { release, platform: platform as Platform, name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url: r.url(o, 'url', `${at}.url`), ...(snapshot ? { snapshot } : {}), integrity, size: o.size as number, file }
+    return {
+      release,
+      platform: platform as Platform,
+      name: r.text(o, 'name', `${at}.name`),
+      version: r.text(o, 'version', `${at}.version`),
+      url: r.url(o, 'url', `${at}.url`),
+      ...(snapshot ? { snapshot } : {}),
+      integrity,
+      size: o.size as number,
+      file,
+    }
   })
 
   return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
@@ -243,8 +260,7 @@ export const packagesFor = (lock: Lock, platform: Platform, releases?: readonly 
   lock.packages.filter((p) => p.platform === platform && (!releases || releases.includes(p.release)))
 
 /** The files a bundle for `platform` carries: that platform's own and the shared ones. */
-export const filesFor = (lock: Lock, platform: Platform): LockedFile[] =>
-  lock.files.filter((f) => f.platform === undefined || f.platform === platform)
+export const filesFor = (lock: Lock, platform: Platform): LockedFile[] => lock.files.filter((f) => f.platform === undefined || f.platform === platform)
 
 /** The lock as one bundle carries it: its platform only (and the chosen releases' packages). */
 export function reduceLock(lock: Lock, platform: Platform, releases?: readonly string[]): Lock {
@@ -262,7 +278,21 @@ export function serializeLock(lock: Lock): string {
     ...(f.size !== undefined ? { size: f.size } : {}),
     file: f.file,
   }))
-  const images = lock.images.map((im) => ({ ref: im.ref, ...(im.digest ? { digest: im.digest.oci } : {}), ...(im.manifest ? { manifest: im.manifest.oci } : {}) }))
-  const packages = lock.packages.map((p) => ({ release: p.release, platform: p.platform, name: p.name, version: p.version, url: p.url, ...(p.snapshot ? { snapshot: p.snapshot } : {}), integrity: p.integrity.sri, size: p.size, file: p.file }))
+  const images = lock.images.map((im) => ({
+    ref: im.ref,
+    ...(im.digest ? { digest: im.digest.oci } : {}),
+    ...(im.manifest ? { manifest: im.manifest.oci } : {}),
+  }))
+  const packages = lock.packages.map((p) => ({
+    release: p.release,
+    platform: p.platform,
+    name: p.name,
+    version: p.version,
+    url: p.url,
+    ...(p.snapshot ? { snapshot: p.snapshot } : {}),
+    integrity: p.integrity.sri,
+    size: p.size,
+    file: p.file,
+  }))
   return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

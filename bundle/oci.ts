@@ -60,10 +60,17 @@ export function parseManifestDoc(data: Buffer, contentType: string | undefined, 
   } catch {
     throw new KaError('EREGISTRY', `${where}: the manifest is not JSON`)
   }
-  const mediaType = String(o.mediaType ?? contentType ?? '').split(';')[0]!.trim()
-  if (o.schemaVersion !== 2) throw new KaError('EREGISTRY', `${where}: schema version ${JSON.stringify(o.schemaVersion)} is not supported (only schema 2 and OCI)`)
+  const mediaType = String(o.mediaType ?? contentType ?? '')
+    .split(';')[0]!
+    .trim()
+  if (o.schemaVersion !== 2)
+    throw new KaError('EREGISTRY', `${where}: schema version ${JSON.stringify(o.schemaVersion)} is not supported (only schema 2 and OCI)`)
   if (Array.isArray(o.manifests) || INDEX_TYPES.includes(mediaType)) {
-    return { kind: 'index', mediaType: mediaType || MediaType.ociIndex, manifests: ((o.manifests as unknown[]) ?? []).map((m, i) => descriptor(m, `${where}: manifests[${i}]`)) }
+    return {
+      kind: 'index',
+      mediaType: mediaType || MediaType.ociIndex,
+      manifests: ((o.manifests as unknown[]) ?? []).map((m, i) => descriptor(m, `${where}: manifests[${i}]`)),
+    }
   }
   if (!o.config) throw new KaError('EREGISTRY', `${where}: neither an index nor an image manifest (${mediaType || 'no media type'})`)
   return {
@@ -83,9 +90,12 @@ const isAttestation = (d: Descriptor): boolean => d.annotations?.['vnd.docker.re
 export function selectPlatform(index: Descriptor[], platform: Platform): Descriptor | undefined {
   const arch = archOf(platform)
   const fits = index.filter((d) => !isAttestation(d) && d.platform?.os === 'linux' && d.platform.architecture === arch)
-  const variantOk = (d: Descriptor) => (arch === 'arm64' ? d.platform?.variant === undefined || d.platform.variant === 'v8' : d.platform?.variant === undefined || d.platform.variant === 'v1')
+  const variantOk = (d: Descriptor) =>
+    arch === 'arm64' ? d.platform?.variant === undefined || d.platform.variant === 'v8' : d.platform?.variant === undefined || d.platform.variant === 'v1'
   return fits.find(variantOk)
 }
 
 export const platformsOf = (index: Descriptor[]): string[] =>
-  index.filter((d) => !isAttestation(d) && d.platform).map((d) => `${d.platform!.os}/${d.platform!.architecture}${d.platform!.variant ? `/${d.platform!.variant}` : ''}`)
+  index
+    .filter((d) => !isAttestation(d) && d.platform)
+    .map((d) => `${d.platform!.os}/${d.platform!.architecture}${d.platform!.variant ? `/${d.platform!.variant}` : ''}`)

@@ -32,7 +32,16 @@ export async function runWhenExecuted(moduleUrl: string, main: (argv: string[]) 
 
 /** Output into strings, for tests that call `main(argv)` in process. */
 export function memoryIo(): Io & { stdout: string; stderr: string } {
-  const io = { stdout: '', stderr: '', out: (s: string) => void (io.stdout += printable(s)), err: (s: string) => void (io.stderr += printable(s)) }
+  const io = {
+    stdout: '',
+    stderr: '',
+    out: (s: string) => {
+      io.stdout += printable(s)
+    },
+    err: (s: string) => {
+      io.stderr += printable(s)
+    },
+  }
   return io
 }
 

@@ -52,24 +52,35 @@ export function publicKeyOnly(pem: string, source: string): string {
 
 /** sha256 of the key's SubjectPublicKeyInfo: what a security officer compares. */
 export function keyFingerprint(pem: string, source = 'public key'): string {
-  return `sha256:${createHash('sha256').update(publicKey(pem, source).export({ type: 'spki', format: 'der' })).digest('hex')}`
+  return `sha256:${createHash('sha256')
+    .update(publicKey(pem, source).export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`
 }
 
 /**
  * Checks a signed statement against the bundle's own SHA256SUMS and lock bytes. Any mismatch
  * (another key, a changed byte, a swapped lock) is ESIGNATURE, exit 1.
  */
-export function checkSignature(o: { statement?: Buffer; signature?: Buffer; sums: Buffer; lock: Buffer; publicKeyPem: string; keySource: string; name: string }): void {
-  const bad = (why: string): never => {
+export function checkSignature(o: {
+  statement?: Buffer
+  signature?: Buffer
+  sums: Buffer
+  lock: Buffer
+  publicKeyPem: string
+  keySource: string
+  name: string
+}): void {
+  function bad(why: string): never {
     throw new KaError('ESIGNATURE', `${o.name}: ${why}; do not install it: get the bundle (and its key) again from who built it`)
   }
   if (!o.statement || !o.signature) bad('the bundle is not signed')
-  if (!verify(null, o.statement!, publicKey(o.publicKeyPem, o.keySource), o.signature!)) bad(`the signature does not match ${o.keySource} (key ${keyFingerprint(o.publicKeyPem)})`)
+  if (!verify(null, o.statement!, publicKey(o.publicKeyPem, o.keySource), o.signature!))
+    bad(`the signature does not match ${o.keySource} (key ${keyFingerprint(o.publicKeyPem)})`)
   let s: Statement
   try {
     s = JSON.parse(o.statement!.toString('utf8')) as Statement
   } catch {
-    return bad('the signed statement is not JSON')
+    bad('the signed statement is not JSON')
   }
   if (s.bundle !== o.name) bad(`the signed statement is for ${JSON.stringify(s.bundle)}, not for this bundle`)
   if (s.sha256sums !== Sha256.of(o.sums).oci) bad('SHA256SUMS is not the one that was signed')

@@ -19,7 +19,8 @@ export function parseSums(text: string, source: string): Map<string, Sha256> {
     if (line === '') return
     const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line)
     if (!m?.[1] || !m[2]) throw new KaError('EVERIFY', `${source}: line ${i + 1} is not "<sha256>  <path>"; the bundle is damaged: copy it again`)
-    if (!isSafeRelativePath(m[2])) throw new KaError('EVERIFY', `${source}: line ${i + 1} names an unsafe path ${JSON.stringify(m[2])}; do not install this bundle`)
+    if (!isSafeRelativePath(m[2]))
+      throw new KaError('EVERIFY', `${source}: line ${i + 1} names an unsafe path ${JSON.stringify(m[2])}; do not install this bundle`)
     if (out.has(m[2])) throw new KaError('EVERIFY', `${source}: ${m[2]} is listed twice; the bundle is damaged: copy it again`)
     out.set(m[2], Sha256.fromHex(m[1]))
   })

@@ -113,7 +113,11 @@ export interface TarEntry {
  * sees every entry in order; its promises are awaited before this resolves. Malformed
  * headers are skipped, and told to `onWarn`.
  */
-export async function readTar(input: Readable, each: (e: TarEntry) => void | Promise<void>, opts: { gzip?: boolean; onWarn?: (message: string) => void } = {}): Promise<void> {
+export async function readTar(
+  input: Readable,
+  each: (e: TarEntry) => void | Promise<void>,
+  opts: { gzip?: boolean; onWarn?: (message: string) => void } = {},
+): Promise<void> {
   const pending: Promise<void>[] = []
   const parser = new Parser({
     strict: false,

@@ -5,7 +5,20 @@ import { basename, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { filePath, IMAGE_INDEX, isSafeRelativePath, JOIN_DIR, LOCK_FILE, packagePath, RUNTIME_COMPONENT, RUNTIME_NODE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, tarSumName } from './layout.js'
+import {
+  filePath,
+  IMAGE_INDEX,
+  isSafeRelativePath,
+  JOIN_DIR,
+  LOCK_FILE,
+  packagePath,
+  RUNTIME_COMPONENT,
+  RUNTIME_NODE,
+  SIGNATURE_FILE,
+  STATEMENT_FILE,
+  SUMS_FILE,
+  tarSumName,
+} from './layout.js'
 import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
@@ -125,19 +138,43 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
   // Under a required signature, a file that differs from what was signed is a signature failure.
   if (problems.length > 0 && opts.publicKeyPem) {
     const first = problems[0]!
-    throw new KaError('ESIGNATURE', `${scan.name}: ${first.path}: ${first.problem}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}: not what was signed; do not install it`, { problems })
+    throw new KaError(
+      'ESIGNATURE',
+      `${scan.name}: ${first.path}: ${first.problem}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}: not what was signed; do not install it`,
+      { problems },
+    )
   }
   if (problems.length > 0 || !lock) fail(source, problems)
   let signedBy: string | undefined
   const statement = scan.small.get(STATEMENT_FILE)
   const signature = scan.small.get(SIGNATURE_FILE)
   if (opts.publicKeyPem) {
-    checkSignature({ statement, signature, sums: sumsText, lock: lockText!, publicKeyPem: opts.publicKeyPem, keySource: opts.keySource ?? 'the public key', name: scan.name })
+    checkSignature({
+      statement,
+      signature,
+      sums: sumsText,
+      lock: lockText!,
+      publicKeyPem: opts.publicKeyPem,
+      keySource: opts.keySource ?? 'the public key',
+      name: scan.name,
+    })
     signedBy = keyFingerprint(opts.publicKeyPem)
   } else if (opts.requireSignature) {
-    throw new KaError('ESIGNATURE', `${scan.name}: ${statement && signature ? 'a signature is required but no public key was given (--public-key FILE)' : 'the bundle is not signed'}; do not install it unsigned`)
+    throw new KaError(
+      'ESIGNATURE',
+      `${scan.name}: ${statement && signature ? 'a signature is required but no public key was given (--public-key FILE)' : 'the bundle is not signed'}; do not install it unsigned`,
+    )
   }
-  return { name: scan.name, lock, files: scan.digests.size, bytes: scan.bytes, digests: scan.digests, ...(signedBy ? { signedBy } : {}), signed: !!(statement && signature), joinFiles: scan.joinFiles }
+  return {
+    name: scan.name,
+    lock,
+    files: scan.digests.size,
+    bytes: scan.bytes,
+    digests: scan.digests,
+    ...(signedBy ? { signedBy } : {}),
+    signed: !!(statement && signature),
+    joinFiles: scan.joinFiles,
+  }
 }
 
 /**
@@ -161,8 +198,10 @@ function imageProblems(lock: Lock, indexText: Buffer | undefined, listed: boolea
     const im = pinned.get(e.name)
     if (!im) problems.push({ path: IMAGE_INDEX, problem: `names ${JSON.stringify(e.name)}, which the lock does not pin` })
     else if (seen.has(e.name)) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} twice` })
-    else if (!im.manifest) problems.push({ path: LOCK_FILE, problem: `records no platform manifest for ${e.name}: build the bundle again with this kube-airgap` })
-    else if (!im.manifest.equals(e.manifest)) problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} as ${e.manifest.oci}, the lock records ${im.manifest.oci}` })
+    else if (!im.manifest)
+      problems.push({ path: LOCK_FILE, problem: `records no platform manifest for ${e.name}: build the bundle again with this kube-airgap` })
+    else if (!im.manifest.equals(e.manifest))
+      problems.push({ path: IMAGE_INDEX, problem: `names ${e.name} as ${e.manifest.oci}, the lock records ${im.manifest.oci}` })
     seen.add(e.name)
   }
   for (const ref of pinned.keys()) if (!seen.has(ref)) problems.push({ path: IMAGE_INDEX, problem: `lacks ${ref}, which the lock pins` })
@@ -240,7 +279,8 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
       }
       const rel = raw.slice(top.length + 1)
       if (rel === '') return void entry.body.resume()
-      if (rel.startsWith(`${JOIN_DIR}/`)) scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
+      if (rel.startsWith(`${JOIN_DIR}/`))
+        scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
       const hash = createHash('sha256')
       let chunks: Buffer[] | undefined = KEEP.has(rel) ? [] : undefined
       let kept = 0
@@ -268,7 +308,8 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
   if (sideText !== undefined) {
     const want = /^([0-9a-f]{64})\s/.exec(sideText)?.[1]
     const got = Sha256.ofHash(whole)
-    if (!want || want !== got.hex) scan.problems.push({ path: basename(sidecarPath), problem: `the tar's sha256 is ${got.hex}, the .sha256 file says ${want ?? 'nothing readable'}` })
+    if (!want || want !== got.hex)
+      scan.problems.push({ path: basename(sidecarPath), problem: `the tar's sha256 is ${got.hex}, the .sha256 file says ${want ?? 'nothing readable'}` })
   }
   return scan
 }
@@ -298,11 +339,16 @@ export async function listTar(path: string, want: readonly string[]): Promise<{ 
         entry.body.on('data', (c: Buffer) => chunks.push(c))
         entry.body.on('end', () => small.set(rel, Buffer.concat(chunks)))
       },
-      { onWarn: (message) => void (broken ??= message) },
+      {
+        onWarn: (message) => {
+          broken ??= message
+        },
+      },
     )
   } catch (e) {
     broken ??= (e as Error).message
   }
-  if (!top || (broken && sizes.size === 0)) throw new KaError('EVERIFY', `${path}: not a tar${broken ? ` (${broken})` : ''}; give a bundle .tar or an unpacked bundle folder`)
+  if (!top || (broken && sizes.size === 0))
+    throw new KaError('EVERIFY', `${path}: not a tar${broken ? ` (${broken})` : ''}; give a bundle .tar or an unpacked bundle folder`)
   return { top, sizes, small }
 }

@@ -39,10 +39,22 @@ export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
   }
   const out: Finding[] = []
   const hard = await lacking(KUBEADM_NEEDS)
-  if (hard.length) out.push({ level: 'fail', check: 'host commands', found: `${hard.join(', ')} not found: kubeadm stops with [ERROR FileExisting-${hard[0]}]`, fix: missingPackagesFix(hard, release, carried) })
+  if (hard.length)
+    out.push({
+      level: 'fail',
+      check: 'host commands',
+      found: `${hard.join(', ')} not found: kubeadm stops with [ERROR FileExisting-${hard[0]}]`,
+      fix: missingPackagesFix(hard, release, carried),
+    })
   else out.push({ level: 'ok', check: 'host commands', found: `${KUBEADM_NEEDS.join(', ')} found${bringing.size ? ' or brought by the bundle' : ''}` })
   const soft = await lacking(KUBEADM_WANTS)
-  if (soft.length) out.push({ level: 'warn', check: 'host commands (optional)', found: `${soft.join(', ')} not found`, fix: `install ${soft.join(' ')}: kubectl port-forward needs socat` })
+  if (soft.length)
+    out.push({
+      level: 'warn',
+      check: 'host commands (optional)',
+      found: `${soft.join(', ')} not found`,
+      fix: `install ${soft.join(' ')}: kubectl port-forward needs socat`,
+    })
   return out
 }
 
@@ -67,7 +79,8 @@ export async function copiesOf(ctx: Context, name: string): Promise<string[]> {
 }
 
 /** What the cluster needs open between nodes, by role. */
-const NEEDED_OPEN = (role: 'master' | 'worker') => `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, BGP (TCP 179) and IP-in-IP (protocol 4) for Calico`
+const NEEDED_OPEN = (role: 'master' | 'worker') =>
+  `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, BGP (TCP 179) and IP-in-IP (protocol 4) for Calico`
 
 /**
  * Firewalls that may block what the cluster needs: ufw enabled, firewalld or nftables
@@ -77,11 +90,17 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
   const { host } = ctx
   const found: string[] = []
   const open = NEEDED_OPEN(ctx.options.role)
-  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? '')) found.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
+  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? ''))
+    found.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
   for (const unit of ['firewalld', 'nftables']) {
     if ((await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0) found.push(`${unit} is running: its rules may block ${open}`)
   }
-  return found.map((f) => ({ level: 'warn', check: 'firewall', found: f, fix: 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap does not change firewall rules)' }))
+  return found.map((f) => ({
+    level: 'warn',
+    check: 'firewall',
+    found: f,
+    fix: 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap does not change firewall rules)',
+  }))
 }
 
 /**
@@ -92,5 +111,10 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
 export async function nameserverFinding(ctx: Context, missing: 'warn' | 'fail'): Promise<Finding> {
   const resolver = await nameservers(ctx.host)
   if (resolver.length) return { level: 'ok', check: 'nameserver', found: resolver.join(', ') }
-  return { level: missing, check: 'nameserver', found: `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)${missing === 'warn' ? ' and finish will time out' : ''}`, fix: NAMESERVER_FIX }
+  return {
+    level: missing,
+    check: 'nameserver',
+    found: `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)${missing === 'warn' ? ' and finish will time out' : ''}`,
+    fix: NAMESERVER_FIX,
+  }
 }

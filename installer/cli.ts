@@ -30,7 +30,10 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .option('--control-plane-endpoint <host:port>', 'where every node reaches the API (default: advertise address:6443)')
     .option('--node-name <name>', "this node's name (default: the hostname)")
     .option('--wait-timeout <seconds>', 'how long finish waits for the node to be Ready', '600')
-    .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key (a guard against damage; against a hostile stick, check with kube-airgap-verify first)')
+    .option(
+      '--public-key <file>',
+      'the bundle must be signed by this Ed25519 public key (a guard against damage; against a hostile stick, check with kube-airgap-verify first)',
+    )
     .option('--require-signature', 'refuse an unsigned bundle (a guard against damage, not against a hostile stick)')
     .option('--no-verify', 'skip verification (development only: warns, and the record says so)')
     .option('--phases <list>', 'run only these phases (comma separated)')
@@ -64,7 +67,9 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .action(async (own: object) => setExit(await doctorCommand(flags(own), io)))
   top
     .command('reset')
-    .description('undo the cluster on this node (kubeadm reset, pods and containers removed, CNI state removed; images kept); --purge also removes everything the installer installed')
+    .description(
+      'undo the cluster on this node (kubeadm reset, pods and containers removed, CNI state removed; images kept); --purge also removes everything the installer installed',
+    )
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))

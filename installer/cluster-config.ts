@@ -25,7 +25,18 @@ export interface ClusterConfig {
   tokenTTL: string
 }
 
-export const CLUSTER_KEYS = ['nodes', 'controlPlaneEndpoint', 'podSubnet', 'serviceSubnet', 'dnsDomain', 'clusterName', 'taints', 'extraHosts', 'calicoAutodetection', 'tokenTTL'] as const
+export const CLUSTER_KEYS = [
+  'nodes',
+  'controlPlaneEndpoint',
+  'podSubnet',
+  'serviceSubnet',
+  'dnsDomain',
+  'clusterName',
+  'taints',
+  'extraHosts',
+  'calicoAutodetection',
+  'tokenTTL',
+] as const
 
 export interface ClusterFlags {
   advertiseAddress?: string
@@ -62,7 +73,12 @@ const bad = (what: string, fix: string): never => {
  * the endpoint, unknown keys (with the nearest known one). Returns the config and the
  * warnings to show.
  */
-export function clusterConfig(text: string | undefined, source: string, flags: ClusterFlags, facts: Pick<NodeFacts, 'networks' | 'hostname'>): { config: ClusterConfig; warnings: string[] } {
+export function clusterConfig(
+  text: string | undefined,
+  source: string,
+  flags: ClusterFlags,
+  facts: Pick<NodeFacts, 'networks' | 'hostname'>,
+): { config: ClusterConfig; warnings: string[] } {
   const nodeNetworks = facts.networks
   const thisHost = facts.hostname.toLowerCase()
   const raw = (text ? loadYaml(text, source) : {}) ?? {}
@@ -71,60 +87,96 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
   // The same cluster.yaml goes to every node: what differs per node (its name, its address)
   // comes from flags, the node itself, or the file's per-node map keyed by hostname.
   for (const k of PER_NODE_KEYS) {
-    if (k in o) bad(`${source}: ${k} is per node, and the same cluster.yaml goes to every node (every worker would be ${JSON.stringify(o[k])})`, `give --${k === 'nodeName' ? 'node-name' : 'advertise-address'} on each node, or write nodes: { <hostname>: { ${k}: ... } }`)
+    if (k in o)
+      bad(
+        `${source}: ${k} is per node, and the same cluster.yaml goes to every node (every worker would be ${JSON.stringify(o[k])})`,
+        `give --${k === 'nodeName' ? 'node-name' : 'advertise-address'} on each node, or write nodes: { <hostname>: { ${k}: ... } }`,
+      )
   }
-  for (const k of Object.keys(o)) if (!(CLUSTER_KEYS as readonly string[]).includes(k)) bad(`${source}: unknown key ${JSON.stringify(k)}${didYouMean(k, CLUSTER_KEYS)}`, `the keys are ${CLUSTER_KEYS.join(', ')}`)
-  if (o.nodes !== undefined && (typeof o.nodes !== 'object' || o.nodes === null || Array.isArray(o.nodes))) bad(`${source}: nodes must map host names to { nodeName, advertiseAddress }`, 'e.g. nodes: { k8s01: { advertiseAddress: 192.168.1.11 } }')
+  for (const k of Object.keys(o))
+    if (!(CLUSTER_KEYS as readonly string[]).includes(k))
+      bad(`${source}: unknown key ${JSON.stringify(k)}${didYouMean(k, CLUSTER_KEYS)}`, `the keys are ${CLUSTER_KEYS.join(', ')}`)
+  if (o.nodes !== undefined && (typeof o.nodes !== 'object' || o.nodes === null || Array.isArray(o.nodes)))
+    bad(`${source}: nodes must map host names to { nodeName, advertiseAddress }`, 'e.g. nodes: { k8s01: { advertiseAddress: 192.168.1.11 } }')
   const nodes = (o.nodes ?? {}) as Record<string, unknown>
   for (const [h, v] of Object.entries(nodes)) {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${source}: nodes.${h} must be a mapping`, 'e.g. { nodeName: k8s02, advertiseAddress: 192.168.1.12 }')
-    for (const k of Object.keys(v as object)) if (!(PER_NODE_KEYS as readonly string[]).includes(k)) bad(`${source}: nodes.${h}: unknown key ${JSON.stringify(k)}`, `the keys are ${PER_NODE_KEYS.join(', ')}`)
+    if (typeof v !== 'object' || v === null || Array.isArray(v))
+      bad(`${source}: nodes.${h} must be a mapping`, 'e.g. { nodeName: k8s02, advertiseAddress: 192.168.1.12 }')
+    for (const k of Object.keys(v as object))
+      if (!(PER_NODE_KEYS as readonly string[]).includes(k))
+        bad(`${source}: nodes.${h}: unknown key ${JSON.stringify(k)}`, `the keys are ${PER_NODE_KEYS.join(', ')}`)
   }
   const mine = (nodes[thisHost] ?? {}) as Record<string, unknown>
   // Every value is text: a mapping or a list where text belongs is refused, never String()ed.
   const str = (k: string): string | undefined => {
     const v = (PER_NODE_KEYS as readonly string[]).includes(k) ? mine[k] : o[k]
     if (v === undefined || v === null) return undefined
-    if (typeof v !== 'string' && typeof v !== 'number') return bad(`${source}: ${k} must be text, found ${Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : typeof v}`, 'see manifests/cluster.example.yaml')
+    if (typeof v !== 'string' && typeof v !== 'number')
+      return bad(
+        `${source}: ${k} must be text, found ${Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : typeof v}`,
+        'see manifests/cluster.example.yaml',
+      )
     return String(v)
   }
   const warnings: string[] = []
 
   const podSubnet = flags.podSubnet ?? str('podSubnet') ?? '10.244.0.0/16'
   const serviceSubnet = flags.serviceSubnet ?? str('serviceSubnet') ?? '10.96.0.0/12'
-  const pod = parseCidr(podSubnet) ?? bad(`pod subnet ${JSON.stringify(podSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.244.0.0/16 (no host bits set)')
-  const svc = parseCidr(serviceSubnet) ?? bad(`service subnet ${JSON.stringify(serviceSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.96.0.0/12 (no host bits set)')
-  for (const [what, net] of [['pod', pod], ['service', svc]] as const) {
+  const pod =
+    parseCidr(podSubnet) ?? bad(`pod subnet ${JSON.stringify(podSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.244.0.0/16 (no host bits set)')
+  const svc =
+    parseCidr(serviceSubnet) ??
+    bad(`service subnet ${JSON.stringify(serviceSubnet)} is not an IPv4 network in CIDR form`, 'write it like 10.96.0.0/12 (no host bits set)')
+  for (const [what, net] of [
+    ['pod', pod],
+    ['service', svc],
+  ] as const) {
     const reserved = RESERVED.find((r) => overlaps(net, r.net))
-    if (reserved) bad(`the ${what} subnet ${net.text} overlaps ${reserved.net.text} (${reserved.what})`, `pick a private block (defaults: 10.244.0.0/16 for pods, 10.96.0.0/12 for services)`)
+    if (reserved)
+      bad(
+        `the ${what} subnet ${net.text} overlaps ${reserved.net.text} (${reserved.what})`,
+        `pick a private block (defaults: 10.244.0.0/16 for pods, 10.96.0.0/12 for services)`,
+      )
   }
-  if (overlaps(pod, svc)) bad(`the pod subnet ${pod.text} and the service subnet ${svc.text} overlap`, 'pick two separate blocks (defaults: 10.244.0.0/16 and 10.96.0.0/12)')
+  if (overlaps(pod, svc))
+    bad(`the pod subnet ${pod.text} and the service subnet ${svc.text} overlap`, 'pick two separate blocks (defaults: 10.244.0.0/16 and 10.96.0.0/12)')
   for (const n of nodeNetworks) {
     const net = parseCidr(n)
     if (!net) continue
-    if (overlaps(pod, net)) bad(`the pod subnet ${pod.text} overlaps this node's network ${net.text}`, 'pick a pod subnet the nodes do not use (e.g. 10.244.0.0/16)')
-    if (overlaps(svc, net)) bad(`the service subnet ${svc.text} overlaps this node's network ${net.text}`, 'pick a service subnet the nodes do not use (e.g. 10.96.0.0/12)')
+    if (overlaps(pod, net))
+      bad(`the pod subnet ${pod.text} overlaps this node's network ${net.text}`, 'pick a pod subnet the nodes do not use (e.g. 10.244.0.0/16)')
+    if (overlaps(svc, net))
+      bad(`the service subnet ${svc.text} overlaps this node's network ${net.text}`, 'pick a service subnet the nodes do not use (e.g. 10.96.0.0/12)')
   }
   if (pod.prefix > 24) bad(`the pod subnet ${pod.text} is smaller than the /24 each node takes from it`, 'use a /16 (or at least a /23 for two nodes)')
-  if (cidrSize(pod) < 2 * 256) warnings.push(`pod subnet ${pod.text} holds one node's pods only: every node takes a /24 of it, so a second node gets no pod addresses (the field notes' 10.244.0.0/24); use a /16 unless the cluster stays one node`)
+  if (cidrSize(pod) < 2 * 256)
+    warnings.push(
+      `pod subnet ${pod.text} holds one node's pods only: every node takes a /24 of it, so a second node gets no pod addresses (the field notes' 10.244.0.0/24); use a /16 unless the cluster stays one node`,
+    )
 
   const advertiseAddress = flags.advertiseAddress ?? str('advertiseAddress')
   if (advertiseAddress !== undefined) {
     const ip = parseIPv4(advertiseAddress)
     if (ip === undefined) bad(`advertise address ${JSON.stringify(advertiseAddress)} is not an IPv4 address`, "give this node's address, e.g. 192.168.1.11")
     const reserved = RESERVED.find((r) => overlaps({ base: ip!, prefix: 32, text: advertiseAddress }, r.net))
-    if (reserved) bad(`advertise address ${advertiseAddress} is ${reserved.what}, not an address other nodes reach`, "give this node's address on the cluster network, e.g. 192.168.1.11")
+    if (reserved)
+      bad(
+        `advertise address ${advertiseAddress} is ${reserved.what}, not an address other nodes reach`,
+        "give this node's address on the cluster network, e.g. 192.168.1.11",
+      )
   }
 
   const controlPlaneEndpoint = flags.controlPlaneEndpoint ?? str('controlPlaneEndpoint')
   if (controlPlaneEndpoint !== undefined) {
     const m = /^([A-Za-z0-9.-]+):(\d{1,5})$/.exec(controlPlaneEndpoint)
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) bad(`control-plane endpoint ${JSON.stringify(controlPlaneEndpoint)} is not host:port`, 'write it like 192.168.1.11:6443 or k8s-api.example:6443')
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      bad(`control-plane endpoint ${JSON.stringify(controlPlaneEndpoint)} is not host:port`, 'write it like 192.168.1.11:6443 or k8s-api.example:6443')
   }
 
   const tokenTTL = str('tokenTTL') ?? '24h'
   if (!/^\d{1,6}(h|m)$/.test(tokenTTL)) bad(`tokenTTL ${JSON.stringify(tokenTTL)} is not a duration`, 'write it like 24h or 90m')
-  if (durationMs(tokenTTL) < 60_000 || durationMs(tokenTTL) > MAX_TOKEN_TTL_MS) bad(`tokenTTL ${tokenTTL} is out of range`, 'give 1m to 720h (a join token is a secret: keep it short-lived)')
+  if (durationMs(tokenTTL) < 60_000 || durationMs(tokenTTL) > MAX_TOKEN_TTL_MS)
+    bad(`tokenTTL ${tokenTTL} is out of range`, 'give 1m to 720h (a join token is a secret: keep it short-lived)')
 
   let taints: Taint[] | undefined
   if (o.taints !== undefined) {
@@ -132,31 +184,43 @@ export function clusterConfig(text: string | undefined, source: string, flags: C
     taints = (o.taints as Record<string, unknown>[]).map((t, i) => {
       const effect = t?.effect
       const label = /^[A-Za-z0-9]([-A-Za-z0-9_./]{0,251}[A-Za-z0-9])?$/
-      if (typeof t?.key !== 'string' || !label.test(t.key) || typeof effect !== 'string' || !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect)) bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see manifests/cluster.example.yaml')
-      if (t.value !== undefined && (typeof t.value !== 'string' || !/^[-A-Za-z0-9_.]{0,63}$/.test(t.value))) bad(`${source}: taints[${i}].value must be a label value`, 'letters, digits, -, _ and . (at most 63)')
+      if (typeof t?.key !== 'string' || !label.test(t.key) || typeof effect !== 'string' || !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect))
+        bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see manifests/cluster.example.yaml')
+      if (t.value !== undefined && (typeof t.value !== 'string' || !/^[-A-Za-z0-9_.]{0,63}$/.test(t.value)))
+        bad(`${source}: taints[${i}].value must be a label value`, 'letters, digits, -, _ and . (at most 63)')
       return { key: t.key as string, ...(t.value !== undefined ? { value: t.value as string } : {}), effect: effect as Taint['effect'] }
     })
   }
 
-  if (o.extraHosts !== undefined && o.extraHosts !== null && !Array.isArray(o.extraHosts)) bad(`${source}: extraHosts must be a list`, 'e.g. [{ ip: 192.168.1.12, names: [k8s02] }]')
+  if (o.extraHosts !== undefined && o.extraHosts !== null && !Array.isArray(o.extraHosts))
+    bad(`${source}: extraHosts must be a list`, 'e.g. [{ ip: 192.168.1.12, names: [k8s02] }]')
   const extraHosts = ((o.extraHosts ?? []) as Record<string, unknown>[]).map((h, i) => {
     const ip = h?.ip
     const names = Array.isArray(h?.names) ? (h.names as unknown[]) : []
-    if (typeof ip !== 'string' || parseIPv4(ip) === undefined || names.length === 0) bad(`${source}: extraHosts[${i}] needs an ip and a list of names`, 'e.g. { ip: 192.168.1.12, names: [k8s02] }')
+    if (typeof ip !== 'string' || parseIPv4(ip) === undefined || names.length === 0)
+      bad(`${source}: extraHosts[${i}] needs an ip and a list of names`, 'e.g. { ip: 192.168.1.12, names: [k8s02] }')
     // Each name goes on an /etc/hosts line: a host name and nothing else (no space, no newline).
-    for (const n of names) if (typeof n !== 'string' || !HOST_NAME.test(n)) bad(`${source}: extraHosts[${i}]: ${JSON.stringify(n)} is not a host name`, 'letters, digits, - and . only')
+    for (const n of names)
+      if (typeof n !== 'string' || !HOST_NAME.test(n))
+        bad(`${source}: extraHosts[${i}]: ${JSON.stringify(n)} is not a host name`, 'letters, digits, - and . only')
     return { ip: ip as string, names: names as string[] }
   })
 
   const nodeName = flags.nodeName ?? str('nodeName') ?? thisHost
-  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName)) bad(`node name ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`, 'use lower case letters, digits, - and .')
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName))
+    bad(`node name ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`, 'use lower case letters, digits, - and .')
 
   const dnsDomain = str('dnsDomain') ?? 'cluster.local'
   if (!HOST_NAME.test(dnsDomain)) bad(`dnsDomain ${JSON.stringify(dnsDomain)} is not a DNS domain`, 'write it like cluster.local')
   const clusterName = str('clusterName') ?? 'kubernetes'
-  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(clusterName)) bad(`clusterName ${JSON.stringify(clusterName)} is not a valid name`, 'lower case letters, digits and -')
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(clusterName))
+    bad(`clusterName ${JSON.stringify(clusterName)} is not a valid name`, 'lower case letters, digits and -')
   const autodetect = str('calicoAutodetection')
-  if (autodetect !== undefined && !/^(first-found|kubernetes-internal-ip|(can-reach|interface|skip-interface|cidr)=[-A-Za-z0-9_.:,/*|^$]+)$/.test(autodetect)) bad(`calicoAutodetection ${JSON.stringify(autodetect)} is not one of Calico's methods`, 'e.g. can-reach=192.168.1.1, interface=eth0, cidr=192.168.1.0/24 or first-found')
+  if (autodetect !== undefined && !/^(first-found|kubernetes-internal-ip|(can-reach|interface|skip-interface|cidr)=[-A-Za-z0-9_.:,/*|^$]+)$/.test(autodetect))
+    bad(
+      `calicoAutodetection ${JSON.stringify(autodetect)} is not one of Calico's methods`,
+      'e.g. can-reach=192.168.1.1, interface=eth0, cidr=192.168.1.0/24 or first-found',
+    )
 
   const config: ClusterConfig = {
     nodeName,

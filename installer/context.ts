@@ -70,7 +70,15 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
   for (const w of warnings) req.say(`warn  ${w}`)
   const { bundle, report } = await openVerified(flags, req.record ? host : new DryRunHost(node), req.say)
   return {
-    ctx: { host, usb, bundle, facts, cluster: setup, options: { role: req.role, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose }, say: req.say },
+    ctx: {
+      host,
+      usb,
+      bundle,
+      facts,
+      cluster: setup,
+      options: { role: req.role, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose },
+      say: req.say,
+    },
     ...(report ? { report } : {}),
   }
 }
@@ -89,7 +97,10 @@ const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'cluster', '
  */
 function checkRootCommands(flags: Flags, phases: string[]): void {
   if (flags.root === '/' || flags.dryRun || flags.hostCommands || !phases.some((p) => CHANGES_HOST.has(p))) return
-  throw new KaError('EUSAGE', `--root ${flags.root} puts files under ${flags.root}, but systemctl, modprobe, sysctl and swapoff would still act on this machine: give --host-commands DIR (stand-ins for them), or --dry-run`)
+  throw new KaError(
+    'EUSAGE',
+    `--root ${flags.root} puts files under ${flags.root}, but systemctl, modprobe, sysctl and swapoff would still act on this machine: give --host-commands DIR (stand-ins for them), or --dry-run`,
+  )
 }
 
 export async function verifyOptions(flags: Pick<Flags, 'publicKey' | 'requireSignature'>): Promise<VerifyOptions> {
@@ -144,7 +155,12 @@ export const verifiedRecord = (v: VerifyReport): Record<string, unknown> => ({
 })
 
 /** cluster.yaml, flags and the join file, checked; the advertise address resolved. */
-async function clusterSetup(flags: Flags, facts: NodeFacts, role: 'master' | 'worker', needAddress: boolean): Promise<{ setup: ClusterSetup; warnings: string[] }> {
+async function clusterSetup(
+  flags: Flags,
+  facts: NodeFacts,
+  role: 'master' | 'worker',
+  needAddress: boolean,
+): Promise<{ setup: ClusterSetup; warnings: string[] }> {
   let text: string | undefined
   if (flags.config) {
     text = await readFile(flags.config, 'utf8').catch(() => {
@@ -161,16 +177,25 @@ async function clusterSetup(flags: Flags, facts: NodeFacts, role: 'master' | 'wo
     })
     join = parseJoinFile(jt, flags.joinFile, facts.now())
     if (join.nodes?.includes(config.nodeName)) {
-      throw new KaError('EUSAGE', `this node would join as ${JSON.stringify(config.nodeName)}, a name the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`)
+      throw new KaError(
+        'EUSAGE',
+        `this node would join as ${JSON.stringify(config.nodeName)}, a name the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`,
+      )
     }
-    if (st && st.mode & 0o077) warnings.push(`${flags.joinFile} is readable by others (mode ${(st.mode & 0o777).toString(8)}): it holds a join secret; chmod 600 it`)
+    if (st && st.mode & 0o077)
+      warnings.push(`${flags.joinFile} is readable by others (mode ${(st.mode & 0o777).toString(8)}): it holds a join secret; chmod 600 it`)
     if ((role === 'master') !== (join.role === 'control-plane')) {
-      throw new KaError('EUSAGE', `--join-file ${flags.joinFile} is for a ${join.role === 'worker' ? 'worker' : 'control plane'}, not a ${role}; use join/${role === 'master' ? 'control-plane' : 'worker'}.yaml`)
+      throw new KaError(
+        'EUSAGE',
+        `--join-file ${flags.joinFile} is for a ${join.role === 'worker' ? 'worker' : 'control plane'}, not a ${role}; use join/${role === 'master' ? 'control-plane' : 'worker'}.yaml`,
+      )
     }
   }
   const advertise = config.advertiseAddress ?? facts.defaultRouteAddress
-  if (!advertise && role === 'master' && needAddress) throw new KaError('EUSAGE', "cannot tell this node's address (no default route): give --advertise-address")
+  if (!advertise && role === 'master' && needAddress)
+    throw new KaError('EUSAGE', "cannot tell this node's address (no default route): give --advertise-address")
   const wait = Number(flags.waitTimeout)
-  if (!Number.isInteger(wait) || wait <= 0 || wait > 86_400) throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give whole seconds from 1 to 86400, e.g. 600`)
+  if (!Number.isInteger(wait) || wait <= 0 || wait > 86_400)
+    throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give whole seconds from 1 to 86400, e.g. 600`)
   return { setup: { config, advertise: advertise ?? '', ...(join ? { join } : {}), waitMs: wait * 1000 }, warnings }
 }

@@ -2,7 +2,19 @@ import { X509Certificate } from 'node:crypto'
 import yaml from 'js-yaml'
 import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../bundle/layout.js'
 import { CLOCK_SLACK_MS, parseJoinFile } from './kubeadm.js'
-import { CALICO_CNI_KUBECONFIG, CA_CERT, CALICO_APPLIED, CONTAINERD_CONFIG, CONTAINERD_UNIT, FSTAB, KUBEADM_CONFIG, KUBELET_KUBECONFIG, MODULES_LOAD, procSys, SYSCTL_CONF } from './node-paths.js'
+import {
+  CALICO_CNI_KUBECONFIG,
+  CA_CERT,
+  CALICO_APPLIED,
+  CONTAINERD_CONFIG,
+  CONTAINERD_UNIT,
+  FSTAB,
+  KUBEADM_CONFIG,
+  KUBELET_KUBECONFIG,
+  MODULES_LOAD,
+  procSys,
+  SYSCTL_CONF,
+} from './node-paths.js'
 import { activeSwaps, describeListener, listenerOn, loadedModules } from './node-state.js'
 import { imagesElsewhere, listImageLabels, PINNED_LABEL } from './phases/images.js'
 import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, type Finding } from './checks.js'
@@ -31,7 +43,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   if (!config) add('fail', 'containerd config', `${CONTAINERD_CONFIG} is missing`, './install --phases containerd')
   else {
     const sandbox = /sandbox_image\s*=\s*"([^"]+)"/.exec(config)?.[1]
-    if (sandbox !== bundle.required.pause) add('fail', 'sandbox image', `containerd's sandbox_image is ${sandbox ?? 'not set (containerd then uses its own default)'}, the bundle's pause image is ${bundle.required.pause}`, `set sandbox_image = "${bundle.required.pause}" in ${CONTAINERD_CONFIG} (./install --phases containerd), or kubelet's pods wait for a pull that never comes`)
+    if (sandbox !== bundle.required.pause)
+      add(
+        'fail',
+        'sandbox image',
+        `containerd's sandbox_image is ${sandbox ?? 'not set (containerd then uses its own default)'}, the bundle's pause image is ${bundle.required.pause}`,
+        `set sandbox_image = "${bundle.required.pause}" in ${CONTAINERD_CONFIG} (./install --phases containerd), or kubelet's pods wait for a pull that never comes`,
+      )
     else add('ok', 'sandbox image', sandbox)
     const deprecated = [
       [/^\s*systemd_cgroup\s*=/m, '`systemd_cgroup` (use SystemdCgroup in the runc options)'],
@@ -39,7 +57,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       [/containerd\.default_runtime\]|^\s*\[plugins\.[^\]]*\.default_runtime\]/m, '`default_runtime` (use default_runtime_name)'],
     ] as const
     const found = deprecated.filter(([re]) => re.test(config)).map(([, what]) => what)
-    if (found.length) add('fail', 'containerd deprecated keys', `${CONTAINERD_CONFIG} has ${found.join('; ')}: containerd prints DEPRECATION warnings and 2.0 refuses them`, './install --phases containerd rewrites the file without them')
+    if (found.length)
+      add(
+        'fail',
+        'containerd deprecated keys',
+        `${CONTAINERD_CONFIG} has ${found.join('; ')}: containerd prints DEPRECATION warnings and 2.0 refuses them`,
+        './install --phases containerd rewrites the file without them',
+      )
     else add('ok', 'containerd deprecated keys', 'none')
     const containerdSystemd = /SystemdCgroup\s*=\s*true/.test(config)
     const kubelet = await host.readText(KUBELET_CONFIG)
@@ -48,11 +72,23 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       add('ok', 'kubelet config', `${KUBELET_CONFIG} not there yet: expected until kubeadm init or join writes it (kubelet restarts until then)`)
       // kubeadm will configure the kubelet for systemd (our KubeletConfiguration says so):
       // containerd on cgroupfs (what `containerd config default` writes) is a mismatch now.
-      if (!containerdSystemd) add('fail', 'cgroup drivers', `containerd's runc uses cgroupfs (SystemdCgroup = false or unset in ${CONTAINERD_CONFIG}), and kubeadm will set up the kubelet for systemd: pods would restart endlessly`, `./install --phases containerd rewrites ${CONTAINERD_CONFIG} with SystemdCgroup = true and restarts containerd (by hand: set it under [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options], then systemctl restart containerd)`)
+      if (!containerdSystemd)
+        add(
+          'fail',
+          'cgroup drivers',
+          `containerd's runc uses cgroupfs (SystemdCgroup = false or unset in ${CONTAINERD_CONFIG}), and kubeadm will set up the kubelet for systemd: pods would restart endlessly`,
+          `./install --phases containerd rewrites ${CONTAINERD_CONFIG} with SystemdCgroup = true and restarts containerd (by hand: set it under [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options], then systemctl restart containerd)`,
+        )
     } else {
       const driver = (yaml.load(kubelet) as { cgroupDriver?: string })?.cgroupDriver ?? 'cgroupfs'
       const ctrDriver = containerdSystemd ? 'systemd' : 'cgroupfs'
-      if (driver !== ctrDriver) add('fail', 'cgroup drivers', `kubelet uses ${driver}, containerd uses ${ctrDriver}`, 'both must be systemd: cgroupDriver: systemd in the KubeletConfiguration and SystemdCgroup = true in containerd (./install does both)')
+      if (driver !== ctrDriver)
+        add(
+          'fail',
+          'cgroup drivers',
+          `kubelet uses ${driver}, containerd uses ${ctrDriver}`,
+          'both must be systemd: cgroupDriver: systemd in the KubeletConfiguration and SystemdCgroup = true in containerd (./install does both)',
+        )
       else add('ok', 'cgroup drivers', `kubelet and containerd both use ${driver}`)
     }
   }
@@ -66,7 +102,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     ['runc', runcUsed],
   ] as const) {
     const copies = await copiesOf(ctx, name)
-    if (copies.length > 1) add('warn', `${name} binaries`, `${copies.join(' and ')}; the one in use: ${used}`, `remove the one not in use if nothing needs it (apt remove containerd.io pulls docker-ce with it: check first)`)
+    if (copies.length > 1)
+      add(
+        'warn',
+        `${name} binaries`,
+        `${copies.join(' and ')}; the one in use: ${used}`,
+        `remove the one not in use if nothing needs it (apt remove containerd.io pulls docker-ce with it: check first)`,
+      )
     else add('ok', `${name} binaries`, copies[0] ? `${copies[0]} (in use: ${used})` : 'not installed')
   }
 
@@ -77,20 +119,23 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   const persisted = (await host.readText(MODULES_LOAD)) ?? ''
   for (const m of ['overlay', 'br_netfilter']) {
     if (!loaded.has(m)) add('fail', `module ${m}`, 'not loaded', `modprobe ${m} (./install --phases kernel)`)
-    else if (!persisted.split('\n').includes(m)) add('warn', `module ${m}`, `loaded, but not in ${MODULES_LOAD}: gone after a reboot`, './install --phases kernel')
+    else if (!persisted.split('\n').includes(m))
+      add('warn', `module ${m}`, `loaded, but not in ${MODULES_LOAD}: gone after a reboot`, './install --phases kernel')
     else add('ok', `module ${m}`, 'loaded and persisted')
   }
   const sysctlFile = (await host.readText(SYSCTL_CONF)) ?? ''
   for (const [k, v] of SYSCTLS.slice(0, 3)) {
     const live = ((await host.readText(procSys(k))) ?? '').trim()
     if (live !== v) add('fail', k, `is ${live || 'unset'}, needs ${v}`, 'sysctl --system after ./install --phases kernel')
-    else if (!new RegExp(`^${k.replaceAll('.', '\\.')}\\s*=\\s*${v}`, 'm').test(sysctlFile)) add('warn', k, `set now, not in ${SYSCTL_CONF}: lost at reboot`, './install --phases kernel')
+    else if (!new RegExp(`^${k.replaceAll('.', '\\.')}\\s*=\\s*${v}`, 'm').test(sysctlFile))
+      add('warn', k, `set now, not in ${SYSCTL_CONF}: lost at reboot`, './install --phases kernel')
     else add('ok', k, `${v}, persisted`)
   }
   const swaps = await activeSwaps(host)
   const fstabSwap = ((await host.readText(FSTAB)) ?? '').split('\n').filter((l) => !l.trim().startsWith('#') && l.trim().split(/\s+/)[2] === 'swap')
   if (swaps.length) add('fail', 'swap', `on: ${swaps.map((l) => l.split(/\s+/)[0]).join(', ')}`, 'swapoff -a, and ./install --phases kernel to keep it off')
-  else if (fstabSwap.length) add('warn', 'swap', `off now, but ${FSTAB} turns it on at boot: ${fstabSwap[0]!.trim()}`, './install --phases kernel comments it out (keeping a backup)')
+  else if (fstabSwap.length)
+    add('warn', 'swap', `off now, but ${FSTAB} turns it on at boot: ${fstabSwap[0]!.trim()}`, './install --phases kernel comments it out (keeping a backup)')
   else add('ok', 'swap', 'off, and off after reboot')
 
   // Field notes error 5: a port in use before the node has joined.
@@ -99,7 +144,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     [6443, 'kube-apiserver'],
   ] as const) {
     if (joined) continue
-    if (!(await portFree(port))) add('fail', `port ${port}`, `in use by ${describeListener(await listenerOn(port))} before this node joined a cluster`, `a ${who} from an earlier attempt: ./install reset, then run ./install again`)
+    if (!(await portFree(port)))
+      add(
+        'fail',
+        `port ${port}`,
+        `in use by ${describeListener(await listenerOn(port))} before this node joined a cluster`,
+        `a ${who} from an earlier attempt: ./install reset, then run ./install again`,
+      )
   }
 
   // Field notes error 6: a clock behind the cluster's certificates.
@@ -107,9 +158,21 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   if (pem) {
     const cert = new X509Certificate(pem)
     const now = ctx.facts.now()
-    if (now < Date.parse(cert.validFrom)) add('fail', 'clock', `the node's time ${new Date(now).toISOString()} is before the cluster CA's start ${new Date(cert.validFrom).toISOString()}`, 'set the clock (timedatectl set-time, or an NTP server inside the network), then delete the failing pods (kubectl delete pod -n kube-system <pod>) so they start again')
-    else if (now > Date.parse(cert.validTo)) add('fail', 'clock', `the cluster CA expired at ${new Date(cert.validTo).toISOString()} (or the clock is ahead)`, 'check the clock; renew with kubeadm certs renew')
-    else add('ok', 'clock', 'within the cluster certificates\' validity')
+    if (now < Date.parse(cert.validFrom))
+      add(
+        'fail',
+        'clock',
+        `the node's time ${new Date(now).toISOString()} is before the cluster CA's start ${new Date(cert.validFrom).toISOString()}`,
+        'set the clock (timedatectl set-time, or an NTP server inside the network), then delete the failing pods (kubectl delete pod -n kube-system <pod>) so they start again',
+      )
+    else if (now > Date.parse(cert.validTo))
+      add(
+        'fail',
+        'clock',
+        `the cluster CA expired at ${new Date(cert.validTo).toISOString()} (or the clock is ahead)`,
+        'check the clock; renew with kubeadm certs renew',
+      )
+    else add('ok', 'clock', "within the cluster certificates' validity")
   }
 
   // Images: in k8s.io, under their exact names; not elsewhere.
@@ -120,12 +183,23 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     if (!absent.length) add('ok', 'images', `all ${bundle.needed.length} images the node needs are in k8s.io`)
     else {
       const where = (await imagesElsewhere(ctx, absent)).map((e) => `${e.image} is in namespace "${e.namespace}"`)
-      add('fail', 'images', `not in k8s.io: ${absent.join(', ')}${where.length ? ` (${where.join('; ')}: imported without -n k8s.io)` : ''}`, './install --phases images imports them into k8s.io')
+      add(
+        'fail',
+        'images',
+        `not in k8s.io: ${absent.join(', ')}${where.length ? ` (${where.join('; ')}: imported without -n k8s.io)` : ''}`,
+        './install --phases images imports them into k8s.io',
+      )
     }
     // Kubelet's image garbage collection deletes unpinned images under disk pressure; an
     // air-gapped node cannot pull them back.
     const unpinned = bundle.needed.filter((n) => present.has(n) && !present.get(n)!.labels.includes(PINNED_LABEL))
-    if (unpinned.length) add('warn', 'images pinned', `not pinned: ${unpinned.join(', ')}: kubelet's image garbage collection may delete them, and nothing can pull them back`, `./install --phases images pins them (ctr -n k8s.io images label IMAGE ${PINNED_LABEL})`)
+    if (unpinned.length)
+      add(
+        'warn',
+        'images pinned',
+        `not pinned: ${unpinned.join(', ')}: kubelet's image garbage collection may delete them, and nothing can pull them back`,
+        `./install --phases images pins them (ctr -n k8s.io images label IMAGE ${PINNED_LABEL})`,
+      )
     else if (!absent.length) add('ok', 'images pinned', `all pinned (${PINNED_LABEL})`)
   }
 
@@ -133,9 +207,16 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   const kubeadmCfg = await host.readText(KUBEADM_CONFIG)
   const calico = await host.readText(CALICO_APPLIED)
   if (kubeadmCfg && calico) {
-    const pod = (yaml.loadAll(kubeadmCfg) as { kind?: string; networking?: { podSubnet?: string } }[]).find((d) => d?.kind === 'ClusterConfiguration')?.networking?.podSubnet
+    const pod = (yaml.loadAll(kubeadmCfg) as { kind?: string; networking?: { podSubnet?: string } }[]).find((d) => d?.kind === 'ClusterConfiguration')
+      ?.networking?.podSubnet
     const pool = /name: CALICO_IPV4POOL_CIDR\s*\n\s*value: '?"?([^'"\s]+)/.exec(calico)?.[1]
-    if (pool !== pod) add('fail', 'Calico pool', `Calico's pool is ${pool ?? 'not set (Calico then uses 192.168.0.0/16)'}, kubeadm's pod subnet is ${pod}`, 'run ./install --phases network on the first master with the same --pod-subnet')
+    if (pool !== pod)
+      add(
+        'fail',
+        'Calico pool',
+        `Calico's pool is ${pool ?? 'not set (Calico then uses 192.168.0.0/16)'}, kubeadm's pod subnet is ${pod}`,
+        'run ./install --phases network on the first master with the same --pod-subnet',
+      )
     else add('ok', 'Calico pool', `${pool} = kubeadm's pod subnet`)
   }
 
@@ -145,7 +226,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   if (calicoKubeconfig) {
     const exp = jwtExpiry(/^\s*token:\s*"?([A-Za-z0-9._-]+)"?\s*$/m.exec(calicoKubeconfig)?.[1])
     const now = ctx.facts.now()
-    if (exp !== undefined && exp <= now) add('fail', 'Calico CNI token', `${CALICO_CNI_KUBECONFIG} holds a token that expired at ${new Date(exp).toISOString()}: pods on this node fail with "Unauthorized"`, `restart this node's calico-node pod so it writes a fresh one (on a master: kubectl -n kube-system delete pod -l k8s-app=calico-node --field-selector spec.nodeName=${ctx.cluster.config.nodeName})`)
+    if (exp !== undefined && exp <= now)
+      add(
+        'fail',
+        'Calico CNI token',
+        `${CALICO_CNI_KUBECONFIG} holds a token that expired at ${new Date(exp).toISOString()}: pods on this node fail with "Unauthorized"`,
+        `restart this node's calico-node pod so it writes a fresh one (on a master: kubectl -n kube-system delete pod -l k8s-app=calico-node --field-selector spec.nodeName=${ctx.cluster.config.nodeName})`,
+      )
     else if (exp !== undefined) add('ok', 'Calico CNI token', `valid until ${new Date(exp).toISOString()}`)
   }
 
@@ -157,7 +244,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     // master's (when it wrote the file) separately, by the node's clock.
     const issued = /^issued: '?([^'\n]+)'?$/m.exec(text)?.[1]
     const skew = issued ? Date.parse(issued) - ctx.facts.now() : NaN
-    if (skew > CLOCK_SLACK_MS) add('fail', 'clock vs master', `${rel} was written on the master at ${issued}: this node's clock is behind it by ${Math.round(skew / 60_000)} minutes or more (kubeadm join fails with x509 "certificate is not yet valid")`, "set the time (timedatectl set-time '...', or chronyd against a server inside the network)")
+    if (skew > CLOCK_SLACK_MS)
+      add(
+        'fail',
+        'clock vs master',
+        `${rel} was written on the master at ${issued}: this node's clock is behind it by ${Math.round(skew / 60_000)} minutes or more (kubeadm join fails with x509 "certificate is not yet valid")`,
+        "set the time (timedatectl set-time '...', or chronyd against a server inside the network)",
+      )
     try {
       parseJoinFile(text, rel)
       add('ok', rel, 'valid')

@@ -115,7 +115,12 @@ export class NodeHost implements Host {
     if (this.opts.noLinks) await this.refuseLinks(dirname(nodePath))
     await mkdir(dirname(p), { recursive: true })
     const now = await lstat(p).catch(() => undefined)
-    if (now?.isSymbolicLink()) throw new KaError('ESTEP', `${p} is a symbolic link: kube-airgap never writes through a link; remove it (or replace it with the file it points to) and run again`, { path: p })
+    if (now?.isSymbolicLink())
+      throw new KaError(
+        'ESTEP',
+        `${p} is a symbolic link: kube-airgap never writes through a link; remove it (or replace it with the file it points to) and run again`,
+        { path: p },
+      )
     await writeAtomic(p, data, { mode, expected: sha256, what: nodePath, ...(owner ? { owner } : {}) })
   }
 
@@ -125,7 +130,12 @@ export class NodeHost implements Host {
     for (const seg of nodeDir.split('/').filter(Boolean)) {
       at += `/${seg}`
       const st = await lstat(this.path(at)).catch(() => undefined)
-      if (st?.isSymbolicLink()) throw new KaError('ESTEP', `${this.path(at)} is a symbolic link: refused (a link in the bundle folder could send a write anywhere); remove it and run again`, { path: this.path(at) })
+      if (st?.isSymbolicLink())
+        throw new KaError(
+          'ESTEP',
+          `${this.path(at)} is a symbolic link: refused (a link in the bundle folder could send a write anywhere); remove it and run again`,
+          { path: this.path(at) },
+        )
     }
   }
 
@@ -137,13 +147,23 @@ export class NodeHost implements Host {
     const changing = opts.changing ?? true
     const [cmd, ...args] = argv
     const file = await this.command(cmd!, args, changing)
-    if (file === undefined) return { code: 127, stdout: '', stderr: `${cmd} would act on this machine, not on --root ${this.root}: put a stand-in for it in --host-commands` }
+    if (file === undefined)
+      return { code: 127, stdout: '', stderr: `${cmd} would act on this machine, not on --root ${this.root}: put a stand-in for it in --host-commands` }
     return new Promise((resolve) => {
-      const child = execFile(file, args, { maxBuffer: 64 << 20, ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: 'SIGKILL' as const } : {}) }, (err, stdout, stderr) => {
-        const killed = !!(err as { killed?: boolean } | null)?.killed && !!opts.timeoutMs
-        const code = killed ? 124 : err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0
-        resolve({ code, stdout: String(stdout), stderr: killed ? `did not finish within ${opts.timeoutMs! / 1000} s` : String(stderr || (err && code === 127 ? err.message : '')) })
-      })
+      const child = execFile(
+        file,
+        args,
+        { maxBuffer: 64 << 20, ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: 'SIGKILL' as const } : {}) },
+        (err, stdout, stderr) => {
+          const killed = !!(err as { killed?: boolean } | null)?.killed && !!opts.timeoutMs
+          const code = killed ? 124 : err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 127) : 0
+          resolve({
+            code,
+            stdout: String(stdout),
+            stderr: killed ? `did not finish within ${opts.timeoutMs! / 1000} s` : String(stderr || (err && code === 127 ? err.message : '')),
+          })
+        },
+      )
       if (opts.input && !Buffer.isBuffer(opts.input)) {
         opts.input.on('error', () => child.stdin?.destroy())
         opts.input.pipe(child.stdin!)
@@ -158,7 +178,8 @@ export class NodeHost implements Host {
     if (standIn && (await stat(standIn).catch(() => undefined))?.isFile()) return standIn
     // dpkg --root= acts on the root; umount of paths inside the root touches nothing else.
     const inRoot = (a: string) => a.startsWith(`${this.root.replace(/\/$/, '')}/`)
-    const pointedAtRoot = args.some((a) => a.startsWith('--root=') || a === '--root') || (cmd === 'umount' && args.filter((a) => !a.startsWith('-')).every(inRoot))
+    const pointedAtRoot =
+      args.some((a) => a.startsWith('--root=') || a === '--root') || (cmd === 'umount' && args.filter((a) => !a.startsWith('-')).every(inRoot))
     if (this.root !== '/' && changing && !pointedAtRoot) return undefined
     return cmd
   }

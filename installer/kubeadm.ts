@@ -84,7 +84,8 @@ export interface JoinFile {
 }
 
 export function formatJoinFile(j: JoinFile): string {
-  const next = j.role === 'worker' ? 'sudo ./install --role worker --join-file join/worker.yaml' : 'sudo ./install --role master --join-file join/control-plane.yaml'
+  const next =
+    j.role === 'worker' ? 'sudo ./install --role worker --join-file join/worker.yaml' : 'sudo ./install --role master --join-file join/control-plane.yaml'
   return `# kube-airgap join file. It holds a secret: keep it 0600 and only on the USB stick.\n# On the next node: ${next}\n${yaml.dump({ apiVersion: 'kube-airgap/v1', kind: 'JoinFile', ...j }, { lineWidth: -1 })}`
 }
 
@@ -111,18 +112,38 @@ export function parseJoinFile(text: string, source: string, now = Date.now()): J
   const certificateKey = field('certificateKey', /^[0-9a-f]{64}$/, 'a 64-hex certificate key', role === 'worker')
   const certificateKeyExpires = field('certificateKeyExpires', /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/, 'a timestamp', role === 'worker')
   const nodes = o.nodes
-  if (nodes !== undefined && (!Array.isArray(nodes) || !nodes.every((n) => typeof n === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n)))) notOne('nodes is not a list of node names')
+  if (nodes !== undefined && (!Array.isArray(nodes) || !nodes.every((n) => typeof n === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))))
+    notOne('nodes is not a list of node names')
   if (Number.isNaN(Date.parse(expires)) || (certificateKeyExpires && Number.isNaN(Date.parse(certificateKeyExpires)))) notOne('expires is not a timestamp')
-  const j: JoinFile = { role, endpoint, token, ...(issued ? { issued } : {}), expires, caCertHash, ...(certificateKey ? { certificateKey } : {}), ...(certificateKeyExpires ? { certificateKeyExpires } : {}), ...(nodes ? { nodes: nodes as string[] } : {}) }
+  const j: JoinFile = {
+    role,
+    endpoint,
+    token,
+    ...(issued ? { issued } : {}),
+    expires,
+    caCertHash,
+    ...(certificateKey ? { certificateKey } : {}),
+    ...(certificateKeyExpires ? { certificateKeyExpires } : {}),
+    ...(nodes ? { nodes: nodes as string[] } : {}),
+  }
   // A node whose clock lags the master's fails later with x509 "not yet valid": say so now.
   if (j.issued && Date.parse(j.issued) - now > CLOCK_SLACK_MS) {
-    throw new KaError('EUSAGE', `${source} was written on the master at ${j.issued}, but this node's clock says ${new Date(now).toISOString()}: its clock is behind by ${Math.round((Date.parse(j.issued) - now) / 60_000)} minutes or more, and kubeadm join would fail with x509 "certificate is not yet valid"; set the time (timedatectl set-time '...', or chronyd against a server inside the network) and run again`)
+    throw new KaError(
+      'EUSAGE',
+      `${source} was written on the master at ${j.issued}, but this node's clock says ${new Date(now).toISOString()}: its clock is behind by ${Math.round((Date.parse(j.issued) - now) / 60_000)} minutes or more, and kubeadm join would fail with x509 "certificate is not yet valid"; set the time (timedatectl set-time '...', or chronyd against a server inside the network) and run again`,
+    )
   }
   if (Date.parse(j.expires) <= now) {
-    throw new KaError('EUSAGE', `${source}: its token expired at ${j.expires}; on the master run \`sudo ./install join-command\` to write fresh join files, then copy join/ here again`)
+    throw new KaError(
+      'EUSAGE',
+      `${source}: its token expired at ${j.expires}; on the master run \`sudo ./install join-command\` to write fresh join files, then copy join/ here again`,
+    )
   }
   if (j.role === 'control-plane' && j.certificateKeyExpires && Date.parse(j.certificateKeyExpires) <= now) {
-    throw new KaError('EUSAGE', `${source}: its certificate key expired at ${j.certificateKeyExpires} (kubeadm keeps uploaded certificates 2 hours); on the master run \`sudo ./install join-command\`, then copy join/ here again`)
+    throw new KaError(
+      'EUSAGE',
+      `${source}: its certificate key expired at ${j.certificateKeyExpires} (kubeadm keeps uploaded certificates 2 hours); on the master run \`sudo ./install join-command\`, then copy join/ here again`,
+    )
   }
   return j
 }
@@ -137,7 +158,9 @@ export function joinConfig(kubernetes: string, c: ClusterConfig, j: JoinFile, ad
     kind: 'JoinConfiguration',
     discovery: { bootstrapToken: { apiServerEndpoint: j.endpoint, token: j.token, caCertHashes: [j.caCertHash] } },
     nodeRegistration: nodeRegistration(c, j.role === 'worker' ? undefined : c.taints),
-    ...(j.role === 'control-plane' ? { controlPlane: { certificateKey: j.certificateKey, ...(advertise ? { localAPIEndpoint: { advertiseAddress: advertise, bindPort: 6443 } } : {}) } } : {}),
+    ...(j.role === 'control-plane'
+      ? { controlPlane: { certificateKey: j.certificateKey, ...(advertise ? { localAPIEndpoint: { advertiseAddress: advertise, bindPort: 6443 } } : {}) } }
+      : {}),
   }
   return yaml.dump(doc, { lineWidth: -1 })
 }

@@ -6,7 +6,10 @@ import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF } from './node-paths.js'
 
 /** The active swap areas, one /proc/swaps line each (the header left out). */
 export async function activeSwaps(host: Host): Promise<string[]> {
-  return ((await host.readText(PROC_SWAPS)) ?? '').split('\n').slice(1).filter((l) => l.trim())
+  return ((await host.readText(PROC_SWAPS)) ?? '')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim())
 }
 
 /** The names of the loaded kernel modules. */
@@ -53,11 +56,15 @@ export async function listenerOn(port: number, proc = '/proc'): Promise<Listener
   return undefined
 }
 
-export const describeListener = (l: Listener | undefined): string => (l ? `${l.command} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ''})` : 'a process this installer cannot see')
+export const describeListener = (l: Listener | undefined): string =>
+  l ? `${l.command} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ''})` : 'a process this installer cannot see'
 
 /** The nameservers /etc/resolv.conf names (the file kubelet hands CoreDNS by default). */
 export async function nameservers(host: Host): Promise<string[]> {
-  return ((await host.readText(RESOLV_CONF)) ?? '').split('\n').map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]).filter((n): n is string => !!n)
+  return ((await host.readText(RESOLV_CONF)) ?? '')
+    .split('\n')
+    .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+    .filter((n): n is string => !!n)
 }
 
 export const NAMESERVER_FIX = `give the node a resolver CoreDNS can forward to: a "nameserver <IP>" line in ${RESOLV_CONF} (a DNS server inside the network; any reachable address keeps CoreDNS running, cluster names resolve either way), then restart the coredns pods`

@@ -8,12 +8,33 @@ import type { ClusterConfig } from './cluster-config.js'
 import type { JoinFile } from './kubeadm.js'
 import type { NodeFacts } from './facts.js'
 
-export const PHASE_NAMES = ['verify', 'preflight', 'packages', 'kernel', 'containerd', 'cni', 'kubernetes', 'images', 'cluster', 'network', 'finish', 'reset'] as const
+export const PHASE_NAMES = [
+  'verify',
+  'preflight',
+  'packages',
+  'kernel',
+  'containerd',
+  'cni',
+  'kubernetes',
+  'images',
+  'cluster',
+  'network',
+  'finish',
+  'reset',
+] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 
 /** What a step does to the node, as data: a dry run prints it, a run performs it. */
 export type Action =
-  | { kind: 'write'; path: string; mode: number; sha256: Sha256; size: number; data: () => Buffer | Readable | Promise<Buffer | Readable>; owner?: { uid: number; gid: number } }
+  | {
+      kind: 'write'
+      path: string
+      mode: number
+      sha256: Sha256
+      size: number
+      data: () => Buffer | Readable | Promise<Buffer | Readable>
+      owner?: { uid: number; gid: number }
+    }
   | { kind: 'run'; argv: string[]; input?: () => Readable; timeoutMs?: number }
   | { kind: 'remove'; path: string }
   /** Actions run at the same time (independent of each other by construction). */
@@ -82,11 +103,22 @@ export interface Phase {
 }
 
 /** A file step: done when the node's file has these bytes and this mode. */
-export async function fileStep(ctx: Context, title: string, path: string, content: string | Buffer, mode = 0o644, owner?: { uid: number; gid: number }): Promise<Step> {
+export async function fileStep(
+  ctx: Context,
+  title: string,
+  path: string,
+  content: string | Buffer,
+  mode = 0o644,
+  owner?: { uid: number; gid: number },
+): Promise<Step> {
   const data = Buffer.isBuffer(content) ? content : Buffer.from(content)
   const sha256 = Sha256.of(data)
   const now = await ctx.host.fileState(path)
-  return { title, done: !!now && now.sha256.equals(sha256) && now.mode === mode, actions: [{ kind: 'write', path, mode, sha256, size: data.length, data: () => data, ...(owner ? { owner } : {}) }] }
+  return {
+    title,
+    done: !!now && now.sha256.equals(sha256) && now.mode === mode,
+    actions: [{ kind: 'write', path, mode, sha256, size: data.length, data: () => data, ...(owner ? { owner } : {}) }],
+  }
 }
 
 export interface StepReport {
@@ -106,10 +138,12 @@ export async function perform(host: Host, action: Action): Promise<void> {
       const f = byMember.get(member)!
       await host.write(f.path, body, f.mode, f.sha256)
     })
-  }
-  else {
+  } else {
     const r = await host.run(action.argv, { ...(action.input ? { input: action.input() } : {}), ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}) })
-    if (r.code !== 0) throw new KaError('ESTEP', `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`, { argv: action.argv })
+    if (r.code !== 0)
+      throw new KaError('ESTEP', `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`, {
+        argv: action.argv,
+      })
   }
 }
 
@@ -119,12 +153,12 @@ export const describeAction = (a: Action): StepReport['actions'] =>
   a.kind === 'parallel'
     ? a.actions.flatMap(describeAction)
     : a.kind === 'write'
-    ? [{ kind: 'write', path: a.path, sha256: a.sha256.oci, mode: octal(a.mode) }]
-    : a.kind === 'extract'
-      ? a.files.map((f) => ({ kind: 'write', path: f.path, sha256: f.sha256.oci, mode: octal(f.mode) }))
-      : a.kind === 'run'
-        ? [{ kind: 'run', argv: a.argv }]
-        : [{ kind: 'remove', path: a.path }]
+      ? [{ kind: 'write', path: a.path, sha256: a.sha256.oci, mode: octal(a.mode) }]
+      : a.kind === 'extract'
+        ? a.files.map((f) => ({ kind: 'write', path: f.path, sha256: f.sha256.oci, mode: octal(f.mode) }))
+        : a.kind === 'run'
+          ? [{ kind: 'run', argv: a.argv }]
+          : [{ kind: 'remove', path: a.path }]
 
 /**
  * Runs phases in order. Each phase is planned from the node's state when it starts (a
@@ -161,7 +195,11 @@ export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepR
       onStep(r)
     }
     if (failures.length) {
-      throw new KaError('ESTEP', `${phase.name}: every step ran, ${failures.length} failed: ${failures.join('; ')}; run it again to finish (what is done stays done)`, { phase: phase.name, failures })
+      throw new KaError(
+        'ESTEP',
+        `${phase.name}: every step ran, ${failures.length} failed: ${failures.join('; ')}; run it again to finish (what is done stays done)`,
+        { phase: phase.name, failures },
+      )
     }
   }
   return reports

@@ -27,13 +27,16 @@ export async function membersStep(ctx: Context, title: string, component: string
   for (const m of members) {
     const path = `${dir}/${basename(m.path)}`
     const now = await ctx.host.fileState(path)
-    if (!(now && now.sha256.equals(m.sha256) && now.mode === 0o755)) files.push({ member: m.path, path, mode: 0o755, sha256: m.sha256 })
+    if (!(now?.sha256.equals(m.sha256) && now.mode === 0o755)) files.push({ member: m.path, path, mode: 0o755, sha256: m.sha256 })
   }
   return { title: `${title} (${members.map((m) => basename(m.path)).join(', ')})`, done: files.length === 0, actions: [{ kind: 'extract', archive, files }] }
 }
 
 /** Whether a systemd unit is enabled / active (queries: they run in a dry run too). */
 export async function unitState(ctx: Context, unit: string): Promise<{ enabled: boolean; active: boolean }> {
-  const [e, a] = await Promise.all([ctx.host.run(['systemctl', 'is-enabled', unit], { changing: false }), ctx.host.run(['systemctl', 'is-active', unit], { changing: false })])
+  const [e, a] = await Promise.all([
+    ctx.host.run(['systemctl', 'is-enabled', unit], { changing: false }),
+    ctx.host.run(['systemctl', 'is-active', unit], { changing: false }),
+  ])
   return { enabled: e.code === 0, active: a.code === 0 }
 }

@@ -13,7 +13,8 @@ async function sources(dir: string): Promise<string[]> {
   return out
 }
 
-const importsOf = (text: string): string[] => [...text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => (m[1] ?? m[2])!)
+const importsOf = (text: string): string[] =>
+  [...text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => (m[1] ?? m[2])!)
 
 /** Every import of every source under `pkg`, as `{ file, spec, target }` (target: the top folder a relative import lands in). */
 async function edges(pkg: string): Promise<{ file: string; spec: string; target?: string }[]> {

@@ -4,13 +4,17 @@ import { doctor } from '../doctor.js'
 
 /** `./install doctor`: read-only checks of the node; exit 1 when one fails. */
 export async function doctorCommand(flags: Flags, io: Io): Promise<number> {
-  const { ctx } = await resolveContext({ ...flags, dryRun: false }, { role: 'worker', needAddress: false, record: false, phases: [], say: (l) => io.err(`${l}\n`) })
+  const { ctx } = await resolveContext(
+    { ...flags, dryRun: false },
+    { role: 'worker', needAddress: false, record: false, phases: [], say: (l) => io.err(`${l}\n`) },
+  )
   const findings = await doctor(ctx)
   const fails = findings.filter((f) => f.level === 'fail').length
   if (flags.json) printJson(io, { ok: fails === 0, findings })
   else {
     const w = Math.max(...findings.map((f) => f.check.length))
-    for (const f of findings) io.out(`${f.level.toUpperCase().padEnd(4)}  ${f.check.padEnd(w)}  ${f.found}${f.fix ? `\n${' '.repeat(w + 8)}fix: ${f.fix}` : ''}\n`)
+    for (const f of findings)
+      io.out(`${f.level.toUpperCase().padEnd(4)}  ${f.check.padEnd(w)}  ${f.found}${f.fix ? `\n${' '.repeat(w + 8)}fix: ${f.fix}` : ''}\n`)
     io.out(fails ? `${fails} problem${fails > 1 ? 's' : ''} found\n` : 'no problems found\n')
   }
   return fails ? 1 : 0

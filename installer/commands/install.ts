@@ -6,15 +6,23 @@ import { runPhases, type StepReport } from '../plan.js'
 
 function phaseList(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined
-  const list = v.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const p of list) if (!PHASE_CHOICES.includes(p)) throw new KaError('EUSAGE', `${flag}: unknown phase ${JSON.stringify(p)}; the phases are ${PHASE_CHOICES.join(', ')} (./install phases)`)
+  const list = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  for (const p of list)
+    if (!PHASE_CHOICES.includes(p))
+      throw new KaError('EUSAGE', `${flag}: unknown phase ${JSON.stringify(p)}; the phases are ${PHASE_CHOICES.join(', ')} (./install phases)`)
   return list
 }
 
 /** `./install --role master|worker`: verify, then every selected phase in order. */
 export async function installCommand(flags: Flags, io: Io): Promise<void> {
   if (flags.role !== 'master' && flags.role !== 'worker') {
-    throw new KaError('EUSAGE', flags.role === undefined ? 'say which node this is: --role master or --role worker' : `--role ${JSON.stringify(flags.role)}: use master or worker`)
+    throw new KaError(
+      'EUSAGE',
+      flags.role === undefined ? 'say which node this is: --role master or --role worker' : `--role ${JSON.stringify(flags.role)}: use master or worker`,
+    )
   }
   const role = flags.role
   const only = phaseList(flags.phases, '--phases')
@@ -23,25 +31,47 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
   const json = !!flags.json
   const reports: StepReport[] = []
   const warnings: string[] = []
-  const say = (line: string) => (warnings.push(line), json ? undefined : io.err(`${line}\n`))
+  const say = (line: string) => {
+    warnings.push(line)
+    if (!json) io.err(`${line}\n`)
+  }
   const show = (r: StepReport) => {
     reports.push(r)
     if (json) return
     io.out(`[${r.phase}] ${r.status.padEnd(12)} ${r.title}\n`)
-    if (r.status === 'would do' || flags.verbose) for (const a of r.actions) io.out(`      ${a.kind === 'write' ? `write ${a.path}  ${a.sha256}  ${a.mode}` : a.kind === 'run' ? `run   ${a.argv!.join(' ')}` : `remove ${a.path}`}\n`)
+    if (r.status === 'would do' || flags.verbose)
+      for (const a of r.actions)
+        io.out(
+          `      ${a.kind === 'write' ? `write ${a.path}  ${a.sha256}  ${a.mode}` : a.kind === 'run' ? `run   ${a.argv!.join(' ')}` : `remove ${a.path}`}\n`,
+        )
   }
 
   if (skip.includes('verify')) say('note  verify always runs first: --skip-phases cannot skip it (--no-verify is for development only)')
   const { ctx, report: v } = await resolveContext(flags, { role, needAddress: true, record: true, phases: selected.map((p) => p.name), say })
-  if (v) show({ phase: 'verify', title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`, status: 'checked', actions: [] })
+  if (v)
+    show({
+      phase: 'verify',
+      title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`,
+      status: 'checked',
+      actions: [],
+    })
   const join = ctx.cluster.join
-  if (join) say(`join  this node will trust the control plane at ${join.endpoint} with CA key ${join.caCertHash} (from ${flags.joinFile}: written on a node, not covered by the bundle's signature)`)
+  if (join)
+    say(
+      `join  this node will trust the control plane at ${join.endpoint} with CA key ${join.caCertHash} (from ${flags.joinFile}: written on a node, not covered by the bundle's signature)`,
+    )
   await runPhases(ctx, selected, show)
   const dryRun = ctx.options.dryRun
   if (json) return printJson(io, { ok: true, role, dryRun, steps: reports, warnings })
   const count = (s: StepReport['status']) => reports.filter((r) => r.status === s).length
-  io.out(dryRun ? `dry run: ${count('would do')} steps would change the node; nothing was changed\n` : `ok: ${count('done')} steps changed the node, ${count('already done')} were already done\n`)
+  io.out(
+    dryRun
+      ? `dry run: ${count('would do')} steps would change the node; nothing was changed\n`
+      : `ok: ${count('done')} steps changed the node, ${count('already done')} were already done\n`,
+  )
   if (!dryRun && role === 'master' && !join && selected.some((p) => p.name === 'finish')) {
-    io.out(`next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`)
+    io.out(
+      `next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`,
+    )
   }
 }

@@ -13,7 +13,8 @@ export async function resetCommand(flags: Flags & { purge?: boolean; yes?: boole
   if (!flags.yes && !dryRun) {
     const todo = (await phase.plan(ctx)).filter((s) => !s.done)
     if (todo.length === 0) return void io.out('ok: nothing to reset\n')
-    if (!process.stdin.isTTY) throw new KaError('EUSAGE', 'reset changes the node and there is no terminal to ask on: run it with --yes (or --dry-run to see what it would do)')
+    if (!process.stdin.isTTY)
+      throw new KaError('EUSAGE', 'reset changes the node and there is no terminal to ask on: run it with --yes (or --dry-run to see what it would do)')
     io.out(`./install reset will:\n${todo.map((s) => `  ${s.title}\n`).join('')}`)
     const rl = createInterface({ input: process.stdin, output: process.stdout })
     const answer = await rl.question('Go ahead? [y/N] ')

@@ -8,7 +8,21 @@ import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../../bundle/layout.j
 import type { Host } from '../host.js'
 import type { NodeFacts } from '../facts.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
-import { COREDNS_APPLIED, RESOLV_CONF, BIN_DIR, CA_CERT, CALICO_APPLIED, ETC_HOSTS, ETC_PASSWD, JOIN_STATE, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBECTL_CALICO, KUBELET_KUBECONFIG } from '../node-paths.js'
+import {
+  COREDNS_APPLIED,
+  RESOLV_CONF,
+  BIN_DIR,
+  CA_CERT,
+  CALICO_APPLIED,
+  ETC_HOSTS,
+  ETC_PASSWD,
+  JOIN_STATE,
+  KUBEADM_CONFIG,
+  KUBEADM_JOIN_CONFIG,
+  KUBECONFIG_ADMIN,
+  KUBECTL_CALICO,
+  KUBELET_KUBECONFIG,
+} from '../node-paths.js'
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
 import { nameservers } from '../node-state.js'
@@ -62,7 +76,11 @@ export const cluster: Phase = {
       const file = await fileStep(ctx, `kubeadm join config (${KUBEADM_JOIN_CONFIG})`, KUBEADM_JOIN_CONFIG, config, 0o600)
       steps.push({ ...file, done: done || file.done })
       if (!done) steps.push(kubeadmAgrees(ctx, KUBEADM_JOIN_CONFIG))
-      steps.push({ title: `joined ${c.join.endpoint} as ${c.join.role === 'worker' ? 'a worker' : 'a control plane'} (kubeadm join)`, done, actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)] }] })
+      steps.push({
+        title: `joined ${c.join.endpoint} as ${c.join.role === 'worker' ? 'a worker' : 'a control plane'} (kubeadm join)`,
+        done,
+        actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)] }],
+      })
       return steps
     }
     // The first master. Once it has a cluster, the token and config are not made again.
@@ -71,11 +89,30 @@ export const cluster: Phase = {
     const certificateKey = newCertificateKey()
     const now = ctx.facts.now()
     const endpoint = c.config.controlPlaneEndpoint ?? `${c.advertise}:6443`
-    const state: JoinState = { endpoint, token, issued: new Date(now).toISOString(), expires: new Date(now + durationMs(c.config.tokenTTL)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
-    steps.push(await fileStep(ctx, `kubeadm config (${KUBEADM_CONFIG}: Kubernetes ${bundle.lock.kubernetes}, pod subnet ${c.config.podSubnet}, service subnet ${c.config.serviceSubnet})`, KUBEADM_CONFIG, initConfig(bundle.lock.kubernetes, c.config, c.advertise, token, certificateKey), 0o600))
+    const state: JoinState = {
+      endpoint,
+      token,
+      issued: new Date(now).toISOString(),
+      expires: new Date(now + durationMs(c.config.tokenTTL)).toISOString(),
+      certificateKey,
+      certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString(),
+    }
+    steps.push(
+      await fileStep(
+        ctx,
+        `kubeadm config (${KUBEADM_CONFIG}: Kubernetes ${bundle.lock.kubernetes}, pod subnet ${c.config.podSubnet}, service subnet ${c.config.serviceSubnet})`,
+        KUBEADM_CONFIG,
+        initConfig(bundle.lock.kubernetes, c.config, c.advertise, token, certificateKey),
+        0o600,
+      ),
+    )
     steps.push(await fileStep(ctx, `join token kept for the join files (${JOIN_STATE})`, JOIN_STATE, `${JSON.stringify(state, null, 2)}\n`, 0o600))
     steps.push(kubeadmAgrees(ctx, KUBEADM_CONFIG))
-    steps.push({ title: `cluster initialized (kubeadm init, advertising ${c.advertise})`, done: false, actions: [{ kind: 'run', argv: [KUBEADM, 'init', '--config', host.path(KUBEADM_CONFIG), '--upload-certs'] }] })
+    steps.push({
+      title: `cluster initialized (kubeadm init, advertising ${c.advertise})`,
+      done: false,
+      actions: [{ kind: 'run', argv: [KUBEADM, 'init', '--config', host.path(KUBEADM_CONFIG), '--upload-certs'] }],
+    })
     return steps
   },
 }
@@ -94,22 +131,33 @@ function kubeadmAgrees(ctx: Context, config: string): Step {
     checkOnly: true,
     actions: [],
     check: async () => {
-      const list = await ctx.host.run([KUBEADM, 'config', 'images', 'list', '--kubernetes-version', version, '--image-repository', KUBEADM_REPOSITORY], { changing: false })
+      const list = await ctx.host.run([KUBEADM, 'config', 'images', 'list', '--kubernetes-version', version, '--image-repository', KUBEADM_REPOSITORY], {
+        changing: false,
+      })
       if (list.code !== 0) throw new KaError('ESTEP', `kubeadm config images list failed: ${(list.stderr || list.stdout).trim().split('\n').pop()}`)
       const carried = new Set(ctx.bundle.images.map((i) => i.name))
-      const lacking = list.stdout.split('\n').map((l) => l.trim()).filter((l) => l && !carried.has(imageName(parseImageRef(l))))
+      const lacking = list.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !carried.has(imageName(parseImageRef(l))))
       if (lacking.length) {
-        throw new KaError('ESTEP', `kubeadm ${version} wants ${lacking.join(', ')}, which the bundle does not carry (its image table is wrong for ${version}); nothing was started: correct manifests/kubeadm-images.yaml from \`kubeadm config images list --kubernetes-version ${version}\` and build the bundle again`, { lacking })
+        throw new KaError(
+          'ESTEP',
+          `kubeadm ${version} wants ${lacking.join(', ')}, which the bundle does not carry (its image table is wrong for ${version}); nothing was started: correct manifests/kubeadm-images.yaml from \`kubeadm config images list --kubernetes-version ${version}\` and build the bundle again`,
+          { lacking },
+        )
       }
       const valid = await ctx.host.run([KUBEADM, 'config', 'validate', '--config', ctx.host.path(config)], { changing: false })
-      if (valid.code !== 0) throw new KaError('ESTEP', `kubeadm config validate refuses ${config}: ${(valid.stderr || valid.stdout).trim().split('\n').slice(-2).join(' / ')}`)
+      if (valid.code !== 0)
+        throw new KaError('ESTEP', `kubeadm config validate refuses ${config}: ${(valid.stderr || valid.stdout).trim().split('\n').slice(-2).join(' / ')}`)
     },
   }
 }
 
 export const network: Phase = {
   name: 'network',
-  summary: "Calico on the first master: its manifest patched (pool CIDR = pod subnet, IP autodetection, never pull) and applied server-side; calicoctl as kubectl-calico",
+  summary:
+    'Calico on the first master: its manifest patched (pool CIDR = pod subnet, IP autodetection, never pull) and applied server-side; calicoctl as kubectl-calico',
   async plan(ctx) {
     const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, 'calicoctl', 0o755)]
     if (!isFirstMaster(ctx)) return steps
@@ -117,12 +165,21 @@ export const network: Phase = {
     // Calico's default (first-found) can pick the wrong interface on a multi-NIC node: by
     // default every node takes the interface that reaches the first master's address.
     const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection ?? `can-reach=${ctx.cluster.advertise}`)
-    const file = await fileStep(ctx, `Calico manifest (${CALICO_APPLIED}: ${patched.documents} documents, pool ${ctx.cluster.config.podSubnet})`, CALICO_APPLIED, patched.text)
+    const file = await fileStep(
+      ctx,
+      `Calico manifest (${CALICO_APPLIED}: ${patched.documents} documents, pool ${ctx.cluster.config.podSubnet})`,
+      CALICO_APPLIED,
+      patched.text,
+    )
     steps.push(file)
     const applied = file.done && (await ctx.host.run(kubectl(ctx, 'get', 'daemonset', 'calico-node', '-n', 'kube-system'), { changing: false })).code === 0
     // Server-side apply: a rerun is harmless, and Calico's large CRDs do not hit the
     // client-side last-applied annotation limit ("metadata.annotations: Too long").
-    steps.push({ title: 'Calico applied (kubectl apply --server-side)', done: applied, actions: [{ kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }] })
+    steps.push({
+      title: 'Calico applied (kubectl apply --server-side)',
+      done: applied,
+      actions: [{ kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }],
+    })
     steps.push(...(await localCoreDnsSteps(ctx)))
     return steps
   },
@@ -137,9 +194,14 @@ async function localCoreDnsSteps(ctx: Context): Promise<Step[]> {
   if ((await nameservers(ctx.host)).length > 0) return []
   const got = await ctx.host.run(kubectl(ctx, '-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}'), { changing: false })
   if (got.code !== 0 || !got.stdout.includes('forward')) return []
-  ctx.say(`note  ${RESOLV_CONF} names no nameserver: CoreDNS is set up without upstream forwarding (cluster names resolve, outside names do not); add a nameserver and restore the forward line to change that`)
+  ctx.say(
+    `note  ${RESOLV_CONF} names no nameserver: CoreDNS is set up without upstream forwarding (cluster names resolve, outside names do not); add a nameserver and restore the forward line to change that`,
+  )
   const local = withoutForward(got.stdout)
-  const manifest = yaml.dump({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'coredns', namespace: 'kube-system' }, data: { Corefile: local } }, { lineWidth: -1 })
+  const manifest = yaml.dump(
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'coredns', namespace: 'kube-system' }, data: { Corefile: local } },
+    { lineWidth: -1 },
+  )
   const file = await fileStep(ctx, `CoreDNS without upstream forwarding (${COREDNS_APPLIED})`, COREDNS_APPLIED, manifest)
   return [
     file,
@@ -164,7 +226,7 @@ async function sudoUser(host: Host, facts: NodeFacts): Promise<{ name: string; u
   if (!name) return undefined
   const line = ((await host.readText(ETC_PASSWD)) ?? '').split('\n').find((l) => l.startsWith(`${name}:`))
   const f = line?.split(':')
-  return f && f[5] ? { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] } : undefined
+  return f?.[5] ? { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] } : undefined
 }
 
 /** The join files for the next nodes, into the bundle folder (mode 0600). */
@@ -176,7 +238,14 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
   const listed = await ctx.host.run(kubectl(ctx, 'get', 'nodes', '-o', 'jsonpath={.items[*].metadata.name}'), { changing: false })
   const names = listed.code === 0 ? listed.stdout.split(/\s+/).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n)) : []
   const nodes = [...new Set([ctx.cluster.config.nodeName, ...names])].sort()
-  const base = { endpoint: state.endpoint, token: state.token, ...(state.issued ? { issued: state.issued } : {}), expires: state.expires, caCertHash: caCertHash(pem), nodes }
+  const base = {
+    endpoint: state.endpoint,
+    token: state.token,
+    ...(state.issued ? { issued: state.issued } : {}),
+    expires: state.expires,
+    caCertHash: caCertHash(pem),
+    nodes,
+  }
   const files: [string, JoinFile][] = [
     [JOIN_WORKER, { role: 'worker', ...base }],
     [JOIN_CONTROL_PLANE, { role: 'control-plane', ...base, certificateKey: state.certificateKey, certificateKeyExpires: state.certificateKeyExpires }],
@@ -189,17 +258,24 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
     const path = `/${rel}`
     const now = await usb.fileState(path)
     const sha256 = Sha256.of(text)
-    out.push({ title: `${rel} for the next ${j.role === 'worker' ? 'workers' : 'masters'} (expires ${j.expires})`, done: !!now && now.sha256.equals(sha256) && now.mode === 0o600, on: usb, actions: [{ kind: 'write', path, mode: 0o600, sha256, size: text.length, data: () => Buffer.from(text) }] })
+    out.push({
+      title: `${rel} for the next ${j.role === 'worker' ? 'workers' : 'masters'} (expires ${j.expires})`,
+      done: !!now && now.sha256.equals(sha256) && now.mode === 0o600,
+      on: usb,
+      actions: [{ kind: 'write', path, mode: 0o600, sha256, size: text.length, data: () => Buffer.from(text) }],
+    })
   }
   return out
 }
 
 export const finish: Phase = {
   name: 'finish',
-  summary: 'on the first master: kubeconfig for root and the sudo user, waits for the node to be Ready and kube-system to run, writes join/worker.yaml and join/control-plane.yaml; prints the next commands',
+  summary:
+    'on the first master: kubeconfig for root and the sudo user, waits for the node to be Ready and kube-system to run, writes join/worker.yaml and join/control-plane.yaml; prints the next commands',
   async plan(ctx) {
     const { host, options } = ctx
-    if (!isFirstMaster(ctx)) return [{ title: ctx.cluster.join ? `node joined ${ctx.cluster.join.endpoint}` : 'node prepared', done: true, checkOnly: true, actions: [] }]
+    if (!isFirstMaster(ctx))
+      return [{ title: ctx.cluster.join ? `node joined ${ctx.cluster.join.endpoint}` : 'node prepared', done: true, checkOnly: true, actions: [] }]
     const admin = await host.read(KUBECONFIG_ADMIN)
     if (!admin) {
       if (options.dryRun) return [{ title: 'kubeconfig, wait for Ready, join files (after kubeadm init)', done: false, actions: [] }]
@@ -207,8 +283,20 @@ export const finish: Phase = {
     }
     const steps: Step[] = [await fileStep(ctx, 'kubeconfig for root (/root/.kube/config)', '/root/.kube/config', admin, 0o600, { uid: 0, gid: 0 })]
     const user = await sudoUser(host, ctx.facts)
-    if (user) steps.push(await fileStep(ctx, `kubeconfig for ${user.name} (${user.home}/.kube/config)`, `${user.home}/.kube/config`, admin, 0o600, { uid: user.uid, gid: user.gid }))
-    steps.push({ title: `node ${ctx.cluster.config.nodeName} Ready and kube-system running`, done: true, checkOnly: true, actions: [], check: () => waitReady(ctx) })
+    if (user)
+      steps.push(
+        await fileStep(ctx, `kubeconfig for ${user.name} (${user.home}/.kube/config)`, `${user.home}/.kube/config`, admin, 0o600, {
+          uid: user.uid,
+          gid: user.gid,
+        }),
+      )
+    steps.push({
+      title: `node ${ctx.cluster.config.nodeName} Ready and kube-system running`,
+      done: true,
+      checkOnly: true,
+      actions: [],
+      check: () => waitReady(ctx),
+    })
     const state = JSON.parse((await host.readText(JOIN_STATE)) ?? '{}') as JoinState
     steps.push(...(await joinFileSteps(ctx, state)))
     return steps
@@ -220,13 +308,22 @@ async function waitReady(ctx: Context): Promise<void> {
   const deadline = Date.now() + ctx.cluster.waitMs
   let last = ''
   for (;;) {
-    const node = await ctx.host.run(kubectl(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'), { changing: false })
+    const node = await ctx.host.run(
+      kubectl(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'),
+      { changing: false },
+    )
     const pods = await ctx.host.run(kubectl(ctx, 'get', 'pods', '-n', 'kube-system', '--no-headers'), { changing: false })
     const notRunning = pods.stdout.split('\n').filter((l) => l.trim() && !/\s(Running|Completed)\s/.test(l))
     if (node.stdout.trim() === 'True' && pods.code === 0 && pods.stdout.trim() && notRunning.length === 0) return
-    last = node.stdout.trim() !== 'True' ? `node ${ctx.cluster.config.nodeName} is not Ready` : `kube-system pods not running: ${notRunning.map((l) => l.split(/\s+/)[0]).join(', ') || 'none listed yet'}`
+    last =
+      node.stdout.trim() !== 'True'
+        ? `node ${ctx.cluster.config.nodeName} is not Ready`
+        : `kube-system pods not running: ${notRunning.map((l) => l.split(/\s+/)[0]).join(', ') || 'none listed yet'}`
     if (Date.now() > deadline) {
-      throw new KaError('ESTEP', `${last} after ${Math.round(ctx.cluster.waitMs / 1000)} s; look at the containers: \`crictl ps -a\`, then \`crictl logs <container id>\` of the failing one (kube-apiserver, etcd, calico-node), and \`journalctl -u kubelet\`; run ./install again once fixed`)
+      throw new KaError(
+        'ESTEP',
+        `${last} after ${Math.round(ctx.cluster.waitMs / 1000)} s; look at the containers: \`crictl ps -a\`, then \`crictl logs <container id>\` of the failing one (kube-apiserver, etcd, calico-node), and \`journalctl -u kubelet\`; run ./install again once fixed`,
+      )
     }
     await new Promise((r) => setTimeout(r, 2000))
   }
@@ -235,16 +332,25 @@ async function waitReady(ctx: Context): Promise<void> {
 /** A fresh token (kubeadm token create) and certificate key (certificates uploaded again), kept for the join files. */
 export async function newJoinToken(ctx: Context): Promise<JoinState> {
   const old = JSON.parse((await ctx.host.readText(JOIN_STATE)) ?? 'null') as JoinState | null
-  if (!old || !(await ctx.host.exists(KUBECONFIG_ADMIN))) throw new KaError('EUSAGE', `join-command runs on the first master, after ./install --role master (no ${JOIN_STATE} here)`)
+  if (!old || !(await ctx.host.exists(KUBECONFIG_ADMIN)))
+    throw new KaError('EUSAGE', `join-command runs on the first master, after ./install --role master (no ${JOIN_STATE} here)`)
   const ttl = ctx.cluster.config.tokenTTL
   const made = await ctx.host.run([KUBEADM, 'token', 'create', '--ttl', ttl])
   const token = made.stdout.trim().split('\n').pop() ?? ''
-  if (made.code !== 0 || !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(token)) throw new KaError('ESTEP', `kubeadm token create failed: ${(made.stderr || made.stdout).trim()}`)
+  if (made.code !== 0 || !/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(token))
+    throw new KaError('ESTEP', `kubeadm token create failed: ${(made.stderr || made.stdout).trim()}`)
   const certificateKey = newCertificateKey()
   const up = await ctx.host.run([KUBEADM, 'init', 'phase', 'upload-certs', '--upload-certs', '--certificate-key', certificateKey])
   if (up.code !== 0) throw new KaError('ESTEP', `kubeadm init phase upload-certs failed: ${(up.stderr || up.stdout).trim()}`)
   const now = ctx.facts.now()
-  const state: JoinState = { endpoint: old.endpoint, token, issued: new Date(now).toISOString(), expires: new Date(now + durationMs(ttl)).toISOString(), certificateKey, certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString() }
+  const state: JoinState = {
+    endpoint: old.endpoint,
+    token,
+    issued: new Date(now).toISOString(),
+    expires: new Date(now + durationMs(ttl)).toISOString(),
+    certificateKey,
+    certificateKeyExpires: new Date(now + CERT_KEY_TTL_MS).toISOString(),
+  }
   const text = `${JSON.stringify(state, null, 2)}\n`
   await ctx.host.write(JOIN_STATE, text, 0o600, Sha256.of(text))
   return state

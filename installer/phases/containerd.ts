@@ -10,7 +10,12 @@ export const containerd: Phase = {
     const binaries = await membersStep(ctx, `containerd binaries in ${BIN_DIR}`, 'containerd', BIN_DIR, (p) => p.startsWith('bin/'))
     const runc = await copyStep(ctx, `runc (${RUNC})`, RUNC, 'runc', 0o755)
     const unit = await copyStep(ctx, `containerd unit (${CONTAINERD_UNIT})`, CONTAINERD_UNIT, 'containerd-service', 0o644)
-    const config = await fileStep(ctx, `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause})`, CONTAINERD_CONFIG, containerdConfig(ctx.bundle.required.pause))
+    const config = await fileStep(
+      ctx,
+      `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause})`,
+      CONTAINERD_CONFIG,
+      containerdConfig(ctx.bundle.required.pause),
+    )
     const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, 'crictl', BIN_DIR)
     const crictlYaml = await fileStep(ctx, `crictl config (${CRICTL_CONFIG})`, CRICTL_CONFIG, crictlConfig())
     const steps: Step[] = [binaries, runc, unit, config, crictl, crictlYaml]
@@ -18,9 +23,17 @@ export const containerd: Phase = {
     const state = await unitState(ctx, 'containerd')
     const changed = [binaries, runc, unit, config].some((s) => !s.done)
     steps.push({ title: 'systemd knows the containerd unit', done: unit.done, actions: [{ kind: 'run', argv: ['systemctl', 'daemon-reload'] }] })
-    steps.push({ title: 'containerd enabled and running', done: state.enabled && state.active, actions: [{ kind: 'run', argv: ['systemctl', 'enable', '--now', 'containerd'] }] })
+    steps.push({
+      title: 'containerd enabled and running',
+      done: state.enabled && state.active,
+      actions: [{ kind: 'run', argv: ['systemctl', 'enable', '--now', 'containerd'] }],
+    })
     // A running containerd keeps its old binary and config until restarted.
-    steps.push({ title: 'containerd runs the installed binary and config', done: !(changed && state.active), actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }] })
+    steps.push({
+      title: 'containerd runs the installed binary and config',
+      done: !(changed && state.active),
+      actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }],
+    })
     return steps
   },
 }

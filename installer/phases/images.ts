@@ -119,7 +119,10 @@ export const images: Phase = {
     const labelled = await listImageLabels(ctx, K8S_NAMESPACE)
     const present = labelled && new Map([...labelled].map(([n, i]) => [n, i.digest]))
     if (!present && !options.dryRun) {
-      throw new KaError('ESTEP', `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`)
+      throw new KaError(
+        'ESTEP',
+        `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`,
+      )
     }
     const missing = bundle.images.filter((i) => present?.get(i.name) !== i.manifest.oci)
     const argv = [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'import', '-']
@@ -133,14 +136,22 @@ export const images: Phase = {
         done: missing.length === 0,
         actions: [
           { kind: 'run', argv, input: () => layoutStream(bundle, plan.first) },
-          { kind: 'parallel', actions: streams.filter((x) => x.length).map((x) => ({ kind: 'run' as const, argv, input: () => layoutStream(bundle, x, plan.firstBlobs) })) },
+          {
+            kind: 'parallel',
+            actions: streams.filter((x) => x.length).map((x) => ({ kind: 'run' as const, argv, input: () => layoutStream(bundle, x, plan.firstBlobs) })),
+          },
         ],
         check: () => checkImages(ctx),
       },
       {
         title: `images pinned against kubelet's image garbage collection (${PINNED_LABEL})`,
         done: bundle.images.every((i) => labelled?.get(i.name)?.labels.includes(PINNED_LABEL)),
-        actions: bundle.images.filter((i) => !labelled?.get(i.name)?.labels.includes(PINNED_LABEL)).map((i) => ({ kind: 'run' as const, argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'label', i.name, PINNED_LABEL] })),
+        actions: bundle.images
+          .filter((i) => !labelled?.get(i.name)?.labels.includes(PINNED_LABEL))
+          .map((i) => ({
+            kind: 'run' as const,
+            argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'label', i.name, PINNED_LABEL],
+          })),
       },
     ]
   },
@@ -150,7 +161,10 @@ export const images: Phase = {
 export async function imagesElsewhere(ctx: Context, names: readonly string[]): Promise<{ image: string; namespace: string }[]> {
   const found: { image: string; namespace: string }[] = []
   const ns = await ctx.host.run([CTR, '--address', ctx.options.containerdAddress, 'namespaces', 'ls', '-q'], { changing: false })
-  for (const namespace of ns.stdout.split('\n').map((s) => s.trim()).filter((s) => s && s !== K8S_NAMESPACE)) {
+  for (const namespace of ns.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s && s !== K8S_NAMESPACE)) {
     const there = await listImages(ctx, namespace)
     for (const image of names) if (there?.has(image)) found.push({ image, namespace })
   }
@@ -163,6 +177,12 @@ export async function checkImages(ctx: Context): Promise<void> {
   const want = new Map(ctx.bundle.images.map((i) => [i.name, i.manifest.oci]))
   const missing = [...new Set([...ctx.bundle.needed, ...want.keys()])].filter((n) => !present.has(n) || (want.has(n) && present.get(n) !== want.get(n)))
   if (missing.length === 0) return
-  const elsewhere = (await imagesElsewhere(ctx, missing)).map((e) => `${e.image} is in namespace "${e.namespace}" (imported without -n ${K8S_NAMESPACE}: kubelet cannot see it there)`)
-  throw new KaError('ESTEP', `not in containerd's ${K8S_NAMESPACE} namespace: ${missing.join(', ')}${elsewhere.length ? `; ${elsewhere.join('; ')}` : ''}; run ./install --phases images again`, { missing })
+  const elsewhere = (await imagesElsewhere(ctx, missing)).map(
+    (e) => `${e.image} is in namespace "${e.namespace}" (imported without -n ${K8S_NAMESPACE}: kubelet cannot see it there)`,
+  )
+  throw new KaError(
+    'ESTEP',
+    `not in containerd's ${K8S_NAMESPACE} namespace: ${missing.join(', ')}${elsewhere.length ? `; ${elsewhere.join('; ')}` : ''}; run ./install --phases images again`,
+    { missing },
+  )
 }

@@ -26,11 +26,19 @@ export const kernel: Phase = {
 
     const loaded = await loadedModules(host)
     const missing = MODULES.filter((m) => !loaded.has(m))
-    steps.push({ title: `kernel modules loaded (${MODULES.join(', ')})`, done: missing.length === 0, actions: missing.map((m) => ({ kind: 'run', argv: ['modprobe', m] })) })
+    steps.push({
+      title: `kernel modules loaded (${MODULES.join(', ')})`,
+      done: missing.length === 0,
+      actions: missing.map((m) => ({ kind: 'run', argv: ['modprobe', m] })),
+    })
 
     steps.push(await fileStep(ctx, `sysctls at boot (${SYSCTL_CONF})`, SYSCTL_CONF, sysctlConf()))
     const live = await Promise.all(SYSCTLS.map(async ([k, v]) => ((await host.readText(procSys(k))) ?? '').trim() === v))
-    steps.push({ title: `sysctls applied (${SYSCTLS.map(([k]) => k).join(', ')})`, done: live.every(Boolean), actions: [{ kind: 'run', argv: ['sysctl', '--system'] }] })
+    steps.push({
+      title: `sysctls applied (${SYSCTLS.map(([k]) => k).join(', ')})`,
+      done: live.every(Boolean),
+      actions: [{ kind: 'run', argv: ['sysctl', '--system'] }],
+    })
 
     const swaps = await activeSwaps(host)
     steps.push({ title: 'swap off now', done: swaps.length === 0, actions: [{ kind: 'run', argv: ['swapoff', '-a'] }] })
@@ -43,7 +51,9 @@ export const kernel: Phase = {
       done: fixed === fstab,
       actions: [
         // The first backup is the one to restore: never overwrite it with an edited fstab.
-        ...((await host.exists(FSTAB_BACKUP)) ? [] : [{ kind: 'write' as const, path: FSTAB_BACKUP, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup }]),
+        ...((await host.exists(FSTAB_BACKUP))
+          ? []
+          : [{ kind: 'write' as const, path: FSTAB_BACKUP, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup }]),
         { kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(fixed), size: Buffer.byteLength(fixed), data: () => Buffer.from(fixed) },
       ],
     })

@@ -29,15 +29,25 @@ const dpkg = (ctx: Context, tool: 'dpkg' | 'dpkg-query', ...args: string[]) => [
 
 export const packages: Phase = {
   name: 'packages',
-  summary: "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg and no network source; then dpkg --audit must be clean",
+  summary:
+    "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg and no network source; then dpkg --audit must be clean",
   async plan(ctx) {
     const { release, mine, carried } = await packagesForNode(ctx)
     if (carried.length === 0) return [{ title: 'no OS packages in this bundle', done: true, checkOnly: true, actions: [] }]
     if (!mine.length) {
-      throw new KaError('EUSAGE', `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`)
+      throw new KaError(
+        'EUSAGE',
+        `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
+      )
     }
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format, not a template
     const q = await ctx.host.run(dpkg(ctx, 'dpkg-query', '-W', '-f=${Package} ${Status}\\n', ...mine.map((p) => p.name)), { changing: false })
-    const installed = new Set(q.stdout.split('\n').filter((l) => l.endsWith(' install ok installed')).map((l) => l.split(' ')[0]))
+    const installed = new Set(
+      q.stdout
+        .split('\n')
+        .filter((l) => l.endsWith(' install ok installed'))
+        .map((l) => l.split(' ')[0]),
+    )
     const missing = mine.filter((p) => !installed.has(p.name))
     return [
       {
@@ -47,13 +57,26 @@ export const packages: Phase = {
         // then reads the checked copy, not the stick again); one dpkg run for all: dpkg orders
         // unpacking and configuration by their dependencies.
         actions: [
-          ...missing.map((p): Action => ({ kind: 'write', path: staged(p), mode: 0o644, sha256: p.integrity, size: p.size, data: () => createReadStream(join(ctx.bundle.dir, packagePath(p.release, p.file))) })),
+          ...missing.map(
+            (p): Action => ({
+              kind: 'write',
+              path: staged(p),
+              mode: 0o644,
+              sha256: p.integrity,
+              size: p.size,
+              data: () => createReadStream(join(ctx.bundle.dir, packagePath(p.release, p.file))),
+            }),
+          ),
           { kind: 'run', argv: dpkg(ctx, 'dpkg', '--install', ...missing.map((p) => ctx.host.path(staged(p)))) },
           { kind: 'remove', path: PACKAGE_STAGING },
         ],
         check: async () => {
           const audit = await ctx.host.run(dpkg(ctx, 'dpkg', '--audit'), { changing: false })
-          if (audit.stdout.trim() || audit.code !== 0) throw new KaError('ESTEP', `dpkg --audit is not clean after installing: ${audit.stdout.trim().split('\n').slice(0, 3).join(' / ')}; run dpkg --configure -a and see its errors`)
+          if (audit.stdout.trim() || audit.code !== 0)
+            throw new KaError(
+              'ESTEP',
+              `dpkg --audit is not clean after installing: ${audit.stdout.trim().split('\n').slice(0, 3).join(' / ')}; run dpkg --configure -a and see its errors`,
+            )
         },
       },
     ]

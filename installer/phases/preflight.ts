@@ -37,10 +37,12 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   if (euid !== 0 && !options.dryRun) add('fail', 'root', `running as uid ${euid}`, 'run it with sudo: sudo ./install ...')
   const want = archOf(bundle.platform)
   if (have !== want) add('fail', 'architecture', `this machine is ${have}, the bundle is for ${want}`, `use the linux/${have} bundle`)
-  if (!(await host.exists(SYSTEMD_RUNNING))) add('fail', 'systemd', 'systemd is not running as init', 'kube-airgap installs systemd units; use a systemd-based distribution')
+  if (!(await host.exists(SYSTEMD_RUNNING)))
+    add('fail', 'systemd', 'systemd is not running as init', 'kube-airgap installs systemd units; use a systemd-based distribution')
 
   const swaps = await activeSwaps(host)
-  if (swaps.length) add('warn', 'swap', `swap is on (${swaps.map((l) => l.split(/\s+/)[0]).join(', ')})`, 'the kernel phase turns it off now and comments it out of /etc/fstab')
+  if (swaps.length)
+    add('warn', 'swap', `swap is on (${swaps.map((l) => l.split(/\s+/)[0]).join(', ')})`, 'the kernel phase turns it off now and comments it out of /etc/fstab')
 
   // A node this installer already set up (its kubeadm config kept, the kubelet's kubeconfig
   // written) runs its own kubelet and API server: a rerun skips what is done. Only a listener
@@ -69,7 +71,13 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   for (const p of [KUBECONFIG_ADMIN, KUBELET_KUBECONFIG]) {
     if (await host.exists(p)) {
       if (ourState) add('ok', 'existing cluster', `${p} exists: this node was set up by kube-airgap; a rerun finishes what is left`)
-      else add('warn', 'existing cluster', `${p} exists, but not from kube-airgap: this node belongs to a cluster another tool made`, 'kubeadm init/join will refuse; leave this node as it is, or (it removes that cluster from this node) ./install reset')
+      else
+        add(
+          'warn',
+          'existing cluster',
+          `${p} exists, but not from kube-airgap: this node belongs to a cluster another tool made`,
+          'kubeadm init/join will refuse; leave this node as it is, or (it removes that cluster from this node) ./install reset',
+        )
       break
     }
   }
@@ -84,12 +92,30 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
     others.push(...(await copiesOf(ctx, name)).filter((p) => p !== mine))
   }
   if (others.length) {
-    add('warn', 'other runtimes', `also installed: ${others.join(', ')}`, `kube-airgap's unit runs ${BIN_DIR}/containerd and its config points runc at ${RUNC}; remove the others (apt remove containerd.io docker-ce, or snap remove docker) to avoid confusion, but only if nothing else needs them`)
+    add(
+      'warn',
+      'other runtimes',
+      `also installed: ${others.join(', ')}`,
+      `kube-airgap's unit runs ${BIN_DIR}/containerd and its config points runc at ${RUNC}; remove the others (apt remove containerd.io docker-ce, or snap remove docker) to avoid confusion, but only if nothing else needs them`,
+    )
   }
 
-  if (!(await host.exists(CGROUP_V2_MARKER))) add('warn', 'cgroups', 'cgroup v1', 'works with Kubernetes 1.29, but cgroup v1 is in maintenance mode: prefer a distribution on cgroup v2 (Ubuntu 22.04+, Debian 11+)')
+  if (!(await host.exists(CGROUP_V2_MARKER)))
+    add(
+      'warn',
+      'cgroups',
+      'cgroup v1',
+      'works with Kubernetes 1.29, but cgroup v1 is in maintenance mode: prefer a distribution on cgroup v2 (Ubuntu 22.04+, Debian 11+)',
+    )
 
-  for (const c of INSTALLER_NEEDS) if (!(await host.hasCommand(c))) add('fail', `command ${c}`, `${c} is not on PATH`, `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`)
+  for (const c of INSTALLER_NEEDS)
+    if (!(await host.hasCommand(c)))
+      add(
+        'fail',
+        `command ${c}`,
+        `${c} is not on PATH`,
+        `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`,
+      )
   const shared = [...(await hostCommandFindings(ctx)), ...(await firewallFindings(ctx)), await nameserverFinding(ctx, 'warn')]
   f.push(...shared.filter((x) => x.level !== 'ok'))
 
@@ -108,7 +134,11 @@ export const preflight: Phase = {
     for (const x of findings) if (x.level !== 'ok') ctx.say(`${x.level === 'fail' ? 'FAIL' : 'warn'}  ${x.check}: ${x.found}${x.fix ? `; ${x.fix}` : ''}`)
     const fails = findings.filter((x) => x.level === 'fail')
     if (fails.length) {
-      throw new KaError('ESTEP', `preflight: ${fails.map((x) => x.found).join('; ')}; fix ${fails.length === 1 ? 'it' : 'them'} and run ./install again (nothing was changed)`, { findings })
+      throw new KaError(
+        'ESTEP',
+        `preflight: ${fails.map((x) => x.found).join('; ')}; fix ${fails.length === 1 ? 'it' : 'them'} and run ./install again (nothing was changed)`,
+        { findings },
+      )
     }
     return [{ title: `node checked (${findings.filter((x) => x.level === 'warn').length} warnings)`, done: true, checkOnly: true, actions: [] }]
   },

@@ -2,14 +2,41 @@ import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { listMembers } from '../archive.js'
 import { Sha256 } from '../../bundle/digest.js'
-import { BIN_DIR, CNI_BIN_DIR, CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, CTR, ETC_HOSTS, FSTAB, FSTAB_BACKUP, K8S_NAMESPACE, KUBECTL_CALICO, KUBELET_DROPIN, KUBELET_UNIT, MODULES_LOAD, RUNC, STATE_DIR, SYSCTL_CONF } from '../node-paths.js'
+import {
+  BIN_DIR,
+  CNI_BIN_DIR,
+  CONTAINERD_CONFIG,
+  CONTAINERD_UNIT,
+  CRICTL_CONFIG,
+  CTR,
+  ETC_HOSTS,
+  FSTAB,
+  FSTAB_BACKUP,
+  K8S_NAMESPACE,
+  KUBECTL_CALICO,
+  KUBELET_DROPIN,
+  KUBELET_UNIT,
+  MODULES_LOAD,
+  RUNC,
+  STATE_DIR,
+  SYSCTL_CONF,
+} from '../node-paths.js'
 import type { Action, Context, Phase, Step } from '../plan.js'
 import { unitState } from '../steps.js'
 
 /** Where the CRI plugin keeps per-container and per-sandbox state (field notes error 7). */
-const CRI_STATE_DIRS = ['/var/lib/containerd/io.containerd.grpc.v1.cri/containers', '/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes', '/run/containerd/io.containerd.grpc.v1.cri/containers', '/run/containerd/io.containerd.grpc.v1.cri/sandboxes']
+const CRI_STATE_DIRS = [
+  '/var/lib/containerd/io.containerd.grpc.v1.cri/containers',
+  '/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes',
+  '/run/containerd/io.containerd.grpc.v1.cri/containers',
+  '/run/containerd/io.containerd.grpc.v1.cri/sandboxes',
+]
 
-const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter(Boolean)
+const lines = (s: string) =>
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
 
 const KUBELET_PODS_DIR = '/var/lib/kubelet/pods'
 const KUBEADM_RESET_TIMEOUT_MS = 120_000
@@ -49,14 +76,25 @@ export function resetPhase(purge: boolean): Phase {
       const hasCluster = (await host.list('/etc/kubernetes')).length > 0 || (await host.exists('/var/lib/kubelet/config.yaml'))
       const kubeadmDone = !hasCluster || !(await host.exists(kubeadm))
       if (!kubeadmDone && !options.dryRun) ctx.say(`note  kubeadm reset may wait for an API server that is gone: up to ${KUBEADM_RESET_TIMEOUT_MS / 1000} s`)
-      steps.push({ title: 'kubeadm reset -f', done: kubeadmDone, actions: [{ kind: 'run', argv: [kubeadm, 'reset', '-f'], timeoutMs: KUBEADM_RESET_TIMEOUT_MS }] })
+      steps.push({
+        title: 'kubeadm reset -f',
+        done: kubeadmDone,
+        actions: [{ kind: 'run', argv: [kubeadm, 'reset', '-f'], timeoutMs: KUBEADM_RESET_TIMEOUT_MS }],
+      })
       const kubelet = await unitState(ctx, 'kubelet')
       steps.push({ title: 'kubelet stopped', done: !kubelet.active, actions: [{ kind: 'run', argv: ['systemctl', 'stop', 'kubelet'] }] })
 
       // Pods first (through the CRI, as kubelet made them), then whatever containerd still runs in k8s.io.
       const crictl = [`${BIN_DIR}/crictl`, '--runtime-endpoint', `unix://${addr}`]
       const pods = (await host.exists(`${BIN_DIR}/crictl`)) ? lines((await host.run([...crictl, 'pods', '-q'], { changing: false })).stdout) : []
-      steps.push({ title: `pods stopped and removed (${pods.length})`, done: pods.length === 0, actions: pods.flatMap((id): Action[] => [{ kind: 'run', argv: [...crictl, 'stopp', id] }, { kind: 'run', argv: [...crictl, 'rmp', '-f', id] }]) })
+      steps.push({
+        title: `pods stopped and removed (${pods.length})`,
+        done: pods.length === 0,
+        actions: pods.flatMap((id): Action[] => [
+          { kind: 'run', argv: [...crictl, 'stopp', id] },
+          { kind: 'run', argv: [...crictl, 'rmp', '-f', id] },
+        ]),
+      })
       const ctr = [CTR, '--address', addr, '-n', K8S_NAMESPACE]
       const containers = (await host.exists(CTR)) ? lines((await host.run([...ctr, 'containers', 'ls', '-q'], { changing: false })).stdout) : []
       const tasks = new Set(containers.length ? lines((await host.run([...ctr, 'tasks', 'ls', '-q'], { changing: false })).stdout) : [])
@@ -64,23 +102,44 @@ export function resetPhase(purge: boolean): Phase {
         title: `containers removed from ${K8S_NAMESPACE} (${containers.length}; images kept)`,
         done: containers.length === 0,
         actions: containers.flatMap((id): Action[] => [
-          ...(tasks.has(id) ? [{ kind: 'run' as const, argv: [...ctr, 'tasks', 'kill', '-s', 'SIGKILL', id] }, { kind: 'run' as const, argv: [...ctr, 'tasks', 'rm', '-f', id] }] : []),
+          ...(tasks.has(id)
+            ? [
+                { kind: 'run' as const, argv: [...ctr, 'tasks', 'kill', '-s', 'SIGKILL', id] },
+                { kind: 'run' as const, argv: [...ctr, 'tasks', 'rm', '-f', id] },
+              ]
+            : []),
           { kind: 'run', argv: [...ctr, 'containers', 'rm', id] },
         ]),
       })
       // A sandbox's shm and a pod's volumes stay mounted when their teardown failed: unmount
       // them, deepest first, or removing their folders fails with EBUSY.
       const mounts = await mountsUnder(ctx, [...CRI_STATE_DIRS, KUBELET_PODS_DIR])
-      steps.push({ title: `mounts under the pod and sandbox folders unmounted (${mounts.length})`, done: mounts.length === 0, actions: mounts.map((m) => ({ kind: 'run', argv: ['umount', m] })) })
+      steps.push({
+        title: `mounts under the pod and sandbox folders unmounted (${mounts.length})`,
+        done: mounts.length === 0,
+        actions: mounts.map((m) => ({ kind: 'run', argv: ['umount', m] })),
+      })
       const leftovers: string[] = []
       for (const d of CRI_STATE_DIRS) for (const id of await host.list(d)) leftovers.push(`${d}/${id}`)
-      steps.push({ title: `leftover CRI state removed (${leftovers.length})`, done: leftovers.length === 0, actions: leftovers.map((path) => ({ kind: 'remove', path })) })
+      steps.push({
+        title: `leftover CRI state removed (${leftovers.length})`,
+        done: leftovers.length === 0,
+        actions: leftovers.map((path) => ({ kind: 'remove', path })),
+      })
       const containerd = await unitState(ctx, 'containerd')
-      steps.push({ title: 'containerd restarted on clean state', done: leftovers.length === 0 || !containerd.active, actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }] })
+      steps.push({
+        title: 'containerd restarted on clean state',
+        done: leftovers.length === 0 || !containerd.active,
+        actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }],
+      })
 
       const cniState = []
       for (const p of ['/etc/cni/net.d', '/var/lib/cni']) if (await host.exists(p)) cniState.push(p)
-      steps.push({ title: 'CNI state removed (/etc/cni/net.d, /var/lib/cni)', done: cniState.length === 0, actions: cniState.map((path) => ({ kind: 'remove', path })) })
+      steps.push({
+        title: 'CNI state removed (/etc/cni/net.d, /var/lib/cni)',
+        done: cniState.length === 0,
+        actions: cniState.map((path) => ({ kind: 'remove', path })),
+      })
       if (purge) steps.push(...(await purgeSteps(ctx, containerd.enabled || containerd.active || kubelet.enabled)))
       return steps
     },
@@ -90,26 +149,58 @@ export function resetPhase(purge: boolean): Phase {
 /** Everything the installer wrote, removed; /etc/fstab restored from its backup. */
 async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   const { host, bundle } = ctx
-  const members = async (name: string, dir: string, pick: (p: string) => boolean = () => true) => (await listMembers(bundle.file(name).path, bundle.file(name).locked.integrity)).filter((m) => pick(m.path)).map((m) => `${dir}/${basename(m.path)}`)
+  const members = async (name: string, dir: string, pick: (p: string) => boolean = () => true) =>
+    (await listMembers(bundle.file(name).path, bundle.file(name).locked.integrity)).filter((m) => pick(m.path)).map((m) => `${dir}/${basename(m.path)}`)
   const files = [
     ...(await members('containerd', BIN_DIR, (p) => p.startsWith('bin/'))),
     ...(await members('crictl', BIN_DIR)),
     ...(await members('cni-plugins', CNI_BIN_DIR)),
     ...['kubeadm', 'kubelet', 'kubectl'].map((b) => `${BIN_DIR}/${b}`),
-    KUBECTL_CALICO, RUNC, CONTAINERD_UNIT, KUBELET_UNIT, KUBELET_DROPIN, CONTAINERD_CONFIG, CRICTL_CONFIG, MODULES_LOAD, SYSCTL_CONF, STATE_DIR, '/root/.kube/config',
+    KUBECTL_CALICO,
+    RUNC,
+    CONTAINERD_UNIT,
+    KUBELET_UNIT,
+    KUBELET_DROPIN,
+    CONTAINERD_CONFIG,
+    CRICTL_CONFIG,
+    MODULES_LOAD,
+    SYSCTL_CONF,
+    STATE_DIR,
+    '/root/.kube/config',
     // containerd's data, images included: a purge leaves the node as before the install.
-    '/var/lib/containerd', '/run/containerd',
+    '/var/lib/containerd',
+    '/run/containerd',
   ]
   const present = []
   for (const f of files) if (await host.exists(f)) present.push(f)
   const steps: Step[] = [
     { title: 'containerd and kubelet disabled', done: !unitsOn, actions: [{ kind: 'run', argv: ['systemctl', 'disable', '--now', 'kubelet', 'containerd'] }] },
-    { title: `installed files removed (${present.length})`, done: present.length === 0, actions: [...present.map((path): Action => ({ kind: 'remove', path })), { kind: 'run', argv: ['systemctl', 'daemon-reload'] }] },
+    {
+      title: `installed files removed (${present.length})`,
+      done: present.length === 0,
+      actions: [...present.map((path): Action => ({ kind: 'remove', path })), { kind: 'run', argv: ['systemctl', 'daemon-reload'] }],
+    },
   ]
   const backup = await host.read(FSTAB_BACKUP)
-  steps.push({ title: `${FSTAB} restored from ${FSTAB_BACKUP}`, done: !backup, actions: backup ? [{ kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup }, { kind: 'remove', path: FSTAB_BACKUP }] : [] })
+  steps.push({
+    title: `${FSTAB} restored from ${FSTAB_BACKUP}`,
+    done: !backup,
+    actions: backup
+      ? [
+          { kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup },
+          { kind: 'remove', path: FSTAB_BACKUP },
+        ]
+      : [],
+  })
   const hosts = (await host.readText(ETC_HOSTS)) ?? ''
-  const cleaned = hosts.split('\n').filter((l) => !l.endsWith('# kube-airgap')).join('\n')
-  steps.push({ title: `kube-airgap's lines removed from ${ETC_HOSTS}`, done: cleaned === hosts, actions: [{ kind: 'write', path: ETC_HOSTS, mode: 0o644, sha256: Sha256.of(cleaned), size: cleaned.length, data: () => Buffer.from(cleaned) }] })
+  const cleaned = hosts
+    .split('\n')
+    .filter((l) => !l.endsWith('# kube-airgap'))
+    .join('\n')
+  steps.push({
+    title: `kube-airgap's lines removed from ${ETC_HOSTS}`,
+    done: cleaned === hosts,
+    actions: [{ kind: 'write', path: ETC_HOSTS, mode: 0o644, sha256: Sha256.of(cleaned), size: cleaned.length, data: () => Buffer.from(cleaned) }],
+  })
   return steps
 }

@@ -22,9 +22,13 @@ describe('mirrors', () => {
 describe('network failures', () => {
   it('a host that does not resolve is one EFETCH line, not a stack trace', async () => {
     const fail = Object.assign(new Error('getaddrinfo ENOTFOUND dl.k8s.io'), { code: 'ENOTFOUND' })
-    const e = await withRetries('kubeadm 1.29.3', 'https://u:p@dl.k8s.io/x?t=1', httpDefaults({ backoffMs: 1 }), async () => Promise.reject(fail)).catch((x: unknown) => x)
+    const e = await withRetries('kubeadm 1.29.3', 'https://u:p@dl.k8s.io/x?t=1', httpDefaults({ backoffMs: 1 }), async () => Promise.reject(fail)).catch(
+      (x: unknown) => x,
+    )
     expect(e).toMatchObject({ code: 'EFETCH', exitCode: 1 })
-    expect((e as Error).message).toBe('kubeadm 1.29.3: https://REDACTED@dl.k8s.io/x?REDACTED: getaddrinfo ENOTFOUND dl.k8s.io; check the network, the proxy or --mirror')
+    expect((e as Error).message).toBe(
+      'kubeadm 1.29.3: https://REDACTED@dl.k8s.io/x?REDACTED: getaddrinfo ENOTFOUND dl.k8s.io; check the network, the proxy or --mirror',
+    )
   })
 })
 

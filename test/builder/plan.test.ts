@@ -12,7 +12,12 @@ describe('planBundle: what a bundle carries, from the lock alone', () => {
   it('names the bundle, and plans every file and package of the platform once, with its source', async () => {
     const l = await lock()
     const plan = planBundle(l, 'linux/arm64', ['debian-12'], 'bundle.lock.json')
-    expect(plan.id).toEqual({ name: `kube-airgap-v${l.kubernetes}-linux-arm64`, tarName: `kube-airgap-v${l.kubernetes}-linux-arm64.tar`, kubernetes: l.kubernetes, platform: 'linux/arm64' })
+    expect(plan.id).toEqual({
+      name: `kube-airgap-v${l.kubernetes}-linux-arm64`,
+      tarName: `kube-airgap-v${l.kubernetes}-linux-arm64.tar`,
+      kubernetes: l.kubernetes,
+      platform: 'linux/arm64',
+    })
     const rels = plan.downloads.map((d) => d.rel)
     expect(new Set(rels).size).toBe(rels.length)
     const files = plan.downloads.filter((d) => d.rel.startsWith('files/'))
@@ -33,7 +38,9 @@ describe('planBundle: what a bundle carries, from the lock alone', () => {
     const l = await lock()
     expect(() => planBundle({ ...l, platforms: ['linux/amd64'] }, 'linux/arm64', undefined, 'x.json')).toThrow(/^x\.json has no linux\/arm64 files/)
     expect(() => planBundle(l, 'linux/amd64', ['fedora-40'], 'x.json')).toThrow(/--os fedora-40: the lock has no packages for it/)
-    expect(() => planBundle({ ...l, files: l.files.filter((f) => f.name !== RUNTIME_COMPONENT) }, 'linux/amd64', undefined, 'x.json')).toThrow(/pins no Node\.js runtime/)
+    expect(() => planBundle({ ...l, files: l.files.filter((f) => f.name !== RUNTIME_COMPONENT) }, 'linux/amd64', undefined, 'x.json')).toThrow(
+      /pins no Node\.js runtime/,
+    )
   })
 
   it('makes the same build-time files from the same inputs', async () => {

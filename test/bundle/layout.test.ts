@@ -9,13 +9,27 @@ import { ImageLayout, type LayoutImage } from '../../bundle/image-layout.js'
 import { imageBlobPath } from '../../bundle/layout.js'
 import { readTar, TarWriter } from '../../bundle/tar.js'
 
-const manifest = (blobs: Sha256[]) => Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: blobs[0]!.oci }, layers: blobs.slice(1).map((b) => ({ digest: b.oci })) }))
+const manifest = (blobs: Sha256[]) =>
+  Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: blobs[0]!.oci }, layers: blobs.slice(1).map((b) => ({ digest: b.oci })) }))
 
 describe('the image layout', () => {
   it('writes an index and reads it back as names and manifest digests', () => {
     const images: LayoutImage[] = [
-      { name: 'registry.k8s.io/pause:3.9', manifest: Sha256.of('a'), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 1, platform: { os: 'linux', architecture: 'amd64' }, ref: '3.9' },
-      { name: 'docker.io/calico/node:v3.28.0', manifest: Sha256.of('b'), mediaType: 'application/vnd.docker.distribution.manifest.v2+json', size: 2, ref: 'v3.28.0' },
+      {
+        name: 'registry.k8s.io/pause:3.9',
+        manifest: Sha256.of('a'),
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        size: 1,
+        platform: { os: 'linux', architecture: 'amd64' },
+        ref: '3.9',
+      },
+      {
+        name: 'docker.io/calico/node:v3.28.0',
+        manifest: Sha256.of('b'),
+        mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+        size: 2,
+        ref: 'v3.28.0',
+      },
     ]
     const bytes = ImageLayout.indexBytes(images)
     expect(bytes.toString()).toMatch(/^\{\n {2}"schemaVersion": 2,\n {2}"mediaType": "application\/vnd\.oci\.image\.index\.v1\+json"/)
@@ -84,7 +98,12 @@ describe('tar and the atomic write', () => {
   it('leaves nothing behind when the bytes are not the pinned ones, or the producer fails', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ka-atomic-'))
     await expect(writeAtomic(join(dir, 'f'), 'other bytes', { expected: Sha256.of('pinned') })).rejects.toMatchObject({ code: 'EINTEGRITY' })
-    await expect(writeAtomic(join(dir, 'g'), async (sink) => (await sink(Buffer.from('half')), Promise.reject(new Error('source went away'))))).rejects.toThrow(/source went away/)
+    await expect(
+      writeAtomic(join(dir, 'g'), async (sink) => {
+        await sink(Buffer.from('half'))
+        throw new Error('source went away')
+      }),
+    ).rejects.toThrow(/source went away/)
     expect(await readdir(dir)).toEqual([])
     await writeAtomic(join(dir, 'f'), 'pinned', { expected: Sha256.of('pinned'), mode: 0o600 })
     expect(await readFile(join(dir, 'f'), 'utf8')).toBe('pinned')

@@ -46,7 +46,13 @@ describe('the lock', () => {
     expect(fails({ ...base(), platforms: [] })).toMatch(/platforms: must name at least one platform/)
     expect(fails({ ...base(), platforms: ['windows/amd64'] })).toMatch(/platforms\[0\]: unknown platform "windows\/amd64"/)
     expect(fails({ ...base(), extra: 1 })).toMatch(/extra: unknown field/)
-    const file = { name: 'runc', version: '1.1.12', url: 'https://github.com/opencontainers/runc/releases/download/v1.1.12/runc.amd64', integrity: 'sha256-qt7vQAuPBkVXaMFHbSAjj4dbePUsf/GWfaa84jbIy9g=', file: 'runc.amd64' }
+    const file = {
+      name: 'runc',
+      version: '1.1.12',
+      url: 'https://github.com/opencontainers/runc/releases/download/v1.1.12/runc.amd64',
+      integrity: 'sha256-qt7vQAuPBkVXaMFHbSAjj4dbePUsf/GWfaa84jbIy9g=',
+      file: 'runc.amd64',
+    }
     expect(() => parseLock(JSON.stringify({ ...base(), files: [file] }), 'lock.json')).not.toThrow()
     expect(fails({ ...base(), files: [{ ...file, file: '../etc/passwd' }] })).toMatch(/files\[0\]\.file: must be a plain file name/)
     expect(fails({ ...base(), files: [{ ...file, integrity: 'md5-abc' }] })).toMatch(/files\[0\]\.integrity: not a sha256 integrity string/)
@@ -54,6 +60,8 @@ describe('the lock', () => {
     expect(fails({ ...base(), files: [{ ...file, platform: 'linux/arm64' }] })).toMatch(/files\[0\]\.platform: linux\/arm64 is not in platforms/)
     expect(fails({ ...base(), files: [file, file] })).toMatch(/files\[1\]\.file: "runc\.amd64" is also files\[0\]\.file/)
     expect(fails({ ...base(), images: [{ ref: 'pause:3.9' }] })).toMatch(/images\[0\]\.ref: must be a canonical reference/)
-    expect(fails({ ...base(), images: [{ ref: 'registry.k8s.io/pause:3.9', manifest: `sha256:${'a'.repeat(64)}` }] })).toMatch(/only an image pinned by "digest" can name its platform manifest/)
+    expect(fails({ ...base(), images: [{ ref: 'registry.k8s.io/pause:3.9', manifest: `sha256:${'a'.repeat(64)}` }] })).toMatch(
+      /only an image pinned by "digest" can name its platform manifest/,
+    )
   })
 })

@@ -231,7 +231,18 @@ describe('bundle build', () => {
     await writeFile(badLock, JSON.stringify(lock))
     const fresh404 = await fresh()
     const before = fake.up.log.length
-    const r404 = await bundleCli(['build', '--lock', badLock, '--out', fresh404.out, '--cache', fresh404.cache, '--mirror', `https://dl.k8s.io=http://user:pw@${fake.up.url.slice(7)}/dl.k8s.io`, ...world.args.filter((a, i, all) => !a.startsWith('https://dl.k8s.io') && !(a === '--mirror' && all[i + 1]?.startsWith('https://dl.k8s.io')))])
+    const r404 = await bundleCli([
+      'build',
+      '--lock',
+      badLock,
+      '--out',
+      fresh404.out,
+      '--cache',
+      fresh404.cache,
+      '--mirror',
+      `https://dl.k8s.io=http://user:pw@${fake.up.url.slice(7)}/dl.k8s.io`,
+      ...world.args.filter((a, i, all) => !a.startsWith('https://dl.k8s.io') && !(a === '--mirror' && all[i + 1]?.startsWith('https://dl.k8s.io'))),
+    ])
     expect(r404.code).toBe(1)
     const line = r404.stderr.trim().split('\n').pop()!
     expect(line).toMatch(/EFETCH: kubectl 1\.29\.3 .*HTTP 404/)
@@ -267,9 +278,20 @@ describe('bundle build', () => {
 describe('bad input', () => {
   const cases: [string, (lock: Record<string, any>) => unknown, RegExp][] = [
     ['bad JSON', () => '{"lockVersion": 1,', /not valid JSON/],
-    ['a missing field', (l) => (delete l.files[2].url, l), /files\[2\]\.url: missing/],
-    ['a bad integrity string', (l) => ((l.files[0].integrity = 'sha256-nope'), l), /files\[0\]\.integrity: not a sha256 integrity string/],
-    ['an unknown platform', (l) => ((l.platforms = ['linux/amd64', 'linux/s390x']), l), /platforms\[1\]: unknown platform "linux\/s390x"/],
+    [
+      'a missing field',
+      (l) => {
+        delete l.files[2].url
+        return l
+      },
+      /files\[2\]\.url: missing/,
+    ],
+    [
+      'a bad integrity string',
+      (l) => ({ ...l, files: [{ ...l.files[0], integrity: 'sha256-nope' }, ...l.files.slice(1)] }),
+      /files\[0\]\.integrity: not a sha256 integrity string/,
+    ],
+    ['an unknown platform', (l) => ({ ...l, platforms: ['linux/amd64', 'linux/s390x'] }), /platforms\[1\]: unknown platform "linux\/s390x"/],
   ]
   for (const [what, mangle, message] of cases) {
     it(`a lock with ${what}: one line naming the field, exit 2`, async () => {
@@ -298,4 +320,3 @@ describe('bad input', () => {
     expect(c.stderr).toMatch(/--concurrency/)
   })
 })
-

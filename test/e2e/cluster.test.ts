@@ -56,7 +56,8 @@ describe("Calico's manifest", () => {
     expect(containers.every((c: any) => c.imagePullPolicy === 'Never')).toBe(true)
     // Without autodetection, none is added; a CIDR already set is replaced, not doubled.
     const again = patchCalico(patchCalico(original, '10.1.0.0/16').text, '10.2.0.0/16').text
-    const env2 = (yaml.loadAll(again) as any[]).filter(Boolean).find((d) => d.metadata?.name === 'calico-node' && d.kind === 'DaemonSet').spec.template.spec.containers[0].env
+    const env2 = (yaml.loadAll(again) as any[]).filter(Boolean).find((d) => d.metadata?.name === 'calico-node' && d.kind === 'DaemonSet').spec.template.spec
+      .containers[0].env
     expect(env2.filter((e: any) => e.name === 'CALICO_IPV4POOL_CIDR')).toEqual([{ name: 'CALICO_IPV4POOL_CIDR', value: '10.2.0.0/16' }])
     expect(env2.some((e: any) => e.name === 'IP_AUTODETECTION_METHOD')).toBe(false)
   })
@@ -73,20 +74,48 @@ describe('cluster configuration', () => {
     return 'no error'
   }
   it('fills defaults and lets flags win over the file', () => {
-    const { config, warnings } = clusterConfig('podSubnet: 10.250.0.0/16\nnodes: { host1: { nodeName: k8s01 } }\n', 'cluster.yaml', { podSubnet: '10.244.0.0/16' }, { networks: nets, hostname: 'host1' })
-    expect(config).toMatchObject({ nodeName: 'k8s01', podSubnet: '10.244.0.0/16', serviceSubnet: '10.96.0.0/12', dnsDomain: 'cluster.local', clusterName: 'kubernetes', tokenTTL: '24h' })
+    const { config, warnings } = clusterConfig(
+      'podSubnet: 10.250.0.0/16\nnodes: { host1: { nodeName: k8s01 } }\n',
+      'cluster.yaml',
+      { podSubnet: '10.244.0.0/16' },
+      { networks: nets, hostname: 'host1' },
+    )
+    expect(config).toMatchObject({
+      nodeName: 'k8s01',
+      podSubnet: '10.244.0.0/16',
+      serviceSubnet: '10.96.0.0/12',
+      dnsDomain: 'cluster.local',
+      clusterName: 'kubernetes',
+      tokenTTL: '24h',
+    })
     expect(warnings).toEqual([])
   })
   it('refuses each bad input with one line, EUSAGE', () => {
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/33' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE pod subnet "10\.244\.0\.0\/33" is not an IPv4 network in CIDR form; /)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/33' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /^EUSAGE pod subnet "10\.244\.0\.0\/33" is not an IPv4 network in CIDR form; /,
+    )
     expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.1.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(/no host bits set/)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.96.0.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE the pod subnet 10\.96\.0\.0\/16 and the service subnet 10\.96\.0\.0\/12 overlap/)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '192.0.0.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE the pod subnet 192\.0\.0\.0\/16 overlaps this node's network 192\.0\.2\.0\/24/)
-    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/25' }, { networks: nets, hostname: hostname() }))).toMatch(/smaller than the \/24 each node takes/)
-    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'https://k8s:6443' }, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE control-plane endpoint "https:\/\/k8s:6443" is not host:port/)
-    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'k8s-api' }, { networks: nets, hostname: hostname() }))).toMatch(/is not host:port/)
-    expect(err(() => clusterConfig('podSubnt: 10.244.0.0/16\n', 'cluster.yaml', {}, { networks: nets, hostname: hostname() }))).toMatch(/^EUSAGE cluster\.yaml: unknown key "podSubnt" \(did you mean "podSubnet"\?\)/)
-    expect(err(() => clusterConfig(undefined, 'flags', { advertiseAddress: '192.0.2.300' }, { networks: nets, hostname: hostname() }))).toMatch(/advertise address "192\.0\.2\.300" is not an IPv4 address/)
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.96.0.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /^EUSAGE the pod subnet 10\.96\.0\.0\/16 and the service subnet 10\.96\.0\.0\/12 overlap/,
+    )
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '192.0.0.0/16' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /^EUSAGE the pod subnet 192\.0\.0\.0\/16 overlaps this node's network 192\.0\.2\.0\/24/,
+    )
+    expect(err(() => clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/25' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /smaller than the \/24 each node takes/,
+    )
+    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'https://k8s:6443' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /^EUSAGE control-plane endpoint "https:\/\/k8s:6443" is not host:port/,
+    )
+    expect(err(() => clusterConfig(undefined, 'flags', { controlPlaneEndpoint: 'k8s-api' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /is not host:port/,
+    )
+    expect(err(() => clusterConfig('podSubnt: 10.244.0.0/16\n', 'cluster.yaml', {}, { networks: nets, hostname: hostname() }))).toMatch(
+      /^EUSAGE cluster\.yaml: unknown key "podSubnt" \(did you mean "podSubnet"\?\)/,
+    )
+    expect(err(() => clusterConfig(undefined, 'flags', { advertiseAddress: '192.0.2.300' }, { networks: nets, hostname: hostname() }))).toMatch(
+      /advertise address "192\.0\.2\.300" is not an IPv4 address/,
+    )
   })
   it('warns, and says why, about a pod subnet that holds one node', () => {
     const { warnings } = clusterConfig(undefined, 'flags', { podSubnet: '10.244.0.0/24' }, { networks: nets, hostname: hostname() })
@@ -94,7 +123,8 @@ describe('cluster configuration', () => {
   })
   it('refuses an expired join file, saying how to get a fresh one', () => {
     const file = `kind: JoinFile\nrole: worker\nendpoint: 192.0.2.10:6443\ntoken: abcdef.0123456789abcdef\nexpires: '2026-01-01T00:00:00Z'\ncaCertHash: sha256:${'a'.repeat(64)}\n`
-    expect(err(() => parseJoinFile(file, 'join/worker.yaml', Date.parse('2026-06-01T00:00:00Z')))).toMatch(/^EUSAGE join\/worker\.yaml: its token expired at 2026-01-01T00:00:00Z; on the master run `sudo \.\/install join-command`/)
+    expect(err(() => parseJoinFile(file, 'join/worker.yaml', Date.parse('2026-06-01T00:00:00Z')))).toMatch(
+      /^EUSAGE join\/worker\.yaml: its token expired at 2026-01-01T00:00:00Z; on the master run `sudo \.\/install join-command`/,
+    )
   })
 })
-

@@ -26,7 +26,8 @@ describe('the committed default lock', () => {
   beforeAll(async () => {
     // Calico's images have no known digest: `bundle lock` resolves them from the registry,
     // here a local one standing in for docker.io.
-    hub = await startRegistry(join(dir = await mkdtemp(join(tmpdir(), 'ka-deflock-')), 'hub'))
+    dir = await mkdtemp(join(tmpdir(), 'ka-deflock-'))
+    hub = await startRegistry(join(dir, 'hub'))
     const base = layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } })
     for (const name of ['cni', 'node', 'kube-controllers']) {
       const im = image({ os: 'linux', architecture: 'amd64' }, [base], ['/bin/busybox', 'true'])
@@ -60,13 +61,18 @@ describe('the committed default lock', () => {
     // to be resolved online (upstream-facts.md does not know them).
     const calico = lock.images.filter((i) => i.ref.startsWith('docker.io/calico/'))
     expect(calico.map((i) => i.digest)).toHaveLength(3)
-    for (const i of calico) expect(i.digest).toBeDefined(), delete i.digest
+    for (const i of calico) {
+      expect(i.digest).toBeDefined()
+      delete i.digest
+    }
     const committed = parseLock(await readFile(LOCK, 'utf8'))
     if (process.env.UPDATE_DEFAULT_LOCK) {
       // Refreshing: the OS packages from the distributions' real archives (their signatures
       // checked), everything else as above. Only here does a test reach an archive.
       const full = parseManifest(await readFile(DEFAULT_MANIFEST, 'utf8'), 'manifests/default.yaml')
-      lock.packages = (await createLock({ ...full, images: [] }, { cache: new Cache(join(dir, 'cache')), http: httpDefaults(), mirrors: fake.mirrors.map(parseMirror) })).packages
+      lock.packages = (
+        await createLock({ ...full, images: [] }, { cache: new Cache(join(dir, 'cache')), http: httpDefaults(), mirrors: fake.mirrors.map(parseMirror) })
+      ).packages
       await writeFile(LOCK, serializeLock(lock))
       return
     }
@@ -78,19 +84,31 @@ describe('the committed default lock', () => {
   it('pins a complete, well-formed OS package set for every release and platform the manifest names', async () => {
     const lock = parseLock(await readFile(LOCK, 'utf8'))
     const manifest = parseManifest(await readFile(DEFAULT_MANIFEST, 'utf8'), 'manifests/default.yaml')
-    const sets = manifest.platforms.flatMap((platform) => manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ release: r.id, platform })))
+    const sets = manifest.platforms.flatMap((platform) =>
+      manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ release: r.id, platform })),
+    )
     expect(sets.length).toBeGreaterThan(0)
     for (const { release, platform } of sets) {
       const set = lock.packages.filter((p) => p.release === release && p.platform === platform)
       const at = `${release} ${platform}`
       // Every name the manifest asks for, once; each with its dependencies' libraries.
-      for (const n of manifest.packages.names) expect(set.filter((p) => p.name === n), `${at} ${n}`).toHaveLength(1)
+      for (const n of manifest.packages.names)
+        expect(
+          set.filter((p) => p.name === n),
+          `${at} ${n}`,
+        ).toHaveLength(1)
       expect(new Set(set.map((p) => p.name)).size, at).toBe(set.length)
-      expect(set.some((p) => p.name.startsWith('libnetfilter-conntrack')), `${at}: conntrack's library`).toBe(true)
+      expect(
+        set.some((p) => p.name.startsWith('libnetfilter-conntrack')),
+        `${at}: conntrack's library`,
+      ).toBe(true)
       const r = releaseNamed(release)!
       const archives = r.suites.map((s) => (s.archive ?? r.archive)(archOf(platform)))
       for (const p of set) {
-        expect(archives.some((a) => p.url.startsWith(`${a}/pool/`)), `${at} ${p.url}`).toBe(true)
+        expect(
+          archives.some((a) => p.url.startsWith(`${a}/pool/`)),
+          `${at} ${p.url}`,
+        ).toBe(true)
         expect(p.url.endsWith(`/${p.file}`)).toBe(true)
         expect(p.file).toMatch(new RegExp(`^${p.name.replace(/[+.]/g, '\\$&')}_[^_]+_(${archOf(platform)}|all)\\.deb$`))
         expect(p.snapshot, `${at} ${p.name}`).toMatch(/^https:\/\/snapshot\.(debian\.org\/archive|ubuntu\.com)\/.+\/\d{8}T\d{6}Z\/pool\//)

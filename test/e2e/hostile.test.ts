@@ -50,7 +50,10 @@ const copyOf = async (label: string) => {
 }
 const retar = (folder: string, out: string) => execFileSync('tar', ['cf', out, '-C', join(folder, '..'), NAME])
 const sumsWith = async (bundle: string, rel: string) => {
-  const text = (await readFile(join(bundle, 'SHA256SUMS'), 'utf8')).replace(new RegExp(`^[0-9a-f]{64}(?= {2}${rel.replace(/\./g, '\\.')}$)`, 'm'), Sha256.of(await readFile(join(bundle, rel))).hex)
+  const text = (await readFile(join(bundle, 'SHA256SUMS'), 'utf8')).replace(
+    new RegExp(`^[0-9a-f]{64}(?= {2}${rel.replace(/\./g, '\\.')}$)`, 'm'),
+    Sha256.of(await readFile(join(bundle, rel))).hex,
+  )
   await writeFile(join(bundle, 'SHA256SUMS'), text)
 }
 
@@ -63,7 +66,18 @@ beforeAll(async () => {
   const k = await bundleCli(['keygen', '--out', keys])
   expect(k.code, k.stderr).toBe(0)
   verifier = join(keys, 'kube-airgap-verify')
-  const b = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'signed'), '--cache', join(dir, 'cache'), '--sign', join(keys, 'kube-airgap.key'), ...world.args])
+  const b = await bundleCli([
+    'build',
+    '--lock',
+    lockPath,
+    '--out',
+    join(dir, 'signed'),
+    '--cache',
+    join(dir, 'cache'),
+    '--sign',
+    join(keys, 'kube-airgap.key'),
+    ...world.args,
+  ])
   expect(b.code, b.stderr).toBe(0)
   signedTar = join(dir, 'signed', `${NAME}.tar`)
   execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'signed') })
@@ -88,7 +102,24 @@ describe('1. the trust root: the standalone verifier (dash, real openssl, sha256
     expect(verify(signed).code).toBe(0)
 
     const parts = join(dir, 'parts')
-    expect((await bundleCli(['build', '--lock', lockPath, '--out', parts, '--cache', join(dir, 'cache'), '--sign', join(keys, 'kube-airgap.key'), '--split', '256K', ...world.args])).code).toBe(0)
+    expect(
+      (
+        await bundleCli([
+          'build',
+          '--lock',
+          lockPath,
+          '--out',
+          parts,
+          '--cache',
+          join(dir, 'cache'),
+          '--sign',
+          join(keys, 'kube-airgap.key'),
+          '--split',
+          '256K',
+          ...world.args,
+        ])
+      ).code,
+    ).toBe(0)
     const p = verify(join(parts, `${NAME}.parts.sha256`))
     expect(p.code, p.stderr).toBe(0)
     expect(verify(join(parts, `${NAME}.tar.001`)).code).toBe(0)
@@ -105,12 +136,40 @@ describe('1. the trust root: the standalone verifier (dash, real openssl, sha256
 
   it('catches a replaced install or install.mjs (with SHA256SUMS rewritten to match), an unsigned bundle, another key, a planted join/, a link, an extra file, a changed verifier', async () => {
     const cases: [string, (b: string) => Promise<void>, RegExp][] = [
-      ['install', async (b) => (await writeFile(join(b, 'install'), '#!/bin/sh\necho "signed by sha256:genuine"; exit 0\n'), await sumsWith(b, 'install')), /SHA256SUMS is not the one that was signed/],
-      ['mjs', async (b) => (await writeFile(join(b, 'installer/install.mjs'), 'console.log("owned")\n'), await sumsWith(b, 'installer/install.mjs')), /SHA256SUMS is not the one that was signed/],
+      [
+        'install',
+        async (b) => {
+          await writeFile(join(b, 'install'), '#!/bin/sh\necho "signed by sha256:genuine"; exit 0\n')
+          await sumsWith(b, 'install')
+        },
+        /SHA256SUMS is not the one that was signed/,
+      ],
+      [
+        'mjs',
+        async (b) => {
+          await writeFile(join(b, 'installer/install.mjs'), 'console.log("owned")\n')
+          await sumsWith(b, 'installer/install.mjs')
+        },
+        /SHA256SUMS is not the one that was signed/,
+      ],
       ['mjs-only', (b) => writeFile(join(b, 'installer/install.mjs'), 'console.log("owned")\n'), /installer\/install\.mjs: missing or changed/],
-      ['join', async (b) => (await mkdir(join(b, 'join')), await writeFile(join(b, 'join/worker.yaml'), 'endpoint: 203.0.113.1:6443\n')), /never holds join\//],
+      [
+        'join',
+        async (b) => {
+          await mkdir(join(b, 'join'))
+          await writeFile(join(b, 'join/worker.yaml'), 'endpoint: 203.0.113.1:6443\n')
+        },
+        /never holds join\//,
+      ],
       ['extra', (b) => writeFile(join(b, 'files/extra.bin'), 'x'), /files\/extra\.bin: not listed in SHA256SUMS/],
-      ['lock', async (b) => (await writeFile(join(b, 'bundle.lock.json'), (await readFile(join(b, 'bundle.lock.json'), 'utf8')).replace('1.29.3', '1.29.4')), await sumsWith(b, 'bundle.lock.json')), /not the one that was signed/],
+      [
+        'lock',
+        async (b) => {
+          await writeFile(join(b, 'bundle.lock.json'), (await readFile(join(b, 'bundle.lock.json'), 'utf8')).replace('1.29.3', '1.29.4'))
+          await sumsWith(b, 'bundle.lock.json')
+        },
+        /not the one that was signed/,
+      ],
     ]
     for (const [label, tamper, message] of cases) {
       const b = await copyOf(`t-${label}`)
@@ -277,7 +336,10 @@ describe('4. builder-side inputs', () => {
       const t = setInterval(() => res.write('x'), 400)
       res.on('close', () => clearInterval(t))
     })
-    server.on('connection', (s) => (sockets.add(s), s.on('close', () => sockets.delete(s))))
+    server.on('connection', (s) => {
+      sockets.add(s)
+      s.on('close', () => sockets.delete(s))
+    })
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
     try {
@@ -290,10 +352,12 @@ describe('4. builder-side inputs', () => {
         expect(Date.now() - t0).toBeLessThan(10_000)
       }
       // Through the CLI, as a user meets it: a lock whose extra file trickles.
-      const manifest = world.manifestText.replace(/^files: \[\]$/m, '') + `files:\n  - { name: slow, version: 1.0.0, url: ${base}/trickle }\n`
+      const manifest = `${world.manifestText.replace(/^files: \[\]$/m, '')}files:\n  - { name: slow, version: 1.0.0, url: ${base}/trickle }\n`
       const mpath = join(dir, 'slow.yaml')
       await writeFile(mpath, manifest)
-      const r = await bundleCli(['lock', '--manifest', mpath, '--out', join(dir, 'slow.lock.json'), '--cache', join(dir, 'cache'), ...world.args], { env: { KUBE_AIRGAP_STALL_SECONDS: '1', KUBE_AIRGAP_RETRIES: '1' } })
+      const r = await bundleCli(['lock', '--manifest', mpath, '--out', join(dir, 'slow.lock.json'), '--cache', join(dir, 'cache'), ...world.args], {
+        env: { KUBE_AIRGAP_STALL_SECONDS: '1', KUBE_AIRGAP_RETRIES: '1' },
+      })
       expect(r.code).toBe(1)
       expect(r.stderr.trim().split('\n').pop()).toMatch(/^bundle: EFETCH: .*\/trickle: stalled/)
     } finally {
@@ -317,7 +381,10 @@ describe('4. builder-side inputs', () => {
     // A URL whose base name decodes to ../../evil makes a lock that build would reject: refused, nothing written.
     const up = 'http://127.0.0.1:9/evil/..%2F..%2Fevil'
     const mpath = join(dir, 'evil.yaml')
-    await writeFile(mpath, world.manifestText.replace(/^files: \[\]$/m, '') + `files:\n  - { name: evil, version: 1.0.0, url: "${up}", sha256: ${'a'.repeat(64)} }\n`)
+    await writeFile(
+      mpath,
+      `${world.manifestText.replace(/^files: \[\]$/m, '')}files:\n  - { name: evil, version: 1.0.0, url: "${up}", sha256: ${'a'.repeat(64)} }\n`,
+    )
     const r = await bundleCli(['lock', '--manifest', mpath, '--out', join(dir, 'evil.lock.json'), '--cache', join(dir, 'cache'), ...world.args])
     expect(r.code).toBe(2)
     expect(r.stderr.trim()).toMatch(/ELOCK: .*files\[\d+\]\.file: must be a plain file name/)
@@ -346,7 +413,7 @@ describe('4. builder-side inputs', () => {
     await expect(verifyBundle(b)).rejects.toThrow(/SIGNATURE: larger than 16 MiB/)
   })
 
-  it("a temp tar left by a killed build whose process is a zombie is removed by the next build", async () => {
+  it('a temp tar left by a killed build whose process is a zombie is removed by the next build', async () => {
     // `sleep 0 &` exits at once and stays a zombie: its parent (exec'd into sleep 30) never reaps it.
     const child = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] })
     const pid = Number(await new Promise<string>((r) => child.stdout.once('data', (d: Buffer) => r(d.toString()))))
@@ -363,7 +430,15 @@ describe('4. builder-side inputs', () => {
 })
 
 describe('5. hostile YAML and wrong types: one line, exit 2, never a stack trace', () => {
-  const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...'bcdefghi'.split('').map((c, i) => `${c}: &${c} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`)].join('\n')
+  const bomb = [
+    'a: &a ["x","x","x","x","x","x","x","x","x"]',
+    ...'bcdefghi'.split('').map(
+      (c, i) =>
+        `${c}: &${c} [${Array(9)
+          .fill(`*${String.fromCharCode(97 + i)}`)
+          .join(',')}]`,
+    ),
+  ].join('\n')
 
   it('an alias bomb in cluster.yaml, a join file or the manifest is refused at once', async () => {
     const t0 = Date.now()
@@ -394,7 +469,14 @@ describe('5. hostile YAML and wrong types: one line, exit 2, never a stack trace
       ['not valid YAML', 'a: [', 'c', {}, NO_FACTS],
     ]
     for (const [message, ...args] of cases) expect(() => clusterConfig(...args), message).toThrow(new RegExp(message))
-    const join0 = { kind: 'JoinFile', role: 'worker', endpoint: '192.0.2.1:6443', token: 'abcdef.0123456789abcdef', caCertHash: `sha256:${'a'.repeat(64)}`, expires: new Date(Date.now() + 86_400_000).toISOString() }
+    const join0 = {
+      kind: 'JoinFile',
+      role: 'worker',
+      endpoint: '192.0.2.1:6443',
+      token: 'abcdef.0123456789abcdef',
+      caCertHash: `sha256:${'a'.repeat(64)}`,
+      expires: new Date(Date.now() + 86_400_000).toISOString(),
+    }
     const jf = (o: object) => JSON.stringify({ ...join0, ...o })
     expect(parseJoinFile(jf({}), 'j').endpoint).toBe('192.0.2.1:6443')
     expect(() => parseJoinFile(jf({ role: 'admin' }), 'j')).toThrow(/role is not worker or control-plane/)
@@ -415,7 +497,27 @@ describe('5. hostile YAML and wrong types: one line, exit 2, never a stack trace
 
   it('names from a lock never act on the terminal', () => {
     expect(printable('conntrack\u001b[2J\u001b[H')).toBe('conntrack\\x1b[2J\\x1b[H')
-    const lock = JSON.parse(JSON.stringify({ lockVersion: 1, kubernetes: '1.29.3', platforms: ['linux/amd64'], files: [], images: [], packages: [{ release: 'debian-12', platform: 'linux/amd64', name: 'evil\u001b[2J', version: '1', url: 'http://deb.example/x.deb', integrity: Sha256.of('x').sri, size: 1, file: 'x.deb' }] }))
+    const lock = JSON.parse(
+      JSON.stringify({
+        lockVersion: 1,
+        kubernetes: '1.29.3',
+        platforms: ['linux/amd64'],
+        files: [],
+        images: [],
+        packages: [
+          {
+            release: 'debian-12',
+            platform: 'linux/amd64',
+            name: 'evil\u001b[2J',
+            version: '1',
+            url: 'http://deb.example/x.deb',
+            integrity: Sha256.of('x').sri,
+            size: 1,
+            file: 'x.deb',
+          },
+        ],
+      }),
+    )
     expect(() => parseLock(JSON.stringify(lock))).toThrow(/packages\[0\]\.name: holds control characters/)
   })
 })

@@ -74,7 +74,14 @@ async function install(args: string[], root: string, opts: { bundleDir?: string;
 }
 
 /** Commands that change something (queries like `systemctl is-active` do not). */
-const changing = (record: string[]) => record.filter((l) => !/^systemctl (is-enabled|is-active|--version)/.test(l) && !/^kubeadm config (images list|validate) /.test(l) && !/^kubectl --kubeconfig \S+ get /.test(l) && !/^crictl --runtime-endpoint \S+ pods -q$/.test(l))
+const changing = (record: string[]) =>
+  record.filter(
+    (l) =>
+      !/^systemctl (is-enabled|is-active|--version)/.test(l) &&
+      !/^kubeadm config (images list|validate) /.test(l) &&
+      !/^kubectl --kubeconfig \S+ get /.test(l) &&
+      !/^crictl --runtime-endpoint \S+ pods -q$/.test(l),
+  )
 
 /** Every file under a root with its hash and mode; verification records (a log, new each run, kept by reset) aside. */
 async function treeHashes(root: string): Promise<Record<string, string>> {
@@ -84,7 +91,10 @@ async function treeHashes(root: string): Promise<Record<string, string>> {
       const p = join(d, e.name)
       if (relative(root, p) === 'var/log/kube-airgap') continue
       if (e.isDirectory()) await walk(p)
-      else if (e.isFile()) out[relative(root, p)] = `${createHash('sha256').update(await readFile(p)).digest('hex')} ${((await stat(p)).mode & 0o777).toString(8)}`
+      else if (e.isFile())
+        out[relative(root, p)] = `${createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex')} ${((await stat(p)).mode & 0o777).toString(8)}`
     }
   }
   await walk(root)
@@ -105,7 +115,19 @@ describe('./install --role worker', () => {
     const r = await install(['--role', 'worker', '--skip-phases', 'images'], root)
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(/^\[verify\] checked +bundle kube-airgap-v1\.29\.3-linux-amd64/m)
-    for (const f of ['usr/local/bin/containerd', 'usr/local/bin/ctr', 'usr/local/bin/containerd-shim-runc-v2', 'usr/local/bin/crictl', 'usr/local/bin/kubeadm', 'usr/local/bin/kubelet', 'usr/local/bin/kubectl', 'usr/local/sbin/runc', 'opt/cni/bin/bridge', 'opt/cni/bin/host-local', 'opt/cni/bin/loopback']) {
+    for (const f of [
+      'usr/local/bin/containerd',
+      'usr/local/bin/ctr',
+      'usr/local/bin/containerd-shim-runc-v2',
+      'usr/local/bin/crictl',
+      'usr/local/bin/kubeadm',
+      'usr/local/bin/kubelet',
+      'usr/local/bin/kubectl',
+      'usr/local/sbin/runc',
+      'opt/cni/bin/bridge',
+      'opt/cni/bin/host-local',
+      'opt/cni/bin/loopback',
+    ]) {
       expect(((await stat(join(root, f))).mode & 0o777).toString(8), f).toBe('755')
     }
     expect((await readFile(join(root, 'usr/local/sbin/runc'))).equals(await readFile('/usr/sbin/runc'))).toBe(true)
@@ -116,11 +138,14 @@ describe('./install --role worker', () => {
     expect(config).toContain('config_path = "/etc/containerd/certs.d"')
     expect(config).not.toMatch(/systemd_cgroup|default_runtime\b|runtime\.v1\.linux/)
     expect(await readFile(join(root, 'etc/systemd/system/containerd.service'), 'utf8')).toContain('ExecStart=/usr/local/bin/containerd')
-    expect(await readFile(join(root, 'etc/systemd/system/kubelet.service.d/10-kubeadm.conf'), 'utf8')).toContain('ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS')
+    expect(await readFile(join(root, 'etc/systemd/system/kubelet.service.d/10-kubeadm.conf'), 'utf8')).toContain(
+      'ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS',
+    )
     expect(await readFile(join(root, 'etc/crictl.yaml'), 'utf8')).toContain('runtime-endpoint: unix:///run/containerd/containerd.sock')
     expect(await readFile(join(root, 'etc/modules-load.d/k8s.conf'), 'utf8')).toMatch(/^overlay\nbr_netfilter\n/m)
     const sysctl = await readFile(join(root, 'etc/sysctl.d/k8s.conf'), 'utf8')
-    for (const k of ['net.bridge.bridge-nf-call-iptables = 1', 'net.bridge.bridge-nf-call-ip6tables = 1', 'net.ipv4.ip_forward = 1']) expect(sysctl).toContain(k)
+    for (const k of ['net.bridge.bridge-nf-call-iptables = 1', 'net.bridge.bridge-nf-call-ip6tables = 1', 'net.ipv4.ip_forward = 1'])
+      expect(sysctl).toContain(k)
     expect(await readFile(join(root, 'etc/fstab'), 'utf8')).toMatch(/^# swap disabled by kube-airgap .*: \/swap\.img\tnone\tswap/m)
     expect(await readFile(join(root, 'etc/fstab.kube-airgap.bak'), 'utf8')).toMatch(/^\/swap\.img\tnone\tswap/m)
     expect(changing(r.record)).toEqual([
@@ -146,10 +171,15 @@ describe('./install --role worker', () => {
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(/\[images\] done +images in k8s\.io \(11: 11 to import\)/)
     const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls'])
-    for (const im of world.images.values()) expect(ls.stdout, im.name).toMatch(new RegExp(`^${im.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+\\S+\\s+${im.amd64.manifest.digest}`, 'm'))
+    for (const im of world.images.values())
+      expect(ls.stdout, im.name).toMatch(new RegExp(`^${im.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+\\S+\\s+${im.amd64.manifest.digest}`, 'm'))
     // Every image pinned, so kubelet's image garbage collection never deletes one (the real
     // containerd keeps the label; its CRI plugin reports such images as pinned).
-    const refs = ls.stdout.trim().split('\n').slice(1).filter((l) => !l.startsWith('sha256:'))
+    const refs = ls.stdout
+      .trim()
+      .split('\n')
+      .slice(1)
+      .filter((l) => !l.startsWith('sha256:'))
     expect(refs.length).toBe(world.images.size)
     for (const l of refs) expect(l, l.split(' ')[0]).toMatch(/io\.cri-containerd\.pinned=pinned/)
     const run = await ctd.ctr(['-n', 'k8s.io', 'run', '--rm', EXTRA_IMAGE, `ka-install-${process.pid}`])
@@ -179,7 +209,9 @@ describe('./install --role worker', () => {
     // The real check: remove it again and run the check alone (import disabled by a dry run).
     const { checkImages } = await import('../../installer/phases/images.js')
     const ctx = await testContext({ root, bundle, containerdAddress: c.socket })
-    await expect(checkImages(ctx)).rejects.toThrow(/not in containerd's k8s\.io namespace: registry\.k8s\.io\/pause:3\.9; registry\.k8s\.io\/pause:3\.9 is in namespace "default" \(imported without -n k8s\.io/)
+    await expect(checkImages(ctx)).rejects.toThrow(
+      /not in containerd's k8s\.io namespace: registry\.k8s\.io\/pause:3\.9; registry\.k8s\.io\/pause:3\.9 is in namespace "default" \(imported without -n k8s\.io/,
+    )
     const fixed = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket], root)
     expect(fixed.code, fixed.stderr).toBe(0)
     await checkImages(ctx)
@@ -192,7 +224,10 @@ describe('./install --role master, then a worker with the join file it wrote', (
   const env = () => ({ KA_CA_CRT: ca })
   const recorded = async (root: string, suffix: string) => {
     const d = join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record.d`)
-    const f = (await readdir(d)).filter((n) => n.endsWith(suffix)).sort().pop()!
+    const f = (await readdir(d))
+      .filter((n) => n.endsWith(suffix))
+      .sort()
+      .pop()!
     return readFile(join(d, f), 'utf8')
   }
 
@@ -200,8 +235,26 @@ describe('./install --role master, then a worker with the join file it wrote', (
     ca = join(dir, 'ca.crt')
     execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
     master = await newRoot('master')
-    await writeFile(join(dir, 'cluster.yaml'), `nodes:\n  ${hostname().toLowerCase()}: { nodeName: k8s01 }\npodSubnet: 10.250.0.0/16\ncalicoAutodetection: interface=eth0\nextraHosts:\n  - ip: 192.0.2.10\n    names: [k8s01]\n  - ip: 192.0.2.11\n    names: [k8s02]\n`)
-    const r = await install(['--role', 'master', '--skip-phases', 'images', '--config', join(dir, 'cluster.yaml'), '--pod-subnet', '10.245.0.0/16', '--advertise-address', '192.0.2.10'], master, { env: env() })
+    await writeFile(
+      join(dir, 'cluster.yaml'),
+      `nodes:\n  ${hostname().toLowerCase()}: { nodeName: k8s01 }\npodSubnet: 10.250.0.0/16\ncalicoAutodetection: interface=eth0\nextraHosts:\n  - ip: 192.0.2.10\n    names: [k8s01]\n  - ip: 192.0.2.11\n    names: [k8s02]\n`,
+    )
+    const r = await install(
+      [
+        '--role',
+        'master',
+        '--skip-phases',
+        'images',
+        '--config',
+        join(dir, 'cluster.yaml'),
+        '--pod-subnet',
+        '10.245.0.0/16',
+        '--advertise-address',
+        '192.0.2.10',
+      ],
+      master,
+      { env: env() },
+    )
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(changing(r.record).filter((l) => /^kube(adm|ctl)/.test(l))).toEqual([
       `kubeadm init --config ${join(master, 'etc/kube-airgap/kubeadm.yaml')} --upload-certs`,
@@ -209,9 +262,20 @@ describe('./install --role master, then a worker with the join file it wrote', (
     ])
     // What kubeadm received parses and holds what the node needs.
     const [init, clusterCfg, kubelet] = yaml.loadAll(await recorded(master, 'kubeadm-init.yaml')) as Record<string, any>[]
-    expect(init).toMatchObject({ apiVersion: 'kubeadm.k8s.io/v1beta3', kind: 'InitConfiguration', nodeRegistration: { name: 'k8s01', criSocket: 'unix:///run/containerd/containerd.sock', imagePullPolicy: 'Never' }, localAPIEndpoint: { advertiseAddress: '192.0.2.10', bindPort: 6443 } })
+    expect(init).toMatchObject({
+      apiVersion: 'kubeadm.k8s.io/v1beta3',
+      kind: 'InitConfiguration',
+      nodeRegistration: { name: 'k8s01', criSocket: 'unix:///run/containerd/containerd.sock', imagePullPolicy: 'Never' },
+      localAPIEndpoint: { advertiseAddress: '192.0.2.10', bindPort: 6443 },
+    })
     expect(init!.bootstrapTokens[0].token).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/)
-    expect(clusterCfg).toMatchObject({ kind: 'ClusterConfiguration', kubernetesVersion: 'v1.29.3', imageRepository: 'registry.k8s.io', controlPlaneEndpoint: '192.0.2.10:6443', networking: { podSubnet: '10.245.0.0/16', serviceSubnet: '10.96.0.0/12', dnsDomain: 'cluster.local' } })
+    expect(clusterCfg).toMatchObject({
+      kind: 'ClusterConfiguration',
+      kubernetesVersion: 'v1.29.3',
+      imageRepository: 'registry.k8s.io',
+      controlPlaneEndpoint: '192.0.2.10:6443',
+      networking: { podSubnet: '10.245.0.0/16', serviceSubnet: '10.96.0.0/12', dnsDomain: 'cluster.local' },
+    })
     expect(kubelet).toEqual({ apiVersion: 'kubelet.config.k8s.io/v1beta1', kind: 'KubeletConfiguration', cgroupDriver: 'systemd' })
     // What kubectl received: Calico with the pod subnet as its pool, never pulling.
     const calico = (yaml.loadAll(await recorded(master, 'kubectl-apply.yaml')) as any[]).filter(Boolean)
@@ -225,8 +289,16 @@ describe('./install --role master, then a worker with the join file it wrote', (
     expect(await readFile(join(master, 'usr/local/bin/kubectl-calico'), 'utf8')).toContain('stand-in for calicoctl')
     const worker = yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>
     expect((await stat(join(bundle, 'join/worker.yaml'))).mode & 0o777).toBe(0o600)
-    const hash = execSync(`openssl x509 -pubkey -in ${ca} | openssl rsa -pubin -outform der 2>/dev/null | openssl dgst -sha256 -hex | sed 's/^.* //'`, { encoding: 'utf8' }).trim()
-    expect(worker).toMatchObject({ kind: 'JoinFile', role: 'worker', endpoint: '192.0.2.10:6443', token: init!.bootstrapTokens[0].token, caCertHash: `sha256:${hash}` })
+    const hash = execSync(`openssl x509 -pubkey -in ${ca} | openssl rsa -pubin -outform der 2>/dev/null | openssl dgst -sha256 -hex | sed 's/^.* //'`, {
+      encoding: 'utf8',
+    }).trim()
+    expect(worker).toMatchObject({
+      kind: 'JoinFile',
+      role: 'worker',
+      endpoint: '192.0.2.10:6443',
+      token: init!.bootstrapTokens[0].token,
+      caCertHash: `sha256:${hash}`,
+    })
     expect(Date.parse(worker.expires!) - Date.now()).toBeGreaterThan(23 * 3600_000)
     const cp = yaml.load(await readFile(join(bundle, 'join/control-plane.yaml'), 'utf8')) as Record<string, string>
     expect(cp).toMatchObject({ role: 'control-plane', certificateKey: init!.certificateKey })
@@ -237,7 +309,22 @@ describe('./install --role master, then a worker with the join file it wrote', (
 
   it('a second master run changes nothing', async () => {
     const before = await treeHashes(master)
-    const r = await install(['--role', 'master', '--skip-phases', 'images', '--config', join(dir, 'cluster.yaml'), '--pod-subnet', '10.245.0.0/16', '--advertise-address', '192.0.2.10'], master, { env: env() })
+    const r = await install(
+      [
+        '--role',
+        'master',
+        '--skip-phases',
+        'images',
+        '--config',
+        join(dir, 'cluster.yaml'),
+        '--pod-subnet',
+        '10.245.0.0/16',
+        '--advertise-address',
+        '192.0.2.10',
+      ],
+      master,
+      { env: env() },
+    )
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(changing(r.record)).toEqual([])
     expect(await treeHashes(master)).toEqual(before)
@@ -250,11 +337,19 @@ describe('./install --role master, then a worker with the join file it wrote', (
     expect(changing(r.record).filter((l) => /^kube(adm|ctl)/.test(l))).toEqual([`kubeadm join --config ${join(w, 'etc/kube-airgap/kubeadm-join.yaml')}`])
     const joinCfg = yaml.load(await recorded(w, 'kubeadm-join.yaml')) as Record<string, any>
     const file = yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>
-    expect(joinCfg).toMatchObject({ kind: 'JoinConfiguration', discovery: { bootstrapToken: { apiServerEndpoint: '192.0.2.10:6443', token: file.token, caCertHashes: [file.caCertHash] } }, nodeRegistration: { imagePullPolicy: 'Never' } })
+    expect(joinCfg).toMatchObject({
+      kind: 'JoinConfiguration',
+      discovery: { bootstrapToken: { apiServerEndpoint: '192.0.2.10:6443', token: file.token, caCertHashes: [file.caCertHash] } },
+      nodeRegistration: { imagePullPolicy: 'Never' },
+    })
     expect(joinCfg.controlPlane).toBeUndefined()
     // A node that would take a name the cluster has (the master's k8s01, listed in the join file) is refused before kubeadm join.
     expect(file.nodes).toEqual(['k8s01'])
-    const twin = await install(['--role', 'worker', '--skip-phases', 'images', '--node-name', 'k8s01', '--join-file', join(bundle, 'join/worker.yaml')], await newRoot('twin'), { env: env() })
+    const twin = await install(
+      ['--role', 'worker', '--skip-phases', 'images', '--node-name', 'k8s01', '--join-file', join(bundle, 'join/worker.yaml')],
+      await newRoot('twin'),
+      { env: env() },
+    )
     expect(twin.code).toBe(2)
     expect(twin.stderr.trim()).toMatch(/^install: EUSAGE: this node would join as "k8s01", a name the cluster has already .*give it its own with --node-name/)
     expect(twin.record).toEqual([])
@@ -278,16 +373,23 @@ describe('./install --role master, then a worker with the join file it wrote', (
 
     const fresh = await install(['join-command'], master, { env: env() })
     expect(fresh.code, fresh.stderr).toBe(0)
-    expect(changing(fresh.record)).toEqual([`kubeadm token create --ttl 24h`, expect.stringMatching(/^kubeadm init phase upload-certs --upload-certs --certificate-key [0-9a-f]{64}$/)])
+    expect(changing(fresh.record)).toEqual([
+      `kubeadm token create --ttl 24h`,
+      expect.stringMatching(/^kubeadm init phase upload-certs --upload-certs --certificate-key [0-9a-f]{64}$/),
+    ])
     expect((yaml.load(await readFile(join(bundle, 'join/worker.yaml'), 'utf8')) as Record<string, string>).token).toBe('fresh1.0123456789abcdef')
   })
 
   it("stops before kubeadm init when the bundle's kubeadm wants an image the bundle lacks (a patch release's etcd)", async () => {
     const root = await newRoot('patch')
     const wants = 'registry.k8s.io/kube-apiserver:v1.29.3 registry.k8s.io/pause:3.9 registry.k8s.io/etcd:3.5.16-0'
-    const r = await install(['--role', 'master', '--skip-phases', 'images', '--advertise-address', '192.0.2.10'], root, { env: { ...env(), KA_KUBEADM_IMAGES: wants } })
+    const r = await install(['--role', 'master', '--skip-phases', 'images', '--advertise-address', '192.0.2.10'], root, {
+      env: { ...env(), KA_KUBEADM_IMAGES: wants },
+    })
     expect(r.code).toBe(1)
-    expect(r.stderr.trim().split('\n').pop()).toMatch(/^install: ESTEP: cluster: kubeadm v1\.29\.3 wants only the bundle's images.*: kubeadm v1\.29\.3 wants registry\.k8s\.io\/etcd:3\.5\.16-0, which the bundle does not carry .*nothing was started/)
+    expect(r.stderr.trim().split('\n').pop()).toMatch(
+      /^install: ESTEP: cluster: kubeadm v1\.29\.3 wants only the bundle's images.*: kubeadm v1\.29\.3 wants registry\.k8s\.io\/etcd:3\.5\.16-0, which the bundle does not carry .*nothing was started/,
+    )
     expect(r.record).toContain('kubeadm config images list --kubernetes-version v1.29.3 --image-repository registry.k8s.io')
     expect(r.record.filter((l) => l.startsWith('kubeadm init'))).toEqual([])
   })
@@ -429,7 +531,9 @@ describe('./install refuses before changing anything', () => {
     const root = await newRoot('arm')
     const r = await install(['--role', 'worker'], root, { bundleDir: join(out, 'kube-airgap-v1.29.3-linux-arm64') })
     expect(r.code).toBe(2)
-    expect(r.stderr.trim()).toBe('install: this bundle is for linux/arm64 but this machine is x86_64 (amd64): use the linux/amd64 bundle (bundle build --platform linux/amd64)')
+    expect(r.stderr.trim()).toBe(
+      'install: this bundle is for linux/arm64 but this machine is x86_64 (amd64): use the linux/amd64 bundle (bundle build --platform linux/amd64)',
+    )
     expect(r.record).toEqual([])
   })
 
@@ -458,7 +562,8 @@ describe('./install refuses before changing anything', () => {
 })
 
 describe('./install doctor and ./install reset', () => {
-  const ctxFor = (nodeRoot: string, bundleDir = bundle, now?: number) => testContext({ root: nodeRoot, bundle: bundleDir, containerdAddress: ctd!.socket, ...(now ? { facts: { now: () => now } } : {}) })
+  const ctxFor = (nodeRoot: string, bundleDir = bundle, now?: number) =>
+    testContext({ root: nodeRoot, bundle: bundleDir, containerdAddress: ctd!.socket, ...(now ? { facts: { now: () => now } } : {}) })
   const levels = async (ctx: Awaited<ReturnType<typeof ctxFor>>) => {
     const { doctor } = await import('../../installer/doctor.js')
     return Object.fromEntries((await doctor(ctx)).map((f) => [f.check, `${f.level}: ${f.found}${f.fix ? ` | fix: ${f.fix}` : ''}`]))
@@ -480,7 +585,10 @@ describe('./install doctor and ./install reset', () => {
     await cp(root, broken, { recursive: true })
     const w = (p: string, text: string) => mkdir(join(broken, p, '..'), { recursive: true }).then(() => writeFile(join(broken, p), text))
     const cfg = await readFile(join(broken, 'etc/containerd/config.toml'), 'utf8')
-    await w('etc/containerd/config.toml', `${cfg.replace('registry.k8s.io/pause:3.9', 'registry.k8s.io/pause:3.8')}\n[plugins."io.containerd.grpc.v1.cri".containerd.default_runtime]\n  runtime_type = "io.containerd.runtime.v1.linux"\n`)
+    await w(
+      'etc/containerd/config.toml',
+      `${cfg.replace('registry.k8s.io/pause:3.9', 'registry.k8s.io/pause:3.8')}\n[plugins."io.containerd.grpc.v1.cri".containerd.default_runtime]\n  runtime_type = "io.containerd.runtime.v1.linux"\n`,
+    )
     await w('var/lib/kubelet/config.yaml', 'kind: KubeletConfiguration\ncgroupDriver: cgroupfs\n')
     await w('usr/sbin/runc', 'a second runc')
     await w('proc/modules', 'overlay 1 0 - Live 0x0\n')
@@ -490,10 +598,15 @@ describe('./install doctor and ./install reset', () => {
     await w('etc/kube-airgap/kubeadm.yaml', 'kind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.244.0.0/16\n')
     await w('etc/kube-airgap/calico.yaml', '- name: CALICO_IPV4POOL_CIDR\n  value: 10.99.0.0/16\n')
     await mkdir(join(broken, 'etc/kubernetes/pki'), { recursive: true })
-    execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${join(dir, 'clock.key')} -out ${join(broken, 'etc/kubernetes/pki/ca.crt')} -days 1 -subj /CN=kubernetes 2>/dev/null`)
+    execSync(
+      `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${join(dir, 'clock.key')} -out ${join(broken, 'etc/kubernetes/pki/ca.crt')} -days 1 -subj /CN=kubernetes 2>/dev/null`,
+    )
     const bundleCopy = join(dir, 'doctor-bundle', NAME)
     await cp(bundle, bundleCopy, { recursive: true })
-    await writeFile(join(bundleCopy, 'join/worker.yaml'), (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, `expires: '${YESTERDAY}'`))
+    await writeFile(
+      join(bundleCopy, 'join/worker.yaml'),
+      (await readFile(join(bundle, 'join/worker.yaml'), 'utf8')).replace(/^expires: .*$/m, `expires: '${YESTERDAY}'`),
+    )
     // An image imported without -n k8s.io: in "default", not where kubelet looks.
     await ctd!.ctr(['-n', 'k8s.io', 'images', 'rm', 'docker.io/calico/node:v3.28.0'])
     const tar = spawn('tar', ['-C', join(bundle, 'images'), '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -505,7 +618,9 @@ describe('./install doctor and ./install reset', () => {
     try {
       const ctx = await ctxFor(broken, bundleCopy, Date.parse('2001-01-01T00:00:00Z'))
       const f = await levels(ctx)
-      expect(f['sandbox image']).toMatch(/^fail: containerd's sandbox_image is registry\.k8s\.io\/pause:3\.8, the bundle's pause image is registry\.k8s\.io\/pause:3\.9 \| fix: set sandbox_image = "registry\.k8s\.io\/pause:3\.9"/)
+      expect(f['sandbox image']).toMatch(
+        /^fail: containerd's sandbox_image is registry\.k8s\.io\/pause:3\.8, the bundle's pause image is registry\.k8s\.io\/pause:3\.9 \| fix: set sandbox_image = "registry\.k8s\.io\/pause:3\.9"/,
+      )
       expect(f['containerd deprecated keys']).toMatch(/^fail: .*io\.containerd\.runtime\.v1\.linux.*default_runtime.* \| fix: \.\/install --phases containerd/)
       expect(f['cgroup drivers']).toMatch(/^fail: kubelet uses cgroupfs, containerd uses systemd \| fix: both must be systemd/)
       expect(f['runc binaries']).toMatch(/^warn: \/usr\/sbin\/runc and \/usr\/local\/sbin\/runc; the one in use: \/usr\/local\/sbin\/runc/)
@@ -513,9 +628,13 @@ describe('./install doctor and ./install reset', () => {
       expect(f['module overlay']).toMatch(/^warn: loaded, but not in \/etc\/modules-load\.d\/k8s\.conf/)
       expect(f['net.ipv4.ip_forward']).toMatch(/^fail: is 0, needs 1/)
       expect(f.swap).toMatch(/^fail: on: \/swap\.img \| fix: swapoff -a/)
-      expect(f['port 10250']).toMatch(/^fail: in use by node.* \(pid \d+.*\) before this node joined a cluster \| fix: a kubelet from an earlier attempt: \.\/install reset/)
+      expect(f['port 10250']).toMatch(
+        /^fail: in use by node.* \(pid \d+.*\) before this node joined a cluster \| fix: a kubelet from an earlier attempt: \.\/install reset/,
+      )
       expect(f.clock).toMatch(/^fail: the node's time 2001-01-01T00:00:00\.000Z is before the cluster CA's start .* \| fix: set the clock/)
-      expect(f.images).toMatch(/^fail: not in k8s\.io: docker\.io\/calico\/node:v3\.28\.0 \(docker\.io\/calico\/node:v3\.28\.0 is in namespace "default": imported without -n k8s\.io\) \| fix: \.\/install --phases images/)
+      expect(f.images).toMatch(
+        /^fail: not in k8s\.io: docker\.io\/calico\/node:v3\.28\.0 \(docker\.io\/calico\/node:v3\.28\.0 is in namespace "default": imported without -n k8s\.io\) \| fix: \.\/install --phases images/,
+      )
       expect(f['Calico pool']).toMatch(/^fail: Calico's pool is 10\.99\.0\.0\/16, kubeadm's pod subnet is 10\.244\.0\.0\/16/)
       expect(f['join/worker.yaml']).toMatch(/^warn: join\/worker\.yaml: its token expired .* \| fix: on the first master: sudo \.\/install join-command/)
       const cli = await install(['doctor', '--containerd-address', ctd!.socket, '--json'], broken)
@@ -527,7 +646,10 @@ describe('./install doctor and ./install reset', () => {
       process.env.PATH = standins
       try {
         const d = await doctor(await ctxFor(root))
-        expect(d.find((x) => x.check === 'host commands')).toMatchObject({ level: 'fail', found: expect.stringMatching(/conntrack.*\[ERROR FileExisting-conntrack\]/) })
+        expect(d.find((x) => x.check === 'host commands')).toMatchObject({
+          level: 'fail',
+          found: expect.stringMatching(/conntrack.*\[ERROR FileExisting-conntrack\]/),
+        })
         expect(d.find((x) => x.check === 'host commands (optional)')?.found).toMatch(/socat/)
       } finally {
         process.env.PATH = path
@@ -582,14 +704,19 @@ describe('./install doctor and ./install reset', () => {
     const original = await readFile(crictl)
     const pods = join(root, '..', 'stuck-pods')
     await writeFile(pods, 'pod-stuck\n')
-    await writeFile(crictl, `#!/bin/sh\necho "crictl $*" >> "$KA_RECORD"\ncase "$3" in\n  pods) cat "${pods}" 2>/dev/null ;;\n  stopp) echo 'plugin type="calico" failed (delete): connection is unauthorized: Unauthorized' >&2; exit 1 ;;\n  rmp) rm -f "${pods}" ;;\nesac\nexit 0\n`)
+    await writeFile(
+      crictl,
+      `#!/bin/sh\necho "crictl $*" >> "$KA_RECORD"\ncase "$3" in\n  pods) cat "${pods}" 2>/dev/null ;;\n  stopp) echo 'plugin type="calico" failed (delete): connection is unauthorized: Unauthorized' >&2; exit 1 ;;\n  rmp) rm -f "${pods}" ;;\nesac\nexit 0\n`,
+    )
     const sandbox = join(root, 'run/containerd/io.containerd.grpc.v1.cri/sandboxes/pod-stuck')
     await mkdir(join(sandbox, 'shm'), { recursive: true })
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'shm', join(sandbox, 'shm')])
     try {
       const r = await install(['reset', '--yes', '--containerd-address', c.socket], root)
       expect(r.code).toBe(1)
-      expect(r.stderr.trim().split('\n').pop()).toMatch(/^install: ESTEP: reset: every step ran, 1 failed: pods stopped and removed \(1\): .*stopp pod-stuck.*Unauthorized; run it again to finish/)
+      expect(r.stderr.trim().split('\n').pop()).toMatch(
+        /^install: ESTEP: reset: every step ran, 1 failed: pods stopped and removed \(1\): .*stopp pod-stuck.*Unauthorized; run it again to finish/,
+      )
       expect(r.record).toContain(`crictl --runtime-endpoint unix://${c.socket} rmp -f pod-stuck`)
       expect(r.stdout).toMatch(/\[reset\] done +containers removed from k8s\.io \(1; images kept\)/)
       expect(r.stdout).toMatch(/\[reset\] done +mounts under the pod and sandbox folders unmounted \(1\)/)

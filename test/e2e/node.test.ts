@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises'
-import { tmpdir, hostname } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { listenerOn } from '../../installer/node-state.js'
@@ -88,7 +88,9 @@ describe('a rerun on a live node', () => {
       await writeFile(join(root, 'etc/kube-airgap/kubeadm-join.yaml'), 'kind: JoinConfiguration\n')
       const r = installer(root, ['--role', 'worker', '--phases', 'preflight'])
       expect(r.code).toBe(1)
-      expect(r.stderr).toMatch(new RegExp(`port 10250 \\(kubelet\\) is in use by nginx \\(pid ${other.pid}.*set up by kube-airgap, but 10250 is held by something else`))
+      expect(r.stderr).toMatch(
+        new RegExp(`port 10250 \\(kubelet\\) is in use by nginx \\(pid ${other.pid}.*set up by kube-airgap, but 10250 is held by something else`),
+      )
     } finally {
       other.kill()
     }
@@ -101,15 +103,28 @@ describe('doctor on a node before kubeadm', () => {
     await freshNodeRoot(root)
     await mkdir(join(root, 'etc/containerd'), { recursive: true })
     // What `containerd config default` writes, the most common hand edit's starting point.
-    await writeFile(join(root, 'etc/containerd/config.toml'), 'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n')
+    await writeFile(
+      join(root, 'etc/containerd/config.toml'),
+      'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "registry.k8s.io/pause:3.9"\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n',
+    )
     await rm(join(root, 'etc/resolv.conf'))
     const r = installer(root, ['doctor', '--json'])
     expect(r.code).toBe(1)
     const findings = JSON.parse(r.stdout).findings as { level: string; check: string; found: string; fix?: string }[]
-    expect(findings.find((f) => f.check === 'cgroup drivers')).toMatchObject({ level: 'fail', found: expect.stringMatching(/cgroupfs .*kubeadm will set up the kubelet for systemd/), fix: expect.stringMatching(/SystemdCgroup = true/) })
-    expect(findings.find((f) => f.check === 'nameserver')).toMatchObject({ level: 'fail', found: expect.stringMatching(/no nameserver: CoreDNS will crash-loop/) })
+    expect(findings.find((f) => f.check === 'cgroup drivers')).toMatchObject({
+      level: 'fail',
+      found: expect.stringMatching(/cgroupfs .*kubeadm will set up the kubelet for systemd/),
+      fix: expect.stringMatching(/SystemdCgroup = true/),
+    })
+    expect(findings.find((f) => f.check === 'nameserver')).toMatchObject({
+      level: 'fail',
+      found: expect.stringMatching(/no nameserver: CoreDNS will crash-loop/),
+    })
     await writeFile(join(root, 'etc/resolv.conf'), 'nameserver 10.0.0.53\n')
-    await writeFile(join(root, 'etc/containerd/config.toml'), (await import('node:fs')).readFileSync(join(root, 'etc/containerd/config.toml'), 'utf8').replace('false', 'true'))
+    await writeFile(
+      join(root, 'etc/containerd/config.toml'),
+      (await import('node:fs')).readFileSync(join(root, 'etc/containerd/config.toml'), 'utf8').replace('false', 'true'),
+    )
     const ok = JSON.parse(installer(root, ['doctor', '--json']).stdout).findings as { level: string; check: string }[]
     expect(ok.find((f) => f.check === 'nameserver')?.level).toBe('ok')
     expect(ok.find((f) => f.check === 'cgroup drivers')).toBeUndefined()
@@ -119,7 +134,16 @@ describe('doctor on a node before kubeadm', () => {
 describe('what a hardware node needs', () => {
   /** A context for in-process checks, as the CLI builds it. */
   const ctxFor = (root: string, role: 'master' | 'worker' = 'worker', now?: number) =>
-    testContext({ root, bundle, role, hostCommands: standins, flags: { nodeName: 'k8s02' }, advertise: '192.0.2.10', containerdAddress: join(root, 'no.sock'), ...(now ? { facts: { now: () => now } } : {}) })
+    testContext({
+      root,
+      bundle,
+      role,
+      hostCommands: standins,
+      flags: { nodeName: 'k8s02' },
+      advertise: '192.0.2.10',
+      containerdAddress: join(root, 'no.sock'),
+      ...(now ? { facts: { now: () => now } } : {}),
+    })
   const jwt = (exp: number) => `e30.${Buffer.from(JSON.stringify({ exp: Math.floor(exp / 1000) })).toString('base64url')}.c2ln`
 
   it("doctor finds an expired Calico CNI token, a clock behind the master's, and a firewall; join refuses the clock", async () => {
@@ -128,7 +152,10 @@ describe('what a hardware node needs', () => {
     const root = await mkdtemp(join(dir, 'hw-'))
     await freshNodeRoot(root)
     await mkdir(join(root, 'etc/cni/net.d'), { recursive: true })
-    await writeFile(join(root, 'etc/cni/net.d/calico-kubeconfig'), `apiVersion: v1\nusers:\n- name: calico\n  user:\n    token: ${jwt(Date.now() - 3600_000)}\n`)
+    await writeFile(
+      join(root, 'etc/cni/net.d/calico-kubeconfig'),
+      `apiVersion: v1\nusers:\n- name: calico\n  user:\n    token: ${jwt(Date.now() - 3600_000)}\n`,
+    )
     await mkdir(join(root, 'etc/ufw'), { recursive: true })
     await writeFile(join(root, 'etc/ufw/ufw.conf'), 'ENABLED=yes\n')
     await mkdir(join(root, '.systemctl'), { recursive: true })
@@ -137,15 +164,31 @@ describe('what a hardware node needs', () => {
     process.env.KA_RECORD = join(root, '..', 'hw.record')
     const f = await doctor(await ctxFor(root))
     const by = (check: string) => f.filter((x) => x.check === check)
-    expect(by('Calico CNI token')[0]).toMatchObject({ level: 'fail', found: expect.stringMatching(/expired at .*"Unauthorized"/), fix: expect.stringMatching(/delete pod -l k8s-app=calico-node --field-selector spec\.nodeName=k8s02/) })
-    expect(by('firewall').map((x) => x.found)).toEqual([expect.stringMatching(/^ufw is enabled .*TCP 10250, BGP \(TCP 179\) and IP-in-IP/), expect.stringMatching(/^firewalld is running/)])
+    expect(by('Calico CNI token')[0]).toMatchObject({
+      level: 'fail',
+      found: expect.stringMatching(/expired at .*"Unauthorized"/),
+      fix: expect.stringMatching(/delete pod -l k8s-app=calico-node --field-selector spec\.nodeName=k8s02/),
+    })
+    expect(by('firewall').map((x) => x.found)).toEqual([
+      expect.stringMatching(/^ufw is enabled .*TCP 10250, BGP \(TCP 179\) and IP-in-IP/),
+      expect.stringMatching(/^firewalld is running/),
+    ])
     await writeFile(join(root, 'etc/cni/net.d/calico-kubeconfig'), `token: ${jwt(Date.now() + 3600_000)}\n`)
     expect((await doctor(await ctxFor(root))).find((x) => x.check === 'Calico CNI token')?.level).toBe('ok')
 
     // A join file the master wrote an hour "after" this node's clock: the clock is behind.
     const issued = new Date(Date.now() + 3600_000).toISOString()
-    const text = formatJoinFile({ role: 'worker', endpoint: '192.0.2.10:6443', token: 'abcdef.0123456789abcdef', issued, expires: new Date(Date.now() + 86_400_000).toISOString(), caCertHash: `sha256:${'a'.repeat(64)}` })
-    expect(() => parseJoinFile(text, 'join/worker.yaml')).toThrow(/its clock is behind by (59|60) minutes or more, and kubeadm join would fail with x509 "certificate is not yet valid"; set the time/)
+    const text = formatJoinFile({
+      role: 'worker',
+      endpoint: '192.0.2.10:6443',
+      token: 'abcdef.0123456789abcdef',
+      issued,
+      expires: new Date(Date.now() + 86_400_000).toISOString(),
+      caCertHash: `sha256:${'a'.repeat(64)}`,
+    })
+    expect(() => parseJoinFile(text, 'join/worker.yaml')).toThrow(
+      /its clock is behind by (59|60) minutes or more, and kubeadm join would fail with x509 "certificate is not yet valid"; set the time/,
+    )
     expect(parseJoinFile(text, 'join/worker.yaml', Date.now() + 3600_000).issued).toBe(issued)
   })
 
@@ -169,12 +212,21 @@ describe('per-node names from one cluster.yaml', () => {
     const b = clusterConfig(shared, 'cluster.yaml', {}, { networks: [], hostname: 'k8s03' }).config
     expect([a.nodeName, a.advertiseAddress, b.nodeName, b.advertiseAddress]).toEqual(['k8s02', '192.168.1.12', 'worker-3', undefined])
     expect(clusterConfig(shared, 'cluster.yaml', { nodeName: 'n4' }, { networks: [], hostname: 'k8s04' }).config.nodeName).toBe('n4')
-    expect(() => clusterConfig('nodeName: k8s01\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(/nodeName is per node, and the same cluster\.yaml goes to every node \(every worker would be "k8s01"\); give --node-name on each node, or write nodes:/)
-    expect(() => clusterConfig('advertiseAddress: 192.168.1.11\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(/advertiseAddress is per node/)
-    expect(() => clusterConfig('nodes: { k8s02: { taints: [] } }\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(/nodes\.k8s02: unknown key "taints"/)
+    expect(() => clusterConfig('nodeName: k8s01\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(
+      /nodeName is per node, and the same cluster\.yaml goes to every node \(every worker would be "k8s01"\); give --node-name on each node, or write nodes:/,
+    )
+    expect(() => clusterConfig('advertiseAddress: 192.168.1.11\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(
+      /advertiseAddress is per node/,
+    )
+    expect(() => clusterConfig('nodes: { k8s02: { taints: [] } }\n', 'cluster.yaml', {}, { networks: [], hostname: 'k8s02' })).toThrow(
+      /nodes\.k8s02: unknown key "taints"/,
+    )
     // The example the README points to is valid as it is, on each node it names.
     const example = (await import('node:fs')).readFileSync(join(REPO, 'manifests', 'cluster.example.yaml'), 'utf8')
-    expect(clusterConfig(example, 'cluster.example.yaml', {}, { networks: [], hostname: 'k8s02' }).config).toMatchObject({ nodeName: 'k8s02', advertiseAddress: '192.168.1.12' })
+    expect(clusterConfig(example, 'cluster.example.yaml', {}, { networks: [], hostname: 'k8s02' }).config).toMatchObject({
+      nodeName: 'k8s02',
+      advertiseAddress: '192.168.1.12',
+    })
   })
 })
 
@@ -184,11 +236,13 @@ describe('the image table, by exact version', () => {
     await writeFile(manifest, world.manifestText.replace(/^kubernetes: .*$/m, 'kubernetes: 1.29.7'))
     const r = await bundleCli(['lock', '--manifest', manifest, '--out', join(dir, 'patch.lock.json'), ...world.args])
     expect(r.code).toBe(2)
-    expect(r.stderr.trim()).toBe('bundle: ENOTPINNED: Kubernetes 1.29.7: manifests/kubeadm-images.yaml has no row for it (it knows 1.29.0, 1.29.1, 1.29.2, 1.29.3, 1.29.15, 1.30.0, 1.30.11); run `kubeadm config images list --kubernetes-version v1.29.7` with that kubeadm and add its coredns, etcd and pause versions')
+    expect(r.stderr.trim()).toBe(
+      'bundle: ENOTPINNED: Kubernetes 1.29.7: manifests/kubeadm-images.yaml has no row for it (it knows 1.29.0, 1.29.1, 1.29.2, 1.29.3, 1.29.15, 1.30.0, 1.30.11); run `kubeadm config images list --kubernetes-version v1.29.7` with that kubeadm and add its coredns, etcd and pause versions',
+    )
   })
 })
 
-describe('reset in the field notes\' stuck-pod case', () => {
+describe("reset in the field notes' stuck-pod case", () => {
   it('runs every step when crictl stopp fails, unmounts a sandbox shm before removing it, reports the failure; a second reset finishes', async () => {
     const root = await mkdtemp(join(dir, 'stuck-'))
     await freshNodeRoot(root)
@@ -197,7 +251,10 @@ describe('reset in the field notes\' stuck-pod case', () => {
     // crictl as a node where Calico's teardown fails: stopp fails, rmp -f removes the pod.
     const pods = join(root, 'pods-left')
     await writeFile(pods, 'pod-0123\n')
-    await writeFile(join(bin, 'crictl'), `#!/bin/sh\necho "crictl $*" >> "$KA_RECORD"\ncase "$3" in\n  pods) cat "${pods}" 2>/dev/null ;;\n  stopp) echo 'plugin type="calico" failed (delete): error getting ClusterInformation: connection is unauthorized: Unauthorized' >&2; exit 1 ;;\n  rmp) rm -f "${pods}" ;;\nesac\nexit 0\n`)
+    await writeFile(
+      join(bin, 'crictl'),
+      `#!/bin/sh\necho "crictl $*" >> "$KA_RECORD"\ncase "$3" in\n  pods) cat "${pods}" 2>/dev/null ;;\n  stopp) echo 'plugin type="calico" failed (delete): error getting ClusterInformation: connection is unauthorized: Unauthorized' >&2; exit 1 ;;\n  rmp) rm -f "${pods}" ;;\nesac\nexit 0\n`,
+    )
     await writeFile(join(bin, 'kubeadm'), '#!/bin/sh\necho "kubeadm $*" >> "$KA_RECORD"\nexit 0\n')
     await chmod(join(bin, 'crictl'), 0o755)
     await chmod(join(bin, 'kubeadm'), 0o755)
@@ -210,7 +267,9 @@ describe('reset in the field notes\' stuck-pod case', () => {
     try {
       const first = installer(root, ['reset', '--yes'])
       expect(first.code).toBe(1)
-      expect(first.stderr.trim().split('\n').pop()).toMatch(/^install: ESTEP: reset: every step ran, 1 failed: pods stopped and removed \(1\): .*crictl .*stopp pod-0123.* exited 1: .*calico.*Unauthorized; run it again to finish/)
+      expect(first.stderr.trim().split('\n').pop()).toMatch(
+        /^install: ESTEP: reset: every step ran, 1 failed: pods stopped and removed \(1\): .*crictl .*stopp pod-0123.* exited 1: .*calico.*Unauthorized; run it again to finish/,
+      )
       expect(first.stdout).toMatch(/\[reset\] done +mounts under the pod and sandbox folders unmounted \(1\)/)
       expect(first.stdout).toMatch(/\[reset\] done +leftover CRI state removed/)
       expect(await readdir(join(root, 'run/containerd/io.containerd.grpc.v1.cri/sandboxes'))).toEqual([])

@@ -11,7 +11,7 @@ import { parseLock, serializeLock } from '../../bundle/lock.js'
 import { bundleCli } from '../support/cli.js'
 import { REPO } from '../support/fake-upstream.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
-import { lockWorld, startWorld, type World } from '../support/world.js'
+import { startWorld, type World } from '../support/world.js'
 
 /**
  * OS packages end to end: `bundle lock` reads a local archive mirror that serves Debian 12's
@@ -20,7 +20,10 @@ import { lockWorld, startWorld, type World } from '../support/world.js'
  * `debootstrap --variant=minbase` (cached in /var/cache/kube-airgap-test between runs).
  */
 /** Debian's archive is reachable from this machine (and from CI): the tests against it run; elsewhere they say why not. */
-const DEBIAN_REACHABLE = await fetch('http://deb.debian.org/debian/dists/bookworm/InRelease', { method: 'HEAD', signal: AbortSignal.timeout(10_000) }).then((r) => r.ok, () => false)
+const DEBIAN_REACHABLE = await fetch('http://deb.debian.org/debian/dists/bookworm/InRelease', { method: 'HEAD', signal: AbortSignal.timeout(10_000) }).then(
+  (r) => r.ok,
+  () => false,
+)
 if (!DEBIAN_REACHABLE) console.log('packages.test.ts: http://deb.debian.org is not reachable from here: the tests against the real Debian archive are skipped')
 
 const NAMES = ['conntrack', 'socat', 'ebtables', 'ethtool', 'ipset', 'iptables']
@@ -30,7 +33,12 @@ const LISTS = '/var/lib/apt/lists'
 const SUITES: { repo: string; suite: string; list: string; index: 'xz' | 'gz' }[] = [
   { repo: 'debian', suite: 'bookworm', list: 'deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages', index: 'xz' },
   { repo: 'debian', suite: 'bookworm-updates', list: 'deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages', index: 'gz' },
-  { repo: 'debian-security', suite: 'bookworm-security', list: 'deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages', index: 'xz' },
+  {
+    repo: 'debian-security',
+    suite: 'bookworm-security',
+    list: 'deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages',
+    index: 'xz',
+  },
 ]
 /** The Release files' Date: the snapshot timestamp the lock records. */
 const RELEASE_DATE = 'Sat, 11 Jul 2026 10:16:37 UTC'
@@ -46,17 +54,27 @@ let keyring: string
 const readList = async (name: string): Promise<string> => {
   const f = (await readdir(LISTS)).find((n) => n.startsWith(name) && !n.endsWith('.diff_Index'))
   if (!f) throw new Error(`no ${name} in ${LISTS}: run apt-get update`)
-  return f.endsWith('.lz4') || f.endsWith('.gz') || f.endsWith('.xz') ? execFileSync('/usr/lib/apt/apt-helper', ['cat-file', join(LISTS, f)], { maxBuffer: 256 << 20, encoding: 'utf8' }) : readFile(join(LISTS, f), 'utf8')
+  return f.endsWith('.lz4') || f.endsWith('.gz') || f.endsWith('.xz')
+    ? execFileSync('/usr/lib/apt/apt-helper', ['cat-file', join(LISTS, f)], { maxBuffer: 256 << 20, encoding: 'utf8' })
+    : readFile(join(LISTS, f), 'utf8')
 }
 
-const gpg = (args: string[], input?: string) => execFileSync('gpg', ['--batch', '--homedir', gnupg, ...args], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] })
+const gpg = (args: string[], input?: string) =>
+  execFileSync('gpg', ['--batch', '--homedir', gnupg, ...args], { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] })
 
 /**
  * One suite in the real layout: dists/<suite>/main/binary-amd64/Packages.<xz|gz>, and a
  * Release listing it by sha256 and size, clear-signed into InRelease by `key` (or left
  * unsigned, as Release alone).
  */
-async function writeSuite(root: string, repo: string, suite: string, text: string, index: 'xz' | 'gz', sign: { key?: string; tamper?: boolean } = { key: 'archive' }): Promise<void> {
+async function writeSuite(
+  root: string,
+  repo: string,
+  suite: string,
+  text: string,
+  index: 'xz' | 'gz',
+  sign: { key?: string; tamper?: boolean } = { key: 'archive' },
+): Promise<void> {
   const d = join(root, 'deb.debian.org', repo, 'dists', suite)
   await mkdir(join(d, 'main', 'binary-amd64'), { recursive: true })
   const name = `main/binary-amd64/Packages.${index}`
@@ -77,7 +95,8 @@ beforeAll(async () => {
   // The test's archive keys, made by gpg: the one the mirror signs with, and another.
   gnupg = join(dir, 'gnupg')
   await mkdir(gnupg, { mode: 0o700 })
-  for (const who of ['archive', 'stranger']) gpg(['--passphrase', '', '--quick-gen-key', `${who} (kube-airgap test) <${who}@example.invalid>`, 'ed25519', 'sign', 'never'])
+  for (const who of ['archive', 'stranger'])
+    gpg(['--passphrase', '', '--quick-gen-key', `${who} (kube-airgap test) <${who}@example.invalid>`, 'ed25519', 'sign', 'never'])
   keyring = join(dir, 'test-archive.gpg')
   await writeFile(keyring, execFileSync('gpg', ['--batch', '--homedir', gnupg, '--export', 'archive@example.invalid']))
   const up = join(dir, 'archive')
@@ -118,9 +137,23 @@ beforeAll(async () => {
     await rename(`${ROOTFS}.tmp`, ROOTFS)
   }
 
-  world = await startWorld(dir, { realistic: true, manifestEdit: (t) => `${t.replace('platforms: [linux/amd64, linux/arm64]', 'platforms: [linux/amd64]')}\npackages:\n  releases: [debian-12]\n  names: [${NAMES.join(', ')}]\n` })
+  world = await startWorld(dir, {
+    realistic: true,
+    manifestEdit: (t) =>
+      `${t.replace('platforms: [linux/amd64, linux/arm64]', 'platforms: [linux/amd64]')}\npackages:\n  releases: [debian-12]\n  names: [${NAMES.join(', ')}]\n`,
+  })
   lockPath = join(dir, 'bundle.lock.json')
-  const l = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', lockPath, '--cache', join(dir, 'cache'), ...world.args, ...archiveArgs(archive.url)])
+  const l = await bundleCli([
+    'lock',
+    '--manifest',
+    world.manifestPath,
+    '--out',
+    lockPath,
+    '--cache',
+    join(dir, 'cache'),
+    ...world.args,
+    ...archiveArgs(archive.url),
+  ])
   if (l.code !== 0) throw new Error(l.stderr)
   world.args.push('--mirror', `http://deb.debian.org=${archive.url}/deb.debian.org`)
   const r = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), '--os', 'debian-12', ...world.args])
@@ -163,7 +196,8 @@ describe('OS packages', () => {
   it('bundle lock pins the closure beyond what every installation has, each .deb by the sha256 the index gives', async () => {
     const lock = parseLock(await readFile(lockPath, 'utf8'))
     const names = lock.packages.map((p) => p.name)
-    for (const n of [...NAMES, 'libnfnetlink0', 'libnetfilter-conntrack3', 'libxtables12', 'libip4tc2', 'libmnl0', 'libnftnl11', 'libipset13', 'libwrap0']) expect(names, n).toContain(n)
+    for (const n of [...NAMES, 'libnfnetlink0', 'libnetfilter-conntrack3', 'libxtables12', 'libip4tc2', 'libmnl0', 'libnftnl11', 'libipset13', 'libwrap0'])
+      expect(names, n).toContain(n)
     for (const n of ['libc6', 'dpkg', 'coreutils', 'libselinux1']) expect(names, n).not.toContain(n)
     expect(lock.packages.length).toBeGreaterThan(0)
     expect(lock.packages.every((p) => p.release === 'debian-12' && p.platform === 'linux/amd64' && p.url.startsWith('http://deb.debian.org/'))).toBe(true)
@@ -177,9 +211,21 @@ describe('OS packages', () => {
   it('a package whose dependency is missing from the index fails the lock, naming it', async () => {
     const broken = await startUpstream(join(dir, 'archive', 'broken'))
     try {
-      const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', join(dir, 'broken.lock.json'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), ...archiveArgs(broken.url)])
+      const r = await bundleCli([
+        'lock',
+        '--manifest',
+        world.manifestPath,
+        '--out',
+        join(dir, 'broken.lock.json'),
+        '--cache',
+        join(dir, 'cache'),
+        ...world.args.slice(0, -2),
+        ...archiveArgs(broken.url),
+      ])
       expect(r.code).toBe(2)
-      expect(r.stderr.trim().split('\n').pop()).toMatch(/^bundle: ENOTPINNED: debian-12 linux\/amd64: libnfnetlink0 \(needed by (conntrack|libnetfilter-conntrack3|iptables)\) is not in the release's package index/)
+      expect(r.stderr.trim().split('\n').pop()).toMatch(
+        /^bundle: ENOTPINNED: debian-12 linux\/amd64: libnfnetlink0 \(needed by (conntrack|libnetfilter-conntrack3|iptables)\) is not in the release's package index/,
+      )
       expect(existsSync(join(dir, 'broken.lock.json'))).toBe(false)
     } finally {
       await broken.close()
@@ -226,7 +272,9 @@ describe('OS packages', () => {
     await writeFile(join(root, 'etc/os-release'), 'ID=ubuntu\nVERSION_ID="22.04"\n')
     const other = await install(bundle, root, ['--role', 'worker', '--phases', 'packages'])
     expect(other.code).toBe(2)
-    expect(other.stderr.trim()).toMatch(/^install: EUSAGE: this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12: build one with --os ubuntu-22\.04, or run with --skip-phases packages/)
+    expect(other.stderr.trim()).toMatch(
+      /^install: EUSAGE: this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12: build one with --os ubuntu-22\.04, or run with --skip-phases packages/,
+    )
   })
 
   it('reads the archive the way apt does: a tampered index, a Release signed by another key and an unsigned Release each fail the lock in one line naming the suite', async () => {
@@ -239,7 +287,17 @@ describe('OS packages', () => {
       const bad = await startUpstream(join(dir, 'archive', root))
       try {
         const out = join(dir, `${root}.lock.json`)
-        const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', out, '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), ...archiveArgs(bad.url)])
+        const r = await bundleCli([
+          'lock',
+          '--manifest',
+          world.manifestPath,
+          '--out',
+          out,
+          '--cache',
+          join(dir, 'cache'),
+          ...world.args.slice(0, -2),
+          ...archiveArgs(bad.url),
+        ])
         expect(r.code, root).toBe(1)
         expect(r.stderr.trim().split('\n').pop(), root).toMatch(message)
         expect(existsSync(out), root).toBe(false)
@@ -248,15 +306,34 @@ describe('OS packages', () => {
       }
     }
     // Without the mirror's key, the genuine-looking archive is refused too.
-    const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', join(dir, 'nokey.lock.json'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), '--mirror', `http://deb.debian.org=${archive.url}/deb.debian.org`])
-    expect(r.stderr.trim().split('\n').pop()).toMatch(/^bundle: ESIGNATURE: debian-12 bookworm: InRelease is not signed by the release's archive key \(NO_PUBKEY/)
+    const r = await bundleCli([
+      'lock',
+      '--manifest',
+      world.manifestPath,
+      '--out',
+      join(dir, 'nokey.lock.json'),
+      '--cache',
+      join(dir, 'cache'),
+      ...world.args.slice(0, -2),
+      '--mirror',
+      `http://deb.debian.org=${archive.url}/deb.debian.org`,
+    ])
+    expect(r.stderr.trim().split('\n').pop()).toMatch(
+      /^bundle: ESIGNATURE: debian-12 bookworm: InRelease is not signed by the release's archive key \(NO_PUBKEY/,
+    )
   })
 
-  it("falls back to the snapshot service when the pool has dropped a pin, still checking the pinned sha256", async () => {
+  it('falls back to the snapshot service when the pool has dropped a pin, still checking the pinned sha256', async () => {
     const gone = await startUpstream(join(dir, 'archive', 'unsigned')) // serves no .deb at all: every pool URL is a 404
     const snap = await startUpstream(join(dir, 'archive', 'snapshot'))
     try {
-      const args = [...world.args.slice(0, -2), '--mirror', `http://deb.debian.org=${gone.url}/deb.debian.org`, '--mirror', `https://snapshot.debian.org=${snap.url}/snapshot.debian.org`]
+      const args = [
+        ...world.args.slice(0, -2),
+        '--mirror',
+        `http://deb.debian.org=${gone.url}/deb.debian.org`,
+        '--mirror',
+        `https://snapshot.debian.org=${snap.url}/snapshot.debian.org`,
+      ]
       const r = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out-snap'), '--cache', join(dir, 'cache-snap'), '--os', 'debian-12', ...args])
       expect(r.code, r.stderr).toBe(0)
       expect(r.stderr).toMatch(/gone from the pool, fetching it from the snapshot service/)
@@ -264,7 +341,18 @@ describe('OS packages', () => {
       // A snapshot that serves other bytes is refused by the pin.
       const deb = snap.log.find((l) => l.path.includes('/conntrack_'))!.path
       snap.fault(deb, { kind: 'wrong-bytes' })
-      const w = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out-snap2'), '--cache', join(dir, 'cache-snap2'), '--os', 'debian-12', ...args])
+      const w = await bundleCli([
+        'build',
+        '--lock',
+        lockPath,
+        '--out',
+        join(dir, 'out-snap2'),
+        '--cache',
+        join(dir, 'cache-snap2'),
+        '--os',
+        'debian-12',
+        ...args,
+      ])
       expect(w.code).toBe(1)
       expect(w.stderr.trim().split('\n').pop()).toMatch(/^bundle: EINTEGRITY: debian-12 package conntrack .*expected sha256/)
     } finally {
@@ -273,37 +361,64 @@ describe('OS packages', () => {
     }
   })
 
-  it.skipIf(!DEBIAN_REACHABLE)("locks against the real Debian 12 archive through --mirror, its InRelease checked against Debian's keyring", async () => {
-    const out = join(dir, 'real.lock.json')
-    const r = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', out, '--cache', join(dir, 'cache'), ...world.args.slice(0, -2), '--mirror', 'http://deb.debian.org=http://deb.debian.org'])
-    expect(r.code, r.stderr).toBe(0)
-    const lock = parseLock(await readFile(out, 'utf8'))
-    for (const n of NAMES) expect(lock.packages.map((p) => p.name), n).toContain(n)
-    expect(lock.packages.length).toBeGreaterThan(0)
-    expect(lock.packages.every((p) => /^http:\/\/deb\.debian\.org\/debian(-security)?\/pool\//.test(p.url) && p.snapshot?.startsWith('https://snapshot.debian.org/archive/'))).toBe(true)
-  }, 300_000)
+  it.skipIf(!DEBIAN_REACHABLE)(
+    "locks against the real Debian 12 archive through --mirror, its InRelease checked against Debian's keyring",
+    async () => {
+      const out = join(dir, 'real.lock.json')
+      const r = await bundleCli([
+        'lock',
+        '--manifest',
+        world.manifestPath,
+        '--out',
+        out,
+        '--cache',
+        join(dir, 'cache'),
+        ...world.args.slice(0, -2),
+        '--mirror',
+        'http://deb.debian.org=http://deb.debian.org',
+      ])
+      expect(r.code, r.stderr).toBe(0)
+      const lock = parseLock(await readFile(out, 'utf8'))
+      for (const n of NAMES)
+        expect(
+          lock.packages.map((p) => p.name),
+          n,
+        ).toContain(n)
+      expect(lock.packages.length).toBeGreaterThan(0)
+      expect(
+        lock.packages.every(
+          (p) => /^http:\/\/deb\.debian\.org\/debian(-security)?\/pool\//.test(p.url) && p.snapshot?.startsWith('https://snapshot.debian.org/archive/'),
+        ),
+      ).toBe(true)
+    },
+    300_000,
+  )
 
-  it.skipIf(!DEBIAN_REACHABLE)("the committed default lock's debian-12 set installs into a fresh debootstrap minbase root: conntrack and socat run, dpkg --audit is clean, a second run installs nothing", async () => {
-    const committed = parseLock(await readFile(join(REPO, 'bundle.lock.json'), 'utf8'))
-    const lock = parseLock(await readFile(lockPath, 'utf8'))
-    lock.packages = committed.packages.filter((p) => p.release === 'debian-12' && p.platform === 'linux/amd64')
-    expect(lock.packages.length).toBeGreaterThan(NAMES.length)
-    const mixed = join(dir, 'default-set.lock.json')
-    await writeFile(mixed, serializeLock(lock))
-    // The .debs from Debian's real archive (world.args send nothing else there).
-    const r = await bundleCli(['build', '--lock', mixed, '--out', join(dir, 'out-default'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2)])
-    expect(r.code, r.stderr).toBe(0)
-    execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: join(dir, 'out-default') })
-    const b = join(dir, 'out-default', 'kube-airgap-v1.29.3-linux-amd64')
-    const root = await debianRoot('default-set')
-    const first = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
-    expect(first.code, first.stderr + first.stdout).toBe(0)
-    expect(execFileSync('chroot', [root, 'conntrack', '--version'], { encoding: 'utf8' })).toMatch(/conntrack v1\.4/)
-    expect(execFileSync('chroot', [root, 'socat', '-V'], { encoding: 'utf8' })).toMatch(/socat version 1\.7/)
-    expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
-    const again = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
-    expect(again.stdout).toMatch(/\[packages\] already done +OS packages for debian-12 \(\d+: all installed\)/)
-  }, 300_000)
+  it.skipIf(!DEBIAN_REACHABLE)(
+    "the committed default lock's debian-12 set installs into a fresh debootstrap minbase root: conntrack and socat run, dpkg --audit is clean, a second run installs nothing",
+    async () => {
+      const committed = parseLock(await readFile(join(REPO, 'bundle.lock.json'), 'utf8'))
+      const lock = parseLock(await readFile(lockPath, 'utf8'))
+      lock.packages = committed.packages.filter((p) => p.release === 'debian-12' && p.platform === 'linux/amd64')
+      expect(lock.packages.length).toBeGreaterThan(NAMES.length)
+      const mixed = join(dir, 'default-set.lock.json')
+      await writeFile(mixed, serializeLock(lock))
+      // The .debs from Debian's real archive (world.args send nothing else there).
+      const r = await bundleCli(['build', '--lock', mixed, '--out', join(dir, 'out-default'), '--cache', join(dir, 'cache'), ...world.args.slice(0, -2)])
+      expect(r.code, r.stderr).toBe(0)
+      execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: join(dir, 'out-default') })
+      const b = join(dir, 'out-default', 'kube-airgap-v1.29.3-linux-amd64')
+      const root = await debianRoot('default-set')
+      const first = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
+      expect(first.code, first.stderr + first.stdout).toBe(0)
+      expect(execFileSync('chroot', [root, 'conntrack', '--version'], { encoding: 'utf8' })).toMatch(/conntrack v1\.4/)
+      expect(execFileSync('chroot', [root, 'socat', '-V'], { encoding: 'utf8' })).toMatch(/socat version 1\.7/)
+      expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
+      const again = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
+      expect(again.stdout).toMatch(/\[packages\] already done +OS packages for debian-12 \(\d+: all installed\)/)
+    },
+    300_000,
+  )
 
   it('preflight says exactly what to do when kubeadm needs commands the node lacks and the bundle carries nothing for its release', async () => {
     const root = await mkdtemp(join(dir, 'bare-'))
@@ -315,12 +430,18 @@ describe('OS packages', () => {
     await rm(join(path, 'sh'), { force: true })
     await symlink('/bin/sh', join(path, 'sh'))
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [join(bundle, 'installer/install.mjs'), '--bundle', bundle, '--role', 'worker', '--phases', 'preflight', '--root', root], { env: { PATH: path }, stdio: ['ignore', 'ignore', 'pipe'] })
+      const c = spawn(
+        process.execPath,
+        [join(bundle, 'installer/install.mjs'), '--bundle', bundle, '--role', 'worker', '--phases', 'preflight', '--root', root],
+        { env: { PATH: path }, stdio: ['ignore', 'ignore', 'pipe'] },
+      )
       let stderr = ''
       c.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
       c.on('close', (code) => resolve({ code, stderr }))
     })
     expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/FAIL {2}host commands: conntrack.* not found.*this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12\. Either:\n {2}1\. build a bundle with ubuntu-22\.04 in the manifest's packages\.releases \(bundle lock, then bundle build\), or\n {2}2\. install conntrack/)
+    expect(r.stderr).toMatch(
+      /FAIL {2}host commands: conntrack.* not found.*this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12\. Either:\n {2}1\. build a bundle with ubuntu-22\.04 in the manifest's packages\.releases \(bundle lock, then bundle build\), or\n {2}2\. install conntrack/,
+    )
   })
 })

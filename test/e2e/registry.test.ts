@@ -69,7 +69,9 @@ describe('registry client against a real registry', () => {
       await reg.push('tools/app', '1.0', f.index, [f.amd, f.arm], f.extra)
       const ref = parseImageRef('example.test/tools/app:1.0')
 
-      const anon = await client(reg).resolve(ref).catch((e: unknown) => e)
+      const anon = await client(reg)
+        .resolve(ref)
+        .catch((e: unknown) => e)
       expect(isKaError(anon) && anon.code).toBe('EREGISTRY')
       expect(String((anon as Error).message)).toMatch(/token service .* HTTP 401; this registry may need credentials/)
 
@@ -84,7 +86,9 @@ describe('registry client against a real registry', () => {
       const seen: string[] = []
       const run = async (helper: string, server: string) => {
         seen.push(`${helper} ${server}`)
-        return server === reg.host ? JSON.stringify({ ServerURL: server, Username: 'ops', Secret: 's3cret' }) : Promise.reject(new Error('credentials not found'))
+        return server === reg.host
+          ? JSON.stringify({ ServerURL: server, Username: 'ops', Secret: 's3cret' })
+          : Promise.reject(new Error('credentials not found'))
       }
       expect((await client(reg, new DockerCredentials({ configDir: helperCfg, run })).resolve(ref)).digest.oci).toBe(f.index.digest)
       expect(seen).toEqual([`katest ${reg.host}`])
@@ -154,7 +158,11 @@ describe('registry client against a registry that misbehaves', () => {
       const cfg = join(dir, 'basic')
       await mkdir(cfg, { recursive: true })
       await writeFile(join(cfg, 'config.json'), JSON.stringify({ auths: { [new URL(regUrl).host]: { username: 'u', password: 'p' } } }))
-      const c = new RegistryClient({ http: httpDefaults({ backoffMs: 10 }), mirrors: [parseRegistryMirror(`example.test=${regUrl}`)], credentials: new DockerCredentials({ configDir: cfg }) })
+      const c = new RegistryClient({
+        http: httpDefaults({ backoffMs: 10 }),
+        mirrors: [parseRegistryMirror(`example.test=${regUrl}`)],
+        credentials: new DockerCredentials({ configDir: cfg }),
+      })
       const ref = parseImageRef('example.test/app:1.0')
       expect((await c.resolve(ref)).digest.oci).toBe(f.index.digest)
       expect(seen.filter((s) => s.path.includes('/manifests/')).length).toBe(4) // 401, 429, 429, 200
@@ -191,4 +199,3 @@ describe('image references', () => {
     expect(() => parseImageRef('Upper/Case:1')).toThrow(/bad repository/)
   })
 })
-

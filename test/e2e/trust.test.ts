@@ -20,7 +20,11 @@ let signed: string
 
 const runInstaller = (bundle: string, args: string[]) => {
   try {
-    return { code: 0, stdout: execFileSync(process.execPath, [INSTALLER(bundle), '--bundle', bundle, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }), stderr: '' }
+    return {
+      code: 0,
+      stdout: execFileSync(process.execPath, [INSTALLER(bundle), '--bundle', bundle, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+      stderr: '',
+    }
   } catch (e) {
     const err = e as { status: number; stdout: string; stderr: string }
     return { code: err.status, stdout: err.stdout, stderr: err.stderr }
@@ -35,7 +39,18 @@ beforeAll(async () => {
   keys = join(dir, 'keys')
   const k = await bundleCli(['keygen', '--out', keys])
   expect(k.code, k.stderr).toBe(0)
-  const b = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'signed'), '--cache', join(dir, 'cache'), '--sign', join(keys, 'kube-airgap.key'), ...world.args])
+  const b = await bundleCli([
+    'build',
+    '--lock',
+    lockPath,
+    '--out',
+    join(dir, 'signed'),
+    '--cache',
+    join(dir, 'cache'),
+    '--sign',
+    join(keys, 'kube-airgap.key'),
+    ...world.args,
+  ])
   expect(b.code, b.stderr).toBe(0)
   execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'signed') })
   signed = join(dir, 'signed', NAME)
@@ -65,7 +80,9 @@ describe('split parts', () => {
     await writeFile(victim, bad)
     const v = await bundleCli(['verify', join(out, `${NAME}.tar.000`)])
     expect(v.code).toBe(1)
-    expect(v.stderr.trim()).toBe(`bundle: EVERIFY: ${NAME}.tar: ${parts[2]}: changed: expected sha256 ${Sha256.of(good).hex}, found ${Sha256.of(bad).hex}; copy this part again`)
+    expect(v.stderr.trim()).toBe(
+      `bundle: EVERIFY: ${NAME}.tar: ${parts[2]}: changed: expected sha256 ${Sha256.of(good).hex}, found ${Sha256.of(bad).hex}; copy this part again`,
+    )
     const kept = await readFile(join(out, parts[3]!))
     await rm(join(out, parts[3]!))
     const two = await bundleCli(['verify', join(out, `${NAME}.parts.sha256`)])
@@ -101,7 +118,9 @@ describe('signatures', () => {
     const v = await bundleCli(['verify', join(dir, 'signed', `${NAME}.tar`), '--public-key', pub])
     expect(v.code, v.stderr).toBe(0)
     expect(v.stdout).toMatch(/; signed by sha256:[0-9a-f]{64}$/m)
-    const openssl = execSync(`openssl pkeyutl -verify -pubin -inkey ${pub} -rawin -in ${signed}/STATEMENT.json -sigfile ${signed}/SIGNATURE`, { encoding: 'utf8' })
+    const openssl = execSync(`openssl pkeyutl -verify -pubin -inkey ${pub} -rawin -in ${signed}/STATEMENT.json -sigfile ${signed}/SIGNATURE`, {
+      encoding: 'utf8',
+    })
     expect(openssl.trim()).toBe('Signature Verified Successfully')
     // The statement binds SHA256SUMS (and through it every file, the SBOM too) and the lock.
     const statement = JSON.parse(await readFile(join(signed, 'STATEMENT.json'), 'utf8'))
@@ -109,7 +128,18 @@ describe('signatures', () => {
     expect(statement.lock).toBe(Sha256.of(await readFile(join(signed, 'bundle.lock.json'))).oci)
     expect(await readFile(join(signed, 'SHA256SUMS'), 'utf8')).toMatch(/ {2}sbom\.cdx\.json$/m)
     // Deterministic: signing the same lock again gives the same tar.
-    const again = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'signed2'), '--cache', join(dir, 'cache'), '--sign', join(keys, 'kube-airgap.key'), ...world.args])
+    const again = await bundleCli([
+      'build',
+      '--lock',
+      lockPath,
+      '--out',
+      join(dir, 'signed2'),
+      '--cache',
+      join(dir, 'cache'),
+      '--sign',
+      join(keys, 'kube-airgap.key'),
+      ...world.args,
+    ])
     expect(again.code).toBe(0)
     expect((await readFile(join(dir, 'signed2', `${NAME}.tar`))).equals(await readFile(join(dir, 'signed', `${NAME}.tar`)))).toBe(true)
   })
@@ -170,23 +200,36 @@ describe('SBOM and verification record', () => {
     const ajv = new Ajv({ strict: false, allErrors: true })
     addFormats(ajv)
     // The 1.5 schema refers to its companions by these names, next to its own $id.
-    for (const f of ['spdx.SNAPSHOT.schema.json', 'jsf-0.82.SNAPSHOT.schema.json']) ajv.addSchema({ ...JSON.parse(await readFile(join(res, f), 'utf8')), $id: `http://cyclonedx.org/schema/${f}` })
+    for (const f of ['spdx.SNAPSHOT.schema.json', 'jsf-0.82.SNAPSHOT.schema.json'])
+      ajv.addSchema({ ...JSON.parse(await readFile(join(res, f), 'utf8')), $id: `http://cyclonedx.org/schema/${f}` })
     const validate = ajv.compile(JSON.parse(await readFile(join(res, 'bom-1.5.SNAPSHOT.schema.json'), 'utf8')))
     expect(validate(sbom), JSON.stringify(validate.errors?.slice(0, 3))).toBe(true)
     const byName = new Map(sbom.components.map((c: { name: string }) => [c.name, c]))
-    expect(byName.get('containerd')).toMatchObject({ type: 'file', version: '1.7.16', purl: expect.stringMatching(/^pkg:generic\/containerd@1\.7\.16\?download_url=https%3A%2F%2Fgithub\.com/) })
-    expect(byName.get('registry.k8s.io/pause:3.9')).toMatchObject({ type: 'container', purl: expect.stringMatching(/^pkg:oci\/pause@sha256%3A[0-9a-f]{64}\?repository_url=registry\.k8s\.io%2Fpause&tag=3\.9$/) })
+    expect(byName.get('containerd')).toMatchObject({
+      type: 'file',
+      version: '1.7.16',
+      purl: expect.stringMatching(/^pkg:generic\/containerd@1\.7\.16\?download_url=https%3A%2F%2Fgithub\.com/),
+    })
+    expect(byName.get('registry.k8s.io/pause:3.9')).toMatchObject({
+      type: 'container',
+      purl: expect.stringMatching(/^pkg:oci\/pause@sha256%3A[0-9a-f]{64}\?repository_url=registry\.k8s\.io%2Fpause&tag=3\.9$/),
+    })
     expect(sbom.components.length).toBeGreaterThan(0)
     expect(sbom.components.every((c: { hashes: { content: string }[] }) => /^[0-9a-f]{64}$/.test(c.hashes[0]!.content))).toBe(true)
   })
 
-  it('the installer\'s verify writes a record a security officer can keep', async () => {
+  it("the installer's verify writes a record a security officer can keep", async () => {
     const root = await mkdtemp(join(dir, 'record-'))
     const r = runInstaller(signed, ['--root', root, 'verify', '--public-key', join(keys, 'kube-airgap.pub')])
     expect(r.code, r.stderr).toBe(0)
     const [f] = await readdir(join(root, 'var/log/kube-airgap'))
     const record = JSON.parse(await readFile(join(root, 'var/log/kube-airgap', f!), 'utf8'))
-    expect(record).toMatchObject({ result: 'verified', bundle: NAME, lock: Sha256.of(await readFile(join(signed, 'bundle.lock.json'))).oci, signedBy: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) })
+    expect(record).toMatchObject({
+      result: 'verified',
+      bundle: NAME,
+      lock: Sha256.of(await readFile(join(signed, 'bundle.lock.json'))).oci,
+      signedBy: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+    })
     expect(record.files['files/calico.yaml']).toBe(Sha256.of(await readFile(join(signed, 'files/calico.yaml'))).oci)
   })
 })

@@ -81,9 +81,9 @@ describe('verifyBundle', () => {
     const b = await copy()
     const lock = JSON.parse(await readFile(join(b, 'bundle.lock.json'), 'utf8'))
     lock.files[0].integrity = Sha256.of('something else').sri
-    const lockText = JSON.stringify(lock, null, 2) + '\n'
+    const lockText = `${JSON.stringify(lock, null, 2)}\n`
     await writeFile(join(b, 'bundle.lock.json'), lockText)
-    const sums = (await readFile(join(b, 'SHA256SUMS'), 'utf8')).replace(/^[0-9a-f]{64}(?=  bundle\.lock\.json$)/m, Sha256.of(lockText).hex)
+    const sums = (await readFile(join(b, 'SHA256SUMS'), 'utf8')).replace(/^[0-9a-f]{64}(?= {2}bundle\.lock\.json$)/m, Sha256.of(lockText).hex)
     await writeFile(join(b, 'SHA256SUMS'), sums)
     expect(problems(await failure(b))).toContainEqual(expect.stringMatching(/SHA256SUMS says sha256 [0-9a-f]{64}, the lock pins [0-9a-f]{64}/))
   })
@@ -121,7 +121,9 @@ describe('verifyBundle', () => {
     const d = join(dir, 'sidecar')
     await cp(tar, join(d, `${NAME}.tar`))
     await writeFile(join(d, `${NAME}.tar.sha256`), `${'0'.repeat(64)}  ${NAME}.tar\n`)
-    expect(problems(await failure(join(d, `${NAME}.tar`)))).toContainEqual(expect.stringMatching(/the tar's sha256 is [0-9a-f]{64}, the \.sha256 file says 0{64}/))
+    expect(problems(await failure(join(d, `${NAME}.tar`)))).toContainEqual(
+      expect.stringMatching(/the tar's sha256 is [0-9a-f]{64}, the \.sha256 file says 0{64}/),
+    )
   })
 
   it('`bundle verify` prints every problem and exits 1', async () => {

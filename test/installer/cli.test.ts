@@ -8,14 +8,22 @@ describe('./install, in process', () => {
   it('phases lists verify and every phase in order', async () => {
     const io = memoryIo()
     expect(await main(['phases'], io)).toBe(0)
-    expect(io.stdout.split('\n').filter(Boolean).map((l) => l.split(/\s+/)[0])).toEqual(['verify', ...PHASES.map((p) => p.name)])
+    expect(
+      io.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(/\s+/)[0]),
+    ).toEqual(['verify', ...PHASES.map((p) => p.name)])
   })
 
   it('bad flags are one line and exit 2, before anything is read', async () => {
     for (const [argv, line] of [
       [[], 'install: EUSAGE: say which node this is: --role master or --role worker'],
       [['--role', 'boss'], 'install: EUSAGE: --role "boss": use master or worker'],
-      [['--role', 'worker', '--phases', 'kernal'], 'install: EUSAGE: --phases: unknown phase "kernal"; the phases are verify, preflight, packages, kernel, containerd, cni, kubernetes, images, cluster, network, finish (./install phases)'],
+      [
+        ['--role', 'worker', '--phases', 'kernal'],
+        'install: EUSAGE: --phases: unknown phase "kernal"; the phases are verify, preflight, packages, kernel, containerd, cni, kubernetes, images, cluster, network, finish (./install phases)',
+      ],
       [['--role', 'worker', '--root', '/nonexistent/root'], 'install: EUSAGE: --root /nonexistent/root: no such folder; create it or give an existing one'],
     ] as const) {
       const io = memoryIo()

@@ -54,7 +54,10 @@ export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w
   const made = new Map<string, Buffer>()
   const sh = (cmd: string, cwd = dir) => execFileSync('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'inherit'] })
 
-  const recorder = (name: string) => Buffer.from(`#!/bin/sh\n# kube-airgap test stand-in for ${name}: the real one cannot run here. It records its arguments.\necho "${name} $*" >> "\${KA_RECORD:-/dev/null}"\n${EMULATE[name] ?? ''}\nexit 0\n`)
+  const recorder = (name: string) =>
+    Buffer.from(
+      `#!/bin/sh\n# kube-airgap test stand-in for ${name}: the real one cannot run here. It records its arguments.\necho "${name} $*" >> "\${KA_RECORD:-/dev/null}"\n${EMULATE[name] ?? ''}\nexit 0\n`,
+    )
 
   const tarball = async (name: string, files: Record<string, Buffer | string>, compress: string): Promise<Buffer> => {
     const stage = join(dir, `stage-${name}`)
@@ -76,9 +79,17 @@ export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w
     let out: Buffer | undefined
     if (w.name === 'node') {
       const top = base.replace(/\.tar\.xz$/, '')
-      out = await tarball(base, { [`${top}/bin/node`]: realistic ? process.execPath : Buffer.from('#!/bin/sh\necho "stand-in node"\n'), [`${top}/LICENSE`]: Buffer.from('MIT\n') }, 'xz -0 -T2')
+      out = await tarball(
+        base,
+        { [`${top}/bin/node`]: realistic ? process.execPath : Buffer.from('#!/bin/sh\necho "stand-in node"\n'), [`${top}/LICENSE`]: Buffer.from('MIT\n') },
+        'xz -0 -T2',
+      )
     } else if (realistic && w.name === 'containerd') {
-      out = await tarball(base, { 'bin/containerd': '/usr/bin/containerd', 'bin/containerd-shim-runc-v2': '/usr/bin/containerd-shim-runc-v2', 'bin/ctr': '/usr/bin/ctr' }, 'gzip -1')
+      out = await tarball(
+        base,
+        { 'bin/containerd': '/usr/bin/containerd', 'bin/containerd-shim-runc-v2': '/usr/bin/containerd-shim-runc-v2', 'bin/ctr': '/usr/bin/ctr' },
+        'gzip -1',
+      )
     } else if (realistic && w.name === 'runc') {
       out = await readFile('/usr/sbin/runc')
     } else if (realistic && w.name === 'cni-plugins') {

@@ -31,7 +31,9 @@ export async function startContainerd(dir: string, opts: { bin?: string; ctrBin?
   const ctrBin = opts.ctrBin ?? 'ctr'
   const ctr: TestContainerd['ctr'] = (args, input) =>
     new Promise((resolve) => {
-      const c = execFile(ctrBin, ['--address', socket, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }))
+      const c = execFile(ctrBin, ['--address', socket, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      )
       if (input) input.pipe(c.stdin!)
       else c.stdin?.end()
     })

@@ -6,10 +6,29 @@ import { DryRunHost, NodeHost, type Host } from '../../installer/host.js'
 import type { Context } from '../../installer/plan.js'
 
 /** Facts of a made-up node: root, amd64, this machine's hostname, no networks, the real clock unless `now` is given. */
-export const testFacts = (over: Partial<NodeFacts> = {}): NodeFacts => ({ euid: 0, arch: 'amd64', hostname: hostname(), hostnameResolves: true, networks: [], now: Date.now, ...over })
+export const testFacts = (over: Partial<NodeFacts> = {}): NodeFacts => ({
+  euid: 0,
+  arch: 'amd64',
+  hostname: hostname(),
+  hostnameResolves: true,
+  networks: [],
+  now: Date.now,
+  ...over,
+})
 
 /** A context for in-process phases and checks, as the CLI's resolveContext builds it (no verification). */
-export async function testContext(o: { root: string; bundle: string; containerdAddress: string; role?: 'master' | 'worker'; hostCommands?: string; flags?: ClusterFlags; advertise?: string; facts?: Partial<NodeFacts>; dryRun?: boolean; host?: Host }): Promise<Context> {
+export async function testContext(o: {
+  root: string
+  bundle: string
+  containerdAddress: string
+  role?: 'master' | 'worker'
+  hostCommands?: string
+  flags?: ClusterFlags
+  advertise?: string
+  facts?: Partial<NodeFacts>
+  dryRun?: boolean
+  host?: Host
+}): Promise<Context> {
   const facts = testFacts(o.facts)
   const node = o.host ?? new NodeHost(o.root, o.hostCommands ? { hostCommands: o.hostCommands } : {})
   const usb = new NodeHost(o.bundle, { noLinks: true })

@@ -27,7 +27,9 @@ export async function startForwarder(target: string): Promise<Forwarder> {
     if (f) {
       f.times--
       log.push({ method: req.method ?? '', path, status: f.status })
-      res.writeHead(f.status, { 'content-type': 'application/json', ...(f.status === 429 ? { 'retry-after': '0' } : {}) }).end('{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited"}]}')
+      res
+        .writeHead(f.status, { 'content-type': 'application/json', ...(f.status === 429 ? { 'retry-after': '0' } : {}) })
+        .end('{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited"}]}')
       return
     }
     const up = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (ures) => {

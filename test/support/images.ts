@@ -26,7 +26,12 @@ export const MT = {
   dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
 } as const
 
-export const blob = (mediaType: string, data: Buffer): Blob => ({ mediaType, data, size: data.length, digest: `sha256:${createHash('sha256').update(data).digest('hex')}` })
+export const blob = (mediaType: string, data: Buffer): Blob => ({
+  mediaType,
+  data,
+  size: data.length,
+  digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
+})
 const json = (mediaType: string, value: unknown): Blob => blob(mediaType, Buffer.from(JSON.stringify(value)))
 
 /** A tar of the given files (path -> bytes, mode), deterministic. */
@@ -84,14 +89,30 @@ export function image(platform: ImagePlatform, layers: Layer[], cmd: string[], d
 
 /** An index over per-platform images, optionally with a BuildKit-style attestation manifest. */
 export function index(images: Image[], opts: { docker?: boolean; attestation?: boolean } = {}): { index: Blob; extra: Blob[] } {
-  const manifests: unknown[] = images.map((im) => ({ mediaType: im.manifest.mediaType, digest: im.manifest.digest, size: im.manifest.size, platform: im.platform }))
+  const manifests: unknown[] = images.map((im) => ({
+    mediaType: im.manifest.mediaType,
+    digest: im.manifest.digest,
+    size: im.manifest.size,
+    platform: im.platform,
+  }))
   const extra: Blob[] = []
   if (opts.attestation && images[0]) {
     const statement = blob('application/vnd.in-toto+json', Buffer.from('{"_type":"https://in-toto.io/Statement/v0.1"}'))
     const cfg = json(MT.ociConfig, { architecture: 'unknown', os: 'unknown', rootfs: { type: 'layers', diff_ids: [] } })
-    const att = json(MT.ociManifest, { schemaVersion: 2, mediaType: MT.ociManifest, config: { mediaType: cfg.mediaType, digest: cfg.digest, size: cfg.size }, layers: [{ mediaType: statement.mediaType, digest: statement.digest, size: statement.size }] })
+    const att = json(MT.ociManifest, {
+      schemaVersion: 2,
+      mediaType: MT.ociManifest,
+      config: { mediaType: cfg.mediaType, digest: cfg.digest, size: cfg.size },
+      layers: [{ mediaType: statement.mediaType, digest: statement.digest, size: statement.size }],
+    })
     extra.push(statement, cfg, att)
-    manifests.push({ mediaType: att.mediaType, digest: att.digest, size: att.size, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': images[0].manifest.digest } })
+    manifests.push({
+      mediaType: att.mediaType,
+      digest: att.digest,
+      size: att.size,
+      platform: { os: 'unknown', architecture: 'unknown' },
+      annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': images[0].manifest.digest },
+    })
   }
   const mt = opts.docker ? MT.dockerList : MT.ociIndex
   return { index: json(mt, { schemaVersion: 2, mediaType: mt, manifests }), extra }
@@ -107,5 +128,6 @@ export function randomLayer(bytes: number, seed: string): Layer {
 let busybox: Buffer | undefined
 /** The machine's static busybox (Debian's busybox-static), the one real program in the fixtures. */
 export async function busyboxBinary(): Promise<Buffer> {
-  return (busybox ??= await readFile('/bin/busybox'))
+  busybox ??= await readFile('/bin/busybox')
+  return busybox
 }

@@ -30,7 +30,22 @@ export class MemoryHost implements Host {
 
   constructor(
     files: Record<string, string> = {},
-    private readonly commands = new Set(['systemctl', 'modprobe', 'sysctl', 'swapoff', 'conntrack', 'ip', 'iptables', 'mount', 'nsenter', 'socat', 'ebtables', 'ethtool', 'tc', 'touch']),
+    private readonly commands = new Set([
+      'systemctl',
+      'modprobe',
+      'sysctl',
+      'swapoff',
+      'conntrack',
+      'ip',
+      'iptables',
+      'mount',
+      'nsenter',
+      'socat',
+      'ebtables',
+      'ethtool',
+      'tc',
+      'touch',
+    ]),
   ) {
     for (const [p, text] of Object.entries(files)) this.files.set(p, { data: Buffer.from(text), mode: 0o644 })
   }
@@ -103,7 +118,11 @@ export class MemoryHost implements Host {
 }
 
 /** A bundle of a few components, held in a temporary folder, for phases that copy files from it. */
-export async function memoryBundle(components: Record<string, Buffer> = {}, platform: Platform = 'linux/amd64', packages: LockedPackage[] = []): Promise<Bundle> {
+export async function memoryBundle(
+  components: Record<string, Buffer> = {},
+  platform: Platform = 'linux/amd64',
+  packages: LockedPackage[] = [],
+): Promise<Bundle> {
   const dir = await mkdtemp(join(tmpdir(), 'ka-membundle-'))
   const files: LockedFile[] = []
   for (const [name, data] of Object.entries(components)) {
@@ -129,7 +148,11 @@ export async function memoryBundle(components: Record<string, Buffer> = {}, plat
 }
 
 /** A context over a memory node (a DryRunHost around it for a dry run), with fixed facts. */
-export function memoryContext(host: MemoryHost, bundle: Bundle, o: { role?: 'master' | 'worker'; dryRun?: boolean; facts?: Partial<NodeFacts>; says?: string[] } = {}): Context {
+export function memoryContext(
+  host: MemoryHost,
+  bundle: Bundle,
+  o: { role?: 'master' | 'worker'; dryRun?: boolean; facts?: Partial<NodeFacts>; says?: string[] } = {},
+): Context {
   const facts = testFacts(o.facts)
   return {
     host: o.dryRun ? new DryRunHost(host) : host,

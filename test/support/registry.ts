@@ -38,7 +38,25 @@ export async function startRegistry(dir: string, opts: { token?: boolean; creden
   let key = ''
   let certDer = ''
   if (opts.token) {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'token.key'), '-out', join(dir, 'token.crt'), '-days', '2', '-subj', '/CN=kube-airgap test token issuer'], { stdio: 'ignore' })
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'token.key'),
+        '-out',
+        join(dir, 'token.crt'),
+        '-days',
+        '2',
+        '-subj',
+        '/CN=kube-airgap test token issuer',
+      ],
+      { stdio: 'ignore' },
+    )
     key = await readFile(join(dir, 'token.key'), 'utf8')
     certDer = new X509Certificate(await readFile(join(dir, 'token.crt'))).raw.toString('base64')
     tokenServer = createServer((req, res) => {
@@ -53,7 +71,16 @@ export async function startRegistry(dir: string, opts: { token?: boolean; creden
       const [, name, actions] = /^repository:([^:]+):(.+)$/.exec(scope) ?? []
       const now = Math.floor(Date.now() / 1000)
       const header = { alg: 'RS256', typ: 'JWT', x5c: [certDer] }
-      const claims = { iss: 'kube-airgap-test', sub: 'tester', aud: 'test-registry', exp: now + 600, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access: name ? [{ type: 'repository', name, actions: actions!.split(',') }] : [] }
+      const claims = {
+        iss: 'kube-airgap-test',
+        sub: 'tester',
+        aud: 'test-registry',
+        exp: now + 600,
+        nbf: now - 10,
+        iat: now,
+        jti: randomBytes(8).toString('hex'),
+        access: name ? [{ type: 'repository', name, actions: actions!.split(',') }] : [],
+      }
       const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
       const signing = `${b64(header)}.${b64(claims)}`
       const sig = createSign('RSA-SHA256').update(signing).sign(key).toString('base64url')
@@ -72,7 +99,10 @@ export async function startRegistry(dir: string, opts: { token?: boolean; creden
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)))
   const url = `http://127.0.0.1:${port}`
   for (let i = 0; ; i++) {
-    const ok = await fetch(`${url}/v2/`).then((r) => r.status === 200 || r.status === 401, () => false)
+    const ok = await fetch(`${url}/v2/`).then(
+      (r) => r.status === 200 || r.status === 401,
+      () => false,
+    )
     if (ok) break
     if (i > 100 || child.exitCode !== null) throw new Error(`docker-registry did not start: ${stderr}`)
     await new Promise((r) => setTimeout(r, 50))
@@ -81,7 +111,9 @@ export async function startRegistry(dir: string, opts: { token?: boolean; creden
   const pushToken = async (repo: string): Promise<Record<string, string>> => {
     if (!tokenServer) return {}
     const tport = (tokenServer.address() as AddressInfo).port
-    const headers: Record<string, string> = opts.credentials ? { authorization: `Basic ${Buffer.from(`${opts.credentials.username}:${opts.credentials.password}`).toString('base64')}` } : {}
+    const headers: Record<string, string> = opts.credentials
+      ? { authorization: `Basic ${Buffer.from(`${opts.credentials.username}:${opts.credentials.password}`).toString('base64')}` }
+      : {}
     const r = await fetch(`http://127.0.0.1:${tport}/token?service=test-registry&scope=repository:${repo}:pull,push`, { headers })
     tokenRequests.pop() // the test's own push is not the client under test
     return { authorization: `Bearer ${((await r.json()) as { token: string }).token}` }
@@ -98,7 +130,11 @@ export async function startRegistry(dir: string, opts: { token?: boolean; creden
     if (put.status !== 201) throw new Error(`upload ${repo} ${b.digest}: ${put.status} ${await put.text()}`)
   }
   const putManifest = async (repo: string, ref: string, b: Blob, auth: Record<string, string>): Promise<void> => {
-    const r = await fetch(`${url}/v2/${repo}/manifests/${ref}`, { method: 'PUT', headers: { ...auth, 'content-type': b.mediaType }, body: new Uint8Array(b.data) })
+    const r = await fetch(`${url}/v2/${repo}/manifests/${ref}`, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': b.mediaType },
+      body: new Uint8Array(b.data),
+    })
     if (r.status !== 201) throw new Error(`manifest ${repo}:${ref}: ${r.status} ${await r.text()}`)
   }
 

@@ -40,7 +40,10 @@ export async function writeStandins(dir: string): Promise<string> {
   await mkdir(dir, { recursive: true })
   for (const [name, body] of Object.entries(SCRIPTS)) {
     const p = join(dir, name)
-    await writeFile(p, `#!/bin/sh\n# kube-airgap test stand-in for ${name}: records, and emulates its effect under $KA_ROOT.\necho "${name} $*" >> "$KA_RECORD"\n${body}\nexit 0\n`)
+    await writeFile(
+      p,
+      `#!/bin/sh\n# kube-airgap test stand-in for ${name}: records, and emulates its effect under $KA_ROOT.\necho "${name} $*" >> "$KA_RECORD"\n${body}\nexit 0\n`,
+    )
     await chmod(p, 0o755)
   }
   return dir
@@ -52,7 +55,10 @@ export async function freshNodeRoot(root: string): Promise<void> {
   await mkdir(join(root, 'proc/sys'), { recursive: true })
   await mkdir(join(root, 'etc'), { recursive: true })
   await writeFile(join(root, 'proc/modules'), 'ext4 1056768 1 - Live 0x0000000000000000\n')
-  await writeFile(join(root, 'proc/swaps'), 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swap.img                               file\t\t4194300\t\t0\t\t-2\n')
+  await writeFile(
+    join(root, 'proc/swaps'),
+    'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/swap.img                               file\t\t4194300\t\t0\t\t-2\n',
+  )
   await writeFile(join(root, 'etc/fstab'), '/dev/disk/by-uuid/1234 / ext4 defaults 0 1\n/swap.img\tnone\tswap\tsw\t0\t0\n')
   await writeFile(join(root, 'etc/resolv.conf'), 'nameserver 192.0.2.53\n')
 }

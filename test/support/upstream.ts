@@ -75,7 +75,14 @@ export async function startUpstream(root: string): Promise<Upstream> {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const viaProxy = req.headers['x-test-proxy'] === '1'
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
-    const entry: LoggedRequest = { method: req.method ?? 'GET', path, status: 0, bytesSent: 0, viaProxy, ...(req.headers.range ? { range: String(req.headers.range) } : {}) }
+    const entry: LoggedRequest = {
+      method: req.method ?? 'GET',
+      path,
+      status: 0,
+      bytesSent: 0,
+      viaProxy,
+      ...(req.headers.range ? { range: String(req.headers.range) } : {}),
+    }
     log.push(entry)
     const fault = takeFault(path)
     if (fault?.kind === 'status') {
@@ -132,7 +139,9 @@ export async function startUpstream(root: string): Promise<Upstream> {
         setTimeout(() => cb(null, out), Math.max(0, due - Date.now()))
       },
     })
-    await pipeline(createReadStream(file, { start, end, highWaterMark: rate ? Math.min(64 << 10, Math.max(4096, rate / 20)) : 1 << 20 }), shaper, res).catch(() => {})
+    await pipeline(createReadStream(file, { start, end, highWaterMark: rate ? Math.min(64 << 10, Math.max(4096, rate / 20)) : 1 << 20 }), shaper, res).catch(
+      () => {},
+    )
   }
 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))

@@ -44,8 +44,19 @@ const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 
  * every image of the default manifest as a small multi-platform image that shares one
  * busybox base layer, plus a single-platform user image.
  */
-export async function startWorld(dir: string, opts: { size?: FakeOptions['size']; token?: boolean; layerBytes?: { base: number; own: number }; realistic?: boolean; manifestEdit?: (text: string) => string } = {}): Promise<World> {
-  const baseText = withoutPackages(await readFile(DEFAULT_MANIFEST, 'utf8')).replace(/@sha256:[0-9a-f]{64}/g, '').replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
+export async function startWorld(
+  dir: string,
+  opts: {
+    size?: FakeOptions['size']
+    token?: boolean
+    layerBytes?: { base: number; own: number }
+    realistic?: boolean
+    manifestEdit?: (text: string) => string
+  } = {},
+): Promise<World> {
+  const baseText = withoutPackages(await readFile(DEFAULT_MANIFEST, 'utf8'))
+    .replace(/@sha256:[0-9a-f]{64}/g, '')
+    .replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
   const manifestText = (opts.manifestEdit ?? ((t: string) => t))(baseText)
   const manifestPath = join(dir, 'manifest.yaml')
   await writeFile(manifestPath, manifestText)
@@ -53,7 +64,12 @@ export async function startWorld(dir: string, opts: { size?: FakeOptions['size']
   const fake = await fakeUpstream(join(dir, 'up'), {
     manifestText,
     ...(opts.size ? { size: opts.size } : {}),
-    content: async (w) => (w.name === 'calico-manifest' ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml')) : w.name === 'containerd-service' ? readFile(join(REFERENCE, 'containerd-v1.7.16.service')) : artifacts(w)),
+    content: async (w) =>
+      w.name === 'calico-manifest'
+        ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml'))
+        : w.name === 'containerd-service'
+          ? readFile(join(REFERENCE, 'containerd-v1.7.16.service'))
+          : artifacts(w),
   })
   const registry = await startRegistry(join(dir, 'registry'), { ...(opts.token ? { token: true } : {}) })
   const front = await startForwarder(registry.url)
@@ -70,7 +86,12 @@ export async function startWorld(dir: string, opts: { size?: FakeOptions['size']
     const cmd = ['/bin/busybox', 'cat', '/etc/image-name']
     const repo = `${PREFIX[ref.registry]}/${ref.repository}`
     if (name === EXTRA_IMAGE) {
-      const only = image({ os: 'linux', architecture: 'amd64' }, [layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } }, MT.dockerLayer), own], cmd, true)
+      const only = image(
+        { os: 'linux', architecture: 'amd64' },
+        [layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } }, MT.dockerLayer), own],
+        cmd,
+        true,
+      )
       await registry.push(repo, ref.tag!, only.manifest, [only])
       images.set(imageName(ref), { name, top: only.manifest, amd64: only })
       continue
@@ -105,7 +126,10 @@ export async function startWorld(dir: string, opts: { size?: FakeOptions['size']
 /** `bundle lock` of the world's manifest (or a variant of it) through its mirrors. */
 export async function lockWorld(w: World, out: string, cache: string, manifestText?: string): Promise<void> {
   let manifest = w.manifestPath
-  if (manifestText) await writeFile((manifest = `${out}.manifest.yaml`), manifestText)
+  if (manifestText) {
+    manifest = `${out}.manifest.yaml`
+    await writeFile(manifest, manifestText)
+  }
   const r = await bundleCli(['lock', '--manifest', manifest, '--out', out, '--cache', cache, ...w.args])
   if (r.code !== 0) throw new Error(`bundle lock failed: ${r.stderr}`)
 }

@@ -5,7 +5,12 @@ import { runPhases } from '../../../installer/plan.js'
 import { MemoryHost, memoryBundle, memoryContext } from '../../support/memory-host.js'
 
 const FSTAB_TEXT = 'UUID=1 / ext4 defaults 0 1\n/swap.img none swap sw 0 0\n'
-const freshNode = () => new MemoryHost({ [FSTAB]: FSTAB_TEXT, [PROC_SWAPS]: 'Filename Type Size Used Priority\n/swap.img file 2097148 0 -2\n', [procSys('net.ipv4.ip_forward')]: '0\n' })
+const freshNode = () =>
+  new MemoryHost({
+    [FSTAB]: FSTAB_TEXT,
+    [PROC_SWAPS]: 'Filename Type Size Used Priority\n/swap.img file 2097148 0 -2\n',
+    [procSys('net.ipv4.ip_forward')]: '0\n',
+  })
 
 describe('the kernel phase, on a node in memory', () => {
   it('loads the modules, sets the sysctls, turns swap off now and at boot; a second run changes nothing', async () => {
@@ -15,7 +20,18 @@ describe('the kernel phase, on a node in memory', () => {
     expect(first.length).toBeGreaterThan(4)
     expect(first.filter((s) => s.done)).toEqual([])
     await runPhases(ctx, [kernel], () => {})
-    expect(host.changes).toEqual(expect.arrayContaining([`write ${MODULES_LOAD}`, 'run modprobe overlay', 'run modprobe br_netfilter', `write ${SYSCTL_CONF}`, 'run sysctl --system', 'run swapoff -a', `write ${FSTAB_BACKUP}`, `write ${FSTAB}`]))
+    expect(host.changes).toEqual(
+      expect.arrayContaining([
+        `write ${MODULES_LOAD}`,
+        'run modprobe overlay',
+        'run modprobe br_netfilter',
+        `write ${SYSCTL_CONF}`,
+        'run sysctl --system',
+        'run swapoff -a',
+        `write ${FSTAB_BACKUP}`,
+        `write ${FSTAB}`,
+      ]),
+    )
     expect(await host.readText(FSTAB)).toMatch(/^# swap disabled by kube-airgap .*: \/swap\.img none swap sw 0 0$/m)
     expect(await host.readText(FSTAB_BACKUP)).toBe(FSTAB_TEXT)
 

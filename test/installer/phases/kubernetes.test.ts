@@ -6,7 +6,11 @@ import { kubernetes } from '../../../installer/phases/kubernetes.js'
 import { runPhases } from '../../../installer/plan.js'
 import { MemoryHost, memoryBundle, memoryContext } from '../../support/memory-host.js'
 
-const binaries = () => ({ kubeadm: Buffer.from('#!/bin/sh\necho kubeadm\n'), kubelet: Buffer.from('#!/bin/sh\necho kubelet\n'), kubectl: Buffer.from('#!/bin/sh\necho kubectl\n') })
+const binaries = () => ({
+  kubeadm: Buffer.from('#!/bin/sh\necho kubeadm\n'),
+  kubelet: Buffer.from('#!/bin/sh\necho kubelet\n'),
+  kubectl: Buffer.from('#!/bin/sh\necho kubectl\n'),
+})
 
 describe('the kubernetes phase, on a node in memory', () => {
   it('installs the pinned binaries 0755, the kubelet unit and drop-in, enables kubelet; a second run changes nothing', async () => {

@@ -1,3 +1,4 @@
+import { C } from '../bundle/components.js'
 import type { Arch } from '../bundle/platform.js'
 
 /**
@@ -18,29 +19,29 @@ const nodeArch = (arch: Arch): string => (arch === 'amd64' ? 'x64' : 'arm64')
 
 export const COMPONENTS: readonly Component[] = [
   {
-    name: 'containerd',
+    name: C.containerd,
     perPlatform: true,
     url: (v, a) => gh('containerd/containerd', `v${v}`, `containerd-${v}-linux-${a}.tar.gz`),
     checksumUrl: (v, a) => gh('containerd/containerd', `v${v}`, `containerd-${v}-linux-${a}.tar.gz.sha256sum`),
   },
   {
-    name: 'containerd-service',
+    name: C.containerdService,
     perPlatform: false,
     url: (v) => `https://raw.githubusercontent.com/containerd/containerd/v${v}/containerd.service`,
   },
   {
-    name: 'runc',
+    name: C.runc,
     perPlatform: true,
     url: (v, a) => gh('opencontainers/runc', `v${v}`, `runc.${a}`),
     checksumUrl: (v) => gh('opencontainers/runc', `v${v}`, 'runc.sha256sum'),
   },
   {
-    name: 'crictl',
+    name: C.crictl,
     perPlatform: true,
     url: (v, a) => gh('kubernetes-sigs/cri-tools', `v${v}`, `crictl-v${v}-linux-${a}.tar.gz`),
     checksumUrl: (v, a) => gh('kubernetes-sigs/cri-tools', `v${v}`, `crictl-v${v}-linux-${a}.tar.gz.sha256`),
   },
-  ...(['kubeadm', 'kubelet', 'kubectl'] as const).map(
+  ...([C.kubeadm, C.kubelet, C.kubectl] as const).map(
     (bin): Component => ({
       name: bin,
       perPlatform: true,
@@ -49,24 +50,24 @@ export const COMPONENTS: readonly Component[] = [
     }),
   ),
   {
-    name: 'cni-plugins',
+    name: C.cniPlugins,
     perPlatform: true,
     url: (v, a) => gh('containernetworking/plugins', `v${v}`, `cni-plugins-linux-${a}-v${v}.tgz`),
     checksumUrl: (v, a) => gh('containernetworking/plugins', `v${v}`, `cni-plugins-linux-${a}-v${v}.tgz.sha256`),
   },
   {
-    name: 'calicoctl',
+    name: C.calicoctl,
     perPlatform: true,
     url: (v, a) => gh('projectcalico/calico', `v${v}`, `calicoctl-linux-${a}`),
     checksumUrl: (v) => gh('projectcalico/calico', `v${v}`, 'SHA256SUMS'),
   },
   {
-    name: 'calico-manifest',
+    name: C.calicoManifest,
     perPlatform: false,
     url: (v) => `https://raw.githubusercontent.com/projectcalico/calico/v${v}/manifests/calico.yaml`,
   },
   {
-    name: 'node',
+    name: C.node,
     perPlatform: true,
     url: (v, a) => `https://nodejs.org/dist/v${v}/node-v${v}-linux-${nodeArch(a)}.tar.xz`,
     checksumUrl: (v) => `https://nodejs.org/dist/v${v}/SHASUMS256.txt`,

@@ -1,4 +1,5 @@
 import type { Sha256 } from '../bundle/digest.js'
+import { C } from '../bundle/components.js'
 import { KaError } from '../bundle/errors.js'
 import { ImageLayout } from '../bundle/image-layout.js'
 import {
@@ -99,7 +100,7 @@ export function planBundle(lock: Lock, platform: Platform, releases: readonly st
   }
   const runtime = at(RUNTIME_COMPONENT)
   if (!runtime) throw new KaError('ENOTPINNED', `the lock pins no Node.js runtime (component ${RUNTIME_COMPONENT}); the installer cannot run without it`)
-  const calico = at('calico-manifest')
+  const calico = at(C.calicoManifest)
   return {
     id: { name, tarName: bundleTarName(name), kubernetes: lock.kubernetes, platform },
     files,

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { C } from './components.js'
 import { join } from 'node:path'
 import { requiredImages, type RequiredImages } from './closed-world.js'
 import { integrityError, Sha256 } from './digest.js'
@@ -55,7 +56,7 @@ export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha
     return { locked, path: join(dir, filePath(locked.file)) }
   }
   const images = ImageLayout.parseIndex(await read(IMAGE_INDEX))
-  const calico = lock.files.find((f) => f.name === 'calico-manifest')
+  const calico = lock.files.find((f) => f.name === C.calicoManifest)
   const { kubeadm, pause, needed } = requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), calico ? await read(filePath(calico.file)) : undefined)
   return { dir, lock, platform: lock.platforms[0]!, file, images, layout: new ImageLayout(dir), required: { kubeadm, pause }, needed, read }
 }

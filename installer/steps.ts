@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs'
 import { basename } from 'node:path'
-import { listMembers } from './archive.js'
+import { type ComponentName, NODE_TAKES } from '../bundle/components.js'
+import { listMembers, type Member } from './archive.js'
 import type { Context, Step } from './plan.js'
 
 /** A locked file of the bundle, copied to `path`: done when the node's copy has the same hash and mode. */
@@ -20,9 +21,9 @@ export async function copyStep(ctx: Context, title: string, path: string, compon
  * names (mode 0755), those that differ, in one pass over the archive (hashes come from
  * another pass at plan time).
  */
-export async function membersStep(ctx: Context, title: string, component: string, dir: string, pick: (path: string) => boolean = () => true): Promise<Step> {
-  const { path: archive, locked } = ctx.bundle.file(component)
-  const members = (await listMembers(archive, locked.integrity)).filter((m) => pick(m.path))
+export async function membersStep(ctx: Context, title: string, component: ComponentName, dir: string): Promise<Step> {
+  const { path: archive } = ctx.bundle.file(component)
+  const members = await nodeMembers(ctx, component)
   const files = []
   for (const m of members) {
     const path = `${dir}/${basename(m.path)}`
@@ -30,6 +31,14 @@ export async function membersStep(ctx: Context, title: string, component: string
     if (!(now?.sha256.equals(m.sha256) && now.mode === 0o755)) files.push({ member: m.path, path, mode: 0o755, sha256: m.sha256 })
   }
   return { title: `${title} (${members.map((m) => basename(m.path)).join(', ')})`, done: files.length === 0, actions: [{ kind: 'extract', archive, files }] }
+}
+
+/** The members of a component's archive the node takes (bundle/components.ts says which), hashed from the pinned bytes. */
+export async function nodeMembers(ctx: Context, component: ComponentName): Promise<Member[]> {
+  const takes = NODE_TAKES[component]
+  const under = takes.kind === 'archive' ? takes.members : undefined
+  const { path, locked } = ctx.bundle.file(component)
+  return (await listMembers(path, locked.integrity)).filter((m) => !under || m.path.startsWith(under))
 }
 
 /** Whether a systemd unit is enabled / active (queries: they run in a dry run too). */

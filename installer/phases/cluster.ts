@@ -1,4 +1,5 @@
 import { patchCalico } from '../calico.js'
+import { C } from '../../bundle/components.js'
 import { durationMs } from '../cluster-config.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
@@ -159,9 +160,9 @@ export const network: Phase = {
   summary:
     'Calico on the first master: its manifest patched (pool CIDR = pod subnet, IP autodetection, never pull) and applied server-side; calicoctl as kubectl-calico',
   async plan(ctx) {
-    const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, 'calicoctl', 0o755)]
+    const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, C.calicoctl, 0o755)]
     if (!isFirstMaster(ctx)) return steps
-    const source = await ctx.bundle.read(filePath(ctx.bundle.file('calico-manifest').locked.file))
+    const source = await ctx.bundle.read(filePath(ctx.bundle.file(C.calicoManifest).locked.file))
     // Calico's default (first-found) can pick the wrong interface on a multi-NIC node: by
     // default every node takes the interface that reaches the first master's address.
     const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection ?? `can-reach=${ctx.cluster.advertise}`)

@@ -1,4 +1,5 @@
 import { BIN_DIR, CONTAINERD_CONFIG, CONTAINERD_UNIT, CRICTL_CONFIG, RUNC } from '../node-paths.js'
+import { C } from '../../bundle/components.js'
 import { fileStep, type Phase, type Step } from '../plan.js'
 import { copyStep, membersStep, unitState } from '../steps.js'
 import { containerdConfig, crictlConfig } from '../templates.js'
@@ -7,16 +8,16 @@ export const containerd: Phase = {
   name: 'containerd',
   summary: `runc to ${RUNC}, containerd to ${BIN_DIR}, its unit and ${CONTAINERD_CONFIG} (systemd cgroups, the bundle's pause image), crictl and ${CRICTL_CONFIG}; started`,
   async plan(ctx) {
-    const binaries = await membersStep(ctx, `containerd binaries in ${BIN_DIR}`, 'containerd', BIN_DIR, (p) => p.startsWith('bin/'))
-    const runc = await copyStep(ctx, `runc (${RUNC})`, RUNC, 'runc', 0o755)
-    const unit = await copyStep(ctx, `containerd unit (${CONTAINERD_UNIT})`, CONTAINERD_UNIT, 'containerd-service', 0o644)
+    const binaries = await membersStep(ctx, `containerd binaries in ${BIN_DIR}`, C.containerd, BIN_DIR)
+    const runc = await copyStep(ctx, `runc (${RUNC})`, RUNC, C.runc, 0o755)
+    const unit = await copyStep(ctx, `containerd unit (${CONTAINERD_UNIT})`, CONTAINERD_UNIT, C.containerdService, 0o644)
     const config = await fileStep(
       ctx,
       `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause})`,
       CONTAINERD_CONFIG,
       containerdConfig(ctx.bundle.required.pause),
     )
-    const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, 'crictl', BIN_DIR)
+    const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, C.crictl, BIN_DIR)
     const crictlYaml = await fileStep(ctx, `crictl config (${CRICTL_CONFIG})`, CRICTL_CONFIG, crictlConfig())
     const steps: Step[] = [binaries, runc, unit, config, crictl, crictlYaml]
 

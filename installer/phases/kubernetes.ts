@@ -1,4 +1,5 @@
 import { BIN_DIR, KUBELET_DROPIN, KUBELET_UNIT } from '../node-paths.js'
+import { C } from '../../bundle/components.js'
 import { fileStep, type Phase, type Step } from '../plan.js'
 import { copyStep, unitState } from '../steps.js'
 import { kubeletDropIn, kubeletUnit } from '../templates.js'
@@ -8,7 +9,7 @@ export const kubernetes: Phase = {
   summary: `kubeadm, kubelet and kubectl into ${BIN_DIR}; the kubelet unit and kubeadm drop-in; kubelet enabled (kubeadm starts it)`,
   async plan(ctx) {
     const steps: Step[] = []
-    for (const name of ['kubeadm', 'kubelet', 'kubectl']) steps.push(await copyStep(ctx, `${name} (${BIN_DIR}/${name})`, `${BIN_DIR}/${name}`, name, 0o755))
+    for (const name of [C.kubeadm, C.kubelet, C.kubectl]) steps.push(await copyStep(ctx, `${name} (${BIN_DIR}/${name})`, `${BIN_DIR}/${name}`, name, 0o755))
     const unit = await fileStep(ctx, `kubelet unit (${KUBELET_UNIT})`, KUBELET_UNIT, kubeletUnit())
     const dropIn = await fileStep(ctx, `kubeadm drop-in for kubelet (${KUBELET_DROPIN})`, KUBELET_DROPIN, kubeletDropIn())
     steps.push(unit, dropIn)

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
+import { C, type ComponentName } from '../../bundle/components.js'
 import { basename } from 'node:path'
-import { listMembers } from '../archive.js'
 import { Sha256 } from '../../bundle/digest.js'
 import {
   BIN_DIR,
@@ -22,7 +22,7 @@ import {
   SYSCTL_CONF,
 } from '../node-paths.js'
 import type { Action, Context, Phase, Step } from '../plan.js'
-import { unitState } from '../steps.js'
+import { nodeMembers, unitState } from '../steps.js'
 
 /** Where the CRI plugin keeps per-container and per-sandbox state (field notes error 7). */
 const CRI_STATE_DIRS = [
@@ -148,14 +148,13 @@ export function resetPhase(purge: boolean): Phase {
 
 /** Everything the installer wrote, removed; /etc/fstab restored from its backup. */
 async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
-  const { host, bundle } = ctx
-  const members = async (name: string, dir: string, pick: (p: string) => boolean = () => true) =>
-    (await listMembers(bundle.file(name).path, bundle.file(name).locked.integrity)).filter((m) => pick(m.path)).map((m) => `${dir}/${basename(m.path)}`)
+  const { host } = ctx
+  const members = async (name: ComponentName, dir: string) => (await nodeMembers(ctx, name)).map((m) => `${dir}/${basename(m.path)}`)
   const files = [
-    ...(await members('containerd', BIN_DIR, (p) => p.startsWith('bin/'))),
-    ...(await members('crictl', BIN_DIR)),
-    ...(await members('cni-plugins', CNI_BIN_DIR)),
-    ...['kubeadm', 'kubelet', 'kubectl'].map((b) => `${BIN_DIR}/${b}`),
+    ...(await members(C.containerd, BIN_DIR)),
+    ...(await members(C.crictl, BIN_DIR)),
+    ...(await members(C.cniPlugins, CNI_BIN_DIR)),
+    ...[C.kubeadm, C.kubelet, C.kubectl].map((b) => `${BIN_DIR}/${b}`),
     KUBECTL_CALICO,
     RUNC,
     CONTAINERD_UNIT,

@@ -1,8 +1,10 @@
+import { createPublicKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { missingImages, requiredImages } from '../bundle/closed-world.js'
 import { KaError } from '../bundle/errors.js'
-import { EXEC_MODE, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
+import { EXEC_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
+import { keyFingerprint } from '../bundle/signing.js'
 import { parseLock, type Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
 import { Cache } from './cache.js'
@@ -12,7 +14,7 @@ import { applyMirrors, download, httpDefaults } from './http.js'
 import { planImages } from './images.js'
 import { extractRuntime } from './node-runtime.js'
 import type { FetchOptions } from './options.js'
-import { INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION } from './package-files.js'
+import { CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION, QUICKSTART_DIR } from './package-files.js'
 import { packBundle } from './pack.js'
 import { splitTar } from './parts.js'
 import { bundleData, bundlePathOf, imageBlobs, planBundle, type PlannedDownload } from './plan.js'
@@ -66,6 +68,10 @@ export interface BuildResult {
   files: BuiltFile[]
   images: BuiltImage[]
   downloadedBytes: number
+  /** The signing key's fingerprint, when signed. */
+  signedBy?: string
+  /** OS packages carried, per release. */
+  packages: { release: string; count: number }[]
 }
 
 export function buildDefaults(over: Partial<BuildOptions> = {}): BuildOptions {
@@ -138,7 +144,17 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
         fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
       }),
     )
-    const { data } = bundleData(lock, plan, o.releases, images, { installer, kubeadmTable: await readFile(o.kubeadmTable), toolVersion: PACKAGE_VERSION })
+    const quickstart = {
+      en: await readFile(join(QUICKSTART_DIR, 'README.txt')),
+      zh: await readFile(join(QUICKSTART_DIR, 'README.zh-CN.txt')),
+      clusterExample: await readFile(CLUSTER_EXAMPLE),
+    }
+    const { data } = bundleData(lock, plan, o.releases, images, {
+      installer,
+      kubeadmTable: await readFile(o.kubeadmTable),
+      toolVersion: PACKAGE_VERSION,
+      quickstart,
+    })
     const { sha256, size } = await packBundle(o, fetcher, [...items.values(), runtime, ...blobs], data, plan.id)
     const tarPath = join(o.outDir, plan.id.tarName)
     const split = o.splitBytes ? { parts: await splitTar(tarPath, o.splitBytes, sha256), partsFile: join(o.outDir, partsSumName(plan.id.tarName)) } : undefined
@@ -163,6 +179,8 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
         size: p.manifest.size + p.blobs.reduce((s, b) => s + b.size, 0),
       })),
       downloadedBytes: fetcher.downloadedBytes,
+      ...(o.signingKeyPem ? { signedBy: keyFingerprint(createPublicKey(o.signingKeyPem).export({ type: 'spki', format: 'pem' }).toString()) } : {}),
+      packages: packageCounts(plan.downloads.map((d) => d.rel)),
     }
   } finally {
     o.progress.close()
@@ -210,4 +228,11 @@ async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string 
       { missing },
     )
   }
+}
+
+/** How many OS packages the bundle carries for each release, by their paths (packages/<release>/...). */
+function packageCounts(rels: string[]): { release: string; count: number }[] {
+  const counts = new Map<string, number>()
+  for (const rel of rels) if (rel.startsWith(`${PACKAGES_DIR}/`)) counts.set(rel.split('/')[1]!, (counts.get(rel.split('/')[1]!) ?? 0) + 1)
+  return [...counts].map(([release, count]) => ({ release, count }))
 }

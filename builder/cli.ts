@@ -7,15 +7,18 @@ import { fileURLToPath } from 'node:url'
 import { Command, Option } from 'commander'
 import { writeAtomic } from '../bundle/atomic.js'
 import { KaError } from '../bundle/errors.js'
-import { printJson as writeJson, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
+import { commanderOutput, printJson as writeJson, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { parseLock, serializeLock } from '../bundle/lock.js'
 import { parsePlatform, PLATFORMS } from '../bundle/platform.js'
-import { type VerifyReport, verifyBundle, verifyTarStream } from '../bundle/verify.js'
+import { type VerifyReport, verifyBundle, verifyNotes, verifyTarStream } from '../bundle/verify.js'
 import { SBOM_FILE } from '../bundle/layout.js'
+import { TOOL_VERSION } from '../bundle/version.js'
+import { loadYaml } from '../bundle/yaml.js'
+import { KUBEADM_TABLE } from './package-files.js'
 import { keyFingerprint, publicKeyOnly } from '../bundle/signing.js'
 import { VERIFIER_NAME, verifierScript } from './verifier.js'
 import { checkParts, concatParts, FAT32_PART, joinParts, parseSize, partsFileFor, type PartsCheck } from './parts.js'
-import { buildBundle } from './build.js'
+import { type BuildResult, buildBundle } from './build.js'
 import { Cache } from './cache.js'
 import { httpDefaults, parseMirror } from './http.js'
 import { inspectBundle, readBundleFile } from './inspect.js'
@@ -45,9 +48,9 @@ function makeProgram(io: Io): Command {
   const printJson = (value: unknown) => writeJson(io, value)
   const program = new Command('bundle')
     .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: (s, write) => write(s.startsWith('error:') ? `bundle: ${s}` : s) })
+    .configureOutput(commanderOutput('bundle', io, 'bundle'))
+    .version(`kube-airgap ${TOOL_VERSION}`, '-V, --version', 'print the version')
 
   program
     .command('lock')
@@ -95,7 +98,7 @@ function makeProgram(io: Io): Command {
         const text = serializeLock(lock)
         parseLock(text, `the lock made from ${opts.manifest}`)
         await writeAtomic(opts.out, text)
-        if (opts.json) printJson({ lock: opts.out, files: lock.files.length, images: lock.images.length })
+        if (opts.json) printJson({ ok: true, lock: opts.out, files: lock.files.length, images: lock.images.length })
         else {
           out(`${opts.out}: ${lock.files.length} files, ${lock.images.length} images for ${lock.platforms.join(', ')}\n`)
         }
@@ -165,13 +168,14 @@ function makeProgram(io: Io): Command {
           concurrency: concurrency(opts.concurrency),
           progress: progressFor({ json: opts.json }),
         })
-        if (opts.json) printJson(result)
+        if (opts.json) printJson({ ok: true, ...result })
         else {
           const fromCache = result.files.filter((f) => f.from === 'cache').length
           err(
             `built ${result.name}: ${result.files.length} files and ${result.images.length} images (${fromCache} files from cache, ${formatBytes(result.downloadedBytes)} downloaded), ${formatBytes(result.size)}\n`,
           )
           out(result.parts ? `${result.parts.join('\n')}\n${result.partsFile}\n` : `${result.bundle}\n`)
+          err(nextSteps(result))
         }
       },
     )
@@ -244,6 +248,7 @@ function makeProgram(io: Io): Command {
         if (check.problems.length) throw partsError(check)
         report = await verifyTarStream(() => concatParts(check.parts), check.tarName, vopts)
       } else report = await verifyBundle(path, vopts)
+      for (const line of verifyNotes(report)) err(`${line}\n`)
       const signature = report.signedBy ?? (report.signed ? 'present, not checked (no --public-key)' : 'none')
       if (opts.json)
         printJson({
@@ -279,7 +284,7 @@ function makeProgram(io: Io): Command {
         return
       }
       const info = await inspectBundle(path)
-      if (opts.json) return printJson(info)
+      if (opts.json) return printJson({ ok: true, ...info })
       const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
       const w = Math.max(...info.files.map((f) => f.name.length))
       for (const f of info.files)
@@ -291,7 +296,42 @@ function makeProgram(io: Io): Command {
         )
       out(`${lines.join('\n')}\n`)
     })
+  program
+    .command('version')
+    .description("print kube-airgap's version")
+    .action(() => out(`kube-airgap ${TOOL_VERSION}\n`))
+
+  program
+    .command('versions')
+    .description('list the Kubernetes versions this kube-airgap can build bundles for (its kubeadm image table)')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', '\nExample:\n  bundle versions     # then set kubernetes: in the manifest to one of them and run bundle lock')
+    .action(async (opts: { json?: boolean }) => {
+      const versions = Object.keys(loadYaml(await readFile(KUBEADM_TABLE, 'utf8'), KUBEADM_TABLE) as Record<string, unknown>)
+      if (opts.json) return printJson({ ok: true, versions })
+      out(`${versions.join('\n')}\n`)
+    })
   return program
+}
+
+/** What to do with a built bundle: what to copy, and the commands on the nodes. */
+function nextSteps(r: BuildResult): string {
+  const tar = r.bundle.split('/').pop()!
+  const copy = r.parts ? `${r.parts.map((p) => p.split('/').pop()).join(' ')} and ${r.partsFile!.split('/').pop()}` : `${tar} and ${tar}.sha256`
+  const facts = [
+    r.signedBy ? `signed by ${r.signedBy}: check it with kube-airgap-verify (carried apart from the stick)` : 'not signed (bundle build --sign KEY to sign)',
+    r.packages.length
+      ? `${r.packages.reduce((n, p) => n + p.count, 0)} OS packages for ${r.packages.map((p) => p.release).join(', ')}`
+      : 'no OS packages (the nodes need conntrack, socat, ... already)',
+  ]
+  return [
+    `        ${facts.join('; ')}`,
+    `next:   copy ${copy} to the stick; on each node:`,
+    `        ${r.parts ? `cat ${tar}.??? > ${tar} && ` : `sha256sum -c ${tar}.sha256 && `}tar xf ${tar} && cd ${r.name}`,
+    '        sudo ./install --role master        (the first master; then on the others:)',
+    '        sudo ./install --role worker --join-file join/worker.yaml',
+    '',
+  ].join('\n')
 }
 
 async function readKey(path: string): Promise<string> {

@@ -12,5 +12,8 @@ export const PACKAGE_DIR = ((): string => {
 export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')
 /** The distributions' archive keyrings the release table names (builder/releases.ts). */
 export const KEYRING_DIR = join(PACKAGE_DIR, 'manifests', 'keyrings')
+/** The quickstart pages and the example cluster.yaml every bundle carries. */
+export const QUICKSTART_DIR = join(PACKAGE_DIR, 'manifests', 'quickstart')
+export const CLUSTER_EXAMPLE = join(PACKAGE_DIR, 'manifests', 'cluster.example.yaml')
 export const INSTALLER_BUILT = join(PACKAGE_DIR, 'lib', 'installer', 'install.mjs')
 export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string }).version

@@ -19,6 +19,9 @@ import {
   RUNTIME_COMPONENT,
   RUNTIME_NODE,
   SBOM_FILE,
+  QUICKSTART_FILE,
+  QUICKSTART_ZH_FILE,
+  CLUSTER_EXAMPLE_FILE,
 } from '../bundle/layout.js'
 import { filesFor, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
 import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
@@ -138,7 +141,7 @@ export function bundleData(
   plan: BundlePlan,
   releases: readonly string[] | undefined,
   images: { planned: readonly PlannedImage[]; locked: LockedImage[] },
-  inputs: { installer: Buffer; kubeadmTable: Buffer; toolVersion: string },
+  inputs: { installer: Buffer; kubeadmTable: Buffer; toolVersion: string; quickstart?: { en: Buffer; zh: Buffer; clusterExample: Buffer } },
 ): { data: DataFiles; lock: Lock } {
   const bundleLock: Lock = { ...reduceLock(lock, plan.id.platform, releases), images: images.locked }
   const data: DataFiles = new Map([
@@ -149,6 +152,14 @@ export function bundleData(
     [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(plan.id.platform))), mode: EXEC_MODE }],
     [INSTALLER_FILE, { bytes: inputs.installer, mode: FILE_MODE }],
     [KUBEADM_TABLE_FILE, { bytes: inputs.kubeadmTable, mode: FILE_MODE }],
+    // The operator on the node has no README: a page in each language, and the example cluster.yaml.
+    ...(inputs.quickstart
+      ? ([
+          [QUICKSTART_FILE, { bytes: inputs.quickstart.en, mode: FILE_MODE }],
+          [QUICKSTART_ZH_FILE, { bytes: inputs.quickstart.zh, mode: FILE_MODE }],
+          [CLUSTER_EXAMPLE_FILE, { bytes: inputs.quickstart.clusterExample, mode: FILE_MODE }],
+        ] as const)
+      : []),
   ])
   return { data, lock: bundleLock }
 }

@@ -1,4 +1,4 @@
-import { JOIN_DIR, LOCK_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE } from '../bundle/layout.js'
+import { JOIN_DIR, LOCK_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, TOP_LEVEL_FILES } from '../bundle/layout.js'
 import { keyFingerprint } from '../bundle/signing.js'
 
 /** The standalone verifier's file name: the operator keeps it on the air-gapped side. */
@@ -22,6 +22,7 @@ const SAFE_CHARS = 'A-Za-z0-9._+~%:@=,/-'
 export function verifierScript(publicKeyPem: string): string {
   const fingerprint = keyFingerprint(publicKeyPem)
   const outside = [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE].join('|')
+  const owned = TOP_LEVEL_FILES.map((f) => f.replaceAll('.', '\\.')).join('|')
   return `#!/bin/sh
 # ${VERIFIER_NAME}: checks a kube-airgap bundle against one signing key, before anything from
 # the bundle runs. Made by \`bundle keygen\`; keep it where the bundle cannot change it (for
@@ -133,11 +134,18 @@ check_folder() {
   odd=$(cd "$dir" && find . ! -type f ! -type d | head -n 1)
   [ -z "$odd" ] || die "$name: \${odd#./}: not a regular file (links and devices are never part of a bundle); do not install it"
   check_signed "$dir"
-  (cd "$dir" && find . -type f | sed 's|^\\./||' | grep -v '^${JOIN_DIR}/' | sort) > "$work/files"
+  (cd "$dir" && find . -type f | sed 's|^\\./||' | grep -v '^${JOIN_DIR}/' | sort) > "$work/all"
+  # The operator's own files at the top (not listed, and no name a bundle uses): not part of
+  # the bundle, ignored, never read as part of it.
+  sort "$work/listed" | comm -23 "$work/all" - | grep -v / | grep -vxE '${owned}' > "$work/ignored" || true
+  grep -vxFf "$work/ignored" "$work/all" > "$work/files" || true
   safe_names "$work/files" || die "$name: a file name with characters no bundle uses; do not install it"
   (cd "$dir" && xargs sha256sum -- < "$work/files") | sort > "$work/found"
   compare
   report
+  while read -r f; do
+    echo "note: $f: not part of the bundle (your own file beside it?): ignored, never read as part of the bundle"
+  done < "$work/ignored"
   (cd "$dir" && find ${JOIN_DIR} -type f 2>/dev/null) | while read -r j; do
     echo "note: $j: written on a node, not covered by the bundle's signature; check the endpoint it names before a node trusts it"
   done

@@ -26,6 +26,29 @@ export const STATEMENT_FILE = 'STATEMENT.json'
 export const SIGNATURE_FILE = 'SIGNATURE'
 export const SBOM_FILE = 'sbom.cdx.json'
 
+/** The quickstart pages and the example cluster.yaml, for the operator on the node (who has no README). */
+export const QUICKSTART_FILE = 'README.txt'
+export const QUICKSTART_ZH_FILE = 'README.zh-CN.txt'
+export const CLUSTER_EXAMPLE_FILE = 'cluster.example.yaml'
+
+/**
+ * Every file a bundle may hold at its top level. Any other top-level file in an unpacked
+ * folder is the operator's own (a cluster.yaml, a public key put beside the bundle): it is
+ * reported as not part of the bundle and never read as part of it, rather than called damage.
+ * A name on this list that SHA256SUMS does not cover is still a problem.
+ */
+export const TOP_LEVEL_FILES: readonly string[] = [
+  SUMS_FILE,
+  LOCK_FILE,
+  STATEMENT_FILE,
+  SIGNATURE_FILE,
+  SBOM_FILE,
+  INSTALL_SCRIPT,
+  QUICKSTART_FILE,
+  QUICKSTART_ZH_FILE,
+  CLUSTER_EXAMPLE_FILE,
+]
+
 /** Split parts for FAT32 sticks: NAME.tar.000, .001, ... and NAME.parts.sha256. */
 export const partName = (tarName: string, i: number): string => `${tarName}.${String(i).padStart(3, '0')}`
 export const partsSumName = (tarName: string): string => `${tarName.replace(/\.tar$/, '')}.parts.sha256`

@@ -47,6 +47,25 @@ export function memoryIo(): Io & { stdout: string; stderr: string } {
 
 export const printJson = (io: Io, value: unknown): void => io.out(`${JSON.stringify(value, null, 2)}\n`)
 
+/**
+ * commander's output through \`io\`, and its usage errors as our one line with a code:
+ * \`bundle: EUSAGE: unknown option '--platfrom' (did you mean --platform?); see bundle build --help\`.
+ */
+export function commanderOutput(program: string, io: Io, helpCommand: string) {
+  return {
+    writeOut: (s: string) => io.out(s),
+    writeErr: (s: string) => io.err(s),
+    outputError: (s: string, write: (s: string) => void) => {
+      const text = s
+        .replace(/^error: /, '')
+        .replace(/\s*\(Did you mean (.*)\?\)/, ' (did you mean $1?)')
+        .replace(/\s+/g, ' ')
+        .trim()
+      write(`${program}: EUSAGE: ${text}; see ${helpCommand} --help\n`)
+    },
+  }
+}
+
 /** commander's errors, told apart without importing it here: `commander.*` codes. */
 const commanderCode = (e: unknown): string | undefined => {
   const code = (e as { code?: unknown } | null)?.code

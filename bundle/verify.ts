@@ -18,6 +18,7 @@ import {
   STATEMENT_FILE,
   SUMS_FILE,
   tarSumName,
+  TOP_LEVEL_FILES,
 } from './layout.js'
 import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
@@ -44,6 +45,8 @@ export interface VerifyReport {
   signed: boolean
   /** Join files in an unpacked folder: written on a node, not covered by SHA256SUMS or the signature. */
   joinFiles: string[]
+  /** The operator's own files at the top of an unpacked folder (a cluster.yaml, a key): not part of the bundle, ignored. */
+  ignored: string[]
 }
 
 export interface VerifyOptions {
@@ -57,11 +60,14 @@ export interface VerifyOptions {
 /** What a scan of a folder or a tar saw: each regular file's digest, and what was wrong on the way. */
 interface Scan {
   name: string
+  /** An unpacked folder (where the operator may have put files of their own), not a tar. */
+  folder: boolean
   digests: Map<string, Sha256>
   small: Map<string, Buffer>
   bytes: number
   problems: Problem[]
   joinFiles: string[]
+  ignored: string[]
 }
 
 /** The files verification reads as well as hashes, each at most SMALL_CAP bytes. */
@@ -102,8 +108,13 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
     if (!got) problems.push({ path: p, problem: 'missing' })
     else if (!got.equals(want)) problems.push({ path: p, problem: `changed: expected sha256 ${want.hex}, found ${got.hex}` })
   }
-  for (const p of scan.digests.keys()) {
-    if (!OUTSIDE_SUMS.has(p) && !sums.has(p)) problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
+  for (const p of [...scan.digests.keys()]) {
+    if (OUTSIDE_SUMS.has(p) || sums.has(p)) continue
+    // In a folder, a top-level file that is none of the bundle's own is the operator's: not damage, and never read.
+    if (scan.folder && !p.includes('/') && !TOP_LEVEL_FILES.includes(p)) {
+      scan.ignored.push(p)
+      scan.digests.delete(p)
+    } else problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
   }
 
   let lock: Lock | undefined
@@ -174,7 +185,16 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
     ...(signedBy ? { signedBy } : {}),
     signed: !!(statement && signature),
     joinFiles: scan.joinFiles,
+    ignored: scan.ignored,
   }
+}
+
+/** What a verified folder holds beside the bundle: join files (made on a node) and the operator's own files. One line each. */
+export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored'>): string[] {
+  return [
+    ...v.joinFiles.map((j) => `note  ${j}: written on a node, not covered by the bundle's signature`),
+    ...v.ignored.map((f) => `note  ${f}: not part of the bundle (your own file beside it?): ignored, never read as part of the bundle`),
+  ]
 }
 
 /**
@@ -219,7 +239,7 @@ function fail(source: string, problems: Problem[]): never {
 }
 
 async function scanFolder(dir: string): Promise<Scan> {
-  const scan: Scan = { name: basename(dir), digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [] }
+  const scan: Scan = { name: basename(dir), folder: true, digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [], ignored: [] }
   const files: string[] = []
   const walk = async (rel: string): Promise<void> => {
     const entries = await readdir(join(dir, rel), { withFileTypes: true })
@@ -253,7 +273,7 @@ async function scanFolder(dir: string): Promise<Scan> {
 }
 
 async function scanTar(open: () => Readable, tarPath: string, sidecar = true): Promise<Scan> {
-  const scan: Scan = { name: '', digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [] }
+  const scan: Scan = { name: '', folder: false, digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [], ignored: [] }
   const whole = createHash('sha256')
   const input = open()
   input.on('data', (c: Buffer) => whole.update(c))

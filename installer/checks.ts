@@ -9,7 +9,8 @@ import { packagesForNode } from './phases/packages.js'
  * folders, one list of commands, one wording, so the two never disagree about a node.
  */
 export interface Finding {
-  level: 'ok' | 'warn' | 'fail'
+  /** todo: what the installer has not done yet on this node (not broken: not installed yet). */
+  level: 'ok' | 'todo' | 'warn' | 'fail'
   check: string
   found: string
   fix?: string

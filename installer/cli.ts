@@ -1,6 +1,9 @@
 import { fileURLToPath } from 'node:url'
 import { Command, Option } from 'commander'
-import { processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
+import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
+import { TOOL_VERSION } from '../bundle/version.js'
+import { configCommand } from './commands/config.js'
+import { versionCommand } from './commands/version.js'
 import { doctorCommand } from './commands/doctor.js'
 import { installCommand } from './commands/install.js'
 import { joinCommand } from './commands/join-command.js'
@@ -18,9 +21,9 @@ const BUNDLE_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, 
 function program(io: Io, setExit: (code: number) => void): Command {
   const top = new Command('install')
     .description('Install Kubernetes from this kube-airgap bundle, with nothing from the network.')
-    .showHelpAfterError('(run ./install --help for usage)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: (s, write) => write(s.startsWith('error:') ? `install: ${s}` : s) })
+    .configureOutput(commanderOutput('install', io, './install'))
+    .version(`kube-airgap ${TOOL_VERSION}`, '-V, --version', 'print the version')
     .addOption(new Option('--role <role>', 'what this node is: master or worker'))
     .option('--config <file>', 'cluster.yaml (see manifests/cluster.example.yaml); flags win over it')
     .option('--join-file <file>', 'join/worker.yaml or join/control-plane.yaml from the first master')
@@ -73,6 +76,15 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))
+  top
+    .command('config')
+    .description('print a commented cluster.yaml filled with what this node shows (name, address, a pod subnet clear of its networks)')
+    .addHelpText('after', '\nExample:\n  ./install config > ~/cluster.yaml && sudo ./install --role master --config ~/cluster.yaml')
+    .action(async () => configCommand(flags(), io))
+  top
+    .command('version')
+    .description("print kube-airgap's version and this bundle's Kubernetes version and platform")
+    .action(async () => versionCommand(flags(), io))
   top
     .command('phases')
     .description('list the phases, in the order they run')

@@ -1,13 +1,16 @@
 import { lstat, readFile, stat } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
 import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { LOCK_FILE } from '../bundle/layout.js'
 import { openBundle, type Bundle } from '../bundle/open.js'
 import { publicKeyOnly } from '../bundle/signing.js'
-import { verifyBundle, type VerifyOptions, type VerifyReport } from '../bundle/verify.js'
+import { type VerifyOptions, type VerifyReport, verifyBundle, verifyNotes } from '../bundle/verify.js'
 import { clusterConfig } from './cluster-config.js'
 import { gatherFacts, type NodeFacts } from './facts.js'
-import { DryRunHost, NodeHost, type Host } from './host.js'
+import { TOOL_VERSION } from '../bundle/version.js'
+import { DryRunHost, type Host, LoggingHost, NodeHost, RunLog } from './host.js'
 import { parseJoinFile, type JoinFile } from './kubeadm.js'
 import { RECORD_DIR } from './node-paths.js'
 import type { ClusterSetup, Context } from './plan.js'
@@ -46,6 +49,8 @@ export interface ContextRequest {
   record: boolean
   /** The phases that will run (under --root, those that run host commands need --host-commands). */
   phases: string[]
+  /** Keep a log of the run under /var/log/kube-airgap/<log>-<time>.log (not in a dry run): opened once the bundle is verified. */
+  log?: string
   say(line: string): void
 }
 
@@ -66,18 +71,32 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
   const usb: Host = dryRun ? new DryRunHost(folder) : folder
   const facts = await gatherFacts(node)
   // Every input is checked before anything is verified, read as trusted or changed.
-  const { setup, warnings } = await clusterSetup(flags, facts, req.role, req.needAddress)
+  const { setup, warnings } = await clusterSetup(flags, facts, req.role, req.needAddress && !dryRun)
+  if (dryRun && req.needAddress && !setup.advertise) {
+    warnings.push("cannot tell this node's address (no default route): the plan shows <advertise-address>; a real run needs --advertise-address")
+    setup.advertise = '<advertise-address>'
+  }
   for (const w of warnings) req.say(`warn  ${w}`)
   const { bundle, report } = await openVerified(flags, req.record ? host : new DryRunHost(node), req.say)
+  // Nothing is written on the node before verification, the log included.
+  const log = req.log && !dryRun ? new RunLog(node.path(`${RECORD_DIR}/${req.log}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`)) : undefined
+  log?.line(
+    `kube-airgap ${TOOL_VERSION} ${req.log}: bundle ${report?.name ?? flags.bundle} (${report ? `verified, ${report.files} files` : 'NOT verified: --no-verify'})`,
+  )
+  const say = (line: string) => {
+    req.say(line)
+    log?.line(line)
+  }
   return {
     ctx: {
-      host,
-      usb,
+      host: log ? new LoggingHost(host, log) : host,
+      usb: log ? new LoggingHost(usb, log) : usb,
       bundle,
       facts,
       cluster: setup,
       options: { role: req.role, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose },
-      say: req.say,
+      say,
+      ...(log ? { log } : {}),
     },
     ...(report ? { report } : {}),
   }
@@ -86,6 +105,21 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
 async function requireRoot(root: string): Promise<void> {
   const st = await stat(root).catch(() => undefined)
   if (!st?.isDirectory()) throw new KaError('EUSAGE', `--root ${root}: no such folder; create it or give an existing one`)
+}
+
+/**
+ * The commands that change the node need root: without it, one line and exit 2, before
+ * anything is read (a dry run, and a --root folder of one's own, do without).
+ */
+export function requireSuperuser(flags: Pick<Flags, 'root' | 'dryRun'>, command: string, euid = process.geteuid?.() ?? 0): void {
+  if (euid === 0 || flags.dryRun || flags.root !== '/') return
+  throw new KaError('EUSAGE', `run it as root: sudo ./install ${command} (or --dry-run to see what it would do)`)
+}
+
+/** Where a verification record goes: /var/log/kube-airgap as root; for another user, their own state folder. */
+export function recordDir(flags: Pick<Flags, 'root'>, env: NodeJS.ProcessEnv = process.env, euid = process.geteuid?.() ?? 0): string {
+  if (euid === 0 || flags.root !== '/') return RECORD_DIR
+  return join(env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state'), 'kube-airgap')
 }
 
 /** Phases whose plans run host commands that change a node (systemctl, modprobe, sysctl, swapoff). */
@@ -123,7 +157,7 @@ async function openVerified(flags: Flags, recordOn: Host, say: (line: string) =>
     return { bundle: await openBundle(flags.bundle) }
   }
   const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
-  for (const j of v.joinFiles) say(`note  ${j}: written on a node, not covered by the bundle's signature`)
+  for (const line of verifyNotes(v)) say(line)
   if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
   await writeRecord(recordOn, verifiedRecord(v))
   return { bundle: await openBundle(flags.bundle, v.digests, v.lock), report: v }
@@ -135,10 +169,10 @@ async function openVerified(flags: Flags, recordOn: Host, say: (line: string) =>
  * hash and the result. Written after the bundle proved itself (a failed verification
  * changes nothing on the node).
  */
-export async function writeRecord(host: Host, fields: Record<string, unknown>): Promise<string> {
+export async function writeRecord(host: Host, fields: Record<string, unknown>, dir = RECORD_DIR): Promise<string> {
   const at = new Date()
   const text = `${JSON.stringify({ result: fields.result, time: at.toISOString(), ...fields }, null, 2)}\n`
-  const path = `${RECORD_DIR}/verify-${at.toISOString().replace(/[:.]/g, '-')}.json`
+  const path = `${dir}/verify-${at.toISOString().replace(/[:.]/g, '-')}.json`
   await host.write(path, text, 0o644, Sha256.of(text))
   return path
 }
@@ -152,6 +186,7 @@ export const verifiedRecord = (v: VerifyReport): Record<string, unknown> => ({
   signedBy: v.signedBy ?? null,
   files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
   ...(v.joinFiles.length ? { notCovered: v.joinFiles } : {}),
+  ...(v.ignored.length ? { ignored: v.ignored } : {}),
 })
 
 /** cluster.yaml, flags and the join file, checked; the advertise address resolved. */

@@ -40,7 +40,13 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
 
   // containerd's config: the sandbox image, the cgroup driver, deprecated keys.
   const config = await host.readText(CONTAINERD_CONFIG)
-  if (!config) add('fail', 'containerd config', `${CONTAINERD_CONFIG} is missing`, './install --phases containerd')
+  if (!config)
+    add(
+      'todo',
+      'containerd config',
+      `not installed yet (${CONTAINERD_CONFIG} is not there)`,
+      'sudo ./install --role master|worker installs it (or --phases containerd)',
+    )
   else {
     const sandbox = /sandbox_image\s*=\s*"([^"]+)"/.exec(config)?.[1]
     if (sandbox !== bundle.required.pause)
@@ -115,25 +121,46 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   out.push(await nameserverFinding(ctx, 'fail'), ...(await firewallFindings(ctx)))
 
   // Kernel: modules and sysctls, live and persisted.
+  // What the kernel phase has not touched yet is to do, not broken: its files are not there.
   const loaded = await loadedModules(host)
-  const persisted = (await host.readText(MODULES_LOAD)) ?? ''
+  const modulesFile = await host.readText(MODULES_LOAD)
+  const persisted = modulesFile ?? ''
   for (const m of ['overlay', 'br_netfilter']) {
-    if (!loaded.has(m)) add('fail', `module ${m}`, 'not loaded', `modprobe ${m} (./install --phases kernel)`)
+    if (!loaded.has(m) && modulesFile === undefined)
+      add('todo', `module ${m}`, 'not loaded yet (the kernel phase has not run)', `sudo ./install --role master|worker loads it (or --phases kernel)`)
+    else if (!loaded.has(m)) add('fail', `module ${m}`, 'not loaded', `modprobe ${m} (./install --phases kernel)`)
     else if (!persisted.split('\n').includes(m))
       add('warn', `module ${m}`, `loaded, but not in ${MODULES_LOAD}: gone after a reboot`, './install --phases kernel')
     else add('ok', `module ${m}`, 'loaded and persisted')
   }
-  const sysctlFile = (await host.readText(SYSCTL_CONF)) ?? ''
+  const sysctlText = await host.readText(SYSCTL_CONF)
+  const sysctlFile = sysctlText ?? ''
   for (const [k, v] of SYSCTLS.slice(0, 3)) {
     const live = ((await host.readText(procSys(k))) ?? '').trim()
-    if (live !== v) add('fail', k, `is ${live || 'unset'}, needs ${v}`, 'sysctl --system after ./install --phases kernel')
+    if (live !== v && sysctlText === undefined)
+      add(
+        'todo',
+        k,
+        `is ${live || 'unset'}, needs ${v}: not set yet (the kernel phase has not run)`,
+        'sudo ./install --role master|worker sets it (or --phases kernel)',
+      )
+    else if (live !== v) add('fail', k, `is ${live || 'unset'}, needs ${v}`, 'sysctl --system after ./install --phases kernel')
     else if (!new RegExp(`^${k.replaceAll('.', '\\.')}\\s*=\\s*${v}`, 'm').test(sysctlFile))
       add('warn', k, `set now, not in ${SYSCTL_CONF}: lost at reboot`, './install --phases kernel')
     else add('ok', k, `${v}, persisted`)
   }
   const swaps = await activeSwaps(host)
   const fstabSwap = ((await host.readText(FSTAB)) ?? '').split('\n').filter((l) => !l.trim().startsWith('#') && l.trim().split(/\s+/)[2] === 'swap')
-  if (swaps.length) add('fail', 'swap', `on: ${swaps.map((l) => l.split(/\s+/)[0]).join(', ')}`, 'swapoff -a, and ./install --phases kernel to keep it off')
+  const kernelDone = modulesFile !== undefined || sysctlText !== undefined
+  if (swaps.length && !kernelDone)
+    add(
+      'todo',
+      'swap',
+      `on: ${swaps.map((l) => l.split(/\s+/)[0]).join(', ')}: not turned off yet (the kernel phase has not run)`,
+      'sudo ./install --role master|worker turns it off now and at boot',
+    )
+  else if (swaps.length)
+    add('fail', 'swap', `on: ${swaps.map((l) => l.split(/\s+/)[0]).join(', ')}`, 'swapoff -a, and ./install --phases kernel to keep it off')
   else if (fstabSwap.length)
     add('warn', 'swap', `off now, but ${FSTAB} turns it on at boot: ${fstabSwap[0]!.trim()}`, './install --phases kernel comments it out (keeping a backup)')
   else add('ok', 'swap', 'off, and off after reboot')

@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { closeSync, createReadStream, mkdirSync, openSync, writeSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -23,6 +23,8 @@ export interface RunOptions {
   changing?: boolean
   /** Killed after this long (exit code 124, as timeout(1) says). */
   timeoutMs?: number
+  /** The command's output as it comes (stdout and stderr), besides the whole of it at the end. */
+  onOutput?: (text: string) => void
 }
 
 export interface HostOptions {
@@ -164,6 +166,10 @@ export class NodeHost implements Host {
           })
         },
       )
+      if (opts.onOutput) {
+        child.stdout?.on('data', (d: Buffer) => opts.onOutput!(d.toString()))
+        child.stderr?.on('data', (d: Buffer) => opts.onOutput!(d.toString()))
+      }
       if (opts.input && !Buffer.isBuffer(opts.input)) {
         opts.input.on('error', () => child.stdin?.destroy())
         opts.input.pipe(child.stdin!)
@@ -241,5 +247,101 @@ export class DryRunHost implements Host {
     if (opts.changing === false) return this.inner.run(argv, opts)
     this.events.push({ kind: 'run', argv })
     return { code: 0, stdout: '', stderr: '' }
+  }
+}
+
+/**
+ * The run's log: every change and every command with its output, timestamped, appended as
+ * it happens to a file only root reads (kubeadm's output holds join tokens).
+ */
+export class RunLog {
+  private readonly fd: number
+
+  constructor(readonly path: string) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.fd = openSync(path, 'a', 0o600)
+  }
+
+  line(text: string): void {
+    const at = new Date().toISOString()
+    writeSync(
+      this.fd,
+      `${text
+        .split('\n')
+        .map((l) => `${at} ${l}`)
+        .join('\n')}\n`,
+    )
+  }
+
+  close(): void {
+    closeSync(this.fd)
+  }
+}
+
+/** A decorator that writes every change, every command and its output to a RunLog as it happens. */
+export class LoggingHost implements Host {
+  constructor(
+    private readonly inner: Host,
+    private readonly log: RunLog,
+  ) {}
+
+  get root(): string {
+    return this.inner.root
+  }
+  path(nodePath: string): string {
+    return this.inner.path(nodePath)
+  }
+  read(nodePath: string): Promise<Buffer | undefined> {
+    return this.inner.read(nodePath)
+  }
+  readText(nodePath: string): Promise<string | undefined> {
+    return this.inner.readText(nodePath)
+  }
+  exists(nodePath: string): Promise<boolean> {
+    return this.inner.exists(nodePath)
+  }
+  list(nodeDir: string): Promise<string[]> {
+    return this.inner.list(nodeDir)
+  }
+  fileState(nodePath: string): Promise<{ sha256: Sha256; mode: number } | undefined> {
+    return this.inner.fileState(nodePath)
+  }
+  hasCommand(name: string): Promise<boolean> {
+    return this.inner.hasCommand(name)
+  }
+
+  async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
+    await this.inner.write(nodePath, data, mode, sha256, owner)
+    this.log.line(`write  ${nodePath} ${sha256.oci} ${mode.toString(8).padStart(4, '0')}`)
+  }
+
+  async remove(nodePath: string): Promise<void> {
+    await this.inner.remove(nodePath)
+    this.log.line(`remove ${nodePath}`)
+  }
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const query = opts.changing === false
+    this.log.line(`${query ? 'query ' : 'run   '} ${argv.join(' ')}`)
+    const streamed = !!opts.onOutput
+    const r = await this.inner.run(argv, {
+      ...opts,
+      ...(streamed
+        ? {
+            onOutput: (t: string) => {
+              this.log.line(t.replace(/\n$/, '').replace(/^/gm, '  | '))
+              opts.onOutput!(t)
+            },
+          }
+        : {}),
+    })
+    if (!streamed)
+      for (const [name, text] of [
+        ['stdout', r.stdout],
+        ['stderr', r.stderr],
+      ] as const)
+        if (text.trim()) this.log.line(text.trimEnd().replace(/^/gm, `  ${name} | `))
+    this.log.line(`  exit ${r.code}`)
+    return r
   }
 }

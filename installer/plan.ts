@@ -3,7 +3,7 @@ import type { Bundle } from '../bundle/open.js'
 import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { extractMembers } from './archive.js'
-import type { Host } from './host.js'
+import type { Host, RunLog } from './host.js'
 import type { ClusterConfig } from './cluster-config.js'
 import type { JoinFile } from './kubeadm.js'
 import type { NodeFacts } from './facts.js'
@@ -35,7 +35,8 @@ export type Action =
       data: () => Buffer | Readable | Promise<Buffer | Readable>
       owner?: { uid: number; gid: number }
     }
-  | { kind: 'run'; argv: string[]; input?: () => Readable; timeoutMs?: number }
+  /** `stream`: a long command (kubeadm init/join) whose output is shown as it comes. */
+  | { kind: 'run'; argv: string[]; input?: () => Readable; timeoutMs?: number; stream?: boolean }
   | { kind: 'remove'; path: string }
   /** Actions run at the same time (independent of each other by construction). */
   | { kind: 'parallel'; actions: Action[] }
@@ -87,6 +88,17 @@ export interface Context {
   facts: NodeFacts
   /** A line for the user (warnings, what was found). */
   say(line: string): void
+  /** Signs of life during a run: a step starting, a long command's output, a wait's progress. */
+  live?: Live
+  /** The run's log, once the bundle is verified (none in a dry run). */
+  log?: RunLog
+}
+
+export interface Live {
+  started(phase: string, title: string): void
+  output(text: string): void
+  /** A status that replaces the last one (\`waiting 45/600 s: calico-node not running\`). */
+  waiting(line: string): void
 }
 
 export interface Phase {
@@ -128,7 +140,7 @@ export interface StepReport {
   actions: { kind: string; path?: string; sha256?: string; mode?: string; argv?: string[] }[]
 }
 
-export async function perform(host: Host, action: Action): Promise<void> {
+export async function perform(host: Host, action: Action, output?: (text: string) => void): Promise<void> {
   if (action.kind === 'write') await host.write(action.path, await action.data(), action.mode, action.sha256, action.owner)
   else if (action.kind === 'remove') await host.remove(action.path)
   else if (action.kind === 'parallel') await Promise.all(action.actions.map((a) => perform(host, a)))
@@ -139,7 +151,11 @@ export async function perform(host: Host, action: Action): Promise<void> {
       await host.write(f.path, body, f.mode, f.sha256)
     })
   } else {
-    const r = await host.run(action.argv, { ...(action.input ? { input: action.input() } : {}), ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}) })
+    const r = await host.run(action.argv, {
+      ...(action.input ? { input: action.input() } : {}),
+      ...(action.timeoutMs ? { timeoutMs: action.timeoutMs } : {}),
+      ...(action.stream && output ? { onOutput: output } : {}),
+    })
     if (r.code !== 0)
       throw new KaError('ESTEP', `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`, {
         argv: action.argv,
@@ -173,9 +189,10 @@ export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepR
     for (const step of steps) {
       let status: StepReport['status'] = step.checkOnly ? 'checked' : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
       if (!step.done && !ctx.options.dryRun) {
+        ctx.live?.started(phase.name, step.title)
         for (const a of step.actions) {
           try {
-            await perform(step.on ?? ctx.host, a)
+            await perform(step.on ?? ctx.host, a, ctx.live?.output)
           } catch (e) {
             if (!phase.bestEffort) throw stepError(phase.name, step.title, e)
             failures.push(`${step.title}: ${(e as Error).message}`)

@@ -1,8 +1,9 @@
-import { KaError } from '../../bundle/errors.js'
+import { isKaError, KaError } from '../../bundle/errors.js'
+import { didYouMean, printable } from '../../bundle/text.js'
 import { printJson, type Io } from '../../bundle/report.js'
-import { resolveContext, type Flags } from '../context.js'
+import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { PHASES, PHASE_CHOICES } from '../phases/index.js'
-import { runPhases, type StepReport } from '../plan.js'
+import { type Live, runPhases, type StepReport } from '../plan.js'
 
 function phaseList(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined
@@ -12,7 +13,10 @@ function phaseList(v: string | undefined, flag: string): string[] | undefined {
     .filter(Boolean)
   for (const p of list)
     if (!PHASE_CHOICES.includes(p))
-      throw new KaError('EUSAGE', `${flag}: unknown phase ${JSON.stringify(p)}; the phases are ${PHASE_CHOICES.join(', ')} (./install phases)`)
+      throw new KaError(
+        'EUSAGE',
+        `${flag}: unknown phase ${JSON.stringify(p)}${didYouMean(p, PHASE_CHOICES)}; the phases are ${PHASE_CHOICES.join(', ')} (./install phases)`,
+      )
   return list
 }
 
@@ -27,6 +31,7 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
   const role = flags.role
   const only = phaseList(flags.phases, '--phases')
   const skip = phaseList(flags.skipPhases, '--skip-phases') ?? []
+  requireSuperuser(flags, `--role ${role}`)
   const selected = PHASES.filter((p) => (!only || only.includes(p.name)) && !skip.includes(p.name))
   const json = !!flags.json
   const reports: StepReport[] = []
@@ -35,7 +40,7 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
     warnings.push(line)
     if (!json) io.err(`${line}\n`)
   }
-  const show = (r: StepReport) => {
+  let show = (r: StepReport) => {
     reports.push(r)
     if (json) return
     io.out(`[${r.phase}] ${r.status.padEnd(12)} ${r.title}\n`)
@@ -47,7 +52,14 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
   }
 
   if (skip.includes('verify')) say('note  verify always runs first: --skip-phases cannot skip it (--no-verify is for development only)')
-  const { ctx, report: v } = await resolveContext(flags, { role, needAddress: true, record: true, phases: selected.map((p) => p.name), say })
+  const { ctx, report: v } = await resolveContext(flags, { role, needAddress: true, record: true, phases: selected.map((p) => p.name), say, log: 'install' })
+  ctx.live = liveOutput(io, json, !!flags.verbose)
+  const shown = show
+  show = (r) => {
+    ctx.live?.waiting('')
+    ctx.log?.line(`[${r.phase}] ${r.status} ${r.title}`)
+    shown(r)
+  }
   if (v)
     show({
       phase: 'verify',
@@ -60,7 +72,17 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
     say(
       `join  this node will trust the control plane at ${join.endpoint} with CA key ${join.caCertHash} (from ${flags.joinFile}: written on a node, not covered by the bundle's signature)`,
     )
-  await runPhases(ctx, selected, show)
+  try {
+    await runPhases(ctx, selected, show)
+  } catch (e) {
+    // Every failure ends with where the whole story is.
+    if (ctx.log) {
+      ctx.log.line(`failed: ${(e as Error).message}`)
+      if (isKaError(e)) e.message += `; the full log: ${ctx.log.path}`
+    }
+    throw e
+  }
+  if (ctx.log && !json) io.out(`log: ${ctx.log.path}\n`)
   const dryRun = ctx.options.dryRun
   if (json) return printJson(io, { ok: true, role, dryRun, steps: reports, warnings })
   const count = (s: StepReport['status']) => reports.filter((r) => r.status === s).length
@@ -73,5 +95,28 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
     io.out(
       `next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`,
     )
+  }
+}
+
+/**
+ * Signs of life on the terminal: a line when a step that changes the node starts, a long
+ * command's output as it comes (on a terminal or with --verbose), and a wait's progress on
+ * one line that is replaced (on a terminal only).
+ */
+function liveOutput(io: Io, json: boolean, verbose: boolean): Live | undefined {
+  if (json) return undefined
+  const tty = !!process.stderr.isTTY
+  let status = false
+  return {
+    started: (phase, title) => io.out(`[${phase}] ${'started'.padEnd(12)} ${title}\n`),
+    output: (text) => {
+      if (tty || verbose) io.err(text.replace(/\n$/, '').replace(/^/gm, '      | ').concat('\n'))
+    },
+    waiting: (line) => {
+      if (!tty || (!line && !status)) return
+      // A status line replaced in place: written raw, as it carries the terminal's own codes.
+      process.stderr.write(`\r\x1b[K${printable(line)}`)
+      status = !!line
+    },
   }
 }

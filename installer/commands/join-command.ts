@@ -1,13 +1,14 @@
 import type { Io } from '../../bundle/report.js'
-import { resolveContext, type Flags } from '../context.js'
+import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { joinFileSteps, newJoinToken } from '../phases/cluster.js'
 import { perform } from '../plan.js'
 
 /** `./install join-command`, on the first master: a fresh token and certificate key, join/*.yaml rewritten. */
 export async function joinCommand(flags: Flags, io: Io): Promise<void> {
+  requireSuperuser(flags, 'join-command')
   const { ctx } = await resolveContext(
     { ...flags, role: 'master' },
-    { role: 'master', needAddress: false, record: true, phases: [], say: (l) => io.err(`${l}\n`) },
+    { role: 'master', needAddress: false, record: true, phases: [], say: (l) => io.err(`${l}\n`), log: 'join-command' },
   )
   if (ctx.options.dryRun)
     return void io.out(

@@ -1,13 +1,21 @@
 import { createInterface } from 'node:readline/promises'
 import { KaError } from '../../bundle/errors.js'
 import type { Io } from '../../bundle/report.js'
-import { resolveContext, type Flags } from '../context.js'
+import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { resetPhase } from '../phases/reset.js'
 import { runPhases } from '../plan.js'
 
 /** `./install reset [--purge] [--yes]`: undo the cluster on this node, asking first on a terminal. */
 export async function resetCommand(flags: Flags & { purge?: boolean; yes?: boolean }, io: Io): Promise<void> {
-  const { ctx } = await resolveContext(flags, { role: 'worker', needAddress: false, record: true, phases: ['reset'], say: (l) => io.err(`${l}\n`) })
+  requireSuperuser(flags, `reset${flags.purge ? ' --purge' : ''}${flags.yes ? ' --yes' : ''}`)
+  const { ctx } = await resolveContext(flags, {
+    role: 'worker',
+    needAddress: false,
+    record: true,
+    phases: ['reset'],
+    say: (l) => io.err(`${l}\n`),
+    log: 'reset',
+  })
   const dryRun = ctx.options.dryRun
   const phase = resetPhase(!!flags.purge)
   if (!flags.yes && !dryRun) {

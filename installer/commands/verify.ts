@@ -1,14 +1,15 @@
 import { printJson, type Io } from '../../bundle/report.js'
-import { verifyBundle } from '../../bundle/verify.js'
-import { verifiedRecord, verifyOptions, writeRecord, type Flags } from '../context.js'
+import { verifyBundle, verifyNotes } from '../../bundle/verify.js'
+import { type Flags, recordDir, verifiedRecord, verifyOptions, writeRecord } from '../context.js'
 import { DryRunHost, NodeHost } from '../host.js'
 
 /** `./install verify`: the bundle against SHA256SUMS, the lock and (with a key) its signature; a record of it. */
 export async function verifyCommand(flags: Flags, io: Io): Promise<void> {
   const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
-  for (const j of v.joinFiles) io.err(`note  ${j}: written on a node, not covered by the bundle's signature\n`)
+  for (const line of verifyNotes(v)) io.err(`${line}\n`)
+  // As root the record goes to /var/log/kube-airgap; another user's to their own state folder.
   const node = new NodeHost(flags.root)
-  const record = await writeRecord(flags.dryRun ? new DryRunHost(node) : node, verifiedRecord(v))
+  const record = await writeRecord(flags.dryRun ? new DryRunHost(node) : node, verifiedRecord(v), recordDir(flags))
   if (flags.json) return printJson(io, { ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record })
   io.out(`ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `; signed by ${v.signedBy}` : ''}; record: ${record}\n`)
 }

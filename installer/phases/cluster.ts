@@ -80,7 +80,7 @@ export const cluster: Phase = {
       steps.push({
         title: `joined ${c.join.endpoint} as ${c.join.role === 'worker' ? 'a worker' : 'a control plane'} (kubeadm join)`,
         done,
-        actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)] }],
+        actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)], stream: true }],
       })
       return steps
     }
@@ -112,7 +112,7 @@ export const cluster: Phase = {
     steps.push({
       title: `cluster initialized (kubeadm init, advertising ${c.advertise})`,
       done: false,
-      actions: [{ kind: 'run', argv: [KUBEADM, 'init', '--config', host.path(KUBEADM_CONFIG), '--upload-certs'] }],
+      actions: [{ kind: 'run', argv: [KUBEADM, 'init', '--config', host.path(KUBEADM_CONFIG), '--upload-certs'], stream: true }],
     })
     return steps
   },
@@ -306,7 +306,8 @@ export const finish: Phase = {
 
 /** Polls the API until the node is Ready and every kube-system pod runs, or the time is up. */
 async function waitReady(ctx: Context): Promise<void> {
-  const deadline = Date.now() + ctx.cluster.waitMs
+  const started = Date.now()
+  const deadline = started + ctx.cluster.waitMs
   let last = ''
   for (;;) {
     const node = await ctx.host.run(
@@ -320,6 +321,7 @@ async function waitReady(ctx: Context): Promise<void> {
       node.stdout.trim() !== 'True'
         ? `node ${ctx.cluster.config.nodeName} is not Ready`
         : `kube-system pods not running: ${notRunning.map((l) => l.split(/\s+/)[0]).join(', ') || 'none listed yet'}`
+    ctx.live?.waiting(`waiting ${Math.round((Date.now() - started) / 1000)}/${Math.round(ctx.cluster.waitMs / 1000)} s: ${last}`)
     if (Date.now() > deadline) {
       throw new KaError(
         'ESTEP',

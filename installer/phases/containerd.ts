@@ -29,12 +29,15 @@ export const containerd: Phase = {
       done: state.enabled && state.active,
       actions: [{ kind: 'run', argv: ['systemctl', 'enable', '--now', 'containerd'] }],
     })
-    // A running containerd keeps its old binary and config until restarted.
-    steps.push({
-      title: 'containerd runs the installed binary and config',
-      done: !(changed && state.active),
-      actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }],
-    })
+    // A running containerd keeps its old binary and config until restarted. One that is not
+    // running starts with them (above): no step, rather than one that claims it was checked.
+    if (state.active) {
+      steps.push({
+        title: 'containerd runs the installed binary and config',
+        done: !changed,
+        actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }],
+      })
+    }
     return steps
   },
 }

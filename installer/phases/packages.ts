@@ -35,6 +35,11 @@ export const packages: Phase = {
     const { release, mine, carried } = await packagesForNode(ctx)
     if (carried.length === 0) return [{ title: 'no OS packages in this bundle', done: true, checkOnly: true, actions: [] }]
     if (!mine.length) {
+      const why = `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}`
+      if (ctx.options.dryRun) {
+        ctx.say(`FAIL  packages: ${why}: a real run stops here`)
+        return [{ title: `OS packages: none for this node (${why})`, done: true, checkOnly: true, actions: [] }]
+      }
       throw new KaError(
         'EUSAGE',
         `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,

@@ -133,6 +133,17 @@ export const preflight: Phase = {
     const findings = await preflightFindings(ctx)
     for (const x of findings) if (x.level !== 'ok') ctx.say(`${x.level === 'fail' ? 'FAIL' : 'warn'}  ${x.check}: ${x.found}${x.fix ? `; ${x.fix}` : ''}`)
     const fails = findings.filter((x) => x.level === 'fail')
+    // A dry run goes on: the failures are listed above, and every phase is planned anyway.
+    if (fails.length && ctx.options.dryRun) {
+      return [
+        {
+          title: `node checked: ${fails.length} failure${fails.length > 1 ? 's' : ''} a real run stops at (FAIL above); the phases below are planned as if fixed`,
+          done: true,
+          checkOnly: true,
+          actions: [],
+        },
+      ]
+    }
     if (fails.length) {
       throw new KaError(
         'ESTEP',

@@ -20,6 +20,6 @@ describe('bundle, in process', () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, error: { code: 'EUSAGE', message: expect.stringMatching(/^--concurrency "0"/) } })
     const unknown = memoryIo()
     expect(await main(['bulid'], unknown)).toBe(2)
-    expect(unknown.stderr).toMatch(/^bundle: error: unknown command 'bulid'/)
+    expect(unknown.stderr).toBe("bundle: EUSAGE: unknown command 'bulid' (did you mean build?); see bundle --help\n")
   })
 })

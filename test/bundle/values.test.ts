@@ -20,3 +20,12 @@ describe('values', () => {
     expect(nearest('zzzzzzzz', ['containerd', 'runc'])).toBeUndefined()
   })
 })
+
+describe('the version', () => {
+  it('is the one package.json says (the bundled installer cannot read package.json)', async () => {
+    const { readFile } = await import('node:fs/promises')
+    const { TOOL_VERSION } = await import('../../bundle/version.js')
+    const { REPO } = await import('../support/fake-upstream.js')
+    expect(JSON.parse(await readFile(`${REPO}/package.json`, 'utf8')).version).toBe(TOOL_VERSION)
+  })
+})

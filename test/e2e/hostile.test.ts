@@ -210,6 +210,30 @@ describe('1. the trust root: the standalone verifier (dash, real openssl, sha256
     expect(old.stderr.trim()).toMatch(/OpenSSL 1\.1\.1w .*cannot check Ed25519 signatures \(OpenSSL 3 or newer is needed\)/)
   })
 
+  it("the operator's own files beside the bundle are not damage: noted, ignored, never read; a file the bundle owns that is unlisted still is", async () => {
+    const b = await copyOf('own-files')
+    await writeFile(join(b, 'cluster.yaml'), 'podSubnet: 10.244.0.0/16\n')
+    await cp(join(keys, 'kube-airgap.pub'), join(b, 'kube-airgap.pub'))
+    const v = verify(b)
+    expect(v.code, v.stderr).toBe(0)
+    expect(v.stdout).toContain('note: cluster.yaml: not part of the bundle (your own file beside it?): ignored')
+    expect(v.stdout).toContain('note: kube-airgap.pub: not part of the bundle')
+    const i = installer(b, ['verify', '--root', await mkdtemp(join(dir, 'root-')), '--json'])
+    expect(i.code, i.stderr).toBe(0)
+    expect(JSON.parse(i.stdout)).toMatchObject({ ok: true, name: NAME })
+    expect(i.stderr).toMatch(/^note {2}cluster\.yaml: not part of the bundle/m)
+    const report = await verifyBundle(b)
+    expect(report.ignored.sort()).toEqual(['cluster.yaml', 'kube-airgap.pub'])
+    expect(report.digests.has('cluster.yaml')).toBe(false)
+    // Files under the bundle's own folders, and top-level names the bundle uses, are still refused.
+    await writeFile(join(b, 'files', 'extra.bin'), 'x')
+    expect(verify(b).stderr).toMatch(/files\/extra\.bin: not listed in SHA256SUMS/)
+    await rm(join(b, 'files', 'extra.bin'))
+    await writeFile(join(b, 'README.txt'), 'planted')
+    expect(verify(b).code).toBe(1)
+    await expect(verifyBundle(b)).rejects.toThrow(/README\.txt/)
+  })
+
   it('./install --require-signature is a guard against damage only: it refuses an unsigned bundle; --public-key refuses a private key', async () => {
     const root = await mkdtemp(join(dir, 'root-'))
     const u = join(dir, 'unsigned', NAME)
@@ -250,7 +274,7 @@ describe('2. verification is a gate; every byte is checked as it is written', ()
     expect(nv.stderr).toMatch(/--no-verify: the bundle was NOT verified/)
     expect(nv.stderr).toMatch(/EINTEGRITY: .*\/usr\/local\/bin\/kubeadm: expected sha256/)
     expect(await readdir(join(root, 'usr/local/bin')).catch(() => [])).toEqual([])
-    const record = (await readdir(join(root, 'var/log/kube-airgap')))[0]!
+    const record = (await readdir(join(root, 'var/log/kube-airgap'))).find((f) => f.startsWith('verify-'))!
     expect(JSON.parse(await readFile(join(root, 'var/log/kube-airgap', record), 'utf8')).result).toBe('not verified (--no-verify)')
   })
 

@@ -1,0 +1,203 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { TOOL_VERSION } from '../../bundle/version.js'
+import { clusterConfig } from '../../installer/cluster-config.js'
+import { bundleCli } from '../support/cli.js'
+import { freshNodeRoot, writeStandins } from '../support/standins.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
+
+/**
+ * What an operator meets in the first ten minutes on a node, through the real installer: not
+ * root, a node that is not ready yet, a long run and its log, JSON for scripts, the pages
+ * inside the bundle, doctor on a fresh node, and the build's version and usage errors.
+ */
+const NAME = 'kube-airgap-v1.29.3-linux-amd64'
+let dir: string
+let world: World
+let bundle: string
+let standins: string
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-first-'))
+  // Real archives (Debian's containerd, runc, CNI plugins): a dry run plans every phase, and reads them.
+  world = await startWorld(dir, { realistic: true })
+  const lock = join(dir, 'bundle.lock.json')
+  await lockWorld(world, lock, join(dir, 'cache'))
+  const b = await bundleCli(['build', '--lock', lock, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), ...world.args])
+  expect(b.code, b.stderr).toBe(0)
+  // What to do next, after the path: what to copy and the node commands.
+  expect(b.stderr).toMatch(
+    /^next: {3}copy kube-airgap-v1\.29\.3-linux-amd64\.tar and kube-airgap-v1\.29\.3-linux-amd64\.tar\.sha256 to the stick; on each node:$/m,
+  )
+  expect(b.stderr).toMatch(/not signed \(bundle build --sign KEY to sign\); no OS packages/)
+  execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'out') })
+  bundle = join(dir, 'out', NAME)
+  standins = await writeStandins(join(dir, 'standins'))
+  // Readable by another user (the non-root tests run the installer as nobody).
+  for (const d of [dir, join(dir, 'out')]) await chmod(d, 0o755)
+}, 180_000)
+afterAll(async () => {
+  await world.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const run = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env } })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+const install = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  run([process.execPath, join(bundle, 'installer', 'install.mjs'), '--bundle', bundle, ...args], env)
+const underRoot = async (root: string, args: string[]) =>
+  install([...args, '--root', root, '--host-commands', standins], {
+    PATH: `${standins}:${process.env.PATH}`,
+    KA_RECORD: join(root, '..', 'record'),
+    KA_ROOT: root,
+  })
+const asNobody = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  run(
+    ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(bundle, 'installer', 'install.mjs'), '--bundle', bundle, ...args],
+    { HOME: '/nonexistent', ...env },
+  )
+const newRoot = async (label: string) => {
+  const root = await mkdtemp(join(dir, `${label}-`))
+  await freshNodeRoot(root)
+  return root
+}
+
+describe('without root', () => {
+  it('install, join-command and reset say one line, exit 2, before anything is read or written', async () => {
+    for (const [args, line] of [
+      [['--role', 'worker'], 'install: EUSAGE: run it as root: sudo ./install --role worker (or --dry-run to see what it would do)'],
+      [['join-command'], 'install: EUSAGE: run it as root: sudo ./install join-command (or --dry-run to see what it would do)'],
+      [['reset', '--yes'], 'install: EUSAGE: run it as root: sudo ./install reset --yes (or --dry-run to see what it would do)'],
+    ] as const) {
+      const r = asNobody([...args])
+      expect(r.code, r.stderr).toBe(2)
+      expect(r.stderr).toBe(`${line}\n`)
+    }
+  })
+
+  it("verify works, and puts its record in the user's own state folder; doctor says what it could not read", async () => {
+    const state = await mkdtemp(join(dir, 'state-'))
+    await chmod(state, 0o777)
+    const v = asNobody(['verify', '--json'], { XDG_STATE_HOME: state })
+    expect(v.code, v.stderr).toBe(0)
+    const out = JSON.parse(v.stdout)
+    expect(out).toMatchObject({ ok: true, name: NAME, record: expect.stringMatching(new RegExp(`^${state}/kube-airgap/verify-.*\\.json$`)) })
+    expect(JSON.parse(await readFile(out.record, 'utf8'))).toMatchObject({ result: 'verified', bundle: NAME })
+    const d = asNobody(['doctor'])
+    expect(d.stderr).toMatch(/^note {2}not run as root: what only root may read .* is reported as not there/m)
+    expect(d.stderr).not.toMatch(/internal error|\n\s+at /)
+  })
+})
+
+describe('a dry run always plans', () => {
+  it('on a node that is not ready (no systemd, no default route): lists the failures, then plans every phase', async () => {
+    const root = await newRoot('dry')
+    await rm(join(root, 'run/systemd/system'), { recursive: true })
+    const before = await readdir(join(root, 'etc'))
+    const r = await underRoot(root, ['--role', 'master', '--dry-run'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/^FAIL {2}systemd: systemd is not running as init/m)
+    expect(r.stderr).toMatch(/^warn {2}cannot tell this node's address \(no default route\): the plan shows <advertise-address>/m)
+    expect(r.stdout).toMatch(/^\[preflight\] checked +node checked: 1 failure a real run stops at/m)
+    for (const phase of ['kernel', 'containerd', 'kubernetes', 'images', 'cluster', 'network', 'finish'])
+      expect(r.stdout, phase).toMatch(new RegExp(`^\\[${phase}\\] would do `, 'm'))
+    // Nothing claimed done that was not checked: a containerd that does not run is not "restarted already".
+    expect(r.stdout).not.toMatch(/containerd runs the installed binary and config/)
+    expect(r.stdout).toMatch(/^dry run: \d+ steps would change the node; nothing was changed$/m)
+    expect(await readdir(join(root, 'etc'))).toEqual(before)
+  })
+})
+
+describe('signs of life, and a log', () => {
+  it('prints when a step starts, writes every step and command with its output to a 0600 log, and names it', async () => {
+    const root = await newRoot('log')
+    const r = await underRoot(root, ['--role', 'worker', '--phases', 'kernel'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^\[kernel\] started +kernel modules loaded \(overlay, br_netfilter\)$/m)
+    const path = /^log: (.*\/var\/log\/kube-airgap\/install-.*\.log)$/m.exec(r.stdout)?.[1]
+    expect(path, r.stdout).toBeDefined()
+    expect(path!.startsWith(root)).toBe(true)
+    expect((await stat(path!)).mode & 0o777).toBe(0o600)
+    const log = await readFile(path!, 'utf8')
+    expect(log).toMatch(/^\S+Z kube-airgap .* install: bundle kube-airgap-v1\.29\.3-linux-amd64 \(verified, \d+ files\)$/m)
+    expect(log).toMatch(/^\S+Z run {4}modprobe overlay$/m)
+    expect(log).toMatch(/^\S+Z {3}exit 0$/m)
+    expect(log).toMatch(/^\S+Z write {2}\/etc\/sysctl\.d\/k8s\.conf sha256:[0-9a-f]{64} 0644$/m)
+    expect(log).toMatch(/^\S+Z \[kernel\] done swap off now$/m)
+  })
+
+  it('a failure ends with the path of the log, which tells what failed', async () => {
+    const root = await newRoot('fail')
+    const r = await underRoot(root, ['--role', 'worker', '--phases', 'images', '--containerd-address', join(root, 'no.sock')])
+    expect(r.code).toBe(1)
+    const path = /; the full log: (\S+\.log)$/m.exec(r.stderr)?.[1]
+    expect(path, r.stderr).toBeDefined()
+    expect(await readFile(path!, 'utf8')).toMatch(/failed: containerd does not answer/)
+  })
+
+  it('a dry run writes no log', async () => {
+    const root = await newRoot('nolog')
+    const r = await underRoot(root, ['--role', 'worker', '--phases', 'kernel', '--dry-run'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).not.toMatch(/^log: /m)
+    expect(await stat(join(root, 'var/log')).catch(() => undefined)).toBeUndefined()
+  })
+})
+
+describe('for scripts and for the operator without a README', () => {
+  it('verify --json (before or after the command) prints JSON with ok', async () => {
+    const root = await newRoot('json')
+    for (const args of [
+      ['verify', '--json'],
+      ['--json', 'verify'],
+    ]) {
+      const r = await underRoot(root, args)
+      expect(r.code, r.stderr).toBe(0)
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, name: NAME })
+    }
+  })
+
+  it('the bundle carries a quickstart in both languages and the example cluster.yaml; ./install config prints one that ./install accepts', async () => {
+    expect(await readFile(join(bundle, 'README.txt'), 'utf8')).toMatch(/sudo \.\/install --role master/)
+    expect(await readFile(join(bundle, 'README.zh-CN.txt'), 'utf8')).toMatch(/第一个 master/)
+    expect(await readFile(join(bundle, 'cluster.example.yaml'), 'utf8')).toMatch(/^controlPlaneEndpoint: /m)
+    expect(await readFile(join(bundle, 'SHA256SUMS'), 'utf8')).toMatch(/ {2}README\.txt$/m)
+    const r = install(['config', '--advertise-address', '192.0.2.10'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^controlPlaneEndpoint: 192\.0\.2\.10:6443$/m)
+    const hostname = /^ {2}(\S+): \{ advertiseAddress: 192\.0\.2\.10 \}$/m.exec(r.stdout)?.[1]
+    expect(clusterConfig(r.stdout, 'generated', {}, { networks: [], hostname: hostname! }).config).toMatchObject({
+      advertiseAddress: '192.0.2.10',
+      podSubnet: expect.stringMatching(/\/16$/),
+    })
+  })
+
+  it('doctor on a fresh node says what is not installed yet (TODO), not FAIL', async () => {
+    const root = await newRoot('fresh')
+    await writeFile(join(root, 'etc/resolv.conf'), 'nameserver 10.0.0.53\n')
+    const r = await underRoot(root, ['doctor', '--json'])
+    const findings = JSON.parse(r.stdout).findings as { level: string; check: string }[]
+    const level = (check: string) => findings.find((f) => f.check === check)?.level
+    expect([level('containerd config'), level('module overlay'), level('net.ipv4.ip_forward'), level('swap')]).toEqual(['todo', 'todo', 'todo', 'todo'])
+    const text = await underRoot(root, ['doctor'])
+    expect(text.stdout).toMatch(/^TODO {2}containerd config +not installed yet/m)
+    expect(text.stdout).toMatch(/things? not installed yet \(TODO: \.\/install does them\)$/m)
+  })
+
+  it('both sides say their version; usage errors are one coded line with a suggestion', async () => {
+    expect(install(['--version']).stdout).toBe(`kube-airgap ${TOOL_VERSION}\n`)
+    expect(install(['version']).stdout).toBe(`kube-airgap ${TOOL_VERSION}\nbundle: Kubernetes 1.29.3, linux/amd64 (not verified here: ./install verify)\n`)
+    expect((await bundleCli(['--version'])).stdout).toBe(`kube-airgap ${TOOL_VERSION}\n`)
+    const typo = await bundleCli(['build', '--platfrom', 'linux/amd64'])
+    expect(typo.code).toBe(2)
+    expect(typo.stderr).toBe("bundle: EUSAGE: unknown option '--platfrom' (did you mean --platform?); see bundle --help\n")
+    const phase = install(['--role', 'worker', '--phases', 'kernal', '--dry-run'])
+    expect(phase.code).toBe(2)
+    expect(phase.stderr).toMatch(/^install: EUSAGE: --phases: unknown phase "kernal" \(did you mean "kernel"\?\)/)
+  })
+})

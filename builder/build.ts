@@ -10,8 +10,10 @@ import type { Platform } from '../bundle/platform.js'
 import { Cache } from './cache.js'
 import { DockerCredentials } from './credentials.js'
 import { Fetcher, type Item } from './fetcher.js'
-import { applyMirrors, download, httpDefaults } from './http.js'
+import { applyMirrors, download, httpDefaults, redactUrl } from './http.js'
 import { planImages } from './images.js'
+import { checkHosts, hostsFor } from './mirrors.js'
+import { parseImageRef } from '../bundle/reference.js'
 import { extractRuntime } from './node-runtime.js'
 import type { FetchOptions } from './options.js'
 import { CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION, QUICKSTART_DIR } from './package-files.js'
@@ -118,6 +120,13 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     // The closed world first: nothing is pulled or written for a bundle that could not work.
     if (plan.calico) await fetcher.ensure(items.get(plan.calico.rel)!)
     await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
+    // Every host this build still needs, checked at once before anything else is fetched: a
+    // user behind a firewall learns every unreachable one in one line, not one at a time.
+    const needed: { url: string; what: string }[] = []
+    for (const d of plan.downloads) if (!(await o.cache.has(d.digest))) needed.push({ url: d.url, what: redactUrl(d.url) })
+    for (const im of lock.images)
+      if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
+    if (needed.length) await checkHosts(hostsFor(needed, o.mirrors), o.http)
     const installer = await readFile(o.installerFile).catch(() => {
       throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
     })

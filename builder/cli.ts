@@ -20,9 +20,9 @@ import { VERIFIER_NAME, verifierScript } from './verifier.js'
 import { checkParts, concatParts, FAT32_PART, joinParts, parseSize, partsFileFor, type PartsCheck } from './parts.js'
 import { type BuildResult, buildBundle } from './build.js'
 import { Cache } from './cache.js'
-import { httpDefaults, parseMirror } from './http.js'
+import { httpDefaults } from './http.js'
 import { inspectBundle, readBundleFile } from './inspect.js'
-import { parseRegistryMirror } from './registry.js'
+import { MIRRORS_ENV, resolveMirrors } from './mirrors.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
 import { formatBytes, progressFor } from './progress.js'
@@ -58,7 +58,16 @@ function makeProgram(io: Io): Command {
     .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
     .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
     .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
-    .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
+    .option(
+      '--registry-mirror <host=url>',
+      "send one registry's requests to URL (a path is a repository prefix; HOST/REPOSITORY=URL for one repository; repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      '--mirrors <file>',
+      `a mirrors file with every --mirror and --registry-mirror of a site (default: $${MIRRORS_ENV}); manifests/mirrors/china.yaml for users in China`,
+    )
     .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
     .option('--concurrency <n>', 'parallel requests', '8')
     .option('--keyring <file>', 'also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)', collect, [])
@@ -69,6 +78,7 @@ function makeProgram(io: Io): Command {
         out: string
         mirror: string[]
         registryMirror: string[]
+        mirrors?: string
         cache: string
         concurrency: string
         keyring: string[]
@@ -76,8 +86,7 @@ function makeProgram(io: Io): Command {
       }) => {
         for (const k of opts.keyring)
           if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
-        const mirrors = opts.mirror.map(parseMirror)
-        const registryMirrors = opts.registryMirror.map(parseRegistryMirror)
+        const { mirrors, registryMirrors } = await resolveMirrors(opts)
         const manifest = await readManifest(opts.manifest)
         const progress = progressFor({ json: opts.json })
         let lock: Awaited<ReturnType<typeof createLock>>
@@ -113,7 +122,16 @@ function makeProgram(io: Io): Command {
     .option('--out <dir>', 'where to write the bundle', 'dist')
     .option('--cache <dir>', 'the download cache, shared by all builds', Cache.defaultRoot())
     .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
-    .option('--registry-mirror <host=url>', "send one registry's requests to URL (a path is a repository prefix; repeatable)", collect, [])
+    .option(
+      '--registry-mirror <host=url>',
+      "send one registry's requests to URL (a path is a repository prefix; HOST/REPOSITORY=URL for one repository; repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      '--mirrors <file>',
+      `a mirrors file with every --mirror and --registry-mirror of a site (default: $${MIRRORS_ENV}); manifests/mirrors/china.yaml for users in China`,
+    )
     .option('--concurrency <n>', 'parallel downloads', '8')
     .option('--sign <key>', 'sign the bundle with this Ed25519 private key (from bundle keygen)')
     .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
@@ -128,6 +146,7 @@ function makeProgram(io: Io): Command {
         cache: string
         mirror: string[]
         registryMirror: string[]
+        mirrors?: string
         concurrency: string
         os?: string
         sign?: string
@@ -155,8 +174,7 @@ function makeProgram(io: Io): Command {
           platform: parsePlatform(opts.platform, '--platform'),
           outDir: opts.out,
           cache: new Cache(opts.cache),
-          mirrors: opts.mirror.map(parseMirror),
-          registryMirrors: opts.registryMirror.map(parseRegistryMirror),
+          ...(await resolveMirrors(opts)),
           ...(opts.os
             ? {
                 releases: opts.os

@@ -9,25 +9,31 @@ import { download, headerValue, redactUrl, RETRY_STATUS, retryAfterMs, Transient
 /** `--registry-mirror HOST=URL`: one registry's requests go to URL (its path is a repository prefix). */
 export interface RegistryMirror {
   host: string
+  /** A mirror for one repository only (\`registry.k8s.io/coredns/coredns=URL\`): URL's path is the whole repository there. */
+  repository?: string
   url: URL
 }
 
 export function parseRegistryMirror(spec: string): RegistryMirror {
   const i = spec.indexOf('=')
-  const host = spec.slice(0, i)
+  const [host = '', ...repo] = spec.slice(0, i).split('/')
   let url: URL | undefined
   try {
     url = new URL(spec.slice(i + 1))
   } catch {
     url = undefined
   }
-  if (i <= 0 || !url || !/^https?:$/.test(url.protocol) || host.includes('/')) {
+  if (i <= 0 || !url || !/^https?:$/.test(url.protocol) || !host || repo.some((s) => !/^[a-z0-9._-]+$/.test(s))) {
     throw new KaError(
       'EUSAGE',
-      `--registry-mirror ${JSON.stringify(spec)}: expected HOST=URL, e.g. registry.k8s.io=https://registry.example/google_containers or docker.io=http://127.0.0.1:5000`,
+      `--registry-mirror ${JSON.stringify(spec)}: expected HOST=URL or HOST/REPOSITORY=URL, e.g. registry.k8s.io=https://registry.example/google_containers, registry.k8s.io/coredns/coredns=https://registry.example/google_containers/coredns or docker.io=http://127.0.0.1:5000`,
     )
   }
-  return { host: host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host, url }
+  return {
+    host: host === 'index.docker.io' || host === 'registry-1.docker.io' ? 'docker.io' : host,
+    ...(repo.length ? { repository: repo.join('/') } : {}),
+    url,
+  }
 }
 
 interface Endpoint {
@@ -59,7 +65,10 @@ export class RegistryClient {
   constructor(private readonly o: RegistryOptions) {}
 
   endpoint(ref: ImageRef): Endpoint {
-    const mirror = this.o.mirrors.find((m) => m.host === ref.registry)
+    // A mirror for this very repository wins over one for the whole registry.
+    const exact = this.o.mirrors.find((m) => m.host === ref.registry && m.repository === ref.repository)
+    if (exact) return { base: exact.url.origin, repo: exact.url.pathname.replace(/^\/+|\/+$/g, ''), host: exact.url.host }
+    const mirror = this.o.mirrors.find((m) => m.host === ref.registry && !m.repository)
     if (mirror) {
       const prefix = mirror.url.pathname.replace(/^\/+|\/+$/g, '')
       return { base: mirror.url.origin, repo: prefix ? `${prefix}/${ref.repository}` : ref.repository, host: mirror.url.host }

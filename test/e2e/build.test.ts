@@ -1,3 +1,4 @@
+import yaml from 'js-yaml'
 import { execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
@@ -307,6 +308,39 @@ describe('bad input', () => {
       expect(bad.stderr).toMatch(/^bundle: ELOCK: /)
     })
   }
+
+  it('one mirrors file instead of the flags (--mirrors or $KUBE_AIRGAP_MIRRORS); every unreachable host named at once, before any download', async () => {
+    const file = join(dir, 'mirrors.yaml')
+    const registries = Object.fromEntries(world.args.flatMap((a, i) => (world.args[i - 1] === '--registry-mirror' ? [a.split('=')] : [])))
+    const files = Object.fromEntries(fake.mirrors.map((m) => m.split('=')))
+    await writeFile(file, yaml.dump({ files, registries }))
+    const a = await fresh()
+    const viaFlag = await bundleCli(['build', '--lock', lockPath, '--out', a.out, '--cache', a.cache, '--mirrors', file])
+    expect(viaFlag.code, viaFlag.stderr).toBe(0)
+    const b = await fresh()
+    const viaEnv = await bundleCli(['build', '--lock', lockPath, '--out', b.out, '--cache', b.cache], { env: { KUBE_AIRGAP_MIRRORS: file } })
+    expect(viaEnv.code, viaEnv.stderr).toBe(0)
+    expect(await readFile(join(b.out, `${TAR}.sha256`), 'utf8')).toBe(await readFile(join(a.out, `${TAR}.sha256`), 'utf8'))
+
+    // Two hosts down (nothing listens on ports 1 and 9): one line names both, and nothing was fetched.
+    await writeFile(
+      file,
+      yaml.dump({ files: { ...files, 'https://dl.k8s.io': 'http://127.0.0.1:1/k8s' }, registries: { ...registries, 'docker.io': 'http://127.0.0.1:9/hub' } }),
+    )
+    const c = await fresh()
+    const down = await bundleCli(['build', '--lock', lockPath, '--out', c.out, '--cache', c.cache, '--mirrors', file])
+    expect(down.code).toBe(1)
+    // calico.yaml comes first (the closed-world check reads it); then every host is asked at once, and nothing else is fetched.
+    expect(down.stderr.trim().split('\n').pop()).toMatch(
+      /^bundle: EFETCH: 2 of \d+ hosts the lock needs cannot be reached: http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED; for https:\/\/dl\.k8s\.io\/.*\), http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED; for docker\.io\/\S+\); /,
+    )
+    const calico = parseLock(await readFile(lockPath, 'utf8')).files.find((f) => f.name === 'calico-manifest')!
+    expect(await readdir(join(c.cache, CACHE_FORMAT, 'blobs', 'sha256'))).toEqual([calico.integrity.hex])
+    // A bad mirrors file is one usage line.
+    await writeFile(file, 'file:\n  a: b\n')
+    const bad = await bundleCli(['build', '--lock', lockPath, '--mirrors', file])
+    expect([bad.code, bad.stderr]).toEqual([2, `bundle: EUSAGE: ${file}: unknown key "file" (a mirrors file has files and registries)\n`])
+  })
 
   it('a wrong flag or platform: exit 2 with a usage line', async () => {
     const r = await bundleCli(['build', '--no-such-flag'])

@@ -50,11 +50,19 @@ function makeProgram(io: Io): Command {
     .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
     .exitOverride()
     .configureOutput(commanderOutput('bundle', io, 'bundle'))
+    .addHelpText(
+      'after',
+      '\nExamples:\n  bundle build                       # the embedded lock: dist/kube-airgap-v1.29.3-linux-amd64.tar\n  bundle lock --manifest my.yaml     # then: bundle build --lock bundle.lock.json\n  bundle <command> --help            # each command, with examples',
+    )
     .version(`kube-airgap ${TOOL_VERSION}`, '-V, --version', 'print the version')
 
   program
     .command('lock')
     .description('Resolve a manifest into a lock: every file with its URL and sha256, every image with its digest.')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  bundle lock                                   # manifests/default.yaml -> bundle.lock.json\n  bundle lock --manifest my.yaml --out my.lock.json --mirrors manifests/mirrors/china.yaml`,
+    )
     .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
     .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
     .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
@@ -117,6 +125,10 @@ function makeProgram(io: Io): Command {
   program
     .command('build')
     .description('Download everything the lock pins, check it, and write one self-verifying bundle tar.')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  bundle build                                  # the embedded lock, linux/amd64, into dist/\n  bundle build --platform linux/arm64 --os ubuntu-22.04 --sign keys/kube-airgap.key\n  bundle build --media fat32 --mirrors manifests/mirrors/china.yaml`,
+    )
     .option('--lock <file>', 'the lock to build', defaultPath('bundle.lock.json'))
     .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
     .option('--out <dir>', 'where to write the bundle', 'dist')
@@ -203,6 +215,7 @@ function makeProgram(io: Io): Command {
     .description(
       `make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`,
     )
+    .addHelpText('after', `\nExamples:\n  bundle keygen --out keys                      # keys/kube-airgap.key, .pub and kube-airgap-verify`)
     .requiredOption('--out <dir>', 'where to write the keys (required)')
     .addHelpText(
       'after',
@@ -225,6 +238,7 @@ function makeProgram(io: Io): Command {
   program
     .command('verifier')
     .description(`write ${VERIFIER_NAME}, the standalone verifier, for an existing public key`)
+    .addHelpText('after', `\nExamples:\n  bundle verifier --public-key keys/kube-airgap.pub --out kube-airgap-verify`)
     .requiredOption('--public-key <file>', 'the Ed25519 public key the bundles are signed for (required)')
     .option('--out <file>', 'where to write it', VERIFIER_NAME)
     .addHelpText('after', `\nExample:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
@@ -237,6 +251,7 @@ function makeProgram(io: Io): Command {
   program
     .command('join')
     .description('join split parts (NAME.tar.000 ...) into NAME.tar after checking each; `cat NAME.tar.* > NAME.tar` does the same without the checks')
+    .addHelpText('after', `\nExamples:\n  bundle join kube-airgap-v1.29.3-linux-amd64.parts.sha256 --out kube-airgap-v1.29.3-linux-amd64.tar`)
     .argument('<parts>', 'NAME.parts.sha256 or NAME.tar.000')
     .option('--out <file>', 'the tar to write (default: beside the parts)')
     .action(async (path: string, opts: { out?: string }) => {
@@ -250,6 +265,10 @@ function makeProgram(io: Io): Command {
   program
     .command('verify')
     .description('Check a bundle (tar, split parts or unpacked folder) against its SHA256SUMS and lock, and its signature.')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  bundle verify dist/kube-airgap-v1.29.3-linux-amd64.tar --public-key keys/kube-airgap.pub\n  bundle verify kube-airgap-v1.29.3-linux-amd64/         # an unpacked folder`,
+    )
     .argument('<path>', 'a bundle .tar, its NAME.parts.sha256 (or NAME.tar.000), or an unpacked bundle folder')
     .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
     .option('--require-signature', 'refuse an unsigned bundle')
@@ -290,6 +309,10 @@ function makeProgram(io: Io): Command {
   program
     .command('inspect')
     .description('Show what a bundle holds: versions, sizes, images; --sbom prints its CycloneDX 1.5 SBOM.')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  bundle inspect dist/kube-airgap-v1.29.3-linux-amd64.tar\n  bundle inspect dist/kube-airgap-v1.29.3-linux-amd64.tar --sbom > sbom.cdx.json`,
+    )
     .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
     .option('--sbom', "print the bundle's SBOM (CycloneDX 1.5 JSON)")
     .option('--out <file>', 'with --sbom: write it to FILE')
@@ -317,6 +340,7 @@ function makeProgram(io: Io): Command {
   program
     .command('version')
     .description("print kube-airgap's version")
+    .addHelpText('after', `\nExamples:\n  bundle version`)
     .action(() => out(`kube-airgap ${TOOL_VERSION}\n`))
 
   program

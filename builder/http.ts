@@ -316,7 +316,11 @@ export async function download(req: DownloadRequest, opts: HttpOptions): Promise
       resumedFromDisk = false
       continue
     }
-    throw integrityError(req.what, req.expected, result.digest, { url: redactUrl(req.url) })
+    // Whose bytes, and what to do: a mirror that serves other bytes, or an upstream that changed a released file.
+    const e = integrityError(`${req.what} from ${redactUrl(req.url)}`, req.expected, result.digest, { url: redactUrl(req.url) })
+    e.message +=
+      ': not the bytes the lock pins, so nothing was kept; if that is a mirror, it serves other bytes (fetch without it); if it is upstream, the file changed since the lock was made: check why before you run bundle lock again'
+    throw e
   }
 }
 

@@ -48,6 +48,10 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .option('--json', 'print the result as JSON')
     .option('-v, --verbose', 'print every action, also of steps already done')
     .addOption(new Option('--bundle <dir>', 'the unpacked bundle (default: the one this installer is in)').default(BUNDLE_DIR).hideHelp())
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install --role master --config ~/cluster.yaml --dry-run   # every file and command, nothing changed\n  sudo ./install --role master --config ~/cluster.yaml\n  sudo ./install --role worker --join-file join/worker.yaml\n  sudo ./install --role master --join-file join/control-plane.yaml\n\nThe quickstart: README.txt (README.zh-CN.txt) in this folder.`,
+    )
     .action(async (flags: Flags) => installCommand(flags, io))
   // A subcommand's own options win over the same ones given before it.
   const flags = (own: object = {}): Flags => ({ ...top.opts<Flags>(), ...own })
@@ -55,6 +59,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
   top
     .command('verify')
     .description(`${VERIFY_SUMMARY}; writes a record to /var/log/kube-airgap/`)
+    .addHelpText('after', `\nExamples:\n  ./install verify\n  ./install verify --public-key ~/kube-airgap.pub --json`)
     .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
     .option('--require-signature', 'refuse an unsigned bundle')
     .option('--json', 'print the result as JSON')
@@ -62,10 +67,12 @@ function program(io: Io, setExit: (code: number) => void): Command {
   top
     .command('join-command')
     .description('on the first master: a fresh join token and certificate key, and join/*.yaml rewritten')
+    .addHelpText('after', `\nExamples:\n  sudo ./install join-command        # on the first master, then copy join/ to the next nodes`)
     .action(async () => joinCommand(flags(), io))
   top
     .command('doctor')
     .description('read-only checks of this node for every failure in the field notes; each with what was found and the fix')
+    .addHelpText('after', `\nExamples:\n  sudo ./install doctor\n  sudo ./install doctor --json`)
     .option('--json', 'print the findings as JSON')
     .action(async (own: object) => setExit(await doctorCommand(flags(own), io)))
   top
@@ -73,6 +80,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .description(
       'undo the cluster on this node (kubeadm reset, pods and containers removed, CNI state removed; images kept); --purge also removes everything the installer installed',
     )
+    .addHelpText('after', `\nExamples:\n  sudo ./install reset               # asks first\n  sudo ./install reset --purge --yes`)
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))
@@ -84,10 +92,12 @@ function program(io: Io, setExit: (code: number) => void): Command {
   top
     .command('version')
     .description("print kube-airgap's version and this bundle's Kubernetes version and platform")
+    .addHelpText('after', `\nExamples:\n  ./install version`)
     .action(async () => versionCommand(flags(), io))
   top
     .command('phases')
     .description('list the phases, in the order they run')
+    .addHelpText('after', `\nExamples:\n  ./install phases`)
     .action(() => phasesCommand(io))
   return top
 }

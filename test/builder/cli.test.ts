@@ -22,4 +22,12 @@ describe('bundle, in process', () => {
     expect(await main(['bulid'], unknown)).toBe(2)
     expect(unknown.stderr).toBe("bundle: EUSAGE: unknown command 'bulid' (did you mean build?); see bundle --help\n")
   })
+
+  it('every command has examples in its --help', async () => {
+    for (const cmd of [[], ...['lock', 'build', 'keygen', 'verifier', 'join', 'verify', 'inspect', 'version', 'versions'].map((c) => [c])]) {
+      const io = memoryIo()
+      expect(await main([...cmd, '--help'], io), cmd.join(' ')).toBe(0)
+      expect(io.stdout, cmd.join(' ')).toMatch(/\nExamples?:\n {2}bundle /)
+    }
+  })
 })

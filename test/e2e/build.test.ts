@@ -150,6 +150,9 @@ describe('bundle build', () => {
     expect(line).toContain('containerd 1.7.16')
     expect(line).toContain(`expected sha256 ${containerd.sha256}`)
     expect(line).toMatch(/got [0-9a-f]{64}/)
+    // Whose bytes (the URL, a mirror's here) and what to do.
+    expect(line).toMatch(/containerd 1\.7\.16 \(files\/containerd-1\.7\.16-linux-amd64\.tar\.gz\) from http:\/\/127\.0\.0\.1:\d+\/\S+: expected sha256 /)
+    expect(line).toMatch(/not the bytes the lock pins, so nothing was kept; if that is a mirror, it serves other bytes \(fetch without it\)/)
     expect(existsSync(join(out, TAR))).toBe(false)
     expect((await readdir(out).catch(() => [])).length).toBe(0)
     expect(existsSync(join(cache, CACHE_FORMAT, 'blobs', 'sha256', containerd.sha256))).toBe(false)

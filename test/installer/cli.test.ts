@@ -31,4 +31,12 @@ describe('./install, in process', () => {
       expect(io.stderr).toBe(`${line}\n`)
     }
   })
+
+  it('every command has examples in its --help', async () => {
+    for (const cmd of [[], ...['verify', 'join-command', 'doctor', 'reset', 'config', 'version', 'phases'].map((c) => [c])]) {
+      const io = memoryIo()
+      expect(await main([...cmd, '--help'], io), cmd.join(' ')).toBe(0)
+      expect(io.stdout, cmd.join(' ')).toMatch(/\nExamples?:\n {2}(sudo )?\.\/install/)
+    }
+  })
 })

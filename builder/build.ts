@@ -150,6 +150,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
         digest: b.digest,
         size: b.size,
         label: b.label,
+        group: b.image.name,
         fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
       }),
     )
@@ -164,7 +165,15 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       toolVersion: PACKAGE_VERSION,
       quickstart,
     })
-    const { sha256, size } = await packBundle(o, fetcher, [...items.values(), runtime, ...blobs], data, plan.id)
+    // The total the progress display counts down: what is not in the cache yet.
+    const all = [...items.values(), runtime, ...blobs]
+    const missing: Item[] = []
+    for (const i of all) if (i !== runtime && !(await o.cache.has(i.digest))) missing.push(i)
+    o.progress.expect(
+      missing.length,
+      missing.reduce((n, i) => n + (i.size ?? 0), 0),
+    )
+    const { sha256, size } = await packBundle(o, fetcher, all, data, plan.id)
     const tarPath = join(o.outDir, plan.id.tarName)
     const split = o.splitBytes ? { parts: await splitTar(tarPath, o.splitBytes, sha256), partsFile: join(o.outDir, partsSumName(plan.id.tarName)) } : undefined
     return {

@@ -18,10 +18,10 @@ import { KUBEADM_TABLE } from './package-files.js'
 import { keyFingerprint, publicKeyOnly } from '../bundle/signing.js'
 import { VERIFIER_NAME, verifierScript } from './verifier.js'
 import { checkParts, concatParts, FAT32_PART, joinParts, parseSize, partsFileFor, type PartsCheck } from './parts.js'
-import { type BuildResult, buildBundle } from './build.js'
+import { type BuildResult, buildBundle, readLock } from './build.js'
 import { Cache } from './cache.js'
 import { httpDefaults } from './http.js'
-import { inspectBundle, readBundleFile } from './inspect.js'
+import { inspectBundle, previewLock, readBundleFile } from './inspect.js'
 import { MIRRORS_ENV, resolveMirrors } from './mirrors.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
@@ -313,28 +313,59 @@ function makeProgram(io: Io): Command {
       'after',
       `\nExamples:\n  bundle inspect dist/kube-airgap-v1.29.3-linux-amd64.tar\n  bundle inspect dist/kube-airgap-v1.29.3-linux-amd64.tar --sbom > sbom.cdx.json`,
     )
-    .argument('<path>', 'a bundle .tar or an unpacked bundle folder')
+    .argument('<path>', 'a bundle .tar, an unpacked bundle folder, or a lock (a preview of what it builds)')
     .option('--sbom', "print the bundle's SBOM (CycloneDX 1.5 JSON)")
+    .option('--public-key <file>', 'say whether the signature is by this key')
     .option('--out <file>', 'with --sbom: write it to FILE')
     .option('--json', 'print the result as JSON')
-    .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string }) => {
+    .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string; publicKey?: string }) => {
       if (opts.sbom) {
         const sbom = await readBundleFile(path, SBOM_FILE)
         if (opts.out) await writeAtomic(opts.out, sbom)
         else out(sbom)
         return
       }
-      const info = await inspectBundle(path)
-      if (opts.json) return printJson({ ok: true, ...info })
-      const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}`, 'files:']
-      const w = Math.max(...info.files.map((f) => f.name.length))
-      for (const f of info.files)
-        lines.push(`  ${f.name.padEnd(w)}  ${f.version.padEnd(8)}  ${(f.size !== undefined ? formatBytes(f.size) : '?').padStart(10)}  ${f.path}`)
-      lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
-      for (const im of info.images)
-        lines.push(
-          `  ${im.ref}${im.manifest ? `  ${info.platform} manifest ${im.manifest.slice(0, 19)}` : ''}${im.digest ? `  pinned ${im.digest.slice(0, 19)}` : '  (digest resolved at build)'}`,
+      // A lock is a preview of the bundles it builds: nothing is downloaded.
+      if (/\.json$/.test(path)) {
+        const preview = previewLock(path, await readLock(path))
+        if (opts.json) return printJson({ ok: true, ...preview })
+        const rows = preview.platforms.map((p) => [
+          p.platform,
+          `${p.files} files`,
+          `${p.packages} OS packages`,
+          `${formatBytes(p.knownBytes)} known in advance`,
+        ])
+        out(
+          `${path}: a lock, Kubernetes ${preview.kubernetes}; each bundle adds ${preview.images} images (their size is known once their manifests are read)\n${table(rows)}hosts: ${preview.hosts.join(', ')}\n`,
         )
+        return
+      }
+      const info = await inspectBundle(
+        path,
+        opts.publicKey ? { publicKeyPem: publicKeyOnly(await readKey(opts.publicKey), `--public-key ${opts.publicKey}`) } : {},
+      )
+      if (opts.json) return printJson({ ok: true, ...info })
+      const signature = info.signature.signedBy
+        ? `signed by ${info.signature.signedBy}`
+        : info.signature.signed
+          ? 'signed (give --public-key to see by whom)'
+          : 'not signed'
+      const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}, ${signature}`, 'files:']
+      lines.push(table(info.files.map((f) => [f.name, f.version, f.size !== undefined ? formatBytes(f.size) : '?', f.path])).trimEnd())
+      if (info.packages.length) {
+        lines.push('OS packages:')
+        lines.push(table(info.packages.map((p) => [p.release, `${p.count} packages`, formatBytes(p.bytes)])).trimEnd())
+      }
+      lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
+      lines.push(
+        table(
+          info.images.map((im) => [
+            im.ref,
+            im.manifest ? `${info.platform} manifest ${im.manifest.slice(0, 19)}` : '',
+            im.digest ? `pinned ${im.digest.slice(0, 19)}` : '(digest resolved at build)',
+          ]),
+        ).trimEnd(),
+      )
       out(`${lines.join('\n')}\n`)
     })
   program
@@ -354,6 +385,12 @@ function makeProgram(io: Io): Command {
       out(`${versions.join('\n')}\n`)
     })
   return program
+}
+
+/** Rows as aligned columns, two spaces apart, each line indented by two. */
+function table(rows: string[][]): string {
+  const widths = rows.reduce<number[]>((w, r) => r.map((c, i) => Math.max(w[i] ?? 0, c.length)), [])
+  return rows.map((r) => `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}\n`).join('')
 }
 
 /** What to do with a built bundle: what to copy, and the commands on the nodes. */

@@ -18,6 +18,8 @@ export interface Item {
   size?: number
   mode?: number
   label: string
+  /** Shown as one progress row with the others of its group (an image's blobs). */
+  group?: string
   fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal): Promise<Downloaded>
 }
 
@@ -100,7 +102,7 @@ export class Fetcher {
     }
     if (have) await this.o.cache.evict(item.digest)
     const id = item.digest.hex
-    this.o.progress.start(id, item.label, item.size)
+    this.o.progress.start(id, item.label, item.size, item.group)
     const partial = this.o.cache.partialPath(item.digest.hex)
     let got: Downloaded
     try {

@@ -1,9 +1,11 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { KaError } from '../bundle/errors.js'
-import { filePath, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE } from '../bundle/layout.js'
+import { IMAGE_INDEX, IMAGES_DIR, LOCK_FILE, packagePath, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE } from '../bundle/layout.js'
+import { checkSignature, keyFingerprint } from '../bundle/signing.js'
+import { bundlePathOf } from './plan.js'
 import { ImageLayout, type LayoutImage } from '../bundle/image-layout.js'
-import { parseLock, type Lock } from '../bundle/lock.js'
+import { filesFor, type Lock, packagesFor, parseLock } from '../bundle/lock.js'
 import { listTar } from '../bundle/verify.js'
 
 export interface Inspection {
@@ -14,8 +16,22 @@ export interface Inspection {
   images: { ref: string; digest?: string; manifest?: string }[]
   /** Bytes under images/ (each shared layer counted once). */
   imageBytes: number
+  /** OS packages per release: how many, and their bytes. */
+  packages: { release: string; count: number; bytes: number }[]
+  /** Whether the bundle carries a signed statement, and (with a public key) whose signature holds. */
+  signature: { signed: boolean; signedBy?: string }
   entries: number
   size: number
+}
+
+/** What a lock would build, without downloading: per platform, the files, the hosts, and the size known in advance. */
+export interface LockPreview {
+  lock: string
+  kubernetes: string
+  platforms: { platform: string; files: number; packages: number; knownBytes: number }[]
+  images: number
+  /** The hosts a build fetches from (before mirrors). */
+  hosts: string[]
 }
 
 /**
@@ -23,11 +39,12 @@ export interface Inspection {
  * past file bodies), so inspecting a multi-GiB bundle reads kilobytes. It does not verify
  * anything; that is `bundle verify`.
  */
-export async function inspectBundle(path: string): Promise<Inspection> {
+export async function inspectBundle(path: string, o: { publicKeyPem?: string } = {}): Promise<Inspection> {
   const st = await stat(path).catch(() => {
     throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
   })
   const sizes = new Map<string, number>()
+  const small = new Map<string, Buffer>()
   let name: string
   let lockText: string
   let indexText: string | undefined
@@ -38,8 +55,16 @@ export async function inspectBundle(path: string): Promise<Inspection> {
       throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE}; this is not a bundle folder`)
     })
     indexText = await readFile(join(path, IMAGE_INDEX), 'utf8').catch(() => undefined)
+    for (const f of [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE]) {
+      const b = await readFile(join(path, f)).catch(() => undefined)
+      if (b) small.set(f, b)
+    }
   } else {
-    const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX])
+    const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX, SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE])
+    for (const f of [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE]) {
+      const b = listing.small.get(f)
+      if (b) small.set(f, b)
+    }
     indexText = listing.small.get(IMAGE_INDEX)?.toString('utf8')
     name = listing.top
     for (const [p, s] of listing.sizes) {
@@ -56,7 +81,7 @@ export async function inspectBundle(path: string): Promise<Inspection> {
   const imageBytes = [...sizes].filter(([p]) => p.startsWith(`${IMAGES_DIR}/`)).reduce((a, [, n]) => a + n, 0)
   const files = await Promise.all(
     lock.files.map(async (f) => {
-      const p = filePath(f.file)
+      const p = bundlePathOf(f)
       const size = sizes.get(p) ?? (st.isDirectory() ? (await stat(join(path, p)).catch(() => undefined))?.size : undefined)
       if (st.isDirectory() && size) total += size
       return { name: f.name, version: f.version, path: p, ...(size !== undefined ? { size } : {}), sha256: f.integrity.hex, url: f.url }
@@ -73,8 +98,66 @@ export async function inspectBundle(path: string): Promise<Inspection> {
       ...(manifests.has(im.ref) ? { manifest: manifests.get(im.ref)! } : {}),
     })),
     imageBytes,
+    packages: packagesOf(lock, (rel) => sizes.get(rel)),
+    signature: signatureOf(name, small, lockText, o.publicKeyPem),
     entries: st.isDirectory() ? files.length : sizes.size,
     size: st.isDirectory() ? total : st.size,
+  }
+}
+
+/** OS packages per release, with their bytes as the bundle holds them (the lock's sizes when not listed). */
+function packagesOf(lock: Lock, sizeOf: (rel: string) => number | undefined): Inspection['packages'] {
+  const out = new Map<string, { count: number; bytes: number }>()
+  for (const p of lock.packages) {
+    const r = out.get(p.release) ?? { count: 0, bytes: 0 }
+    r.count++
+    r.bytes += sizeOf(packagePath(p.release, p.file)) ?? p.size
+    out.set(p.release, r)
+  }
+  return [...out].map(([release, r]) => ({ release, ...r }))
+}
+
+/** Whether there is a signature, and with a key whether it holds: inspect shows, verify judges the files. */
+function signatureOf(name: string, small: Map<string, Buffer>, lockText: string, publicKeyPem?: string): Inspection['signature'] {
+  const statement = small.get(STATEMENT_FILE)
+  const signature = small.get(SIGNATURE_FILE)
+  const signed = !!(statement && signature)
+  if (!signed || !publicKeyPem) return { signed }
+  checkSignature({
+    statement,
+    signature,
+    sums: small.get(SUMS_FILE) ?? Buffer.alloc(0),
+    lock: Buffer.from(lockText),
+    publicKeyPem,
+    keySource: 'the public key',
+    name,
+  })
+  return { signed, signedBy: keyFingerprint(publicKeyPem) }
+}
+
+/** A lock as a preview of the bundles it builds: nothing is downloaded. */
+export function previewLock(path: string, lock: Lock): LockPreview {
+  return {
+    lock: path,
+    kubernetes: lock.kubernetes,
+    platforms: lock.platforms.map((platform) => {
+      const files = filesFor(lock, platform)
+      const packages = packagesFor(lock, platform)
+      return {
+        platform,
+        files: files.length,
+        packages: packages.length,
+        knownBytes: files.reduce((n, f) => n + (f.size ?? 0), 0) + packages.reduce((n, p) => n + p.size, 0),
+      }
+    }),
+    images: lock.images.length,
+    hosts: [
+      ...new Set([
+        ...lock.files.map((f) => new URL(f.url).host),
+        ...lock.packages.map((p) => new URL(p.url).host),
+        ...lock.images.map((im) => im.ref.split('/')[0]!),
+      ]),
+    ].sort(),
   }
 }
 

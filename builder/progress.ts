@@ -3,14 +3,17 @@
  * nothing at all with --json (the result goes to stdout as one JSON document).
  */
 export interface Progress {
-  start(id: string, label: string, total?: number): void
+  /** What the whole run will fetch: items and bytes (known sizes), for the total line. */
+  expect(items: number, bytes: number): void
+  /** `group`: rows of one group (an image's blobs) are shown as one row. */
+  start(id: string, label: string, total?: number, group?: string): void
   advance(id: string, bytes: number): void
   done(id: string, note: string): void
   note(line: string): void
   close(): void
 }
 
-export const silentProgress: Progress = { start() {}, advance() {}, done() {}, note() {}, close() {} }
+export const silentProgress: Progress = { expect() {}, start() {}, advance() {}, done() {}, note() {}, close() {} }
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
@@ -28,23 +31,40 @@ interface Row {
   total?: number
   bytes: number
   started: number
+  group?: string
+}
+
+/** The run as a whole: items and bytes expected and done, since when. */
+export interface Totals {
+  items: number
+  bytes: number
+  doneItems: number
+  doneBytes: number
+  started: number
 }
 
 /** The rows both printers keep: one per artifact moving now. */
 abstract class Rows implements Progress {
   protected rows = new Map<string, Row>()
   protected closed = false
-  start(id: string, label: string, total?: number): void {
-    this.rows.set(id, { label, total, bytes: 0, started: Date.now() })
+  protected totals: Totals = { items: 0, bytes: 0, doneItems: 0, doneBytes: 0, started: Date.now() }
+  expect(items: number, bytes: number): void {
+    this.totals = { items, bytes, doneItems: 0, doneBytes: 0, started: Date.now() }
+  }
+  start(id: string, label: string, total?: number, group?: string): void {
+    this.rows.set(id, { label, total, bytes: 0, started: Date.now(), ...(group ? { group } : {}) })
   }
   advance(id: string, bytes: number): void {
     const r = this.rows.get(id)
     if (r) r.bytes += bytes
+    this.totals.doneBytes += bytes
   }
   done(id: string, note: string): void {
     const r = this.rows.get(id)
     this.rows.delete(id)
-    if (r && !this.closed) this.finished(`${note.padEnd(8)} ${r.label}${r.bytes > 0 ? ` (${formatBytes(r.bytes)}${rate(r, Date.now())})` : ''}`)
+    if (r) this.totals.doneItems++
+    const count = this.totals.items ? ` (${this.totals.doneItems}/${this.totals.items})` : ''
+    if (r && !this.closed) this.finished(`${note.padEnd(8)} ${r.label}${r.bytes > 0 ? ` (${formatBytes(r.bytes)}${rate(r, Date.now())})` : ''}${count}`)
   }
   note(line: string): void {
     if (!this.closed) this.finished(line)
@@ -98,19 +118,42 @@ export class TtyProgress extends Rows {
   private draw(): void {
     if (this.closed) return
     this.clear()
-    const lines = renderRows([...this.rows.values()], Date.now(), this.stream.columns || 100)
+    const lines = renderRows([...this.rows.values()], Date.now(), this.stream.columns || 100, this.totals)
     if (lines.length > 0) this.stream.write(`${lines.join('\n')}\n`)
     this.drawn = lines.length
   }
 }
 
-export function renderRows(rows: readonly Row[], now: number, width: number): string[] {
-  return rows.map((r) => {
+/**
+ * The live table: a total line (bytes and items done of all, elapsed, ETA at the rate so
+ * far), then one row per download, the blobs of one image merged into one row.
+ */
+export function renderRows(rows: readonly Row[], now: number, width: number, totals?: Totals): string[] {
+  const merged = new Map<string, Row & { n: number }>()
+  for (const r of rows) {
+    const key = r.group ?? `\0${r.label}`
+    const m = merged.get(key)
+    if (!m) merged.set(key, { ...r, label: r.group ?? r.label, n: 1 })
+    else {
+      m.bytes += r.bytes
+      m.total = m.total !== undefined && r.total !== undefined ? m.total + r.total : undefined
+      m.started = Math.min(m.started, r.started)
+      m.n++
+    }
+  }
+  const lines = [...merged.values()].map((r) => {
     const secs = Math.max(0.001, (now - r.started) / 1000)
     const pct = r.total ? `${Math.floor((100 * r.bytes) / r.total)}%`.padStart(4) : '    '
     const amount = r.total ? `${formatBytes(r.bytes)} / ${formatBytes(r.total)}` : formatBytes(r.bytes)
-    return `${pct} ${r.label}  ${amount}  ${formatBytes(r.bytes / secs)}/s`.slice(0, width - 1)
+    const blobs = r.group ? `  (${r.n} blob${r.n > 1 ? 's' : ''})` : ''
+    return `${pct} ${r.label}${blobs}  ${amount}  ${formatBytes(r.bytes / secs)}/s`.slice(0, width - 1)
   })
+  if (!totals?.items) return lines
+  const secs = Math.max(0.001, (now - totals.started) / 1000)
+  const left = totals.bytes - totals.doneBytes
+  const eta = totals.doneBytes > 0 && left > 0 ? `, ETA ${Math.ceil(left / (totals.doneBytes / secs))} s` : ''
+  const total = `total ${formatBytes(totals.doneBytes)} / ${formatBytes(totals.bytes)}, ${totals.doneItems}/${totals.items} files, ${Math.floor(secs)} s${eta}`
+  return [total.slice(0, width - 1), ...lines]
 }
 
 export function progressFor(opts: { json?: boolean; stream?: NodeJS.WriteStream }): Progress {

@@ -48,4 +48,22 @@ describe('terminal progress', () => {
     const rows = renderRows([{ label: 'containerd 1.7.16', total: 4 << 20, bytes: 1 << 20, started: 0 }], 1000, 80)
     expect(rows).toEqual([' 25% containerd 1.7.16  1.0 MiB / 4.0 MiB  1.0 MiB/s'])
   })
+  it('shows the total first (bytes, files, elapsed, ETA) and one row per image, however many blobs', () => {
+    const m = 1 << 20
+    const rows = renderRows(
+      [
+        { label: 'pause manifest', total: m, bytes: m, started: 0, group: 'registry.k8s.io/pause:3.9' },
+        { label: 'pause blob 1', total: 3 * m, bytes: m, started: 0, group: 'registry.k8s.io/pause:3.9' },
+        { label: 'kubeadm 1.29.3', total: 4 * m, bytes: 2 * m, started: 0 },
+      ],
+      2000,
+      120,
+      { items: 10, bytes: 16 * m, doneItems: 3, doneBytes: 4 * m, started: 0 },
+    )
+    expect(rows).toEqual([
+      'total 4.0 MiB / 16.0 MiB, 3/10 files, 2 s, ETA 6 s',
+      ' 50% registry.k8s.io/pause:3.9  (2 blobs)  2.0 MiB / 4.0 MiB  1.0 MiB/s',
+      ' 50% kubeadm 1.29.3  2.0 MiB / 4.0 MiB  1.0 MiB/s',
+    ])
+  })
 })

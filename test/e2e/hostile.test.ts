@@ -234,6 +234,29 @@ describe('1. the trust root: the standalone verifier (dash, real openssl, sha256
     await expect(verifyBundle(b)).rejects.toThrow(/README\.txt/)
   })
 
+  it('bundle inspect says whether and by whom a bundle is signed, where the runtime is, and previews a lock', async () => {
+    const plain = await bundleCli(['inspect', signedTar])
+    expect(plain.code, plain.stderr).toBe(0)
+    expect(plain.stdout.split('\n')[0]).toMatch(/, signed \(give --public-key to see by whom\)$/)
+    expect(plain.stdout).toMatch(/^ {2}node +\S+ +\S+ \S+ +runtime\/bin\/node$/m)
+    const by = await bundleCli(['inspect', signedTar, '--public-key', join(keys, 'kube-airgap.pub'), '--json'])
+    expect(JSON.parse(by.stdout).signature).toEqual({ signed: true, signedBy: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) })
+    expect(JSON.parse((await bundleCli(['inspect', unsignedTar, '--json'])).stdout).signature).toEqual({ signed: false })
+    const other = join(dir, 'inspect-keys')
+    expect((await bundleCli(['keygen', '--out', other])).code).toBe(0)
+    const wrong = await bundleCli(['inspect', signedTar, '--public-key', join(other, 'kube-airgap.pub')])
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toMatch(/^bundle: ESIGNATURE: .*the signature does not match/)
+    const preview = await bundleCli(['inspect', lockPath, '--json'])
+    expect(preview.code, preview.stderr).toBe(0)
+    expect(JSON.parse(preview.stdout)).toMatchObject({
+      ok: true,
+      kubernetes: '1.29.3',
+      images: 11,
+      hosts: expect.arrayContaining(['dl.k8s.io', 'registry.k8s.io', 'docker.io']),
+    })
+  })
+
   it('./install --require-signature is a guard against damage only: it refuses an unsigned bundle; --public-key refuses a private key', async () => {
     const root = await mkdtemp(join(dir, 'root-'))
     const u = join(dir, 'unsigned', NAME)

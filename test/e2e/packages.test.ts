@@ -279,7 +279,10 @@ describe('OS packages', () => {
 
   it('reads the archive the way apt does: a tampered index, a Release signed by another key and an unsigned Release each fail the lock in one line naming the suite', async () => {
     const cases: [string, RegExp][] = [
-      ['tampered', /^bundle: EINTEGRITY: debian-12 bookworm-updates main\/binary-amd64\/Packages\.gz \(against the signed Release\) from http:\/\/\S+: expected sha256/],
+      [
+        'tampered',
+        /^bundle: EINTEGRITY: debian-12 bookworm-updates main\/binary-amd64\/Packages\.gz \(against the signed Release\) from http:\/\/\S+: expected sha256/,
+      ],
       ['stranger', /^bundle: ESIGNATURE: debian-12 bookworm-security: InRelease is not signed by the release's archive key/],
       ['unsigned', /^bundle: ESIGNATURE: debian-12 bookworm: Release is not signed \(no InRelease, no Release\.gpg\)/],
     ]

@@ -172,6 +172,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     o.progress.expect(
       missing.length,
       missing.reduce((n, i) => n + (i.size ?? 0), 0),
+      missing.filter((i) => i.size === undefined).length,
     )
     const { sha256, size } = await packBundle(o, fetcher, all, data, plan.id)
     const tarPath = join(o.outDir, plan.id.tarName)

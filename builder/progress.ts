@@ -3,8 +3,8 @@
  * nothing at all with --json (the result goes to stdout as one JSON document).
  */
 export interface Progress {
-  /** What the whole run will fetch: items and bytes (known sizes), for the total line. */
-  expect(items: number, bytes: number): void
+  /** What the whole run will fetch: items, bytes, and how many of the items have no size in advance. */
+  expect(items: number, bytes: number, unsized?: number): void
   /** `group`: rows of one group (an image's blobs) are shown as one row. */
   start(id: string, label: string, total?: number, group?: string): void
   advance(id: string, bytes: number): void
@@ -38,6 +38,8 @@ interface Row {
 export interface Totals {
   items: number
   bytes: number
+  /** Items whose size is not known in advance (a lock without sizes): no byte total, no ETA then. */
+  unsized?: number
   doneItems: number
   doneBytes: number
   started: number
@@ -48,8 +50,8 @@ abstract class Rows implements Progress {
   protected rows = new Map<string, Row>()
   protected closed = false
   protected totals: Totals = { items: 0, bytes: 0, doneItems: 0, doneBytes: 0, started: Date.now() }
-  expect(items: number, bytes: number): void {
-    this.totals = { items, bytes, doneItems: 0, doneBytes: 0, started: Date.now() }
+  expect(items: number, bytes: number, unsized = 0): void {
+    this.totals = { items, bytes, unsized, doneItems: 0, doneBytes: 0, started: Date.now() }
   }
   start(id: string, label: string, total?: number, group?: string): void {
     this.rows.set(id, { label, total, bytes: 0, started: Date.now(), ...(group ? { group } : {}) })
@@ -151,8 +153,12 @@ export function renderRows(rows: readonly Row[], now: number, width: number, tot
   if (!totals?.items) return lines
   const secs = Math.max(0.001, (now - totals.started) / 1000)
   const left = totals.bytes - totals.doneBytes
-  const eta = totals.doneBytes > 0 && left > 0 ? `, ETA ${Math.ceil(left / (totals.doneBytes / secs))} s` : ''
-  const total = `total ${formatBytes(totals.doneBytes)} / ${formatBytes(totals.bytes)}, ${totals.doneItems}/${totals.items} files, ${Math.floor(secs)} s${eta}`
+  const sized = !totals.unsized
+  const eta = sized && totals.doneBytes > 0 && left > 0 ? `, ETA ${Math.ceil(left / (totals.doneBytes / secs))} s` : ''
+  const amount = sized
+    ? `${formatBytes(totals.doneBytes)} / ${formatBytes(totals.bytes)}`
+    : `${formatBytes(totals.doneBytes)} (${totals.unsized} of unknown size)`
+  const total = `total ${amount}, ${totals.doneItems}/${totals.items} files, ${Math.floor(secs)} s, ${formatBytes(totals.doneBytes / secs)}/s${eta}`
   return [total.slice(0, width - 1), ...lines]
 }
 

@@ -61,9 +61,13 @@ describe('terminal progress', () => {
       { items: 10, bytes: 16 * m, doneItems: 3, doneBytes: 4 * m, started: 0 },
     )
     expect(rows).toEqual([
-      'total 4.0 MiB / 16.0 MiB, 3/10 files, 2 s, ETA 6 s',
+      'total 4.0 MiB / 16.0 MiB, 3/10 files, 2 s, 2.0 MiB/s, ETA 6 s',
       ' 50% registry.k8s.io/pause:3.9  (2 blobs)  2.0 MiB / 4.0 MiB  1.0 MiB/s',
       ' 50% kubeadm 1.29.3  2.0 MiB / 4.0 MiB  1.0 MiB/s',
+    ])
+    // Files whose size the lock does not give: no byte total, no ETA, rather than a wrong one.
+    expect(renderRows([], 2000, 120, { items: 10, bytes: 0, unsized: 4, doneItems: 3, doneBytes: 4 << 20, started: 0 })).toEqual([
+      'total 4.0 MiB (4 of unknown size), 3/10 files, 2 s, 2.0 MiB/s',
     ])
   })
 })

@@ -65,17 +65,9 @@ function makeProgram(io: Io): Command {
     )
     .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
     .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
-    .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
-    .option(
-      '--registry-mirror <host=url>',
-      "send one registry's requests to URL (a path is a repository prefix; HOST/REPOSITORY=URL for one repository; repeatable)",
-      collect,
-      [],
-    )
-    .option(
-      '--mirrors <file>',
-      `a mirrors file with every --mirror and --registry-mirror of a site (default: $${MIRRORS_ENV}); manifests/mirrors/china.yaml for users in China`,
-    )
+    .addOption(mirrorOption())
+    .addOption(registryMirrorOption())
+    .addOption(mirrorsFileOption())
     .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
     .option('--concurrency <n>', 'parallel requests', '8')
     .option('--keyring <file>', 'also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)', collect, [])
@@ -133,17 +125,9 @@ function makeProgram(io: Io): Command {
     .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
     .option('--out <dir>', 'where to write the bundle', 'dist')
     .option('--cache <dir>', 'the download cache, shared by all builds', Cache.defaultRoot())
-    .option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)', collect, [])
-    .option(
-      '--registry-mirror <host=url>',
-      "send one registry's requests to URL (a path is a repository prefix; HOST/REPOSITORY=URL for one repository; repeatable)",
-      collect,
-      [],
-    )
-    .option(
-      '--mirrors <file>',
-      `a mirrors file with every --mirror and --registry-mirror of a site (default: $${MIRRORS_ENV}); manifests/mirrors/china.yaml for users in China`,
-    )
+    .addOption(mirrorOption())
+    .addOption(registryMirrorOption())
+    .addOption(mirrorsFileOption())
     .option('--concurrency <n>', 'parallel downloads', '8')
     .option('--sign <key>', 'sign the bundle with this Ed25519 private key (from bundle keygen)')
     .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
@@ -386,6 +370,21 @@ function makeProgram(io: Io): Command {
     })
   return program
 }
+
+/** The mirror options `bundle lock` and `bundle build` share (one Option per command: commander keeps state in it). */
+const mirrorOption = () => new Option('--mirror <from=to>', 'fetch URLs starting with FROM from TO instead (repeatable)').argParser(collect).default([])
+const registryMirrorOption = () =>
+  new Option(
+    '--registry-mirror <host=url>',
+    "send one registry's requests to URL (a path is a repository prefix; HOST/REPOSITORY=URL for one repository; repeatable)",
+  )
+    .argParser(collect)
+    .default([])
+const mirrorsFileOption = () =>
+  new Option(
+    '--mirrors <file>',
+    `a mirrors file with every --mirror and --registry-mirror of a site (default: $${MIRRORS_ENV}); manifests/mirrors/china.yaml for users in China`,
+  )
 
 /** Rows as aligned columns, two spaces apart, each line indented by two. */
 function table(rows: string[][]): string {

@@ -200,19 +200,13 @@ export class NodeHost implements Host {
   }
 }
 
-/**
- * A dry run: a decorator that lets queries through to the host it wraps and records every
- * change instead of making it. Its record is what the dry run prints.
- */
-export class DryRunHost implements Host {
-  readonly events: HostEvent[] = []
-
-  constructor(private readonly inner: Host) {}
+/** A decorator's base: every call goes to the host it wraps; subclasses change what they must. */
+class HostDecorator implements Host {
+  constructor(protected readonly inner: Host) {}
 
   get root(): string {
     return this.inner.root
   }
-
   path(nodePath: string): string {
     return this.inner.path(nodePath)
   }
@@ -234,16 +228,33 @@ export class DryRunHost implements Host {
   hasCommand(name: string): Promise<boolean> {
     return this.inner.hasCommand(name)
   }
+  write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
+    return this.inner.write(nodePath, data, mode, sha256, owner)
+  }
+  remove(nodePath: string): Promise<void> {
+    return this.inner.remove(nodePath)
+  }
+  run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
+    return this.inner.run(argv, opts)
+  }
+}
 
-  async write(nodePath: string, _data: Buffer | string | Readable, mode: number, sha256: Sha256): Promise<void> {
+/**
+ * A dry run: a decorator that lets queries through to the host it wraps and records every
+ * change instead of making it. Its record is what the dry run prints.
+ */
+export class DryRunHost extends HostDecorator {
+  readonly events: HostEvent[] = []
+
+  override async write(nodePath: string, _data: Buffer | string | Readable, mode: number, sha256: Sha256): Promise<void> {
     this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
   }
 
-  async remove(nodePath: string): Promise<void> {
+  override async remove(nodePath: string): Promise<void> {
     this.events.push({ kind: 'remove', path: nodePath })
   }
 
-  async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
+  override async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
     if (opts.changing === false) return this.inner.run(argv, opts)
     this.events.push({ kind: 'run', argv })
     return { code: 0, stdout: '', stderr: '' }
@@ -279,48 +290,25 @@ export class RunLog {
 }
 
 /** A decorator that writes every change, every command and its output to a RunLog as it happens. */
-export class LoggingHost implements Host {
+export class LoggingHost extends HostDecorator {
   constructor(
-    private readonly inner: Host,
+    inner: Host,
     private readonly log: RunLog,
-  ) {}
-
-  get root(): string {
-    return this.inner.root
-  }
-  path(nodePath: string): string {
-    return this.inner.path(nodePath)
-  }
-  read(nodePath: string): Promise<Buffer | undefined> {
-    return this.inner.read(nodePath)
-  }
-  readText(nodePath: string): Promise<string | undefined> {
-    return this.inner.readText(nodePath)
-  }
-  exists(nodePath: string): Promise<boolean> {
-    return this.inner.exists(nodePath)
-  }
-  list(nodeDir: string): Promise<string[]> {
-    return this.inner.list(nodeDir)
-  }
-  fileState(nodePath: string): Promise<{ sha256: Sha256; mode: number } | undefined> {
-    return this.inner.fileState(nodePath)
-  }
-  hasCommand(name: string): Promise<boolean> {
-    return this.inner.hasCommand(name)
+  ) {
+    super(inner)
   }
 
-  async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
+  override async write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
     await this.inner.write(nodePath, data, mode, sha256, owner)
     this.log.line(`write  ${nodePath} ${sha256.oci} ${mode.toString(8).padStart(4, '0')}`)
   }
 
-  async remove(nodePath: string): Promise<void> {
+  override async remove(nodePath: string): Promise<void> {
     await this.inner.remove(nodePath)
     this.log.line(`remove ${nodePath}`)
   }
 
-  async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
+  override async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
     const query = opts.changing === false
     this.log.line(`${query ? 'query ' : 'run   '} ${argv.join(' ')}`)
     const streamed = !!opts.onOutput

@@ -16,7 +16,8 @@ import { checkHosts, hostsFor } from './mirrors.js'
 import { parseImageRef } from '../bundle/reference.js'
 import { extractRuntime } from './node-runtime.js'
 import type { FetchOptions } from './options.js'
-import { CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, PACKAGE_VERSION, QUICKSTART_DIR } from './package-files.js'
+import { CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, QUICKSTART_DIR } from './package-files.js'
+import { TOOL_VERSION } from '../bundle/version.js'
 import { packBundle } from './pack.js'
 import { splitTar } from './parts.js'
 import { bundleData, bundlePathOf, imageBlobs, planBundle, type PlannedDownload } from './plan.js'
@@ -162,7 +163,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     const { data } = bundleData(lock, plan, o.releases, images, {
       installer,
       kubeadmTable: await readFile(o.kubeadmTable),
-      toolVersion: PACKAGE_VERSION,
+      toolVersion: TOOL_VERSION,
       quickstart,
     })
     // The total the progress display counts down: what is not in the cache yet.

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -16,4 +16,3 @@ export const KEYRING_DIR = join(PACKAGE_DIR, 'manifests', 'keyrings')
 export const QUICKSTART_DIR = join(PACKAGE_DIR, 'manifests', 'quickstart')
 export const CLUSTER_EXAMPLE = join(PACKAGE_DIR, 'manifests', 'cluster.example.yaml')
 export const INSTALLER_BUILT = join(PACKAGE_DIR, 'lib', 'installer', 'install.mjs')
-export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string }).version

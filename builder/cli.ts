@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Command, Option } from 'commander'
 import { writeAtomic } from '../bundle/atomic.js'
+import { addCompletionCommand } from '../bundle/completion.js'
 import { KaError } from '../bundle/errors.js'
 import { commanderOutput, printJson as writeJson, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { parseLock, serializeLock } from '../bundle/lock.js'
@@ -58,7 +59,7 @@ function makeProgram(io: Io): Command {
 
   program
     .command('lock')
-    .description('Resolve a manifest into a lock: every file with its URL and sha256, every image with its digest.')
+    .description('resolve a manifest into a lock: every file with its URL and sha256, every image with its digest')
     .addHelpText(
       'after',
       `\nExamples:\n  bundle lock                                   # manifests/default.yaml -> bundle.lock.json\n  bundle lock --manifest my.yaml --out my.lock.json --mirrors manifests/mirrors/china.yaml`,
@@ -116,7 +117,7 @@ function makeProgram(io: Io): Command {
 
   program
     .command('build')
-    .description('Download everything the lock pins, check it, and write one self-verifying bundle tar.')
+    .description('download everything the lock pins, check it, and write one self-verifying bundle tar')
     .addHelpText(
       'after',
       `\nExamples:\n  bundle build                                  # the embedded lock, linux/amd64, into dist/\n  bundle build --platform linux/arm64 --os ubuntu-22.04 --sign keys/kube-airgap.key\n  bundle build --media fat32 --mirrors manifests/mirrors/china.yaml`,
@@ -199,11 +200,10 @@ function makeProgram(io: Io): Command {
     .description(
       `make an Ed25519 key pair for signing bundles: kube-airgap.key (private, 0600), kube-airgap.pub, and ${VERIFIER_NAME}, the standalone verifier with the public key in it`,
     )
-    .addHelpText('after', `\nExamples:\n  bundle keygen --out keys                      # keys/kube-airgap.key, .pub and kube-airgap-verify`)
     .requiredOption('--out <dir>', 'where to write the keys (required)')
     .addHelpText(
       'after',
-      `\nExample:\n  bundle keygen --out ~/kube-airgap-keys\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`,
+      `\nExamples:\n  bundle keygen --out ~/kube-airgap-keys          # kube-airgap.key, kube-airgap.pub and ${VERIFIER_NAME} in it\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`,
     )
     .action(async (opts: { out: string }) => {
       await mkdir(opts.out, { recursive: true })
@@ -222,10 +222,9 @@ function makeProgram(io: Io): Command {
   program
     .command('verifier')
     .description(`write ${VERIFIER_NAME}, the standalone verifier, for an existing public key`)
-    .addHelpText('after', `\nExamples:\n  bundle verifier --public-key keys/kube-airgap.pub --out kube-airgap-verify`)
     .requiredOption('--public-key <file>', 'the Ed25519 public key the bundles are signed for (required)')
     .option('--out <file>', 'where to write it', VERIFIER_NAME)
-    .addHelpText('after', `\nExample:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
+    .addHelpText('after', `\nExamples:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
     .action(async (opts: { publicKey: string; out: string }) => {
       const pem = await readKey(opts.publicKey)
       await writeAtomic(opts.out, verifierScript(publicKeyOnly(pem, `--public-key ${opts.publicKey}`)), { mode: 0o755 })
@@ -248,7 +247,7 @@ function makeProgram(io: Io): Command {
 
   program
     .command('verify')
-    .description('Check a bundle (tar, split parts or unpacked folder) against its SHA256SUMS and lock, and its signature.')
+    .description('check a bundle (tar, split parts or unpacked folder) against its SHA256SUMS and lock, and its signature')
     .addHelpText(
       'after',
       `\nExamples:\n  bundle verify dist/kube-airgap-v1.29.3-linux-amd64.tar --public-key keys/kube-airgap.pub\n  bundle verify kube-airgap-v1.29.3-linux-amd64/         # an unpacked folder`,
@@ -292,7 +291,7 @@ function makeProgram(io: Io): Command {
 
   program
     .command('inspect')
-    .description('Show what a bundle holds: versions, sizes, images; --sbom prints its CycloneDX 1.5 SBOM.')
+    .description('show what a bundle holds: versions, sizes, images; --sbom prints its CycloneDX 1.5 SBOM')
     .addHelpText(
       'after',
       `\nExamples:\n  bundle inspect dist/kube-airgap-v1.29.3-linux-amd64.tar\n  bundle inspect dist/kube-airgap-v1.29.3-linux-amd64.tar --sbom > sbom.cdx.json`,
@@ -362,12 +361,13 @@ function makeProgram(io: Io): Command {
     .command('versions')
     .description('list the Kubernetes versions this kube-airgap can build bundles for (its kubeadm image table)')
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', '\nExample:\n  bundle versions     # then set kubernetes: in the manifest to one of them and run bundle lock')
+    .addHelpText('after', '\nExamples:\n  bundle versions     # then set kubernetes: in the manifest to one of them and run bundle lock')
     .action(async (opts: { json?: boolean }) => {
       const versions = Object.keys(loadYaml(await readFile(KUBEADM_TABLE, 'utf8'), KUBEADM_TABLE) as Record<string, unknown>)
       if (opts.json) return printJson({ ok: true, versions })
       out(`${versions.join('\n')}\n`)
     })
+  addCompletionCommand(program, 'bundle', {}, out)
   return program
 }
 

@@ -44,7 +44,7 @@ export async function planImages(
           const top = await o.registry.resolve(ref)
           pinned = top.digest
           await o.cache.store(top.digest, top.data)
-          o.progress.note(`warning  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
+          o.progress.note(`WARN  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
         }
         const topBytes = await manifestBytes(o, ref, pinned)
         const top = parseManifestDoc(topBytes, undefined, name)

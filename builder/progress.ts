@@ -1,3 +1,4 @@
+import { terminal } from '../bundle/report.js'
 /**
  * What the user sees while files move: a live table on a terminal, plain lines in a log,
  * nothing at all with --json (the result goes to stdout as one JSON document).
@@ -85,7 +86,7 @@ const rate = (r: Row, now: number): string => {
 
 /** Plain lines: one when an artifact is done. For logs and CI. */
 export class LineProgress extends Rows {
-  constructor(private readonly out: (s: string) => void = (s) => process.stderr.write(s)) {
+  constructor(private readonly out: (s: string) => void = terminal(process.stderr)) {
     super()
   }
   protected finished(line: string): void {
@@ -97,14 +98,17 @@ export class LineProgress extends Rows {
 export class TtyProgress extends Rows {
   private drawn = 0
   private timer: NodeJS.Timeout
+  /** Text from the lock (labels) goes through here: escaped, coloured; only the table's own cursor codes go raw. */
+  private readonly text: (s: string) => void
   constructor(private readonly stream: NodeJS.WriteStream = process.stderr) {
     super()
+    this.text = terminal(stream)
     this.timer = setInterval(() => this.draw(), 200)
     this.timer.unref()
   }
   protected finished(line: string): void {
     this.clear()
-    this.stream.write(`${line}\n`)
+    this.text(`${line}\n`)
     this.draw()
   }
   override close(): void {
@@ -121,7 +125,7 @@ export class TtyProgress extends Rows {
     if (this.closed) return
     this.clear()
     const lines = renderRows([...this.rows.values()], Date.now(), this.stream.columns || 100, this.totals)
-    if (lines.length > 0) this.stream.write(`${lines.join('\n')}\n`)
+    if (lines.length > 0) this.text(`${lines.join('\n')}\n`)
     this.drawn = lines.length
   }
 }
@@ -165,5 +169,5 @@ export function renderRows(rows: readonly Row[], now: number, width: number, tot
 export function progressFor(opts: { json?: boolean; stream?: NodeJS.WriteStream }): Progress {
   const stream = opts.stream ?? process.stderr
   if (opts.json) return silentProgress
-  return stream.isTTY ? new TtyProgress(stream) : new LineProgress((s) => stream.write(s))
+  return stream.isTTY ? new TtyProgress(stream) : new LineProgress(terminal(stream))
 }

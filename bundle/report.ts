@@ -7,10 +7,43 @@ export interface Io {
   err(text: string): void
 }
 
-export const processIo: Io = {
-  out: (s) => void process.stdout.write(printable(s)),
-  err: (s) => void process.stderr.write(printable(s)),
+/**
+ * Whether a stream gets colour: \`NO_COLOR\` set (no-color.org) turns it off, \`FORCE_COLOR\`
+ * (not 0) on; otherwise a terminal that is not \`TERM=dumb\`.
+ */
+export function wantsColour(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.NO_COLOR) return false
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true
+  return !!stream.isTTY && env.TERM !== 'dumb'
 }
+
+const RED = '31'
+const YELLOW = '33'
+const GREEN = '32'
+const CYAN = '36'
+/** The words that start a line on both command lines, and their colour. */
+const LEVEL_COLOURS: Record<string, string> = { FAIL: RED, failed: RED, WARN: YELLOW, TODO: CYAN, note: CYAN, OK: GREEN, 'ok:': GREEN, done: GREEN }
+
+/**
+ * Colours the level word a line starts with (\`FAIL\`, \`WARN\`, \`TODO\`, \`OK\`, \`ok:\`,
+ * \`note\`; an install step's \`failed\` or \`done\`) and an error's code. Only the colour
+ * changes: the words are the same with colour off. Runs on text already made printable, so
+ * the only escape sequences out are these.
+ */
+export const paint = (text: string): string =>
+  text
+    .replace(/^(\[[a-z-]+\] )?(FAIL|failed|WARN|TODO|note|OK|ok:|done)(?= |$)/gm, (_, step: string | undefined, word: string) => {
+      return `${step ?? ''}\x1b[${LEVEL_COLOURS[word]}m${word}\x1b[0m`
+    })
+    .replace(/^([\w./-]+: )(E[A-Z]+)(?=: )/gm, `$1\x1b[${RED}m$2\x1b[0m`)
+
+/** Writes to a terminal or pipe: control characters escaped, then coloured when the stream wants colour. */
+export const terminal = (stream: NodeJS.WritableStream & { isTTY?: boolean }): ((s: string) => void) => {
+  const colour = wantsColour(stream)
+  return (s) => void stream.write(colour ? paint(printable(s)) : printable(s))
+}
+
+export const processIo: Io = { out: terminal(process.stdout), err: terminal(process.stderr) }
 
 /**
  * Runs a command line's `main` when this module is the program itself (not when a test

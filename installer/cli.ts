@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url'
 import { Command, Option } from 'commander'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { TOOL_VERSION } from '../bundle/version.js'
+import { addCompletionCommand } from '../bundle/completion.js'
 import { configCommand } from './commands/config.js'
 import { versionCommand } from './commands/version.js'
 import { doctorCommand } from './commands/doctor.js'
@@ -12,7 +13,7 @@ import { resetCommand } from './commands/reset.js'
 import { verifyCommand } from './commands/verify.js'
 import type { Flags } from './context.js'
 import { DEFAULT_CONTAINERD_SOCKET } from './node-paths.js'
-import { VERIFY_SUMMARY } from './phases/index.js'
+import { PHASE_CHOICES, VERIFY_SUMMARY } from './phases/index.js'
 
 /** The bundle this installer sits in: `<bundle>/installer/install.mjs`. */
 const BUNDLE_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '')
@@ -87,7 +88,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
   top
     .command('config')
     .description('print a commented cluster.yaml filled with what this node shows (name, address, a pod subnet clear of its networks)')
-    .addHelpText('after', '\nExample:\n  ./install config > ~/cluster.yaml && sudo ./install --role master --config ~/cluster.yaml')
+    .addHelpText('after', '\nExamples:\n  ./install config > ~/cluster.yaml && sudo ./install --role master --config ~/cluster.yaml')
     .action(async () => configCommand(flags(), io))
   top
     .command('version')
@@ -99,6 +100,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .description('list the phases, in the order they run')
     .addHelpText('after', `\nExamples:\n  ./install phases`)
     .action(() => phasesCommand(io))
+  addCompletionCommand(top, './install', { '--role': ['master', 'worker'], '--phases': PHASE_CHOICES, '--skip-phases': PHASE_CHOICES }, (s) => io.out(s))
   return top
 }
 

@@ -76,7 +76,7 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
     warnings.push("cannot tell this node's address (no default route): the plan shows <advertise-address>; a real run needs --advertise-address")
     setup.advertise = '<advertise-address>'
   }
-  for (const w of warnings) req.say(`warn  ${w}`)
+  for (const w of warnings) req.say(`WARN  ${w}`)
   const { bundle, report } = await openVerified(flags, req.record ? host : new DryRunHost(node), req.say)
   // Nothing is written on the node before verification, the log included.
   const log = req.log && !dryRun ? new RunLog(node.path(`${RECORD_DIR}/${req.log}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`)) : undefined

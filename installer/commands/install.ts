@@ -99,24 +99,31 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
 }
 
 /**
- * Signs of life on the terminal: a line when a step that changes the node starts, a long
- * command's output as it comes (on a terminal or with --verbose), and a wait's progress on
- * one line that is replaced (on a terminal only).
+ * Signs of life: when a step that changes the node starts (on a terminal a status line that
+ * its result line replaces; in a pipe or log a line of its own), a long command's output as
+ * it comes (on a terminal or with --verbose), and a wait's progress on the status line.
  */
 function liveOutput(io: Io, json: boolean, verbose: boolean): Live | undefined {
   if (json) return undefined
   const tty = !!process.stderr.isTTY
-  let status = false
+  let shown = false
+  // The status line is replaced in place: written raw, as it carries the terminal's own codes.
+  const status = (line: string) => {
+    if (!tty || (!line && !shown)) return
+    process.stderr.write(`\r\x1b[K${printable(line)}`)
+    shown = !!line
+  }
   return {
-    started: (phase, title) => io.out(`[${phase}] ${'started'.padEnd(12)} ${title}\n`),
+    started: (phase, title) => {
+      const line = `[${phase}] ${'started'.padEnd(12)} ${title}`
+      if (tty) status(line)
+      else io.out(`${line}\n`)
+    },
     output: (text) => {
-      if (tty || verbose) io.err(text.replace(/\n$/, '').replace(/^/gm, '      | ').concat('\n'))
+      if (!tty && !verbose) return
+      status('')
+      io.err(text.replace(/\n$/, '').replace(/^/gm, '      | ').concat('\n'))
     },
-    waiting: (line) => {
-      if (!tty || (!line && !status)) return
-      // A status line replaced in place: written raw, as it carries the terminal's own codes.
-      process.stderr.write(`\r\x1b[K${printable(line)}`)
-      status = !!line
-    },
+    waiting: status,
   }
 }

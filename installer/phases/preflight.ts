@@ -131,7 +131,7 @@ export const preflight: Phase = {
   summary: 'checks the node: root, architecture, systemd, swap, ports, an existing cluster, other runtimes, cgroups, host commands, hostname',
   async plan(ctx) {
     const findings = await preflightFindings(ctx)
-    for (const x of findings) if (x.level !== 'ok') ctx.say(`${x.level === 'fail' ? 'FAIL' : 'warn'}  ${x.check}: ${x.found}${x.fix ? `; ${x.fix}` : ''}`)
+    for (const x of findings) if (x.level !== 'ok') ctx.say(`${x.level.toUpperCase()}  ${x.check}: ${x.found}${x.fix ? `; ${x.fix}` : ''}`)
     const fails = findings.filter((x) => x.level === 'fail')
     // A dry run goes on: the failures are listed above, and every phase is planned anyway.
     if (fails.length && ctx.options.dryRun) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { memoryIo } from '../../bundle/report.js'
 import { main } from '../../builder/cli.js'
+import { bashCompletions } from '../support/cli.js'
 
 /** `bundle` called in process: only its output and exit status matter here. */
 describe('bundle, in process', () => {
@@ -24,10 +25,26 @@ describe('bundle, in process', () => {
   })
 
   it('every command has examples in its --help', async () => {
-    for (const cmd of [[], ...['lock', 'build', 'keygen', 'verifier', 'join', 'verify', 'inspect', 'version', 'versions'].map((c) => [c])]) {
+    for (const cmd of [[], ...['lock', 'build', 'keygen', 'verifier', 'join', 'verify', 'inspect', 'version', 'versions', 'completion'].map((c) => [c])]) {
       const io = memoryIo()
       expect(await main([...cmd, '--help'], io), cmd.join(' ')).toBe(0)
       expect(io.stdout, cmd.join(' ')).toMatch(/\nExamples?:\n {2}bundle /)
     }
+  })
+
+  it('completion bash is made from the command line itself, and real bash completes commands, options and choices with it', async () => {
+    const io = memoryIo()
+    expect(await main(['completion', 'bash'], io)).toBe(0)
+    expect(bashCompletions(io.stdout, 'bundle ver')).toEqual(['verifier', 'verify', 'version', 'versions'])
+    expect(bashCompletions(io.stdout, 'bundle build --pl')).toEqual(['--platform'])
+    expect(bashCompletions(io.stdout, 'bundle build --platform linux/a')).toEqual(['linux/amd64', 'linux/arm64'])
+    expect(bashCompletions(io.stdout, 'bundle build --media ')).toEqual(['fat32', 'exfat'])
+    expect(bashCompletions(io.stdout, 'bundle build --lock bundle.lock.j')).toEqual(['bundle.lock.json'])
+    const zsh = memoryIo()
+    expect(await main(['completion', 'zsh'], zsh)).toBe(0)
+    expect(zsh.stdout).toMatch(/^autoload -U \+X bashcompinit && bashcompinit$/m)
+    const bad = memoryIo()
+    expect(await main(['completion', 'fish'], bad)).toBe(2)
+    expect(bad.stderr).toMatch(/^bundle: EUSAGE: .*fish.*bash, zsh/)
   })
 })

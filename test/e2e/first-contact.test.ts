@@ -50,8 +50,9 @@ const run = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
 }
 const install = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   run([process.execPath, join(bundle, 'installer', 'install.mjs'), '--bundle', bundle, ...args], env)
-const underRoot = async (root: string, args: string[]) =>
+const underRoot = async (root: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
   install([...args, '--root', root, '--host-commands', standins], {
+    ...env,
     PATH: `${standins}:${process.env.PATH}`,
     KA_RECORD: join(root, '..', 'record'),
     KA_ROOT: root,
@@ -102,7 +103,7 @@ describe('a dry run always plans', () => {
     const r = await underRoot(root, ['--role', 'master', '--dry-run'])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toMatch(/^FAIL {2}systemd: systemd is not running as init/m)
-    expect(r.stderr).toMatch(/^warn {2}cannot tell this node's address \(no default route\): the plan shows <advertise-address>/m)
+    expect(r.stderr).toMatch(/^WARN {2}cannot tell this node's address \(no default route\): the plan shows <advertise-address>/m)
     expect(r.stdout).toMatch(/^\[preflight\] checked +node checked: 1 failure a real run stops at/m)
     for (const phase of ['kernel', 'containerd', 'kubernetes', 'images', 'cluster', 'network', 'finish'])
       expect(r.stdout, phase).toMatch(new RegExp(`^\\[${phase}\\] would do `, 'm'))
@@ -187,6 +188,11 @@ describe('for scripts and for the operator without a README', () => {
     const text = await underRoot(root, ['doctor'])
     expect(text.stdout).toMatch(/^TODO {2}containerd config +not installed yet/m)
     expect(text.stdout).toMatch(/things? not installed yet \(TODO: \.\/install does them\)$/m)
+    // Colour where it is wanted, the same words; NO_COLOR wins over everything (no-color.org).
+    const coloured = await underRoot(root, ['doctor'], { FORCE_COLOR: '1' })
+    expect(coloured.stdout).toMatch(/^\x1b\[36mTODO\x1b\[0m {2}containerd config +not installed yet/m)
+    expect(coloured.stdout.replace(/\x1b\[\d+m/g, '')).toBe(text.stdout)
+    expect((await underRoot(root, ['doctor'], { FORCE_COLOR: '1', NO_COLOR: '1' })).stdout).toBe(text.stdout)
   })
 
   it('both sides say their version; usage errors are one coded line with a suggestion', async () => {
@@ -196,6 +202,8 @@ describe('for scripts and for the operator without a README', () => {
     const typo = await bundleCli(['build', '--platfrom', 'linux/amd64'])
     expect(typo.code).toBe(2)
     expect(typo.stderr).toBe("bundle: EUSAGE: unknown option '--platfrom' (did you mean --platform?); see bundle --help\n")
+    const red = await bundleCli(['build', '--platfrom', 'linux/amd64'], { env: { FORCE_COLOR: '1' } })
+    expect(red.stderr).toBe("bundle: \x1b[31mEUSAGE\x1b[0m: unknown option '--platfrom' (did you mean --platform?); see bundle --help\n")
     const phase = install(['--role', 'worker', '--phases', 'kernal', '--dry-run'])
     expect(phase.code).toBe(2)
     expect(phase.stderr).toMatch(/^install: EUSAGE: --phases: unknown phase "kernal" \(did you mean "kernel"\?\)/)

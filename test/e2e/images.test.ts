@@ -189,7 +189,7 @@ describe('images in the bundle', () => {
     const { out, cache } = fresh()
     const r = await build(loose, out, cache)
     expect(r.code, r.stderr).toBe(0)
-    expect(r.stderr).toMatch(/warning +docker\.io\/library\/hello-frontend:1\.0 has no digest in the lock; resolved it to sha256:/)
+    expect(r.stderr).toMatch(/WARN +docker\.io\/library\/hello-frontend:1\.0 has no digest in the lock; resolved it to sha256:/)
     const inside = execFileSync('tar', ['xOf', join(out, `${NAME}.tar`), `${NAME}/bundle.lock.json`], { encoding: 'utf8' })
     expect(parseLock(inside).images.find((i) => i.ref === EXTRA_IMAGE)?.digest?.oci).toBe(world.images.get(EXTRA_IMAGE)!.top.digest)
   })

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { memoryIo } from '../../bundle/report.js'
 import { main } from '../../installer/cli.js'
 import { PHASES } from '../../installer/phases/index.js'
+import { bashCompletions } from '../support/cli.js'
 
 /** `./install` called in process: only its output and exit status matter here. */
 describe('./install, in process', () => {
@@ -33,10 +34,21 @@ describe('./install, in process', () => {
   })
 
   it('every command has examples in its --help', async () => {
-    for (const cmd of [[], ...['verify', 'join-command', 'doctor', 'reset', 'config', 'version', 'phases'].map((c) => [c])]) {
+    for (const cmd of [[], ...['verify', 'join-command', 'doctor', 'reset', 'config', 'version', 'phases', 'completion'].map((c) => [c])]) {
       const io = memoryIo()
       expect(await main([...cmd, '--help'], io), cmd.join(' ')).toBe(0)
       expect(io.stdout, cmd.join(' ')).toMatch(/\nExamples?:\n {2}(sudo )?\.\/install/)
     }
+  })
+
+  it('completion bash completes ./install: commands, roles, phases, files', async () => {
+    const io = memoryIo()
+    expect(await main(['completion', 'bash'], io)).toBe(0)
+    expect(bashCompletions(io.stdout, './install do')).toEqual(['doctor'])
+    expect(bashCompletions(io.stdout, './install --role ')).toEqual(['master', 'worker'])
+    expect(bashCompletions(io.stdout, './install --phases ker')).toEqual(['kernel'])
+    expect(bashCompletions(io.stdout, './install reset --p')).toEqual(['--purge'])
+    // Hidden options stay hidden.
+    expect(bashCompletions(io.stdout, './install --bu')).toEqual([])
   })
 })

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { REPO } from './fake-upstream.js'
 
@@ -27,3 +27,22 @@ export function bundleCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?:
 
 /** The test's environment without proxies or credentials (test/setup.ts removed them already). */
 const cleanEnv = (): NodeJS.ProcessEnv => ({ ...process.env })
+
+/**
+ * What real bash offers when completing `line` (the last word is the one being completed)
+ * with a script from `completion bash`.
+ */
+export function bashCompletions(script: string, line: string): string[] {
+  const fn = /complete -o filenames -F (\S+)/.exec(script)?.[1]
+  if (!fn) throw new Error('no complete line in the script')
+  const words = line.split(' ')
+  const r = spawnSync(
+    'bash',
+    ['--norc', '-c', `${script}\nCOMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); ${fn}; printf '%s\\n' "\${COMPREPLY[@]}"`, 'bash', ...words],
+    {
+      encoding: 'utf8',
+    },
+  )
+  if (r.status !== 0) throw new Error(r.stderr)
+  return r.stdout.split('\n').filter(Boolean)
+}

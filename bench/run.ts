@@ -1,11 +1,13 @@
 import { benchBuild } from './build.bench.js'
 import { benchImages } from './images.bench.js'
 import { benchInstall } from './install.bench.js'
+import { benchLink } from './link.bench.js'
 
 /** `npm run bench`: every benchmark, in one process of measurement, printed as ratios. */
 const which = process.argv.slice(2)
 const all: [string, () => Promise<string[]>][] = [
   ['build', benchBuild],
+  ['link', benchLink],
   ['images', benchImages],
   ['install', benchInstall],
 ]

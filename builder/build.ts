@@ -8,9 +8,11 @@ import { keyFingerprint } from '../bundle/signing.js'
 import { parseLock, type Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
 import { Cache } from './cache.js'
+import { Connections } from './connections.js'
 import { DockerCredentials } from './credentials.js'
 import { Fetcher, type Item } from './fetcher.js'
-import { applyMirrors, download, httpDefaults, redactUrl } from './http.js'
+import { download } from './download.js'
+import { applyMirrors, httpDefaults, redactUrl } from './http.js'
 import { planImages } from './images.js'
 import { checkHosts, hostsFor } from './mirrors.js'
 import { parseImageRef } from '../bundle/reference.js'
@@ -111,27 +113,60 @@ export async function readLock(path: string): Promise<Lock> {
  * node will ask for.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
-  const o = buildDefaults(options)
+  const base = buildDefaults(options)
+  // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.
+  const o: BuildOptions = { ...base, http: { ...base.http, connections: new Connections(base.concurrency, base.http.segmentBytes) } }
   const lock = await readLock(o.lockPath)
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const fetcher = new Fetcher(o)
   const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o)]))
   try {
-    // The closed world first: nothing is pulled or written for a bundle that could not work.
-    if (plan.calico) await fetcher.ensure(items.get(plan.calico.rel)!)
-    await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
-    // Every host this build still needs, checked at once before anything else is fetched: a
-    // user behind a firewall learns every unreachable one in one line, not one at a time.
-    const needed: { url: string; what: string }[] = []
-    for (const d of plan.downloads) if (!(await o.cache.has(d.digest))) needed.push({ url: d.url, what: redactUrl(d.url) })
-    for (const im of lock.images)
-      if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
-    if (needed.length) await checkHosts(hostsFor(needed, o.mirrors), o.http)
     const installer = await readFile(o.installerFile).catch(() => {
       throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
     })
-    const images = await planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency })
+    // The progress total counts what is not in the cache yet: the files now, the image blobs once known.
+    const expectMissing = async (list: Item[]): Promise<Item[]> => {
+      const missing: Item[] = []
+      for (const i of list) if (!(await o.cache.has(i.digest))) missing.push(i)
+      o.progress.expect(
+        missing.length,
+        missing.reduce((n, i) => n + (i.size ?? 0), 0),
+        missing.filter((i) => i.size === undefined).length,
+      )
+      return missing
+    }
+    const missing = new Set((await expectMissing([...items.values()])).map((i) => i.rel))
+    // Every host this build still needs, checked at once: a user behind a firewall learns
+    // every unreachable one in one line, not one at a time. Calico's manifest comes meanwhile.
+    const needed = plan.downloads.filter((d) => missing.has(d.rel)).map((d) => ({ url: d.url, what: redactUrl(d.url) }))
+    for (const im of lock.images)
+      if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
+    // The image manifests are read meanwhile too: small, and every blob waits on them.
+    const [hosts, calico, planned] = await Promise.allSettled([
+      needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http) : undefined,
+      plan.calico ? fetcher.ensure(items.get(plan.calico.rel)!) : undefined,
+      planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency }),
+    ])
+    if (hosts.status === 'rejected') throw hosts.reason
+    if (calico.status === 'rejected') throw calico.reason
+    // The closed world before the rest: nothing more is pulled or written for a bundle that could not work.
+    await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
+    if (planned.status === 'rejected') throw planned.reason
+    const images = planned.value
+    const blobs = imageBlobs(images.planned).map(
+      (b): Item => ({
+        rel: b.rel,
+        digest: b.digest,
+        size: b.size,
+        label: b.label,
+        group: b.image.name,
+        fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
+      }),
+    )
+    await expectMissing(blobs)
+    // Then everything at once, the runtime tarball among the rest: the budget decides what moves when.
+    for (const i of [...items.values(), ...blobs]) void fetcher.ensure(i).catch(() => {})
     // The runtime tarball is fetched like any file, but the bundle carries only its binary.
     const tarball = items.get(plan.runtime.rel)!
     await fetcher.ensure(tarball)
@@ -145,16 +180,6 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       label: 'Node.js runtime',
       fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')),
     }
-    const blobs = imageBlobs(images.planned).map(
-      (b): Item => ({
-        rel: b.rel,
-        digest: b.digest,
-        size: b.size,
-        label: b.label,
-        group: b.image.name,
-        fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
-      }),
-    )
     const quickstart = {
       en: await readFile(join(QUICKSTART_DIR, 'README.txt')),
       zh: await readFile(join(QUICKSTART_DIR, 'README.zh-CN.txt')),
@@ -166,15 +191,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       toolVersion: TOOL_VERSION,
       quickstart,
     })
-    // The total the progress display counts down: what is not in the cache yet.
     const all = [...items.values(), runtime, ...blobs]
-    const missing: Item[] = []
-    for (const i of all) if (i !== runtime && !(await o.cache.has(i.digest))) missing.push(i)
-    o.progress.expect(
-      missing.length,
-      missing.reduce((n, i) => n + (i.size ?? 0), 0),
-      missing.filter((i) => i.size === undefined).length,
-    )
     const { sha256, size } = await packBundle(o, fetcher, all, data, plan.id)
     const tarPath = join(o.outDir, plan.id.tarName)
     const split = o.splitBytes ? { parts: await splitTar(tarPath, o.splitBytes, sha256), partsFile: join(o.outDir, partsSumName(plan.id.tarName)) } : undefined
@@ -202,6 +219,10 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       ...(o.signingKeyPem ? { signedBy: keyFingerprint(createPublicKey(o.signingKeyPem).export({ type: 'spki', format: 'pem' }).toString()) } : {}),
       packages: packageCounts(plan.downloads.map((d) => d.rel)),
     }
+  } catch (e) {
+    // Whatever failed before packing (which stops them itself), the downloads still running stop with it.
+    await fetcher.stop(e)
+    throw e
   } finally {
     o.progress.close()
     await fetcher.close()

@@ -16,7 +16,8 @@ export const CACHE_FORMAT = 'cache-v1'
  * owns its names:
  *
  *   <root>/cache-v1/blobs/sha256/<hex>   complete content, only ever renamed in after its hash matched
- *   <root>/cache-v1/partial/<key>        a download in progress (resumed from its length after a crash)
+ *   <root>/cache-v1/partial/<key>        a download in progress (resumed after a crash: from its length,
+ *                                        or, for a split download, by the ranges its <key>.ranges lists)
  *   <root>/cache-v1/derived/<key>        facts worked out from content (the runtime binary's digest)
  *
  * An entry is trusted by name only to skip a download; every reader still hashes what it

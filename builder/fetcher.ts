@@ -1,9 +1,9 @@
+import { setMaxListeners } from 'node:events'
 import { rm, stat } from 'node:fs/promises'
-import pLimit from 'p-limit'
 import { integrityError, type Sha256 } from '../bundle/digest.js'
 import type { Cache } from './cache.js'
 import { FileHasher } from './hasher.js'
-import type { Downloaded } from './http.js'
+import type { Downloaded } from './download.js'
 import type { Progress } from './progress.js'
 
 /**
@@ -31,8 +31,8 @@ export class Cancelled extends Error {
 }
 
 /**
- * Brings items into the cache, in parallel (at most `concurrency` at once) and each at most
- * once, as pacote's fetcher does: sources return bytes, and this is the one place that checks
+ * Brings items into the cache, all at once (the connection budget in the items' sources
+ * decides what moves when) and each at most once, as pacote's fetcher does: sources return bytes, and this is the one place that checks
  * them against the digest the item asked for and commits them. An entry found in the cache
  * is not trusted by name: it is hashed again on a second thread (`check`), so that packing,
  * which reads it anyway, can tell a damaged entry.
@@ -44,20 +44,20 @@ export class Fetcher {
   private checking = new Map<string, Promise<Sha256>>()
   private inflight = new Map<string, Promise<void>>()
   private hasher = new FileHasher()
-  private limit: ReturnType<typeof pLimit>
   // The first failure stops the others: the user sees its error last, at once. What the
   // others had downloaded stays in the cache's partial files, to be resumed next time.
-  private abort = new AbortController()
+  private readonly abort = new AbortController()
 
-  constructor(private readonly o: { cache: Cache; concurrency: number; progress: Progress }) {
-    this.limit = pLimit(o.concurrency)
+  constructor(private readonly o: { cache: Cache; progress: Progress }) {
+    // Every download listens to it, all at once (each waits for a connection of the budget).
+    setMaxListeners(0, this.abort.signal)
   }
 
   /** Resolves when the item is in the cache. */
   ensure(item: Item): Promise<void> {
     let p = this.inflight.get(item.digest.hex)
     if (!p) {
-      p = this.limit(() => this.fetchOne(item))
+      p = this.fetchOne(item)
       p.catch((e: unknown) => this.abort.abort(e))
       this.inflight.set(item.digest.hex, p)
     }
@@ -102,11 +102,23 @@ export class Fetcher {
     }
     if (have) await this.o.cache.evict(item.digest)
     const id = item.digest.hex
-    this.o.progress.start(id, item.label, item.size, item.group)
+    // A row once bytes move (or are found kept from an earlier run), not while it waits for a connection.
+    let shown = false
+    const show = () => {
+      if (!shown) this.o.progress.start(id, item.label, item.size, item.group)
+      shown = true
+    }
     const partial = this.o.cache.partialPath(item.digest.hex)
     let got: Downloaded
     try {
-      got = await item.fetch(partial, (n) => this.o.progress.advance(id, n), signal)
+      got = await item.fetch(
+        partial,
+        (n) => {
+          show()
+          this.o.progress.advance(id, n)
+        },
+        signal,
+      )
     } catch (e) {
       throw signal.aborted && signal.reason !== e ? new Cancelled() : e
     }
@@ -119,6 +131,7 @@ export class Fetcher {
     this.downloadedBytes += got.size
     this.downloaded.add(item.digest.hex)
     this.sizes.set(item.digest.hex, got.size)
+    show()
     this.o.progress.done(id, 'fetched')
   }
 

@@ -1,13 +1,7 @@
-import { open, mkdir, rm, stat } from 'node:fs/promises'
-import { createHash, type Hash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { dirname } from 'node:path'
-import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici'
-import { integrityError, Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
+import type { Connections } from './connections.js'
 
 /** How the builder talks HTTP; every field has a real default (see `httpDefaults`). */
 export interface HttpOptions {
@@ -25,6 +19,10 @@ export interface HttpOptions {
    */
   minRate: number
   stallWindowMs: number
+  /** The smallest range a split download leaves on either side (a file is split from twice this). */
+  segmentBytes: number
+  /** The build's connection budget: every request holds one while it runs (none: no limit, no splitting). */
+  connections?: Connections
 }
 
 /**
@@ -46,6 +44,7 @@ export function httpDefaults(over: Partial<HttpOptions> = {}): HttpOptions {
     maxRetryAfterMs: 60_000,
     minRate: envNumber('KUBE_AIRGAP_MIN_RATE', 1024, 0, 1 << 30),
     stallWindowMs: envNumber('KUBE_AIRGAP_STALL_SECONDS', 60, 1, 3600) * 1000,
+    segmentBytes: envNumber('KUBE_AIRGAP_SEGMENT_MIB', 4, 1, 1024) << 20,
     ...over,
   }
 }
@@ -185,7 +184,9 @@ function isTransient(e: unknown): boolean {
  * Runs `attempt` until it succeeds, fails for good, or has failed `retries` times in a row
  * without progress. `attempt` reports progress by returning normally or throwing after
  * calling `progressed()`; progress resets the count, so a slow link that drops now and then
- * still finishes.
+ * still finishes. Each attempt holds a connection of the budget (`acquire`, else one of
+ * `opts.connections` at top priority), taken before its stall watch starts and given back
+ * before a backoff.
  */
 export async function withRetries<T>(
   what: string,
@@ -193,14 +194,17 @@ export async function withRetries<T>(
   opts: HttpOptions,
   attempt: (progressed: () => void, a: Attempt) => Promise<T>,
   signal?: AbortSignal,
+  acquire?: () => Promise<() => void>,
 ): Promise<T> {
   let failures = 0
   for (;;) {
+    const release = acquire ? await acquire() : await opts.connections?.acquire(Number.POSITIVE_INFINITY, signal)
     let moved = false
     const guard = watch(opts, signal)
     try {
       return await attempt(() => (moved = true), guard)
     } catch (caught) {
+      release?.()
       if (signal?.aborted) throw caught
       // Whatever the aborted request threw, the reason is the stall.
       const e = guard.signal.aborted ? guard.signal.reason : caught
@@ -227,6 +231,7 @@ export async function withRetries<T>(
       await sleep(wait)
     } finally {
       guard.stop()
+      release?.()
     }
   }
 }
@@ -265,180 +270,4 @@ export async function fetchText(what: string, url: string, opts: HttpOptions): P
     if (text.length > 4 << 20) throw new KaError('EFETCH', `${what}: ${redactUrl(url)}: a checksum file of ${text.length} bytes is not plausible`)
     return text
   })
-}
-
-export interface DownloadRequest {
-  /** Names the artifact in messages ("containerd 1.7.16 linux/amd64"). */
-  what: string
-  url: string
-  /** Where the bytes accumulate; kept across crashes so a rerun resumes from its length. */
-  partial: string
-  expected?: Sha256
-  size?: number
-  onBytes?: (n: number) => void
-  /** Stops the download (the partial file stays, to be resumed). */
-  signal?: AbortSignal
-  /** Extra request headers, asked for before every request (a registry token may expire). */
-  headers?: () => Promise<Record<string, string>>
-  /** Called on a 401 with the server's challenge; true when new credentials are worth a retry. */
-  onUnauthorized?: (challenge: string | undefined) => Promise<boolean>
-  /** Turns a final HTTP failure into the error to throw (registries explain theirs in JSON). */
-  onHttpError?: (status: number, body: string) => KaError | undefined
-}
-
-export interface Downloaded {
-  digest: Sha256
-  size: number
-  /** Requests sent (1 for a clean download). */
-  requests: number
-}
-
-/**
- * Downloads `url` into `partial`, resuming with HTTP Range from whatever is there already,
- * retrying transient failures, hashing every byte that lands in the file (those read back
- * from an earlier attempt too). Returns the digest; when `expected` is given, a mismatch
- * deletes the partial file and throws EINTEGRITY. Never renames anything: the caller moves
- * the verified file into the cache.
- */
-export async function download(req: DownloadRequest, opts: HttpOptions): Promise<Downloaded> {
-  await mkdir(dirname(req.partial), { recursive: true })
-  let resumedFromDisk = false
-  let restarted = false
-  for (;;) {
-    const result = await downloadOnce(req, opts)
-    resumedFromDisk ||= result.resumed
-    if (!req.expected || result.digest.equals(req.expected)) return result
-    await rm(req.partial, { force: true })
-    // Bytes kept from an earlier run may belong to an older upstream file; start once from
-    // zero before blaming the server.
-    if (resumedFromDisk && !restarted) {
-      restarted = true
-      resumedFromDisk = false
-      continue
-    }
-    // Whose bytes, and what to do: a mirror that serves other bytes, or an upstream that changed a released file.
-    const e = integrityError(`${req.what} from ${redactUrl(req.url)}`, req.expected, result.digest, { url: redactUrl(req.url) })
-    e.message +=
-      ': not the bytes the lock pins, so nothing was kept; if that is a mirror, it serves other bytes (fetch without it); if it is upstream, the file changed since the lock was made: check why before you run bundle lock again'
-    throw e
-  }
-}
-
-async function hashExisting(path: string): Promise<{ hash: Hash; size: number }> {
-  const hash = createHash('sha256')
-  let size = 0
-  const exists = await stat(path).then(
-    () => true,
-    () => false,
-  )
-  if (exists) {
-    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) {
-      hash.update(c as Buffer)
-      size += (c as Buffer).length
-    }
-  }
-  return { hash, size }
-}
-
-async function downloadOnce(req: DownloadRequest, opts: HttpOptions): Promise<Downloaded & { resumed: boolean }> {
-  let { hash, size: have } = await hashExisting(req.partial)
-  const resumed = have > 0
-  let requests = 0
-  if (have > 0) req.onBytes?.(have)
-
-  const reset = async (): Promise<void> => {
-    await rm(req.partial, { force: true })
-    hash = createHash('sha256')
-    if (have > 0) req.onBytes?.(-have)
-    have = 0
-  }
-
-  await withRetries(
-    req.what,
-    req.url,
-    opts,
-    async (progressed, a) => {
-      if (req.size !== undefined && have === req.size) return
-      requests++
-      const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(await req.headers?.()) }
-      if (have > 0) headers.range = `bytes=${have}-`
-      const res = await request(req.url, { dispatcher: opts.dispatcher, method: 'GET', headers, signal: a.signal })
-      if (res.statusCode === 401 && req.onUnauthorized) {
-        await res.body.dump()
-        if (await req.onUnauthorized(headerValue(res.headers['www-authenticate']))) throw new Transient('HTTP 401: authenticated again')
-        throw new KaError('EREGISTRY', `${req.what}: ${redactUrl(req.url)}: UNAUTHORIZED; check the credentials for this registry in ~/.docker/config.json`, {
-          url: redactUrl(req.url),
-          status: 401,
-          registryCode: 'UNAUTHORIZED',
-        })
-      }
-      if (res.statusCode === 416 && have > 0) {
-        // We may hold the whole file already; the hash decides. Otherwise start over.
-        await res.body.dump()
-        if (req.expected && Sha256.ofHash(hash.copy()).equals(req.expected)) return
-        await reset()
-        throw new Transient('HTTP 416 on resume; starting over')
-      }
-      if (res.statusCode !== 200 && res.statusCode !== 206) {
-        const body = await res.body.text().catch(() => '')
-        if (RETRY_STATUS.has(res.statusCode)) throw new Transient(`HTTP ${res.statusCode}`, retryAfterMs(res.headers['retry-after']))
-        throw req.onHttpError?.(res.statusCode, body.slice(0, 64 << 10)) ?? statusError(req.what, req.url, res.statusCode)
-      }
-      if (res.statusCode === 206) {
-        const start = /^bytes (\d+)-/.exec(String(res.headers['content-range'] ?? ''))?.[1]
-        if (Number(start) !== have) {
-          await res.body.dump()
-          await reset()
-          throw new Transient(`server resumed at byte ${start}, not ${have}`)
-        }
-      } else if (have > 0) {
-        await reset() // the server ignored Range: take the full body
-      }
-
-      const fh = await open(req.partial, 'a')
-      try {
-        await pipeline(
-          res.body,
-          new Writable({
-            // Chunks that arrive while a write is in flight are batched into one writev.
-            highWaterMark: 1 << 20,
-            writev(items: { chunk: Buffer }[], cb) {
-              const chunks = items.map((i) => i.chunk)
-              const n = chunks.reduce((sum, c) => sum + c.length, 0)
-              if (req.size !== undefined && have + n > req.size) {
-                cb(
-                  new KaError('EBADSIZE', `${req.what}: ${redactUrl(req.url)} sent more than the ${req.size} bytes the lock pins; check --mirror or re-lock`, {
-                    url: redactUrl(req.url),
-                    size: req.size,
-                  }),
-                )
-                return
-              }
-              fh.writev(chunks).then(
-                () => {
-                  // Hashed only once it is in the file, so the hash always covers exactly
-                  // the bytes a resumed request continues from.
-                  for (const c of chunks) hash.update(c)
-                  have += n
-                  a.moved(n)
-                  progressed()
-                  req.onBytes?.(n)
-                  cb()
-                },
-                (e: Error) => cb(e),
-              )
-            },
-          }),
-        )
-      } finally {
-        await fh.close()
-      }
-      if (req.size !== undefined && have < req.size) throw new Transient(`connection closed after ${have} of ${req.size} bytes`)
-    },
-    req.signal,
-  ).catch(async (e) => {
-    if ((e as KaError).code === 'EBADSIZE') await rm(req.partial, { force: true })
-    throw e
-  })
-  return { digest: Sha256.ofHash(hash), size: have, requests, resumed }
 }

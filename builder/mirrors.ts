@@ -75,12 +75,16 @@ export async function checkHosts(hosts: Map<string, string>, http: HttpOptions, 
   const failed: string[] = []
   await Promise.all(
     [...hosts].map(async ([origin, example]) => {
+      // A connection of the build's budget, like every other request.
+      const release = await http.connections?.acquire(Number.POSITIVE_INFINITY)
       try {
         const res = await request(`${origin}/`, { dispatcher: http.dispatcher, method: 'HEAD', signal: AbortSignal.timeout(timeoutMs) })
         await res.body.dump()
       } catch (e) {
         const why = (e as { code?: string }).code ?? (e as Error).name
         failed.push(`${redactUrl(origin).replace(/\/$/, '')} (${why}; for ${example})`)
+      } finally {
+        release?.()
       }
     }),
   )

@@ -4,7 +4,7 @@ import { terminal } from '../bundle/report.js'
  * nothing at all with --json (the result goes to stdout as one JSON document).
  */
 export interface Progress {
-  /** What the whole run will fetch: items, bytes, and how many of the items have no size in advance. */
+  /** More the run will fetch (added to what it expects already): items, bytes, and how many of the items have no size in advance. */
   expect(items: number, bytes: number, unsized?: number): void
   /** `group`: rows of one group (an image's blobs) are shown as one row. */
   start(id: string, label: string, total?: number, group?: string): void
@@ -52,7 +52,8 @@ abstract class Rows implements Progress {
   protected closed = false
   protected totals: Totals = { items: 0, bytes: 0, doneItems: 0, doneBytes: 0, started: Date.now() }
   expect(items: number, bytes: number, unsized = 0): void {
-    this.totals = { items, bytes, unsized, doneItems: 0, doneBytes: 0, started: Date.now() }
+    const t = this.totals
+    this.totals = { ...t, items: t.items + items, bytes: t.bytes + bytes, unsized: (t.unsized ?? 0) + unsized }
   }
   start(id: string, label: string, total?: number, group?: string): void {
     this.rows.set(id, { label, total, bytes: 0, started: Date.now(), ...(group ? { group } : {}) })

@@ -4,7 +4,8 @@ import { KaError } from '../bundle/errors.js'
 import { ACCEPT_MANIFESTS } from '../bundle/oci.js'
 import { imageName, type ImageRef } from '../bundle/reference.js'
 import type { DockerCredentials } from './credentials.js'
-import { download, headerValue, redactUrl, RETRY_STATUS, retryAfterMs, Transient, withRetries, type Downloaded, type HttpOptions } from './http.js'
+import { type Downloaded, download } from './download.js'
+import { headerValue, redactUrl, RETRY_STATUS, retryAfterMs, Transient, withRetries, type HttpOptions } from './http.js'
 
 /** `--registry-mirror HOST=URL`: one registry's requests go to URL (its path is a repository prefix). */
 export interface RegistryMirror {
@@ -170,7 +171,8 @@ export class RegistryClient {
     const realm = new URL(parsed.params.realm)
     if (parsed.params.service) realm.searchParams.set('service', parsed.params.service)
     realm.searchParams.set('scope', parsed.params.scope ?? `repository:${ep.repo}:pull`)
-    const token = await withRetries(`token for ${ep.host}`, realm.toString(), this.o.http, async (_progressed, a) => {
+    // Asked for inside a request that holds a connection already: it takes none of the budget's.
+    const token = await withRetries(`token for ${ep.host}`, realm.toString(), { ...this.o.http, connections: undefined }, async (_progressed, a) => {
       const res = await request(realm.toString(), {
         dispatcher: this.o.http.dispatcher,
         method: 'GET',

@@ -19,6 +19,8 @@ export interface AtomicOptions {
 /** Writes bytes at the end of the file being made; resolves once the buffer may be reused. */
 export type Sink = (buf: Buffer) => Promise<void>
 
+const FLUSH_EVERY = 64 << 20
+
 /** The temp file `writeAtomic` uses for `path`: `.NAME.tmp-PID-RANDOM` (the PID tells a live writer's from a dead one's). */
 export const tempPrefix = (name: string): string => `.${name}.tmp-`
 
@@ -43,10 +45,20 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
       hash.update(bytes)
       await fh.writeFile(bytes)
     } else if (typeof data === 'function') {
+      // A large file (the bundle's tar) is flushed to disk as it grows, not all at the end.
+      let unsynced = 0
+      let flushing: Promise<void> = Promise.resolve()
       await data(async (buf) => {
         hash.update(buf)
         for (let off = 0; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
+        unsynced += buf.length
+        if (unsynced >= FLUSH_EVERY) {
+          unsynced = 0
+          await flushing
+          flushing = fh.datasync()
+        }
       })
+      await flushing
     } else {
       for await (const chunk of data) {
         const c = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)

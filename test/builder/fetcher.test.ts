@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Sha256 } from '../../bundle/digest.js'
 import { Cache } from '../../builder/cache.js'
 import { Cancelled, Fetcher, type Item } from '../../builder/fetcher.js'
-import { download, httpDefaults } from '../../builder/http.js'
+import { download } from '../../builder/download.js'
+import { httpDefaults } from '../../builder/http.js'
 import { silentProgress } from '../../builder/progress.js'
 
 /** A real HTTP server on loopback: /good serves GOOD, /slow never answers, /gone is 404. */

@@ -9,6 +9,7 @@ import { CACHE_FORMAT } from '../../builder/cache.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { parseLock } from '../../bundle/lock.js'
 import { bundleCli } from '../support/cli.js'
+import { inFlight } from '../support/gauge.js'
 import type { FakeUpstream } from '../support/fake-upstream.js'
 import { startProxy } from '../support/proxy.js'
 import { lockWorld, startWorld, type World } from '../support/world.js'
@@ -210,6 +211,82 @@ describe('bundle build', () => {
     expect((await bundleCli(['verify', join(out, TAR)])).code).toBe(0)
   })
 
+  it('splits a large file over connections as they free up: every byte once, never more connections than --concurrency', async () => {
+    const { out, cache } = await fresh()
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    fake.up.throttle = 1 << 20 // 6 MiB at 1 MiB/s a connection: long enough to split, and split again
+    inFlight.reset()
+    const start = fake.up.log.length
+    const r = await build(out, cache, ['--concurrency', '4'], { KUBE_AIRGAP_SEGMENT_MIB: '1' })
+    expect(r.code, r.stderr).toBe(0)
+    const reqs = fake.up.log.slice(start).filter((l) => l.path === containerd.path)
+    // The first request takes the whole file; each split asks for the second half of the widest range left.
+    expect(reqs[0]).toMatchObject({ status: 200 })
+    expect(reqs[0]!.range).toBeUndefined()
+    expect(reqs.length).toBeGreaterThanOrEqual(4)
+    for (const l of reqs.slice(1)) expect(l).toMatchObject({ status: 206, range: expect.stringMatching(/^bytes=[1-9]\d*-(\d+)?$/) })
+    expect(reqs.reduce((n, l) => n + l.bytesSent, 0)).toBeLessThan(BIG * 1.1)
+    expect(inFlight.max).toBeLessThanOrEqual(4)
+    expect(await readdir(join(cache, CACHE_FORMAT, 'partial'))).toEqual([])
+    expect((await bundleCli(['verify', join(out, TAR)])).code).toBe(0)
+  })
+
+  it('a server that does not take ranges gets one connection for the file, as before', async () => {
+    const { out, cache } = await fresh()
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    fake.up.throttle = 4 << 20
+    fake.up.ranges = false
+    try {
+      const start = fake.up.log.length
+      const r = await build(out, cache, ['--concurrency', '4'], { KUBE_AIRGAP_SEGMENT_MIB: '1' })
+      expect(r.code, r.stderr).toBe(0)
+      expect(fake.up.log.slice(start).filter((l) => l.path === containerd.path)).toMatchObject([{ status: 200, bytesSent: BIG }])
+    } finally {
+      fake.up.ranges = true
+    }
+  })
+
+  it('resumes every range of a split download killed with SIGKILL, fetching only the bytes its sidecar says are missing', async () => {
+    const { out, cache } = await fresh()
+    const containerd = fake.artifact('containerd', 'linux/amd64')
+    fake.up.throttle = 512 << 10
+    const partial = join(cache, CACHE_FORMAT, 'partial', containerd.sha256)
+    const sidecar = `${partial}.ranges`
+    let done: [number, number][] = []
+    const first = await build(out, cache, ['--concurrency', '4'], { KUBE_AIRGAP_SEGMENT_MIB: '1' }, (child) => {
+      const timer = setInterval(() => {
+        void readFile(sidecar, 'utf8').then(
+          (t) => {
+            const d = JSON.parse(t).done as [number, number][]
+            if (d.length >= 2 && d.reduce((n, [a, b]) => n + b - a, 0) > 1 << 20) {
+              clearInterval(timer)
+              child.kill('SIGKILL')
+            }
+          },
+          () => {},
+        )
+      }, 20)
+      child.on('close', () => clearInterval(timer))
+    })
+    expect(first.signal).toBe('SIGKILL')
+    done = JSON.parse(await readFile(sidecar, 'utf8')).done
+    const kept = done.reduce((n, [a, b]) => n + b - a, 0)
+    expect(kept).toBeLessThan(BIG)
+
+    fake.up.throttle = 0
+    const start = fake.up.log.length
+    const second = await build(out, cache)
+    expect(second.code, second.stderr).toBe(0)
+    const reqs = fake.up.log.slice(start).filter((l) => l.path === containerd.path)
+    // One request per gap, each starting where a synced range ends (or at 0), and nothing fetched twice.
+    const gaps = [...(done[0]![0] > 0 ? [0] : []), ...done.map(([, b]) => b).filter((b) => b < BIG)]
+    expect(reqs.map((l) => Number(/^bytes=(\d+)-/.exec(l.range ?? 'bytes=0-')![1])).sort((a, b) => a - b)).toEqual(gaps)
+    expect(reqs.every((l) => l.status === 206 || (l.status === 200 && l.range === undefined))).toBe(true)
+    expect(reqs.reduce((n, l) => n + l.bytesSent, 0)).toBe(BIG - kept)
+    expect(existsSync(sidecar)).toBe(false)
+    expect((await bundleCli(['verify', join(out, TAR)])).code).toBe(0)
+  })
+
   it('retries 503 and 429 (honouring Retry-After) and fails at once on 404 with the URL redacted', async () => {
     const { out, cache } = await fresh()
     const runc = fake.artifact('runc', 'linux/amd64')
@@ -333,12 +410,22 @@ describe('bad input', () => {
     const c = await fresh()
     const down = await bundleCli(['build', '--lock', lockPath, '--out', c.out, '--cache', c.cache, '--mirrors', file])
     expect(down.code).toBe(1)
-    // calico.yaml comes first (the closed-world check reads it); then every host is asked at once, and nothing else is fetched.
+    // Every host is asked at once, while calico.yaml (the closed-world check reads it) and the
+    // image manifests come: no file and no layer is fetched.
     expect(down.stderr.trim().split('\n').pop()).toMatch(
       /^bundle: EFETCH: 2 of \d+ hosts the lock needs cannot be reached: http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED; for https:\/\/dl\.k8s\.io\/.*\), http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED; for docker\.io\/\S+\); /,
     )
-    const calico = parseLock(await readFile(lockPath, 'utf8')).files.find((f) => f.name === 'calico-manifest')!
-    expect(await readdir(join(c.cache, CACHE_FORMAT, 'blobs', 'sha256'))).toEqual([calico.integrity.hex])
+    const locked = parseLock(await readFile(lockPath, 'utf8')).files
+    const calico = locked.find((f) => f.name === 'calico-manifest')!
+    const cached = await readdir(join(c.cache, CACHE_FORMAT, 'blobs', 'sha256'))
+    expect(cached).toContain(calico.integrity.hex)
+    expect(locked.filter((f) => f !== calico && cached.includes(f.integrity.hex))).toEqual([])
+    // The rest are image manifests and indexes: small JSON documents.
+    for (const hex of cached.filter((h) => h !== calico.integrity.hex)) {
+      const text = await readFile(join(c.cache, CACHE_FORMAT, 'blobs', 'sha256', hex), 'utf8')
+      expect(text.length, hex).toBeLessThan(64 << 10)
+      expect(JSON.parse(text), hex).toHaveProperty('mediaType')
+    }
     // A bad mirrors file is one usage line.
     await writeFile(file, 'file:\n  a: b\n')
     const bad = await bundleCli(['build', '--lock', lockPath, '--mirrors', file])

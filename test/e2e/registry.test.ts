@@ -1,18 +1,20 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:http'
+import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DockerCredentials } from '../../builder/credentials.js'
+import { Connections } from '../../builder/connections.js'
 import { httpDefaults } from '../../builder/http.js'
 import { parseChallenge, parseRegistryMirror, RegistryClient } from '../../builder/registry.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { isKaError } from '../../bundle/errors.js'
 import { parseManifestDoc, selectPlatform } from '../../bundle/oci.js'
 import { parseImageRef } from '../../bundle/reference.js'
-import { busyboxBinary, image, index, layer, MT } from '../support/images.js'
+import { busyboxBinary, image, index, layer, MT, randomLayer } from '../support/images.js'
 import { startRegistry, type TestRegistry } from '../support/registry.js'
+import { startUpstream } from '../support/upstream.js'
 
 let dir: string
 beforeAll(async () => {
@@ -35,6 +37,45 @@ const client = (reg: TestRegistry, credentials = new DockerCredentials({ configD
   new RegistryClient({ http: httpDefaults({ backoffMs: 50 }), mirrors: [parseRegistryMirror(`example.test=${reg.url}${prefix}`)], credentials })
 
 describe('registry client against a real registry', () => {
+  it('splits a large blob into ranges after the registry redirects it to storage, under the connection budget', async () => {
+    const reg = await startRegistry(join(dir, 'redirect'))
+    const storage = await startUpstream(join(dir, 'storage'))
+    // Blobs are served by "storage" (as S3 or a CDN serves them for a real registry), throttled per connection.
+    const front = createServer((req, res) => {
+      const m = /\/blobs\/sha256:([0-9a-f]{64})$/.exec(req.url ?? '')
+      if (m && req.method === 'GET') return void res.writeHead(307, { location: `${storage.url}/blobs/${m[1]}` }).end()
+      const up = request(`${reg.url}${req.url}`, { method: req.method, headers: req.headers }, (ures) => {
+        res.writeHead(ures.statusCode ?? 502, ures.headers)
+        ures.pipe(res)
+      })
+      req.pipe(up)
+    })
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()))
+    try {
+      const big = randomLayer(6 << 20, 'redirected')
+      const amd = image({ os: 'linux', architecture: 'amd64' }, [big], ['/x'])
+      await reg.push('tools/big', '1.0', amd.manifest, [amd])
+      await mkdir(join(dir, 'storage', 'blobs'), { recursive: true })
+      await writeFile(join(dir, 'storage', 'blobs', big.blob.digest.slice(7)), big.blob.data)
+      storage.throttle = 1 << 20
+      const c = new RegistryClient({
+        http: httpDefaults({ backoffMs: 50, connections: new Connections(4, 1 << 20) }),
+        mirrors: [parseRegistryMirror(`example.test=http://127.0.0.1:${(front.address() as AddressInfo).port}`)],
+        credentials: new DockerCredentials({ configDir: join(dir, 'no-docker-config') }),
+      })
+      const got = await c.blob(parseImageRef('example.test/tools/big:1.0'), Sha256.fromOci(big.blob.digest), big.blob.size, join(dir, 'partial-big'))
+      expect(got.digest.oci).toBe(big.blob.digest)
+      const reqs = storage.log.filter((l) => l.path.endsWith(big.blob.digest.slice(7)))
+      expect(reqs.length).toBeGreaterThanOrEqual(3)
+      expect(reqs.slice(1).every((l) => l.status === 206)).toBe(true)
+      expect(reqs.reduce((n, l) => n + l.bytesSent, 0)).toBeLessThan(big.blob.size * 1.1)
+    } finally {
+      front.close()
+      await storage.close()
+      await reg.close()
+    }
+  })
+
   it('anonymous token flow: resolves a tag, fetches the index, picks linux/arm64 v8, pulls a verified blob', async () => {
     const reg = await startRegistry(join(dir, 'token'), { token: true })
     try {

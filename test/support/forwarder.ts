@@ -1,5 +1,6 @@
 import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { inFlight } from './gauge.js'
 
 export interface Forwarder {
   url: string
@@ -23,6 +24,7 @@ export async function startForwarder(target: string): Promise<Forwarder> {
   const t = new URL(target)
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/'
+    inFlight.track(res)
     const f = fails.find((x) => x.times > 0 && path.includes(x.match))
     if (f) {
       f.times--

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { dirname, join, normalize } from 'node:path'
 import { Transform } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
+import { inFlight } from './gauge.js'
 
 /**
  * A real HTTP server on loopback that plays GitHub releases, dl.k8s.io, nodejs.org and
@@ -36,6 +37,10 @@ export interface Upstream {
   log: LoggedRequest[]
   /** Per-connection rate limit for every body, in bytes per second (0: none). */
   throttle: number
+  /** One rate limit shared by every body at once, in bytes per second (0: none): a site's uplink. */
+  uplink: number
+  /** false: a server that ignores Range and does not say Accept-Ranges (every GET a 200 with the whole file). */
+  ranges: boolean
   fault(path: string, fault: Fault): void
   clearFaults(): void
   close(): Promise<void>
@@ -49,6 +54,8 @@ export async function startUpstream(root: string): Promise<Upstream> {
     root,
     log,
     throttle: 0,
+    uplink: 0,
+    ranges: true,
     fault: (path, f) => faults.set(path, [...(faults.get(path) ?? []), f]),
     clearFaults: () => faults.clear(),
     close: async () => {
@@ -68,6 +75,8 @@ export async function startUpstream(root: string): Promise<Upstream> {
     return f
   }
 
+  // The uplink: every body's bytes queue for one shared clock.
+  let uplinkFreeAt = 0
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res).catch(() => res.destroy())
   })
@@ -84,6 +93,7 @@ export async function startUpstream(root: string): Promise<Upstream> {
       ...(req.headers.range ? { range: String(req.headers.range) } : {}),
     }
     log.push(entry)
+    inFlight.track(res)
     const fault = takeFault(path)
     if (fault?.kind === 'status') {
       entry.status = fault.status
@@ -100,7 +110,7 @@ export async function startUpstream(root: string): Promise<Upstream> {
     }
     let start = 0
     let end = st.size - 1
-    const m = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''))
+    const m = up.ranges ? /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? '')) : null
     if (m) {
       start = Number(m[1])
       if (m[2]) end = Math.min(end, Number(m[2]))
@@ -113,11 +123,12 @@ export async function startUpstream(root: string): Promise<Upstream> {
       res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${st.size}`, 'accept-ranges': 'bytes' })
     } else {
       entry.status = 200
-      res.writeHead(200, { 'content-length': st.size, 'accept-ranges': 'bytes' })
+      res.writeHead(200, { 'content-length': st.size, ...(up.ranges ? { 'accept-ranges': 'bytes' } : {}) })
     }
     if (req.method === 'HEAD') return void res.end()
 
     const rate = fault?.kind === 'slow' ? fault.bytesPerSecond : up.throttle
+    const shaped = rate || up.uplink
     const cutAt = fault?.kind === 'cut' ? fault.afterBytes : Infinity
     const wrong = fault?.kind === 'wrong-bytes'
     const began = Date.now()
@@ -134,14 +145,20 @@ export async function startUpstream(root: string): Promise<Upstream> {
           return
         }
         entry.bytesSent += out.length
-        if (!rate) return cb(null, out)
-        const due = began + (entry.bytesSent / rate) * 1000
+        let due = rate ? began + (entry.bytesSent / rate) * 1000 : 0
+        if (up.uplink) {
+          uplinkFreeAt = Math.max(uplinkFreeAt, Date.now()) + (out.length / up.uplink) * 1000
+          due = Math.max(due, uplinkFreeAt)
+        }
+        if (!due) return cb(null, out)
         setTimeout(() => cb(null, out), Math.max(0, due - Date.now()))
       },
     })
-    await pipeline(createReadStream(file, { start, end, highWaterMark: rate ? Math.min(64 << 10, Math.max(4096, rate / 20)) : 1 << 20 }), shaper, res).catch(
-      () => {},
-    )
+    await pipeline(
+      createReadStream(file, { start, end, highWaterMark: shaped ? Math.min(64 << 10, Math.max(4096, Math.floor((rate || up.uplink) / 20))) : 1 << 20 }),
+      shaper,
+      res,
+    ).catch(() => {})
   }
 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))

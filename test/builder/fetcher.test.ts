@@ -43,7 +43,7 @@ const item = (path: string, digest: Sha256, over: Partial<Item> = {}): Item => (
 })
 const fetcher = async () => {
   const cache = new Cache(await mkdtemp(join(tmpdir(), 'ka-fetcher-')))
-  return { cache, f: new Fetcher({ cache, concurrency: 4, progress: silentProgress }) }
+  return { cache, f: new Fetcher({ cache, progress: silentProgress }) }
 }
 
 describe('the fetcher: the one place content enters the cache', () => {
@@ -55,7 +55,7 @@ describe('the fetcher: the one place content enters the cache', () => {
     expect(requests - before).toBe(1)
     expect(await readFile(cache.blobPath(it1.digest))).toEqual(GOOD)
     expect(f.downloaded.has(it1.digest.hex)).toBe(true)
-    const again = new Fetcher({ cache, concurrency: 1, progress: silentProgress })
+    const again = new Fetcher({ cache, progress: silentProgress })
     await again.ensure(it1)
     expect(requests - before).toBe(1)
     expect((await again.check(it1))?.equals(it1.digest)).toBe(true)

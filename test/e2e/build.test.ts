@@ -49,6 +49,20 @@ const fresh = async (): Promise<{ out: string; cache: string }> => {
 }
 const build = (out: string, cache: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, onSpawn?: (c: ChildProcess) => void) =>
   bundleCli(['build', '--lock', lockPath, '--out', out, '--cache', cache, ...mirrorArgs(), ...extra], { env, ...(onSpawn ? { onSpawn } : {}) })
+/** Kills the build with SIGKILL as soon as `ready` says so (asked every 20 ms; a throw is a no). */
+const killWhen = (ready: () => Promise<boolean>) => (child: ChildProcess) => {
+  const timer = setInterval(() => {
+    void ready().then(
+      (yes) => {
+        if (!yes) return
+        clearInterval(timer)
+        child.kill('SIGKILL')
+      },
+      () => {},
+    )
+  }, 20)
+  child.on('close', () => clearInterval(timer))
+}
 const TAR = 'kube-airgap-v1.29.3-linux-amd64.tar'
 const requestsFor = (path: string) => fake.up.log.filter((l) => l.path === path)
 
@@ -180,20 +194,13 @@ describe('bundle build', () => {
     const containerd = fake.artifact('containerd', 'linux/amd64')
     fake.up.throttle = 2 << 20 // 6 MiB at 2 MiB/s: three seconds to kill it in
     const partial = join(cache, CACHE_FORMAT, 'partial', containerd.sha256)
-    const first = await build(out, cache, [], {}, (child) => {
-      const timer = setInterval(() => {
-        void stat(partial).then(
-          (s) => {
-            if (s.size > 1 << 20) {
-              clearInterval(timer)
-              child.kill('SIGKILL')
-            }
-          },
-          () => {},
-        )
-      }, 20)
-      child.on('close', () => clearInterval(timer))
-    })
+    const first = await build(
+      out,
+      cache,
+      [],
+      {},
+      killWhen(async () => (await stat(partial)).size > 1 << 20),
+    )
     expect(first.signal).toBe('SIGKILL')
     const kept = (await stat(partial)).size
     expect(kept).toBeGreaterThan(1 << 20)
@@ -252,24 +259,19 @@ describe('bundle build', () => {
     fake.up.throttle = 512 << 10
     const partial = join(cache, CACHE_FORMAT, 'partial', containerd.sha256)
     const sidecar = `${partial}.ranges`
-    let done: [number, number][] = []
-    const first = await build(out, cache, ['--concurrency', '4'], { KUBE_AIRGAP_SEGMENT_MIB: '1' }, (child) => {
-      const timer = setInterval(() => {
-        void readFile(sidecar, 'utf8').then(
-          (t) => {
-            const d = JSON.parse(t).done as [number, number][]
-            if (d.length >= 2 && d.reduce((n, [a, b]) => n + b - a, 0) > 1 << 20) {
-              clearInterval(timer)
-              child.kill('SIGKILL')
-            }
-          },
-          () => {},
-        )
-      }, 20)
-      child.on('close', () => clearInterval(timer))
-    })
+    const synced = async () => JSON.parse(await readFile(sidecar, 'utf8')).done as [number, number][]
+    const first = await build(
+      out,
+      cache,
+      ['--concurrency', '4'],
+      { KUBE_AIRGAP_SEGMENT_MIB: '1' },
+      killWhen(async () => {
+        const d = await synced()
+        return d.length >= 2 && d.reduce((n, [a, b]) => n + b - a, 0) > 1 << 20
+      }),
+    )
     expect(first.signal).toBe('SIGKILL')
-    done = JSON.parse(await readFile(sidecar, 'utf8')).done
+    const done = await synced()
     const kept = done.reduce((n, [a, b]) => n + b - a, 0)
     expect(kept).toBeLessThan(BIG)
 

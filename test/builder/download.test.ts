@@ -1,0 +1,107 @@
+import { existsSync } from 'node:fs'
+import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Sha256 } from '../../bundle/digest.js'
+import { Connections } from '../../builder/connections.js'
+import { download, rangesPath } from '../../builder/download.js'
+import { httpDefaults } from '../../builder/http.js'
+import { startUpstream, type Upstream, writeRandomFile } from '../support/upstream.js'
+
+/** A split download's partial file and its sidecar, against a real HTTP server on loopback. */
+const MIB = 1 << 20
+const SIZE = 4 * MIB
+let dir: string
+let up: Upstream
+let digest: Sha256
+let content: Buffer
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-download-'))
+  up = await startUpstream(join(dir, 'up'))
+  await writeRandomFile(join(dir, 'up', 'big.bin'), SIZE, 'big')
+  content = await readFile(join(dir, 'up', 'big.bin'))
+  digest = Sha256.of(content)
+})
+afterAll(async () => {
+  await up.close()
+})
+
+/** Four connections; ranges are split only down to `segment` (the default: never, for these sizes). */
+const http = (segment = 4 * MIB) => httpDefaults({ backoffMs: 1, connections: new Connections(4, segment) })
+/** A partial file holding the file's own bytes at `ranges` (zeros elsewhere), and a sidecar naming them. */
+async function partialWith(name: string, ranges: [number, number][], sidecar: object = { size: SIZE, done: ranges }): Promise<string> {
+  const partial = join(dir, name)
+  const fh = await open(partial, 'w')
+  await fh.truncate(SIZE)
+  for (const [a, b] of ranges) await fh.write(content, a, b - a, a)
+  await fh.close()
+  await writeFile(rangesPath(partial), JSON.stringify(sidecar))
+  return partial
+}
+
+describe('a split download resumed from its sidecar', () => {
+  it('asks only for the gaps, each with its own range, and hashes the file in order', async () => {
+    const partial = await partialWith('gaps', [
+      [0, MIB],
+      [3 * MIB, 3.5 * MIB],
+    ])
+    const start = up.log.length
+    const got = await download({ what: 'big', url: `${up.url}/big.bin`, partial, expected: digest, size: SIZE }, http())
+    expect(got.digest.equals(digest)).toBe(true)
+    const log = up.log.slice(start)
+    expect(log.map((l) => l.range).sort()).toEqual([`bytes=${MIB}-${3 * MIB - 1}`, `bytes=${3.5 * MIB}-`])
+    expect(log.reduce((n, l) => n + l.bytesSent, 0)).toBe(2.5 * MIB)
+    expect(await readFile(partial)).toEqual(content)
+    expect(existsSync(rangesPath(partial))).toBe(false)
+  })
+
+  it('a gap wide enough is split again while it downloads; the pieces still assemble in order', async () => {
+    up.throttle = 4 * MIB
+    try {
+      const partial = await partialWith('split', [[0, 256 << 10]])
+      const start = up.log.length
+      const got = await download({ what: 'big', url: `${up.url}/big.bin`, partial, expected: digest, size: SIZE }, http(512 << 10))
+      expect(got.digest.equals(digest)).toBe(true)
+      expect(up.log.slice(start).length).toBeGreaterThanOrEqual(3)
+      expect(await readFile(partial)).toEqual(content)
+    } finally {
+      up.throttle = 0
+    }
+  })
+
+  it('a range whose connection is cut goes on from where it stopped', async () => {
+    const partial = await partialWith('cut', [[0, MIB]])
+    up.fault('/big.bin', { kind: 'cut', afterBytes: 256 << 10, times: 1 })
+    const start = up.log.length
+    const got = await download({ what: 'big', url: `${up.url}/big.bin`, partial, expected: digest, size: SIZE }, http())
+    expect(got.digest.equals(digest)).toBe(true)
+    const ranges = up.log.slice(start).map((l) => l.range)
+    expect(ranges[0]).toBe(`bytes=${MIB}-`)
+    expect(Number(/^bytes=(\d+)-/.exec(ranges[1]!)![1])).toBeGreaterThan(MIB)
+  })
+
+  it('a sidecar that does not fit the file, or the pinned size, is not trusted: the file comes again from byte 0', async () => {
+    for (const [name, sidecar] of [
+      ['beyond', { size: SIZE, done: [[0, SIZE + 1]] }],
+      [
+        'overlap',
+        {
+          size: SIZE,
+          done: [
+            [0, 2 * MIB],
+            [MIB, 3 * MIB],
+          ],
+        },
+      ],
+      ['other-size', { size: SIZE * 2, done: [[0, MIB]] }],
+      ['junk', { size: 'x', done: 'y' }],
+    ] as const) {
+      const partial = await partialWith(name, [[0, MIB]], sidecar)
+      const start = up.log.length
+      const got = await download({ what: 'big', url: `${up.url}/big.bin`, partial, expected: digest, size: SIZE }, http())
+      expect(got.digest.equals(digest), name).toBe(true)
+      expect(up.log.slice(start)[0], name).toMatchObject({ status: 200, bytesSent: SIZE })
+    }
+  })
+})

@@ -87,8 +87,10 @@ interface Range {
   end: number
   /** The end of the write in flight: a split never cuts below it. */
   writingTo?: number
-  /** A response body is flowing into it. */
+  /** A response body is flowing into it, since when, and how many bytes it brought: its rate. */
   streaming?: boolean
+  since?: number
+  moved?: number
   /** A split of it is being tried. */
   probing?: boolean
   /** A split not yet confirmed by a 206: the range it would cut. */
@@ -105,6 +107,9 @@ class Dropped extends Error {}
 
 const HASH_BUFFER = 1 << 20
 const PERSIST_MS = 1000
+/** A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it has more than this left to run. */
+const SPLIT_AFTER_MS = 1000
+const RATE_WINDOW_MS = 250
 
 /**
  * One download into one partial file, as one or more byte ranges, each with its own
@@ -188,12 +193,22 @@ class Transfer implements Splittable {
     this.startWorker({ start: mid, pos: mid, end: r.end, probeOf: r, stop: new AbortController() }, release)
   }
 
-  /** The range with the most bytes still to come that a split could take half of. */
+  /**
+   * The range with the most bytes still to come that a split could take half of, if it is
+   * worth it: at the rate it runs, it would take more than SPLIT_AFTER_MS longer. On a link
+   * that one connection fills, a split would only add requests.
+   */
   private widest(): Range | undefined {
     if (this.rangesOk === false || this.total === undefined || this.failure !== undefined) return undefined
     let widest: Range | undefined
     const left = (r: Range) => r.end - (r.writingTo ?? r.pos)
-    for (const r of this.ranges) if (r.streaming && !r.probing && (!widest || left(r) > left(widest))) widest = r
+    const now = Date.now()
+    for (const r of this.ranges) {
+      if (!r.streaming || r.probing || (widest && left(r) <= left(widest))) continue
+      const ran = now - (r.since ?? now)
+      const rate = ran >= RATE_WINDOW_MS ? (r.moved ?? 0) / ran : 0
+      if (ran >= RATE_WINDOW_MS && left(r) > rate * SPLIT_AFTER_MS) widest = r
+    }
     return widest
   }
 
@@ -345,7 +360,11 @@ class Transfer implements Splittable {
     const fh = this.fh
     const gen = this.generation
     r.streaming = true
-    if (this.total !== undefined) this.pool.offer()
+    r.since = Date.now()
+    r.moved = 0
+    // Once its rate is known, an idle connection may take half of it.
+    const nudge = setTimeout(() => this.pool.offer(), RATE_WINDOW_MS + 10)
+    nudge.unref()
     try {
       await pipeline(
         res.body,
@@ -375,6 +394,7 @@ class Transfer implements Splittable {
                 r.writingTo = undefined
                 if (gen !== this.generation || r.stop.signal.aborted) return cb(new Dropped())
                 r.pos = at + n
+                r.moved = (r.moved ?? 0) + n
                 this.feed(at, chunks)
                 a.moved(n)
                 progressed()
@@ -390,6 +410,7 @@ class Transfer implements Splittable {
     } catch (e) {
       if (!(e instanceof RangeDone)) throw e
     } finally {
+      clearTimeout(nudge)
       r.streaming = false
     }
     if (r.end === Number.POSITIVE_INFINITY) this.total = r.end = r.pos

@@ -57,13 +57,13 @@ describe('a split download resumed from its sidecar', () => {
   })
 
   it('a gap wide enough is split again while it downloads; the pieces still assemble in order', async () => {
-    up.throttle = 4 * MIB
+    up.throttle = 2 * MIB // about two seconds for the gap on one connection: worth splitting
     try {
       const partial = await partialWith('split', [[0, 256 << 10]])
       const start = up.log.length
       const got = await download({ what: 'big', url: `${up.url}/big.bin`, partial, expected: digest, size: SIZE }, http(512 << 10))
       expect(got.digest.equals(digest)).toBe(true)
-      expect(up.log.slice(start).length).toBeGreaterThanOrEqual(3)
+      expect(up.log.slice(start).length).toBeGreaterThanOrEqual(2)
       expect(await readFile(partial)).toEqual(content)
     } finally {
       up.throttle = 0

@@ -225,7 +225,6 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     throw e
   } finally {
     o.progress.close()
-    await fetcher.close()
   }
 }
 

@@ -1,13 +1,13 @@
-import { createHash, type Hash } from 'node:crypto'
 import { type FileHandle, mkdir, open, readFile, rm, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { request } from 'undici'
 import { writeAtomic } from '../bundle/atomic.js'
-import { integrityError, Sha256 } from '../bundle/digest.js'
+import { integrityError, type Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { Connections, type Splittable } from './connections.js'
+import { PrefixHash } from './hasher.js'
 import { type Attempt, headerValue, type HttpOptions, RETRY_STATUS, redactUrl, retryAfterMs, statusError, Transient, withRetries } from './http.js'
 
 export interface DownloadRequest {
@@ -105,7 +105,6 @@ class RangeDone extends Error {}
 /** A range this download no longer has (it started over), stopping its worker quietly. */
 class Dropped extends Error {}
 
-const HASH_BUFFER = 1 << 20
 const PERSIST_MS = 1000
 /** A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it has more than this left to run. */
 const SPLIT_AFTER_MS = 1000
@@ -114,16 +113,14 @@ const RATE_WINDOW_MS = 250
 /**
  * One download into one partial file, as one or more byte ranges, each with its own
  * connection, retries and stall watch. The sha256 is taken over the file in order as its
- * prefix grows: the bytes a range writes at the prefix's end are hashed as they come; what
- * other ranges wrote ahead is read back once when the prefix reaches it.
+ * written prefix grows, on the hash worker (which reads the bytes back from the page
+ * cache), so the main thread only moves bytes.
  */
 class Transfer implements Splittable {
   private ranges: Range[] = []
   private total: number | undefined
   private fh: FileHandle | undefined
-  private hash: Hash = createHash('sha256')
-  private hashed = 0
-  private hashing: Promise<void> = Promise.resolve()
+  private prefix: PrefixHash
   /** Whether the server answers a ranged request with 206 (unknown until one did or did not). */
   private rangesOk: boolean | undefined
   private generation = 0
@@ -142,6 +139,7 @@ class Transfer implements Splittable {
     private readonly opts: HttpOptions,
   ) {
     this.pool = opts.connections ?? Connections.unlimited()
+    this.prefix = new PrefixHash(req.partial)
     // This transfer holds its connections itself: the retry loop must not take another.
     this.retryOpts = { ...opts, connections: undefined }
   }
@@ -159,14 +157,16 @@ class Transfer implements Splittable {
         if (this.ranges.length > 1 && this.fh) await this.persistNow().catch(() => {})
         throw this.failure
       }
-      await this.settleHash()
-      const size = this.total ?? this.hashed
-      if (this.hashed !== size) throw new Error(`${this.req.what}: hashed ${this.hashed} of ${size} bytes`)
+      this.prefix.grow(this.contiguous())
+      const { digest, size: hashed } = await this.prefix.digest()
+      const size = this.total ?? hashed
+      if (hashed !== size) throw new Error(`${this.req.what}: hashed ${hashed} of ${size} bytes`)
       await this.fh?.close()
       this.fh = undefined
       await rm(rangesPath(this.req.partial), { force: true })
-      return { digest: Sha256.ofHash(this.hash), size, requests: this.requests, resumed: this.resumed }
+      return { digest, size, requests: this.requests, resumed: this.resumed }
     } catch (e) {
+      this.prefix.forget()
       if ((e as KaError).code === 'EBADSIZE') await discard(this.req.partial)
       throw e
     } finally {
@@ -297,8 +297,9 @@ class Transfer implements Splittable {
     if (res.statusCode === 416 && r.pos > 0 && last && !r.probeOf) {
       // We may hold the whole file already; the hash decides. Otherwise start over.
       await res.body.dump()
-      await this.settleHash()
-      if (req.expected && this.hashed === r.pos && Sha256.ofHash(this.hash.copy()).equals(req.expected)) {
+      this.prefix.grow(this.contiguous())
+      const sofar = await this.prefix.peek()
+      if (req.expected && sofar.size === r.pos && sofar.digest.equals(req.expected)) {
         this.total = r.end = r.pos
         return
       }
@@ -395,7 +396,7 @@ class Transfer implements Splittable {
                 if (gen !== this.generation || r.stop.signal.aborted) return cb(new Dropped())
                 r.pos = at + n
                 r.moved = (r.moved ?? 0) + n
-                this.feed(at, chunks)
+                this.prefix.grow(this.contiguous())
                 a.moved(n)
                 progressed()
                 req.onBytes?.(n)
@@ -434,50 +435,23 @@ class Transfer implements Splittable {
     r.end = this.total ?? Number.POSITIVE_INFINITY
     r.probeOf = undefined
     this.ranges = [r]
-    this.hash = createHash('sha256')
-    this.hashed = 0
-    this.hashing = Promise.resolve()
+    this.prefix.forget()
+    this.prefix = new PrefixHash(this.req.partial)
     await this.fh?.truncate(0)
     await discard(this.req.partial)
     await this.fh?.close()
     this.fh = undefined
   }
 
-  /** Hashes what was just written at `at` when it extends the prefix, then whatever others wrote ahead of it. */
-  private feed(at: number, chunks: Buffer[]): void {
-    const generation = this.generation
-    this.hashing = this.hashing.then(async () => {
-      if (generation !== this.generation) return
-      let p = at
-      for (const c of chunks) {
-        if (p <= this.hashed && this.hashed < p + c.length) {
-          this.hash.update(this.hashed === p ? c : c.subarray(this.hashed - p))
-          this.hashed = p + c.length
-        }
-        p += c.length
-      }
-      await this.catchUp(generation)
-    })
-  }
-
-  private async catchUp(generation: number): Promise<void> {
-    const buf = Buffer.allocUnsafe(HASH_BUFFER)
-    for (;;) {
-      if (generation !== this.generation || !this.fh) return
-      const r = this.ranges.find((x) => x.start <= this.hashed && this.hashed < x.end)
-      if (!r || r.pos <= this.hashed) return
-      const { bytesRead } = await this.fh.read(buf, 0, Math.min(HASH_BUFFER, r.pos - this.hashed), this.hashed)
-      if (bytesRead === 0) return
-      this.hash.update(buf.subarray(0, bytesRead))
-      this.hashed += bytesRead
+  /** Where the bytes written from byte 0 on end: what the hash may take. */
+  private contiguous(): number {
+    let at = 0
+    for (const r of this.ranges) {
+      if (r.start > at) break
+      at = Math.max(at, r.pos)
+      if (r.pos < r.end) break
     }
-  }
-
-  /** Waits for the hash to cover everything written (bytes kept from an earlier run too). */
-  private async settleHash(): Promise<void> {
-    await this.hashing
-    this.fh ??= await open(this.req.partial, 'r+').catch(() => undefined)
-    await this.catchUp(this.generation)
+    return at
   }
 
   /** Records which ranges are on disk: synced first, so the sidecar never names bytes a crash lost. */

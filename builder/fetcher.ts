@@ -134,8 +134,4 @@ export class Fetcher {
     show()
     this.o.progress.done(id, 'fetched')
   }
-
-  async close(): Promise<void> {
-    await this.hasher.close()
-  }
 }

@@ -2,67 +2,146 @@ import { Worker } from 'node:worker_threads'
 import { Sha256 } from '../bundle/digest.js'
 
 // The worker's whole program. Inline, so it runs the same from the TypeScript sources
-// (tests) and from the compiled package, with no file of its own to find.
+// (tests) and from the compiled package, with no file of its own to find. Every request is
+// done in the order it came (they share one buffer).
 const PROGRAM = `
 const { parentPort } = require('node:worker_threads')
 const { createHash } = require('node:crypto')
 const { open } = require('node:fs/promises')
 const buf = Buffer.allocUnsafe(1 << 20)
-// One file at a time (they share the buffer), in the order asked.
+const prefixes = new Map()
 let queue = Promise.resolve()
-parentPort.on('message', (m) => { queue = queue.then(() => hashOne(m)) })
-async function hashOne({ id, path }) {
+parentPort.on('message', (m) => { queue = queue.then(() => handle(m)) })
+async function hashRange(hash, path, from, to) {
+  const fh = await open(path, 'r')
   try {
-    const hash = createHash('sha256')
-    const fh = await open(path, 'r')
-    try {
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, null)
-        if (bytesRead === 0) break
-        hash.update(buf.subarray(0, bytesRead))
-      }
-    } finally {
-      await fh.close()
+    let pos = from
+    while (pos < to) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, to - pos), pos)
+      if (bytesRead === 0) throw new Error(path + ': ends at byte ' + pos + ', not ' + to)
+      hash.update(buf.subarray(0, bytesRead))
+      pos += bytesRead
     }
-    parentPort.postMessage({ id, hex: hash.digest('hex') })
+  } finally {
+    await fh.close()
+  }
+}
+async function handle(m) {
+  try {
+    if (m.op === 'file') {
+      const hash = createHash('sha256')
+      const fh = await open(m.path, 'r')
+      try {
+        for (;;) {
+          const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+          if (bytesRead === 0) break
+          hash.update(buf.subarray(0, bytesRead))
+        }
+      } finally {
+        await fh.close()
+      }
+      return parentPort.postMessage({ id: m.id, hex: hash.digest('hex') })
+    }
+    let p = prefixes.get(m.key)
+    if (!p) prefixes.set(m.key, (p = { hash: createHash('sha256'), pos: 0, error: undefined }))
+    if (m.op === 'grow') {
+      if (!p.error && m.upTo > p.pos) await hashRange(p.hash, m.path, p.pos, m.upTo).then(() => (p.pos = m.upTo), (e) => (p.error = String(e && e.message || e)))
+      return
+    }
+    if (m.op === 'forget') return void prefixes.delete(m.key)
+    if (p.error) throw new Error(p.error)
+    const hex = (m.op === 'peek' ? p.hash.copy() : p.hash).digest('hex')
+    if (m.op === 'end') prefixes.delete(m.key)
+    parentPort.postMessage({ id: m.id, hex, size: p.pos })
   } catch (e) {
-    parentPort.postMessage({ id, error: String(e && e.message || e) })
+    parentPort.postMessage({ id: m.id, error: String(e && e.message || e) })
   }
 }
 `
 
+type Reply = { id: number; hex?: string; size?: number; error?: string }
+
 /**
- * Hashes files on a second thread, so that checking cache entries runs on the other core
- * while the main thread packs (which hashes the tar itself). One worker, files in order.
+ * One worker thread for the process's hashing, so that it runs on the other core while the
+ * main thread moves bytes: whole files (cache entries found, not fetched) and files that
+ * grow (a download's prefix, hashed as it lengthens).
  */
-export class FileHasher {
+class HashWorker {
   private worker: Worker | undefined
   private next = 0
-  private pending = new Map<number, { resolve: (d: Sha256) => void; reject: (e: Error) => void }>()
+  private pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>()
 
-  hash(path: string): Promise<Sha256> {
+  post(m: Record<string, unknown>): void {
     if (!this.worker) {
       this.worker = new Worker(PROGRAM, { eval: true })
       this.worker.unref()
-      this.worker.on('message', (m: { id: number; hex?: string; error?: string }) => {
-        const p = this.pending.get(m.id)
-        this.pending.delete(m.id)
-        if (m.hex) p?.resolve(Sha256.fromHex(m.hex))
-        else p?.reject(new Error(m.error ?? 'hash failed'))
+      this.worker.on('message', (r: Reply) => {
+        const p = this.pending.get(r.id)
+        this.pending.delete(r.id)
+        if (this.pending.size === 0) this.worker?.unref()
+        if (r.error === undefined) p?.resolve(r)
+        else p?.reject(new Error(r.error))
       })
       this.worker.on('error', (e) => {
         for (const p of this.pending.values()) p.reject(e)
         this.pending.clear()
+        this.worker = undefined
       })
     }
-    const id = this.next++
-    const done = new Promise<Sha256>((resolve, reject) => this.pending.set(id, { resolve, reject }))
-    this.worker.postMessage({ id, path })
-    return done
+    this.worker.postMessage(m)
   }
 
-  async close(): Promise<void> {
-    await this.worker?.terminate()
-    this.worker = undefined
+  /** A request with an answer: the worker keeps the process alive until it comes (it is unref'd while idle). */
+  ask(m: Record<string, unknown>): Promise<Reply> {
+    const id = this.next++
+    const reply = new Promise<Reply>((resolve, reject) => this.pending.set(id, { resolve, reject }))
+    this.post({ ...m, id })
+    this.worker?.ref()
+    return reply
+  }
+}
+
+const shared = new HashWorker()
+
+/** Hashes whole files on the worker, in the order asked. */
+export class FileHasher {
+  async hash(path: string): Promise<Sha256> {
+    return Sha256.fromHex((await shared.ask({ op: 'file', path })).hex!)
+  }
+}
+
+let prefixes = 0
+
+/**
+ * The sha256 of a file's first bytes as they are written, taken on the worker: `grow(n)`
+ * once bytes `[0, n)` are in the file (it reads them back, from the page cache), `digest()`
+ * at the end. Memory stays flat: nothing but the length crosses the threads.
+ */
+export class PrefixHash {
+  private readonly key = prefixes++
+  private posted = 0
+
+  constructor(private readonly path: string) {}
+
+  grow(upTo: number): void {
+    if (upTo <= this.posted) return
+    this.posted = upTo
+    shared.post({ op: 'grow', key: this.key, path: this.path, upTo })
+  }
+
+  /** The hash of what was hashed so far (the hash goes on). */
+  async peek(): Promise<{ digest: Sha256; size: number }> {
+    const r = await shared.ask({ op: 'peek', key: this.key })
+    return { digest: Sha256.fromHex(r.hex!), size: r.size! }
+  }
+
+  /** The hash of the whole prefix; the state is dropped. */
+  async digest(): Promise<{ digest: Sha256; size: number }> {
+    const r = await shared.ask({ op: 'end', key: this.key })
+    return { digest: Sha256.fromHex(r.hex!), size: r.size! }
+  }
+
+  forget(): void {
+    shared.post({ op: 'forget', key: this.key })
   }
 }

@@ -59,7 +59,6 @@ describe('the fetcher: the one place content enters the cache', () => {
     await again.ensure(it1)
     expect(requests - before).toBe(1)
     expect((await again.check(it1))?.equals(it1.digest)).toBe(true)
-    await Promise.all([f.close(), again.close()])
   })
 
   it('refuses what a source brings under another digest, and commits nothing', async () => {
@@ -70,7 +69,6 @@ describe('the fetcher: the one place content enters the cache', () => {
     await expect(f.ensure(lying)).rejects.toMatchObject({ code: 'EINTEGRITY' })
     expect(existsSync(cache.blobPath(want))).toBe(false)
     expect(existsSync(cache.blobPath(Sha256.of(GOOD)))).toBe(false)
-    await f.close()
   })
 
   it('a failure stops the others, and what it reports is the failure, not the cancellations', async () => {
@@ -85,6 +83,5 @@ describe('the fetcher: the one place content enters the cache', () => {
     expect(stopped === first || stopped instanceof Cancelled, String(stopped)).toBe(true)
     expect(await f.stop(first)).toBe(first)
     await expect(f.ensure(item('/good', Sha256.of('later')))).rejects.toBeInstanceOf(Cancelled)
-    await f.close()
   })
 })

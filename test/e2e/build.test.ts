@@ -63,6 +63,14 @@ const killWhen = (ready: () => Promise<boolean>) => (child: ChildProcess) => {
   }, 20)
   child.on('close', () => clearInterval(timer))
 }
+/** Builds again at full speed into the same cache and out folder; the requests it made for `path`. */
+const rebuild = async (out: string, cache: string, path: string) => {
+  fake.up.throttle = 0
+  const start = fake.up.log.length
+  const r = await build(out, cache)
+  expect(r.code, r.stderr).toBe(0)
+  return fake.up.log.slice(start).filter((l) => l.path === path)
+}
 const TAR = 'kube-airgap-v1.29.3-linux-amd64.tar'
 const requestsFor = (path: string) => fake.up.log.filter((l) => l.path === path)
 
@@ -206,11 +214,7 @@ describe('bundle build', () => {
     expect(kept).toBeGreaterThan(1 << 20)
     expect(kept).toBeLessThan(BIG)
 
-    fake.up.throttle = 0
-    const start = fake.up.log.length
-    const second = await build(out, cache)
-    expect(second.code, second.stderr).toBe(0)
-    const reqs = fake.up.log.slice(start).filter((l) => l.path === containerd.path)
+    const reqs = await rebuild(out, cache, containerd.path)
     expect(reqs).toHaveLength(1)
     expect(reqs[0]!.range).toBe(`bytes=${kept}-`)
     expect(reqs[0]!.bytesSent).toBe(BIG - kept)
@@ -275,11 +279,7 @@ describe('bundle build', () => {
     const kept = done.reduce((n, [a, b]) => n + b - a, 0)
     expect(kept).toBeLessThan(BIG)
 
-    fake.up.throttle = 0
-    const start = fake.up.log.length
-    const second = await build(out, cache)
-    expect(second.code, second.stderr).toBe(0)
-    const reqs = fake.up.log.slice(start).filter((l) => l.path === containerd.path)
+    const reqs = await rebuild(out, cache, containerd.path)
     // One request per gap, each starting where a synced range ends (or at 0), and nothing fetched twice.
     const gaps = [...(done[0]![0] > 0 ? [0] : []), ...done.map(([, b]) => b).filter((b) => b < BIG)]
     expect(reqs.map((l) => Number(/^bytes=(\d+)-/.exec(l.range ?? 'bytes=0-')![1])).sort((a, b) => a - b)).toEqual(gaps)

@@ -121,8 +121,8 @@ class Transfer implements Splittable {
   private total: number | undefined
   private fh: FileHandle | undefined
   private prefix: PrefixHash
-  /** Whether the server answers a ranged request with 206 (unknown until one did or did not). */
-  private rangesOk: boolean | undefined
+  /** The server does not take ranges (it did not say it does, or answered one with a 200): no splitting. */
+  private noRanges = false
   private generation = 0
   private requests = 0
   private resumed = false
@@ -132,7 +132,6 @@ class Transfer implements Splittable {
   private lastPersist = 0
   private persisting: Promise<void> = Promise.resolve()
   private readonly pool: Connections
-  private readonly retryOpts: HttpOptions
 
   constructor(
     private readonly req: DownloadRequest,
@@ -140,8 +139,6 @@ class Transfer implements Splittable {
   ) {
     this.pool = opts.connections ?? Connections.unlimited()
     this.prefix = new PrefixHash(req.partial)
-    // This transfer holds its connections itself: the retry loop must not take another.
-    this.retryOpts = { ...opts, connections: undefined }
   }
 
   async run(): Promise<Downloaded & { resumed: boolean }> {
@@ -199,7 +196,7 @@ class Transfer implements Splittable {
    * that one connection fills, a split would only add requests.
    */
   private widest(): Range | undefined {
-    if (this.rangesOk === false || this.total === undefined || this.failure !== undefined) return undefined
+    if (this.noRanges || this.total === undefined || this.failure !== undefined) return undefined
     let widest: Range | undefined
     const left = (r: Range) => r.end - (r.writingTo ?? r.pos)
     const now = Date.now()
@@ -266,7 +263,7 @@ class Transfer implements Splittable {
       await withRetries(
         this.req.what,
         this.req.url,
-        this.retryOpts,
+        this.opts,
         (progressed, a) => (r.pos >= r.end ? Promise.resolve() : this.attempt(r, progressed, a)),
         signal,
         acquire,
@@ -318,13 +315,12 @@ class Transfer implements Splittable {
       if (Number(m?.[1]) !== r.pos) {
         await res.body.dump()
         if (r.probeOf) {
-          this.rangesOk = false
+          this.noRanges = true
           return
         }
         await this.startOver(r)
         throw new Transient(`server resumed at byte ${m?.[1]}, not ${r.pos}`)
       }
-      if (ranged) this.rangesOk = true
       if (this.total === undefined && m?.[2] !== '*') this.learnTotal(Number(m?.[2]))
       if (r.probeOf) {
         // Confirmed: the range it splits now ends where this one starts (past any write in flight).
@@ -344,7 +340,7 @@ class Transfer implements Splittable {
       }
     } else if (ranged) {
       // The server ignored Range: no splitting; a resumed range takes the whole body from zero.
-      this.rangesOk = false
+      this.noRanges = true
       if (r.probeOf) {
         await res.body.destroy()
         return
@@ -353,7 +349,7 @@ class Transfer implements Splittable {
     }
     if (res.statusCode === 200) {
       // A server that does not say it takes ranges is not asked for one: one connection, as ever.
-      if (!/\bbytes\b/.test(headerValue(res.headers['accept-ranges']) ?? '')) this.rangesOk = false
+      if (!/\bbytes\b/.test(headerValue(res.headers['accept-ranges']) ?? '')) this.noRanges = true
       const length = Number(headerValue(res.headers['content-length']))
       if (this.total === undefined && Number.isSafeInteger(length)) this.learnTotal(length)
     }

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events'
 import { rm, stat } from 'node:fs/promises'
 import { integrityError, type Sha256 } from '../bundle/digest.js'
 import type { Cache } from './cache.js'
-import { FileHasher } from './hasher.js'
+import { hashFile } from './hasher.js'
 import type { Downloaded } from './download.js'
 import type { Progress } from './progress.js'
 
@@ -32,8 +32,9 @@ export class Cancelled extends Error {
 
 /**
  * Brings items into the cache, all at once (the connection budget in the items' sources
- * decides what moves when) and each at most once, as pacote's fetcher does: sources return bytes, and this is the one place that checks
- * them against the digest the item asked for and commits them. An entry found in the cache
+ * decides what moves when) and each at most once, as pacote's fetcher does: sources return
+ * bytes, and this is the one place that checks them against the digest the item asked for
+ * and commits them. An entry found in the cache
  * is not trusted by name: it is hashed again on a second thread (`check`), so that packing,
  * which reads it anyway, can tell a damaged entry.
  */
@@ -43,7 +44,6 @@ export class Fetcher {
   downloadedBytes = 0
   private checking = new Map<string, Promise<Sha256>>()
   private inflight = new Map<string, Promise<void>>()
-  private hasher = new FileHasher()
   // The first failure stops the others: the user sees its error last, at once. What the
   // others had downloaded stays in the cache's partial files, to be resumed next time.
   private readonly abort = new AbortController()
@@ -96,7 +96,7 @@ export class Fetcher {
     const have = await stat(blob).catch(() => undefined)
     if (have && (item.size === undefined || have.size === item.size)) {
       this.sizes.set(item.digest.hex, have.size)
-      if (!this.downloaded.has(item.digest.hex)) this.checking.set(item.digest.hex, this.hasher.hash(blob))
+      if (!this.downloaded.has(item.digest.hex)) this.checking.set(item.digest.hex, hashFile(blob))
       this.o.progress.note(`cached   ${item.label}`)
       return
     }

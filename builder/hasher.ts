@@ -103,12 +103,8 @@ class HashWorker {
 
 const shared = new HashWorker()
 
-/** Hashes whole files on the worker, in the order asked. */
-export class FileHasher {
-  async hash(path: string): Promise<Sha256> {
-    return Sha256.fromHex((await shared.ask({ op: 'file', path })).hex!)
-  }
-}
+/** Hashes a whole file on the worker (files are hashed in the order asked). */
+export const hashFile = async (path: string): Promise<Sha256> => Sha256.fromHex((await shared.ask({ op: 'file', path })).hex!)
 
 let prefixes = 0
 

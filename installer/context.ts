@@ -12,7 +12,7 @@ import { gatherFacts, type NodeFacts } from './facts.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { DryRunHost, type Host, LoggingHost, NodeHost, RunLog } from './host.js'
 import { parseJoinFile, type JoinFile } from './kubeadm.js'
-import { RECORD_DIR } from './node-paths.js'
+import { KUBELET_KUBECONFIG, RECORD_DIR } from './node-paths.js'
 import type { ClusterSetup, Context } from './plan.js'
 
 /** The flags every command of ./install shares (commander's names). */
@@ -61,7 +61,7 @@ export interface ContextRequest {
  * over it and the join file, checked; then the gate: the bundle verified (and the record
  * written), and opened on what verification saw, reusing the lock it parsed.
  */
-export async function resolveContext(flags: Flags, req: ContextRequest): Promise<{ ctx: Context; report?: VerifyReport }> {
+export async function resolveContext(flags: Flags, req: ContextRequest): Promise<{ ctx: Context; report?: VerifyReport; record?: string }> {
   await requireRoot(flags.root)
   checkRootCommands(flags, req.phases)
   const dryRun = !!flags.dryRun
@@ -71,13 +71,14 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
   const usb: Host = dryRun ? new DryRunHost(folder) : folder
   const facts = await gatherFacts(node)
   // Every input is checked before anything is verified, read as trusted or changed.
-  const { setup, warnings } = await clusterSetup(flags, facts, req.role, req.needAddress && !dryRun)
+  const { setup, warnings } = await clusterSetup(flags, facts, req.role, req.needAddress && !dryRun, await node.exists(KUBELET_KUBECONFIG))
   if (dryRun && req.needAddress && !setup.advertise) {
     warnings.push("cannot tell this node's address (no default route): the plan shows <advertise-address>; a real run needs --advertise-address")
     setup.advertise = '<advertise-address>'
   }
   for (const w of warnings) req.say(`WARN  ${w}`)
-  const { bundle, report } = await openVerified(flags, req.record ? host : new DryRunHost(node), req.say)
+  const recordOn = req.record && !dryRun ? node : undefined
+  const { bundle, report, record } = await openVerified(flags, recordOn ?? new DryRunHost(node), req.say)
   // Nothing is written on the node before verification, the log included.
   const log = req.log && !dryRun ? new RunLog(node.path(`${RECORD_DIR}/${req.log}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`)) : undefined
   log?.line(
@@ -99,6 +100,7 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
       ...(log ? { log } : {}),
     },
     ...(report ? { report } : {}),
+    ...(recordOn ? { record: node.path(record) } : {}),
   }
 }
 
@@ -150,17 +152,17 @@ export async function verifyOptions(flags: Pick<Flags, 'publicKey' | 'requireSig
  * then the bundle opened on what verification saw, so that every file read later is checked
  * against the same hashes. --no-verify skips it with a warning, and the record says so.
  */
-async function openVerified(flags: Flags, recordOn: Host, say: (line: string) => void): Promise<{ bundle: Bundle; report?: VerifyReport }> {
+async function openVerified(flags: Flags, recordOn: Host, say: (line: string) => void): Promise<{ bundle: Bundle; report?: VerifyReport; record: string }> {
   if (!flags.verify) {
     say('warn  --no-verify: the bundle was NOT verified and its files are used as they are; for development only, never on a real node')
-    await writeRecord(recordOn, { result: 'not verified (--no-verify)', bundle: flags.bundle })
-    return { bundle: await openBundle(flags.bundle) }
+    const record = await writeRecord(recordOn, { result: 'not verified (--no-verify)', bundle: flags.bundle })
+    return { bundle: await openBundle(flags.bundle), record }
   }
   const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
   for (const line of verifyNotes(v)) say(line)
   if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
-  await writeRecord(recordOn, verifiedRecord(v))
-  return { bundle: await openBundle(flags.bundle, v.digests, v.lock), report: v }
+  const record = await writeRecord(recordOn, verifiedRecord(v))
+  return { bundle: await openBundle(flags.bundle, v.digests, v.lock), report: v, record }
 }
 
 /**
@@ -195,6 +197,7 @@ async function clusterSetup(
   facts: NodeFacts,
   role: 'master' | 'worker',
   needAddress: boolean,
+  joined: boolean,
 ): Promise<{ setup: ClusterSetup; warnings: string[] }> {
   let text: string | undefined
   if (flags.config) {
@@ -210,8 +213,10 @@ async function clusterSetup(
     const jt = await readFile(flags.joinFile, 'utf8').catch(() => {
       throw new KaError('EUSAGE', `--join-file ${flags.joinFile}: cannot read it; copy join/ from the master's bundle folder`)
     })
-    join = parseJoinFile(jt, flags.joinFile, facts.now())
-    if (join.nodes?.includes(config.nodeName)) {
+    // A node that has joined already is not joined again: its join file may have expired
+    // since, and may list this node's own name (a rerun, by hand or from Ansible, is harmless).
+    join = parseJoinFile(jt, flags.joinFile, joined ? null : facts.now())
+    if (!joined && join.nodes?.includes(config.nodeName)) {
       throw new KaError(
         'EUSAGE',
         `this node would join as ${JSON.stringify(config.nodeName)}, a name the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`,

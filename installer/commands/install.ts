@@ -52,7 +52,11 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
   }
 
   if (skip.includes('verify')) say('note  verify always runs first: --skip-phases cannot skip it (--no-verify is for development only)')
-  const { ctx, report: v } = await resolveContext(flags, { role, needAddress: true, record: true, phases: selected.map((p) => p.name), say, log: 'install' })
+  const {
+    ctx,
+    report: v,
+    record,
+  } = await resolveContext(flags, { role, needAddress: true, record: true, phases: selected.map((p) => p.name), say, log: 'install' })
   ctx.live = liveOutput(io, json, !!flags.verbose)
   const shown = show
   show = (r) => {
@@ -83,8 +87,9 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
     throw e
   }
   if (ctx.log && !json) io.out(`log: ${ctx.log.path}\n`)
+  if (record && !json) io.out(`record: ${record}\n`)
   const dryRun = ctx.options.dryRun
-  if (json) return printJson(io, { ok: true, role, dryRun, steps: reports, warnings })
+  if (json) return printJson(io, { ok: true, role, dryRun, steps: reports, warnings, ...(ctx.log ? { log: ctx.log.path } : {}), ...(record ? { record } : {}) })
   const count = (s: StepReport['status']) => reports.filter((r) => r.status === s).length
   io.out(
     dryRun

@@ -371,6 +371,12 @@ describe('./install --role master, then a worker with the join file it wrote', (
     expect(r.record).toEqual([])
     expect(await treeHashes(w)).toEqual(before)
 
+    // A node that joined already is not joined again: the same expired file on a rerun is harmless.
+    const joined = join(dir, 'roots', 'joined-worker')
+    const again = await install(['--role', 'worker', '--skip-phases', 'images', '--join-file', expired], joined, { env: env() })
+    expect(again.code, again.stderr).toBe(0)
+    expect(changing(again.record)).toEqual([])
+
     const fresh = await install(['join-command'], master, { env: env() })
     expect(fresh.code, fresh.stderr).toBe(0)
     expect(changing(fresh.record)).toEqual([

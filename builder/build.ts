@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { readdir, readFile } from 'node:fs/promises'
+import { join, relative } from 'node:path'
 import { missingImages, requiredImages } from '../bundle/closed-world.js'
 import { KaError } from '../bundle/errors.js'
 import { EXEC_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
@@ -18,7 +18,7 @@ import { checkHosts, hostsFor } from './mirrors.js'
 import { parseImageRef } from '../bundle/reference.js'
 import { extractRuntime } from './node-runtime.js'
 import type { FetchOptions } from './options.js'
-import { CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, QUICKSTART_DIR } from './package-files.js'
+import { ANSIBLE_SOURCE_DIR, CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, QUICKSTART_DIR } from './package-files.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { packBundle } from './pack.js'
 import { splitTar } from './parts.js'
@@ -184,6 +184,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       en: await readFile(join(QUICKSTART_DIR, 'README.txt')),
       zh: await readFile(join(QUICKSTART_DIR, 'README.zh-CN.txt')),
       clusterExample: await readFile(CLUSTER_EXAMPLE),
+      ansible: await readTree(ANSIBLE_SOURCE_DIR),
     }
     const { data } = bundleData(lock, plan, o.releases, images, {
       installer,
@@ -275,4 +276,11 @@ function packageCounts(rels: string[]): { release: string; count: number }[] {
   const counts = new Map<string, number>()
   for (const rel of rels) if (rel.startsWith(`${PACKAGES_DIR}/`)) counts.set(rel.split('/')[1]!, (counts.get(rel.split('/')[1]!) ?? 0) + 1)
   return [...counts].map(([release, count]) => ({ release, count }))
+}
+
+/** Every file under a folder, by its `/`-separated path inside it, in name order. */
+async function readTree(dir: string): Promise<Map<string, Buffer>> {
+  const files = (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile())
+  const rels = files.map((e) => relative(dir, join(e.parentPath, e.name))).sort()
+  return new Map(await Promise.all(rels.map(async (rel) => [rel, await readFile(join(dir, rel))] as const)))
 }

@@ -15,4 +15,6 @@ export const KEYRING_DIR = join(PACKAGE_DIR, 'manifests', 'keyrings')
 /** The quickstart pages and the example cluster.yaml every bundle carries. */
 export const QUICKSTART_DIR = join(PACKAGE_DIR, 'manifests', 'quickstart')
 export const CLUSTER_EXAMPLE = join(PACKAGE_DIR, 'manifests', 'cluster.example.yaml')
+/** The fleet playbook and its example inventory, carried as the bundle's ansible/ folder. */
+export const ANSIBLE_SOURCE_DIR = join(PACKAGE_DIR, 'manifests', 'ansible')
 export const INSTALLER_BUILT = join(PACKAGE_DIR, 'lib', 'installer', 'install.mjs')

@@ -22,6 +22,7 @@ import {
   QUICKSTART_FILE,
   QUICKSTART_ZH_FILE,
   CLUSTER_EXAMPLE_FILE,
+  ANSIBLE_DIR,
 } from '../bundle/layout.js'
 import { filesFor, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
 import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
@@ -141,7 +142,12 @@ export function bundleData(
   plan: BundlePlan,
   releases: readonly string[] | undefined,
   images: { planned: readonly PlannedImage[]; locked: LockedImage[] },
-  inputs: { installer: Buffer; kubeadmTable: Buffer; toolVersion: string; quickstart?: { en: Buffer; zh: Buffer; clusterExample: Buffer } },
+  inputs: {
+    installer: Buffer
+    kubeadmTable: Buffer
+    toolVersion: string
+    quickstart?: { en: Buffer; zh: Buffer; clusterExample: Buffer; ansible: ReadonlyMap<string, Buffer> }
+  },
 ): { data: DataFiles; lock: Lock } {
   const bundleLock: Lock = { ...reduceLock(lock, plan.id.platform, releases), images: images.locked }
   const data: DataFiles = new Map([
@@ -158,6 +164,7 @@ export function bundleData(
           [QUICKSTART_FILE, { bytes: inputs.quickstart.en, mode: FILE_MODE }],
           [QUICKSTART_ZH_FILE, { bytes: inputs.quickstart.zh, mode: FILE_MODE }],
           [CLUSTER_EXAMPLE_FILE, { bytes: inputs.quickstart.clusterExample, mode: FILE_MODE }],
+          ...[...inputs.quickstart.ansible].map(([rel, bytes]) => [`${ANSIBLE_DIR}/${rel}`, { bytes, mode: FILE_MODE }] as const),
         ] as const)
       : []),
   ])

@@ -49,6 +49,13 @@ export const TOP_LEVEL_FILES: readonly string[] = [
   CLUSTER_EXAMPLE_FILE,
 ]
 
+/**
+ * The fleet playbook (ansible/site.yml and its tasks) and the example inventory that
+ * `./install inventory` prints: for the controller that drives ./install on every node.
+ */
+export const ANSIBLE_DIR = 'ansible'
+export const ANSIBLE_INVENTORY_EXAMPLE = `${ANSIBLE_DIR}/inventory.example.yml`
+
 /** Split parts for FAT32 sticks: NAME.tar.000, .001, ... and NAME.parts.sha256. */
 export const partName = (tarName: string, i: number): string => `${tarName}.${String(i).padStart(3, '0')}`
 export const partsSumName = (tarName: string): string => `${tarName.replace(/\.tar$/, '')}.parts.sha256`

@@ -7,6 +7,7 @@ import { configCommand } from './commands/config.js'
 import { versionCommand } from './commands/version.js'
 import { doctorCommand } from './commands/doctor.js'
 import { installCommand } from './commands/install.js'
+import { inventoryCommand } from './commands/inventory.js'
 import { joinCommand } from './commands/join-command.js'
 import { phasesCommand } from './commands/phases.js'
 import { resetCommand } from './commands/reset.js'
@@ -90,6 +91,14 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .description('print a commented cluster.yaml filled with what this node shows (name, address, a pod subnet clear of its networks)')
     .addHelpText('after', '\nExamples:\n  ./install config > ~/cluster.yaml && sudo ./install --role master --config ~/cluster.yaml')
     .action(async () => configCommand(flags(), io))
+  top
+    .command('inventory')
+    .description('print a commented example inventory for the fleet playbook (ansible/site.yml): every variable it reads')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  ./install inventory > ~/inventory.yml\n  ansible-playbook -i ~/inventory.yml ansible/site.yml -e kube_airgap_bundle=/media/usb/NAME.tar',
+    )
+    .action(async () => inventoryCommand(flags(), io))
   top
     .command('version')
     .description("print kube-airgap's version and this bundle's Kubernetes version and platform")

@@ -12,7 +12,7 @@ import { testContext } from '../support/context.js'
 const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString()
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
-import { freshNodeRoot, writeStandins } from '../support/standins.js'
+import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
 import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
@@ -71,34 +71,6 @@ async function install(args: string[], root: string, opts: { bundleDir?: string;
   })
   const record2 = (await readFile(record, 'utf8')).slice(before).trim()
   return { ...res, record: record2 ? record2.split('\n') : [] }
-}
-
-/** Commands that change something (queries like `systemctl is-active` do not). */
-const changing = (record: string[]) =>
-  record.filter(
-    (l) =>
-      !/^systemctl (is-enabled|is-active|--version)/.test(l) &&
-      !/^kubeadm config (images list|validate) /.test(l) &&
-      !/^kubectl --kubeconfig \S+ get /.test(l) &&
-      !/^crictl --runtime-endpoint \S+ pods -q$/.test(l),
-  )
-
-/** Every file under a root with its hash and mode; verification records (a log, new each run, kept by reset) aside. */
-async function treeHashes(root: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      const p = join(d, e.name)
-      if (relative(root, p) === 'var/log/kube-airgap') continue
-      if (e.isDirectory()) await walk(p)
-      else if (e.isFile())
-        out[relative(root, p)] = `${createHash('sha256')
-          .update(await readFile(p))
-          .digest('hex')} ${((await stat(p)).mode & 0o777).toString(8)}`
-    }
-  }
-  await walk(root)
-  return out
 }
 
 async function newRoot(name: string): Promise<string> {

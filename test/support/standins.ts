@@ -1,5 +1,6 @@
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { createHash } from 'node:crypto'
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { join, relative } from 'node:path'
 
 /**
  * Recording stand-ins for the host commands that cannot run in a test (systemd is not
@@ -61,4 +62,32 @@ export async function freshNodeRoot(root: string): Promise<void> {
   )
   await writeFile(join(root, 'etc/fstab'), '/dev/disk/by-uuid/1234 / ext4 defaults 0 1\n/swap.img\tnone\tswap\tsw\t0\t0\n')
   await writeFile(join(root, 'etc/resolv.conf'), 'nameserver 192.0.2.53\n')
+}
+
+/** The commands the stand-ins recorded that change something (queries like `systemctl is-active` do not). */
+export const changing = (record: string[]): string[] =>
+  record.filter(
+    (l) =>
+      !/^systemctl (is-enabled|is-active|--version)/.test(l) &&
+      !/^kubeadm config (images list|validate) /.test(l) &&
+      !/^kubectl --kubeconfig \S+ get /.test(l) &&
+      !/^crictl --runtime-endpoint \S+ pods -q$/.test(l),
+  )
+
+/** Every file under a node root with its hash and mode; the installer's logs and records (new each run) aside. */
+export async function treeHashes(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name)
+      if (relative(root, p) === 'var/log/kube-airgap') continue
+      if (e.isDirectory()) await walk(p)
+      else if (e.isFile())
+        out[relative(root, p)] = `${createHash('sha256')
+          .update(await readFile(p))
+          .digest('hex')} ${((await stat(p)).mode & 0o777).toString(8)}`
+    }
+  }
+  await walk(root)
+  return out
 }

@@ -1,0 +1,405 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import yaml from 'js-yaml'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bundleCli } from '../support/cli.js'
+import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
+
+/**
+ * The fleet playbook the bundle carries (ansible/site.yml), run by the real ansible-playbook
+ * (Debian's ansible-core) from the bundle unpacked on a controller, against four nodes: each
+ * a temporary root driven through ./install --root with the recording stand-ins the other
+ * installer tests use. One node (the second master) is reached through a real sshd on
+ * loopback, started here with its own host key and an authorized key made here; the others
+ * by the local connection. Every run becomes root through the real sudo. This file runs on
+ * its own, after the others (package.json's test script): its nodes share this machine's
+ * ports, and other tests hold kubelet's port 10250 on purpose, which preflight would see.
+ */
+const NAME = 'kube-airgap-v1.29.3-linux-amd64'
+const NODES = { m1: 'k8s01', m2: 'k8s02', w1: 'k8s03', w2: 'k8s04' } as const
+type Node = keyof typeof NODES
+
+let dir: string
+let world: World
+let tar: string
+let rebuild: (out: string, ...args: string[]) => Promise<void>
+let playbook: string
+let inventory: string
+let sshd: ChildProcess | undefined
+let sshdLog = ''
+const roots = {} as Record<Node, string>
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+
+async function startSshd(): Promise<{ port: number; key: string; knownHosts: string }> {
+  const d = join(dir, 'ssh')
+  await mkdir(d, { recursive: true, mode: 0o700 })
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(d, 'host_key')])
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(d, 'client_key')])
+  await cp(join(d, 'client_key.pub'), join(d, 'authorized_keys'))
+  const port = await freePort()
+  await writeFile(
+    join(d, 'sshd_config'),
+    [
+      `Port ${port}`,
+      'ListenAddress 127.0.0.1',
+      `HostKey ${join(d, 'host_key')}`,
+      `AuthorizedKeysFile ${join(d, 'authorized_keys')}`,
+      'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      // The test folder sits under /tmp (world-writable): sshd's ownership checks would refuse it.
+      'StrictModes no',
+      `PidFile ${join(d, 'sshd.pid')}`,
+      'Subsystem sftp /usr/lib/openssh/sftp-server',
+    ].join('\n'),
+  )
+  await mkdir('/run/sshd', { recursive: true, mode: 0o755 })
+  sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(d, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  sshd.stderr!.on('data', (b: Buffer) => (sshdLog += b.toString()))
+  for (let i = 0; i < 100 && !sshdLog.includes('Server listening'); i++) await new Promise((r) => setTimeout(r, 50))
+  expect(sshdLog).toContain(`Server listening on 127.0.0.1 port ${port}`)
+  const knownHosts = join(d, 'known_hosts')
+  await writeFile(knownHosts, `[127.0.0.1]:${port} ${(await readFile(join(d, 'host_key.pub'), 'utf8')).trim()}\n`)
+  return { port, key: join(d, 'client_key'), knownHosts }
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-fleet-'))
+  world = await startWorld(dir, { realistic: true })
+  const lock = join(dir, 'bundle.lock.json')
+  await lockWorld(world, lock, join(dir, 'cache'))
+  const keys = join(dir, 'keys')
+  expect((await bundleCli(['keygen', '--out', keys])).code).toBe(0)
+  rebuild = async (out, ...args) => {
+    const r = await bundleCli([
+      'build',
+      '--lock',
+      lock,
+      '--out',
+      out,
+      '--cache',
+      join(dir, 'cache'),
+      '--sign',
+      join(keys, 'kube-airgap.key'),
+      ...args,
+      ...world.args,
+    ])
+    expect(r.code, r.stderr).toBe(0)
+  }
+  const out = join(dir, 'usb')
+  await rebuild(out)
+  tar = join(out, `${NAME}.tar`)
+  // The controller: the verifier carried apart from the stick checks the tar and unpacks it;
+  // the playbook runs from what was unpacked.
+  const controller = join(dir, 'controller')
+  await mkdir(controller)
+  execFileSync(join(keys, 'kube-airgap-verify'), ['--extract', controller, tar], { stdio: 'ignore' })
+  playbook = join(controller, NAME, 'ansible', 'site.yml')
+
+  const standins = await writeStandins(join(dir, 'standins'))
+  const ca = join(dir, 'ca.crt')
+  execFileSync('sh', ['-c', `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`])
+  const ssh = await startSshd()
+  const host = (node: Node) => {
+    const root = join(dir, 'nodes', node)
+    roots[node] = root
+    return {
+      kube_airgap_root: root,
+      kube_airgap_dest: join(root, 'opt/kube-airgap'),
+      kube_airgap_node_name: NODES[node],
+      kube_airgap_advertise_address: `192.0.2.${10 + Object.keys(NODES).indexOf(node)}`,
+      // The stand-ins first on PATH, as in the other installer tests (this machine has no modprobe).
+      kube_airgap_install_environment: { KA_RECORD: `${root}.record`, KA_ROOT: root, KA_CA_CRT: ca, PATH: `${standins}:${process.env.PATH}` },
+      ...(node === 'm2'
+        ? {
+            ansible_host: '127.0.0.1',
+            ansible_port: ssh.port,
+            ansible_user: 'root',
+            ansible_ssh_private_key_file: ssh.key,
+            ansible_ssh_common_args: `-o UserKnownHostsFile=${ssh.knownHosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes`,
+          }
+        : { ansible_connection: 'local' }),
+    }
+  }
+  inventory = join(dir, 'inventory.yml')
+  await writeFile(
+    inventory,
+    yaml.dump({
+      all: {
+        vars: {
+          ansible_python_interpreter: '/usr/bin/python3',
+          ansible_pipelining: true,
+          kube_airgap_public_key: join(keys, 'kube-airgap.pub'),
+          kube_airgap_verifier: join(keys, 'kube-airgap-verify'),
+          kube_airgap_fleet_dir: join(dir, 'fleet'),
+          kube_airgap_pod_subnet: '10.245.0.0/16',
+          kube_airgap_install_args: ['--host-commands', standins, '--skip-phases', 'images'],
+        },
+        children: {
+          masters: { hosts: { m1: host('m1'), m2: host('m2') } },
+          // w2 first: the batch test below stops at it before w1.
+          workers: { hosts: { w2: host('w2'), w1: host('w1') } },
+        },
+      },
+    }),
+  )
+  for (const node of Object.keys(NODES) as Node[]) await freshNodeRoot(roots[node])
+}, 240_000)
+
+afterAll(async () => {
+  sshd?.kill()
+  await world?.close()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+interface Play {
+  code: number | null
+  out: string
+  recap: Record<string, Record<string, number>>
+}
+
+function playbookRun(args: string[], bundle = tar): Promise<Play> {
+  return new Promise((resolve) => {
+    const env = {
+      ...process.env,
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_LOCAL_TEMP: join(dir, 'ansible-tmp'),
+      ANSIBLE_REMOTE_TEMP: join(dir, 'ansible-remote-tmp'),
+      ANSIBLE_RETRY_FILES_ENABLED: 'false',
+    }
+    const child = spawn('ansible-playbook', ['-i', inventory, playbook, '-e', `kube_airgap_bundle=${bundle}`, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+    child.on('close', (code) => {
+      const recap: Play['recap'] = {}
+      for (const m of out.matchAll(/^(\S+)\s+: (ok=.*)$/gm))
+        recap[m[1]!] = Object.fromEntries(
+          m[2]!
+            .trim()
+            .split(/\s+/)
+            .map((kv) => [kv.split('=')[0]!, Number(kv.split('=')[1])]),
+        )
+      resolve({ code, out, recap })
+    })
+  })
+}
+
+/** The commands a node's stand-ins received that change something. */
+const changedOn = async (node: Node): Promise<string[]> =>
+  changing((await readFile(`${roots[node]}.record`, 'utf8').catch(() => '')).split('\n').filter(Boolean))
+
+const fleet = (...p: string[]) => join(dir, 'fleet', ...p)
+
+describe('ansible-playbook ansible/site.yml', () => {
+  it('check mode on fresh nodes copies nothing and says each would get the bundle', async () => {
+    const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, await treeHashes(roots[n])])))
+    const r = await playbookRun(['--check'])
+    expect(r.code, r.out).toBe(0)
+    for (const n of Object.keys(NODES) as Node[]) {
+      expect(await treeHashes(roots[n]), n).toEqual(before[n])
+      expect(r.out).toContain(`ok: [${n}] => {\n    "msg": "${NAME} is not on this node yet: it would be copied and unpacked; its plan shows once it is"`)
+    }
+  }, 300_000)
+
+  it('installs the first master, joins the second over ssh and the workers with the join files it fetched; a tampered worker fails alone, with its error line and output on the controller', async () => {
+    // w2 already holds the bundle, unpacked, with a file edited since (someone with the stick).
+    const dest = join(roots.w2, 'opt/kube-airgap')
+    await mkdir(dest, { recursive: true })
+    await cp(tar, join(dest, `${NAME}.tar`))
+    execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: dest })
+    const sha = createHash('sha256')
+      .update(await readFile(tar))
+      .digest('hex')
+    await writeFile(join(dest, `${NAME}.unpacked`), `${sha}\n`)
+    const calico = join(dest, NAME, 'files', 'calico.yaml')
+    await writeFile(calico, `${await readFile(calico, 'utf8')}# edited\n`)
+
+    const r = await playbookRun([])
+    expect(r.code, r.out).toBe(2)
+    for (const h of ['m1', 'm2', 'w1']) expect(r.recap[h]?.failed, `${h}\n${r.out}`).toBe(0)
+    expect(r.recap.w2?.failed, r.out).toBe(1)
+    expect(r.out).toMatch(
+      /fatal: \[w2\]: FAILED! => \{"changed": false, "msg": "install: ESIGNATURE: .*files\/calico\.yaml: changed: .*not what was signed; do not install it"/,
+    )
+    const saved = (await readdir(fleet('w2'))).filter((f) => f.startsWith('install-'))
+    expect(saved).toHaveLength(1)
+    expect(await readFile(fleet('w2', saved[0]!), 'utf8')).toMatch(/^install: ESIGNATURE: /m)
+
+    // The first master: initialized once, Calico applied, the join files written.
+    expect((await changedOn('m1')).filter((l) => /^kube(adm|ctl) /.test(l))).toEqual([
+      `kubeadm init --config ${join(roots.m1, 'etc/kube-airgap/kubeadm.yaml')} --upload-certs`,
+      `kubectl --kubeconfig ${join(roots.m1, 'etc/kubernetes/admin.conf')} apply --server-side --force-conflicts -f ${join(roots.m1, 'etc/kube-airgap/calico.yaml')}`,
+    ])
+    // The join files went through the controller (0600 there, never in Ansible's output) to the nodes.
+    const workerJoin = yaml.load(await readFile(fleet('join', 'worker.yaml'), 'utf8')) as Record<string, string>
+    const cpJoin = yaml.load(await readFile(fleet('join', 'control-plane.yaml'), 'utf8')) as Record<string, string>
+    for (const f of ['worker.yaml', 'control-plane.yaml']) expect((await stat(fleet('join', f))).mode & 0o777).toBe(0o600)
+    expect((await stat(fleet('join'))).mode & 0o777).toBe(0o700)
+    expect(r.out).not.toContain(workerJoin.token)
+    expect(r.out).not.toContain(cpJoin.certificateKey)
+    // The second master joined as a control plane, over ssh; the worker as a worker.
+    expect(sshdLog).toMatch(/Accepted publickey for root from 127\.0\.0\.1/)
+    for (const [node, file] of [
+      ['m2', join(roots.m2, 'opt/kube-airgap', NAME, 'join/control-plane.yaml')],
+      ['w1', join(roots.w1, 'opt/kube-airgap', NAME, 'join/worker.yaml')],
+    ] as const) {
+      expect((await changedOn(node)).filter((l) => /^kube(adm|ctl) /.test(l))).toEqual([
+        `kubeadm join --config ${join(roots[node], 'etc/kube-airgap/kubeadm-join.yaml')}`,
+      ])
+      expect((await stat(file)).mode & 0o777).toBe(0o600)
+      const joinCfg = yaml.load(await readFile(join(roots[node], 'etc/kube-airgap/kubeadm-join.yaml'), 'utf8')) as Record<string, any>
+      expect(joinCfg.discovery.bootstrapToken.token).toBe(workerJoin.token)
+      expect(joinCfg.nodeRegistration.name).toBe(NODES[node])
+      expect(!!joinCfg.controlPlane).toBe(node === 'm2')
+    }
+    expect((await changedOn('m2')).slice(0, 4)).toEqual(['modprobe overlay', 'modprobe br_netfilter', 'sysctl --system', 'swapoff -a'])
+    // Each node holds the bundle's files, and the controller each node's log and verification record.
+    for (const node of ['m1', 'm2', 'w1'] as const) {
+      expect((await stat(join(roots[node], 'usr/local/bin/kubeadm'))).mode & 0o777).toBe(0o755)
+      const got = await readdir(fleet(node))
+      expect(
+        got.filter((f) => /^install-.*\.log$/.test(f)),
+        node,
+      ).toHaveLength(1)
+      expect(
+        got.filter((f) => /^verify-.*\.json$/.test(f)),
+        node,
+      ).toHaveLength(1)
+      const record = JSON.parse(await readFile(fleet(node, got.find((f) => f.startsWith('verify-'))!), 'utf8'))
+      expect(record).toMatchObject({ result: 'verified', bundle: NAME })
+      expect(record.signedBy).toMatch(/^sha256:[0-9a-f]{64}$/)
+    }
+    // The tampered worker: nothing changed under its root, nothing run.
+    expect(await changedOn('w2')).toEqual([])
+  }, 600_000)
+
+  it('--limit reruns just the failed worker; with kube_airgap_unpack=always its folder is unpacked again and it joins', async () => {
+    const before = await readFile(`${roots.m1}.record`, 'utf8')
+    const r = await playbookRun(['--limit', 'w2', '-e', 'kube_airgap_unpack=always'])
+    expect(r.code, r.out).toBe(0)
+    expect(Object.keys(r.recap)).toEqual(['w2'])
+    expect((await changedOn('w2')).filter((l) => /^kubeadm /.test(l))).toEqual([`kubeadm join --config ${join(roots.w2, 'etc/kube-airgap/kubeadm-join.yaml')}`])
+    expect(await readFile(`${roots.m1}.record`, 'utf8')).toBe(before)
+  }, 300_000)
+
+  it('a second run changes nothing on any node and reports changed=0 everywhere', async () => {
+    const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, await treeHashes(roots[n])])))
+    const commands = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, await changedOn(n)])))
+    const r = await playbookRun([])
+    expect(r.code, r.out).toBe(0)
+    for (const h of Object.keys(NODES)) expect(r.recap[h], `${h}\n${r.out}`).toMatchObject({ changed: 0, failed: 0 })
+    for (const n of Object.keys(NODES) as Node[]) {
+      expect(await treeHashes(roots[n]), n).toEqual(before[n])
+      expect(await changedOn(n), n).toEqual(commands[n])
+    }
+  }, 300_000)
+
+  it('check mode changes nothing on any node and shows each node plan (./install --dry-run)', async () => {
+    await rm(join(roots.w1, 'etc/crictl.yaml'))
+    const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, await treeHashes(roots[n])])))
+    const r = await playbookRun(['--check'])
+    expect(r.code, r.out).toBe(0)
+    for (const n of Object.keys(NODES) as Node[]) expect(await treeHashes(roots[n]), n).toEqual(before[n])
+    expect(r.out).toMatch(/"\[containerd\] would do +crictl config \(\/etc\/crictl\.yaml\)"/)
+    expect(r.out.match(/dry run: \d+ steps would change the node; nothing was changed/g)).toHaveLength(4)
+  }, 300_000)
+})
+
+describe('ansible-playbook, batches and join files', () => {
+  it('in batches of one, a failed worker stops the rollout before the next batch', async () => {
+    const calico = join(roots.w2, 'opt/kube-airgap', NAME, 'files', 'calico.yaml')
+    await writeFile(calico, `${await readFile(calico, 'utf8')}# edited again\n`)
+    const r = await playbookRun(['--limit', 'workers', '-e', 'kube_airgap_worker_batch=1'])
+    expect(r.code, r.out).toBe(2)
+    expect(r.out).toMatch(/fatal: \[w2\]: FAILED! => \{"changed": false, "msg": "install: ESIGNATURE: /)
+    expect(r.out.slice(r.out.indexOf('PLAY [Join the workers'))).not.toContain('[w1]')
+  }, 300_000)
+
+  it('a node still to join when the join files have expired gets fresh ones (join-command on the first master), then joins', async () => {
+    const state = join(roots.m1, 'etc/kube-airgap/join.json')
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString()
+    await writeFile(state, JSON.stringify({ ...JSON.parse(await readFile(state, 'utf8')), expires: yesterday, certificateKeyExpires: yesterday }))
+    await rm(join(roots.w1, 'etc/kubernetes/kubelet.conf'))
+    const before = (await changedOn('m1')).length
+    const r = await playbookRun(['--limit', 'm1,w1'])
+    expect(r.code, r.out).toBe(0)
+    expect((await changedOn('m1')).slice(before)).toEqual([
+      'kubeadm token create --ttl 24h',
+      expect.stringMatching(/^kubeadm init phase upload-certs --upload-certs --certificate-key [0-9a-f]{64}$/),
+    ])
+    expect(yaml.load(await readFile(fleet('join', 'worker.yaml'), 'utf8'))).toMatchObject({ token: 'fresh1.0123456789abcdef' })
+    const joinCfg = yaml.load(await readFile(join(roots.w1, 'etc/kube-airgap/kubeadm-join.yaml'), 'utf8')) as Record<string, any>
+    expect(joinCfg.discovery.bootstrapToken.token).toBe('fresh1.0123456789abcdef')
+    expect((await changedOn('w1')).pop()).toBe(`kubeadm join --config ${join(roots.w1, 'etc/kube-airgap/kubeadm-join.yaml')}`)
+  }, 300_000)
+})
+
+describe('ansible-playbook with split parts', () => {
+  it('checks each part, joins them once on the controller into the same tar, and the nodes see nothing new; a damaged part is refused', async () => {
+    const split = join(dir, 'usb-split')
+    await rebuild(split, '--split', '64M')
+    const parts = join(split, `${NAME}.parts.sha256`)
+    const sha = async (f: string) =>
+      createHash('sha256')
+        .update(await readFile(f))
+        .digest('hex')
+    const r = await playbookRun(['--limit', 'w1'], parts)
+    expect(r.code, r.out).toBe(0)
+    expect(await sha(fleet(`${NAME}.tar`))).toBe(await sha(tar))
+    expect(r.out).toMatch(/TASK \[Check every part \(sha256sum -c\) and join them\] \**\nchanged: \[w1 -> localhost\]/)
+    expect(r.out).toMatch(/TASK \[Copy the bundle tar\] \**\nskipping: \[w1\]/)
+
+    const part = join(split, `${NAME}.tar.001`)
+    const bytes = await readFile(part)
+    bytes[1000] = bytes[1000]! ^ 1
+    await writeFile(part, bytes)
+    const bad = await playbookRun(['--limit', 'w1'], parts)
+    expect(bad.code, bad.out).toBe(2)
+    expect(bad.out).toMatch(/fatal: \[w1 -> localhost\]: FAILED!.*kube-airgap-verify: /)
+    expect(bad.out).not.toContain('TASK [Copy the bundle tar]')
+  }, 300_000)
+})
+
+describe('./install inventory', () => {
+  it('prints the commented example inventory the playbook reads, which ansible-inventory parses', async () => {
+    const out = execFileSync(join(dir, 'controller', NAME, 'install'), ['inventory'], { encoding: 'utf8' })
+    expect(out).toContain('kube_airgap_control_plane_endpoint:')
+    const file = join(dir, 'example.yml')
+    await writeFile(file, out)
+    const graph = JSON.parse(execFileSync('ansible-inventory', ['-i', file, '--list'], { encoding: 'utf8' }))
+    expect(graph.masters.hosts).toEqual(['m01', 'm02', 'm03'])
+    expect(graph.workers.hosts).toHaveLength(3)
+  })
+
+  it('ansible-lint passes on the playbook', () => {
+    const r = spawnLint(join(dir, 'controller', NAME, 'ansible'))
+    expect(r.code, r.out).toBe(0)
+  })
+})
+
+function spawnLint(cwd: string): { code: number; out: string } {
+  try {
+    const out = execFileSync('ansible-lint', ['--offline', '--nocolor', 'site.yml'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    return { code: 0, out }
+  } catch (e) {
+    const err = e as { status: number; stdout: string; stderr: string }
+    return { code: err.status, out: err.stdout + err.stderr }
+  }
+}

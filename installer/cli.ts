@@ -11,6 +11,7 @@ import { inventoryCommand } from './commands/inventory.js'
 import { joinCommand } from './commands/join-command.js'
 import { phasesCommand } from './commands/phases.js'
 import { resetCommand } from './commands/reset.js'
+import { upgradeCommand } from './commands/upgrade.js'
 import { verifyCommand } from './commands/verify.js'
 import type { Flags } from './context.js'
 import { DEFAULT_CONTAINERD_SOCKET } from './node-paths.js'
@@ -77,6 +78,19 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .addHelpText('after', `\nExamples:\n  sudo ./install doctor\n  sudo ./install doctor --json`)
     .option('--json', 'print the findings as JSON')
     .action(async (own: object) => setExit(await doctorCommand(flags(own), io)))
+  top
+    .command('upgrade')
+    .description(
+      "upgrade this node of a running cluster to this bundle's Kubernetes, one minor at a time, masters first (skew rules and health checked first; what it replaces backed up); --rollback puts it back",
+    )
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install upgrade --dry-run                 # the skew check and every step, nothing changed\n  sudo ./install upgrade                           # on the first master, then each other master, one at a time\n  sudo ./install upgrade --drain-from admin.conf   # on a worker: it drains and uncordons itself with that kubeconfig\n  sudo ./install upgrade --rollback                # after a failed upgrade: the old binaries and configs back`,
+    )
+    .option('--drain-from <kubeconfig>', 'on a worker: drain and uncordon it with this kubeconfig (otherwise drain it from a master first)')
+    .option('--rollback', 'put back what the upgrade in progress (or the last one) replaced on this node')
+    .option('--json', 'print the result as JSON')
+    .action(async (own: object) => upgradeCommand(flags(own), io))
   top
     .command('reset')
     .description(

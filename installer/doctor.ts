@@ -21,6 +21,7 @@ import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, typ
 import { portFree } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
+import { versionFindings } from './upgrade.js'
 
 const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
 
@@ -285,6 +286,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       add('warn', rel, (e as Error).message.split(';')[0]!, 'on the first master: sudo ./install join-command')
     }
   }
+  out.push(...(await versionFindings(ctx)))
   return out
 }
 

@@ -50,5 +50,12 @@ export const PROC_NET_ROUTE = '/proc/net/route'
 /** OS packages on their way to dpkg: copied here from the bundle, checked as written, removed after. */
 export const PACKAGE_STAGING = '/var/lib/kube-airgap/staging'
 
+/** What an upgrade keeps: its state (a rerun resumes, --rollback undoes) and the files it replaced, per version. */
+export const UPGRADE_STATE = '/var/lib/kube-airgap/upgrade.json'
+export const UPGRADE_BACKUP_DIR = '/var/lib/kube-airgap/backup'
+/** kubeadm's static pod manifests, and where `kubeadm upgrade` backs them up (kubeadm-backup-manifests-<time>). */
+export const STATIC_PODS = '/etc/kubernetes/manifests'
+export const KUBEADM_BACKUPS = '/etc/kubernetes/tmp'
+
 /** Verification records for security officers. */
 export const RECORD_DIR = '/var/log/kube-airgap'

@@ -21,6 +21,10 @@ export const PHASE_NAMES = [
   'network',
   'finish',
   'reset',
+  'skew',
+  'backup',
+  'upgrade',
+  'rollback',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 

@@ -3,7 +3,8 @@ import { didYouMean, printable } from '../../bundle/text.js'
 import { printJson, type Io } from '../../bundle/report.js'
 import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { PHASES, PHASE_CHOICES } from '../phases/index.js'
-import { type Live, runPhases, type StepReport } from '../plan.js'
+import type { VerifyReport } from '../../bundle/verify.js'
+import { type Context, type Live, type Phase, runPhases, type StepReport } from '../plan.js'
 
 function phaseList(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined
@@ -33,6 +34,40 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
   const skip = phaseList(flags.skipPhases, '--skip-phases') ?? []
   requireSuperuser(flags, `--role ${role}`)
   const selected = PHASES.filter((p) => (!only || only.includes(p.name)) && !skip.includes(p.name))
+  const out = reporter(io, flags)
+  if (skip.includes('verify')) out.say('note  verify always runs first: --skip-phases cannot skip it (--no-verify is for development only)')
+  const { ctx, report, record } = await resolveContext(flags, {
+    role,
+    needAddress: true,
+    record: true,
+    phases: selected.map((p) => p.name),
+    say: out.say,
+    log: 'install',
+  })
+  const join = ctx.cluster.join
+  if (join)
+    out.say(
+      `join  this node will trust the control plane at ${join.endpoint} with CA key ${join.caCertHash} (from ${flags.joinFile}: written on a node, not covered by the bundle's signature)`,
+    )
+  await out.run(ctx, selected, report, record)
+  const { reports, warnings } = out
+  const json = !!flags.json
+  const dryRun = ctx.options.dryRun
+  if (json) return printJson(io, { ok: true, role, dryRun, steps: reports, warnings, ...(ctx.log ? { log: ctx.log.path } : {}), ...(record ? { record } : {}) })
+  io.out(out.summary(dryRun))
+  if (!dryRun && role === 'master' && !join && selected.some((p) => p.name === 'finish')) {
+    io.out(
+      `next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`,
+    )
+  }
+}
+
+/**
+ * How a run that changes the node reports: each step as it ends (with its actions when it
+ * would do something, or with --verbose), warnings on stderr, signs of life while it works,
+ * the log and the verification record at the end; with --json nothing until the result.
+ */
+export function reporter(io: Io, flags: Pick<Flags, 'json' | 'verbose'>) {
   const json = !!flags.json
   const reports: StepReport[] = []
   const warnings: string[] = []
@@ -40,7 +75,7 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
     warnings.push(line)
     if (!json) io.err(`${line}\n`)
   }
-  let show = (r: StepReport) => {
+  const print = (r: StepReport) => {
     reports.push(r)
     if (json) return
     io.out(`[${r.phase}] ${r.status.padEnd(12)} ${r.title}\n`)
@@ -50,57 +85,40 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
           `      ${a.kind === 'write' ? `write ${a.path}  ${a.sha256}  ${a.mode}` : a.kind === 'run' ? `run   ${a.argv!.join(' ')}` : `remove ${a.path}`}\n`,
         )
   }
-
-  if (skip.includes('verify')) say('note  verify always runs first: --skip-phases cannot skip it (--no-verify is for development only)')
-  const {
-    ctx,
-    report: v,
-    record,
-  } = await resolveContext(flags, { role, needAddress: true, record: true, phases: selected.map((p) => p.name), say, log: 'install' })
-  ctx.live = liveOutput(io, json, !!flags.verbose)
-  const shown = show
-  show = (r) => {
-    ctx.live?.waiting('')
-    ctx.log?.line(`[${r.phase}] ${r.status} ${r.title}`)
-    shown(r)
-  }
-  if (v)
-    show({
-      phase: 'verify',
-      title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`,
-      status: 'checked',
-      actions: [],
-    })
-  const join = ctx.cluster.join
-  if (join)
-    say(
-      `join  this node will trust the control plane at ${join.endpoint} with CA key ${join.caCertHash} (from ${flags.joinFile}: written on a node, not covered by the bundle's signature)`,
-    )
-  try {
-    await runPhases(ctx, selected, show)
-  } catch (e) {
-    // Every failure ends with where the whole story is.
-    if (ctx.log) {
-      ctx.log.line(`failed: ${(e as Error).message}`)
-      if (isKaError(e)) e.message += `; the full log: ${ctx.log.path}`
+  /** Runs the phases after verification; every failure ends with where the whole story is. */
+  const run = async (ctx: Context, phases: Phase[], v: VerifyReport | undefined, record: string | undefined): Promise<void> => {
+    ctx.live = liveOutput(io, json, !!flags.verbose)
+    const show = (r: StepReport) => {
+      ctx.live?.waiting('')
+      ctx.log?.line(`[${r.phase}] ${r.status} ${r.title}`)
+      print(r)
     }
-    throw e
+    if (v)
+      show({
+        phase: 'verify',
+        title: `bundle ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `, signed by ${v.signedBy}` : ''}`,
+        status: 'checked',
+        actions: [],
+      })
+    try {
+      await runPhases(ctx, phases, show)
+    } catch (e) {
+      if (ctx.log) {
+        ctx.log.line(`failed: ${(e as Error).message}`)
+        if (isKaError(e)) e.message += `; the full log: ${ctx.log.path}`
+      }
+      throw e
+    }
+    if (ctx.log && !json) io.out(`log: ${ctx.log.path}\n`)
+    if (record && !json) io.out(`record: ${record}\n`)
   }
-  if (ctx.log && !json) io.out(`log: ${ctx.log.path}\n`)
-  if (record && !json) io.out(`record: ${record}\n`)
-  const dryRun = ctx.options.dryRun
-  if (json) return printJson(io, { ok: true, role, dryRun, steps: reports, warnings, ...(ctx.log ? { log: ctx.log.path } : {}), ...(record ? { record } : {}) })
   const count = (s: StepReport['status']) => reports.filter((r) => r.status === s).length
-  io.out(
+  /** The last line: what changed, or what would. */
+  const summary = (dryRun: boolean) =>
     dryRun
       ? `dry run: ${count('would do')} steps would change the node; nothing was changed\n`
-      : `ok: ${count('done')} steps changed the node, ${count('already done')} were already done\n`,
-  )
-  if (!dryRun && role === 'master' && !join && selected.some((p) => p.name === 'finish')) {
-    io.out(
-      `next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`,
-    )
-  }
+      : `ok: ${count('done')} steps changed the node, ${count('already done')} were already done\n`
+  return { reports, warnings, say, run, summary }
 }
 
 /**

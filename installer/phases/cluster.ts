@@ -47,7 +47,9 @@ export interface JoinState {
   certificateKeyExpires: string
 }
 
-const kubectl = (ctx: Context, ...args: string[]) => [KUBECTL, '--kubeconfig', ctx.host.path(KUBECONFIG_ADMIN), ...args]
+/** kubectl with a kubeconfig on the node (the admin's by default). */
+export const kubectl = (ctx: Context, kubeconfig: string, ...args: string[]) => [KUBECTL, '--kubeconfig', ctx.host.path(kubeconfig), ...args]
+const admin = (ctx: Context, ...args: string[]) => kubectl(ctx, KUBECONFIG_ADMIN, ...args)
 
 async function hostsStep(ctx: Context): Promise<Step | undefined> {
   const lines = ctx.cluster.config.extraHosts.map((h) => `${h.ip} ${h.names.join(' ')}`)
@@ -124,10 +126,10 @@ export const cluster: Phase = {
  * With imagePullPolicy Never kubeadm skips its own image check, so a wrong image table would
  * otherwise surface as a four-minute control-plane time-out.
  */
-function kubeadmAgrees(ctx: Context, config: string): Step {
+export function kubeadmAgrees(ctx: Context, config?: string): Step {
   const version = `v${ctx.bundle.lock.kubernetes}`
   return {
-    title: `kubeadm ${version} wants only the bundle's images, and accepts ${config}`,
+    title: `kubeadm ${version} wants only the bundle's images${config ? `, and accepts ${config}` : ''}`,
     done: true,
     checkOnly: true,
     actions: [],
@@ -148,6 +150,7 @@ function kubeadmAgrees(ctx: Context, config: string): Step {
           { lacking },
         )
       }
+      if (!config) return
       const valid = await ctx.host.run([KUBEADM, 'config', 'validate', '--config', ctx.host.path(config)], { changing: false })
       if (valid.code !== 0)
         throw new KaError('ESTEP', `kubeadm config validate refuses ${config}: ${(valid.stderr || valid.stdout).trim().split('\n').slice(-2).join(' / ')}`)
@@ -173,13 +176,13 @@ export const network: Phase = {
       patched.text,
     )
     steps.push(file)
-    const applied = file.done && (await ctx.host.run(kubectl(ctx, 'get', 'daemonset', 'calico-node', '-n', 'kube-system'), { changing: false })).code === 0
+    const applied = file.done && (await ctx.host.run(admin(ctx, 'get', 'daemonset', 'calico-node', '-n', 'kube-system'), { changing: false })).code === 0
     // Server-side apply: a rerun is harmless, and Calico's large CRDs do not hit the
     // client-side last-applied annotation limit ("metadata.annotations: Too long").
     steps.push({
       title: 'Calico applied (kubectl apply --server-side)',
       done: applied,
-      actions: [{ kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }],
+      actions: [{ kind: 'run', argv: admin(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }],
     })
     steps.push(...(await localCoreDnsSteps(ctx)))
     return steps
@@ -193,7 +196,7 @@ export const network: Phase = {
  */
 async function localCoreDnsSteps(ctx: Context): Promise<Step[]> {
   if ((await nameservers(ctx.host)).length > 0) return []
-  const got = await ctx.host.run(kubectl(ctx, '-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}'), { changing: false })
+  const got = await ctx.host.run(admin(ctx, '-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}'), { changing: false })
   if (got.code !== 0 || !got.stdout.includes('forward')) return []
   ctx.say(
     `note  ${RESOLV_CONF} names no nameserver: CoreDNS is set up without upstream forwarding (cluster names resolve, outside names do not); add a nameserver and restore the forward line to change that`,
@@ -210,8 +213,8 @@ async function localCoreDnsSteps(ctx: Context): Promise<Step[]> {
       title: 'CoreDNS restarted on its local Corefile',
       done: got.stdout === local,
       actions: [
-        { kind: 'run', argv: kubectl(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(COREDNS_APPLIED)) },
-        { kind: 'run', argv: kubectl(ctx, '-n', 'kube-system', 'rollout', 'restart', 'deployment', 'coredns') },
+        { kind: 'run', argv: admin(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(COREDNS_APPLIED)) },
+        { kind: 'run', argv: admin(ctx, '-n', 'kube-system', 'rollout', 'restart', 'deployment', 'coredns') },
       ],
     },
   ]
@@ -236,7 +239,7 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
   if (!pem) throw new KaError('ESTEP', `${CA_CERT} is missing: kubeadm init did not finish; see journalctl -u kubelet`)
   // The nodes the cluster has now: a node joining under one of these names is refused before
   // kubeadm join (the master's own name, at least, when the API does not answer).
-  const listed = await ctx.host.run(kubectl(ctx, 'get', 'nodes', '-o', 'jsonpath={.items[*].metadata.name}'), { changing: false })
+  const listed = await ctx.host.run(admin(ctx, 'get', 'nodes', '-o', 'jsonpath={.items[*].metadata.name}'), { changing: false })
   const names = listed.code === 0 ? listed.stdout.split(/\s+/).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n)) : []
   const nodes = [...new Set([ctx.cluster.config.nodeName, ...names])].sort()
   const base = {
@@ -310,11 +313,10 @@ async function waitReady(ctx: Context): Promise<void> {
   const deadline = started + ctx.cluster.waitMs
   let last = ''
   for (;;) {
-    const node = await ctx.host.run(
-      kubectl(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'),
-      { changing: false },
-    )
-    const pods = await ctx.host.run(kubectl(ctx, 'get', 'pods', '-n', 'kube-system', '--no-headers'), { changing: false })
+    const node = await ctx.host.run(admin(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'), {
+      changing: false,
+    })
+    const pods = await ctx.host.run(admin(ctx, 'get', 'pods', '-n', 'kube-system', '--no-headers'), { changing: false })
     const notRunning = pods.stdout.split('\n').filter((l) => l.trim() && !/\s(Running|Completed)\s/.test(l))
     if (node.stdout.trim() === 'True' && pods.code === 0 && pods.stdout.trim() && notRunning.length === 0) return
     last =

@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process'
 import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Want } from '../../builder/lock.js'
+import yaml from 'js-yaml'
 import { urlBaseName } from '../../builder/components.js'
+import { REPO } from './fake-upstream.js'
 
 /**
  * Upstream artifacts with the real shapes, made on this machine. `realistic` uses real
@@ -19,27 +21,69 @@ import { urlBaseName } from '../../builder/components.js'
  * kubelet.conf after join; Calico's DaemonSet after apply; a Ready node).
  */
 const EMULATE: Record<string, string> = {
-  kubeadm: `[ -n "\${KA_RECORD:-}" ] || exit 0
+  kubeadm: `[ "$1 \${2:-}" = "version -o" ] && { echo "v$VERSION"; exit 0; }
+[ -n "\${KA_RECORD:-}" ] || exit 0
 mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
-prev=""; for a in "$@"; do [ "$prev" = "--config" ] && cp "$a" "$KA_RECORD.d/$n-kubeadm-$1.yaml"; prev="$a"; done
+prev=""; cfg=""; for a in "$@"; do [ "$prev" = "--config" ] && cp "$a" "$KA_RECORD.d/$n-kubeadm-$1.yaml" && cfg="$a"; prev="$a"; done
+# With $KA_CLUSTER (a folder the nodes of one test cluster share): the node is registered
+# there under its nodeRegistration name and its kubelet started; the first master is named as the one whose
+# static pod manifest says the API server's version.
+register() {
+  [ -n "\${KA_CLUSTER:-}" ] || return 0
+  mkdir -p "$KA_CLUSTER/nodes" "$KA_ROOT/.systemctl"; name=$(sed -n 's/^  name: //p' "$cfg" | head -1)
+  echo "$KA_ROOT $1" > "$KA_CLUSTER/nodes/$name"
+  "$KA_ROOT/usr/local/bin/kubelet" --version > "$KA_ROOT/.systemctl/running.kubelet" && touch "$KA_ROOT/.systemctl/active.kubelet"
+}
 case "$1" in
-  init) if [ "\${2:-}" != phase ]; then mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt"; echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; fi ;;
-  join) mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+  init) if [ "\${2:-}" != phase ]; then mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt"; echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"
+    mkdir -p "$KA_ROOT/etc/kubernetes/manifests"; echo "image: registry.k8s.io/kube-apiserver:v$VERSION" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+    register control-plane; [ -z "\${KA_CLUSTER:-}" ] || echo "$KA_ROOT" > "$KA_CLUSTER/first-master"; fi ;;
+  join) mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
+    if grep -q '^controlPlane:' "$cfg"; then echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; register control-plane; else register worker; fi ;;
+  upgrade)
+    case "$2" in
+      plan) echo "Upgrade to the latest version in the v\${VERSION%.*} series: kubeadm upgrade apply $3 (offline: the version is given)" ;;
+      # Like kubeadm, it cannot upgrade the cluster past its own version.
+      apply) [ "$3" = "v$VERSION" ] || { echo "the specified version to upgrade to "$3" is higher than the kubeadm version "v$VERSION"" >&2; exit 1; }
+        b="$KA_ROOT/etc/kubernetes/tmp/kubeadm-backup-manifests-$(date +%Y-%m-%d-%H-%M-%S)"; mkdir -p "$b"
+        cp -r "$KA_ROOT/etc/kubernetes/manifests/." "$b/"
+        echo "image: registry.k8s.io/kube-apiserver:$3" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
+    esac ;;
   reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" ;;
   token) echo "fresh1.0123456789abcdef" ;;
   config)
     case "$2" in
-      # What kubeadm 1.29.3 prints offline; a test names other images in $KA_KUBEADM_IMAGES.
+      # What kubeadm prints offline (manifests/kubeadm-images.yaml); a test names other images in $KA_KUBEADM_IMAGES.
       images) v=$5; if [ -n "\${KA_KUBEADM_IMAGES:-}" ]; then printf '%s\\n' $KA_KUBEADM_IMAGES; else
         for n in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do echo "registry.k8s.io/$n:$v"; done
-        printf 'registry.k8s.io/coredns/coredns:v1.11.1\\nregistry.k8s.io/pause:3.9\\nregistry.k8s.io/etcd:3.5.12-0\\n'; fi ;;
+        case "$v" in $IMAGE_TABLE
+          *) printf 'registry.k8s.io/coredns/coredns:v1.11.1\\nregistry.k8s.io/pause:3.9\\nregistry.k8s.io/etcd:3.5.12-0\\n' ;;
+        esac; fi ;;
       validate) grep -qE '^kind: (Init|Join)Configuration$' "$4" || { echo "no InitConfiguration or JoinConfiguration in $4" >&2; exit 1; } ;;
     esac ;;
 esac`,
   kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0
 mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
 prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied"; prev="$a"; done
+# With $KA_CLUSTER: the nodes kubeadm registered there, each with the version its kubelet
+# runs, Ready while it is active, and cordoned while drained; the API server's version.
+if [ -n "\${KA_CLUSTER:-}" ]; then
+  prev=""; for a in "$@"; do case "$prev" in drain|cordon) mkdir -p "$KA_CLUSTER/cordoned"; touch "$KA_CLUSTER/cordoned/$a" ;; uncordon) rm -f "$KA_CLUSTER/cordoned/$a" ;; esac; prev="$a"; done
+  case "$*" in
+    # The API server runs the version its static pod manifest on the first master names.
+    *" version -o json"*) printf '{"serverVersion":{"gitVersion":"%s"}}\\n' "$(sed -n 's/.*kube-apiserver://p' "$(cat "$KA_CLUSTER/first-master")/etc/kubernetes/manifests/kube-apiserver.yaml")"; exit 0 ;;
+    *"get nodes -o json"*) sep=""; printf '{"items":['
+      for f in "$KA_CLUSTER"/nodes/*; do
+        name=$(basename "$f"); read -r root role < "$f"
+        v=$(sed 's/^Kubernetes //' "$root/.systemctl/running.kubelet" 2>/dev/null); ready=False; [ -e "$root/.systemctl/active.kubelet" ] && ready=True
+        cordoned=false; [ -e "$KA_CLUSTER/cordoned/$name" ] && cordoned=true
+        labels='{}'; [ "$role" = control-plane ] && labels='{"node-role.kubernetes.io/control-plane":""}'
+        printf '%s{"metadata":{"name":"%s","labels":%s},"spec":{"unschedulable":%s},"status":{"nodeInfo":{"kubeletVersion":"%s"},"conditions":[{"type":"Ready","status":"%s"}]}}' "$sep" "$name" "$labels" "$cordoned" "$v" "$ready"; sep=,
+      done; printf ']}\\n'; exit 0 ;;
+  esac
+fi
 case "$*" in
+  *"get --raw /readyz/etcd"*) echo ok ;;
   *"get daemonset calico-node"*) [ -e "$KA_ROOT/.calico-applied" ] || exit 1 ;;
   *"get nodes -o jsonpath={.items[*].metadata.name}"*) printf 'k8s01' ;;
   *"get configmap coredns"*) if [ -e "$KA_ROOT/.coredns-local" ]; then printf '.:53 {\\n    errors\\n    cache 30\\n}\\n'; else printf '.:53 {\\n    errors\\n    forward . /etc/resolv.conf {\\n       max_concurrent 1000\\n    }\\n    cache 30\\n}\\n'; fi ;;
@@ -49,14 +93,24 @@ case "$*" in
 esac`,
 }
 
+/** kubelet answers --version, before it records; $KA_BROKEN_KUBELET (a version) makes that version fail to start. */
+const KUBELET = `[ "\${KA_BROKEN_KUBELET:-}" = "v$VERSION" ] && { echo "kubelet v$VERSION: failed to start (a test's broken kubelet)" >&2; exit 1; }
+[ "\${1:-}" = --version ] && { echo "Kubernetes v$VERSION"; exit 0; }
+`
+
 export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w: Want) => Promise<Buffer | undefined>> {
   await mkdir(dir, { recursive: true })
   const made = new Map<string, Buffer>()
   const sh = (cmd: string, cwd = dir) => execFileSync('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'inherit'] })
 
-  const recorder = (name: string) =>
+  // The images each kubeadm version wants, as kubeadm would print them (case branches for the stand-in).
+  const table = yaml.load(await readFile(join(REPO, 'manifests', 'kubeadm-images.yaml'), 'utf8')) as Record<string, Record<string, string>>
+  const imageTable = Object.entries(table)
+    .map(([v, i]) => `v${v}) printf 'registry.k8s.io/coredns/coredns:${i.coredns}\\nregistry.k8s.io/pause:${i.pause}\\nregistry.k8s.io/etcd:${i.etcd}\\n' ;;`)
+    .join('\n          ')
+  const recorder = (name: string, version: string) =>
     Buffer.from(
-      `#!/bin/sh\n# kube-airgap test stand-in for ${name}: the real one cannot run here. It records its arguments.\necho "${name} $*" >> "\${KA_RECORD:-/dev/null}"\n${EMULATE[name] ?? ''}\nexit 0\n`,
+      `#!/bin/sh\n# kube-airgap test stand-in for ${name} ${version}: the real one cannot run here. It records its arguments.\nVERSION=${version}\n${name === 'kubelet' ? KUBELET : ''}echo "${name} $*" >> "\${KA_RECORD:-/dev/null}"\n${(EMULATE[name] ?? '').replace('$IMAGE_TABLE', imageTable)}\nexit 0\n`,
     )
 
   const tarball = async (name: string, files: Record<string, Buffer | string>, compress: string): Promise<Buffer> => {
@@ -97,9 +151,9 @@ export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w
       for (const p of await readdir('/usr/lib/cni')) plugins[p] = join('/usr/lib/cni', p)
       out = await tarball(base, plugins, 'gzip -1')
     } else if (realistic && w.name === 'crictl') {
-      out = await tarball(base, { crictl: recorder('crictl') }, 'gzip -1')
+      out = await tarball(base, { crictl: recorder('crictl', w.version) }, 'gzip -1')
     } else if (realistic && ['kubeadm', 'kubelet', 'kubectl', 'calicoctl'].includes(w.name)) {
-      out = recorder(w.name)
+      out = recorder(w.name, w.version)
     }
     if (out) made.set(key, out)
     return out

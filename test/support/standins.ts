@@ -21,7 +21,10 @@ case "$1" in
       case "$verb" in
         enable) touch "$state/enabled.$u"; [ -n "$now" ] && touch "$state/active.$u" ;;
         disable) rm -f "$state/enabled.$u"; [ -n "$now" ] && rm -f "$state/active.$u" ;;
-        start|restart) touch "$state/active.$u" ;;
+        # The kubelet runs the version installed now, or fails (and is not active).
+        start|restart) if [ "$u" = kubelet ]; then
+            if "$KA_ROOT/usr/local/bin/kubelet" --version > "$state/running.kubelet" 2>/dev/null; then touch "$state/active.$u"; else rm -f "$state/active.$u" "$state/running.kubelet"; fi
+          else touch "$state/active.$u"; fi ;;
         stop) rm -f "$state/active.$u" ;;
       esac
     done ;;
@@ -70,7 +73,8 @@ export const changing = (record: string[]): string[] =>
     (l) =>
       !/^systemctl (is-enabled|is-active|--version)/.test(l) &&
       !/^kubeadm config (images list|validate) /.test(l) &&
-      !/^kubectl --kubeconfig \S+ get /.test(l) &&
+      !/^kubectl --kubeconfig \S+ (get|version) /.test(l) &&
+      !/^kubeadm (version|upgrade plan) /.test(l) &&
       !/^crictl --runtime-endpoint \S+ pods -q$/.test(l),
   )
 

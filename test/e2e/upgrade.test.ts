@@ -1,0 +1,358 @@
+import { execFileSync, spawn } from 'node:child_process'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bundleCli } from '../support/cli.js'
+import { startContainerd, type TestContainerd } from '../support/containerd.js'
+import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
+import { lockWorld, startWorld, type World } from '../support/world.js'
+
+/**
+ * Upgrades end to end: a three-node cluster (two masters, a worker; a second worker for the
+ * failure cases) installed by the real ./install from a 1.29.3 bundle, then upgraded by the
+ * real ./install upgrade from a 1.30.11 bundle, both built by the real builder from the test
+ * world. kubeadm, kubelet and kubectl are the recording stand-ins, here sharing one cluster
+ * folder ($KA_CLUSTER): kubeadm registers the nodes and keeps the API server's version,
+ * kubectl answers `version` and `get nodes` from it (each node with the version its kubelet
+ * runs, Ready while active, cordoned while drained). The images go into a real containerd.
+ */
+let dir: string
+const worlds: World[] = []
+let standins: string
+let ctd: TestContainerd
+let ca: string
+let cluster: string
+const bundles: Record<string, string> = {}
+const roots: Record<string, string> = {}
+
+/** The 1.30.11 manifest: kubeadm's images for that version (manifests/kubeadm-images.yaml) and crictl 1.30.0. */
+const to130 = (t: string) =>
+  t
+    .replace('kubernetes: 1.29.3', 'kubernetes: 1.30.11')
+    .replaceAll(':v1.29.3', ':v1.30.11')
+    .replace('coredns:v1.11.1', 'coredns:v1.11.3')
+    .replace('etcd:3.5.12-0', 'etcd:3.5.15-0')
+    .replace('crictl: 1.29.0', 'crictl: 1.30.0')
+
+async function buildBundle(name: string, manifestEdit?: (t: string) => string): Promise<string> {
+  await mkdir(join(dir, name))
+  const w = await startWorld(join(dir, name), { realistic: true, ...(manifestEdit ? { manifestEdit } : {}) })
+  worlds.push(w)
+  const lock = join(dir, name, 'bundle.lock.json')
+  await lockWorld(w, lock, join(dir, name, 'cache'))
+  const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, name, 'out'), '--cache', join(dir, name, 'cache'), ...w.args])
+  expect(r.code, r.stderr).toBe(0)
+  const version = manifestEdit ? '1.30.11' : '1.29.3'
+  execFileSync('tar', ['xf', `kube-airgap-v${version}-linux-amd64.tar`], { cwd: join(dir, name, 'out') })
+  return join(dir, name, 'out', `kube-airgap-v${version}-linux-amd64`)
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ka-upgrade-'))
+  ;[bundles.old, bundles.new] = await Promise.all([buildBundle('w129'), buildBundle('w130', to130)])
+  standins = await writeStandins(join(dir, 'standins'))
+  ca = join(dir, 'ca.crt')
+  execFileSync('sh', ['-c', `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`])
+  cluster = join(dir, 'cluster')
+  await mkdir(cluster)
+  for (const n of ['m1', 'm2', 'w1', 'w2']) {
+    roots[n] = join(dir, 'roots', n)
+    await mkdir(roots[n]!, { recursive: true })
+    await freshNodeRoot(roots[n]!)
+  }
+  ctd = await startContainerd(join(dir, 'ctd'))
+}, 240_000)
+afterAll(async () => {
+  await ctd?.stop()
+  for (const w of worlds) await w.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+interface Run {
+  code: number | null
+  stdout: string
+  stderr: string
+  record: string[]
+}
+
+/** `./install ARGS --root <node>` from a bundle, with the stand-ins; what the stand-ins recorded during it. */
+async function run(node: string, bundle: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  const root = roots[node]!
+  const record = `${root}.record`
+  await writeFile(record, '', { flag: 'a' })
+  const before = (await readFile(record, 'utf8')).length
+  const res = await new Promise<Omit<Run, 'record'>>((resolve) => {
+    const child = spawn(join(bundle, 'install'), [...args, '--root', root, '--host-commands', standins, '--containerd-address', ctd.socket], {
+      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root, KA_CA_CRT: ca, KA_CLUSTER: cluster, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+  const text = (await readFile(record, 'utf8')).slice(before).trim()
+  return { ...res, record: text ? text.split('\n') : [] }
+}
+
+/** The node's files (the stand-ins' own state and the installer's logs aside). */
+const files = async (node: string) =>
+  Object.fromEntries(
+    Object.entries(await treeHashes(roots[node]!)).filter(
+      ([p]) => !p.startsWith('.') && !p.startsWith('var/lib/kube-airgap/') && !p.startsWith('etc/kubernetes/tmp/'),
+    ),
+  )
+
+/** A refusal: exit 2, one line, nothing on the node changed, nothing run that changes anything. */
+async function refused(node: string, bundle: string, args: string[], why: RegExp): Promise<void> {
+  const before = await treeHashes(roots[node]!)
+  const r = await run(node, bundle, ['upgrade', ...args])
+  expect(r.code, r.stdout + r.stderr).toBe(2)
+  expect(r.stderr.trim().split('\n').pop()).toMatch(why)
+  expect(r.stderr).not.toMatch(/\n\s+at /)
+  expect(changing(r.record)).toEqual([])
+  expect(await treeHashes(roots[node]!)).toEqual(before)
+}
+
+const apiServer = async () => (await readFile(join(roots.m1!, 'etc/kubernetes/manifests/kube-apiserver.yaml'), 'utf8')).split(':').pop()!.trim()
+const admin = (node: string) => join(roots[node]!, 'etc/kubernetes/admin.conf')
+const version = async (node: string, bin: string) => (await readFile(join(roots[node]!, 'usr/local/bin', bin), 'utf8')).match(/^VERSION=(.*)$/m)?.[1]
+
+describe('a cluster installed from the 1.29.3 bundle', () => {
+  it('comes up with two masters and two workers', async () => {
+    const skip = ['--skip-phases', 'preflight']
+    // Calico told to pick interfaces by name: the upgrade must keep it without being told again.
+    const config = join(dir, 'cluster.yaml')
+    await writeFile(config, 'podSubnet: 10.245.0.0/16\ncalicoAutodetection: interface=eth.*,ens.*\n')
+    const m1 = await run('m1', bundles.old!, ['--role', 'master', '--config', config, '--node-name', 'm1', '--advertise-address', '192.0.2.10', ...skip])
+    expect(m1.code, m1.stdout + m1.stderr).toBe(0)
+    const joins: [string, string[]][] = [
+      ['m2', ['--role', 'master', '--join-file', join(bundles.old!, 'join/control-plane.yaml'), '--advertise-address', '192.0.2.11']],
+      ['w1', ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml')]],
+      ['w2', ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml')]],
+    ]
+    for (const [node, args] of joins) {
+      const r = await run(node, bundles.old!, [...args, '--node-name', node, ...skip])
+      expect(r.code, r.stdout + r.stderr).toBe(0)
+    }
+    expect(await apiServer()).toBe('v1.29.3')
+    for (const n of ['m1', 'm2', 'w1', 'w2']) expect(await version(n, 'kubelet')).toBe('1.29.3')
+  }, 180_000)
+})
+
+describe('./install upgrade from the 1.30.11 bundle', () => {
+  it('doctor shows the versions, that this bundle would upgrade the node, and flags a kubelet newer than the API server', async () => {
+    const r = await run('m2', bundles.new!, ['doctor'])
+    expect(r.stdout).toMatch(/^OK +version skew +API server v1\.29\.3; kubelets: m1 v1\.29\.3, m2 v1\.29\.3, w1 v1\.29\.3, w2 v1\.29\.3$/m)
+    expect(r.stdout).toMatch(
+      /^WARN +upgrade +this node runs v1\.29\.3, this bundle is v1\.30\.11\n +fix: sudo \.\/install upgrade from this bundle: the first master, then/m,
+    )
+    // w2's kubelet reporting 1.30.11 while the API server is 1.29.3.
+    const running = join(roots.w2!, '.systemctl/running.kubelet')
+    const was = await readFile(running)
+    await writeFile(running, 'Kubernetes v1.30.11\n')
+    try {
+      const bad = await run('m2', bundles.old!, ['doctor'])
+      expect(bad.code).toBe(1)
+      expect(bad.stdout).toMatch(/^FAIL +version skew +kubelet newer than the API server \(v1\.29\.3\) on w2 \(v1\.30\.11\)$/m)
+      expect(bad.stdout).not.toMatch(/^WARN +upgrade/m)
+    } finally {
+      await writeFile(running, was)
+    }
+  })
+
+  it('refuses, changing nothing, a worker or a second master while the control plane is older', async () => {
+    await refused(
+      'w1',
+      bundles.new!,
+      [],
+      /^install: EUSAGE: the control plane is at v1\.29\.3, older than this bundle's v1\.30\.11: masters go first; run sudo \.\/install upgrade on the first master/,
+    )
+    await refused('m2', bundles.new!, [], /^install: EUSAGE: the control plane is at v1\.29\.3, older than this bundle's v1\.30\.11: masters go first/)
+    await refused(
+      'm1',
+      bundles.new!,
+      ['--skip-phases', 'backup'],
+      /^install: EUSAGE: --skip-phases backup: upgrade runs its phases in order; of them only packages, kernel, containerd, cni, images, network may be skipped/,
+    )
+  })
+
+  it('refuses to skip a minor version, naming the bundles needed between', async () => {
+    // w2's kubelet swapped for one that says 1.28.9, as on a node installed from a 1.28 bundle.
+    const kubelet = join(roots.w2!, 'usr/local/bin/kubelet')
+    const real = await readFile(kubelet)
+    await writeFile(kubelet, '#!/bin/sh\necho "Kubernetes v1.28.9"\n')
+    try {
+      await refused(
+        'w2',
+        bundles.new!,
+        [],
+        /^install: EUSAGE: v1\.28\.9 to v1\.30\.11 skips a minor version: kubeadm upgrades one minor at a time; upgrade the whole cluster with a 1\.29\.x bundle first, then with this one$/,
+      )
+    } finally {
+      await writeFile(kubelet, real)
+      await chmod(kubelet, 0o755)
+    }
+  })
+
+  it('shows the whole plan in a dry run and changes nothing', async () => {
+    const before = await treeHashes(roots.m1!)
+    const r = await run('m1', bundles.new!, ['upgrade', '--dry-run'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout).toMatch(
+      /^\[skew\] checked +v1\.29\.3 to v1\.30\.11 on the first master m1: the skew rules hold \(API server v1\.29\.3, 4 nodes, all Ready\)$/m,
+    )
+    expect(r.stdout).toMatch(/^\[upgrade\] would do +control plane upgraded to v1\.30\.11 \(kubeadm upgrade apply/m)
+    expect(r.stdout).toMatch(/run +\S+\/kubeadm upgrade apply v1\.30\.11 --yes$/m)
+    expect(changing(r.record)).toEqual([])
+    expect(await treeHashes(roots.m1!)).toEqual(before)
+  })
+
+  it('on the first master, a kubelet that fails to start after kubeadm upgrade apply: --rollback puts back the binaries, configs and control-plane manifests byte for byte', async () => {
+    const before = await files('m1')
+    const failed = await run('m1', bundles.new!, ['upgrade', '--wait-timeout', '2'], { KA_BROKEN_KUBELET: 'v1.30.11' })
+    expect(failed.code, failed.stdout + failed.stderr).toBe(1)
+    expect(changing(failed.record)).toContain('kubeadm upgrade apply v1.30.11 --yes')
+    expect(await apiServer()).toBe('v1.30.11')
+    const back = await run('m1', bundles.new!, ['upgrade', '--rollback'])
+    expect(back.code, back.stdout + back.stderr).toBe(0)
+    expect(back.stdout).toMatch(
+      /^\[rollback\] done +\/etc\/kubernetes\/manifests\/kube-apiserver\.yaml from kubeadm's backup \(kubeadm-backup-manifests-[\d-]+\)$/m,
+    )
+    expect(await files('m1')).toEqual(before)
+    expect(await apiServer()).toBe('v1.29.3')
+    expect(await version('m1', 'kubelet')).toBe('1.29.3')
+    // As the rollback says: uncordoned by hand once Ready.
+    execFileSync(join(roots.m1!, 'usr/local/bin/kubectl'), ['--kubeconfig', admin('m1'), 'uncordon', 'm1'], {
+      env: { ...process.env, KA_ROOT: roots.m1, KA_CLUSTER: cluster, KA_RECORD: '/dev/null' },
+    })
+  })
+
+  it('upgrades the first master: kubeadm upgrade apply, drain, the new kubelet and kubectl, restart, uncordon; the new images beside the old', async () => {
+    const r = await run('m1', bundles.new!, ['upgrade'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    const m1 = roots.m1!
+    expect(changing(r.record)).toEqual([
+      'kubeadm upgrade apply v1.30.11 --yes',
+      `kubectl --kubeconfig ${admin('m1')} drain m1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+      'systemctl daemon-reload',
+      'systemctl restart kubelet',
+      `kubectl --kubeconfig ${admin('m1')} uncordon m1`,
+    ])
+    expect(r.record).toContain('kubeadm upgrade plan v1.30.11')
+    for (const bin of ['kubeadm', 'kubelet', 'kubectl', 'crictl']) expect(await version('m1', bin), bin).toBe(bin === 'crictl' ? '1.30.0' : '1.30.11')
+    expect(await apiServer()).toBe('v1.30.11')
+    // What it replaced is kept, byte for byte, with its list.
+    const backup = JSON.parse(await readFile(join(m1, 'var/lib/kube-airgap/backup/v1.29.3/backup.json'), 'utf8'))
+    expect(backup.files.map((f: { path: string }) => f.path)).toEqual(
+      expect.arrayContaining(['/usr/local/bin/kubeadm', '/usr/local/bin/kubelet', '/usr/local/bin/kubectl', '/usr/local/bin/crictl']),
+    )
+    expect(await readFile(join(m1, 'var/lib/kube-airgap/backup/v1.29.3/files/usr/local/bin/kubelet'), 'utf8')).toMatch(/^VERSION=1\.29\.3$/m)
+    expect(JSON.parse(await readFile(join(m1, 'var/lib/kube-airgap/upgrade.json'), 'utf8'))).toMatchObject({
+      from: 'v1.29.3',
+      to: 'v1.30.11',
+      finished: expect.any(String),
+    })
+    // Calico did not change between the bundles: applied once, at install, with the pool and
+    // autodetection given then (read back from the manifest as applied).
+    expect(r.stdout).toMatch(/^\[network\] already done +Calico manifest \(\/etc\/kube-airgap\/calico\.yaml: \d+ documents, pool 10\.245\.0\.0\/16\)$/m)
+    expect(r.stdout).toMatch(/^\[network\] already done +Calico applied/m)
+    const ls = (await ctd.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout
+    for (const ref of [
+      'registry.k8s.io/kube-apiserver:v1.30.11',
+      'registry.k8s.io/etcd:3.5.15-0',
+      'registry.k8s.io/kube-apiserver:v1.29.3',
+      'registry.k8s.io/etcd:3.5.12-0',
+    ])
+      expect(ls, ref).toContain(ref)
+    expect(r.stdout).toMatch(/^next: upgrade the other masters one at a time/m)
+  })
+
+  it('refuses a downgrade with the old bundle, and a rollback of a finished upgrade, changing nothing', async () => {
+    await refused(
+      'm1',
+      bundles.new!,
+      ['--rollback'],
+      /^install: EUSAGE: the upgrade to v1\.30\.11 finished on this node .*: a finished upgrade is not rolled back/,
+    )
+    await refused(
+      'm1',
+      bundles.old!,
+      [],
+      /^install: EUSAGE: this node runs v1\.30\.11 and the bundle is v1\.29\.3: a downgrade is refused .*sudo \.\/install upgrade --rollback$/,
+    )
+  })
+
+  it('upgrades the second master with kubeadm upgrade node, drained and uncordoned with its own admin.conf', async () => {
+    const r = await run('m2', bundles.new!, ['upgrade'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(changing(r.record)).toEqual([
+      'kubeadm upgrade node',
+      `kubectl --kubeconfig ${admin('m2')} drain m2 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+      'systemctl daemon-reload',
+      'systemctl restart kubelet',
+      `kubectl --kubeconfig ${admin('m2')} uncordon m2`,
+    ])
+    expect(await version('m2', 'kubelet')).toBe('1.30.11')
+  })
+
+  it("refuses to replace an undrained worker's kubelet without credentials; with --drain-from it drains and uncordons itself", async () => {
+    await refused(
+      'w1',
+      bundles.new!,
+      [],
+      /^install: EUSAGE: a worker is drained before its kubelet is replaced.*`kubectl drain w1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`.*--drain-from/,
+    )
+    const r = await run('w1', bundles.new!, ['upgrade', '--drain-from', admin('m1')])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(changing(r.record)).toEqual([
+      'kubeadm upgrade node',
+      `kubectl --kubeconfig ${admin('m1')} drain w1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+      'systemctl daemon-reload',
+      'systemctl restart kubelet',
+      `kubectl --kubeconfig ${admin('m1')} uncordon w1`,
+    ])
+    expect(await version('w1', 'kubelet')).toBe('1.30.11')
+  })
+
+  it('changes nothing when run again', async () => {
+    const before = await treeHashes(roots.w1!)
+    const r = await run('w1', bundles.new!, ['upgrade', '--drain-from', admin('m1')])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(changing(r.record)).toEqual([])
+    expect(await treeHashes(roots.w1!)).toEqual(before)
+    expect(r.stdout.trim().split('\n').pop()).toMatch(/^ok: 0 steps changed the node/)
+  })
+
+  it('a kubelet that fails to start: the run fails saying how back; --rollback puts back every file byte for byte; a rerun resumes', async () => {
+    const before = await files('w2')
+    // Drained from a master by hand, as the worker's own run asks.
+    execFileSync(join(roots.m1!, 'usr/local/bin/kubectl'), ['--kubeconfig', admin('m1'), 'drain', 'w2', '--ignore-daemonsets'], {
+      env: { ...process.env, KA_RECORD: `${roots.m1}.record`, KA_ROOT: roots.m1, KA_CLUSTER: cluster },
+    })
+    const broken = { KA_BROKEN_KUBELET: 'v1.30.11' }
+    const failed = await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)
+    expect(failed.code, failed.stdout + failed.stderr).toBe(1)
+    expect(failed.stderr).toMatch(
+      /node w2 reports NotReady on kubelet \(none\) after 2 s: the new kubelet does not come up; .* sudo \.\/install upgrade --rollback/,
+    )
+    expect(await version('w2', 'kubelet')).toBe('1.30.11')
+
+    const back = await run('w2', bundles.new!, ['upgrade', '--rollback'])
+    expect(back.code, back.stdout + back.stderr).toBe(0)
+    expect(await files('w2')).toEqual(before)
+    expect(changing(back.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
+    expect(back.stdout).toMatch(/^next: the node runs v1\.29\.3 again; .*kubectl uncordon w2$/m)
+
+    // Failed again, then run again with a kubelet that starts: what was done stays done.
+    expect((await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)).code).toBe(1)
+    const resumed = await run('w2', bundles.new!, ['upgrade'])
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0)
+    expect(resumed.stdout).toMatch(/^\[backup\] already done +backup of v1\.29\.3 in \/var\/lib\/kube-airgap\/backup\/v1\.29\.3/m)
+    expect(changing(resumed.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
+    expect(await version('w2', 'kubelet')).toBe('1.30.11')
+    expect(resumed.stdout).toMatch(/^next: on a master, let pods back on this node: kubectl uncordon w2$/m)
+  })
+})

@@ -8,7 +8,7 @@ import yaml from 'js-yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
-import { lockWorld, startWorld, type World } from '../support/world.js'
+import { lockWorld, nextMinor, startWorld, type World } from '../support/world.js'
 
 /**
  * The fleet playbook the bundle carries (ansible/site.yml), run by the real ansible-playbook
@@ -122,7 +122,13 @@ beforeAll(async () => {
       kube_airgap_node_name: NODES[node],
       kube_airgap_advertise_address: `192.0.2.${10 + Object.keys(NODES).indexOf(node)}`,
       // The stand-ins first on PATH, as in the other installer tests (this machine has no modprobe).
-      kube_airgap_install_environment: { KA_RECORD: `${root}.record`, KA_ROOT: root, KA_CA_CRT: ca, PATH: `${standins}:${process.env.PATH}` },
+      kube_airgap_install_environment: {
+        KA_RECORD: `${root}.record`,
+        KA_ROOT: root,
+        KA_CA_CRT: ca,
+        KA_CLUSTER: join(dir, 'cluster'),
+        PATH: `${standins}:${process.env.PATH}`,
+      },
       ...(node === 'm2'
         ? {
             ansible_host: '127.0.0.1',
@@ -171,7 +177,7 @@ interface Play {
   recap: Record<string, Record<string, number>>
 }
 
-function playbookRun(args: string[], bundle = tar): Promise<Play> {
+function playbookRun(args: string[], bundle = tar, book = playbook): Promise<Play> {
   return new Promise((resolve) => {
     const env = {
       ...process.env,
@@ -180,7 +186,7 @@ function playbookRun(args: string[], bundle = tar): Promise<Play> {
       ANSIBLE_REMOTE_TEMP: join(dir, 'ansible-remote-tmp'),
       ANSIBLE_RETRY_FILES_ENABLED: 'false',
     }
-    const child = spawn('ansible-playbook', ['-i', inventory, playbook, '-e', `kube_airgap_bundle=${bundle}`, ...args], {
+    const child = spawn('ansible-playbook', ['-i', inventory, book, '-e', `kube_airgap_bundle=${bundle}`, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -377,6 +383,85 @@ describe('ansible-playbook with split parts', () => {
   }, 300_000)
 })
 
+describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
+  it('upgrades the first master, the second, then the workers each drained and uncordoned from the first master; a rerun changes nothing', async () => {
+    const NEW = 'kube-airgap-v1.30.11-linux-amd64'
+    const next = await startWorld(join(dir, 'w130'), { realistic: true, manifestEdit: nextMinor })
+    try {
+      const lock = join(dir, 'w130', 'bundle.lock.json')
+      await lockWorld(next, lock, join(dir, 'w130', 'cache'))
+      const out = join(dir, 'usb130')
+      const b = await bundleCli([
+        'build',
+        '--lock',
+        lock,
+        '--out',
+        out,
+        '--cache',
+        join(dir, 'w130', 'cache'),
+        '--sign',
+        join(dir, 'keys', 'kube-airgap.key'),
+        ...next.args,
+      ])
+      expect(b.code, b.stderr).toBe(0)
+      execFileSync(join(dir, 'keys', 'kube-airgap-verify'), ['--extract', join(dir, 'controller'), join(out, `${NEW}.tar`)], { stdio: 'ignore' })
+      const upgrade = join(dir, 'controller', NEW, 'ansible', 'upgrade.yml')
+      const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, (await changedOn(n)).length])))
+      const since = async (n: Node) => (await changedOn(n)).slice(before[n])
+
+      const r = await playbookRun([], join(out, `${NEW}.tar`), upgrade)
+      expect(r.code, r.out).toBe(0)
+      for (const n of Object.keys(NODES) as Node[]) {
+        expect(r.recap[n]?.failed, `${n}\n${r.out}`).toBe(0)
+        expect((await readFile(join(roots[n], 'usr/local/bin/kubelet'), 'utf8')).match(/^VERSION=(.*)$/m)?.[1], n).toBe('1.30.11')
+      }
+      const admin1 = join(roots.m1, 'etc/kubernetes/admin.conf')
+      const m1 = (await since('m1')).filter((l) => /^kubeadm upgrade|drain|uncordon/.test(l))
+      expect(m1.slice(0, 3)).toEqual([
+        'kubeadm upgrade apply v1.30.11 --yes',
+        `kubectl --kubeconfig ${admin1} drain k8s01 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+        `kubectl --kubeconfig ${admin1} uncordon k8s01`,
+      ])
+      // The workers, drained from the first master (its record) before their upgrade and
+      // uncordoned after; one batch runs its hosts side by side, so their order may vary.
+      const workers = m1.slice(3)
+      expect([...workers].sort()).toEqual(
+        ['k8s03', 'k8s04']
+          .flatMap((n) => [
+            `kubectl --kubeconfig ${admin1} drain ${n} --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+            `kubectl --kubeconfig ${admin1} uncordon ${n}`,
+          ])
+          .sort(),
+      )
+      for (const n of ['k8s03', 'k8s04'])
+        expect(workers.findIndex((l) => l.includes(`drain ${n} `))).toBeLessThan(workers.findIndex((l) => l.endsWith(`uncordon ${n}`)))
+      expect((await since('m2')).filter((l) => /^kubeadm upgrade|drain|uncordon/.test(l))).toEqual([
+        'kubeadm upgrade node',
+        `kubectl --kubeconfig ${join(roots.m2, 'etc/kubernetes/admin.conf')} drain k8s02 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+        `kubectl --kubeconfig ${join(roots.m2, 'etc/kubernetes/admin.conf')} uncordon k8s02`,
+      ])
+      for (const w of ['w1', 'w2'] as Node[])
+        expect(
+          (await since(w)).filter((l) => /^kubeadm upgrade/.test(l)),
+          w,
+        ).toEqual(['kubeadm upgrade node'])
+      expect(await readdir(fleet('m1'))).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^upgrade-.*\.out$/), expect.stringMatching(/^upgrade-.*\.log$/)]),
+      )
+
+      const counts = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, (await changedOn(n)).length])))
+      const again = await playbookRun([], join(out, `${NEW}.tar`), upgrade)
+      expect(again.code, again.out).toBe(0)
+      for (const n of Object.keys(NODES) as Node[]) {
+        expect(again.recap[n]?.changed, `${n}\n${again.out}`).toBe(0)
+        expect((await changedOn(n)).length, n).toBe(counts[n])
+      }
+    } finally {
+      await next.close()
+    }
+  }, 600_000)
+})
+
 describe('./install inventory', () => {
   it('prints the commented example inventory the playbook reads, which ansible-inventory parses', async () => {
     const out = execFileSync(join(dir, 'controller', NAME, 'install'), ['inventory'], { encoding: 'utf8' })
@@ -388,7 +473,7 @@ describe('./install inventory', () => {
     expect(graph.workers.hosts).toHaveLength(3)
   })
 
-  it('ansible-lint passes on the playbook', () => {
+  it('ansible-lint passes on the playbooks', () => {
     const r = spawnLint(join(dir, 'controller', NAME, 'ansible'))
     expect(r.code, r.out).toBe(0)
   })
@@ -396,7 +481,11 @@ describe('./install inventory', () => {
 
 function spawnLint(cwd: string): { code: number; out: string } {
   try {
-    const out = execFileSync('ansible-lint', ['--offline', '--nocolor', 'site.yml'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    const out = execFileSync('ansible-lint', ['--offline', '--nocolor', 'site.yml', 'upgrade.yml'], {
+      cwd,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     return { code: 0, out }
   } catch (e) {
     const err = e as { status: number; stdout: string; stderr: string }

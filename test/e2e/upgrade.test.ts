@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
-import { lockWorld, startWorld, type World } from '../support/world.js'
+import { lockWorld, nextMinor, startWorld, type World } from '../support/world.js'
 
 /**
  * Upgrades end to end: a three-node cluster (two masters, a worker; a second worker for the
@@ -26,17 +26,7 @@ let cluster: string
 const bundles: Record<string, string> = {}
 const roots: Record<string, string> = {}
 
-/** The 1.30.11 manifest: kubeadm's images for that version (manifests/kubeadm-images.yaml) and crictl 1.30.0. */
-const to130 = (t: string) =>
-  t
-    .replace('kubernetes: 1.29.3', 'kubernetes: 1.30.11')
-    .replaceAll(':v1.29.3', ':v1.30.11')
-    .replace('coredns:v1.11.1', 'coredns:v1.11.3')
-    .replace('etcd:3.5.12-0', 'etcd:3.5.15-0')
-    .replace('crictl: 1.29.0', 'crictl: 1.30.0')
-
 async function buildBundle(name: string, manifestEdit?: (t: string) => string): Promise<string> {
-  await mkdir(join(dir, name))
   const w = await startWorld(join(dir, name), { realistic: true, ...(manifestEdit ? { manifestEdit } : {}) })
   worlds.push(w)
   const lock = join(dir, name, 'bundle.lock.json')
@@ -50,7 +40,7 @@ async function buildBundle(name: string, manifestEdit?: (t: string) => string): 
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-upgrade-'))
-  ;[bundles.old, bundles.new] = await Promise.all([buildBundle('w129'), buildBundle('w130', to130)])
+  ;[bundles.old, bundles.new] = await Promise.all([buildBundle('w129'), buildBundle('w130', nextMinor)])
   standins = await writeStandins(join(dir, 'standins'))
   ca = join(dir, 'ca.crt')
   execFileSync('sh', ['-c', `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`])

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { imageName, parseImageRef } from '../../bundle/reference.js'
 import { makeArtifacts } from './artifacts.js'
@@ -59,6 +59,7 @@ export async function startWorld(
     .replace(/\nimages:\n/, `\nimages:\n  - ${EXTRA_IMAGE}\n`)
   const manifestText = (opts.manifestEdit ?? ((t: string) => t))(baseText)
   const manifestPath = join(dir, 'manifest.yaml')
+  await mkdir(dir, { recursive: true })
   await writeFile(manifestPath, manifestText)
   const artifacts = await makeArtifacts(join(dir, 'artifacts'), !!opts.realistic)
   const fake = await fakeUpstream(join(dir, 'up'), {
@@ -122,6 +123,18 @@ export async function startWorld(
     },
   }
 }
+
+/**
+ * The world's manifest one minor on: Kubernetes 1.30.11 with the images kubeadm wants for it
+ * (manifests/kubeadm-images.yaml) and crictl 1.30.0, for the upgrade tests' next bundle.
+ */
+export const nextMinor = (t: string): string =>
+  t
+    .replace('kubernetes: 1.29.3', 'kubernetes: 1.30.11')
+    .replaceAll(':v1.29.3', ':v1.30.11')
+    .replace('coredns:v1.11.1', 'coredns:v1.11.3')
+    .replace('etcd:3.5.12-0', 'etcd:3.5.15-0')
+    .replace('crictl: 1.29.0', 'crictl: 1.30.0')
 
 /** `bundle lock` of the world's manifest (or a variant of it) through its mirrors. */
 export async function lockWorld(w: World, out: string, cache: string, manifestText?: string): Promise<void> {

@@ -12,7 +12,7 @@ import { testContext } from '../support/context.js'
 const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString()
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
-import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
+import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
 import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
@@ -47,30 +47,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-  record: string[]
-}
-
-async function install(args: string[], root: string, opts: { bundleDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  const record = join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record`)
-  await writeFile(record, '', { flag: 'a' })
-  const before = (await readFile(record, 'utf8')).length
-  const res = await new Promise<Omit<Run, 'record'>>((resolve) => {
-    const child = spawn(join(opts.bundleDir ?? bundle, 'install'), [...args, '--root', root, '--host-commands', standins], {
-      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-  const record2 = (await readFile(record, 'utf8')).slice(before).trim()
-  return { ...res, record: record2 ? record2.split('\n') : [] }
+function install(args: string[], root: string, opts: { bundleDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RecordedRun> {
+  return recordedRun(
+    join(opts.bundleDir ?? bundle, 'install'),
+    [...args, '--root', root, '--host-commands', standins],
+    { PATH: `${standins}:${process.env.PATH}`, KA_ROOT: root, ...opts.env },
+    join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record`),
+  )
 }
 
 async function newRoot(name: string): Promise<string> {

@@ -1,11 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
-import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
+import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
 import { lockWorld, nextMinor, startWorld, type World } from '../support/world.js'
 
 /**
@@ -59,33 +59,14 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-  record: string[]
-}
-
 /** `./install ARGS --root <node>` from a bundle, with the stand-ins; what the stand-ins recorded during it. */
-async function run(node: string, bundle: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  const root = roots[node]!
-  const record = `${root}.record`
-  await writeFile(record, '', { flag: 'a' })
-  const before = (await readFile(record, 'utf8')).length
-  const res = await new Promise<Omit<Run, 'record'>>((resolve) => {
-    const child = spawn(join(bundle, 'install'), [...args, '--root', root, '--host-commands', standins, '--containerd-address', ctd.socket], {
-      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: record, KA_ROOT: root, KA_CA_CRT: ca, KA_CLUSTER: cluster, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-  const text = (await readFile(record, 'utf8')).slice(before).trim()
-  return { ...res, record: text ? text.split('\n') : [] }
-}
+const run = (node: string, bundle: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<RecordedRun> =>
+  recordedRun(
+    join(bundle, 'install'),
+    [...args, '--root', roots[node]!, '--host-commands', standins, '--containerd-address', ctd.socket],
+    { PATH: `${standins}:${process.env.PATH}`, KA_ROOT: roots[node], KA_CA_CRT: ca, KA_CLUSTER: cluster, ...env },
+    `${roots[node]}.record`,
+  )
 
 /** The node's files (the stand-ins' own state and the installer's logs aside). */
 const files = async (node: string) =>

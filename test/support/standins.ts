@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
@@ -94,4 +95,28 @@ export async function treeHashes(root: string): Promise<Record<string, string>> 
   }
   await walk(root)
   return out
+}
+
+/** A command's result, with what the stand-ins recorded while it ran. */
+export interface RecordedRun {
+  code: number | null
+  stdout: string
+  stderr: string
+  record: string[]
+}
+
+/** Runs `file args` with `env`, and returns the lines the stand-ins appended to `record` meanwhile. */
+export async function recordedRun(file: string, args: string[], env: NodeJS.ProcessEnv, record: string): Promise<RecordedRun> {
+  await writeFile(record, '', { flag: 'a' })
+  const before = (await readFile(record, 'utf8')).length
+  const res = await new Promise<Omit<RecordedRun, 'record'>>((resolve) => {
+    const child = spawn(file, args, { env: { ...process.env, KA_RECORD: record, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+  const text = (await readFile(record, 'utf8')).slice(before).trim()
+  return { ...res, record: text ? text.split('\n') : [] }
 }

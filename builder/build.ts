@@ -3,7 +3,9 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { missingImages, requiredImages } from '../bundle/closed-world.js'
 import { KaError } from '../bundle/errors.js'
-import { EXEC_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
+import { bundleTarName, DELTA_FILE, deltaName, EXEC_MODE, FILE_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
+import { deltaBytes } from '../bundle/delta.js'
+import { baseBundle, baseFiles, inBase } from './delta.js'
 import { keyFingerprint } from '../bundle/signing.js'
 import { parseLock, type Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
@@ -42,6 +44,8 @@ export interface BuildOptions extends FetchOptions {
   signingKeyPem?: string
   /** Cut the tar into parts of this many bytes (--split, --media fat32). */
   splitBytes?: number
+  /** An older lock (best: the old bundle's own bundle.lock.json): build a delta bundle of what its bundle lacks (--upgrade-from). */
+  upgradeFrom?: string
 }
 
 export interface BuiltFile {
@@ -77,6 +81,8 @@ export interface BuildResult {
   signedBy?: string
   /** OS packages carried, per release. */
   packages: { release: string; count: number }[]
+  /** A delta bundle: the old bundle it completes, and the files (and bytes, where known) it leaves to it. */
+  delta?: { base: string; files: number; bytes: number }
 }
 
 export function buildDefaults(over: Partial<BuildOptions> = {}): BuildOptions {
@@ -122,6 +128,9 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   const fetcher = new Fetcher(o)
   const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o)]))
   try {
+    // A delta: what the old bundle holds is neither fetched nor packed (calico.yaml is still read, for the closed world).
+    const base = o.upgradeFrom ? await baseBundle(await readLock(o.upgradeFrom), o.upgradeFrom, lock, o.platform, { registry, ...o }) : undefined
+    const carried = (list: Item[]) => list.filter((i) => !inBase(base, i))
     const installer = await readFile(o.installerFile).catch(() => {
       throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
     })
@@ -136,7 +145,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       )
       return missing
     }
-    const missing = new Set((await expectMissing([...items.values()])).map((i) => i.rel))
+    const missing = new Set((await expectMissing([...items.values()].filter((i) => !inBase(base, i) || i.rel === plan.calico?.rel))).map((i) => i.rel))
     // Every host this build still needs, checked at once: a user behind a firewall learns
     // every unreachable one in one line, not one at a time. Calico's manifest comes meanwhile.
     const needed = plan.downloads.filter((d) => missing.has(d.rel)).map((d) => ({ url: d.url, what: redactUrl(d.url) }))
@@ -164,9 +173,9 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
         fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
       }),
     )
-    await expectMissing(blobs)
+    await expectMissing(carried(blobs))
     // Then everything at once, the runtime tarball among the rest: the budget decides what moves when.
-    for (const i of [...items.values(), ...blobs]) void fetcher.ensure(i).catch(() => {})
+    for (const i of carried([...items.values(), ...blobs])) void fetcher.ensure(i).catch(() => {})
     // The runtime tarball is fetched like any file, but the bundle carries only its binary.
     const tarball = items.get(plan.runtime.rel)!
     await fetcher.ensure(tarball)
@@ -193,14 +202,23 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       quickstart,
     })
     const all = [...items.values(), runtime, ...blobs]
-    const { sha256, size } = await packBundle(o, fetcher, all, data, plan.id)
-    const tarPath = join(o.outDir, plan.id.tarName)
-    const split = o.splitBytes ? { parts: await splitTar(tarPath, o.splitBytes, sha256), partsFile: join(o.outDir, partsSumName(plan.id.tarName)) } : undefined
+    let id = plan.id
+    let delta: BuildResult['delta']
+    if (base) {
+      const left = await baseFiles(base, all, o.cache)
+      data.set(DELTA_FILE, { bytes: deltaBytes({ base: base.name, kubernetes: base.kubernetes, files: left }), mode: FILE_MODE })
+      const name = deltaName(plan.id.name, base.kubernetes)
+      id = { ...plan.id, name, tarName: bundleTarName(name) }
+      delta = { base: base.name, files: left.length, bytes: left.reduce((n, f) => n + (f.size ?? 0), 0) }
+    }
+    const { sha256, size } = await packBundle(o, fetcher, carried(all), data, id)
+    const tarPath = join(o.outDir, id.tarName)
+    const split = o.splitBytes ? { parts: await splitTar(tarPath, o.splitBytes, sha256), partsFile: join(o.outDir, partsSumName(id.tarName)) } : undefined
     return {
       bundle: tarPath,
       ...(split ?? {}),
       sha256: sha256.hex,
-      name: plan.id.name,
+      name: id.name,
       platform: o.platform,
       size,
       files: plan.files.map((f) => ({
@@ -219,6 +237,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       downloadedBytes: fetcher.downloadedBytes,
       ...(o.signingKeyPem ? { signedBy: keyFingerprint(createPublicKey(o.signingKeyPem).export({ type: 'spki', format: 'pem' }).toString()) } : {}),
       packages: packageCounts(plan.downloads.map((d) => d.rel)),
+      ...(delta ? { delta } : {}),
     }
   } catch (e) {
     // Whatever failed before packing (which stops them itself), the downloads still running stop with it.

@@ -26,7 +26,8 @@ import { inspectBundle, previewLock, readBundleFile } from './inspect.js'
 import { MIRRORS_ENV, resolveMirrors } from './mirrors.js'
 import { createLock } from './lock.js'
 import { readManifest } from './manifest.js'
-import { formatBytes, progressFor } from './progress.js'
+import { progressFor } from './progress.js'
+import { formatBytes } from '../bundle/text.js'
 
 /** The package's own folder: where the embedded default lock and manifest live. */
 const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -120,7 +121,7 @@ function makeProgram(io: Io): Command {
     .description('download everything the lock pins, check it, and write one self-verifying bundle tar')
     .addHelpText(
       'after',
-      `\nExamples:\n  bundle build                                  # the embedded lock, linux/amd64, into dist/\n  bundle build --platform linux/arm64 --os ubuntu-22.04 --sign keys/kube-airgap.key\n  bundle build --media fat32 --mirrors manifests/mirrors/china.yaml`,
+      `\nExamples:\n  bundle build                                  # the embedded lock, linux/amd64, into dist/\n  bundle build --platform linux/arm64 --os ubuntu-22.04 --sign keys/kube-airgap.key\n  bundle build --media fat32 --mirrors manifests/mirrors/china.yaml\n  bundle build --lock v1.30.lock.json --upgrade-from kube-airgap-v1.29.3-linux-amd64/bundle.lock.json   # a delta: only what the old bundle lacks`,
     )
     .option('--lock <file>', 'the lock to build', defaultPath('bundle.lock.json'))
     .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
@@ -134,9 +135,11 @@ function makeProgram(io: Io): Command {
     .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
     .addOption(new Option('--media <kind>', 'fat32: parts that fit a FAT32 stick (4095 MiB); exfat: one tar').choices(['fat32', 'exfat']))
     .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
+    .option('--upgrade-from <lock>', "a delta bundle: leave out what the bundle of this older lock holds (best: that bundle's own bundle.lock.json)")
     .option('--json', 'print the result as JSON')
     .action(
       async (opts: {
+        upgradeFrom?: string
         lock: string
         platform: string
         out: string
@@ -167,6 +170,7 @@ function makeProgram(io: Io): Command {
         const result = await buildBundle({
           ...(signingKeyPem ? { signingKeyPem } : {}),
           ...(splitBytes ? { splitBytes } : {}),
+          ...(opts.upgradeFrom ? { upgradeFrom: opts.upgradeFrom } : {}),
           lockPath: opts.lock,
           platform: parsePlatform(opts.platform, '--platform'),
           outDir: opts.out,
@@ -279,6 +283,9 @@ function makeProgram(io: Io): Command {
           bytes: report.bytes,
           signedBy: report.signedBy ?? null,
           signature,
+          ...(report.delta
+            ? { delta: { base: report.delta.base, dir: report.delta.dir ?? null, files: report.delta.files, missing: report.delta.missing.length } }
+            : {}),
         })
       else {
         out(
@@ -402,6 +409,14 @@ function nextSteps(r: BuildResult): string {
       ? `${r.packages.reduce((n, p) => n + p.count, 0)} OS packages for ${r.packages.map((p) => p.release).join(', ')}`
       : 'no OS packages (the nodes need conntrack, socat, ... already)',
   ]
+  if (r.delta)
+    return [
+      `        a delta: ${r.delta.files} files (${formatBytes(r.delta.bytes)}) left to ${r.delta.base}, which the nodes must still have; ${facts.join('; ')}`,
+      `next:   copy ${copy} to the stick; on each node, beside ${r.delta.base}/:`,
+      `        ${r.parts ? `cat ${tar}.??? > ${tar} && ` : `sha256sum -c ${tar}.sha256 && `}tar xf ${tar} && cd ${r.name}`,
+      '        sudo ./install upgrade          (the first master, then the other masters, then the workers)',
+      '',
+    ].join('\n')
   return [
     `        ${facts.join('; ')}`,
     `next:   copy ${copy} to the stick; on each node:`,

@@ -1,4 +1,5 @@
 import { terminal } from '../bundle/report.js'
+import { formatBytes } from '../bundle/text.js'
 /**
  * What the user sees while files move: a live table on a terminal, plain lines in a log,
  * nothing at all with --json (the result goes to stdout as one JSON document).
@@ -15,17 +16,6 @@ export interface Progress {
 }
 
 export const silentProgress: Progress = { expect() {}, start() {}, advance() {}, done() {}, note() {}, close() {} }
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let v = n
-  let u = 0
-  while (Math.abs(v) >= 1024 && u < units.length - 1) {
-    v /= 1024
-    u++
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`
-}
 
 interface Row {
   label: string

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { integrityError, Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import { IMAGE_INDEX, imageBlobPath } from './layout.js'
@@ -24,8 +23,8 @@ export interface LayoutImage {
  * inspect and the installer read it, and every blob's path comes from its digest.
  */
 export class ImageLayout {
-  /** `bundleDir`: the unpacked bundle folder the layout sits in. */
-  constructor(readonly bundleDir: string) {}
+  /** `at`: where a file of the unpacked bundle is (a delta's blobs may be in its old bundle). */
+  constructor(private readonly at: (rel: string) => string) {}
 
   /** `images/index.json`: one manifest per image, named the way containerd's importer reads. */
   static indexBytes(images: readonly LayoutImage[], pretty = true): Buffer {
@@ -79,7 +78,7 @@ export class ImageLayout {
 
   /** Where a blob lives on disk. */
   blobPath(d: Sha256): string {
-    return join(this.bundleDir, imageBlobPath(d.hex))
+    return this.at(imageBlobPath(d.hex))
   }
 
   /**

@@ -32,6 +32,14 @@ export const QUICKSTART_ZH_FILE = 'README.zh-CN.txt'
 export const CLUSTER_EXAMPLE_FILE = 'cluster.example.yaml'
 
 /**
+ * A delta bundle (`bundle build --upgrade-from OLD_LOCK`) carries only what the old bundle
+ * lacks; DELTA.json (listed in SHA256SUMS, so signed with it) names the old bundle and every
+ * file taken from it, with its sha256. Its folder is `<name>-from-v<old>`, beside the old one.
+ */
+export const DELTA_FILE = 'DELTA.json'
+export const deltaName = (name: string, fromKubernetes: string): string => `${name}-from-v${fromKubernetes}`
+
+/**
  * Every file a bundle may hold at its top level. Any other top-level file in an unpacked
  * folder is the operator's own (a cluster.yaml, a public key put beside the bundle): it is
  * reported as not part of the bundle and never read as part of it, rather than called damage.
@@ -47,6 +55,7 @@ export const TOP_LEVEL_FILES: readonly string[] = [
   QUICKSTART_FILE,
   QUICKSTART_ZH_FILE,
   CLUSTER_EXAMPLE_FILE,
+  DELTA_FILE,
 ]
 
 /**

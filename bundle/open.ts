@@ -26,6 +26,14 @@ export interface Bundle {
   needed: string[]
   /** A small file of the bundle, read again and checked against what verification saw. */
   read(rel: string): Promise<string>
+  /** Where a file of the bundle is on disk: in its folder, or for a delta, in the old bundle's. */
+  path(rel: string): string
+}
+
+/** What a delta bundle takes from its old bundle: that bundle's folder, and the paths. */
+export interface BaseFiles {
+  dir: string
+  paths: ReadonlySet<string>
 }
 
 /**
@@ -35,16 +43,17 @@ export interface Bundle {
  * parsed from the bytes it hashed. Without them (--no-verify, development
  * only), files are read as they are.
  */
-export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha256>, verifiedLock?: Lock): Promise<Bundle> {
+export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha256>, verifiedLock?: Lock, base?: BaseFiles): Promise<Bundle> {
+  const path = (rel: string): string => join(base?.paths.has(rel) ? base.dir : dir, rel)
   const read = async (rel: string): Promise<string> => {
-    const bytes = await readFile(join(dir, rel)).catch(() => {
-      throw new KaError('EVERIFY', `${join(dir, rel)} is missing: run ./install from an unpacked kube-airgap bundle`)
+    const bytes = await readFile(path(rel)).catch(() => {
+      throw new KaError('EVERIFY', `${path(rel)} is missing: run ./install from an unpacked kube-airgap bundle`)
     })
     const want = verified?.get(rel)
     if (verified && !want) throw new KaError('EVERIFY', `${rel} is not part of the verified bundle`)
     if (want) {
       const got = Sha256.of(bytes)
-      if (!got.equals(want)) throw integrityError(`${rel} (changed since verification)`, want, got, { path: join(dir, rel) })
+      if (!got.equals(want)) throw integrityError(`${rel} (changed since verification)`, want, got, { path: path(rel) })
     }
     return bytes.toString('utf8')
   }
@@ -53,10 +62,10 @@ export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha
   const file = (name: string) => {
     const locked = lock.files.find((f) => f.name === name)
     if (!locked) throw new KaError('EVERIFY', `this bundle carries no ${name}; build it from a lock that pins ${name}`)
-    return { locked, path: join(dir, filePath(locked.file)) }
+    return { locked, path: path(filePath(locked.file)) }
   }
   const images = ImageLayout.parseIndex(await read(IMAGE_INDEX))
   const calico = lock.files.find((f) => f.name === C.calicoManifest)
   const { kubeadm, pause, needed } = requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), calico ? await read(filePath(calico.file)) : undefined)
-  return { dir, lock, platform: lock.platforms[0]!, file, images, layout: new ImageLayout(dir), required: { kubeadm, pause }, needed, read }
+  return { dir, lock, platform: lock.platforms[0]!, file, images, layout: new ImageLayout(path), required: { kubeadm, pause }, needed, read, path }
 }

@@ -32,3 +32,15 @@ export const didYouMean = (word: string, known: readonly string[]): string => {
  */
 export const printable = (s: string): string =>
   s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+
+/** Bytes for people: 1.5 GiB. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let v = n
+  let u = 0
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024
+    u++
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`
+}

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { lstat, readdir, readFile, stat } from 'node:fs/promises'
-import { basename, join } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import type { Readable } from 'node:stream'
+import { type BaseFile, type Delta, parseDelta } from './delta.js'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import {
+  DELTA_FILE,
   filePath,
   IMAGE_INDEX,
   isSafeRelativePath,
@@ -24,6 +26,7 @@ import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
 import { isRegular, readTar } from './tar.js'
+import { formatBytes } from './text.js'
 import { ImageLayout, type LayoutImage } from './image-layout.js'
 
 export interface Problem {
@@ -47,6 +50,21 @@ export interface VerifyReport {
   joinFiles: string[]
   /** The operator's own files at the top of an unpacked folder (a cluster.yaml, a key): not part of the bundle, ignored. */
   ignored: string[]
+  /** A delta bundle: the old bundle it takes files from, where they were found and checked, and which were not found. */
+  delta?: DeltaReport
+}
+
+export interface DeltaReport {
+  base: string
+  kubernetes: string
+  /** Files (and their bytes) the delta takes from the old bundle. */
+  files: number
+  bytes: number
+  paths: string[]
+  /** The old bundle's folder, when it was found: every file taken from it is in `digests`, checked. */
+  dir?: string
+  /** Files taken from the old bundle that were not found (no folder given or beside the delta): a delta alone is complete but not installable. */
+  missing: BaseFile[]
 }
 
 export interface VerifyOptions {
@@ -55,6 +73,8 @@ export interface VerifyOptions {
   keySource?: string
   /** Refuse an unsigned bundle (with a key: signed by that key). */
   requireSignature?: boolean
+  /** A delta bundle's old bundle folder (default: the folder DELTA.json names, beside an unpacked delta). */
+  base?: string
 }
 
 /** What a scan of a folder or a tar saw: each regular file's digest, and what was wrong on the way. */
@@ -71,7 +91,7 @@ interface Scan {
 }
 
 /** The files verification reads as well as hashes, each at most SMALL_CAP bytes. */
-const KEEP = new Set([SUMS_FILE, LOCK_FILE, STATEMENT_FILE, SIGNATURE_FILE, IMAGE_INDEX])
+const KEEP = new Set([SUMS_FILE, LOCK_FILE, STATEMENT_FILE, SIGNATURE_FILE, IMAGE_INDEX, DELTA_FILE])
 const SMALL_CAP = 16 << 20
 const tooBig = (p: string): Problem => ({ path: p, problem: `larger than ${SMALL_CAP >> 20} MiB, which no bundle's ${p} is; do not install it` })
 /** Files a bundle may hold outside SHA256SUMS: the signature over it, and its statement. */
@@ -87,16 +107,54 @@ export async function verifyBundle(path: string, opts: VerifyOptions = {}): Prom
   const st = await stat(path).catch(() => {
     throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
   })
-  const scan = st.isDirectory() ? await scanFolder(path) : await scanTar(() => createReadStream(path, { highWaterMark: 1 << 20 }), path)
-  return judge(scan, path, opts)
+  const folder = st.isDirectory()
+  const scan = folder ? await scanFolder(path) : await scanTar(() => createReadStream(path, { highWaterMark: 1 << 20 }), path)
+  return judge(scan, path, opts, await scanBase(scan, opts.base ?? (folder ? dirname(path) : undefined), !opts.base))
 }
 
 /** Verifies a tar given as a stream (the concatenation of split parts, say). */
 export async function verifyTarStream(open: () => Readable, source: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
-  return judge(await scanTar(open, source, false), source, opts)
+  const scan = await scanTar(open, source, false)
+  return judge(scan, source, opts, await scanBase(scan, opts.base, false))
 }
 
-function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyReport {
+/** What a delta takes from its old bundle, as found there. */
+interface BaseScan {
+  delta: Delta
+  dir?: string
+  found: Map<string, { digest: Sha256; size: number }>
+}
+
+/**
+ * A delta's files in its old bundle: `at` is the old bundle's folder, or (`beside`) the
+ * folder the delta sits in, where the old bundle is looked for under the name DELTA.json
+ * gives. Each file is hashed there; judge compares them with DELTA.json once SHA256SUMS
+ * has proved DELTA.json itself. A link or a device is not taken.
+ */
+async function scanBase(scan: Scan, at: string | undefined, beside: boolean): Promise<BaseScan | undefined> {
+  const text = scan.small.get(DELTA_FILE)
+  if (!text) return undefined
+  let delta: Delta
+  try {
+    delta = parseDelta(text.toString('utf8'))
+  } catch {
+    return undefined // judge names the problem
+  }
+  const dir = at && resolve(beside ? join(at, delta.base) : at)
+  const st = dir ? await stat(dir).catch(() => undefined) : undefined
+  if (!dir || !st?.isDirectory()) {
+    if (dir && !beside) throw new KaError('EUSAGE', `--base ${dir}: no such folder; give the unpacked ${delta.base} folder`)
+    return { delta, found: new Map() }
+  }
+  const found = new Map<string, { digest: Sha256; size: number }>()
+  for (const f of delta.files) {
+    const full = join(dir, f.path)
+    if ((await lstat(full).catch(() => undefined))?.isFile()) found.set(f.path, await Sha256.ofFile(full))
+  }
+  return { delta, dir, found }
+}
+
+function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: BaseScan): VerifyReport {
   const problems = [...scan.problems]
   const sumsText = scan.small.get(SUMS_FILE)
   const lockText = scan.small.get(LOCK_FILE)
@@ -116,6 +174,8 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
       scan.digests.delete(p)
     } else problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
   }
+  // A delta: what SHA256SUMS lists, and what DELTA.json (which SHA256SUMS covers) takes from the old bundle.
+  const { pinned, delta } = deltaFiles(scan, sums, problems, base)
 
   let lock: Lock | undefined
   if (!lockText) problems.push({ path: LOCK_FILE, problem: 'missing' })
@@ -130,11 +190,11 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
     if (lock.platforms.length !== 1) problems.push({ path: LOCK_FILE, problem: `names ${lock.platforms.length} platforms; a bundle's lock names exactly one` })
     for (const f of lock.files) {
       if (f.name === RUNTIME_COMPONENT) {
-        if (!sums.has(RUNTIME_NODE)) problems.push({ path: RUNTIME_NODE, problem: `the runtime (from ${f.name} ${f.version}) is not in ${SUMS_FILE}` })
+        if (!pinned.has(RUNTIME_NODE)) problems.push({ path: RUNTIME_NODE, problem: `the runtime (from ${f.name} ${f.version}) is not in ${SUMS_FILE}` })
         continue
       }
       const p = filePath(f.file)
-      const listed = sums.get(p)
+      const listed = pinned.get(p)
       if (!listed) problems.push({ path: p, problem: `pinned by the lock (${f.name} ${f.version}) but not in ${SUMS_FILE}` })
       else if (!listed.equals(f.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${f.integrity.hex}` })
     }
@@ -142,7 +202,7 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
   if (lock) problems.push(...imageProblems(lock, scan.small.get(IMAGE_INDEX), sums.has(IMAGE_INDEX)))
   for (const pk of lock?.packages ?? []) {
     const p = packagePath(pk.release, pk.file)
-    const listed = sums.get(p)
+    const listed = pinned.get(p)
     if (!listed) problems.push({ path: p, problem: `pinned by the lock (${pk.name} ${pk.version}) but not in ${SUMS_FILE}` })
     else if (!listed.equals(pk.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${pk.integrity.hex}` })
   }
@@ -186,15 +246,87 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}): VerifyRepo
     signed: !!(statement && signature),
     joinFiles: scan.joinFiles,
     ignored: scan.ignored,
+    ...(delta ? { delta } : {}),
   }
 }
 
-/** What a verified folder holds beside the bundle: join files (made on a node) and the operator's own files. One line each. */
-export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored'>): string[] {
+/**
+ * Every file the bundle pins, by path: SHA256SUMS, and for a delta the files DELTA.json takes
+ * from the old bundle. Those found there (by scanBase) are checked and join the digests, as
+ * if the delta held them; those not found are reported missing, not as damage: a delta alone
+ * is whole, just not installable.
+ */
+function deltaFiles(scan: Scan, sums: Map<string, Sha256>, problems: Problem[], base?: BaseScan): { pinned: Map<string, Sha256>; delta?: DeltaReport } {
+  const pinned = new Map(sums)
+  const text = scan.small.get(DELTA_FILE)
+  const listed = sums.get(DELTA_FILE)
+  // Not listed, missing or changed: reported above, as for any file.
+  if (!text || !listed?.equals(Sha256.of(text))) return { pinned }
+  let d: Delta
+  try {
+    d = base?.delta ?? parseDelta(text.toString('utf8'))
+  } catch (e) {
+    problems.push({ path: DELTA_FILE, problem: (e as Error).message })
+    return { pinned }
+  }
+  const report: DeltaReport = {
+    base: d.base,
+    kubernetes: d.kubernetes,
+    files: d.files.length,
+    bytes: 0,
+    paths: d.files.map((f) => f.path),
+    missing: [],
+    ...(base?.dir ? { dir: base.dir } : {}),
+  }
+  for (const f of d.files) {
+    report.bytes += f.size ?? 0
+    if (sums.has(f.path)) {
+      problems.push({ path: f.path, problem: `listed in both ${SUMS_FILE} and ${DELTA_FILE}` })
+      continue
+    }
+    pinned.set(f.path, f.sha256)
+    const got = base?.found.get(f.path)
+    if (!got) report.missing.push(f)
+    else if (!got.digest.equals(f.sha256))
+      problems.push({
+        path: `${base!.dir}/${f.path}`,
+        problem: `changed in the old bundle: ${DELTA_FILE} pins sha256 ${f.sha256.hex}, found ${got.digest.hex}`,
+      })
+    else {
+      scan.digests.set(f.path, got.digest)
+      scan.bytes += got.size
+    }
+  }
+  return { pinned, delta: report }
+}
+
+/** What a verified folder holds beside the bundle: join files (made on a node) and the operator's own files; for a delta, where its old bundle is. One line each. */
+export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored' | 'delta'>): string[] {
   return [
+    ...(v.delta ? [deltaNote(v.delta)] : []),
     ...v.joinFiles.map((j) => `note  ${j}: written on a node, not covered by the bundle's signature`),
     ...v.ignored.map((f) => `note  ${f}: not part of the bundle (your own file beside it?): ignored, never read as part of the bundle`),
   ]
+}
+
+function deltaNote(d: DeltaReport): string {
+  const what = `a delta from ${d.base}: ${d.files} files (${formatBytes(d.bytes)}) come from it`
+  if (d.missing.length === 0) return `note  ${what}, found in ${d.dir} as ${DELTA_FILE} pins them`
+  return `note  ${what}; ${d.missing.length} not found${d.dir ? ` in ${d.dir}` : ''}: to install, put the unpacked ${d.base} beside this folder or give --base DIR`
+}
+
+/**
+ * A delta whose old bundle was not found cannot be installed from: one line saying where
+ * to put it (what verification proved stands, but the files are not there to use).
+ */
+export function requireWholeDelta(v: Pick<VerifyReport, 'delta' | 'name'>): void {
+  const d = v.delta
+  if (!d || d.missing.length === 0) return
+  throw new KaError(
+    'EUSAGE',
+    `${v.name} is a delta from ${d.base} and ${d.missing.length} of the files it takes from it (${d.missing[0]!.path} first) are not ${d.dir ? `in ${d.dir}` : 'found'}: put the unpacked ${d.base} folder beside this one, or give it with --base DIR`,
+    { missing: d.missing.map((f) => f.path) },
+  )
 }
 
 /**

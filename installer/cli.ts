@@ -41,6 +41,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
       'the bundle must be signed by this Ed25519 public key (a guard against damage; against a hostile stick, check with kube-airgap-verify first)',
     )
     .option('--require-signature', 'refuse an unsigned bundle (a guard against damage, not against a hostile stick)')
+    .option('--base <dir>', 'for a delta bundle: the unpacked old bundle it completes (default: beside this folder, by the name its DELTA.json gives)')
     .option('--no-verify', 'skip verification (development only: warns, and the record says so)')
     .option('--phases <list>', 'run only these phases (comma separated)')
     .option('--skip-phases <list>', 'run all phases but these')
@@ -65,6 +66,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .addHelpText('after', `\nExamples:\n  ./install verify\n  ./install verify --public-key ~/kube-airgap.pub --json`)
     .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
     .option('--require-signature', 'refuse an unsigned bundle')
+    .option('--base <dir>', 'for a delta bundle: the unpacked old bundle it completes')
     .option('--json', 'print the result as JSON')
     .action(async (own: object) => verifyCommand(flags(own), io))
   top
@@ -85,7 +87,7 @@ function program(io: Io, setExit: (code: number) => void): Command {
     )
     .addHelpText(
       'after',
-      `\nExamples:\n  sudo ./install upgrade --dry-run                 # the skew check and every step, nothing changed\n  sudo ./install upgrade                           # on the first master, then each other master, one at a time\n  sudo ./install upgrade --drain-from admin.conf   # on a worker: it drains and uncordons itself with that kubeconfig\n  sudo ./install upgrade --rollback                # after a failed upgrade: the old binaries and configs back`,
+      `\nExamples:\n  sudo ./install upgrade --dry-run                 # the skew check and every step, nothing changed\n  sudo ./install upgrade                           # on the first master, then each other master, one at a time\n  sudo ./install upgrade --drain-from admin.conf   # on a worker: it drains and uncordons itself with that kubeconfig\n  sudo ./install upgrade --rollback                # after a failed upgrade: the old binaries and configs back\n  sudo ./install upgrade --base /opt/kube-airgap/kube-airgap-v1.29.3-linux-amd64   # from a delta bundle`,
     )
     .option('--drain-from <kubeconfig>', 'on a worker: drain and uncordon it with this kubeconfig (otherwise drain it from a master first)')
     .option('--rollback', 'put back what the upgrade in progress (or the last one) replaced on this node')

@@ -6,7 +6,7 @@ import { KaError } from '../bundle/errors.js'
 import { LOCK_FILE } from '../bundle/layout.js'
 import { openBundle, type Bundle } from '../bundle/open.js'
 import { publicKeyOnly } from '../bundle/signing.js'
-import { type VerifyOptions, type VerifyReport, verifyBundle, verifyNotes } from '../bundle/verify.js'
+import { requireWholeDelta, type VerifyOptions, type VerifyReport, verifyBundle, verifyNotes } from '../bundle/verify.js'
 import { clusterConfig } from './cluster-config.js'
 import { gatherFacts, type NodeFacts } from './facts.js'
 import { TOOL_VERSION } from '../bundle/version.js'
@@ -36,6 +36,8 @@ export interface Flags {
   json?: boolean
   verbose?: boolean
   bundle: string
+  /** A delta bundle's old bundle folder (default: beside this one). */
+  base?: string
   /** commander's name for --no-verify: false when given. */
   verify: boolean
   hostCommands?: string
@@ -139,12 +141,13 @@ function checkRootCommands(flags: Flags, phases: string[]): void {
   )
 }
 
-export async function verifyOptions(flags: Pick<Flags, 'publicKey' | 'requireSignature'>): Promise<VerifyOptions> {
-  if (!flags.publicKey) return flags.requireSignature ? { requireSignature: true } : {}
+export async function verifyOptions(flags: Pick<Flags, 'publicKey' | 'requireSignature' | 'base'>): Promise<VerifyOptions> {
+  const base = flags.base ? { base: flags.base } : {}
+  if (!flags.publicKey) return flags.requireSignature ? { requireSignature: true, ...base } : base
   const pem = await readFile(flags.publicKey, 'utf8').catch(() => {
     throw new KaError('EUSAGE', `--public-key ${flags.publicKey}: cannot read it`)
   })
-  return { publicKeyPem: publicKeyOnly(pem, `--public-key ${flags.publicKey}`), keySource: flags.publicKey, requireSignature: true }
+  return { publicKeyPem: publicKeyOnly(pem, `--public-key ${flags.publicKey}`), keySource: flags.publicKey, requireSignature: true, ...base }
 }
 
 /**
@@ -159,10 +162,12 @@ async function openVerified(flags: Flags, recordOn: Host, say: (line: string) =>
     return { bundle: await openBundle(flags.bundle), record }
   }
   const v = await verifyBundle(flags.bundle, await verifyOptions(flags))
+  requireWholeDelta(v)
   for (const line of verifyNotes(v)) say(line)
   if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
   const record = await writeRecord(recordOn, verifiedRecord(v))
-  return { bundle: await openBundle(flags.bundle, v.digests, v.lock), report: v, record }
+  const base = v.delta?.dir ? { dir: v.delta.dir, paths: new Set(v.delta.paths) } : undefined
+  return { bundle: await openBundle(flags.bundle, v.digests, v.lock, base), report: v, record }
 }
 
 /**
@@ -189,6 +194,7 @@ export const verifiedRecord = (v: VerifyReport): Record<string, unknown> => ({
   files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
   ...(v.joinFiles.length ? { notCovered: v.joinFiles } : {}),
   ...(v.ignored.length ? { ignored: v.ignored } : {}),
+  ...(v.delta ? { delta: { base: v.delta.base, dir: v.delta.dir ?? null, files: v.delta.files, missing: v.delta.missing.map((f) => f.path) } } : {}),
 })
 
 /** cluster.yaml, flags and the join file, checked; the advertise address resolved. */

@@ -3,6 +3,7 @@ import yaml from 'js-yaml'
 import { C } from '../bundle/components.js'
 import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
+import { compareVersions, parseVersion, type Version } from '../bundle/version.js'
 import { kubeadmAgrees, kubectl, network } from './phases/cluster.js'
 import { containerd } from './phases/containerd.js'
 import { cni } from './phases/cni.js'
@@ -35,24 +36,6 @@ import type { Finding } from './checks.js'
 
 /** How this node joined the cluster, as the installer left it. */
 export type NodeKind = 'first-master' | 'control-plane' | 'worker'
-
-export interface Version {
-  major: number
-  minor: number
-  patch: number
-  /** `v1.29.3` */
-  text: string
-}
-
-/** `v1.29.3`, `1.29.3` or `Kubernetes v1.29.3` (kubelet --version); undefined when none is in it. */
-export function parseVersion(s: string | undefined): Version | undefined {
-  const m = /v?(\d+)\.(\d+)\.(\d+)/.exec(s ?? '')
-  if (!m) return undefined
-  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])]
-  return { major, minor, patch, text: `v${major}.${minor}.${patch}` }
-}
-
-export const compareVersions = (a: Version, b: Version): number => a.major - b.major || a.minor - b.minor || a.patch - b.patch
 
 export interface ClusterNode {
   name: string

@@ -15,11 +15,9 @@ import type { Phase } from '../plan.js'
 import {
   backupPhase,
   clusterView,
-  compareVersions,
   healthProblems,
   installedKubelet,
   installedNode,
-  parseVersion,
   readUpgradeState,
   rollbackPhase,
   skewRefusal,
@@ -28,6 +26,7 @@ import {
   upgradePhase,
 } from '../upgrade.js'
 import { reporter } from './install.js'
+import { compareVersions, parseVersion } from '../../bundle/version.js'
 
 /** What --skip-phases may leave out of an upgrade: the install phases it runs again. */
 const SKIPPABLE = ['packages', 'kernel', 'containerd', 'cni', 'images', 'network']

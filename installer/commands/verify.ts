@@ -10,6 +10,7 @@ export async function verifyCommand(flags: Flags, io: Io): Promise<void> {
   // As root the record goes to /var/log/kube-airgap; another user's to their own state folder.
   const node = new NodeHost(flags.root)
   const record = await writeRecord(flags.dryRun ? new DryRunHost(node) : node, verifiedRecord(v), recordDir(flags))
-  if (flags.json) return printJson(io, { ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record })
+  const delta = v.delta ? { delta: { base: v.delta.base, dir: v.delta.dir ?? null, files: v.delta.files, missing: v.delta.missing.length } } : {}
+  if (flags.json) return printJson(io, { ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record, ...delta })
   io.out(`ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `; signed by ${v.signedBy}` : ''}; record: ${record}\n`)
 }

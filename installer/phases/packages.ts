@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs'
-import { join } from 'node:path'
 import { KaError } from '../../bundle/errors.js'
 import { packagePath } from '../../bundle/layout.js'
 import type { LockedPackage } from '../../bundle/lock.js'
@@ -69,7 +68,7 @@ export const packages: Phase = {
               mode: 0o644,
               sha256: p.integrity,
               size: p.size,
-              data: () => createReadStream(join(ctx.bundle.dir, packagePath(p.release, p.file))),
+              data: () => createReadStream(ctx.bundle.path(packagePath(p.release, p.file))),
             }),
           ),
           { kind: 'run', argv: dpkg(ctx, 'dpkg', '--install', ...missing.map((p) => ctx.host.path(staged(p)))) },

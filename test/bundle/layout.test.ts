@@ -56,7 +56,7 @@ describe('the image layout', () => {
     const blobs = [Sha256.of('config'), Sha256.of('layer')]
     const m = manifest(blobs)
     const d = Sha256.of(m)
-    const layout = new ImageLayout(dir)
+    const layout = new ImageLayout((rel) => join(dir, rel))
     expect(layout.blobPath(d)).toBe(join(dir, imageBlobPath(d.hex)))
     await mkdir(join(dir, 'images/blobs/sha256'), { recursive: true })
     await writeFile(layout.blobPath(d), m)

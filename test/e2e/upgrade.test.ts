@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { appendFile, chmod, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
@@ -21,14 +21,18 @@ let dir: string
 const worlds: World[] = []
 let standins: string
 let ctd: TestContainerd
+/** w3 has a containerd of its own: it is upgraded from the delta, and its import must not find the new images there already. */
+let ctd3: TestContainerd
 let ca: string
 let cluster: string
 const bundles: Record<string, string> = {}
+const byName: Record<string, World> = {}
 const roots: Record<string, string> = {}
 
 async function buildBundle(name: string, manifestEdit?: (t: string) => string): Promise<string> {
   const w = await startWorld(join(dir, name), { realistic: true, ...(manifestEdit ? { manifestEdit } : {}) })
   worlds.push(w)
+  byName[name] = w
   const lock = join(dir, name, 'bundle.lock.json')
   await lockWorld(w, lock, join(dir, name, 'cache'))
   const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, name, 'out'), '--cache', join(dir, name, 'cache'), ...w.args])
@@ -46,15 +50,16 @@ beforeAll(async () => {
   execFileSync('sh', ['-c', `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`])
   cluster = join(dir, 'cluster')
   await mkdir(cluster)
-  for (const n of ['m1', 'm2', 'w1', 'w2']) {
+  for (const n of ['m1', 'm2', 'w1', 'w2', 'w3']) {
     roots[n] = join(dir, 'roots', n)
     await mkdir(roots[n]!, { recursive: true })
     await freshNodeRoot(roots[n]!)
   }
-  ctd = await startContainerd(join(dir, 'ctd'))
+  ;[ctd, ctd3] = await Promise.all([startContainerd(join(dir, 'ctd')), startContainerd(join(dir, 'ctd3'))])
 }, 240_000)
 afterAll(async () => {
   await ctd?.stop()
+  await ctd3?.stop()
   for (const w of worlds) await w.close()
   await rm(dir, { recursive: true, force: true })
 })
@@ -63,7 +68,7 @@ afterAll(async () => {
 const run = (node: string, bundle: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<RecordedRun> =>
   recordedRun(
     join(bundle, 'install'),
-    [...args, '--root', roots[node]!, '--host-commands', standins, '--containerd-address', ctd.socket],
+    [...args, '--root', roots[node]!, '--host-commands', standins, '--containerd-address', (node === 'w3' ? ctd3 : ctd).socket],
     { PATH: `${standins}:${process.env.PATH}`, KA_ROOT: roots[node], KA_CA_CRT: ca, KA_CLUSTER: cluster, ...env },
     `${roots[node]}.record`,
   )
@@ -103,20 +108,21 @@ describe('a cluster installed from the 1.29.3 bundle', () => {
       ['m2', ['--role', 'master', '--join-file', join(bundles.old!, 'join/control-plane.yaml'), '--advertise-address', '192.0.2.11']],
       ['w1', ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml')]],
       ['w2', ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml')]],
+      ['w3', ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml')]],
     ]
     for (const [node, args] of joins) {
       const r = await run(node, bundles.old!, [...args, '--node-name', node, ...skip])
       expect(r.code, r.stdout + r.stderr).toBe(0)
     }
     expect(await apiServer()).toBe('v1.29.3')
-    for (const n of ['m1', 'm2', 'w1', 'w2']) expect(await version(n, 'kubelet')).toBe('1.29.3')
+    for (const n of ['m1', 'm2', 'w1', 'w2', 'w3']) expect(await version(n, 'kubelet')).toBe('1.29.3')
   }, 180_000)
 })
 
 describe('./install upgrade from the 1.30.11 bundle', () => {
   it('doctor shows the versions, that this bundle would upgrade the node, and flags a kubelet newer than the API server', async () => {
     const r = await run('m2', bundles.new!, ['doctor'])
-    expect(r.stdout).toMatch(/^OK +version skew +API server v1\.29\.3; kubelets: m1 v1\.29\.3, m2 v1\.29\.3, w1 v1\.29\.3, w2 v1\.29\.3$/m)
+    expect(r.stdout).toMatch(/^OK +version skew +API server v1\.29\.3; kubelets: m1 v1\.29\.3, m2 v1\.29\.3, w1 v1\.29\.3, w2 v1\.29\.3, w3 v1\.29\.3$/m)
     expect(r.stdout).toMatch(
       /^WARN +upgrade +this node runs v1\.29\.3, this bundle is v1\.30\.11\n +fix: sudo \.\/install upgrade from this bundle: the first master, then/m,
     )
@@ -173,7 +179,7 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
     const r = await run('m1', bundles.new!, ['upgrade', '--dry-run'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     expect(r.stdout).toMatch(
-      /^\[skew\] checked +v1\.29\.3 to v1\.30\.11 on the first master m1: the skew rules hold \(API server v1\.29\.3, 4 nodes, all Ready\)$/m,
+      /^\[skew\] checked +v1\.29\.3 to v1\.30\.11 on the first master m1: the skew rules hold \(API server v1\.29\.3, 5 nodes, all Ready\)$/m,
     )
     expect(r.stdout).toMatch(/^\[upgrade\] would do +control plane upgraded to v1\.30\.11 \(kubeadm upgrade apply/m)
     expect(r.stdout).toMatch(/run +\S+\/kubeadm upgrade apply v1\.30\.11 --yes$/m)
@@ -325,5 +331,126 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
     expect(changing(resumed.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
     expect(await version('w2', 'kubelet')).toBe('1.30.11')
     expect(resumed.stdout).toMatch(/^next: on a master, let pods back on this node: kubectl uncordon w2$/m)
+  })
+})
+
+describe('a delta bundle from 1.29.3 to 1.30.11 (bundle build --upgrade-from)', () => {
+  const name = 'kube-airgap-v1.30.11-linux-amd64-from-v1.29.3'
+  let delta: string
+  let keys: string
+  const imagesOf = async (c: TestContainerd) => (await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout.split('\n').filter(Boolean).sort()
+
+  it('holds only what the old bundle lacks, and verifies on its own: with bundle verify and with kube-airgap-verify', async () => {
+    keys = join(dir, 'keys')
+    expect((await bundleCli(['keygen', '--out', keys])).code).toBe(0)
+    // Built where the old bundle was built: its image manifests are in that cache.
+    const r = await bundleCli([
+      'build',
+      '--lock',
+      join(dir, 'w130', 'bundle.lock.json'),
+      '--upgrade-from',
+      join(bundles.old!, 'bundle.lock.json'),
+      '--out',
+      join(dir, 'delta'),
+      '--cache',
+      join(dir, 'w129', 'cache'),
+      '--sign',
+      join(keys, 'kube-airgap.key'),
+      '--json',
+      ...byName.w130!.args,
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    const built = JSON.parse(r.stdout)
+    delta = built.bundle
+    expect(built.name).toBe(name)
+    const full = (await stat(join(dir, 'w130', 'out', 'kube-airgap-v1.30.11-linux-amd64.tar'))).size
+    const size = (await stat(delta)).size
+    expect(size).toBeLessThan(full)
+    expect(built.delta).toMatchObject({ base: 'kube-airgap-v1.29.3-linux-amd64' })
+    console.log(
+      `delta ${size} bytes, full bundle ${full} bytes: ${(100 * (1 - size / full)).toFixed(1)}% smaller (${built.delta.files} files left to the old bundle)`,
+    )
+
+    // Left out: what did not change (containerd, Calico, the shared base layer); carried: Kubernetes, the runtime, DELTA.json.
+    const listed = execFileSync('tar', ['tf', delta], { encoding: 'utf8' })
+    const left = JSON.parse(execFileSync('tar', ['xOf', delta, `${name}/DELTA.json`], { encoding: 'utf8' })) as { base: string; files: { path: string }[] }
+    expect(left.base).toBe('kube-airgap-v1.29.3-linux-amd64')
+    const paths = left.files.map((f) => f.path)
+    expect(paths.some((p) => /^files\/containerd-.*\.tar\.gz$/.test(p))).toBe(true)
+    expect(paths.some((p) => p.startsWith('images/blobs/sha256/'))).toBe(true)
+    expect(paths.some((p) => /kubelet|kubeadm/.test(p))).toBe(false)
+    for (const p of paths) expect(listed).not.toContain(`${name}/${p}\n`)
+    expect(listed).toContain(`${name}/files/kubelet\n`)
+    expect(listed).toContain(`${name}/runtime/bin/node\n`)
+
+    const v = await bundleCli(['verify', delta, '--public-key', join(keys, 'kube-airgap.pub'), '--json'])
+    expect(v.code, v.stderr).toBe(0)
+    expect(JSON.parse(v.stdout).delta).toMatchObject({ base: 'kube-airgap-v1.29.3-linux-amd64', files: paths.length, missing: paths.length })
+    expect(v.stderr).toMatch(
+      /^note {2}a delta from kube-airgap-v1\.29\.3-linux-amd64: \d+ files \(.*\) come from it; \d+ not found: to install, put the unpacked/m,
+    )
+    expect(execFileSync(join(keys, 'kube-airgap-verify'), [delta], { encoding: 'utf8' })).toMatch(
+      /^ok: kube-airgap-v1\.30\.11-linux-amd64-from-v1\.29\.3: signed by/,
+    )
+
+    // A delta goes from older to newer only: one line, exit 2, nothing written.
+    const back = await bundleCli([
+      'build',
+      '--lock',
+      join(bundles.old!, 'bundle.lock.json'),
+      '--upgrade-from',
+      join(dir, 'w130', 'bundle.lock.json'),
+      '--out',
+      join(dir, 'back'),
+    ])
+    expect(back.code).toBe(2)
+    expect(back.stderr.trim()).toMatch(
+      /^bundle: EUSAGE: --upgrade-from .*w130\/bundle\.lock\.json locks Kubernetes v1\.30\.11, not older than this lock's v1\.29\.3: a delta bundle goes from an older bundle to a newer one$/,
+    )
+    await expect(stat(join(dir, 'back'))).rejects.toThrow()
+  }, 120_000)
+
+  it('refuses, changing nothing, to install without its old bundle or from an old bundle whose files changed', async () => {
+    const alone = join(dir, 'alone')
+    await mkdir(alone)
+    execFileSync('tar', ['xf', delta, '-C', alone])
+    await refused(
+      'w3',
+      join(alone, name),
+      ['--drain-from', admin('m1')],
+      /^install: EUSAGE: kube-airgap-v1\.30\.11-linux-amd64-from-v1\.29\.3 is a delta from kube-airgap-v1\.29\.3-linux-amd64 and \d+ of the files it takes from it .* put the unpacked kube-airgap-v1\.29\.3-linux-amd64 folder beside this one, or give it with --base DIR$/,
+    )
+
+    const copy = join(dir, 'old-copy')
+    await cp(bundles.old!, copy, { recursive: true })
+    const left = JSON.parse(await readFile(join(alone, name, 'DELTA.json'), 'utf8')) as { files: { path: string }[] }
+    const victim = left.files.find((f) => f.path.startsWith('files/'))!.path
+    await appendFile(join(copy, victim), 'x')
+    const before = await treeHashes(roots.w3!)
+    const r = await run('w3', join(alone, name), ['upgrade', '--base', copy, '--drain-from', admin('m1')])
+    expect(r.code, r.stdout + r.stderr).toBe(1)
+    expect(r.stderr.trim().split('\n').pop()).toMatch(
+      new RegExp(`^install: EVERIFY: .*${copy}/${victim}: changed in the old bundle: DELTA\\.json pins sha256 [0-9a-f]{64}, found`),
+    )
+    expect(changing(r.record)).toEqual([])
+    expect(await treeHashes(roots.w3!)).toEqual(before)
+  })
+
+  it('upgrades a worker from the old bundle and the delta beside it to the same node the full bundle made', async () => {
+    execFileSync('tar', ['xf', delta, '-C', dirname(bundles.old!)])
+    const r = await run('w3', join(dirname(bundles.old!), name), ['upgrade', '--drain-from', admin('m1')])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout + r.stderr).toMatch(
+      /note {2}a delta from kube-airgap-v1\.29\.3-linux-amd64: \d+ files \(.*\) come from it, found in .*\/w129\/out\/kube-airgap-v1\.29\.3-linux-amd64 as DELTA\.json pins them/,
+    )
+    expect(await version('w3', 'kubelet')).toBe('1.30.11')
+    // w1 was upgraded from the full bundle: the same files, but for those that name the node.
+    const [full, fromDelta] = [await files('w1'), await files('w3')]
+    const differ = Object.keys({ ...full, ...fromDelta }).filter((p) => full[p] !== fromDelta[p])
+    expect(differ).toEqual(['etc/kube-airgap/kubeadm-join.yaml'])
+    const joinConfig = async (node: string) => (await readFile(join(roots[node]!, differ[0]!), 'utf8')).replaceAll(node, 'NODE')
+    expect(await joinConfig('w3')).toBe(await joinConfig('w1'))
+    // w3's own containerd holds what the shared one does: the old images and the new, the blobs from the old bundle among them.
+    expect(await imagesOf(ctd3)).toEqual(await imagesOf(ctd))
   })
 })

@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, cp, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises'
+import { appendFile, cp, mkdir, mkdtemp, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TarWriter } from '../../bundle/tar.js'
 import { writeAtomic } from '../../bundle/atomic.js'
+import { deltaBytes } from '../../bundle/delta.js'
+import { formatSums, parseSums } from '../../bundle/sums.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { isKaError, type KaError } from '../../bundle/errors.js'
 import { verifyBundle } from '../../bundle/verify.js'
@@ -47,7 +49,81 @@ async function copy(): Promise<string> {
   return to
 }
 
+/**
+ * A copy of the bundle cut into a delta by hand, the way `bundle build --upgrade-from` lays one
+ * out: `taken` moved into an "old bundle" folder beside it, DELTA.json listing them (with
+ * `edit` applied), SHA256SUMS listing the rest and DELTA.json.
+ */
+async function cutDelta(taken: string[], edit: (d: ReturnType<typeof JSON.parse>) => void = () => {}): Promise<{ delta: string; base: string }> {
+  const delta = await copy()
+  const base = join(dirname(delta), 'kube-airgap-v1.29.0-linux-amd64')
+  const files = []
+  for (const p of taken) {
+    await mkdir(dirname(join(base, p)), { recursive: true })
+    await rename(join(delta, p), join(base, p))
+    files.push({ path: p, sha256: (await Sha256.ofFile(join(base, p))).digest })
+  }
+  const doc = JSON.parse(deltaBytes({ base: 'kube-airgap-v1.29.0-linux-amd64', kubernetes: '1.29.0', files }).toString())
+  edit(doc)
+  const text = JSON.stringify(doc)
+  await writeFile(join(delta, 'DELTA.json'), text)
+  const sums = parseSums(await readFile(join(delta, 'SHA256SUMS'), 'utf8'), 'SHA256SUMS')
+  for (const p of taken) sums.delete(p)
+  await writeFile(join(delta, 'SHA256SUMS'), formatSums(sums.set('DELTA.json', Sha256.of(text))))
+  return { delta, base }
+}
+
 const problems = (e: KaError) => (e.facts.problems as { path: string; problem: string }[]).map((p) => `${p.path}: ${p.problem}`)
+
+describe('verifyBundle of a delta bundle', () => {
+  const taken = ['files/kubectl', 'files/runc.amd64']
+
+  it('passes a delta alone (the old files not found) and with its old bundle beside it or given (each old file checked)', async () => {
+    const { delta, base } = await cutDelta(taken)
+    const moved = join(dirname(base), 'elsewhere')
+    await rename(base, moved)
+    const alone = await verifyBundle(delta)
+    expect(alone.delta).toMatchObject({ base: 'kube-airgap-v1.29.0-linux-amd64', files: 2, missing: [{ path: 'files/kubectl' }, { path: 'files/runc.amd64' }] })
+    expect(alone.digests.has('files/kubectl')).toBe(false)
+    const given = await verifyBundle(delta, { base: moved })
+    expect(given.delta).toMatchObject({ dir: moved, missing: [] })
+    await rename(moved, base)
+    const beside = await verifyBundle(delta)
+    expect(beside.delta).toMatchObject({ dir: base, missing: [] })
+    expect(beside.digests.get('files/kubectl')?.hex).toBe((await Sha256.ofFile(join(base, 'files/kubectl'))).digest.hex)
+    await expect(verifyBundle(delta, { base: join(dir, 'nowhere') })).rejects.toMatchObject({
+      code: 'EUSAGE',
+      message: expect.stringMatching(/^--base .*nowhere: no such folder/),
+    })
+  })
+
+  it('names an old file that changed, one the delta holds itself, a forged or unsafe DELTA.json, and one SHA256SUMS does not list', async () => {
+    const changed = await cutDelta(taken)
+    await appendFile(join(changed.base, 'files/kubectl'), 'x')
+    expect(problems(await failure(changed.delta))).toEqual([
+      expect.stringMatching(
+        /kube-airgap-v1\.29\.0-linux-amd64\/files\/kubectl: changed in the old bundle: DELTA\.json pins sha256 [0-9a-f]{64}, found [0-9a-f]{64}$/,
+      ),
+    ])
+
+    const held = await cutDelta(taken)
+    await cp(join(held.base, 'files/kubectl'), join(held.delta, 'files/kubectl'))
+    expect(problems(await failure(held.delta))).toEqual(['files/kubectl: not listed in SHA256SUMS'])
+
+    const both = await cutDelta(taken, (d) => d.files.push({ path: 'files/crictl-v1.29.0-linux-amd64.tar.gz', sha256: Sha256.of('x').hex }))
+    expect(problems(await failure(both.delta))).toContain('files/crictl-v1.29.0-linux-amd64.tar.gz: listed in both SHA256SUMS and DELTA.json')
+
+    const unsafe = await cutDelta(taken, (d) => (d.files[0].path = '../../etc/shadow'))
+    expect(problems(await failure(unsafe.delta))).toContainEqual(
+      expect.stringMatching(/^DELTA\.json: files\[0\] names an unsafe path "\.\.\/\.\.\/etc\/shadow"$/),
+    )
+
+    const unlisted = await cutDelta(taken)
+    const sums = (await readFile(join(unlisted.delta, 'SHA256SUMS'), 'utf8')).replace(/^.* {2}DELTA\.json\n/m, '')
+    await writeFile(join(unlisted.delta, 'SHA256SUMS'), sums)
+    expect(problems(await failure(unlisted.delta))).toContain('DELTA.json: not listed in SHA256SUMS')
+  })
+})
 
 describe('verifyBundle', () => {
   it('passes a good tar and a good folder', async () => {

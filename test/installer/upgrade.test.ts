@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { type ClusterNode, parseVersion, type SkewInput, skewRefusal } from '../../installer/upgrade.js'
+import { parseVersion } from '../../bundle/version.js'
+import { type ClusterNode, type SkewInput, skewRefusal } from '../../installer/upgrade.js'
 
 const v = (s: string) => parseVersion(s)!
 const node = (name: string, kubelet: string, controlPlane = false): ClusterNode => ({

@@ -140,10 +140,11 @@ export async function memoryBundle(
       return { locked, path: join(dir, name) }
     },
     images: [],
-    layout: new ImageLayout(dir),
+    layout: new ImageLayout((rel) => join(dir, rel)),
     required: { kubeadm: [], pause: 'registry.k8s.io/pause:3.9' },
     needed: [],
     read: (rel) => readFile(join(dir, rel), 'utf8'),
+    path: (rel) => join(dir, rel),
   }
 }
 

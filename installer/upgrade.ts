@@ -122,6 +122,22 @@ interface CalicoDoc {
   spec?: { template?: { spec?: { containers?: { name?: string; env?: { name: string; value?: string }[] }[] } } }
 }
 
+/**
+ * `./install --role` on a node of a cluster whose kubelet runs another Kubernetes than the
+ * bundle: the install phases would swap the binaries under a running cluster, around kubeadm
+ * (an older bundle downgrades the node, a newer one skips `kubeadm upgrade`). One line
+ * instead, before anything changes. A node not in a cluster yet installs as usual.
+ */
+export async function otherVersionRefusal(ctx: Context): Promise<string | undefined> {
+  if (!(await installedNode(ctx))) return undefined
+  const running = await installedKubelet(ctx)
+  const bundle = parseVersion(ctx.bundle.lock.kubernetes)!
+  if (!running || compareVersions(running, bundle) === 0) return undefined
+  return compareVersions(running, bundle) > 0
+    ? `this node runs Kubernetes ${running.text}, newer than this bundle's ${bundle.text}: installing would put older binaries under its cluster; run ./install from the ${running.text} bundle (or a newer one)`
+    : `this node runs Kubernetes ${running.text} in a cluster, older than this bundle's ${bundle.text}: upgrade it with sudo ./install upgrade from this bundle (--role would replace its binaries around kubeadm)`
+}
+
 /** The kubelet this node has installed (`kubelet --version`). */
 export async function installedKubelet(ctx: Context): Promise<Version | undefined> {
   const r = await ctx.host.run([`${BIN_DIR}/kubelet`, '--version'], { changing: false })

@@ -5,6 +5,7 @@ import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { PHASES, PHASE_CHOICES } from '../phases/index.js'
 import type { VerifyReport } from '../../bundle/verify.js'
 import { type Context, type Live, type Phase, runPhases, type StepReport } from '../plan.js'
+import { otherVersionRefusal } from '../upgrade.js'
 
 function phaseList(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined
@@ -44,6 +45,8 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
     say: out.say,
     log: 'install',
   })
+  const refusal = await otherVersionRefusal(ctx)
+  if (refusal) throw new KaError('EUSAGE', refusal)
   const join = ctx.cluster.join
   if (join)
     out.say(

@@ -81,10 +81,10 @@ const files = async (node: string) =>
     ),
   )
 
-/** A refusal: exit 2, one line, nothing on the node changed, nothing run that changes anything. */
-async function refused(node: string, bundle: string, args: string[], why: RegExp): Promise<void> {
+/** A refusal of `./install upgrade ARGS` (or of `command`): exit 2, one line, nothing on the node changed, nothing run that changes anything. */
+async function refused(node: string, bundle: string, args: string[], why: RegExp, command = ['upgrade']): Promise<void> {
   const before = await treeHashes(roots[node]!)
-  const r = await run(node, bundle, ['upgrade', ...args])
+  const r = await run(node, bundle, [...command, ...args])
   expect(r.code, r.stdout + r.stderr).toBe(2)
   expect(r.stderr.trim().split('\n').pop()).toMatch(why)
   expect(r.stderr).not.toMatch(/\n\s+at /)
@@ -247,7 +247,7 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
     expect(r.stdout).toMatch(/^next: upgrade the other masters one at a time/m)
   })
 
-  it('refuses a downgrade with the old bundle, and a rollback of a finished upgrade, changing nothing', async () => {
+  it('refuses a downgrade with the old bundle (by upgrade or by --role), a rollback of a finished upgrade, and --role over an older node, changing nothing', async () => {
     await refused(
       'm1',
       bundles.new!,
@@ -259,6 +259,21 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
       bundles.old!,
       [],
       /^install: EUSAGE: this node runs v1\.30\.11 and the bundle is v1\.29\.3: a downgrade is refused .*sudo \.\/install upgrade --rollback$/,
+    )
+    // Nor does ./install --role swap the binaries of a cluster's node around kubeadm: not older ones on m1, not newer ones on w2.
+    await refused(
+      'm1',
+      bundles.old!,
+      ['--role', 'master', '--advertise-address', '192.0.2.10', '--skip-phases', 'preflight'],
+      /^install: EUSAGE: this node runs Kubernetes v1\.30\.11, newer than this bundle's v1\.29\.3: installing would put older binaries under its cluster; run \.\/install from the v1\.30\.11 bundle \(or a newer one\)$/,
+      [],
+    )
+    await refused(
+      'w2',
+      bundles.new!,
+      ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml'), '--skip-phases', 'preflight'],
+      /^install: EUSAGE: this node runs Kubernetes v1\.29\.3 in a cluster, older than this bundle's v1\.30\.11: upgrade it with sudo \.\/install upgrade from this bundle/,
+      [],
     )
   })
 

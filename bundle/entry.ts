@@ -7,6 +7,9 @@ import { INSTALLER_FILE, RUNTIME_NODE, SUMS_FILE } from './layout.js'
  * checks the runtime and the installer against SHA256SUMS with coreutils, and only then
  * runs them. Each refusal is one line.
  */
+/** The distributions whose glibc the bundled runtime runs on, as the refusal names them. */
+export const SUPPORTED = 'Ubuntu 20.04+, Debian 10+, Rocky Linux and AlmaLinux 8+, openEuler 22.03+, Kylin V10'
+
 export function installScript(arch: Arch): string {
   return `#!/bin/sh
 # kube-airgap: checks this machine against the bundle, then runs the installer.
@@ -24,15 +27,17 @@ if [ "$arch" != "$bundle_arch" ]; then
   exit 2
 fi
 glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')
+system=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | head -n 1 | tr -d '"' | tr -cd '[:print:]')
+supported="${SUPPORTED}"
 if [ -z "$glibc" ]; then
-  echo "install: no glibc found (musl systems such as Alpine are not supported): the bundled Node.js 24 needs glibc 2.28 or newer" >&2
+  printf '%s\\n' "install: \${system:-this system} has no glibc (musl systems such as Alpine are not supported): the bundled Node.js 24 needs glibc 2.28 or newer; supported: $supported" >&2
   exit 2
 fi
 major=\${glibc%%.*}
 minor=\${glibc#*.}
 minor=\${minor%%.*}
 if [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 28 ]; }; then
-  echo "install: glibc $glibc is too old: the bundled Node.js 24 needs 2.28 or newer (Ubuntu 20.04+, Debian 10+, RHEL 8+)" >&2
+  printf '%s\\n' "install: \${system:-this system} has glibc $glibc, too old: the bundled Node.js 24 needs glibc 2.28 or newer; supported: $supported" >&2
   exit 2
 fi
 cd "$here"

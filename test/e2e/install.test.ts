@@ -2,7 +2,7 @@ import { execFileSync, execSync, spawn, spawnSync } from 'node:child_process'
 import yaml from 'js-yaml'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -10,6 +10,7 @@ import { testContext } from '../support/context.js'
 
 /** A day before the test ran: expired by the real clock whenever the test runs. */
 const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString()
+import { SUPPORTED } from '../../bundle/entry.js'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
@@ -496,6 +497,24 @@ describe('./install refuses before changing anything', () => {
       'install: this bundle is for linux/arm64 but this machine is x86_64 (amd64): use the linux/amd64 bundle (bundle build --platform linux/amd64)',
     )
     expect(r.record).toEqual([])
+  })
+
+  it('a glibc too old (CentOS 7) or none (Alpine): the install script names the system, its glibc and the supported releases, and runs nothing', async () => {
+    const root = await newRoot('old-glibc')
+    const system = (await readFile('/etc/os-release', 'utf8')).match(/^PRETTY_NAME="?([^"\n]*)"?$/m)![1]!
+    for (const [answer, said] of [
+      ['glibc 2.17', `${system} has glibc 2.17, too old: the bundled Node.js 24 needs glibc 2.28 or newer`],
+      ['', `${system} has no glibc (musl systems such as Alpine are not supported): the bundled Node.js 24 needs glibc 2.28 or newer`],
+    ]) {
+      const fake = join(dir, `getconf-${answer.length}`)
+      await mkdir(fake, { recursive: true })
+      await writeFile(join(fake, 'getconf'), `#!/bin/sh\n${answer ? `echo "${answer}"` : 'exit 1'}\n`)
+      await chmod(join(fake, 'getconf'), 0o755)
+      const r = await install(['--role', 'worker'], root, { env: { PATH: `${fake}:${standins}:${process.env.PATH}` } })
+      expect(r.code).toBe(2)
+      expect(r.stderr).toBe(`install: ${said}; supported: ${SUPPORTED}\n`)
+      expect(r.record).toEqual([])
+    }
   })
 
   it('bad input: one clear line, exit 2', async () => {

@@ -93,7 +93,8 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
   const open = NEEDED_OPEN(ctx.options.role)
   if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? ''))
     found.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
-  for (const unit of ['firewalld', 'nftables']) {
+  // firewalld is security.ts's: it opens the ports (or says which), instead of warning.
+  for (const unit of ['nftables']) {
     if ((await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0) found.push(`${unit} is running: its rules may block ${open}`)
   }
   return found.map((f) => ({

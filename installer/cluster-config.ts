@@ -23,6 +23,10 @@ export interface ClusterConfig {
   extraHosts: { ip: string; names: string[] }[]
   calicoAutodetection?: string
   tokenTTL: string
+  /** On an SELinux node: set it permissive (kubeadm's requirement), or keep it enforcing (container-selinux must be installed). */
+  selinux: 'permissive' | 'keep'
+  /** With firewalld running: open the role's ports in it, or keep it as it is (then they must be open already). */
+  firewalld: 'open' | 'keep'
 }
 
 export const CLUSTER_KEYS = [
@@ -36,6 +40,8 @@ export const CLUSTER_KEYS = [
   'extraHosts',
   'calicoAutodetection',
   'tokenTTL',
+  'selinux',
+  'firewalld',
 ] as const
 
 export interface ClusterFlags {
@@ -173,6 +179,12 @@ export function clusterConfig(
       bad(`control-plane endpoint ${JSON.stringify(controlPlaneEndpoint)} is not host:port`, 'write it like 192.168.1.11:6443 or k8s-api.example:6443')
   }
 
+  const selinux = str('selinux') ?? 'permissive'
+  if (selinux !== 'permissive' && selinux !== 'keep')
+    bad(`selinux ${JSON.stringify(selinux)} is neither permissive nor keep`, 'write selinux: permissive (the default) or selinux: keep')
+  const firewalld = str('firewalld') ?? 'open'
+  if (firewalld !== 'open' && firewalld !== 'keep')
+    bad(`firewalld ${JSON.stringify(firewalld)} is neither open nor keep`, 'write firewalld: open (the default) or firewalld: keep')
   const tokenTTL = str('tokenTTL') ?? '24h'
   if (!/^\d{1,6}(h|m)$/.test(tokenTTL)) bad(`tokenTTL ${JSON.stringify(tokenTTL)} is not a duration`, 'write it like 24h or 90m')
   if (durationMs(tokenTTL) < 60_000 || durationMs(tokenTTL) > MAX_TOKEN_TTL_MS)
@@ -234,6 +246,8 @@ export function clusterConfig(
     extraHosts,
     ...(autodetect ? { calicoAutodetection: autodetect } : {}),
     tokenTTL,
+    selinux: selinux as ClusterConfig['selinux'],
+    firewalld: firewalld as ClusterConfig['firewalld'],
   }
   return { config, warnings }
 }

@@ -22,6 +22,7 @@ import { portFree } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
 import { versionFindings } from './upgrade.js'
+import { securityFindings } from './security.js'
 
 const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
 
@@ -119,7 +120,7 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     else add('ok', `${name} binaries`, copies[0] ? `${copies[0]} (in use: ${used})` : 'not installed')
   }
 
-  out.push(await nameserverFinding(ctx, 'fail'), ...(await firewallFindings(ctx)))
+  out.push(await nameserverFinding(ctx, 'fail'), ...(await firewallFindings(ctx)), ...(await securityFindings(ctx, true)))
 
   // Kernel: modules and sysctls, live and persisted.
   // What the kernel phase has not touched yet is to do, not broken: its files are not there.

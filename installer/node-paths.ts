@@ -15,6 +15,11 @@ export const MODULES_LOAD = '/etc/modules-load.d/k8s.conf'
 export const SYSCTL_CONF = '/etc/sysctl.d/k8s.conf'
 export const FSTAB = '/etc/fstab'
 export const FSTAB_BACKUP = '/etc/fstab.kube-airgap.bak'
+/** SELinux's mode at boot (RPM-family nodes), and the original the installer keeps before it sets permissive. */
+export const SELINUX_CONFIG = '/etc/selinux/config'
+export const SELINUX_BACKUP = '/etc/selinux/config.kube-airgap.bak'
+/** The policy container-selinux installs: what keeping SELinux enforcing needs. */
+export const CONTAINER_SELINUX_POLICY = '/usr/share/selinux/packages/container.pp.bz2'
 export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock'
 export const CTR = `${BIN_DIR}/ctr`
 export const KUBECONFIG_ADMIN = '/etc/kubernetes/admin.conf'
@@ -38,6 +43,8 @@ export const CALICO_APPLIED = `${STATE_DIR}/calico.yaml`
 /** CoreDNS's Corefile as applied when the node has no resolver (no upstream forwarding). */
 export const COREDNS_APPLIED = `${STATE_DIR}/coredns.yaml`
 export const JOIN_STATE = `${STATE_DIR}/join.json`
+/** The firewalld openings the installer added (and only those: reset --purge removes them). */
+export const FIREWALLD_ADDED = `${STATE_DIR}/firewalld.json`
 export const CA_CERT = '/etc/kubernetes/pki/ca.crt'
 export const KUBECTL_CALICO = `${BIN_DIR}/kubectl-calico`
 export const ETC_HOSTS = '/etc/hosts'

@@ -2,7 +2,29 @@ import { createReadStream } from 'node:fs'
 import { basename } from 'node:path'
 import { type ComponentName, NODE_TAKES } from '../bundle/components.js'
 import { listMembers, type Member } from './archive.js'
+import { Sha256 } from '../bundle/digest.js'
 import type { Context, Step } from './plan.js'
+
+/**
+ * A system file edited in place (/etc/fstab, /etc/selinux/config), its first original kept at
+ * `backup` for reset --purge to restore: done when the edit changes nothing. A later run never
+ * overwrites that backup with an edited file.
+ */
+export async function editStep(ctx: Context, title: string, path: string, backup: string, edit: (text: string) => string): Promise<Step> {
+  const text = (await ctx.host.readText(path)) ?? ''
+  const fixed = edit(text)
+  const original = Buffer.from(text)
+  return {
+    title: `${title} (${path}; the original is kept as ${backup})`,
+    done: fixed === text,
+    actions: [
+      ...((await ctx.host.exists(backup))
+        ? []
+        : [{ kind: 'write' as const, path: backup, mode: 0o644, sha256: Sha256.of(original), size: original.length, data: () => original }]),
+      { kind: 'write', path, mode: 0o644, sha256: Sha256.of(fixed), size: Buffer.byteLength(fixed), data: () => Buffer.from(fixed) },
+    ],
+  }
+}
 
 /** A locked file of the bundle, copied to `path`: done when the node's copy has the same hash and mode. */
 export async function copyStep(ctx: Context, title: string, path: string, component: string, mode: number): Promise<Step> {

@@ -1,7 +1,8 @@
-import { Sha256 } from '../../bundle/digest.js'
 import { activeSwaps, loadedModules } from '../node-state.js'
 import { FSTAB, FSTAB_BACKUP, MODULES_LOAD, procSys, SYSCTL_CONF } from '../node-paths.js'
 import { fileStep, type Phase, type Step } from '../plan.js'
+import { editStep } from '../steps.js'
+import { securitySteps } from '../security.js'
 import { modulesLoad, SYSCTLS, sysctlConf } from '../templates.js'
 
 const MODULES = ['overlay', 'br_netfilter']
@@ -19,7 +20,8 @@ export function fstabWithoutSwap(text: string): string {
 
 export const kernel: Phase = {
   name: 'kernel',
-  summary: 'loads overlay and br_netfilter now and at boot, sets the sysctls Kubernetes needs, turns swap off now and after reboot',
+  summary:
+    "loads overlay and br_netfilter now and at boot, sets the sysctls Kubernetes needs, turns swap off now and after reboot; on SELinux and firewalld nodes, SELinux permissive and the role's ports opened (cluster.yaml selinux/firewalld: keep leaves them)",
   async plan(ctx) {
     const { host } = ctx
     const steps: Step[] = [await fileStep(ctx, `kernel modules at boot (${MODULES_LOAD})`, MODULES_LOAD, modulesLoad())]
@@ -43,20 +45,8 @@ export const kernel: Phase = {
     const swaps = await activeSwaps(host)
     steps.push({ title: 'swap off now', done: swaps.length === 0, actions: [{ kind: 'run', argv: ['swapoff', '-a'] }] })
 
-    const fstab = (await host.readText(FSTAB)) ?? ''
-    const fixed = fstabWithoutSwap(fstab)
-    const backup = Buffer.from(fstab)
-    steps.push({
-      title: `swap kept off after reboot (${FSTAB}; the original is kept as ${FSTAB_BACKUP})`,
-      done: fixed === fstab,
-      actions: [
-        // The first backup is the one to restore: never overwrite it with an edited fstab.
-        ...((await host.exists(FSTAB_BACKUP))
-          ? []
-          : [{ kind: 'write' as const, path: FSTAB_BACKUP, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup }]),
-        { kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(fixed), size: Buffer.byteLength(fixed), data: () => Buffer.from(fixed) },
-      ],
-    })
+    steps.push(await editStep(ctx, 'swap kept off after reboot', FSTAB, FSTAB_BACKUP, fstabWithoutSwap))
+    steps.push(...(await securitySteps(ctx)))
     return steps
   },
 }

@@ -5,6 +5,7 @@ import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, typ
 import { activeSwaps, describeListener, listenerOn } from '../node-state.js'
 import { BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../node-paths.js'
 import type { Context, Phase } from '../plan.js'
+import { securityFindings } from '../security.js'
 
 /** The ports kubeadm needs free, who should hold them on a node already set up, and that process's command name (comm: 15 characters). */
 const PORTS: [number, string, string][] = [
@@ -116,7 +117,12 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
         `${c} is not on PATH`,
         `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`,
       )
-  const shared = [...(await hostCommandFindings(ctx)), ...(await firewallFindings(ctx)), await nameserverFinding(ctx, 'warn')]
+  const shared = [
+    ...(await hostCommandFindings(ctx)),
+    ...(await firewallFindings(ctx)),
+    ...(await securityFindings(ctx, false)),
+    await nameserverFinding(ctx, 'warn'),
+  ]
   f.push(...shared.filter((x) => x.level !== 'ok'))
 
   const name = ctx.facts.hostname
@@ -128,7 +134,8 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
 
 export const preflight: Phase = {
   name: 'preflight',
-  summary: 'checks the node: root, architecture, systemd, swap, ports, an existing cluster, other runtimes, cgroups, host commands, hostname',
+  summary:
+    'checks the node: root, architecture, systemd, swap, ports, an existing cluster, other runtimes, cgroups, host commands, SELinux, firewalls, hostname',
   async plan(ctx) {
     const findings = await preflightFindings(ctx)
     for (const x of findings) if (x.level !== 'ok') ctx.say(`${x.level.toUpperCase()}  ${x.check}: ${x.found}${x.fix ? `; ${x.fix}` : ''}`)

@@ -22,6 +22,7 @@ import {
   SYSCTL_CONF,
 } from '../node-paths.js'
 import type { Action, Context, Phase, Step } from '../plan.js'
+import { securityUndoSteps } from '../security.js'
 import { nodeMembers, unitState } from '../steps.js'
 
 /** Where the CRI plugin keeps per-container and per-sandbox state (field notes error 7). */
@@ -191,6 +192,7 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
         ]
       : [],
   })
+  steps.push(...(await securityUndoSteps(ctx)))
   const hosts = (await host.readText(ETC_HOSTS)) ?? ''
   const cleaned = hosts
     .split('\n')

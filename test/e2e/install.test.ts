@@ -726,3 +726,96 @@ describe('./install doctor and ./install reset', () => {
     expect(changing((await install(['reset', '--purge', '--yes'], r0)).record)).toEqual([])
   })
 })
+
+describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, setenforce, firewall-cmd)', () => {
+  const SELINUX = 'SELINUX=enforcing\nSELINUXTYPE=targeted\n'
+  const OPEN = ['port 6443/tcp', 'port 2379-2380/tcp', 'port 10250/tcp', 'port 10257/tcp', 'port 10259/tcp', 'port 179/tcp', 'protocol 4']
+  /** A fresh node as Rocky 9 ships it: SELinux enforcing, firewalld running (or as asked). */
+  async function rpmRoot(name: string, o: { mode?: string; firewalld?: boolean } = {}): Promise<string> {
+    const r = await newRoot(name)
+    await mkdir(join(r, 'etc/selinux'), { recursive: true })
+    await writeFile(join(r, 'etc/selinux/config'), o.mode === 'Permissive' ? SELINUX.replace('enforcing', 'permissive') : SELINUX)
+    await mkdir(join(r, '.selinux'))
+    await writeFile(join(r, '.selinux/mode'), `${o.mode ?? 'Enforcing'}\n`)
+    await mkdir(join(r, '.systemctl'), { recursive: true })
+    if (o.firewalld ?? true) await writeFile(join(r, '.systemctl/active.firewalld'), '')
+    return r
+  }
+  const master = ['--role', 'master', '--phases', 'preflight,kernel', '--advertise-address', '192.0.2.10']
+  const lines = async (r: string, f: string) => (await readFile(join(r, '.firewalld', f), 'utf8')).trim().split('\n').filter(Boolean).sort()
+
+  it('sets SELinux permissive now and after reboot and opens the role ports in firewalld; a rerun changes nothing; doctor agrees; reset --purge undoes both', async () => {
+    const r = await rpmRoot('rocky')
+    const first = await install(master, r)
+    expect(first.code, first.stdout + first.stderr).toBe(0)
+    expect(first.stderr).toMatch(/^WARN {2}selinux: SELinux is enforcing; the kernel phase sets it permissive now and after reboot/m)
+    expect(first.stderr).toMatch(
+      /^WARN {2}firewalld: firewalld is running and does not let through 6443\/tcp, 2379-2380\/tcp, 10250\/tcp, 10257\/tcp, 10259\/tcp, 179\/tcp, IP-in-IP \(protocol 4\); the kernel phase opens them/m,
+    )
+    expect(changing(first.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([
+      'setenforce 0',
+      'firewall-cmd --permanent --add-port=6443/tcp --add-port=2379-2380/tcp --add-port=10250/tcp --add-port=10257/tcp --add-port=10259/tcp --add-port=179/tcp --add-protocol=4',
+      'firewall-cmd --reload',
+    ])
+    expect(await readFile(join(r, '.selinux/mode'), 'utf8')).toBe('Permissive\n')
+    expect(await readFile(join(r, 'etc/selinux/config'), 'utf8')).toBe('SELINUX=permissive\nSELINUXTYPE=targeted\n')
+    expect(await readFile(join(r, 'etc/selinux/config.kube-airgap.bak'), 'utf8')).toBe(SELINUX)
+    expect(await lines(r, 'runtime')).toEqual([...OPEN].sort())
+
+    const before = await treeHashes(r)
+    const again = await install(master, r)
+    expect(again.code, again.stdout + again.stderr).toBe(0)
+    expect(changing(again.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([])
+    expect(await treeHashes(r)).toEqual(before)
+
+    // Doctor (before kubeadm init, it cannot tell a master) checks what every node needs.
+    const doctor = await install(['doctor'], r)
+    expect(doctor.stdout).toMatch(/^OK +selinux +SELinux is permissive$/m)
+    expect(doctor.stdout).toMatch(/^OK +firewalld +running; lets through 10250\/tcp, 179\/tcp, IP-in-IP \(protocol 4\)$/m)
+
+    const reset = await install(['reset', '--purge', '--yes'], r)
+    expect(reset.code, reset.stdout + reset.stderr).toBe(0)
+    expect(changing(reset.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([
+      'setenforce 1',
+      'firewall-cmd --permanent --remove-port=6443/tcp --remove-port=2379-2380/tcp --remove-port=10250/tcp --remove-port=10257/tcp --remove-port=10259/tcp --remove-port=179/tcp --remove-protocol=4',
+      'firewall-cmd --reload',
+    ])
+    expect(await readFile(join(r, 'etc/selinux/config'), 'utf8')).toBe(SELINUX)
+    expect(existsSync(join(r, 'etc/selinux/config.kube-airgap.bak'))).toBe(false)
+    expect(await readFile(join(r, '.selinux/mode'), 'utf8')).toBe('Enforcing\n')
+    expect(await lines(r, 'runtime')).toEqual([])
+  })
+
+  it('with selinux: keep and firewalld: keep, stops before changing anything, naming what is missing; passes, changing neither, once they are in place', async () => {
+    const r = await rpmRoot('kylin')
+    const config = join(dir, 'keep.yaml')
+    await writeFile(config, 'selinux: keep\nfirewalld: keep\n')
+    const before = await treeHashes(r)
+    const refused = await install([...master, '--config', config], r)
+    expect(refused.code).toBe(1)
+    expect(refused.stderr.trim().split('\n').pop()).toMatch(
+      /^install: ESTEP: preflight: .*SELinux is enforcing and cluster\.yaml says selinux: keep, but container-selinux's policy \(\/usr\/share\/selinux\/packages\/container\.pp\.bz2\) is not installed.*; firewalld is running and does not let through 6443\/tcp, .*\(cluster\.yaml says firewalld: keep\); fix them and run \.\/install again \(nothing was changed\); the full log: .*$/,
+    )
+    expect(refused.stderr).toMatch(/firewall-cmd --permanent --add-port=6443\/tcp .* --add-protocol=4 && firewall-cmd --reload/)
+    expect(changing(refused.record)).toEqual([])
+    expect(await treeHashes(r)).toEqual(before)
+
+    await mkdir(join(r, 'usr/share/selinux/packages'), { recursive: true })
+    await writeFile(join(r, 'usr/share/selinux/packages/container.pp.bz2'), 'policy')
+    await mkdir(join(r, '.firewalld'), { recursive: true })
+    await writeFile(join(r, '.firewalld/permanent'), `${OPEN.join('\n')}\n`)
+    const passed = await install([...master, '--config', config], r)
+    expect(passed.code, passed.stdout + passed.stderr).toBe(0)
+    expect(changing(passed.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([])
+    expect(await readFile(join(r, 'etc/selinux/config'), 'utf8')).toBe(SELINUX)
+  })
+
+  it('SELinux permissive and firewalld stopped: nothing to do for either', async () => {
+    const r = await rpmRoot('alma', { mode: 'Permissive', firewalld: false })
+    const run = await install(master, r)
+    expect(run.code, run.stdout + run.stderr).toBe(0)
+    expect(run.record.filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([])
+    expect(run.stderr).not.toMatch(/selinux|firewalld/)
+    expect(existsSync(join(r, 'etc/selinux/config.kube-airgap.bak'))).toBe(false)
+  })
+})

@@ -3,10 +3,23 @@ import { createHash } from 'node:crypto'
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 
+/** firewall-cmd's permanent configuration as lines ("port 6443/tcp", "protocol 4") in $KA_ROOT/.firewalld; --reload copies it to the runtime one. */
+const FIREWALL = `f="$KA_ROOT/.firewalld"
+for a in "$@"; do
+  case "$a" in
+    --permanent) ;;
+    --reload) mkdir -p "$f"; cat "$f/permanent" > "$f/runtime" 2>/dev/null ;;
+    --query-*) item="$(echo "\${a#--query-}" | sed 's/=/ /')"; grep -qx "$item" "$f/permanent" 2>/dev/null || exit 1 ;;
+    --add-*) mkdir -p "$f"; echo "\${a#--add-}" | sed 's/=/ /' >> "$f/permanent" ;;
+    --remove-*) item="$(echo "\${a#--remove-}" | sed 's/=/ /')"; grep -vx "$item" "$f/permanent" > "$f/permanent.new" 2>/dev/null; mv "$f/permanent.new" "$f/permanent" ;;
+    *) echo "firewall-cmd stand-in: $a is not emulated" >&2; exit 2 ;;
+  esac
+done`
+
 /**
  * Recording stand-ins for the host commands that cannot run in a test (systemd is not
- * PID 1 here, and the kernel is not ours to change): systemctl, modprobe, sysctl and
- * swapoff. Each appends its command line to $KA_RECORD and emulates its effect under
+ * PID 1 here, and the kernel is not ours to change): systemctl, modprobe, sysctl,
+ * swapoff, and on an RPM-family root getenforce, setenforce and firewall-cmd. Each appends its command line to $KA_RECORD and emulates its effect under
  * $KA_ROOT (the node root the installer works in), so a second run can see what the first
  * did: enabled units, loaded modules, applied sysctls, swap turned off.
  */
@@ -37,6 +50,11 @@ esac`,
   done
 fi`,
   swapoff: `printf 'Filename\\t\\t\\t\\tType\\t\\tSize\\t\\tUsed\\t\\tPriority\\n' > "$KA_ROOT/proc/swaps"`,
+  // SELinux (an RPM-family root has $KA_ROOT/.selinux/mode) and firewalld (running when systemctl says so).
+  getenforce: `cat "$KA_ROOT/.selinux/mode" 2>/dev/null || echo Disabled`,
+  setenforce: `mkdir -p "$KA_ROOT/.selinux"; case "$1" in 0) echo Permissive ;; 1) echo Enforcing ;; *) exit 1 ;; esac > "$KA_ROOT/.selinux/mode"`,
+  'firewall-cmd': FIREWALL,
+  'firewall-offline-cmd': FIREWALL,
 }
 
 export const STANDINS = Object.keys(SCRIPTS)
@@ -76,7 +94,9 @@ export const changing = (record: string[]): string[] =>
       !/^kubeadm config (images list|validate) /.test(l) &&
       !/^kubectl --kubeconfig \S+ (get|version) /.test(l) &&
       !/^kubeadm (version|upgrade plan) /.test(l) &&
-      !/^crictl --runtime-endpoint \S+ pods -q$/.test(l),
+      !/^crictl --runtime-endpoint \S+ pods -q$/.test(l) &&
+      !/^getenforce/.test(l) &&
+      !/^firewall-cmd --permanent --query-/.test(l),
   )
 
 /** Every file under a node root with its hash and mode; the installer's logs and records (new each run) aside. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { lstat, readdir, readFile, stat } from 'node:fs/promises'
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { Readable } from 'node:stream'
 import { type BaseFile, type Delta, parseDelta } from './delta.js'
@@ -129,7 +129,8 @@ interface BaseScan {
  * A delta's files in its old bundle: `at` is the old bundle's folder, or (`beside`) the
  * folder the delta sits in, where the old bundle is looked for under the name DELTA.json
  * gives. Each file is hashed there; judge compares them with DELTA.json once SHA256SUMS
- * has proved DELTA.json itself. A link or a device is not taken.
+ * has proved DELTA.json itself. A link, a device, or a file reached through a linked folder
+ * outside the old bundle is not taken (it counts as not found).
  */
 async function scanBase(scan: Scan, at: string | undefined, beside: boolean): Promise<BaseScan | undefined> {
   const text = scan.small.get(DELTA_FILE)
@@ -147,9 +148,12 @@ async function scanBase(scan: Scan, at: string | undefined, beside: boolean): Pr
     return { delta, found: new Map() }
   }
   const found = new Map<string, { digest: Sha256; size: number }>()
+  const inside = `${await realpath(dir)}/`
   for (const f of delta.files) {
     const full = join(dir, f.path)
-    if ((await lstat(full).catch(() => undefined))?.isFile()) found.set(f.path, await Sha256.ofFile(full))
+    // A regular file, and inside the old bundle (no folder on the way that is a link out of it).
+    if (!(await lstat(full).catch(() => undefined))?.isFile() || !(await realpath(full)).startsWith(inside)) continue
+    found.set(f.path, await Sha256.ofFile(full))
   }
   return { delta, dir, found }
 }

@@ -106,6 +106,13 @@ describe('verifyBundle of a delta bundle', () => {
       ),
     ])
 
+    // A folder of the old bundle that links out of it: what is reached through it is not taken.
+    const linked = await cutDelta(taken)
+    const outside = join(dirname(linked.base), 'outside-files')
+    await rename(join(linked.base, 'files'), outside)
+    await symlink(outside, join(linked.base, 'files'))
+    expect((await verifyBundle(linked.delta)).delta?.missing.map((f) => f.path)).toEqual(taken)
+
     const held = await cutDelta(taken)
     await cp(join(held.base, 'files/kubectl'), join(held.delta, 'files/kubectl'))
     expect(problems(await failure(held.delta))).toEqual(['files/kubectl: not listed in SHA256SUMS'])

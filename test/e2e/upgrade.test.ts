@@ -96,6 +96,24 @@ const apiServer = async () => (await readFile(join(roots.m1!, 'etc/kubernetes/ma
 const admin = (node: string) => join(roots[node]!, 'etc/kubernetes/admin.conf')
 const version = async (node: string, bin: string) => (await readFile(join(roots[node]!, 'usr/local/bin', bin), 'utf8')).match(/^VERSION=(.*)$/m)?.[1]
 
+/**
+ * `./install upgrade ARGS` from the 1.30.11 bundle on a node other than the first master: what
+ * it ran is kubeadm upgrade node, the drain and uncordon with `kubeconfig`, and the kubelet
+ * restarted on the new version.
+ */
+async function upgradedNode(node: string, kubeconfig: string, args: string[] = []): Promise<void> {
+  const r = await run(node, bundles.new!, ['upgrade', ...args])
+  expect(r.code, r.stdout + r.stderr).toBe(0)
+  expect(changing(r.record)).toEqual([
+    'kubeadm upgrade node',
+    `kubectl --kubeconfig ${kubeconfig} drain ${node} --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+    'systemctl daemon-reload',
+    'systemctl restart kubelet',
+    `kubectl --kubeconfig ${kubeconfig} uncordon ${node}`,
+  ])
+  expect(await version(node, 'kubelet')).toBe('1.30.11')
+}
+
 describe('a cluster installed from the 1.29.3 bundle', () => {
   it('comes up with two masters and two workers', async () => {
     const skip = ['--skip-phases', 'preflight']
@@ -278,16 +296,7 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
   })
 
   it('upgrades the second master with kubeadm upgrade node, drained and uncordoned with its own admin.conf', async () => {
-    const r = await run('m2', bundles.new!, ['upgrade'])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(changing(r.record)).toEqual([
-      'kubeadm upgrade node',
-      `kubectl --kubeconfig ${admin('m2')} drain m2 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
-      'systemctl daemon-reload',
-      'systemctl restart kubelet',
-      `kubectl --kubeconfig ${admin('m2')} uncordon m2`,
-    ])
-    expect(await version('m2', 'kubelet')).toBe('1.30.11')
+    await upgradedNode('m2', admin('m2'))
   })
 
   it("refuses to replace an undrained worker's kubelet without credentials; with --drain-from it drains and uncordons itself", async () => {
@@ -297,16 +306,7 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
       [],
       /^install: EUSAGE: a worker is drained before its kubelet is replaced.*`kubectl drain w1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`.*--drain-from/,
     )
-    const r = await run('w1', bundles.new!, ['upgrade', '--drain-from', admin('m1')])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(changing(r.record)).toEqual([
-      'kubeadm upgrade node',
-      `kubectl --kubeconfig ${admin('m1')} drain w1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
-      'systemctl daemon-reload',
-      'systemctl restart kubelet',
-      `kubectl --kubeconfig ${admin('m1')} uncordon w1`,
-    ])
-    expect(await version('w1', 'kubelet')).toBe('1.30.11')
+    await upgradedNode('w1', admin('m1'), ['--drain-from', admin('m1')])
   })
 
   it('changes nothing when run again', async () => {

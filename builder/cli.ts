@@ -11,7 +11,7 @@ import { KaError } from '../bundle/errors.js'
 import { commanderOutput, printJson as writeJson, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { parseLock, serializeLock } from '../bundle/lock.js'
 import { parsePlatform, PLATFORMS } from '../bundle/platform.js'
-import { type VerifyReport, verifyBundle, verifyNotes, verifyTarStream } from '../bundle/verify.js'
+import { deltaSummary, type VerifyReport, verifyBundle, verifyNotes, verifyTarStream } from '../bundle/verify.js'
 import { SBOM_FILE } from '../bundle/layout.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { loadYaml } from '../bundle/yaml.js'
@@ -283,9 +283,7 @@ function makeProgram(io: Io): Command {
           bytes: report.bytes,
           signedBy: report.signedBy ?? null,
           signature,
-          ...(report.delta
-            ? { delta: { base: report.delta.base, dir: report.delta.dir ?? null, files: report.delta.files, missing: report.delta.missing.length } }
-            : {}),
+          ...(report.delta ? { delta: deltaSummary(report.delta) } : {}),
         })
       else {
         out(
@@ -340,8 +338,17 @@ function makeProgram(io: Io): Command {
         : info.signature.signed
           ? 'signed (give --public-key to see by whom)'
           : 'not signed'
-      const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}, ${signature}`, 'files:']
-      lines.push(table(info.files.map((f) => [f.name, f.version, f.size !== undefined ? formatBytes(f.size) : '?', f.path])).trimEnd())
+      const lines = [`${info.name}  Kubernetes ${info.kubernetes}, ${info.platform}, ${formatBytes(info.size)}, ${signature}`]
+      if (info.delta)
+        lines.push(
+          `a delta from ${info.delta.base}: ${info.delta.files} files (${formatBytes(info.delta.bytes)}) are left to it, marked "in ${info.delta.base}" below`,
+        )
+      lines.push('files:')
+      lines.push(
+        table(
+          info.files.map((f) => [f.name, f.version, f.size !== undefined ? formatBytes(f.size) : '?', f.base ? `${f.path} (in ${f.base})` : f.path]),
+        ).trimEnd(),
+      )
       if (info.packages.length) {
         lines.push('OS packages:')
         lines.push(table(info.packages.map((p) => [p.release, `${p.count} packages`, formatBytes(p.bytes)])).trimEnd())

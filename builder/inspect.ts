@@ -1,7 +1,8 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { parseDelta } from '../bundle/delta.js'
 import { KaError } from '../bundle/errors.js'
-import { IMAGE_INDEX, IMAGES_DIR, LOCK_FILE, packagePath, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE } from '../bundle/layout.js'
+import { DELTA_FILE, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE, packagePath, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE } from '../bundle/layout.js'
 import { checkSignature, keyFingerprint } from '../bundle/signing.js'
 import { bundlePathOf } from './plan.js'
 import { ImageLayout, type LayoutImage } from '../bundle/image-layout.js'
@@ -12,12 +13,15 @@ export interface Inspection {
   name: string
   kubernetes: string
   platform: string
-  files: { name: string; version: string; path: string; size?: number; sha256: string; url: string }[]
+  /** `base`: the file is not in this delta but in the old bundle it names. */
+  files: { name: string; version: string; path: string; size?: number; sha256: string; url: string; base?: string }[]
   images: { ref: string; digest?: string; manifest?: string }[]
   /** Bytes under images/ (each shared layer counted once). */
   imageBytes: number
   /** OS packages per release: how many, and their bytes. */
   packages: { release: string; count: number; bytes: number }[]
+  /** A delta bundle: the old bundle it completes, and the files (and bytes, where DELTA.json gives them) left to it. */
+  delta?: { base: string; files: number; bytes: number }
   /** Whether the bundle carries a signed statement, and (with a public key) whose signature holds. */
   signature: { signed: boolean; signedBy?: string }
   entries: number
@@ -55,13 +59,13 @@ export async function inspectBundle(path: string, o: { publicKeyPem?: string } =
       throw new KaError('EVERIFY', `${path}: no ${LOCK_FILE}; this is not a bundle folder`)
     })
     indexText = await readFile(join(path, IMAGE_INDEX), 'utf8').catch(() => undefined)
-    for (const f of [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE]) {
+    for (const f of [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE, DELTA_FILE]) {
       const b = await readFile(join(path, f)).catch(() => undefined)
       if (b) small.set(f, b)
     }
   } else {
-    const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX, SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE])
-    for (const f of [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE]) {
+    const listing = await listTar(path, [LOCK_FILE, IMAGE_INDEX, SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE, DELTA_FILE])
+    for (const f of [SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE, DELTA_FILE]) {
       const b = listing.small.get(f)
       if (b) small.set(f, b)
     }
@@ -78,13 +82,25 @@ export async function inspectBundle(path: string, o: { publicKeyPem?: string } =
   const lock: Lock = parseLock(lockText, `${path}: ${LOCK_FILE}`)
   const manifests = new Map<string, string>()
   for (const m of indexImages(indexText)) if (m.name) manifests.set(m.name, m.manifest.oci)
+  const deltaText = small.get(DELTA_FILE)
+  const delta = deltaText ? parseDelta(deltaText.toString('utf8')) : undefined
+  const left = new Map(delta?.files.map((f) => [f.path, f]))
   const imageBytes = [...sizes].filter(([p]) => p.startsWith(`${IMAGES_DIR}/`)).reduce((a, [, n]) => a + n, 0)
   const files = await Promise.all(
     lock.files.map(async (f) => {
       const p = bundlePathOf(f)
-      const size = sizes.get(p) ?? (st.isDirectory() ? (await stat(join(path, p)).catch(() => undefined))?.size : undefined)
-      if (st.isDirectory() && size) total += size
-      return { name: f.name, version: f.version, path: p, ...(size !== undefined ? { size } : {}), sha256: f.integrity.hex, url: f.url }
+      const from = left.get(p)
+      const size = from ? from.size : (sizes.get(p) ?? (st.isDirectory() ? (await stat(join(path, p)).catch(() => undefined))?.size : undefined))
+      if (st.isDirectory() && size && !from) total += size
+      return {
+        name: f.name,
+        version: f.version,
+        path: p,
+        ...(size !== undefined ? { size } : {}),
+        sha256: f.integrity.hex,
+        url: f.url,
+        ...(from ? { base: delta!.base } : {}),
+      }
     }),
   )
   return {
@@ -99,6 +115,7 @@ export async function inspectBundle(path: string, o: { publicKeyPem?: string } =
     })),
     imageBytes,
     packages: packagesOf(lock, (rel) => sizes.get(rel)),
+    ...(delta ? { delta: { base: delta.base, files: delta.files.length, bytes: delta.files.reduce((n, f) => n + (f.size ?? 0), 0) } } : {}),
     signature: signatureOf(name, small, lockText, o.publicKeyPem),
     entries: st.isDirectory() ? files.length : sizes.size,
     size: st.isDirectory() ? total : st.size,

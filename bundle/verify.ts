@@ -57,10 +57,9 @@ export interface VerifyReport {
 export interface DeltaReport {
   base: string
   kubernetes: string
-  /** Files (and their bytes) the delta takes from the old bundle. */
-  files: number
-  bytes: number
+  /** The files the delta takes from the old bundle, and their bytes where DELTA.json gives them. */
   paths: string[]
+  bytes: number
   /** The old bundle's folder, when it was found: every file taken from it is in `digests`, checked. */
   dir?: string
   /** Files taken from the old bundle that were not found (no folder given or beside the delta): a delta alone is complete but not installable. */
@@ -276,7 +275,6 @@ function deltaFiles(scan: Scan, sums: Map<string, Sha256>, problems: Problem[], 
   const report: DeltaReport = {
     base: d.base,
     kubernetes: d.kubernetes,
-    files: d.files.length,
     bytes: 0,
     paths: d.files.map((f) => f.path),
     missing: [],
@@ -304,6 +302,9 @@ function deltaFiles(scan: Scan, sums: Map<string, Sha256>, problems: Problem[], 
   return { pinned, delta: report }
 }
 
+/** A delta as `--json` and the verification record give it: the old bundle, where it was found, the files taken from it and those not found. */
+export const deltaSummary = (d: DeltaReport) => ({ base: d.base, dir: d.dir ?? null, files: d.paths.length, missing: d.missing.map((f) => f.path) })
+
 /** What a verified folder holds beside the bundle: join files (made on a node) and the operator's own files; for a delta, where its old bundle is. One line each. */
 export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored' | 'delta'>): string[] {
   return [
@@ -314,7 +315,7 @@ export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored' | 'del
 }
 
 function deltaNote(d: DeltaReport): string {
-  const what = `a delta from ${d.base}: ${d.files} files (${formatBytes(d.bytes)}) come from it`
+  const what = `a delta from ${d.base}: ${d.paths.length} files (${formatBytes(d.bytes)}) come from it`
   if (d.missing.length === 0) return `note  ${what}, found in ${d.dir} as ${DELTA_FILE} pins them`
   return `note  ${what}; ${d.missing.length} not found${d.dir ? ` in ${d.dir}` : ''}: to install, put the unpacked ${d.base} beside this folder or give --base DIR`
 }

@@ -6,7 +6,7 @@ import { KaError } from '../bundle/errors.js'
 import { LOCK_FILE } from '../bundle/layout.js'
 import { openBundle, type Bundle } from '../bundle/open.js'
 import { publicKeyOnly } from '../bundle/signing.js'
-import { requireWholeDelta, type VerifyOptions, type VerifyReport, verifyBundle, verifyNotes } from '../bundle/verify.js'
+import { deltaSummary, requireWholeDelta, type VerifyOptions, type VerifyReport, verifyBundle, verifyNotes } from '../bundle/verify.js'
 import { clusterConfig } from './cluster-config.js'
 import { gatherFacts, type NodeFacts } from './facts.js'
 import { TOOL_VERSION } from '../bundle/version.js'
@@ -194,7 +194,7 @@ export const verifiedRecord = (v: VerifyReport): Record<string, unknown> => ({
   files: Object.fromEntries([...v.digests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([p, d]) => [p, d.oci])),
   ...(v.joinFiles.length ? { notCovered: v.joinFiles } : {}),
   ...(v.ignored.length ? { ignored: v.ignored } : {}),
-  ...(v.delta ? { delta: { base: v.delta.base, dir: v.delta.dir ?? null, files: v.delta.files, missing: v.delta.missing.map((f) => f.path) } } : {}),
+  ...(v.delta ? { delta: deltaSummary(v.delta) } : {}),
 })
 
 /** cluster.yaml, flags and the join file, checked; the advertise address resolved. */

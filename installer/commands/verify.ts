@@ -1,5 +1,5 @@
 import { printJson, type Io } from '../../bundle/report.js'
-import { verifyBundle, verifyNotes } from '../../bundle/verify.js'
+import { deltaSummary, verifyBundle, verifyNotes } from '../../bundle/verify.js'
 import { type Flags, recordDir, verifiedRecord, verifyOptions, writeRecord } from '../context.js'
 import { DryRunHost, NodeHost } from '../host.js'
 
@@ -10,7 +10,7 @@ export async function verifyCommand(flags: Flags, io: Io): Promise<void> {
   // As root the record goes to /var/log/kube-airgap; another user's to their own state folder.
   const node = new NodeHost(flags.root)
   const record = await writeRecord(flags.dryRun ? new DryRunHost(node) : node, verifiedRecord(v), recordDir(flags))
-  const delta = v.delta ? { delta: { base: v.delta.base, dir: v.delta.dir ?? null, files: v.delta.files, missing: v.delta.missing.length } } : {}
+  const delta = v.delta ? { delta: deltaSummary(v.delta) } : {}
   if (flags.json) return printJson(io, { ok: true, name: v.name, files: v.files, bytes: v.bytes, signedBy: v.signedBy ?? null, record, ...delta })
   io.out(`ok: ${v.name}: ${v.files} files match SHA256SUMS and the lock${v.signedBy ? `; signed by ${v.signedBy}` : ''}; record: ${record}\n`)
 }

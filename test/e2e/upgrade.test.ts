@@ -400,7 +400,12 @@ describe('a delta bundle from 1.29.3 to 1.30.11 (bundle build --upgrade-from)', 
 
     const v = await bundleCli(['verify', delta, '--public-key', join(keys, 'kube-airgap.pub'), '--json'])
     expect(v.code, v.stderr).toBe(0)
-    expect(JSON.parse(v.stdout).delta).toMatchObject({ base: 'kube-airgap-v1.29.3-linux-amd64', files: paths.length, missing: paths.length })
+    expect(JSON.parse(v.stdout).delta).toMatchObject({ base: 'kube-airgap-v1.29.3-linux-amd64', files: paths.length, missing: paths })
+    // inspect names the old bundle and what is left to it, with the sizes DELTA.json gives.
+    const i = await bundleCli(['inspect', delta])
+    expect(i.code, i.stderr).toBe(0)
+    expect(i.stdout).toMatch(new RegExp(`^a delta from kube-airgap-v1\\.29\\.3-linux-amd64: ${paths.length} files \\(\\d`, 'm'))
+    expect(i.stdout).toMatch(/ \d[\d.]* (B|[KMG]iB) +files\/containerd-\S+\.tar\.gz \(in kube-airgap-v1\.29\.3-linux-amd64\)$/m)
     expect(v.stderr).toMatch(
       /^note {2}a delta from kube-airgap-v1\.29\.3-linux-amd64: \d+ files \(.*\) come from it; \d+ not found: to install, put the unpacked/m,
     )

@@ -83,7 +83,11 @@ describe('verifyBundle of a delta bundle', () => {
     const moved = join(dirname(base), 'elsewhere')
     await rename(base, moved)
     const alone = await verifyBundle(delta)
-    expect(alone.delta).toMatchObject({ base: 'kube-airgap-v1.29.0-linux-amd64', files: 2, missing: [{ path: 'files/kubectl' }, { path: 'files/runc.amd64' }] })
+    expect(alone.delta).toMatchObject({
+      base: 'kube-airgap-v1.29.0-linux-amd64',
+      paths: ['files/kubectl', 'files/runc.amd64'],
+      missing: [{ path: 'files/kubectl' }, { path: 'files/runc.amd64' }],
+    })
     expect(alone.digests.has('files/kubectl')).toBe(false)
     const given = await verifyBundle(delta, { base: moved })
     expect(given.delta).toMatchObject({ dir: moved, missing: [] })

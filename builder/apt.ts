@@ -11,7 +11,7 @@ import { parsePackages, type DebPackage } from './debian.js'
 import { download } from './download.js'
 import { applyMirrors, fetchText, type HttpOptions, type Mirror } from './http.js'
 import type { Cache } from './cache.js'
-import type { Release, Suite } from './releases.js'
+import type { DebRelease, Suite } from './releases.js'
 
 /** How an archive is read: through these mirrors, trusting these keyrings (the release's and the user's). */
 export interface AptOptions {
@@ -41,7 +41,7 @@ const INDEX_NAMES = ['Packages.xz', 'Packages.gz', 'Packages'] as const
  * preferring .xz, then .gz, then uncompressed, downloaded against the sha256 and size the
  * Release gives. Nothing from the archive is parsed before its signature or hash holds.
  */
-export async function readSuite(release: Release, suite: Suite, arch: Arch, o: AptOptions): Promise<SuiteIndex> {
+export async function readSuite(release: DebRelease, suite: Suite, arch: Arch, o: AptOptions): Promise<SuiteIndex> {
   const base = (suite.archive ?? release.archive)(arch)
   const dists = `${base}/dists/${suite.suite}`
   const where = `${release.id} ${suite.suite}`
@@ -93,7 +93,7 @@ async function signedRelease(dists: string, where: string, o: AptOptions): Promi
  * gpgv against the keyrings; returns the signed text (for InRelease, only what the
  * signature covers: gpgv --output). A signature by any other key is ESIGNATURE.
  */
-async function gpgv(where: string, file: string, o: AptOptions, text: string, detached?: string): Promise<string> {
+export async function gpgv(where: string, file: string, o: AptOptions, text: string, detached?: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'kube-airgap-gpgv-'))
   try {
     await writeFile(join(dir, file), text)

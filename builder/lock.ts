@@ -3,7 +3,9 @@ import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readSuite, type AptOptions } from './apt.js'
 import { closure, newest, type DebPackage } from './debian.js'
-import { releaseNamed } from './releases.js'
+import { releaseNamed, rpmArch, type DebRelease, type RpmRelease } from './releases.js'
+import { readRepo, type DnfOptions } from './dnf.js'
+import { newestRpms, rpmClosure, type RpmPackage } from './rpm.js'
 import { KEYRING_DIR, KUBEADM_TABLE } from './package-files.js'
 import { kubeadmImages } from '../bundle/closed-world.js'
 import pLimit from 'p-limit'
@@ -22,6 +24,9 @@ import type { Manifest } from './manifest.js'
 import { silentProgress } from './progress.js'
 
 export interface LockOptions extends FetchOptions {
+  /** The programs that unpack .zst and .bz2 repodata (RPM releases). */
+  zstd: string
+  bzip2: string
   /** The archive keyrings the release table names (manifests/keyrings/). */
   keyringDir: string
   /** Keyrings the user adds (a mirror that signs its own indexes): trusted as well. */
@@ -59,6 +64,8 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     keyrings: [],
     gpgv: 'gpgv',
     xz: 'xz',
+    zstd: 'zstd',
+    bzip2: 'bzip2',
     kubeadmTable: KUBEADM_TABLE,
     ...opts,
   }
@@ -116,15 +123,65 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
   return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
 }
 
+/** One release's packages for one platform, read the way its own package manager reads its archive. */
+async function lockPackages(id: string, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
+  const release = releaseNamed(id)!
+  return release.family === 'rpm' ? lockRpms(release, platform, names, o) : lockDebs(release, platform, names, o)
+}
+
 /**
- * One release's packages for one platform: every suite's index, read the way apt reads it
+ * An RPM release's packages for one platform: every repository's repodata, read the way
+ * dnf reads it with repo_gpgcheck (signed repomd.xml, primary.xml checked against it:
+ * builder/dnf.ts), the newest of each package, the closure of `names` (in the release's
+ * spelling) beyond what its core group has, each .rpm pinned by the sha256 the signed
+ * repodata gives.
+ */
+async function lockRpms(release: RpmRelease, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
+  const arch = archOf(platform)
+  if (!release.arches.includes(arch))
+    throw new KaError(
+      'EUSAGE',
+      `${release.id} publishes no ${arch} packages; limit it to ${release.arches.map((a) => `linux/${a}`).join(', ')} in packages.releases`,
+    )
+  const keyrings = [...(release.keyring ? [join(o.keyringDir, release.keyring)] : []), ...o.keyrings]
+  if (!keyrings.length) throw new KaError('EUSAGE', `${release.id}: ${release.keyHelp ?? 'no archive key is known for it; pass one with --keyring'}`)
+  const dnf: DnfOptions = { cache: o.cache, http: o.http, mirrors: o.mirrors, keyrings, gpgv: o.gpgv, xz: o.xz, zstd: o.zstd, bzip2: o.bzip2 }
+  const repos = await Promise.all(release.repos.map((r) => readRepo(release, r, arch, dnf)))
+  let chosen: RpmPackage[]
+  try {
+    chosen = rpmClosure(
+      names.map((n) => release.names[n] ?? n),
+      newestRpms(
+        repos.map((r) => r.packages),
+        rpmArch(arch),
+      ),
+      repos.flatMap((r) => r.core),
+    )
+  } catch (e) {
+    throw new KaError('ENOTPINNED', `${release.id} ${platform}: ${(e as Error).message}; check packages.names, or the repositories and --mirror`)
+  }
+  o.progress.note(`packages ${release.id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
+  return chosen.map((p) => ({
+    release: release.id,
+    platform,
+    name: p.name,
+    version: p.evr,
+    url: `${p.repo}/${p.href}`,
+    integrity: Sha256.fromHex(p.sha256),
+    size: p.size,
+    file: p.href.split('/').pop()!,
+  }))
+}
+
+/**
+ * One Debian-family release's packages for one platform: every suite's index, read the way apt reads it
  * (signed Release, indexes checked against it: builder/apt.ts), the newest version of each
  * package, the closure of `names` beyond what every installation has, each .deb pinned by
  * the sha256 the signed index gives, with the snapshot URL that keeps it after the pool
  * drops it.
  */
-async function lockPackages(id: string, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
-  const release = releaseNamed(id)!
+async function lockDebs(release: DebRelease, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
+  const id = release.id
   const arch = archOf(platform)
   const apt: AptOptions = {
     cache: o.cache,

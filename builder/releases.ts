@@ -20,7 +20,8 @@ export interface Suite {
  * `bundle lock`. A release past its end of life keeps its archive elsewhere (Ubuntu's
  * old-releases): the row says where.
  */
-export interface Release {
+export interface DebRelease {
+  family: 'deb'
   id: string
   archive(arch: Arch): string
   suites: Suite[]
@@ -40,7 +41,8 @@ const ubuntuRelease = (
   codename: string,
   archive: (arch: Arch) => string = ubuntu,
   security: (arch: Arch) => string = ubuntuSecurity,
-): Release => ({
+): DebRelease => ({
+  family: 'deb',
   id: `ubuntu-${version}`,
   archive,
   suites: [{ suite: codename }, { suite: `${codename}-updates` }, { suite: `${codename}-security`, archive: security }],
@@ -52,13 +54,14 @@ const ubuntuRelease = (
 /** Ubuntu after its end of life: every suite and architecture on old-releases. */
 const oldReleases = () => 'http://old-releases.ubuntu.com/ubuntu'
 
-export const RELEASES: readonly Release[] = [
+const DEB_RELEASES: readonly DebRelease[] = [
   ubuntuRelease('20.04', 'focal'),
   ubuntuRelease('22.04', 'jammy'),
   // The field notes' release; end of life, so its archive is old-releases.
   ubuntuRelease('23.10', 'mantic', oldReleases, oldReleases),
   ubuntuRelease('24.04', 'noble'),
   {
+    family: 'deb',
     id: 'debian-12',
     archive: () => 'http://deb.debian.org/debian',
     suites: [
@@ -74,6 +77,82 @@ export const RELEASES: readonly Release[] = [
     keyring: 'debian-archive-keyring.gpg',
     snapshot: (_arch, ts) => `https://snapshot.debian.org/archive/debian/${ts}`,
   },
+]
+
+/** One repository of an RPM release (BaseOS, AppStream, everything, update): the folder that holds repodata/. */
+export interface RpmRepo {
+  name: string
+  url(arch: Arch): string
+}
+
+/**
+ * An RPM-family release: its repositories, the key that signs their repomd.xml (a file in
+ * manifests/keyrings/; none when we do not ship it yet, and then `--keyring` must give it),
+ * the architectures it publishes, and the Debian package names the manifest uses that it
+ * spells otherwise (conntrack is conntrack-tools). A name it has as a provide (iptables,
+ * ebtables on Enterprise Linux 9) needs no entry: the resolver finds the provider.
+ */
+export interface RpmRelease {
+  family: 'rpm'
+  id: string
+  repos: RpmRepo[]
+  arches: readonly Arch[]
+  keyring?: string
+  /** Where the operator gets the key we do not ship, and how to check it. */
+  keyHelp?: string
+  names: Readonly<Record<string, string>>
+}
+
+export type Release = DebRelease | RpmRelease
+
+const RPM_NAMES = { conntrack: 'conntrack-tools' }
+/** How RPM repositories spell an architecture. */
+export const rpmArch = (arch: Arch): string => (arch === 'amd64' ? 'x86_64' : 'aarch64')
+
+/** Rocky and AlmaLinux: BaseOS and AppStream of the major release (its newest minor). */
+const enterprise = (id: string, base: string, keyring: string): RpmRelease => ({
+  family: 'rpm',
+  id,
+  repos: ['BaseOS', 'AppStream'].map((name) => ({ name, url: (arch) => `${base}/${name}/${rpmArch(arch)}/os` })),
+  arches: ['amd64', 'arm64'],
+  keyring,
+  names: RPM_NAMES,
+})
+
+/** openEuler LTS: the everything repository (a superset of OS) and its updates. */
+const openEuler = (version: string): RpmRelease => ({
+  family: 'rpm',
+  id: `openeuler-${version}`,
+  repos: ['everything', 'update'].map((name) => ({ name, url: (arch) => `https://repo.openeuler.org/openEuler-${version}-LTS/${name}/${rpmArch(arch)}` })),
+  arches: ['amd64', 'arm64'],
+  keyHelp: `openEuler's key is not shipped yet: fetch https://repo.openeuler.org/openEuler-${version}-LTS/OS/x86_64/RPM-GPG-KEY-openEuler, check its fingerprint against openEuler's published one, and pass it with --keyring (gpg --dearmor first)`,
+  names: RPM_NAMES,
+})
+
+/** Kylin V10, each service pack its own tree, as /etc/os-release names it (Tercel, Sword, Lance). */
+const kylin = (sp: number): RpmRelease => ({
+  family: 'rpm',
+  id: `kylin-v10sp${sp}`,
+  repos: ['base', 'updates'].map((name) => ({
+    name,
+    url: (arch) => `https://update.cs2c.com.cn/NS/V10/V10SP${sp}/os/adv/lic/${name}/${rpmArch(arch)}`,
+  })),
+  arches: ['amd64', 'arm64'],
+  keyring: 'kylin-keyring.gpg',
+  names: RPM_NAMES,
+})
+
+export const RELEASES: readonly Release[] = [
+  ...DEB_RELEASES,
+  enterprise('rocky-8', 'https://dl.rockylinux.org/pub/rocky/8', 'rocky-8-keyring.gpg'),
+  enterprise('rocky-9', 'https://dl.rockylinux.org/pub/rocky/9', 'rocky-9-keyring.gpg'),
+  enterprise('almalinux-8', 'https://repo.almalinux.org/almalinux/8', 'almalinux-8-keyring.gpg'),
+  enterprise('almalinux-9', 'https://repo.almalinux.org/almalinux/9', 'almalinux-9-keyring.gpg'),
+  openEuler('22.03'),
+  openEuler('24.03'),
+  kylin(1),
+  kylin(2),
+  kylin(3),
 ]
 
 export const releaseNamed = (id: string): Release | undefined => RELEASES.find((r) => r.id === id)

@@ -29,7 +29,7 @@ export interface LockedImage {
   manifest?: Sha256
 }
 
-/** One OS package (.deb) for one distribution release and platform. */
+/** One OS package (.deb or .rpm) for one distribution release and platform. */
 export interface LockedPackage {
   release: string
   platform: Platform
@@ -40,7 +40,7 @@ export interface LockedPackage {
   snapshot?: string
   integrity: Sha256
   size: number
-  /** The .deb's name under `packages/<release>/`. */
+  /** The package file's name under `packages/<release>/`. */
   file: string
 }
 
@@ -227,10 +227,11 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     const platform = r.string(o, 'platform', `${at}.platform`)!
     if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
     const release = r.string(o, 'release', `${at}.release`)!
-    if (!/^[a-z]+-[0-9.]+$/.test(release)) r.fail(`${at}.release`, `must be like ubuntu-22.04, found ${JSON.stringify(release)}`)
+    if (!/^[a-z]+-[0-9][0-9a-z.]*$|^kylin-v10sp[0-9]$/.test(release))
+      r.fail(`${at}.release`, `must be like ubuntu-22.04 or rocky-9, found ${JSON.stringify(release)}`)
     const file = r.string(o, 'file', `${at}.file`)!
-    if (!isSafeRelativePath(file) || file.includes('/') || !file.endsWith('.deb'))
-      r.fail(`${at}.file`, `must be a .deb file name, found ${JSON.stringify(file)}`)
+    if (!isSafeRelativePath(file) || file.includes('/') || !/\.(deb|rpm)$/.test(file))
+      r.fail(`${at}.file`, `must be a .deb or .rpm file name, found ${JSON.stringify(file)}`)
     let integrity: Sha256
     try {
       integrity = Sha256.fromSri(r.string(o, 'integrity', `${at}.integrity`)!)

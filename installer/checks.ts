@@ -2,6 +2,7 @@ import { RESOLV_CONF } from './node-paths.js'
 import { NAMESERVER_FIX, nameservers } from './node-state.js'
 import type { Context } from './plan.js'
 import { packagesForNode } from './phases/packages.js'
+import { isRpmFamily } from '../bundle/os-release.js'
 
 /**
  * The checks preflight and doctor share. Preflight runs them before an install (a `fail`
@@ -23,8 +24,18 @@ export const BINARY_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/snap/bin
 export const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
 /** ... and these only warn there, but pods need them (socat for port-forward). */
 export const KUBEADM_WANTS = ['socat', 'ebtables', 'ethtool', 'tc', 'touch']
-/** The Debian/Ubuntu package a command comes in. */
-const COMMAND_PACKAGE: Record<string, string> = { ip: 'iproute2', tc: 'iproute2', nsenter: 'util-linux', touch: 'coreutils' }
+/** The packages a command comes in: the Debian/Ubuntu one first, then the RPM family's (iptables-nft brings ebtables on Enterprise Linux 9). */
+const COMMAND_PACKAGES: Record<string, string[]> = {
+  conntrack: ['conntrack', 'conntrack-tools'],
+  ip: ['iproute2', 'iproute'],
+  tc: ['iproute2', 'iproute-tc'],
+  mount: ['mount', 'util-linux'],
+  nsenter: ['util-linux'],
+  touch: ['coreutils'],
+  iptables: ['iptables', 'iptables-nft'],
+  ebtables: ['ebtables', 'iptables-nft', 'iptables-ebtables'],
+}
+const packagesOf = (command: string): string[] => COMMAND_PACKAGES[command] ?? [command]
 
 /**
  * The commands kubeadm needs and wants. A command the bundle's packages bring for this
@@ -35,7 +46,7 @@ export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
   const bringing = new Set(mine.map((p) => p.name))
   const lacking = async (list: string[]) => {
     const out: string[] = []
-    for (const c of list) if (!(await ctx.host.hasCommand(c)) && !bringing.has(COMMAND_PACKAGE[c] ?? c)) out.push(c)
+    for (const c of list) if (!(await ctx.host.hasCommand(c)) && !packagesOf(c).some((p) => bringing.has(p))) out.push(c)
     return out
   }
   const out: Finding[] = []
@@ -64,11 +75,17 @@ export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
  * release this node runs, what the bundle carries, and the two ways out, in one block.
  */
 export function missingPackagesFix(commands: string[], release: string | undefined, carried: string[]): string {
-  const pkgs = [...new Set(commands.map((c) => COMMAND_PACKAGE[c] ?? c))].join(' ')
+  const rpm = release !== undefined && isRpmFamily(release)
+  const pkgs = [...new Set(commands.map((c) => packagesOf(c).at(rpm ? -1 : 0)!))].join(' ')
+  const other = rpm
+    ? `install ${pkgs} by other means (a local repository: dnf install ${pkgs}; or their .rpm files with rpm -i), then run ./install again`
+    : `install ${pkgs} by other means (a local mirror: apt-get install ${pkgs}; or their .deb files with dpkg -i), then run ./install again`
+  // The bundle has this release's set, and it does not bring these: a minimal installation has them, this node does not.
+  if (release !== undefined && carried.includes(release)) return `the bundle's OS packages for ${release} do not bring them: ${other}`
   return [
     `this node runs ${release ?? 'a release this installer cannot tell (no /etc/os-release)'}; the bundle carries OS packages for ${carried.length ? carried.join(', ') : 'no release'}. Either:`,
     `  1. build a bundle with ${release ?? 'this release'} in the manifest's packages.releases (bundle lock, then bundle build), or`,
-    `  2. install ${pkgs} by other means (a local mirror: apt-get install ${pkgs}; or their .deb files with dpkg -i), then run ./install again`,
+    `  2. ${other}`,
   ].join('\n')
 }
 

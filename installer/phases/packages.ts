@@ -4,14 +4,12 @@ import { packagePath } from '../../bundle/layout.js'
 import type { LockedPackage } from '../../bundle/lock.js'
 import type { Action, Context, Phase } from '../plan.js'
 import { PACKAGE_STAGING } from '../node-paths.js'
+import { releaseId } from '../../bundle/os-release.js'
 
-/** `ubuntu-22.04`, `debian-12`: ID and VERSION_ID of /etc/os-release, as the bundle names its sets. */
+/** `ubuntu-22.04`, `rocky-9`: the node's release from /etc/os-release, as the bundle names its sets (bundle/os-release.ts). */
 export async function nodeRelease(ctx: Context): Promise<string | undefined> {
   const text = (await ctx.host.readText('/etc/os-release')) ?? (await ctx.host.readText('/usr/lib/os-release'))
-  const field = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?$`, 'm').exec(text ?? '')?.[1]
-  const id = field('ID')
-  const version = field('VERSION_ID')
-  return id && version ? `${id}-${version}` : undefined
+  return text === undefined ? undefined : releaseId(text)
 }
 
 /** The bundle's packages for this node's release (empty when the bundle carries none for it). */
@@ -23,13 +21,84 @@ export async function packagesForNode(ctx: Context): Promise<{ release?: string;
 
 const staged = (p: LockedPackage): string => `${PACKAGE_STAGING}/${p.file}`
 
-/** dpkg and dpkg-query, on the node or (under --root) on the system in the root. */
-const dpkg = (ctx: Context, tool: 'dpkg' | 'dpkg-query', ...args: string[]) => [tool, ...(ctx.host.root === '/' ? [] : [`--root=${ctx.host.root}`]), ...args]
+/** The node's package manager, as the bundle's set for its release needs it: dpkg for .deb, rpm for .rpm. */
+interface Manager {
+  /** Which of `names` are installed. */
+  installed(ctx: Context, names: string[]): Promise<Set<string>>
+  install(ctx: Context, files: string[]): string[]
+  /** What is wrong with the installed set afterwards, if anything. */
+  audit(ctx: Context, names: string[]): Promise<string | undefined>
+}
+
+/** A tool on the node or, under --root, on the system in the root. */
+const rooted = (ctx: Context, tool: string, flag: (root: string) => string[], ...args: string[]) => [
+  tool,
+  ...(ctx.host.root === '/' ? [] : flag(ctx.host.root)),
+  ...args,
+]
+
+const dpkg: Manager = {
+  async installed(ctx, names) {
+    const q = await ctx.host.run(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format, not a template
+      rooted(ctx, 'dpkg-query', (r) => [`--root=${r}`], '-W', '-f=${Package} ${Status}\\n', ...names),
+      { changing: false },
+    )
+    return new Set(
+      q.stdout
+        .split('\n')
+        .filter((l) => l.endsWith(' install ok installed'))
+        .map((l) => l.split(' ')[0]!),
+    )
+  },
+  install: (ctx, files) => rooted(ctx, 'dpkg', (r) => [`--root=${r}`], '--install', ...files),
+  async audit(ctx) {
+    const audit = await ctx.host.run(
+      rooted(ctx, 'dpkg', (r) => [`--root=${r}`], '--audit'),
+      { changing: false },
+    )
+    if (!audit.stdout.trim() && audit.code === 0) return undefined
+    return `dpkg --audit is not clean after installing: ${audit.stdout.trim().split('\n').slice(0, 3).join(' / ')}; run dpkg --configure -a and see its errors`
+  },
+}
+
+/**
+ * rpm: installs with its own payload digests checked but --nosignature. The policy: the
+ * pin is the trust. Each .rpm's sha256 comes from repodata whose signature `bundle lock`
+ * checked against the distribution's key, and the copy rpm reads was checked against it
+ * as it was staged; a fresh node whose rpm database has not imported the distribution's key
+ * yet must still install, and a package the pin does not cover never gets this far.
+ */
+const rpm: Manager = {
+  async installed(ctx, names) {
+    const q = await ctx.host.run(
+      rooted(ctx, 'rpm', (r) => ['--root', r], '-q', '--qf', '%{NAME}\\tinstalled\\n', ...names),
+      { changing: false },
+    )
+    return new Set(
+      q.stdout
+        .split('\n')
+        .filter((l) => l.endsWith('\tinstalled'))
+        .map((l) => l.split('\t')[0]!),
+    )
+  },
+  install: (ctx, files) => rooted(ctx, 'rpm', (r) => ['--root', r], '-U', '--nosignature', ...files),
+  async audit(ctx, names) {
+    const v = await ctx.host.run(
+      rooted(ctx, 'rpm', (r) => ['--root', r], '-V', ...names),
+      { changing: false },
+    )
+    // A configuration file the operator edited is theirs, not damage: rpm -V marks it `c`.
+    const problems = v.stdout.split('\n').filter((l) => l.trim() && !/^\S+\s+c\s/.test(l))
+    if (!problems.length) return undefined
+    return `rpm -V is not clean after installing: ${problems.slice(0, 3).join(' / ')}; see rpm -V ${names.join(' ')}`
+  },
+}
 
 export const packages: Phase = {
   name: 'packages',
   summary:
-    "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg and no network source; then dpkg --audit must be clean",
+    "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg or rpm and no network source; then dpkg --audit or rpm -V must be clean",
   async plan(ctx) {
     const { release, mine, carried } = await packagesForNode(ctx)
     if (carried.length === 0) return [{ title: 'no OS packages in this bundle', done: true, checkOnly: true, actions: [] }]
@@ -44,22 +113,19 @@ export const packages: Phase = {
         `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
       )
     }
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format, not a template
-    const q = await ctx.host.run(dpkg(ctx, 'dpkg-query', '-W', '-f=${Package} ${Status}\\n', ...mine.map((p) => p.name)), { changing: false })
-    const installed = new Set(
-      q.stdout
-        .split('\n')
-        .filter((l) => l.endsWith(' install ok installed'))
-        .map((l) => l.split(' ')[0]),
+    const manager = mine.every((p) => p.file.endsWith('.rpm')) ? rpm : dpkg
+    const installed = await manager.installed(
+      ctx,
+      mine.map((p) => p.name),
     )
     const missing = mine.filter((p) => !installed.has(p.name))
     return [
       {
         title: `OS packages for ${release} (${mine.length}: ${missing.length ? `${missing.length} to install: ${missing.map((p) => p.name).join(', ')}` : 'all installed'})`,
         done: missing.length === 0,
-        // Staged on the node first, each .deb checked against its pin as it is written (dpkg
-        // then reads the checked copy, not the stick again); one dpkg run for all: dpkg orders
-        // unpacking and configuration by their dependencies.
+        // Staged on the node first, each package checked against its pin as it is written
+        // (dpkg or rpm then reads the checked copy, not the stick again); one run for all:
+        // both order unpacking and configuration by their dependencies.
         actions: [
           ...missing.map(
             (p): Action => ({
@@ -71,16 +137,21 @@ export const packages: Phase = {
               data: () => createReadStream(ctx.bundle.path(packagePath(p.release, p.file))),
             }),
           ),
-          { kind: 'run', argv: dpkg(ctx, 'dpkg', '--install', ...missing.map((p) => ctx.host.path(staged(p)))) },
+          {
+            kind: 'run',
+            argv: manager.install(
+              ctx,
+              missing.map((p) => ctx.host.path(staged(p))),
+            ),
+          },
           { kind: 'remove', path: PACKAGE_STAGING },
         ],
         check: async () => {
-          const audit = await ctx.host.run(dpkg(ctx, 'dpkg', '--audit'), { changing: false })
-          if (audit.stdout.trim() || audit.code !== 0)
-            throw new KaError(
-              'ESTEP',
-              `dpkg --audit is not clean after installing: ${audit.stdout.trim().split('\n').slice(0, 3).join(' / ')}; run dpkg --configure -a and see its errors`,
-            )
+          const problem = await manager.audit(
+            ctx,
+            mine.map((p) => p.name),
+          )
+          if (problem) throw new KaError('ESTEP', problem)
         },
       },
     ]

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { closure, newest, parsePackages } from '../../builder/debian.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { parseLock, serializeLock } from '../../bundle/lock.js'
-import { bundleCli } from '../support/cli.js'
+import { bundleCli, installInto } from '../support/cli.js'
 import { REPO } from '../support/fake-upstream.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 import { startWorld, type World } from '../support/world.js'
@@ -174,15 +174,7 @@ async function debianRoot(name: string): Promise<string> {
   return root
 }
 
-const install = (bundleDir: string, root: string, args: string[]) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const c = spawn(join(bundleDir, 'install'), [...args, '--root', root], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    c.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
+const install = installInto
 
 const installed = (root: string, pkg: string) => {
   try {

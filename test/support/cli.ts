@@ -46,3 +46,14 @@ export function bashCompletions(script: string, line: string): string[] {
   if (r.status !== 0) throw new Error(r.stderr)
   return r.stdout.split('\n').filter(Boolean)
 }
+
+/** The bundle's own `install` script, run into `root` (--root), as an operator runs it on a node. */
+export const installInto = (bundleDir: string, root: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    const c = spawn(join(bundleDir, 'install'), [...args, '--root', root], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    c.on('close', (code) => resolve({ code, stdout, stderr }))
+  })

@@ -1,0 +1,132 @@
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
+import { createGunzip } from 'node:zlib'
+import { Sha256 } from '../bundle/digest.js'
+import { KaError } from '../bundle/errors.js'
+import type { Arch } from '../bundle/platform.js'
+import { gpgv, type AptOptions } from './apt.js'
+import { download } from './download.js'
+import { applyMirrors, fetchText } from './http.js'
+import { rpmArch, type RpmRelease, type RpmRepo } from './releases.js'
+import { coreGroup, parsePrimaryPackage, type RpmPackage } from './rpm.js'
+
+/** How RPM repositories are read: the archive options, plus the programs for .zst and .bz2 metadata. */
+export interface DnfOptions extends AptOptions {
+  zstd: string
+  bzip2: string
+}
+
+export interface RepoIndex {
+  packages: RpmPackage[]
+  /** The core group's mandatory packages, when the repository carries comps. */
+  core: string[]
+}
+
+interface RepomdEntry {
+  href: string
+  sha256: Sha256
+  size?: number
+}
+
+/**
+ * One repository, read the way dnf reads it with repo_gpgcheck on: repodata/repomd.xml and
+ * its detached signature repomd.xml.asc, checked with gpgv against the release's key (and
+ * any the user adds); then primary.xml (and comps, when listed) downloaded against the
+ * sha256 and size the signed repomd gives, unpacked as its name says (gz, xz, zst, bz2)
+ * and parsed as it streams. Nothing from the repository is parsed before its signature or
+ * hash holds.
+ */
+export async function readRepo(release: RpmRelease, repo: RpmRepo, arch: Arch, o: DnfOptions): Promise<RepoIndex> {
+  const base = repo.url(arch).replace(/\/$/, '')
+  const where = `${release.id} ${repo.name}`
+  const get = (file: string) => fetchText(`${where} ${file}`, applyMirrors(`${base}/repodata/${file}`, o.mirrors), o.http)
+  const [text, signature] = await Promise.all([get('repomd.xml'), get('repomd.xml.asc')])
+  if (text === undefined) throw new KaError('EFETCH', `${where}: no repodata/repomd.xml at ${base}; check the release table and --mirror`)
+  if (signature === undefined) throw new KaError('ESIGNATURE', `${where}: repomd.xml is not signed (no repomd.xml.asc); refusing unsigned repodata`)
+  const repomd = await gpgv(where, 'repomd.xml', o, text, signature)
+  const data = repomdData(repomd, where)
+  const primary = data.get('primary')
+  if (!primary) throw new KaError('EFETCH', `${where}: the signed repomd.xml lists no primary metadata; is this an RPM repository?`)
+  const packages: RpmPackage[] = []
+  await fetchChecked(where, base, primary, o, (stream) => primaryPackages(stream, base, rpmArch(arch), packages))
+  const group = data.get('group_gz') ?? data.get('group_xz') ?? data.get('group_zst') ?? data.get('group')
+  let core: string[] = []
+  if (group)
+    await fetchChecked(where, base, group, o, async (stream) => {
+      const chunks: Buffer[] = []
+      for await (const c of stream) chunks.push(c as Buffer)
+      core = coreGroup(Buffer.concat(chunks).toString('utf8'))
+    })
+  return { packages, core }
+}
+
+/** repomd.xml's data entries by type; a checksum other than sha256 is refused (a weaker pin than the rest of the lock). */
+export function repomdData(xml: string, where: string): Map<string, RepomdEntry> {
+  const out = new Map<string, RepomdEntry>()
+  for (const m of xml.matchAll(/<data type="([^"]+)">([\s\S]*?)<\/data>/g)) {
+    const body = m[2]!
+    const sum = /<checksum type="([^"]+)">([0-9a-f]+)<\/checksum>/.exec(body)
+    const href = /<location href="([^"]+)"/.exec(body)?.[1]
+    if (!sum || !href) continue
+    if (sum[1] !== 'sha256')
+      throw new KaError(
+        'EFETCH',
+        `${where}: repomd.xml gives ${m[1]} a ${sum[1]} checksum; only sha256 repodata can be pinned (createrepo_c --checksum sha256)`,
+      )
+    const size = /<size>(\d+)<\/size>/.exec(body)?.[1]
+    out.set(m[1]!, { href, sha256: Sha256.fromHex(sum[2]!), ...(size ? { size: Number(size) } : {}) })
+  }
+  return out
+}
+
+/** Downloads one metadata file against its signed sha256, then hands its unpacked bytes to `use` as a stream. */
+async function fetchChecked(where: string, base: string, entry: RepomdEntry, o: DnfOptions, use: (stream: Readable) => Promise<void>): Promise<void> {
+  const partial = o.cache.partialPath(`repodata-${randomBytes(8).toString('hex')}`)
+  try {
+    await download(
+      {
+        what: `${where} ${entry.href} (against the signed repomd.xml)`,
+        url: applyMirrors(`${base}/${entry.href}`, o.mirrors),
+        partial,
+        expected: entry.sha256,
+        ...(entry.size !== undefined ? { size: entry.size } : {}),
+      },
+      o.http,
+    )
+    const program = entry.href.endsWith('.xz') ? o.xz : entry.href.endsWith('.zst') ? o.zstd : entry.href.endsWith('.bz2') ? o.bzip2 : undefined
+    if (entry.href.endsWith('.gz')) return await use(createReadStream(partial).pipe(createGunzip()))
+    if (!program) return await use(createReadStream(partial))
+    const child = spawn(program, ['-dc', partial], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const failed = new Promise<never>((_, reject) =>
+      child.on('error', (e: NodeJS.ErrnoException) =>
+        reject(e.code === 'ENOENT' ? new KaError('EUSAGE', `${program} is not installed: the build machine needs it to unpack ${entry.href}`) : e),
+      ),
+    )
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const closed = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)))
+    await Promise.race([use(child.stdout), failed])
+    if ((await closed) !== 0) throw new KaError('EFETCH', `${where}: ${program} could not unpack ${entry.href} (${stderr.trim()})`)
+  } finally {
+    await rm(partial, { force: true })
+  }
+}
+
+/** primary.xml split at each package's end as it streams, keeping this architecture's and noarch: the whole file is never held at once. */
+async function primaryPackages(stream: Readable, base: string, arch: string, into: RpmPackage[]): Promise<void> {
+  let buffered = ''
+  stream.setEncoding('utf8')
+  for await (const chunk of stream) {
+    buffered += chunk as string
+    let end = buffered.indexOf('</package>')
+    while (end >= 0) {
+      const p = parsePrimaryPackage(buffered.slice(0, end), base)
+      if (p && (p.arch === arch || p.arch === 'noarch')) into.push(p)
+      buffered = buffered.slice(end + '</package>'.length)
+      end = buffered.indexOf('</package>')
+    }
+  }
+}

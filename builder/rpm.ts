@@ -1,0 +1,268 @@
+/**
+ * RPM repodata: packages as primary.xml lists them, rpm's version order, and the closure of
+ * what a node needs beyond what every minimal installation of its release has.
+ */
+
+/** One Requires or Provides entry: a name (a package, a virtual name, a soname, a file) and maybe a version range. */
+export interface RpmDep {
+  name: string
+  flags?: 'EQ' | 'LT' | 'LE' | 'GT' | 'GE'
+  /** epoch:version-release as far as the entry gives it. */
+  evr?: string
+}
+
+export interface RpmPackage {
+  name: string
+  arch: string
+  /** [epoch:]version-release, as rpm prints it. */
+  evr: string
+  sha256: string
+  size: number
+  /** The .rpm's path under the repository (location href). */
+  href: string
+  provides: RpmDep[]
+  requires: RpmDep[]
+  /** The files primary.xml lists (those under /etc and the bin folders): what a file requirement names. */
+  files: string[]
+  /** The repository's folder, which href is relative to. */
+  repo: string
+}
+
+const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }
+const xmlText = (s: string): string => s.replace(/&(amp|lt|gt|quot|apos);/g, (_, e: string) => ENTITIES[e]!)
+
+const attrs = (text: string): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const m of text.matchAll(/([\w:]+)="([^"]*)"/g)) out[m[1]!] = xmlText(m[2]!)
+  return out
+}
+
+const evrOf = (a: Record<string, string>): string | undefined => {
+  if (a.ver === undefined) return undefined
+  const epoch = a.epoch && a.epoch !== '0' ? `${a.epoch}:` : ''
+  return `${epoch}${a.ver}${a.rel ? `-${a.rel}` : ''}`
+}
+
+const deps = (block: string, tag: 'provides' | 'requires'): RpmDep[] => {
+  const section = new RegExp(`<rpm:${tag}>([\\s\\S]*?)</rpm:${tag}>`).exec(block)?.[1] ?? ''
+  return [...section.matchAll(/<rpm:entry ([^>]*?)\/>/g)].map((m) => {
+    const a = attrs(m[1]!)
+    const evr = evrOf(a)
+    return { name: a.name!, ...(a.flags ? { flags: a.flags as RpmDep['flags'] } : {}), ...(evr ? { evr } : {}) }
+  })
+}
+
+/**
+ * One `<package type="rpm">` block of primary.xml; undefined for a block that is not a
+ * binary package with a sha256. The caller splits the stream at `</package>`, so the
+ * whole file is never in memory at once.
+ */
+export function parsePrimaryPackage(block: string, repo: string): RpmPackage | undefined {
+  const text = (tag: string) => {
+    const m = new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(block)
+    return m ? xmlText(m[1]!) : undefined
+  }
+  const name = text('name')
+  const arch = text('arch')
+  const version = /<version ([^>]*?)\/>/.exec(block)
+  const checksum = /<checksum type="sha256"[^>]*>([0-9a-f]{64})<\/checksum>/.exec(block)
+  const location = /<location ([^>]*?)\/>/.exec(block)
+  if (!name || !arch || !version || !checksum || !location || arch === 'src') return undefined
+  const loc = attrs(location[1]!)
+  const base = loc['xml:base']?.replace(/\/$/, '')
+  return {
+    name,
+    arch,
+    evr: evrOf(attrs(version[1]!))!,
+    sha256: checksum[1]!,
+    size: Number(/<size package="(\d+)"/.exec(block)?.[1] ?? 0),
+    href: loc.href!,
+    provides: deps(block, 'provides'),
+    requires: deps(block, 'requires'),
+    files: [...block.matchAll(/<file(?: type="[^"]*")?>([^<]*)<\/file>/g)].map((m) => xmlText(m[1]!)),
+    repo: base ?? repo,
+  }
+}
+
+/** The mandatory packages of comps' `core` group: what every minimal installation has. */
+export function coreGroup(comps: string): string[] {
+  const group = [...comps.matchAll(/<group>([\s\S]*?)<\/group>/g)].map((m) => m[1]!).find((g) => /<id>core<\/id>/.test(g))
+  if (!group) return []
+  return [...group.matchAll(/<packagereq([^>]*)>([^<]+)<\/packagereq>/g)]
+    .filter((m) => !/type="(optional|conditional|default)"/.test(m[1]!))
+    .map((m) => m[2]!.trim())
+}
+
+/** rpm's rpmvercmp: alternating runs of digits and letters, ~ sorts before everything, ^ after the end. */
+export function rpmvercmp(a: string, b: string): number {
+  if (a === b) return 0
+  let i = 0
+  let j = 0
+  const alnum = (c: string | undefined) => c !== undefined && /[A-Za-z0-9]/.test(c)
+  while (i < a.length || j < b.length) {
+    while (i < a.length && !alnum(a[i]) && a[i] !== '~' && a[i] !== '^') i++
+    while (j < b.length && !alnum(b[j]) && b[j] !== '~' && b[j] !== '^') j++
+    if (a[i] === '~' || b[j] === '~') {
+      if (a[i] !== '~') return 1
+      if (b[j] !== '~') return -1
+      i++
+      j++
+      continue
+    }
+    if (a[i] === '^' || b[j] === '^') {
+      if (i >= a.length) return -1
+      if (j >= b.length) return 1
+      if (a[i] !== '^') return 1
+      if (b[j] !== '^') return -1
+      i++
+      j++
+      continue
+    }
+    if (i >= a.length || j >= b.length) break
+    const digits = /[0-9]/.test(a[i]!)
+    const run = (s: string, k: number) => {
+      let e = k
+      while (e < s.length && (digits ? /[0-9]/.test(s[e]!) : /[A-Za-z]/.test(s[e]!))) e++
+      return e
+    }
+    const ei = run(a, i)
+    const ej = run(b, j)
+    let sa = a.slice(i, ei)
+    let sb = b.slice(j, ej)
+    if (!sb) return digits ? 1 : -1
+    if (digits) {
+      sa = sa.replace(/^0+/, '')
+      sb = sb.replace(/^0+/, '')
+      if (sa.length !== sb.length) return sa.length > sb.length ? 1 : -1
+    }
+    if (sa !== sb) return sa > sb ? 1 : -1
+    i = ei
+    j = ej
+  }
+  if (i >= a.length && j >= b.length) return 0
+  return i >= a.length ? -1 : 1
+}
+
+const splitEvr = (evr: string): [string, string, string | undefined] => {
+  const colon = evr.indexOf(':')
+  const epoch = colon >= 0 ? evr.slice(0, colon) : '0'
+  const rest = colon >= 0 ? evr.slice(colon + 1) : evr
+  const dash = rest.lastIndexOf('-')
+  return dash >= 0 ? [epoch, rest.slice(0, dash), rest.slice(dash + 1)] : [epoch, rest, undefined]
+}
+
+/** Epoch, version, then release; a release missing on either side is not compared (rpm's rule for `foo >= 1.2`). */
+export function compareEvr(a: string, b: string): number {
+  const [ea, va, ra] = splitEvr(a)
+  const [eb, vb, rb] = splitEvr(b)
+  return Number(ea) - Number(eb) || rpmvercmp(va, vb) || (ra !== undefined && rb !== undefined ? rpmvercmp(ra, rb) : 0)
+}
+
+/** Whether a provide meets a requirement: same name, and the provide's version inside the requirement's range. */
+function meets(p: RpmDep, r: RpmDep): boolean {
+  if (p.name !== r.name) return false
+  if (!r.flags || !r.evr || !p.evr) return true
+  const c = compareEvr(p.evr, r.evr)
+  return { EQ: c === 0, LT: c < 0, LE: c <= 0, GT: c > 0, GE: c >= 0 }[r.flags]
+}
+
+const show = (d: RpmDep) => (d.flags && d.evr ? `${d.name} ${{ EQ: '=', LT: '<', LE: '<=', GT: '>', GE: '>=' }[d.flags]} ${d.evr}` : d.name)
+
+/** The newest of each package name for one architecture (and noarch), across repositories; modular builds left out. */
+export function newestRpms(repos: RpmPackage[][], arch: string): Map<string, RpmPackage> {
+  const by = new Map<string, RpmPackage>()
+  for (const repo of repos)
+    for (const p of repo) {
+      // A module's packages are hidden from dnf until its stream is enabled: never picked here.
+      if ((p.arch !== arch && p.arch !== 'noarch') || /\.module[+_]/.test(p.evr)) continue
+      const have = by.get(p.name)
+      if (!have || compareEvr(p.evr, have.evr) > 0) by.set(p.name, p)
+    }
+  return by
+}
+
+/** A rich dependency (`(a or b)`, `(a if b)`) as the resolver handles it; others are named. */
+type Requirement = { any: RpmDep[] } | { need: RpmDep; when: RpmDep }
+
+const simple = (text: string): RpmDep => {
+  const m = /^(\S+)\s*(<=|>=|=|<|>)\s*(\S+)$/.exec(text.trim())
+  if (!m) return { name: text.trim() }
+  const flags = ({ '=': 'EQ', '<': 'LT', '<=': 'LE', '>': 'GT', '>=': 'GE' } as const)[m[2] as '=' | '<' | '<=' | '>' | '>=']
+  return { name: m[1]!, flags, evr: m[3]! }
+}
+
+function requirement(d: RpmDep, by: string): Requirement {
+  if (!d.name.startsWith('(')) return { any: [d] }
+  const inner = d.name.slice(1, -1)
+  if (!inner.includes('(')) {
+    const ors = inner.split(/\s+or\s+/)
+    if (ors.length > 1 && ors.every((o) => !/\s(and|if|else|with|without|unless)\s/.test(o))) return { any: ors.map(simple) }
+    const cond = /^(.+?)\s+if\s+(.+)$/.exec(inner)
+    if (cond && !/\s(and|or|else|with|without|unless|if)\s/.test(`${cond[1]} ${cond[2]}`)) return { need: simple(cond[1]!), when: simple(cond[2]!) }
+  }
+  throw new Error(`${d.name} (needed by ${by}) is a rich dependency the resolver does not handle; list the package it should pick in packages.names`)
+}
+
+/**
+ * The packages to carry for `wanted` (names, or provides such as `iptables`): each with
+ * what it requires, recursively, leaving out what every minimal installation has (the core
+ * group's mandatory packages and what they require). A requirement is met by a package
+ * name, a virtual or soname provide, or a file; a versioned one only by a provider in
+ * range. `rpmlib(...)` is rpm's own. Throws naming the requirement nothing meets.
+ */
+export function rpmClosure(wanted: readonly string[], all: Map<string, RpmPackage>, core: readonly string[]): RpmPackage[] {
+  const byProvide = new Map<string, RpmPackage[]>()
+  const add = (key: string, p: RpmPackage) => byProvide.set(key, [...(byProvide.get(key) ?? []), p])
+  for (const p of [...all.values()].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    add(p.name, p)
+    for (const d of p.provides) if (d.name !== p.name) add(d.name, p)
+    for (const f of p.files) add(f, p)
+  }
+  const providesDep = (p: RpmPackage, d: RpmDep) =>
+    d.name.startsWith('/') && p.files.includes(d.name) ? true : [{ name: p.name, flags: 'EQ' as const, evr: p.evr }, ...p.provides].some((x) => meets(x, d))
+  const providers = (d: RpmDep) => (byProvide.get(d.name) ?? []).filter((p) => providesDep(p, d))
+  const base = new Set<string>()
+  const chosen = new Map<string, RpmPackage>()
+  const has = (d: RpmDep) => providers(d).some((p) => base.has(p.name) || chosen.has(p.name))
+
+  const walk = (start: RpmPackage[], into: (p: RpmPackage) => boolean, strict: boolean) => {
+    const stack = [...start]
+    while (stack.length) {
+      const p = stack.pop()!
+      if (!into(p)) continue
+      for (const d of p.requires) {
+        if (d.name.startsWith('rpmlib(')) continue
+        const r = requirement(d, p.name)
+        if ('when' in r) {
+          if (!has(r.when) || has(r.need)) continue
+          const q = providers(r.need)[0]
+          if (!q && !strict) continue
+          if (!q) throw new Error(`${show(r.need)} (needed by ${p.name}) is not in the release's repositories`)
+          stack.push(q)
+          continue
+        }
+        if (r.any.some(has)) continue
+        const q = r.any.map((a) => providers(a)[0]).find(Boolean)
+        if (!q && !strict) continue
+        if (!q) {
+          const other = (byProvide.get(r.any[0]!.name) ?? [])[0]
+          const why = other ? `; the repositories have ${other.name} ${other.evr}` : ''
+          throw new Error(`${r.any.map(show).join(' or ')} (needed by ${p.name}) is not in the release's repositories${why}`)
+        }
+        stack.push(q)
+      }
+    }
+  }
+  // What every minimal installation has; a core package a repository lacks is simply not there.
+  walk(
+    core.map((n) => all.get(n)).filter((p): p is RpmPackage => p !== undefined),
+    (p) => !base.has(p.name) && Boolean(base.add(p.name)),
+    false,
+  )
+  for (const w of wanted) {
+    const p = all.get(w) ?? providers({ name: w })[0]
+    if (!p) throw new Error(`${w} is not in the release's repositories (no package and no provide of that name)`)
+    walk([p], (q) => !base.has(q.name) && !chosen.has(q.name) && Boolean(chosen.set(q.name, q)), true)
+  }
+  return [...chosen.values()].sort((a, b) => (a.name < b.name ? -1 : 1))
+}

@@ -2,6 +2,7 @@ import { Sha256 } from '../bundle/digest.js'
 import type { Finding } from './checks.js'
 import { CONTAINER_SELINUX_POLICY, FIREWALLD_ADDED, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
 import type { Action, Context, Step } from './plan.js'
+import { packagesForNode } from './phases/packages.js'
 import { editStep } from './steps.js'
 
 /**
@@ -90,12 +91,21 @@ export async function securityFindings(ctx: Context, live: boolean): Promise<Fin
   const { selinux, firewalld } = ctx.cluster.config
   const f: Finding[] = []
   const mode = await selinuxMode(ctx)
-  if (mode === 'enforcing' && selinux === 'keep' && !(await ctx.host.exists(CONTAINER_SELINUX_POLICY)))
+  const policy = mode === 'enforcing' && selinux === 'keep' && !(await ctx.host.exists(CONTAINER_SELINUX_POLICY))
+  // Before an install, the bundle's OS packages for this node may bring it: the packages phase runs before anything starts a container.
+  const brought = policy && !live && (await packagesForNode(ctx)).mine.some((p) => p.name === 'container-selinux')
+  if (brought)
+    f.push({
+      level: 'ok',
+      check: 'selinux',
+      found: "SELinux is enforcing (selinux: keep); container-selinux comes with the bundle's OS packages for this node",
+    })
+  else if (policy)
     f.push({
       level: 'fail',
       check: 'selinux',
       found: `SELinux is enforcing and cluster.yaml says selinux: keep, but container-selinux's policy (${CONTAINER_SELINUX_POLICY}) is not installed: containers would be denied`,
-      fix: 'install container-selinux from the distribution, or drop selinux: keep so that kube-airgap sets SELinux permissive',
+      fix: "install container-selinux from the distribution, or add container-selinux to the manifest's packages.names so that the bundle brings it, or drop selinux: keep so that kube-airgap sets SELinux permissive",
     })
   else if (mode === 'enforcing' && selinux === 'permissive')
     f.push({

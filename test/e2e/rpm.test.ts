@@ -8,6 +8,7 @@ import { compareEvr, rpmClosure, rpmvercmp, type RpmPackage } from '../../builde
 import { parseLock } from '../../bundle/lock.js'
 import { releaseId } from '../../bundle/os-release.js'
 import { bundleCli, installInto } from '../support/cli.js'
+import { freshNodeRoot, recordedRun, writeStandins } from '../support/standins.js'
 import { buildRpms, comps, writeRepo, type RpmSpec } from '../support/rpm-repo.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 import { startWorld, type World } from '../support/world.js'
@@ -27,8 +28,8 @@ const ROCKY_REACHABLE = await fetch(`${ROCKY}/BaseOS/x86_64/os/repodata/repomd.x
 )
 if (!ROCKY_REACHABLE) console.log(`rpm.test.ts: ${ROCKY} is not reachable from here: the test against Rocky Linux's real repositories is skipped`)
 
-const NAMES = ['conntrack', 'socat', 'ebtables', 'ethtool', 'ipset', 'iptables']
-const CORE = ['glibc', 'bash', 'openssl-libs']
+const NAMES = ['conntrack', 'socat', 'ebtables', 'ethtool', 'ipset', 'iptables', 'container-selinux']
+const CORE = ['glibc', 'bash', 'openssl-libs', 'selinux-policy']
 const EL = '.el9'
 const lib = (name: string, version: string, soname: string, requires: string[] = []): RpmSpec => ({
   name,
@@ -43,6 +44,7 @@ const BASEOS: RpmSpec[] = [
   { name: 'glibc', version: '2.34', release: `101${EL}`, arch: 'i686', provides: ['libc.so.6', 'libc.so.6(GLIBC_2.34)'] },
   { name: 'bash', version: '5.1.8', release: `9${EL}`, provides: ['/bin/sh'], requires: ['libc.so.6()(64bit)'], files: ['/usr/bin/bash'] },
   lib('openssl-libs', '3.0.7', 'libssl.so.3'),
+  { name: 'selinux-policy', version: '38.1.35', release: `2${EL}`, arch: 'noarch', files: ['/etc/selinux/config.example'] },
   lib('libmnl', '1.0.3', 'libmnl.so.0'),
   lib('libmnl', '1.0.4', 'libmnl.so.0'),
   lib('libnfnetlink', '1.0.1', 'libnfnetlink.so.0'),
@@ -75,11 +77,22 @@ const BASEOS: RpmSpec[] = [
   { name: 'ethtool', epoch: 2, version: '6.2', release: `1${EL}`, requires: ['libmnl.so.0()(64bit)'], files: ['/usr/sbin/ethtool'] },
 ]
 const APPSTREAM: RpmSpec[] = [
+  // noarch, an epoch, a requirement the core group meets by version, and a conditional one whose condition is absent.
+  {
+    name: 'container-selinux',
+    epoch: 3,
+    version: '2.229.0',
+    release: `1${EL}`,
+    arch: 'noarch',
+    requires: ['selinux-policy >= 38.1.23', '(selinux-policy-targeted if selinux-policy-targeted)'],
+    files: ['/usr/share/selinux/packages/container.pp.bz2'],
+  },
   { name: 'socat', version: '1.7.4.1', release: `5${EL}`, requires: ['libc.so.6(GLIBC_2.34)(64bit)', '(openssl-libs or libressl)'], files: ['/usr/bin/socat'] },
 ]
 const CLOSURE = [
   'alternatives',
   'conntrack-tools',
+  'container-selinux',
   'ethtool',
   'ipset',
   'ipset-libs',
@@ -102,13 +115,17 @@ let rpms: Map<string, string>
 
 const gpg = (args: string[]) => execFileSync('gpg', ['--batch', '--homedir', gnupg, ...args], { stdio: ['ignore', 'pipe', 'ignore'] })
 const mirror = (url: string) => ['--mirror', `https://dl.rockylinux.org=${url}/dl.rockylinux.org`]
-/** One variant of the mirror: BaseOS and AppStream, each broken in at most one way. */
-async function variant(name: string, o: { key?: string; drop?: string[]; tamper?: boolean; compress?: 'gz' | 'xz' | 'bz2' } = {}): Promise<string> {
+type Compress = 'gz' | 'xz' | 'bz2' | 'zstd'
+/**
+ * One variant of the mirror: BaseOS and AppStream, each broken in at most one way;
+ * `compress` is their primary.xml's (gz, and zstd as createrepo_c 1.0 and later write it).
+ */
+async function variant(name: string, o: { key?: string; drop?: string[]; tamper?: boolean; compress?: [Compress, Compress] } = {}): Promise<string> {
   const root = join(dir, 'archive', name)
   const at = (repo: string) => join(root, 'dl.rockylinux.org', 'pub/rocky/9', repo, 'x86_64', 'os')
   const key = 'key' in o ? o.key : 'archive'
-  await writeRepo(at('BaseOS'), builtFor(BASEOS, o.drop), { comps: comps(CORE), gnupg, ...(key ? { key } : {}), compress: o.compress ?? 'gz' })
-  await writeRepo(at('AppStream'), builtFor(APPSTREAM), { gnupg, ...(key ? { key } : {}), compress: o.compress ?? 'xz' })
+  await writeRepo(at('BaseOS'), builtFor(BASEOS, o.drop), { comps: comps(CORE), gnupg, ...(key ? { key } : {}), compress: o.compress?.[0] ?? 'gz' })
+  await writeRepo(at('AppStream'), builtFor(APPSTREAM), { gnupg, ...(key ? { key } : {}), compress: o.compress?.[1] ?? 'zstd' })
   if (o.tamper) {
     const primary = (await readdir(join(at('BaseOS'), 'repodata'))).find((f) => f.startsWith('primary.xml'))!
     const bytes = await readFile(join(at('BaseOS'), 'repodata', primary))
@@ -162,7 +179,7 @@ async function rockyRoot(name: string): Promise<string> {
   await mkdir(join(root, 'etc'), { recursive: true })
   await writeFile(join(root, 'etc/os-release'), 'NAME="Rocky Linux"\nVERSION="9.4 (Blue Onyx)"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n')
   execFileSync('rpm', ['--root', root, '--initdb'])
-  execFileSync('rpm', ['--root', root, '-U', ...CORE.map((n) => rpms.get(`${n}.x86_64`)!)], { stdio: 'ignore' })
+  execFileSync('rpm', ['--root', root, '-U', ...CORE.map((n) => rpms.get(`${n}.x86_64`) ?? rpms.get(`${n}.noarch`)!)], { stdio: 'ignore' })
   return root
 }
 
@@ -203,13 +220,13 @@ describe('RPM-family OS packages', () => {
       ['unsigned', { key: undefined }, 1, /^bundle: ESIGNATURE: rocky-9 (BaseOS|AppStream): repomd\.xml is not signed \(no repomd\.xml\.asc\)/],
       [
         'missing',
-        { drop: ['libnfnetlink-1.0.1'] },
+        { drop: ['libnfnetlink-1.0.1'], compress: ['xz', 'xz'] },
         2,
         /^bundle: ENOTPINNED: rocky-9 linux\/amd64: libnfnetlink\.so\.0\(\)\(64bit\) \(needed by libnetfilter_conntrack\) is not in the release's repositories/,
       ],
       [
         'old',
-        { drop: ['libmnl-1.0.4'], compress: 'bz2' },
+        { drop: ['libmnl-1.0.4'], compress: ['bz2', 'bz2'] },
         2,
         /^bundle: ENOTPINNED: rocky-9 linux\/amd64: libmnl >= 1\.0\.4 \(needed by conntrack-tools\) is not in the release's repositories; the repositories have libmnl 1\.0\.3-1\.el9/,
       ],
@@ -238,14 +255,14 @@ describe('RPM-family OS packages', () => {
     const r = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(
-      /\[packages\] done +OS packages for rocky-9 \(11: 10 to install: conntrack-tools, ethtool, ipset, ipset-libs, iptables-libs, iptables-nft, libmnl, libnetfilter_conntrack, libnfnetlink, socat\)/,
+      /\[packages\] done +OS packages for rocky-9 \(12: 11 to install: conntrack-tools, container-selinux, ethtool, ipset, ipset-libs, iptables-libs, iptables-nft, libmnl, libnetfilter_conntrack, libnfnetlink, socat\)/,
     )
     expect(rpmQ(root, CLOSURE)).toEqual(CLOSURE)
     expect(await readFile(join(root, 'usr/sbin/conntrack'), 'utf8')).toBe('conntrack-tools\n')
     expect(execFileSync('rpm', ['--root', root, '-Va'], { encoding: 'utf8' }).trim()).toBe('')
     const again = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(again.code, again.stderr).toBe(0)
-    expect(again.stdout).toMatch(/\[packages\] already done +OS packages for rocky-9 \(11: all installed\)/)
+    expect(again.stdout).toMatch(/\[packages\] already done +OS packages for rocky-9 \(12: all installed\)/)
   })
 
   it('a tampered .rpm is refused by verify before rpm runs', async () => {
@@ -282,6 +299,29 @@ describe('RPM-family OS packages', () => {
     expect(r.stderr).toMatch(
       /not found: kubeadm stops with \[ERROR FileExisting-ip\]; the bundle's OS packages for rocky-9 do not bring them: install iproute util-linux by other means \(a local repository: dnf install iproute util-linux; or their \.rpm files with rpm -i\)/,
     )
+  })
+
+  it("selinux: keep on an enforcing node: the bundle's container-selinux satisfies preflight, the packages phase installs its policy, SELinux stays enforcing", async () => {
+    const root = await rockyRoot('keep')
+    await freshNodeRoot(root)
+    await mkdir(join(root, 'etc/selinux'), { recursive: true })
+    await writeFile(join(root, 'etc/selinux/config'), 'SELINUX=enforcing\nSELINUXTYPE=targeted\n')
+    await mkdir(join(root, '.selinux'))
+    await writeFile(join(root, '.selinux/mode'), 'Enforcing\n')
+    const config = join(dir, 'keep.yaml')
+    await writeFile(config, 'selinux: keep\n')
+    const standins = await writeStandins(join(dir, 'standins'))
+    const r = await recordedRun(
+      join(bundle, 'install'),
+      ['--role', 'worker', '--phases', 'preflight,packages,kernel', '--config', config, '--root', root, '--host-commands', standins],
+      { PATH: `${standins}:${process.env.PATH}`, KA_ROOT: root },
+      join(dir, 'keep.record'),
+    )
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(existsSync(join(root, 'usr/share/selinux/packages/container.pp.bz2'))).toBe(true)
+    expect(await readFile(join(root, '.selinux/mode'), 'utf8')).toBe('Enforcing\n')
+    expect(await readFile(join(root, 'etc/selinux/config'), 'utf8')).toBe('SELINUX=enforcing\nSELINUXTYPE=targeted\n')
+    expect(r.record.filter((l) => l.startsWith('setenforce'))).toEqual([])
   })
 
   it.skipIf(!ROCKY_REACHABLE)(

@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process'
-import { cp, mkdir, readdir, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 
 /** One test package, shaped like a real one: its provides, requires (sonames, files, versions, rich deps) and files. */
 export interface RpmSpec {
@@ -61,23 +63,47 @@ export async function buildRpms(dir: string, specs: readonly RpmSpec[]): Promise
 export async function writeRepo(
   repo: string,
   rpms: readonly string[],
-  o: { comps?: string; gnupg: string; key?: string; compress?: 'gz' | 'xz' | 'bz2' },
+  o: { comps?: string; gnupg: string; key?: string; compress?: 'gz' | 'xz' | 'bz2' | 'zstd' },
 ): Promise<void> {
   for (const rpm of rpms) {
     const file = rpm.split('/').pop()!
     await mkdir(join(repo, 'Packages', file[0]!.toLowerCase()), { recursive: true })
     await cp(rpm, join(repo, 'Packages', file[0]!.toLowerCase(), file))
   }
-  const args = ['--quiet', '--checksum', 'sha256', '--general-compress-type', o.compress ?? 'gz', '--simple-md-filenames']
+  const args = ['--quiet', '--checksum', 'sha256', '--general-compress-type', o.compress === 'zstd' ? 'gz' : (o.compress ?? 'gz'), '--simple-md-filenames']
   if (o.comps) {
     await writeFile(join(repo, 'comps.xml'), o.comps)
     args.push('--groupfile', join(repo, 'comps.xml'))
   }
   execFileSync('createrepo_c', [...args, repo], { stdio: 'ignore' })
+  if (o.compress === 'zstd') await zstdPrimary(repo)
   if (o.key)
     execFileSync('gpg', ['--batch', '--homedir', o.gnupg, '--yes', '--local-user', o.key, '--armor', '--detach-sign', join(repo, 'repodata', 'repomd.xml')], {
       stdio: 'ignore',
     })
+}
+
+/**
+ * primary.xml as createrepo_c 1.0 and later write it by default, zstd-compressed (this
+ * machine's createrepo_c 0.17 cannot): recompressed with the real zstd, and repomd.xml's
+ * entry rewritten to its location, sha256 and size, as createrepo_c would have.
+ */
+async function zstdPrimary(repo: string): Promise<void> {
+  const md = join(repo, 'repodata')
+  const xml = gunzipSync(await readFile(join(md, 'primary.xml.gz')))
+  const zst = execFileSync('zstd', ['-q', '-c', '-19'], { input: xml })
+  await writeFile(join(md, 'primary.xml.zst'), zst)
+  await rm(join(md, 'primary.xml.gz'))
+  const repomd = await readFile(join(md, 'repomd.xml'), 'utf8')
+  await writeFile(
+    join(md, 'repomd.xml'),
+    repomd.replace(/(<data type="primary">[\s\S]*?<\/data>)/, (entry) =>
+      entry
+        .replace(/<checksum type="sha256">[0-9a-f]+<\/checksum>/, `<checksum type="sha256">${createHash('sha256').update(zst).digest('hex')}</checksum>`)
+        .replace(/<location href="repodata\/primary\.xml\.gz"\/>/, '<location href="repodata/primary.xml.zst"/>')
+        .replace(/<size>\d+<\/size>/, `<size>${zst.length}</size>`),
+    ),
+  )
 }
 
 /** comps with a core group whose mandatory packages are `names` (and one optional one that is not). */

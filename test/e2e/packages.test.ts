@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { closure, newest, parsePackages } from '../../builder/debian.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { parseLock, serializeLock } from '../../bundle/lock.js'
-import { bundleCli, installInto } from '../support/cli.js'
+import { buildUnpacked, bundleCli, installInto } from '../support/cli.js'
 import { REPO } from '../support/fake-upstream.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 import { startWorld, type World } from '../support/world.js'
@@ -156,10 +156,7 @@ beforeAll(async () => {
   ])
   if (l.code !== 0) throw new Error(l.stderr)
   world.args.push('--mirror', `http://deb.debian.org=${archive.url}/deb.debian.org`)
-  const r = await bundleCli(['build', '--lock', lockPath, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), '--os', 'debian-12', ...world.args])
-  if (r.code !== 0) throw new Error(r.stderr)
-  execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: join(dir, 'out') })
-  bundle = join(dir, 'out', 'kube-airgap-v1.29.3-linux-amd64')
+  bundle = await buildUnpacked(['--lock', lockPath, '--cache', join(dir, 'cache'), '--os', 'debian-12', ...world.args], join(dir, 'out'))
 }, 900_000)
 afterAll(async () => {
   await world?.close()

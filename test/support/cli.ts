@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { REPO } from './fake-upstream.js'
 
@@ -57,3 +57,11 @@ export const installInto = (bundleDir: string, root: string, args: string[]): Pr
     c.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     c.on('close', (code) => resolve({ code, stdout, stderr }))
   })
+
+/** `bundle build` of the 1.29.3 linux/amd64 test bundle into `out`, unpacked there: its folder. Throws with the build's stderr. */
+export async function buildUnpacked(args: string[], out: string): Promise<string> {
+  const r = await bundleCli(['build', ...args, '--out', out])
+  if (r.code !== 0) throw new Error(r.stderr)
+  execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: out })
+  return join(out, 'kube-airgap-v1.29.3-linux-amd64')
+}

@@ -91,7 +91,8 @@ async function signedRelease(dists: string, where: string, o: AptOptions): Promi
 
 /**
  * gpgv against the keyrings; returns the signed text (for InRelease, only what the
- * signature covers: gpgv --output). A signature by any other key is ESIGNATURE.
+ * signature covers: gpgv --output). A signature by any other key, or by an expired or revoked
+ * one, is ESIGNATURE.
  */
 export async function gpgv(where: string, file: string, o: AptOptions, text: string, detached?: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'kube-airgap-gpgv-'))
@@ -104,10 +105,20 @@ export async function gpgv(where: string, file: string, o: AptOptions, text: str
         ? [...keyrings, '--status-fd', '1', join(dir, `${file}.gpg`), join(dir, file)]
         : [...keyrings, '--status-fd', '1', '--output', join(dir, 'signed'), join(dir, file)]
     const r = await runTool(o.gpgv, args, 'gpgv is not installed: the build machine needs it to check the archive signature (apt-get install gpgv)')
-    if (r.code !== 0 || !/^\[GNUPG:\] VALIDSIG /m.test(r.stdout)) {
+    // GOODSIG, not VALIDSIG: gpgv also says VALIDSIG (and exits 0) for a signature by an
+    // expired or revoked key, which apt refuses (EXPKEYSIG, REVKEYSIG); one good signature is enough.
+    if (r.code !== 0 || !/^\[GNUPG:\] GOODSIG /m.test(r.stdout)) {
       const status = (tag: string) => new RegExp(`^\\[GNUPG:\\] (${tag}[^\\n]*)`, 'm').exec(r.stdout)?.[1]
       const why =
-        status('NO_PUBKEY') ?? status('BADSIG') ?? status('ERRSIG') ?? status('NODATA') ?? r.stderr.trim().split('\n').pop() ?? `gpgv exited ${r.code}`
+        status('NO_PUBKEY') ??
+        status('BADSIG') ??
+        status('EXPKEYSIG') ??
+        status('REVKEYSIG') ??
+        status('EXPSIG') ??
+        status('ERRSIG') ??
+        status('NODATA') ??
+        r.stderr.trim().split('\n').pop() ??
+        `gpgv exited ${r.code}`
       throw new KaError(
         'ESIGNATURE',
         `${where}: ${file} is not signed by the release's archive key (${why}); check --mirror, or give the mirror's key with --keyring`,

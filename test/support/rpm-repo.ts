@@ -58,12 +58,12 @@ export async function buildRpms(dir: string, specs: readonly RpmSpec[]): Promise
 /**
  * A repository in the real layout at `repo`: Packages/<first letter>/<file>.rpm, repodata
  * by createrepo_c (with comps when given), and repomd.xml.asc signed by `key` from gnupg's
- * home (unsigned when no key).
+ * home (unsigned when no key; at `signedAt`, gpg's --faked-system-time, when given).
  */
 export async function writeRepo(
   repo: string,
   rpms: readonly string[],
-  o: { comps?: string; gnupg: string; key?: string; compress?: 'gz' | 'xz' | 'bz2' | 'zstd' },
+  o: { comps?: string; gnupg: string; key?: string; signedAt?: string; compress?: 'gz' | 'xz' | 'bz2' | 'zstd' },
 ): Promise<void> {
   for (const rpm of rpms) {
     const file = rpm.split('/').pop()!
@@ -78,9 +78,22 @@ export async function writeRepo(
   execFileSync('createrepo_c', [...args, repo], { stdio: 'ignore' })
   if (o.compress === 'zstd') await zstdPrimary(repo)
   if (o.key)
-    execFileSync('gpg', ['--batch', '--homedir', o.gnupg, '--yes', '--local-user', o.key, '--armor', '--detach-sign', join(repo, 'repodata', 'repomd.xml')], {
-      stdio: 'ignore',
-    })
+    execFileSync(
+      'gpg',
+      [
+        '--batch',
+        '--homedir',
+        o.gnupg,
+        ...(o.signedAt ? ['--faked-system-time', o.signedAt] : []),
+        '--yes',
+        '--local-user',
+        o.key,
+        '--armor',
+        '--detach-sign',
+        join(repo, 'repodata', 'repomd.xml'),
+      ],
+      { stdio: 'ignore' },
+    )
 }
 
 /**

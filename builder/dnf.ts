@@ -108,7 +108,10 @@ async function fetchChecked(where: string, base: string, entry: RepomdEntry, o: 
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const closed = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)))
-    await Promise.race([use(child.stdout), failed])
+    await Promise.race([use(child.stdout), failed]).catch((e: unknown) => {
+      child.kill()
+      throw e
+    })
     if ((await closed) !== 0) throw new KaError('EFETCH', `${where}: ${program} could not unpack ${entry.href} (${stderr.trim()})`)
   } finally {
     await rm(partial, { force: true })

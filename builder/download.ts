@@ -2,13 +2,12 @@ import { type FileHandle, mkdir, open, readFile, rm, stat } from 'node:fs/promis
 import { dirname } from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { request } from 'undici'
 import { writeAtomic } from '../bundle/atomic.js'
 import { integrityError, type Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { Connections, type Splittable } from './connections.js'
 import { PrefixHash } from './hasher.js'
-import { type Attempt, headerValue, type HttpOptions, RETRY_STATUS, redactUrl, retryAfterMs, statusError, Transient, withRetries } from './http.js'
+import { type Attempt, headerValue, type HttpOptions, redactUrl, request, RETRY_STATUS, retryAfterMs, statusError, Transient, withRetries } from './http.js'
 
 export interface DownloadRequest {
   /** Names the artifact in messages ("containerd 1.7.16 linux/amd64"). */

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { KaError } from '../bundle/errors.js'
 import type { Connections } from './connections.js'
 
@@ -31,14 +32,30 @@ export interface HttpOptions {
  * cookies when a redirect leaves the origin).
  */
 export function createDispatcher(): Dispatcher {
+  const { EnvHttpProxyAgent, interceptors } = undici()
   return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 }).compose(interceptors.redirect({ maxRedirections: 10 }))
 }
 
+// undici is a quarter of a second to load, and a build from the cache, `bundle verify` or
+// `--help` never open a connection: it is loaded on the first request.
+let loaded: typeof import('undici') | undefined
+const undici = (): typeof import('undici') => (loaded ??= createRequire(import.meta.url)('undici') as typeof import('undici'))
+
+/** undici's `request`, loaded when first called. */
+export const request: typeof import('undici').request = (...args) => undici().request(...args)
+
 let shared: Dispatcher | undefined
+/** The process's dispatcher, made on its first request (`request` only ever calls `dispatch`). */
+const sharedDispatcher = {
+  dispatch: (opts, handler) => {
+    shared ??= createDispatcher()
+    return shared.dispatch(opts, handler)
+  },
+} as Pick<Dispatcher, 'dispatch'> as Dispatcher
+
 export function httpDefaults(over: Partial<HttpOptions> = {}): HttpOptions {
-  if (!over.dispatcher) shared ??= createDispatcher()
   return {
-    dispatcher: over.dispatcher ?? shared!,
+    dispatcher: over.dispatcher ?? sharedDispatcher,
     retries: envNumber('KUBE_AIRGAP_RETRIES', 5, 0, 100),
     backoffMs: 500,
     maxRetryAfterMs: 60_000,

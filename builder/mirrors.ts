@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises'
-import { request } from 'undici'
 import { KaError } from '../bundle/errors.js'
 import { loadYaml } from '../bundle/yaml.js'
-import { applyMirrors, type HttpOptions, type Mirror, parseMirror, redactUrl } from './http.js'
+import { applyMirrors, type HttpOptions, type Mirror, parseMirror, redactUrl, request } from './http.js'
 import { parseRegistryMirror, type RegistryMirror } from './registry.js'
 
 /** The environment variable that names a mirrors file, for every run (--mirrors wins). */

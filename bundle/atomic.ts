@@ -49,8 +49,10 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
       let unsynced = 0
       let flushing: Promise<void> = Promise.resolve()
       await data(async (buf) => {
+        // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
+        const writing = fh.write(buf, 0, buf.length)
         hash.update(buf)
-        for (let off = 0; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
+        for (let off = (await writing).bytesWritten; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
         unsynced += buf.length
         if (unsynced >= FLUSH_EVERY) {
           unsynced = 0

@@ -12,19 +12,19 @@ const buf = Buffer.allocUnsafe(1 << 20)
 const prefixes = new Map()
 let queue = Promise.resolve()
 parentPort.on('message', (m) => { queue = queue.then(() => handle(m)) })
-async function hashRange(hash, path, from, to) {
-  const fh = await open(path, 'r')
-  try {
-    let pos = from
-    while (pos < to) {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, to - pos), pos)
-      if (bytesRead === 0) throw new Error(path + ': ends at byte ' + pos + ', not ' + to)
-      hash.update(buf.subarray(0, bytesRead))
-      pos += bytesRead
-    }
-  } finally {
-    await fh.close()
+async function hashRange(p, path, to) {
+  p.fh ??= await open(path, 'r')
+  while (p.pos < to) {
+    const { bytesRead } = await p.fh.read(buf, 0, Math.min(buf.length, to - p.pos), p.pos)
+    if (bytesRead === 0) throw new Error(path + ': ends at byte ' + p.pos + ', not ' + to)
+    p.hash.update(buf.subarray(0, bytesRead))
+    p.pos += bytesRead
   }
+}
+function drop(key) {
+  const p = prefixes.get(key)
+  prefixes.delete(key)
+  return p && p.fh && p.fh.close().catch(() => {})
 }
 async function handle(m) {
   try {
@@ -43,15 +43,15 @@ async function handle(m) {
       return parentPort.postMessage({ id: m.id, hex: hash.digest('hex') })
     }
     let p = prefixes.get(m.key)
-    if (!p) prefixes.set(m.key, (p = { hash: createHash('sha256'), pos: 0, error: undefined }))
+    if (!p) prefixes.set(m.key, (p = { hash: createHash('sha256'), pos: 0, fh: undefined, error: undefined }))
     if (m.op === 'grow') {
-      if (!p.error && m.upTo > p.pos) await hashRange(p.hash, m.path, p.pos, m.upTo).then(() => (p.pos = m.upTo), (e) => (p.error = String(e && e.message || e)))
+      if (!p.error && m.upTo > p.pos) await hashRange(p, m.path, m.upTo).catch((e) => (p.error = String(e && e.message || e)))
       return
     }
-    if (m.op === 'forget') return void prefixes.delete(m.key)
+    if (m.op === 'forget') return await drop(m.key)
+    if (m.op === 'end') await drop(m.key)
     if (p.error) throw new Error(p.error)
     const hex = (m.op === 'peek' ? p.hash.copy() : p.hash).digest('hex')
-    if (m.op === 'end') prefixes.delete(m.key)
     parentPort.postMessage({ id: m.id, hex, size: p.pos })
   } catch (e) {
     parentPort.postMessage({ id: m.id, error: String(e && e.message || e) })
@@ -108,33 +108,45 @@ export const hashFile = async (path: string): Promise<Sha256> => Sha256.fromHex(
 
 let prefixes = 0
 
+/** A prefix is handed to the worker in steps of at least this: a socket's many small writes are one read back there. */
+const GROW_STEP = 1 << 20
+
 /**
  * The sha256 of a file's first bytes as they are written, taken on the worker: `grow(n)`
- * once bytes `[0, n)` are in the file (it reads them back, from the page cache), `digest()`
- * at the end. Memory stays flat: nothing but the length crosses the threads.
+ * once bytes `[0, n)` are in the file (it reads them back, from the page cache, through a
+ * handle it keeps open until `digest` or `forget`), `digest()` at the end. Memory stays
+ * flat: nothing but the length crosses the threads.
  */
 export class PrefixHash {
   private readonly key = prefixes++
   private posted = 0
+  private known = 0
 
   constructor(private readonly path: string) {}
 
   grow(upTo: number): void {
-    if (upTo <= this.posted) return
-    this.posted = upTo
-    shared.post({ op: 'grow', key: this.key, path: this.path, upTo })
+    this.known = Math.max(this.known, upTo)
+    if (this.known - this.posted >= GROW_STEP) this.post()
   }
 
   /** The hash of what was hashed so far (the hash goes on). */
   async peek(): Promise<{ digest: Sha256; size: number }> {
+    this.post()
     const r = await shared.ask({ op: 'peek', key: this.key })
     return { digest: Sha256.fromHex(r.hex!), size: r.size! }
   }
 
   /** The hash of the whole prefix; the state is dropped. */
   async digest(): Promise<{ digest: Sha256; size: number }> {
+    this.post()
     const r = await shared.ask({ op: 'end', key: this.key })
     return { digest: Sha256.fromHex(r.hex!), size: r.size! }
+  }
+
+  private post(): void {
+    if (this.known <= this.posted) return
+    this.posted = this.known
+    shared.post({ op: 'grow', key: this.key, path: this.path, upTo: this.posted })
   }
 
   forget(): void {

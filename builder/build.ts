@@ -126,7 +126,8 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const fetcher = new Fetcher(o)
-  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o)]))
+  // The runtime tarball first: SHA256SUMS, the tar's first file, names the binary it holds.
+  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel)]))
   try {
     // A delta: what the old bundle holds is neither fetched nor packed (calico.yaml is still read, for the closed world).
     const base = o.upgradeFrom ? await baseBundle(await readLock(o.upgradeFrom), o.upgradeFrom, lock, o.platform, { registry, ...o }) : undefined
@@ -174,10 +175,13 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       }),
     )
     await expectMissing(carried(blobs))
-    // Then everything at once, the runtime tarball among the rest: the budget decides what moves when.
-    for (const i of carried([...items.values(), ...blobs])) void fetcher.ensure(i).catch(() => {})
+    // Then everything at once: the budget decides what moves when (largest first). The runtime
+    // tarball is asked for first (the pack waits on it), the rest in the tar's order, so that
+    // among equals the file the pack needs next comes first and the tar follows the downloads.
     // The runtime tarball is fetched like any file, but the bundle carries only its binary.
     const tarball = items.get(plan.runtime.rel)!
+    const ordered = carried([...items.values(), ...blobs]).sort((a, b) => (a === tarball ? -1 : b === tarball ? 1 : a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
+    for (const i of ordered) void fetcher.ensure(i).catch(() => {})
     await fetcher.ensure(tarball)
     const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
     items.delete(plan.runtime.rel)
@@ -249,7 +253,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
 }
 
 /** A planned download as the fetcher's item: its source is the URL through the mirrors, then the fallback on 404/410. */
-function downloadItem(d: PlannedDownload, o: BuildOptions): Item {
+function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Item {
   return {
     rel: d.rel,
     digest: d.digest,
@@ -258,7 +262,16 @@ function downloadItem(d: PlannedDownload, o: BuildOptions): Item {
     fetch: async (partial, onBytes, signal) => {
       const get = (url: string) =>
         download(
-          { what: d.what, url: applyMirrors(url, o.mirrors), partial, expected: d.digest, ...(d.size !== undefined ? { size: d.size } : {}), onBytes, signal },
+          {
+            what: d.what,
+            url: applyMirrors(url, o.mirrors),
+            partial,
+            expected: d.digest,
+            ...(d.size !== undefined ? { size: d.size } : {}),
+            onBytes,
+            signal,
+            urgent,
+          },
           o.http,
         )
       try {

@@ -20,6 +20,8 @@ export interface DownloadRequest {
   onBytes?: (n: number) => void
   /** Stops the download (the partial file stays, to be resumed). */
   signal?: AbortSignal
+  /** Everything else waits on it: it takes the next free connection, whatever its size. */
+  urgent?: boolean
   /** Extra request headers, asked for before every request (a registry token may expire). */
   headers?: () => Promise<Record<string, string>>
   /** Called on a 401 with the server's challenge; true when new credentials are worth a retry. */
@@ -256,7 +258,8 @@ class Transfer implements Splittable {
     const acquire = async () => {
       const given = lease
       lease = undefined
-      return given ?? this.pool.acquire(r.end - r.pos, signal)
+      // Largest first; a size the lock does not pin ranks below the urgent, with the largest.
+      return given ?? this.pool.acquire(this.req.urgent ? Number.POSITIVE_INFINITY : Math.min(r.end - r.pos, Number.MAX_SAFE_INTEGER), signal)
     }
     try {
       await withRetries(

@@ -252,6 +252,22 @@ describe('bundle build', () => {
     expect((await bundleCli(['verify', join(out, TAR)])).code).toBe(0)
   })
 
+  it('asks for the runtime tarball first: nothing is packed before it', async () => {
+    const { out, cache } = await fresh()
+    const files = new Set(fake.artifacts.filter((a) => a.want.name !== 'calico-manifest').map((a) => a.path))
+    const start = fake.up.log.length
+    const r = await build(out, cache, ['--concurrency', '1'])
+    expect(r.code, r.stderr).toBe(0)
+    const order = fake.up.log
+      .slice(start)
+      .filter((l) => l.method === 'GET' && files.has(l.path))
+      .map((l) => l.path)
+    // One connection: the file that reached it first holds it; the runtime's tarball is next,
+    // ahead of every other file (their sizes unpinned, or larger).
+    expect(order.indexOf(fake.artifact('node', 'linux/amd64').path), order.join(' ')).toBeLessThanOrEqual(1)
+    expect(order.length).toBeGreaterThan(5)
+  })
+
   it('a server that does not take ranges gets one connection for the file, as before', async () => {
     const { out, cache } = await fresh()
     const containerd = fake.artifact('containerd', 'linux/amd64')

@@ -60,6 +60,7 @@ export async function benchBuild(): Promise<string[]> {
     const curlFast = await curlLoop()
     const oursFast = await coldBuild()
     lines.push(row('cold build, unthrottled loopback, vs curl', oursFast.seconds, curlFast, '<= 1.5x'))
+    lines.push(`  CPU of that build: ${(oursFast.cpu! / (total / 2 ** 30)).toFixed(2)} s per GiB (all threads, user + system)`)
 
     const warmBuild = () =>
       timed(

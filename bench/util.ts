@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { REPO } from '../test/support/fake-upstream.js'
@@ -6,10 +6,14 @@ import { REPO } from '../test/support/fake-upstream.js'
 export interface Timed {
   seconds: number
   peakRss?: number
+  /** CPU seconds, all threads, user and system (with `rssFile`). */
+  cpu?: number
 }
 
 /** Runs a command to completion and times it; `rss` wraps node commands to report peak RSS. */
 export async function timed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; rssFile?: string } = {}): Promise<Timed> {
+  // Each run starts with the disk idle: not paying for the writeback of what the run before it wrote.
+  spawnSync('sync')
   const t0 = process.hrtime.bigint()
   await new Promise<void>((resolve, reject) => {
     const child = spawn(cmd, args, {
@@ -23,9 +27,10 @@ export async function timed(cmd: string, args: string[], opts: { cwd?: string; e
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`))))
   })
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
-  const peakRss = opts.rssFile ? Number(await readFile(opts.rssFile, 'utf8')) : undefined
-  if (opts.rssFile) await rm(opts.rssFile, { force: true })
-  return { seconds, ...(peakRss !== undefined ? { peakRss } : {}) }
+  if (!opts.rssFile) return { seconds }
+  const [peakRss, cpuMicros] = (await readFile(opts.rssFile, 'utf8')).split(' ').map(Number)
+  await rm(opts.rssFile, { force: true })
+  return { seconds, peakRss: peakRss!, cpu: cpuMicros! / 1e6 }
 }
 
 export const CLI = join(REPO, 'lib', 'builder', 'cli.js')

@@ -126,7 +126,6 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const fetcher = new Fetcher(o)
-  // The runtime tarball first: SHA256SUMS, the tar's first file, names the binary it holds.
   const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel)]))
   try {
     // A delta: what the old bundle holds is neither fetched nor packed (calico.yaml is still read, for the closed world).
@@ -175,13 +174,12 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       }),
     )
     await expectMissing(carried(blobs))
-    // Then everything at once: the budget decides what moves when (largest first). The runtime
-    // tarball is asked for first (the pack waits on it), the rest in the tar's order, so that
-    // among equals the file the pack needs next comes first and the tar follows the downloads.
     // The runtime tarball is fetched like any file, but the bundle carries only its binary.
+    // SHA256SUMS, near the tar's start, names that binary, so the pack waits on it: it is asked
+    // for first, and urgent. Then everything at once: the budget decides what moves when.
     const tarball = items.get(plan.runtime.rel)!
-    const ordered = carried([...items.values(), ...blobs]).sort((a, b) => (a === tarball ? -1 : b === tarball ? 1 : a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
-    for (const i of ordered) void fetcher.ensure(i).catch(() => {})
+    void fetcher.ensure(tarball).catch(() => {})
+    for (const i of carried([...items.values(), ...blobs])) void fetcher.ensure(i).catch(() => {})
     await fetcher.ensure(tarball)
     const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
     items.delete(plan.runtime.rel)

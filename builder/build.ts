@@ -170,7 +170,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
         size: b.size,
         label: b.label,
         group: b.image.name,
-        fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal }),
+        fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal, order: b.rel }),
       }),
     )
     await expectMissing(carried(blobs))
@@ -269,6 +269,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
             onBytes,
             signal,
             urgent,
+            order: d.rel,
           },
           o.http,
         )

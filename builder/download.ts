@@ -22,6 +22,8 @@ export interface DownloadRequest {
   signal?: AbortSignal
   /** Everything else waits on it: it takes the next free connection, whatever its size. */
   urgent?: boolean
+  /** Where it goes in the bundle: spare connections split the download that comes first (see `Connections`). */
+  order?: string
   /** Extra request headers, asked for before every request (a registry token may expire). */
   headers?: () => Promise<Record<string, string>>
   /** Called on a 401 with the server's challenge; true when new credentials are worth a retry. */
@@ -172,6 +174,10 @@ class Transfer implements Splittable {
       this.pool.unregister(this)
       await this.fh?.close()
     }
+  }
+
+  get order(): string | undefined {
+    return this.req.order
   }
 
   splittable(): number {

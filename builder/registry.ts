@@ -129,7 +129,7 @@ export class RegistryClient {
     digest: Sha256,
     size: number,
     partial: string,
-    opts: { onBytes?: (n: number) => void; signal?: AbortSignal } = {},
+    opts: { onBytes?: (n: number) => void; signal?: AbortSignal; order?: string } = {},
   ): Promise<Downloaded> {
     const ep = this.endpoint(ref)
     const what = `${imageName(ref)} blob ${digest.hex.slice(0, 12)}`

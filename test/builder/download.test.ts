@@ -70,6 +70,29 @@ describe('a split download resumed from its sidecar', () => {
     }
   })
 
+  it('a spare connection splits the download that comes first in the bundle, not the widest, so files finish in the order they are packed', async () => {
+    await writeRandomFile(join(dir, 'up', 'wide.bin'), 6 * MIB, 'wide')
+    const wide = Sha256.of(await readFile(join(dir, 'up', 'wide.bin')))
+    up.throttle = 2 * MIB // a few seconds each on one connection: worth splitting
+    try {
+      const opts = httpDefaults({ backoffMs: 1, connections: new Connections(3, 256 << 10) })
+      const start = up.log.length
+      // The wider file starts first and is later in the bundle: the third connection goes to the other.
+      const later = download(
+        { what: 'wide', url: `${up.url}/wide.bin`, partial: join(dir, 'order-wide'), expected: wide, size: 6 * MIB, order: 'files/z' },
+        opts,
+      )
+      const first = download({ what: 'big', url: `${up.url}/big.bin`, partial: join(dir, 'order-big'), expected: digest, size: SIZE, order: 'files/a' }, opts)
+      const finished: string[] = []
+      await Promise.all([later.then(() => finished.push('wide')), first.then(() => finished.push('big'))])
+      const splits = up.log.slice(start).filter((l) => l.range !== undefined)
+      expect(splits[0]?.path).toBe('/big.bin')
+      expect(finished).toEqual(['big', 'wide'])
+    } finally {
+      up.throttle = 0
+    }
+  })
+
   it('a range whose connection is cut goes on from where it stopped', async () => {
     const partial = await partialWith('cut', [[0, MIB]])
     up.fault('/big.bin', { kind: 'cut', afterBytes: 256 << 10, times: 1 })

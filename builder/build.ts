@@ -12,7 +12,7 @@ import type { Platform } from '../bundle/platform.js'
 import { Cache } from './cache.js'
 import { Connections } from './connections.js'
 import { DockerCredentials } from './credentials.js'
-import { Fetcher, type Item } from './fetcher.js'
+import { Cancelled, Fetcher, type Item } from './fetcher.js'
 import { download } from './download.js'
 import { applyMirrors, httpDefaults, redactUrl } from './http.js'
 import { planImages } from './images.js'
@@ -115,8 +115,8 @@ export async function readLock(path: string): Promise<Lock> {
  * Builds the bundle for one platform, in three stages: plan (what the bundle carries, from
  * the lock alone), fetch (every pinned file and image blob into the cache, checked against
  * its pin) and pack (SHA256SUMS, the signed statement and one deterministic tar). The closed
- * world is checked before anything else is fetched: the bundle must hold every image the
- * node will ask for.
+ * world (the bundle must hold every image the node will ask for) is checked while the files
+ * download, before any image blob is fetched or anything is written.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
   const base = buildDefaults(options)
@@ -126,7 +126,8 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const fetcher = new Fetcher(o)
-  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel)]))
+  // Calico's manifest (the closed world reads it) and the runtime's tarball (SHA256SUMS names the binary in it) take the first connections.
+  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel || d.rel === plan.calico?.rel)]))
   try {
     // A delta: what the old bundle holds is neither fetched nor packed (calico.yaml is still read, for the closed world).
     const base = o.upgradeFrom ? await baseBundle(await readLock(o.upgradeFrom), o.upgradeFrom, lock, o.platform, { registry, ...o }) : undefined
@@ -146,20 +147,33 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       return missing
     }
     const missing = new Set((await expectMissing([...items.values()].filter((i) => !inBase(base, i) || i.rel === plan.calico?.rel))).map((i) => i.rel))
-    // Every host this build still needs, checked at once: a user behind a firewall learns
-    // every unreachable one in one line, not one at a time. Calico's manifest comes meanwhile.
+    // Every host this build still needs, checked at once, before any file but Calico's
+    // manifest (small; the closed world waits on it) is asked for: a user behind a firewall
+    // learns every unreachable one in one line, not one at a time.
     const needed = plan.downloads.filter((d) => missing.has(d.rel)).map((d) => ({ url: d.url, what: redactUrl(d.url) }))
     for (const im of lock.images)
       if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
-    // The image manifests are read meanwhile too: small, and every blob waits on them.
+    // Once every host answered, the runtime's tarball starts; every other file once Calico's
+    // manifest is in too, while the check runs (a build the closed world refuses keeps what
+    // came in the cache). The image manifests are read meanwhile: small, and every blob waits on them.
+    const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http) : Promise.resolve()
+    const calicoFetched = plan.calico ? fetcher.ensure(items.get(plan.calico.rel)!) : Promise.resolve()
+    const tarball = items.get(plan.runtime.rel)!
+    void hostsChecked.then(() => fetcher.ensure(tarball)).catch(() => {})
+    void Promise.all([hostsChecked, calicoFetched]).then(
+      () => {
+        for (const i of carried([...items.values()])) void fetcher.ensure(i).catch(() => {})
+      },
+      () => {},
+    )
     const [hosts, calico, planned] = await Promise.allSettled([
-      needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http) : undefined,
-      plan.calico ? fetcher.ensure(items.get(plan.calico.rel)!) : undefined,
+      hostsChecked,
+      calicoFetched,
       planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency }),
     ])
     if (hosts.status === 'rejected') throw hosts.reason
     if (calico.status === 'rejected') throw calico.reason
-    // The closed world before the rest: nothing more is pulled or written for a bundle that could not work.
+    // The closed world before the image blobs: no layer is pulled and nothing written for a bundle that could not work.
     await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
     if (planned.status === 'rejected') throw planned.reason
     const images = planned.value
@@ -174,12 +188,8 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       }),
     )
     await expectMissing(carried(blobs))
+    for (const i of carried(blobs)) void fetcher.ensure(i).catch(() => {})
     // The runtime tarball is fetched like any file, but the bundle carries only its binary.
-    // SHA256SUMS, near the tar's start, names that binary, so the pack waits on it: it is asked
-    // for first, and urgent. Then everything at once: the budget decides what moves when.
-    const tarball = items.get(plan.runtime.rel)!
-    void fetcher.ensure(tarball).catch(() => {})
-    for (const i of carried([...items.values(), ...blobs])) void fetcher.ensure(i).catch(() => {})
     await fetcher.ensure(tarball)
     const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
     items.delete(plan.runtime.rel)
@@ -242,9 +252,10 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       ...(delta ? { delta } : {}),
     }
   } catch (e) {
-    // Whatever failed before packing (which stops them itself), the downloads still running stop with it.
-    await fetcher.stop(e)
-    throw e
+    // Whatever failed before packing (which stops them itself), the downloads still running
+    // stop with it; a download's own failure is shown, not the cancellation it caused.
+    const first = await fetcher.stop(e)
+    throw e instanceof Cancelled && first ? first : e
   } finally {
     o.progress.close()
   }

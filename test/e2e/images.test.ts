@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CACHE_FORMAT } from '../../builder/cache.js'
-import { parseLock, serializeLock } from '../../bundle/lock.js'
+import { filesFor, parseLock, serializeLock } from '../../bundle/lock.js'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd } from '../support/containerd.js'
 import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
@@ -163,14 +163,17 @@ describe('images in the bundle', () => {
     }
   })
 
-  it('a missing image fails the closed-world check, listing it, before any layer is pulled or anything written', async () => {
+  it('a missing image fails the closed-world check, listing it, before any layer is pulled or anything written; the files came meanwhile', async () => {
     const lock = parseLock(await readFile(lockPath, 'utf8'))
     lock.images = lock.images.filter((i) => i.ref !== 'docker.io/calico/node:v3.28.0' && i.ref !== 'registry.k8s.io/pause:3.9')
     const broken = join(dir, 'missing.lock.json')
     await writeFile(broken, serializeLock(lock))
     const { out, cache } = fresh()
     const start = world.front.log.length
+    // The image manifests (which the check waits for) come slowly: the files do not wait.
+    world.front.delay('/manifests/', 500)
     const r = await build(broken, out, cache)
+    world.front.delay(undefined)
     expect(r.code).toBe(2)
     const line = r.stderr.trim().split('\n').pop()!
     expect(line).toMatch(/ENOTPINNED: the lock lacks 2 images the nodes will ask for: /)
@@ -181,6 +184,10 @@ describe('images in the bundle', () => {
     const layers = [...world.images.values()].flatMap((im) => [im.amd64, im.arm64].flatMap((p) => p?.layers.map((l) => l.digest) ?? []))
     expect(world.front.log.slice(start).filter((l) => layers.some((d) => l.path.endsWith(d)))).toEqual([])
     expect(existsSync(out) ? await readdir(out) : []).toEqual([])
+    // Every pinned file started with the check and is in the cache for the next try.
+    const files = filesFor(lock, 'linux/amd64')
+    const cached = new Set(await readdir(join(cache, CACHE_FORMAT, 'blobs', 'sha256')))
+    expect(files.filter((f) => !cached.has(f.integrity.hex)).map((f) => f.name)).toEqual([])
   })
 
   it('an image without a digest is resolved at build time, with a warning, and the bundle lock records it', async () => {

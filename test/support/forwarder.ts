@@ -1,4 +1,4 @@
-import { createServer, request, type Server } from 'node:http'
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { inFlight } from './gauge.js'
 
@@ -9,22 +9,29 @@ export interface Forwarder {
   failNext(match: string, status: number, times: number): void
   /** Responses whose path contains `match` have one byte flipped. */
   corrupt(match: string | undefined): void
+  /** Requests whose path contains `match` wait `ms` before they are forwarded (undefined: none). */
+  delay(match: string | undefined, ms?: number): void
   close(): Promise<void>
 }
 
 /**
  * A registry that lies or stalls on demand: it forwards everything to a real registry, and
- * can answer 429/5xx or flip a byte of a manifest or blob. Every request is logged, so
+ * can answer 429/5xx, flip a byte of a manifest or blob, or hold requests back a while. Every request is logged, so
  * tests can count what a build asked the registry for.
  */
 export async function startForwarder(target: string): Promise<Forwarder> {
   const log: Forwarder['log'] = []
   const fails: { match: string; status: number; times: number }[] = []
   let corruptMatch: string | undefined
+  let slow: { match: string; ms: number } | undefined
   const t = new URL(target)
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/'
     inFlight.track(res)
+    if (slow && path.includes(slow.match)) setTimeout(() => forward(req, res, path), slow.ms)
+    else forward(req, res, path)
+  })
+  const forward = (req: IncomingMessage, res: ServerResponse, path: string): void => {
     const f = fails.find((x) => x.times > 0 && path.includes(x.match))
     if (f) {
       f.times--
@@ -54,13 +61,14 @@ export async function startForwarder(target: string): Promise<Forwarder> {
     })
     up.on('error', () => res.destroy())
     req.pipe(up)
-  })
+  }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     log,
     failNext: (match, status, times) => fails.push({ match, status, times }),
     corrupt: (m) => (corruptMatch = m),
+    delay: (match, ms = 0) => (slow = match === undefined ? undefined : { match, ms }),
     close: async () => {
       server.closeAllConnections()
       await new Promise<void>((r) => server.close(() => r()))

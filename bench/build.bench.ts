@@ -62,20 +62,30 @@ export async function benchBuild(): Promise<string[]> {
     lines.push(row('cold build, unthrottled loopback, vs curl', oursFast.seconds, curlFast, '<= 1.5x'))
     lines.push(`  CPU of that build: ${(oursFast.cpu! / (total / 2 ** 30)).toFixed(2)} s per GiB (all threads, user + system)`)
 
-    const warmBuild = () =>
-      timed(
-        process.execPath,
-        ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', join(oursFast.base, 'out'), '--cache', join(oursFast.base, 'cache')],
-        { rssFile: join(dir, 'rss') },
-      )
+    // Every output is a new file (the one before removed outside the timing), for GNU tar and
+    // for a build into a new folder; a build into the same folder finds the same tar there.
+    let fresh = 0
+    const warmBuild = async (out: string) => {
+      const t = await timed(process.execPath, ['--import', RSS_HOOK, CLI, 'build', '--lock', lockPath, '--out', out, '--cache', join(oursFast.base, 'cache')], {
+        rssFile: join(dir, 'rss'),
+      })
+      if (out !== join(oursFast.base, 'out')) await rm(out, { recursive: true, force: true })
+      return t
+    }
     const blobs = join(oursFast.base, 'cache', CACHE_FORMAT, 'blobs', 'sha256')
     const names = await readdir(blobs)
-    const tarCf = () => timed('tar', ['cf', join(dir, 'gnu.tar'), ...names], { cwd: blobs })
-    // Steady state for both: one warm-up run each, then the median of three.
-    const warm = await medianOf(3, warmBuild)
+    const tarCf = async () => {
+      const t = await timed('tar', ['cf', join(dir, 'gnu.tar'), ...names], { cwd: blobs })
+      await rm(join(dir, 'gnu.tar'))
+      return t
+    }
+    // Steady state for all: one warm-up run each, then the median of three.
+    const same = await medianOf(3, () => warmBuild(join(oursFast.base, 'out')))
+    const anew = await medianOf(3, () => warmBuild(join(dir, `out-${fresh++}`)))
     const gnuTar = await medianOf(3, tarCf)
-    lines.push(row('warm rebuild (all cached) vs GNU tar cf', warm.seconds, gnuTar.seconds, '<= 1.3x'))
-    const peak = Math.max(oursSlow.peakRss ?? 0, oursFast.peakRss ?? 0, warm.peakRss ?? 0)
+    lines.push(row('warm rebuild, new tar, vs GNU tar cf', anew.seconds, gnuTar.seconds, '<= 1.3x'))
+    lines.push(row('warm rebuild, same tar kept, vs GNU tar cf', same.seconds, gnuTar.seconds, '<= 1.3x'))
+    const peak = Math.max(oursSlow.peakRss ?? 0, oursFast.peakRss ?? 0, same.peakRss ?? 0, anew.peakRss ?? 0)
     lines.push(`peak RSS of bundle build: ${mib(peak)} (target < 150 MiB)`)
     return lines
   } finally {

@@ -41,13 +41,17 @@ export async function splitTar(tarPath: string, size: number, whole: Sha256): Pr
     for (let i = 0, pos = 0; pos < total || i === 0; i++) {
       const name = partName(tarName, i)
       const end = Math.min(total, pos + size)
-      const digest = await writeAtomic(join(dir, name), async (sink) => {
-        while (pos < end) {
-          const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, end - pos), pos)
-          await sink(buf.subarray(0, bytesRead))
-          pos += bytesRead
-        }
-      })
+      const digest = await writeAtomic(
+        join(dir, name),
+        async (sink) => {
+          while (pos < end) {
+            const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, end - pos), pos)
+            await sink(buf.subarray(0, bytesRead))
+            pos += bytesRead
+          }
+        },
+        { keepSame: true },
+      )
       lines.push(`${digest.hex}  ${name}`)
       parts.push(join(dir, name))
     }
@@ -56,7 +60,7 @@ export async function splitTar(tarPath: string, size: number, whole: Sha256): Pr
   }
   lines.push(`${whole.hex}  ${tarName}`)
   const sums = join(dir, partsSumName(tarName))
-  await writeAtomic(sums, `${lines.join('\n')}\n`)
+  await writeAtomic(sums, `${lines.join('\n')}\n`, { keepSame: true })
   await rm(tarPath, { force: true })
   await rm(`${tarPath}.sha256`, { force: true })
   return parts

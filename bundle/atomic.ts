@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { chown, open, rename, rm } from 'node:fs/promises'
+import { chown, type FileHandle, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { integrityError, Sha256 } from './digest.js'
@@ -14,12 +14,20 @@ export interface AtomicOptions {
   what?: string
   /** Runs when the bytes are complete and synced, just before the rename (a last check, or removing what must not outlive the old file). */
   beforeRename?: () => Promise<void>
+  /**
+   * A regular file already at the path, with the mode (and owner) asked for and the very same
+   * bytes, is left as it is: not rewritten, not renamed, its mtime kept (a rebuild that changes
+   * nothing writes nothing). The bytes are compared as they are made; from the first that
+   * differs on, they go to a temp file as always.
+   */
+  keepSame?: boolean
 }
 
 /** Writes bytes at the end of the file being made; resolves once the buffer may be reused. */
 export type Sink = (buf: Buffer) => Promise<void>
 
 const FLUSH_EVERY = 64 << 20
+const CHUNK = 1 << 20
 
 /** The temp file `writeAtomic` uses for `path`: `.NAME.tmp-PID-RANDOM` (the PID tells a live writer's from a dead one's). */
 export const tempPrefix = (name: string): string => `.${name}.tmp-`
@@ -37,50 +45,137 @@ export const tempPrefix = (name: string): string => `.${name}.tmp-`
 export async function writeAtomic(path: string, data: Buffer | string | Readable | ((sink: Sink) => Promise<void>), opts: AtomicOptions = {}): Promise<Sha256> {
   const mode = opts.mode ?? 0o644
   const temp = join(dirname(path), `${tempPrefix(basename(path))}${process.pid}-${randomBytes(6).toString('hex')}`)
-  const fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+  if (typeof data === 'string' || Buffer.isBuffer(data)) {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data
+    data = (sink) => sink(bytes)
+  }
+  // While every byte made so far is the old file's: the old file, and how many bytes agree.
+  let same = opts.keepSame && typeof data === 'function' ? await sameKind(path, mode, opts.owner) : undefined
+  let agreed = 0
+  let agreedHash = createHash('sha256')
   const hash = createHash('sha256')
+  let fh: FileHandle | undefined
+  const startTemp = async (): Promise<FileHandle> => {
+    fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+    if (same) {
+      // What agreed is what was made: it goes into the temp file from the old one, checked again
+      // on the way (the old file may have changed since it was compared).
+      const old = same
+      same = undefined
+      const copied = await copyPrefix(old, fh, agreed)
+      await old.close()
+      if (!copied.equals(Sha256.ofHash(agreedHash))) throw new Error(`${path} changed while it was being rebuilt; run the command again`)
+    }
+    return fh
+  }
   try {
-    if (typeof data === 'string' || Buffer.isBuffer(data)) {
-      const bytes = typeof data === 'string' ? Buffer.from(data) : data
-      hash.update(bytes)
-      await fh.writeFile(bytes)
-    } else if (typeof data === 'function') {
+    if (!same) await startTemp()
+    if (typeof data === 'function') {
       // A large file (the bundle's tar) is flushed to disk as it grows, not all at the end.
       let unsynced = 0
       let flushing: Promise<void> = Promise.resolve()
+      const theirs = same ? Buffer.allocUnsafe(CHUNK) : undefined
       await data(async (buf) => {
-        // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
-        const writing = fh.write(buf, 0, buf.length)
-        hash.update(buf)
-        for (let off = (await writing).bytesWritten; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
+        if (same) {
+          // The old bytes are read on libuv's pool while this thread hashes the new ones.
+          const reading = agrees(same, theirs!, buf, agreed)
+          hash.update(buf)
+          if (await reading) {
+            agreedHash = hash.copy()
+            agreed += buf.length
+            return
+          }
+          await writeAll(await startTemp(), buf)
+        } else {
+          const out = fh!
+          // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
+          const writing = out.write(buf, 0, buf.length)
+          hash.update(buf)
+          await writeAll(out, buf, (await writing).bytesWritten)
+        }
         unsynced += buf.length
         if (unsynced >= FLUSH_EVERY) {
           unsynced = 0
           await flushing
-          flushing = fh.datasync()
+          flushing = fh!.datasync()
         }
       })
       await flushing
     } else {
+      const out = fh!
       for await (const chunk of data) {
         const c = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
         // Hashed before the write: the hash is of exactly the bytes that reach the file.
         hash.update(c)
-        await fh.write(c)
+        await out.write(c)
       }
     }
     const got = Sha256.ofHash(hash)
     if (opts.expected && !got.equals(opts.expected)) throw integrityError(opts.what ?? path, opts.expected, got, { path })
-    await fh.chmod(mode)
+    if (same) {
+      if ((await same.stat()).size === agreed) {
+        // The very same bytes: left as they are, and on disk (a no-op when they were synced).
+        await same.datasync()
+        await same.close()
+        return got
+      }
+      // The old file has more: what agreed goes into a new one.
+      await startTemp()
+    }
+    const out = fh!
+    await out.chmod(mode)
     if (opts.owner) await chown(temp, opts.owner.uid, opts.owner.gid)
-    await fh.datasync()
-    await fh.close()
+    await out.datasync()
+    await out.close()
     await opts.beforeRename?.()
     await rename(temp, path)
     return got
   } catch (e) {
-    await fh.close().catch(() => {})
-    await rm(temp, { force: true })
+    await same?.close().catch(() => {})
+    if (fh) {
+      await fh.close().catch(() => {})
+      await rm(temp, { force: true })
+    }
     throw e
   }
+}
+
+/** The file at `path` if it may be kept as it is: a regular file (never through a link) with this mode and owner. */
+async function sameKind(path: string, mode: number, owner: AtomicOptions['owner']): Promise<FileHandle | undefined> {
+  // O_NONBLOCK: a FIFO put there does not hang the open.
+  const old = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined)
+  if (!old) return undefined
+  const st = await old.stat()
+  if (st.isFile() && (st.mode & 0o7777) === mode && (!owner || (st.uid === owner.uid && st.gid === owner.gid))) return old
+  await old.close()
+  return undefined
+}
+
+/** Whether `old` holds `ours` at `at` (read through `theirs`). */
+async function agrees(old: FileHandle, theirs: Buffer, ours: Buffer, at: number): Promise<boolean> {
+  for (let off = 0; off < ours.length; ) {
+    const { bytesRead } = await old.read(theirs, 0, Math.min(theirs.length, ours.length - off), at + off)
+    if (bytesRead === 0 || !theirs.subarray(0, bytesRead).equals(ours.subarray(off, off + bytesRead))) return false
+    off += bytesRead
+  }
+  return true
+}
+
+/** Copies the first `n` bytes of `from` to the start of `to`, returning their sha256. */
+async function copyPrefix(from: FileHandle, to: FileHandle, n: number): Promise<Sha256> {
+  const hash = createHash('sha256')
+  const buf = Buffer.allocUnsafe(Math.max(1, Math.min(CHUNK, n)))
+  for (let at = 0; at < n; ) {
+    const { bytesRead } = await from.read(buf, 0, Math.min(buf.length, n - at), at)
+    if (bytesRead === 0) break
+    hash.update(buf.subarray(0, bytesRead))
+    await writeAll(to, buf.subarray(0, bytesRead))
+    at += bytesRead
+  }
+  return Sha256.ofHash(hash)
+}
+
+/** Writes `buf` from `off` on at the file's end, however many writes it takes. */
+async function writeAll(fh: FileHandle, buf: Buffer, off = 0): Promise<void> {
+  while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
 }

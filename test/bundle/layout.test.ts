@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -66,6 +67,8 @@ describe('the image layout', () => {
   })
 })
 
+const MIB = 1 << 20
+
 describe('tar and the atomic write', () => {
   const write = async (path: string) =>
     writeAtomic(path, async (sink) => {
@@ -93,6 +96,46 @@ describe('tar and the atomic write', () => {
       ['b/y', 'File', 1000, Sha256.of(Buffer.alloc(1000, 7)).hex],
     ])
     expect((await readdir(dir)).sort()).toEqual(['a.tar', 'b.tar'])
+  })
+
+  it('keepSame leaves a file with the very same bytes as it is; any difference gets a new file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ka-keep-'))
+    const f = join(dir, 'f.tar')
+    const bytes = randomBytes(3 * MIB + 123)
+    // The bytes in uneven pieces, as a tar's headers, paddings and file chunks come.
+    const make = () =>
+      writeAtomic(
+        f,
+        async (sink) => {
+          for (let at = 0; at < bytes.length; at += 700_001) await sink(bytes.subarray(at, at + 700_001))
+        },
+        { keepSame: true },
+      )
+    const want = Sha256.of(bytes)
+    expect((await make()).equals(want)).toBe(true)
+    const first = await stat(f)
+    expect((await make()).equals(want)).toBe(true)
+    expect(await stat(f)).toMatchObject({ ino: first.ino, mtimeMs: first.mtimeMs })
+    const damaged = Buffer.from(bytes)
+    damaged[2.5 * MIB] = damaged[2.5 * MIB]! ^ 1
+    const longer = Buffer.concat([bytes, Buffer.from('x')])
+    const other = join(dir, 'other')
+    await writeFile(other, bytes)
+    for (const [what, put] of [
+      ['a byte changed', () => writeFile(f, damaged)],
+      ['one byte more', () => writeFile(f, longer)],
+      ['another mode', () => chmod(f, 0o600)],
+      ['a link to the same bytes', () => rm(f).then(() => symlink(other, f))],
+    ] as const) {
+      await put()
+      const before = await lstat(f)
+      expect((await make()).equals(want), what).toBe(true)
+      const after = await lstat(f)
+      expect([after.ino !== before.ino, after.isFile(), after.mode & 0o777], what).toEqual([true, true, 0o644])
+      expect((await readFile(f)).equals(bytes), what).toBe(true)
+    }
+    expect((await readFile(other)).equals(bytes)).toBe(true)
+    expect((await readdir(dir)).sort()).toEqual(['f.tar', 'other'])
   })
 
   it('leaves nothing behind when the bytes are not the pinned ones, or the producer fails', async () => {

@@ -132,10 +132,12 @@ describe('bundle build', () => {
     expect(info.images).toHaveLength(11)
   })
 
-  it('fetches nothing on a second build (nor loads the HTTP client), and refetches a corrupted cache entry', async () => {
+  it('fetches nothing on a second build (nor loads the HTTP client) and leaves the same tar as it is; refetches a corrupted cache entry', async () => {
     const { out, cache } = await fresh()
     expect((await build(out, cache)).code).toBe(0)
     const before = fake.up.log.length
+    const tar = join(out, TAR)
+    const built = await stat(tar)
     // A quarter of a second saved on every build from the cache: undici is loaded on the first request only.
     const hook = join(dir, 'undici-hook.mjs')
     await writeFile(
@@ -147,6 +149,15 @@ describe('bundle build', () => {
     expect(again.code, again.stderr).toBe(0)
     expect(again.stderr).not.toContain('undici was loaded')
     expect(fake.up.log.length).toBe(before)
+    // The very same bytes: not written again (rsync and make see no change).
+    expect(await stat(tar)).toMatchObject({ ino: built.ino, mtimeMs: built.mtimeMs })
+    // A byte of it changed on disk: the next build writes it anew.
+    const damaged = await readFile(tar)
+    damaged[damaged.length >> 1] = damaged[damaged.length >> 1]! ^ 1
+    await writeFile(tar, damaged)
+    expect((await build(out, cache)).code).toBe(0)
+    expect((await stat(tar)).ino).not.toBe(built.ino)
+    execFileSync('sha256sum', ['-c', `${TAR}.sha256`], { cwd: out })
     // The hook itself sees a build that downloads.
     expect((await build(out, join(dir, `run-${n++}`), [], { NODE_OPTIONS: `--import ${hook}` })).stderr).toContain('undici was loaded')
 

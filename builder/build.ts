@@ -14,6 +14,7 @@ import { Connections } from './connections.js'
 import { DockerCredentials } from './credentials.js'
 import { Cancelled, Fetcher, type Item } from './fetcher.js'
 import { download } from './download.js'
+import { warmHasher } from './hasher.js'
 import { applyMirrors, httpDefaults, redactUrl } from './http.js'
 import { planImages } from './images.js'
 import { checkHosts, hostsFor } from './mirrors.js'
@@ -119,6 +120,8 @@ export async function readLock(path: string): Promise<Lock> {
  * download, before any image blob is fetched or anything is written.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
+  // Calico's manifest, which every other file waits on, is hashed there first.
+  warmHasher()
   const base = buildDefaults(options)
   // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.
   const o: BuildOptions = { ...base, http: { ...base.http, connections: new Connections(base.concurrency, base.http.segmentBytes) } }

@@ -71,10 +71,10 @@ class HashWorker {
   private next = 0
   private pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>()
 
-  post(m: Record<string, unknown>): void {
+  /** The worker, started if it is not (a thread takes about a tenth of a second to start); idle, it keeps no process alive. */
+  start(): Worker {
     if (!this.worker) {
       this.worker = new Worker(PROGRAM, { eval: true })
-      this.worker.unref()
       this.worker.on('message', (r: Reply) => {
         const p = this.pending.get(r.id)
         this.pending.delete(r.id)
@@ -87,8 +87,14 @@ class HashWorker {
         this.pending.clear()
         this.worker = undefined
       })
+      // After the listeners: adding the 'message' one refs the worker again.
+      this.worker.unref()
     }
-    this.worker.postMessage(m)
+    return this.worker
+  }
+
+  post(m: Record<string, unknown>): void {
+    this.start().postMessage(m)
   }
 
   /** A request with an answer: the worker keeps the process alive until it comes (it is unref'd while idle). */
@@ -102,6 +108,9 @@ class HashWorker {
 }
 
 const shared = new HashWorker()
+
+/** Starts the hash worker now, so that the first download's hash does not wait for it to start. */
+export const warmHasher = (): void => void shared.start()
 
 /** Hashes a whole file on the worker (files are hashed in the order asked). */
 export const hashFile = async (path: string): Promise<Sha256> => Sha256.fromHex((await shared.ask({ op: 'file', path })).hex!)

@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { appendFile, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PrefixHash } from '../../builder/hasher.js'
+import { REPO } from '../support/fake-upstream.js'
 
 let dir: string
 beforeAll(async () => {
@@ -55,5 +57,27 @@ describe('PrefixHash', () => {
     const other = new PrefixHash(path)
     await other.digest()
     expect(await openOn(path)).toBe(0)
+  })
+})
+
+describe('warmHasher', () => {
+  it('starts the worker ahead of the first hash, and an idle one keeps no process alive', () => {
+    // The compiled module in a process of its own: the worker's thread shows in /proc, and the
+    // process ends by itself once its work is done (a worker that held it would hang it).
+    const hasher = join(REPO, 'lib', 'builder', 'hasher.js')
+    const program = `
+      const { readdirSync } = require('node:fs')
+      const threads = () => readdirSync('/proc/self/task').length
+      import(${JSON.stringify(hasher)}).then(async (m) => {
+        const before = threads()
+        m.warmHasher()
+        for (let i = 0; i < 200 && threads() === before; i++) await new Promise((r) => setTimeout(r, 10))
+        console.log(threads() > before ? 'started' : 'not started')
+      })`
+    const run = spawnSync(process.execPath, ['-e', program], { encoding: 'utf8', timeout: 20_000 })
+    expect(run.stderr).toBe('')
+    expect(run.stdout.trim()).toBe('started')
+    expect(run.signal).toBeNull()
+    expect(run.status).toBe(0)
   })
 })

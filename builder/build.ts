@@ -124,7 +124,8 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   warmHasher()
   const base = buildDefaults(options)
   // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.
-  const o: BuildOptions = { ...base, http: { ...base.http, connections: new Connections(base.concurrency, base.http.segmentBytes) } }
+  const connections = new Connections(base.concurrency, base.http.segmentBytes)
+  const o: BuildOptions = { ...base, http: { ...base.http, connections } }
   const lock = await readLock(o.lockPath)
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
@@ -165,14 +166,17 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     void hostsChecked.then(() => fetcher.ensure(tarball)).catch(() => {})
     void Promise.all([hostsChecked, calicoFetched]).then(
       () => {
-        for (const i of carried([...items.values()])) void fetcher.ensure(i).catch(() => {})
+        for (const i of carried(bundleOrder([...items.values()]))) void fetcher.ensure(i).catch(() => {})
       },
       () => {},
     )
+    // Half the connections stay free for the image manifests meanwhile: the check and the
+    // packing wait on them, and they would otherwise queue behind the first big files.
+    const unreserve = connections.reserve(Math.floor(o.concurrency / 2))
     const [hosts, calico, planned] = await Promise.allSettled([
       hostsChecked,
       calicoFetched,
-      planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency }),
+      planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency }).finally(unreserve),
     ])
     if (hosts.status === 'rejected') throw hosts.reason
     if (calico.status === 'rejected') throw calico.reason
@@ -191,7 +195,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       }),
     )
     await expectMissing(carried(blobs))
-    for (const i of carried(blobs)) void fetcher.ensure(i).catch(() => {})
+    for (const i of carried(bundleOrder(blobs))) void fetcher.ensure(i).catch(() => {})
     // The runtime tarball is fetched like any file, but the bundle carries only its binary.
     await fetcher.ensure(tarball)
     const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
@@ -315,6 +319,9 @@ async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string 
     )
   }
 }
+
+/** Items in the order the tar takes them: downloads of equal rank start in it, so packing keeps up with them. */
+const bundleOrder = (list: Item[]): Item[] => [...list].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
 
 /** How many OS packages the bundle carries for each release, by their paths (packages/<release>/...). */
 function packageCounts(rels: string[]): { release: string; count: number }[] {

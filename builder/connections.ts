@@ -10,21 +10,26 @@ export interface Splittable {
 
 interface Waiter {
   priority: number
+  order: string | undefined
   grant: (release: () => void) => void
 }
 
 /**
  * The build's one budget of connections (`--concurrency N`): every request that moves bytes
  * (a file, a range of one, a registry blob or manifest) holds one while it runs. Waiting
- * requests are served largest first. A connection that frees up when nobody waits splits a
- * range still running (half of it goes to the free connection), so the last big file is not
- * left to one connection while the others sit idle. It splits the transfer that comes first
- * in the bundle, of those worth splitting: spare connections gather on one file at a time,
- * files finish in the order the tar takes them, and packing goes on while the rest download
- * instead of waiting for big files that all finish at the end.
+ * requests are served largest first, and of equal ones (sizes the lock does not pin) the one
+ * first in the bundle, which the packer takes first. A connection that frees up when nobody
+ * waits splits a range still running (half of it goes to the free connection), so the last
+ * big file is not left to one connection while the others sit idle. It splits the transfer
+ * that comes first in the bundle, of those worth splitting: spare connections gather on one
+ * file at a time, files finish in the order the tar takes them, and packing goes on while
+ * the rest download instead of waiting for big files that all finish at the end.
  */
 export class Connections {
   private free: number
+  /** Connections held by requests that are not urgent (splits among them), and how many of the budget they must leave to urgent ones. */
+  private bulk = 0
+  private reserved = 0
   private waiting: Waiter[] = []
   private transfers = new Set<Splittable>()
 
@@ -44,13 +49,10 @@ export class Connections {
     return new Connections(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
   }
 
-  /** Waits for a connection (a larger `priority` first; equal ones in turn) and returns its release. */
-  acquire(priority: number, signal?: AbortSignal): Promise<() => void> {
+  /** Waits for a connection (a larger `priority` first; of equal ones, the `order` first in the bundle, then in turn) and returns its release. */
+  acquire(priority: number, signal?: AbortSignal, order?: string): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(signal.reason)
-    if (this.free > 0 && this.waiting.length === 0) {
-      this.free--
-      return Promise.resolve(this.releaser())
-    }
+    if (this.waiting.length === 0 && this.mayTake(priority)) return Promise.resolve(this.take(priority))
     return new Promise((resolve, reject) => {
       const onAbort = () => {
         this.waiting = this.waiting.filter((w) => w !== waiter)
@@ -58,15 +60,33 @@ export class Connections {
       }
       const waiter: Waiter = {
         priority,
+        order,
         grant: (release) => {
           signal?.removeEventListener('abort', onAbort)
           resolve(release)
         },
       }
-      const at = this.waiting.findIndex((w) => w.priority < priority)
+      const at = this.waiting.findIndex((w) => w.priority < priority || (w.priority === priority && precedes(order, w.order)))
       this.waiting.splice(at < 0 ? this.waiting.length : at, 0, waiter)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
+  }
+
+  /**
+   * Keeps `n` connections (fewer than the budget) for urgent requests until the returned
+   * function is called: small requests that the build waits on (image manifests) are not
+   * queued behind big files that took every connection.
+   */
+  reserve(n: number): () => void {
+    const kept = Math.min(n, this.size - 1)
+    this.reserved += kept
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      this.reserved -= kept
+      this.dispatch()
+    }
   }
 
   /** A transfer that may be split while it runs; `offer` when it becomes splittable. */
@@ -80,29 +100,42 @@ export class Connections {
 
   /** Puts idle connections to work on ranges worth splitting, while nobody waits. */
   offer(): void {
-    while (this.free > 0 && this.waiting.length === 0) {
-      const t = this.firstSplittable()
-      if (!t) return
-      this.free--
-      t.split(this.releaser())
-    }
+    this.dispatch()
   }
 
-  private releaser(): () => void {
+  /** Whether a request of this priority may have a connection now: one is free, and it is urgent or leaves the reserve. */
+  private mayTake(priority: number): boolean {
+    return this.free > 0 && (priority === Number.POSITIVE_INFINITY || this.bulk < this.size - this.reserved)
+  }
+
+  /** Takes a free connection, returning its release. */
+  private take(priority: number): () => void {
+    const bulk = priority !== Number.POSITIVE_INFINITY
+    this.free--
+    if (bulk) this.bulk++
     let released = false
     return () => {
       if (released) return
       released = true
-      this.handOn()
+      this.free++
+      if (bulk) this.bulk--
+      this.dispatch()
     }
   }
 
-  private handOn(): void {
-    const next = this.waiting.shift()
-    const t = next ? undefined : this.firstSplittable()
-    if (next) next.grant(this.releaser())
-    else if (t) t.split(this.releaser())
-    else this.free++
+  /** Free connections go to waiting requests in turn (an urgent one past those the reserve holds back), then to splits. */
+  private dispatch(): void {
+    while (this.free > 0) {
+      const at = this.waiting.findIndex((w) => this.mayTake(w.priority))
+      if (at >= 0) {
+        const [w] = this.waiting.splice(at, 1)
+        w!.grant(this.take(w!.priority))
+        continue
+      }
+      const t = this.waiting.length === 0 && this.mayTake(0) ? this.firstSplittable() : undefined
+      if (!t) return
+      t.split(this.take(0))
+    }
   }
 
   /** The transfer first in the bundle with a range worth splitting (of two equal, the wider; one without a place comes last). */

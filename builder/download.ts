@@ -265,7 +265,7 @@ class Transfer implements Splittable {
       const given = lease
       lease = undefined
       // Largest first; a size the lock does not pin ranks below the urgent, with the largest.
-      return given ?? this.pool.acquire(this.req.urgent ? Number.POSITIVE_INFINITY : Math.min(r.end - r.pos, Number.MAX_SAFE_INTEGER), signal)
+      return given ?? this.pool.acquire(this.req.urgent ? Number.POSITIVE_INFINITY : Math.min(r.end - r.pos, Number.MAX_SAFE_INTEGER), signal, this.req.order)
     }
     try {
       await withRetries(

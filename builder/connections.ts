@@ -6,6 +6,12 @@ export interface Splittable {
   splittable(): number
   /** Splits that range and fetches the new half on a connection the caller hands over; calls `release` when done with it. */
   split(release: () => void): void
+  /**
+   * Whether a split of it was just asked for and not yet answered: its ranges cannot be split
+   * again until then. A spare connection waits for that rather than go to a file later in the
+   * bundle; the transfer calls `offer` once it is answered (or after a second at most).
+   */
+  splitting(): boolean
 }
 
 interface Waiter {
@@ -138,16 +144,20 @@ export class Connections {
     }
   }
 
-  /** The transfer first in the bundle with a range worth splitting (of two equal, the wider; one without a place comes last). */
+  /**
+   * The transfer first in the bundle with a range worth splitting (of two equal, the wider;
+   * one without a place comes last). None while the first is still setting up a split: the
+   * spare connections of one moment all go to it, one after another, not one to each file.
+   */
   private firstSplittable(): Splittable | undefined {
     let best: Splittable | undefined
     let most = 0
     for (const t of this.transfers) {
       const left = t.splittable()
-      if (left < 2 * this.minSegment) continue
+      if (left < 2 * this.minSegment && !t.splitting()) continue
       if (!best || precedes(t.order, best.order) || (t.order === best.order && left > most)) [best, most] = [t, left]
     }
-    return best
+    return best && most >= 2 * this.minSegment ? best : undefined
   }
 }
 

@@ -109,6 +109,8 @@ class RangeDone extends Error {}
 class Dropped extends Error {}
 
 const PERSIST_MS = 1000
+/** The longest a spare connection waits for a split to be answered before it goes elsewhere. */
+const SPLIT_WAIT_MS = 1000
 /** A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it has more than this left to run. */
 const SPLIT_AFTER_MS = 1000
 const RATE_WINDOW_MS = 250
@@ -133,6 +135,7 @@ class Transfer implements Splittable {
   private readonly workers = new Set<Promise<void>>()
   private failure: unknown
   private lastPersist = 0
+  private splitAskedAt = 0
   private persisting: Promise<void> = Promise.resolve()
   private readonly pool: Connections
 
@@ -194,7 +197,13 @@ class Transfer implements Splittable {
     const from = r.writingTo ?? r.pos
     const mid = from + Math.floor((r.end - from) / 2)
     r.probing = true
+    this.splitAskedAt = Date.now()
     this.startWorker({ start: mid, pos: mid, end: r.end, probeOf: r, stop: new AbortController() }, release)
+    setTimeout(() => this.pool.offer(), SPLIT_WAIT_MS + 10).unref()
+  }
+
+  splitting(): boolean {
+    return this.ranges.some((r) => r.probing) && Date.now() - this.splitAskedAt < SPLIT_WAIT_MS
   }
 
   /**
@@ -278,7 +287,11 @@ class Transfer implements Splittable {
       )
     } finally {
       lease?.()
-      if (r.probeOf) r.probeOf.probing = false
+      if (r.probeOf) {
+        // The split was not taken: the connections waiting on it may go elsewhere.
+        r.probeOf.probing = false
+        this.pool.offer()
+      }
       r.probeOf = undefined
     }
   }
@@ -343,6 +356,8 @@ class Transfer implements Splittable {
         parent.probing = false
         r.probeOf = undefined
         this.ranges.splice(this.ranges.indexOf(parent) + 1, 0, r)
+        // Answered: a spare connection that waited for it may split it again.
+        this.pool.offer()
         // The file is no longer one prefix: its sidecar goes first.
         await this.persistNow()
       }

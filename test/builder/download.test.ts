@@ -93,6 +93,28 @@ describe('a split download resumed from its sidecar', () => {
     }
   })
 
+  it('connections that free up together all go to the download first in the bundle, each split waiting for the one before to be answered', async () => {
+    await writeRandomFile(join(dir, 'up', 'same.bin'), SIZE, 'same')
+    const same = Sha256.of(await readFile(join(dir, 'up', 'same.bin')))
+    up.throttle = 1 * MIB // four seconds each on one connection: worth splitting
+    try {
+      // Two files on four connections: the two spare ones free at once, when both are running.
+      const opts = httpDefaults({ backoffMs: 1, connections: new Connections(4, 256 << 10) })
+      const start = up.log.length
+      const later = download({ what: 'same', url: `${up.url}/same.bin`, partial: join(dir, 'together-z'), expected: same, size: SIZE, order: 'files/z' }, opts)
+      const first = download({ what: 'big', url: `${up.url}/big.bin`, partial: join(dir, 'together-a'), expected: digest, size: SIZE, order: 'files/a' }, opts)
+      const finished: string[] = []
+      await Promise.all([later.then(() => finished.push('later')), first.then(() => finished.push('first'))])
+      // Each split goes to the first file while it has a range worth splitting: the first splits
+      // of all are its own, not one for each file.
+      const splits = up.log.slice(start).filter((l) => l.range !== undefined)
+      expect(splits.slice(0, 2).map((l) => l.path)).toEqual(['/big.bin', '/big.bin'])
+      expect(finished).toEqual(['first', 'later'])
+    } finally {
+      up.throttle = 0
+    }
+  })
+
   it('a range whose connection is cut goes on from where it stopped', async () => {
     const partial = await partialWith('cut', [[0, MIB]])
     up.fault('/big.bin', { kind: 'cut', afterBytes: 256 << 10, times: 1 })

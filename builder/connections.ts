@@ -9,7 +9,7 @@ export interface Splittable {
   /**
    * Whether a split of it was just asked for and not yet answered: its ranges cannot be split
    * again until then. A spare connection waits for that rather than go to a file later in the
-   * bundle; the transfer calls `offer` once it is answered (or after a second at most).
+   * bundle; the transfer calls `offer` once it is answered (or after a quarter second at most).
    */
   splitting(): boolean
 }

@@ -109,8 +109,12 @@ class RangeDone extends Error {}
 class Dropped extends Error {}
 
 const PERSIST_MS = 1000
-/** The longest a spare connection waits for a split to be answered before it goes elsewhere. */
-const SPLIT_WAIT_MS = 1000
+/**
+ * The longest a spare connection waits for a split to be answered before it goes to a file
+ * later in the bundle: a round trip on most links; a server slow to answer ranges keeps
+ * nothing idle for long.
+ */
+const SPLIT_WAIT_MS = 250
 /** A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it has more than this left to run. */
 const SPLIT_AFTER_MS = 1000
 const RATE_WINDOW_MS = 250

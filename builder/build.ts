@@ -120,7 +120,7 @@ export async function readLock(path: string): Promise<Lock> {
  * download, before any image blob is fetched or anything is written.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
-  // Calico's manifest, which every other file waits on, is hashed there first.
+  // The hash worker starts now, not on its first hash: that is Calico's manifest, which every other file waits on.
   warmHasher()
   const base = buildDefaults(options)
   // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.

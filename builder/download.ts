@@ -22,7 +22,7 @@ export interface DownloadRequest {
   signal?: AbortSignal
   /** Everything else waits on it: it takes the next free connection, whatever its size. */
   urgent?: boolean
-  /** Where it goes in the bundle: spare connections split the download that comes first (see `Connections`). */
+  /** Where it goes in the bundle: of equal waiting requests the first goes first, and spare connections split the download that comes first (see `Connections`). */
   order?: string
   /** Extra request headers, asked for before every request (a registry token may expire). */
   headers?: () => Promise<Record<string, string>>

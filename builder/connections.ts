@@ -72,9 +72,11 @@ export class Connections {
           resolve(release)
         },
       }
+      signal?.addEventListener('abort', onAbort, { once: true })
       const at = this.waiting.findIndex((w) => w.priority < priority || (w.priority === priority && precedes(order, w.order)))
       this.waiting.splice(at < 0 ? this.waiting.length : at, 0, waiter)
-      signal?.addEventListener('abort', onAbort, { once: true })
+      // Those waiting may be held back by the reserve while a connection is free: an urgent request takes it now.
+      this.dispatch()
     })
   }
 

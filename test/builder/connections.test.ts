@@ -19,3 +19,29 @@ describe('Connections', () => {
     expect(granted).toEqual(['big', 'files/calicoctl', 'files/kubelet', 'unplaced'])
   })
 })
+
+describe('Connections.reserve', () => {
+  it('an urgent request takes a kept connection at once, though requests the reserve holds back are waiting', async () => {
+    const pool = new Connections(2, 1 << 20)
+    const unreserve = pool.reserve(1)
+    const file = await pool.acquire(5)
+    let second = false
+    const queued = pool.acquire(5).then((release) => {
+      second = true
+      return release
+    })
+    let urgent = false
+    const manifest = pool.acquire(Number.POSITIVE_INFINITY).then((release) => {
+      urgent = true
+      return release
+    })
+    await new Promise((r) => setImmediate(r))
+    // The kept connection goes to the manifest; the second file still waits for the reserve.
+    expect({ urgent, second }).toEqual({ urgent: true, second: false })
+    ;(await manifest)()
+    unreserve()
+    await queued
+    expect(second).toBe(true)
+    file()
+  })
+})

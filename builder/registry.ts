@@ -3,7 +3,7 @@ import { KaError } from '../bundle/errors.js'
 import { ACCEPT_MANIFESTS } from '../bundle/oci.js'
 import { imageName, type ImageRef } from '../bundle/reference.js'
 import type { DockerCredentials } from './credentials.js'
-import { type Downloaded, download } from './download.js'
+import { type Downloaded, type DownloadRequest, download } from './download.js'
 import { headerValue, type HttpOptions, redactUrl, request, RETRY_STATUS, retryAfterMs, Transient, withRetries } from './http.js'
 
 /** `--registry-mirror HOST=URL`: one registry's requests go to URL (its path is a repository prefix). */
@@ -129,7 +129,7 @@ export class RegistryClient {
     digest: Sha256,
     size: number,
     partial: string,
-    opts: { onBytes?: (n: number) => void; signal?: AbortSignal; order?: string } = {},
+    opts: Pick<DownloadRequest, 'onBytes' | 'signal' | 'urgent' | 'order'> = {},
   ): Promise<Downloaded> {
     const ep = this.endpoint(ref)
     const what = `${imageName(ref)} blob ${digest.hex.slice(0, 12)}`

@@ -6,13 +6,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CACHE_FORMAT } from '../../builder/cache.js'
+import { C } from '../../bundle/components.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { parseLock } from '../../bundle/lock.js'
+import { parseImageRef } from '../../bundle/reference.js'
 import { bundleCli } from '../support/cli.js'
 import { inFlight } from '../support/gauge.js'
 import type { FakeUpstream } from '../support/fake-upstream.js'
 import { startProxy } from '../support/proxy.js'
-import { lockWorld, startWorld, type World } from '../support/world.js'
+import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
  * `bundle lock` and `bundle build` against a real HTTP upstream on loopback that serves
@@ -277,6 +279,39 @@ describe('bundle build', () => {
     // ahead of every other file (their sizes unpinned, or larger).
     expect(order.indexOf(fake.artifact('node', 'linux/amd64').path), order.join(' ')).toBeLessThanOrEqual(1)
     expect(order.length).toBeGreaterThan(5)
+  })
+
+  it("the image manifests, and a single-platform image's config (it names the platform), are not queued behind the files", async () => {
+    // The files are held back and fill every connection the build leaves them while the image
+    // manifests are read; the user's single-platform image's config is asked for after its
+    // manifest, once they all queued. Every image layer waits on it, through the closed world.
+    // They are let go once it is asked for, or after 10 s: then it came after them.
+    const config = world.images.get(EXTRA_IMAGE)!.amd64.config.digest
+    let release = () => {}
+    const until = new Promise<void>((r) => (release = r))
+    const held = fake.artifacts.filter((a) => a.want.platform !== 'linux/arm64' && a.want.name !== C.calicoManifest && a.want.name !== C.node)
+    for (const a of held) fake.up.fault(a.path, { kind: 'hold', until })
+    world.front.delay(`${parseImageRef(EXTRA_IMAGE).repository}/manifests/`, 100)
+    const since = Date.now()
+    let released = Number.POSITIVE_INFINITY
+    const asked = () => world.front.log.find((l) => l.at >= since && l.path.endsWith(config))?.at
+    const watch = setInterval(() => {
+      if (asked() === undefined && Date.now() - since < 10_000) return
+      released = Date.now()
+      release()
+      clearInterval(watch)
+    }, 20)
+    try {
+      const { out, cache } = await fresh()
+      const r = await build(out, cache)
+      expect(r.code, r.stderr).toBe(0)
+    } finally {
+      clearInterval(watch)
+      release()
+      world.front.delay(undefined)
+    }
+    expect(fake.up.log.filter((l) => l.at >= since && held.some((a) => a.path === l.path))).toHaveLength(held.length)
+    expect(asked()).toBeLessThan(released)
   })
 
   it('a server that does not take ranges gets one connection for the file, as before', async () => {

@@ -4,7 +4,8 @@ import { inFlight } from './gauge.js'
 
 export interface Forwarder {
   url: string
-  log: { method: string; path: string; status: number }[]
+  /** Every request answered, with when it arrived (`Date.now()`). */
+  log: { method: string; path: string; status: number; at: number }[]
   /** The next `times` requests whose path contains `match` get `status` (with Retry-After: 0 for 429). */
   failNext(match: string, status: number, times: number): void
   /** Responses whose path contains `match` have one byte flipped. */
@@ -27,22 +28,23 @@ export async function startForwarder(target: string): Promise<Forwarder> {
   const t = new URL(target)
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/'
+    const at = Date.now()
     inFlight.track(res)
-    if (slow && path.includes(slow.match)) setTimeout(() => forward(req, res, path), slow.ms)
-    else forward(req, res, path)
+    if (slow && path.includes(slow.match)) setTimeout(() => forward(req, res, path, at), slow.ms)
+    else forward(req, res, path, at)
   })
-  const forward = (req: IncomingMessage, res: ServerResponse, path: string): void => {
+  const forward = (req: IncomingMessage, res: ServerResponse, path: string, at: number): void => {
     const f = fails.find((x) => x.times > 0 && path.includes(x.match))
     if (f) {
       f.times--
-      log.push({ method: req.method ?? '', path, status: f.status })
+      log.push({ method: req.method ?? '', path, status: f.status, at })
       res
         .writeHead(f.status, { 'content-type': 'application/json', ...(f.status === 429 ? { 'retry-after': '0' } : {}) })
         .end('{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited"}]}')
       return
     }
     const up = request({ host: t.hostname, port: t.port, method: req.method, path, headers: { ...req.headers, host: t.host } }, (ures) => {
-      log.push({ method: req.method ?? '', path, status: ures.statusCode ?? 0 })
+      log.push({ method: req.method ?? '', path, status: ures.statusCode ?? 0, at })
       const headers = { ...ures.headers }
       if (headers.location) headers.location = headers.location.replace(target, `http://127.0.0.1:${(server.address() as AddressInfo).port}`)
       res.writeHead(ures.statusCode ?? 502, headers)

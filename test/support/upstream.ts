@@ -21,6 +21,8 @@ export type Fault =
   | { kind: 'cut'; afterBytes: number; times: number }
   | { kind: 'wrong-bytes' }
   | { kind: 'slow'; bytesPerSecond: number }
+  /** The answer waits until `until` settles (the request holds its connection meanwhile). */
+  | { kind: 'hold'; until: Promise<void> }
 
 export interface LoggedRequest {
   method: string
@@ -29,6 +31,8 @@ export interface LoggedRequest {
   status: number
   bytesSent: number
   viaProxy: boolean
+  /** When it arrived (`Date.now()`). */
+  at: number
 }
 
 export interface Upstream {
@@ -90,11 +94,13 @@ export async function startUpstream(root: string): Promise<Upstream> {
       status: 0,
       bytesSent: 0,
       viaProxy,
+      at: Date.now(),
       ...(req.headers.range ? { range: String(req.headers.range) } : {}),
     }
     log.push(entry)
     inFlight.track(res)
     const fault = takeFault(path)
+    if (fault?.kind === 'hold') await fault.until
     if (fault?.kind === 'status') {
       entry.status = fault.status
       res.writeHead(fault.status, fault.retryAfter ? { 'retry-after': fault.retryAfter } : {})

@@ -410,6 +410,10 @@ function table(rows: string[][]): string {
 function nextSteps(r: BuildResult): string {
   const tar = r.bundle.split('/').pop()!
   const copy = r.parts ? `${r.parts.map((p) => p.split('/').pop()).join(' ')} and ${r.partsFile!.split('/').pop()}` : `${tar} and ${tar}.sha256`
+  // Signed: only the verifier carried apart from the stick unpacks it. Unsigned: tar, never keeping the tar's owners or modes.
+  const unpack = r.signedBy
+    ? `kube-airgap-verify --extract . ${r.parts ? r.partsFile!.split('/').pop() : tar} && cd ${r.name}`
+    : `${r.parts ? `cat ${tar}.??? > ${tar} && ` : `sha256sum -c ${tar}.sha256 && `}tar xf ${tar} --no-same-owner --no-same-permissions && cd ${r.name}`
   const facts = [
     r.signedBy ? `signed by ${r.signedBy}: check it with kube-airgap-verify (carried apart from the stick)` : 'not signed (bundle build --sign KEY to sign)',
     r.packages.length
@@ -420,14 +424,14 @@ function nextSteps(r: BuildResult): string {
     return [
       `        a delta: ${r.delta.files} files (${formatBytes(r.delta.bytes)}) left to ${r.delta.base}, which the nodes must still have; ${facts.join('; ')}`,
       `next:   copy ${copy} to the stick; on each node, beside ${r.delta.base}/:`,
-      `        ${r.parts ? `cat ${tar}.??? > ${tar} && ` : `sha256sum -c ${tar}.sha256 && `}tar xf ${tar} && cd ${r.name}`,
+      `        ${unpack}`,
       '        sudo ./install upgrade          (the first master, then the other masters, then the workers)',
       '',
     ].join('\n')
   return [
     `        ${facts.join('; ')}`,
     `next:   copy ${copy} to the stick; on each node:`,
-    `        ${r.parts ? `cat ${tar}.??? > ${tar} && ` : `sha256sum -c ${tar}.sha256 && `}tar xf ${tar} && cd ${r.name}`,
+    `        ${unpack}`,
     '        sudo ./install --role master        (the first master; then on the others:)',
     '        sudo ./install --role worker --join-file join/worker.yaml',
     '',

@@ -101,9 +101,16 @@ function header(path: string, type: 'File' | 'Directory', size: number, mode: nu
 export interface TarEntry {
   /** The path as the header gives it, without a trailing `/`. */
   path: string
-  /** `File`, `OldFile`, `Directory`, `SymbolicLink`, ... as node-tar names them. */
+  /**
+   * `File`, `OldFile`, `Directory`, `SymbolicLink`, ... as node-tar names them, except that a
+   * regular file whose name ends in `/` is a `Directory`: GNU tar makes a folder of it.
+   */
   type: string
   size: number
+  /** The mode bits (permissions, setuid, setgid, sticky) and owner the header gives. */
+  mode: number
+  uid: number
+  gid: number
   body: ReadEntry
 }
 
@@ -123,7 +130,17 @@ export async function readTar(
     strict: false,
     ...(opts.onWarn ? { onwarn: (_code: string, message: string) => opts.onWarn!(message) } : {}),
     onReadEntry: (entry: ReadEntry) => {
-      const r = each({ path: entry.path.replace(/\/$/, ''), type: entry.type, size: entry.size ?? 0, body: entry })
+      const path = entry.path.replace(/\/+$/, '')
+      const folder = path !== entry.path && ['File', 'OldFile', 'ContiguousFile'].includes(entry.type)
+      const r = each({
+        path,
+        type: folder ? 'Directory' : entry.type,
+        size: entry.size ?? 0,
+        mode: (entry.mode ?? 0) & 0o7777,
+        uid: entry.uid ?? 0,
+        gid: entry.gid ?? 0,
+        body: entry,
+      })
       if (r) pending.push(r)
     },
   })

@@ -26,12 +26,22 @@ export const didYouMean = (word: string, known: readonly string[]): string => {
   return n ? ` (did you mean ${JSON.stringify(n)}?)` : ''
 }
 
+/** Controls that act on a terminal or reorder what it shows: C0 and C1, DEL, and the bidirectional marks and overrides. */
+const CONTROLS = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g
+const escaped = (c: string): string => {
+  const n = c.charCodeAt(0)
+  return n < 0x100 ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`
+}
+
 /**
  * Text fit for a terminal: control characters (an escape sequence in a package name from a
- * hostile index, say) shown as \xNN instead of acting on the terminal; newlines and tabs kept.
+ * hostile index, say) and bidirectional overrides shown as \xNN or \uNNNN instead of acting
+ * on the terminal; the newlines that end our own lines kept.
  */
-export const printable = (s: string): string =>
-  s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+export const printable = (s: string): string => s.replace(CONTROLS, escaped)
+
+/** A name from the stick or an index inside a message: as printable, and its newlines shown too, so it can never start a line of its own. */
+export const printableName = (s: string): string => printable(s).replace(/[\n]/g, escaped)
 
 /** Bytes for people: 1.5 GiB. */
 export function formatBytes(n: number): string {

@@ -26,7 +26,7 @@ import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
 import { isRegular, readTar } from './tar.js'
-import { formatBytes } from './text.js'
+import { formatBytes, printableName } from './text.js'
 import { ImageLayout, type LayoutImage } from './image-layout.js'
 
 export interface Problem {
@@ -87,6 +87,10 @@ interface Scan {
   problems: Problem[]
   joinFiles: string[]
   ignored: string[]
+  /** Folders the tar makes (relative to the top folder); a folder scan checks them itself. */
+  dirs: Set<string>
+  /** Modes and owners no bundle has, by path: judged once the operator's own files are known (theirs are not the bundle's). */
+  modes: Map<string, string>
 }
 
 /** The files verification reads as well as hashes, each at most SMALL_CAP bytes. */
@@ -95,6 +99,16 @@ const SMALL_CAP = 16 << 20
 const tooBig = (p: string): Problem => ({ path: p, problem: `larger than ${SMALL_CAP >> 20} MiB, which no bundle's ${p} is; do not install it` })
 /** Files a bundle may hold outside SHA256SUMS: the signature over it, and its statement. */
 const OUTSIDE_SUMS = new Set([SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE])
+/** Setuid, setgid, sticky, and write for group or others: no file or folder of a bundle has them. */
+const UNSAFE_MODE = 0o7022
+const UNSAFE = 'setuid, setgid, sticky or writable by others, which no file of a bundle is'
+const CONTROL = /[\u0000-\u001f\u007f]/
+/** The folders the files of `paths` sit in, and the bundle's own (''). */
+const parentsOf = (paths: Iterable<string>): Set<string> => {
+  const out = new Set([''])
+  for (const p of paths) for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) out.add(p.slice(0, i))
+  return out
+}
 
 /**
  * Proves a bundle, a tar or an unpacked folder, against its own SHA256SUMS and lock: every
@@ -177,6 +191,9 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: Base
       scan.digests.delete(p)
     } else problems.push({ path: p, problem: `not listed in ${SUMS_FILE}` })
   }
+  for (const [p, problem] of scan.modes) if (!scan.ignored.includes(p)) problems.push({ path: p || `${scan.name}/`, problem })
+  const folders = parentsOf(sums.keys())
+  for (const d of scan.dirs) if (!folders.has(d)) problems.push({ path: `${d}/`, problem: 'a folder no file of the bundle is in, not part of what was built' })
   // A delta: what SHA256SUMS lists, and what DELTA.json (which SHA256SUMS covers) takes from the old bundle.
   const { pinned, delta } = deltaFiles(scan, sums, problems, base)
 
@@ -375,17 +392,47 @@ function fail(source: string, problems: Problem[]): never {
   )
 }
 
+const newScan = (name: string, folder: boolean): Scan => ({
+  name,
+  folder,
+  digests: new Map(),
+  small: new Map(),
+  bytes: 0,
+  problems: [],
+  joinFiles: [],
+  ignored: [],
+  dirs: new Set(),
+  modes: new Map(),
+})
+
 async function scanFolder(dir: string): Promise<Scan> {
-  const scan: Scan = { name: basename(dir), folder: true, digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [], ignored: [] }
+  const scan = newScan(basename(dir), true)
   const files: string[] = []
+  const uid = process.geteuid?.() ?? 0
+  // Modes and owners as the node will use them: nothing the bundle runs may be changed by
+  // another user after it was checked, or run with someone else's rights.
+  const judgeMode = async (p: string) => {
+    const st = await lstat(join(dir, p))
+    if ((st.mode & UNSAFE_MODE) === 0 && (st.uid === 0 || st.uid === uid) && (st.isDirectory() || st.nlink === 1)) return
+    scan.modes.set(
+      p,
+      `mode ${(st.mode & 0o7777).toString(8)}, owner ${st.uid}, ${st.nlink} names: ${UNSAFE}, owned by someone else or linked twice; unpack it as root with kube-airgap-verify --extract`,
+    )
+  }
+  await judgeMode('')
   const walk = async (rel: string): Promise<void> => {
     const entries = await readdir(join(dir, rel), { withFileTypes: true })
     for (const e of entries) {
       const p = rel ? `${rel}/${e.name}` : e.name
+      if (CONTROL.test(p)) {
+        scan.problems.push({ path: printableName(p), problem: 'a name with a control character (a newline, say), which no bundle has' })
+        continue
+      }
+      if (e.isDirectory() || e.isFile()) await judgeMode(p)
       if (e.isDirectory()) await walk(p)
       else if (e.isFile() && p.startsWith(`${JOIN_DIR}/`)) scan.joinFiles.push(p)
       else if (e.isFile()) files.push(p)
-      else scan.problems.push({ path: p, problem: 'not a regular file (links and devices are never part of a bundle)' })
+      else scan.problems.push({ path: printableName(p), problem: 'not a regular file (links and devices are never part of a bundle)' })
     }
   }
   await walk('')
@@ -410,7 +457,8 @@ async function scanFolder(dir: string): Promise<Scan> {
 }
 
 async function scanTar(open: () => Readable, tarPath: string, sidecar = true): Promise<Scan> {
-  const scan: Scan = { name: '', folder: false, digests: new Map(), small: new Map(), bytes: 0, problems: [], joinFiles: [], ignored: [] }
+  const scan = newScan('', false)
+  const seen = new Set<string>()
   const whole = createHash('sha256')
   const input = open()
   input.on('data', (c: Buffer) => whole.update(c))
@@ -421,21 +469,31 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
       const raw = entry.path
       const top = raw.split('/')[0] ?? ''
       if (!isSafeRelativePath(raw)) {
-        scan.problems.push({ path: raw, problem: 'unsafe path (absolute or with ..): do not unpack this tar' })
+        scan.problems.push({ path: printableName(raw), problem: 'unsafe path (absolute or with ..): do not unpack this tar' })
         return void entry.body.resume()
       }
       if (!scan.name) scan.name = top
       if (top !== scan.name) {
-        scan.problems.push({ path: raw, problem: `outside the bundle's one top folder ${scan.name}/` })
-        return void entry.body.resume()
-      }
-      if (entry.type === 'Directory') return void entry.body.resume()
-      if (!isRegular(entry)) {
-        scan.problems.push({ path: raw, problem: `a ${entry.type} entry (links and devices are never part of a bundle)` })
+        scan.problems.push({ path: printableName(raw), problem: `outside the bundle's one top folder ${scan.name}/` })
         return void entry.body.resume()
       }
       const rel = raw.slice(top.length + 1)
+      // GNU tar makes "x/" and "x" the same path: the second would replace the first.
+      if (seen.has(rel)) scan.problems.push({ path: rel, problem: 'appears twice in the tar' })
+      seen.add(rel)
+      if (entry.type === 'Directory') {
+        scan.dirs.add(rel)
+        if (entry.uid !== 0 || entry.gid !== 0) scan.modes.set(rel, `owned by ${entry.uid}/${entry.gid}, not by root as every file of a bundle is`)
+        else if (entry.mode & UNSAFE_MODE) scan.modes.set(rel, `mode ${entry.mode.toString(8)}: ${UNSAFE}`)
+        return void entry.body.resume()
+      }
+      if (!isRegular(entry)) {
+        scan.problems.push({ path: printableName(raw), problem: `a ${entry.type} entry (links and devices are never part of a bundle)` })
+        return void entry.body.resume()
+      }
       if (rel === '') return void entry.body.resume()
+      if (entry.uid !== 0 || entry.gid !== 0) scan.modes.set(rel, `owned by ${entry.uid}/${entry.gid}, not by root as every file of a bundle is`)
+      else if (entry.mode & UNSAFE_MODE) scan.modes.set(rel, `mode ${entry.mode.toString(8)}: ${UNSAFE}`)
       if (rel.startsWith(`${JOIN_DIR}/`))
         scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
       const hash = createHash('sha256')
@@ -452,7 +510,6 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
         } else chunks.push(c)
       })
       entry.body.on('end', () => {
-        if (scan.digests.has(rel)) scan.problems.push({ path: rel, problem: 'appears twice in the tar' })
         scan.digests.set(rel, Sha256.ofHash(hash))
         if (chunks) scan.small.set(rel, Buffer.concat(chunks))
       })

@@ -180,7 +180,8 @@ export async function writeRecord(host: Host, fields: Record<string, unknown>, d
   const at = new Date()
   const text = `${JSON.stringify({ result: fields.result, time: at.toISOString(), ...fields }, null, 2)}\n`
   const path = `${dir}/verify-${at.toISOString().replace(/[:.]/g, '-')}.json`
-  await host.write(path, text, 0o644, Sha256.of(text))
+  await host.privateDir(dir)
+  await host.write(path, text, 0o600, Sha256.of(text))
   return path
 }
 

@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { closeSync, createReadStream, mkdirSync, openSync, writeSync } from 'node:fs'
+import { closeSync, constants, createReadStream, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -55,6 +55,8 @@ export interface Host {
   /** The file's sha256 and mode, or undefined when there is none. */
   fileState(nodePath: string): Promise<{ sha256: Sha256; mode: number } | undefined>
   write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void>
+  /** Makes a folder only its owner reads (0700) where it is missing, and refuses one that is a link: logs and records hold secrets. */
+  privateDir(nodeDir: string): Promise<void>
   remove(nodePath: string): Promise<void>
   run(argv: string[], opts?: RunOptions): Promise<CommandResult>
   /** Whether a host command is on PATH (never one of ours under the root). */
@@ -139,6 +141,10 @@ export class NodeHost implements Host {
           { path: this.path(at) },
         )
     }
+  }
+
+  async privateDir(nodeDir: string): Promise<void> {
+    privateFolder(this.path(nodeDir))
   }
 
   async remove(nodePath: string): Promise<void> {
@@ -231,6 +237,9 @@ class HostDecorator implements Host {
   write(nodePath: string, data: Buffer | string | Readable, mode: number, sha256: Sha256, owner?: { uid: number; gid: number }): Promise<void> {
     return this.inner.write(nodePath, data, mode, sha256, owner)
   }
+  privateDir(nodeDir: string): Promise<void> {
+    return this.inner.privateDir(nodeDir)
+  }
   remove(nodePath: string): Promise<void> {
     return this.inner.remove(nodePath)
   }
@@ -250,6 +259,8 @@ export class DryRunHost extends HostDecorator {
     this.events.push({ kind: 'write', path: nodePath, sha256: sha256.hex, mode })
   }
 
+  override async privateDir(): Promise<void> {}
+
   override async remove(nodePath: string): Promise<void> {
     this.events.push({ kind: 'remove', path: nodePath })
   }
@@ -261,23 +272,47 @@ export class DryRunHost extends HostDecorator {
   }
 }
 
+/** A folder for logs and records: made 0700 where missing; a link there is refused (it could send them anywhere). */
+function privateFolder(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  if (lstatSync(dir).isSymbolicLink())
+    throw new KaError('ESTEP', `${dir} is a symbolic link: logs and records are never written through a link; remove it and run again`, { path: dir })
+}
+
+/** What kubeadm prints that lets someone join the cluster: bootstrap tokens and the certificate key. */
+export const redactSecrets = (text: string): string =>
+  text
+    .replace(/\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g, '<token>')
+    .replace(/(--certificate-key[= ]|certificate key:\s*)[0-9a-f]{64}\b/gi, '$1<certificate key>')
+    // kubeadm's upload-certs prints the key alone on the line after "Using certificate key:".
+    .replace(/^([ |]*)[0-9a-f]{64}[ \t]*$/gm, '$1<certificate key>')
+
 /**
  * The run's log: every change and every command with its output, timestamped, appended as
- * it happens to a file only root reads (kubeadm's output holds join tokens).
+ * it happens to a new file only root reads (0600, created never through a link and never
+ * over a file already there), with join tokens and the certificate key kubeadm prints redacted.
  */
 export class RunLog {
   private readonly fd: number
 
   constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true })
-    this.fd = openSync(path, 'a', 0o600)
+    privateFolder(dirname(path))
+    try {
+      this.fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_APPEND, 0o600)
+    } catch (e) {
+      throw new KaError(
+        'ESTEP',
+        `${path}: cannot create the run log (${(e as NodeJS.ErrnoException).code}): a file or link is there already; remove it and run again`,
+        { path },
+      )
+    }
   }
 
   line(text: string): void {
     const at = new Date().toISOString()
     writeSync(
       this.fd,
-      `${text
+      `${redactSecrets(text)
         .split('\n')
         .map((l) => `${at} ${l}`)
         .join('\n')}\n`,

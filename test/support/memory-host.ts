@@ -86,6 +86,8 @@ export class MemoryHost implements Host {
     this.files.set(p, { data: bytes, mode })
     this.changes.push(`write ${p}`)
   }
+  async privateDir(): Promise<void> {}
+
   async remove(p: string): Promise<void> {
     for (const k of [...this.files.keys()]) if (k === p || k.startsWith(`${p}/`)) this.files.delete(k)
     this.changes.push(`remove ${p}`)

@@ -51,7 +51,7 @@ export async function readRepo(release: RpmRelease, repo: RpmRepo, arch: Arch, o
   const primary = data.get('primary')
   if (!primary) throw new KaError('EFETCH', `${where}: the signed repomd.xml lists no primary metadata; is this an RPM repository?`)
   const packages: RpmPackage[] = []
-  await fetchChecked(where, base, primary, o, (stream) => primaryPackages(stream, base, rpmArch(arch), packages))
+  await fetchChecked(where, base, primary, o, (stream) => primaryPackages(stream, base, rpmArch(arch), packages, where))
   const group = data.get('group_gz') ?? data.get('group_xz') ?? data.get('group_zst') ?? data.get('group')
   let core: string[] = []
   if (group)
@@ -118,18 +118,32 @@ async function fetchChecked(where: string, base: string, entry: RepomdEntry, o: 
   }
 }
 
-/** primary.xml split at each package's end as it streams, keeping this architecture's and noarch: the whole file is never held at once. */
-async function primaryPackages(stream: Readable, base: string, arch: string, into: RpmPackage[]): Promise<void> {
+/** The largest `<package>` entry primary.xml may hold: real ones are a few KiB (a few hundred with many files listed). */
+export const PACKAGE_ENTRY_CAP = 4 << 20
+const END = '</package>'
+
+/**
+ * primary.xml split at each package's end as it streams, keeping this architecture's and
+ * noarch: the whole file is never held at once, each byte is searched once, and an entry
+ * larger than PACKAGE_ENTRY_CAP (a broken or hostile mirror) ends it in one line.
+ */
+export async function primaryPackages(stream: Readable, base: string, arch: string, into: RpmPackage[], where: string): Promise<void> {
   let buffered = ''
+  let from = 0
   stream.setEncoding('utf8')
   for await (const chunk of stream) {
     buffered += chunk as string
-    let end = buffered.indexOf('</package>')
-    while (end >= 0) {
+    for (let end = buffered.indexOf(END, from); end >= 0; end = buffered.indexOf(END)) {
       const p = parsePrimaryPackage(buffered.slice(0, end), base)
       if (p && (p.arch === arch || p.arch === 'noarch')) into.push(p)
-      buffered = buffered.slice(end + '</package>'.length)
-      end = buffered.indexOf('</package>')
+      buffered = buffered.slice(end + END.length)
     }
+    if (buffered.length > PACKAGE_ENTRY_CAP)
+      throw new KaError(
+        'EFETCH',
+        `${where}: primary.xml has a package entry over ${PACKAGE_ENTRY_CAP >> 20} MiB, which no real repository has; the mirror is broken or hostile: use another`,
+      )
+    // The end tag may straddle the next chunk: search again only from where it could start.
+    from = Math.max(0, buffered.length - END.length + 1)
   }
 }

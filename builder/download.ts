@@ -104,6 +104,8 @@ interface Range {
 
 /** The range is complete: its response was cut where the range now ends. */
 class RangeDone extends Error {}
+/** How often one transfer may start from zero (a 416 on resume, a server that resumes elsewhere) before it gives up. */
+const MAX_START_OVER = 3
 
 /** A range this download no longer has (it started over), stopping its worker quietly. */
 class Dropped extends Error {}
@@ -133,6 +135,7 @@ class Transfer implements Splittable {
   /** The server does not take ranges (it did not say it does, or answered one with a 200): no splitting. */
   private noRanges = false
   private generation = 0
+  private startedOver = 0
   private requests = 0
   private resumed = false
   private readonly abort = new AbortController()
@@ -174,7 +177,7 @@ class Transfer implements Splittable {
       return { digest, size, requests: this.requests, resumed: this.resumed }
     } catch (e) {
       this.prefix.forget()
-      if ((e as KaError).code === 'EBADSIZE') await discard(this.req.partial)
+      if ((e as KaError).code === 'EBADSIZE' || (e as KaError).code === 'EINTEGRITY') await discard(this.req.partial)
       throw e
     } finally {
       this.req.signal?.removeEventListener('abort', onOuter)
@@ -321,7 +324,22 @@ class Transfer implements Splittable {
       await res.body.dump()
       this.prefix.grow(this.contiguous())
       const sofar = await this.prefix.peek()
-      if (req.expected && sofar.size === r.pos && sofar.digest.equals(req.expected)) {
+      if (req.expected && sofar.size === r.pos && sofar.digest.equals(req.expected) && (req.size === undefined || req.size === r.pos)) {
+        this.total = r.end = r.pos
+        return
+      }
+      // The server's whole file (416 says its size) is what we hold: judge it, never fetch it again.
+      const theirs = Number(/^bytes \*\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''))?.[1] ?? Number.NaN)
+      if (theirs === r.pos && sofar.size === r.pos) {
+        if (req.size !== undefined && theirs !== req.size)
+          throw new KaError(
+            'EINTEGRITY',
+            `${req.what}: ${redactUrl(req.url)} has ${theirs} bytes, not the ${req.size} pinned: not the pinned file; check --mirror or re-lock`,
+            {
+              url: redactUrl(req.url),
+              size: req.size,
+            },
+          )
         this.total = r.end = r.pos
         return
       }
@@ -450,6 +468,15 @@ class Transfer implements Splittable {
 
   /** Throws everything away and makes `r` the whole file from byte 0 (a server that ignored Range, or resumed elsewhere). */
   private async startOver(r: Range): Promise<void> {
+    // A server whose answers never add up to one file (each try ends elsewhere) is not retried for ever.
+    if (++this.startedOver > MAX_START_OVER)
+      throw new KaError(
+        'EINTEGRITY',
+        `${this.req.what}: ${redactUrl(this.req.url)}: started over ${MAX_START_OVER} times and its answers still do not add up to the pinned file; check --mirror or re-lock`,
+        {
+          url: redactUrl(this.req.url),
+        },
+      )
     this.generation++
     for (const other of this.ranges) if (other !== r) other.stop.abort(new Dropped())
     const had = this.ranges.reduce((n, x) => n + x.pos - x.start, 0)

@@ -150,3 +150,35 @@ describe('a split download resumed from its sidecar', () => {
     }
   })
 })
+
+describe('bytes that are not the pinned ones', () => {
+  it('a whole file whose sha256 differs ends in one EINTEGRITY, fetched once; a full partial file is judged, not resumed', async () => {
+    const other = Sha256.of(Buffer.from('not the file'))
+    for (const full of [false, true]) {
+      const partial = join(dir, `wrong-${full}`)
+      if (full) await writeFile(partial, content)
+      const start = up.log.length
+      await expect(download({ what: 'Packages.xz', url: `${up.url}/big.bin`, partial, expected: other, size: SIZE }, http())).rejects.toThrow(
+        /^Packages\.xz from .*: expected sha256 .*not the bytes the lock pins/,
+      )
+      expect(up.log.length - start, String(full)).toBe(1)
+      expect(existsSync(partial)).toBe(false)
+    }
+  })
+
+  it('a mirror whose index is shorter than the signed Release says: one EINTEGRITY naming the suite and the index, not a loop of 416s and refetches', async () => {
+    const start = up.log.length
+    const what = 'debian-12 bookworm main/binary-amd64/Packages.xz (against the signed Release)'
+    await expect(
+      download({ what, url: `${up.url}/big.bin`, partial: join(dir, 'short'), expected: Sha256.of(Buffer.from('the pinned index')), size: SIZE + 100 }, http()),
+    ).rejects.toMatchObject({
+      code: 'EINTEGRITY',
+      message: expect.stringMatching(
+        /^debian-12 bookworm main\/binary-amd64\/Packages\.xz .*: .* has 4194304 bytes, not the 4194404 pinned: not the pinned file/,
+      ),
+    })
+    // The whole file, then the resume that 416 answers with the server's size: two requests.
+    expect(up.log.slice(start).map((l) => l.range)).toEqual([undefined, `bytes=${SIZE}-`])
+    expect(existsSync(join(dir, 'short'))).toBe(false)
+  })
+})

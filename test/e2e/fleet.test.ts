@@ -7,8 +7,9 @@ import { join } from 'node:path'
 import yaml from 'js-yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
+import { appendMembers } from '../support/tar-edit.js'
 import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
-import { lockWorld, nextMinor, startWorld, type World } from '../support/world.js'
+import { lockWorld, nextMinor, signedBuilds, startWorld, type World } from '../support/world.js'
 
 /**
  * The fleet playbook the bundle carries (ansible/site.yml), run by the real ansible-playbook
@@ -82,23 +83,7 @@ beforeAll(async () => {
   const lock = join(dir, 'bundle.lock.json')
   await lockWorld(world, lock, join(dir, 'cache'))
   const keys = join(dir, 'keys')
-  expect((await bundleCli(['keygen', '--out', keys])).code).toBe(0)
-  rebuild = async (out, ...args) => {
-    const r = await bundleCli([
-      'build',
-      '--lock',
-      lock,
-      '--out',
-      out,
-      '--cache',
-      join(dir, 'cache'),
-      '--sign',
-      join(keys, 'kube-airgap.key'),
-      ...args,
-      ...world.args,
-    ])
-    expect(r.code, r.stderr).toBe(0)
-  }
+  rebuild = await signedBuilds(world, lock, join(dir, 'cache'), keys)
   const out = join(dir, 'usb')
   await rebuild(out)
   tar = join(out, `${NAME}.tar`)
@@ -177,7 +162,7 @@ interface Play {
   recap: Record<string, Record<string, number>>
 }
 
-function playbookRun(args: string[], bundle = tar, book = playbook): Promise<Play> {
+function playbookRun(args: string[], bundle = tar, book = playbook, inv = inventory): Promise<Play> {
   return new Promise((resolve) => {
     const env = {
       ...process.env,
@@ -186,7 +171,7 @@ function playbookRun(args: string[], bundle = tar, book = playbook): Promise<Pla
       ANSIBLE_REMOTE_TEMP: join(dir, 'ansible-remote-tmp'),
       ANSIBLE_RETRY_FILES_ENABLED: 'false',
     }
-    const child = spawn('ansible-playbook', ['-i', inventory, book, '-e', `kube_airgap_bundle=${bundle}`, ...args], {
+    const child = spawn('ansible-playbook', ['-i', inv, book, '-e', `kube_airgap_bundle=${bundle}`, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -284,6 +269,9 @@ describe('ansible-playbook ansible/site.yml', () => {
         got.filter((f) => /^install-.*\.log$/.test(f)),
         node,
       ).toHaveLength(1)
+      // The log holds kubeadm's output: the owner's alone on the controller, and no join token in it.
+      for (const f of got.filter((f) => /\.(log|json)$/.test(f))) expect((await stat(fleet(node, f))).mode & 0o777, f).toBe(0o600)
+      expect(await readFile(fleet(node, got.find((f) => f.endsWith('.log'))!), 'utf8')).not.toContain(workerJoin.token)
       expect(
         got.filter((f) => /^verify-.*\.json$/.test(f)),
         node,
@@ -375,7 +363,8 @@ describe('ansible-playbook with split parts', () => {
     const r = await playbookRun(['--limit', 'w1'], parts)
     expect(r.code, r.out).toBe(0)
     expect(await sha(fleet(`${NAME}.tar`))).toBe(await sha(tar))
-    expect(r.out).toMatch(/TASK \[Check every part \(sha256sum -c\) and join them\] \**\nchanged: \[w1 -> localhost\]/)
+    // Joined from the parts in one read of the stick: the same tar the controller holds already, so nothing changes.
+    expect(r.out).toMatch(/TASK \[Check every part \(sha256sum -c\) and join them\] \**\nok: \[w1 -> localhost\]/)
     expect(r.out).toMatch(/TASK \[Copy the bundle tar\] \**\nskipping: \[w1\]/)
 
     const part = join(split, `${NAME}.tar.001`)
@@ -384,8 +373,86 @@ describe('ansible-playbook with split parts', () => {
     await writeFile(part, bytes)
     const bad = await playbookRun(['--limit', 'w1'], parts)
     expect(bad.code, bad.out).toBe(2)
-    expect(bad.out).toMatch(/fatal: \[w1 -> localhost\]: FAILED!.*kube-airgap-verify: /)
+    expect(bad.out).toMatch(
+      new RegExp(
+        `fatal: \\[w1 -> localhost\\]: FAILED!.*${NAME}\\.tar\\.001: changed or damaged \\(its sha256 is [0-9a-f]{64}, not [0-9a-f]{64}\\): copy this part again`,
+      ),
+    )
     expect(bad.out).not.toContain('TASK [Copy the bundle tar]')
+    expect(await sha(fleet(`${NAME}.tar`))).toBe(await sha(tar))
+  }, 300_000)
+})
+
+describe('ansible-playbook: the fleet unpacks only what was verified', () => {
+  const marker = () => join(dir, 'owned')
+  const forgedTar = async () => {
+    const stick = join(dir, 'usb-forged')
+    await mkdir(stick, { recursive: true })
+    const out = join(stick, `${NAME}.tar`)
+    // A signed tar with an install/ link appended: GNU tar makes install the attacker's script.
+    await appendMembers(
+      tar,
+      [
+        { path: `${NAME}/STATEMENT_json`, type: 'file', data: `#!/bin/sh\ntouch ${marker()}\n`, mode: 0o755 },
+        { path: `${NAME}/install/`, type: 'symlink', link: 'STATEMENT_json' },
+      ],
+      out,
+    )
+    return out
+  }
+
+  it('a signed tar with an install/ link appended is refused on the controller; no node gets it, nothing runs', async () => {
+    const before = await treeHashes(roots.w1)
+    const r = await playbookRun(['--limit', 'w1'], await forgedTar())
+    expect(r.code, r.out).toBe(2)
+    expect(r.out).toMatch(/fatal: \[w1 -> localhost\]: FAILED!.*kube-airgap-verify: .*install\/: not a regular file \(a symbolic link/)
+    expect(r.out).not.toContain('TASK [Copy the bundle tar]')
+    expect(await stat(marker()).catch(() => undefined)).toBeUndefined()
+    expect(await treeHashes(roots.w1)).toEqual(before)
+  }, 300_000)
+
+  it('a stick that answers the second read differently: the controller reads it once, checks that copy, and the nodes get exactly it', async () => {
+    const fifo = join(dir, 'usb-fifo', `${NAME}.tar`)
+    await mkdir(join(dir, 'usb-fifo'), { recursive: true })
+    execFileSync('mkfifo', [fifo])
+    const forged = await forgedTar()
+    // A pause after each read: a writer that opened the FIFO again at once would join the reader still draining it.
+    const reads = [tar, forged, forged, forged, forged].map((f) => `cat '${f}' > '${fifo}'; sleep 0.5`).join('; ')
+    const stick = spawn('sh', ['-c', reads], { stdio: 'ignore' })
+    try {
+      const r = await playbookRun(['--limit', 'w1', '-e', 'kube_airgap_unpack=always'], fifo)
+      expect(r.code, r.out).toBe(0)
+    } finally {
+      stick.kill()
+    }
+    expect(await stat(marker()).catch(() => undefined)).toBeUndefined()
+    const node = join(roots.w1, 'opt/kube-airgap')
+    expect((await readFile(join(node, `${NAME}.tar`))).equals(await readFile(tar))).toBe(true)
+    // Unpacked by the verifier the fleet carried, which is the one the operator gave.
+    expect(await readFile(join(node, 'kube-airgap-verify'))).toEqual(await readFile(join(dir, 'keys', 'kube-airgap-verify')))
+    expect((await stat(join(node, NAME, 'install'))).isFile()).toBe(true)
+  }, 300_000)
+
+  it('an inventory host named ../escape is refused before anything is copied or written outside the fleet folder', async () => {
+    const inv = yaml.load(await readFile(inventory, 'utf8')) as any
+    const root = join(dir, 'nodes', 'escape')
+    await freshNodeRoot(root)
+    inv.all.children.workers.hosts = {
+      '../escape': {
+        ...inv.all.children.workers.hosts.w1,
+        kube_airgap_root: root,
+        kube_airgap_dest: join(root, 'opt/kube-airgap'),
+        kube_airgap_node_name: 'k8s09',
+      },
+    }
+    const badInventory = join(dir, 'inventory-escape.yml')
+    await writeFile(badInventory, yaml.dump(inv))
+    const before = await treeHashes(root)
+    const r = await playbookRun(['--limit', '../escape'], tar, playbook, badInventory)
+    expect(r.code, r.out).toBe(2)
+    expect(r.out).toContain('../escape: not a plain host name')
+    expect(await stat(join(dir, 'escape')).catch(() => undefined)).toBeUndefined()
+    expect(await treeHashes(root)).toEqual(before)
   }, 300_000)
 })
 
@@ -418,6 +485,23 @@ describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
       const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, (await changedOn(n)).length])))
       const since = async (n: Node) => (await changedOn(n)).slice(before[n])
 
+      // A worker that reports a flag as its node name (its own kubeadm-join.yaml, which whoever
+      // owns the worker can write), in an inventory that does not name it: refused before
+      // kubectl on the first master sees it. The other nodes upgrade; it stays as it was.
+      const joinCfg = join(roots.w1, 'etc/kube-airgap/kubeadm-join.yaml')
+      const genuineJoin = await readFile(joinCfg, 'utf8')
+      expect(genuineJoin).toMatch(/^\s*name: k8s03$/m)
+      await writeFile(joinCfg, genuineJoin.replace(/^(\s*name: )k8s03$/m, '$1--selector=node-role.kubernetes.io/control-plane'))
+      const inv = yaml.load(await readFile(inventory, 'utf8')) as { all: { children: { workers: { hosts: Record<string, Record<string, unknown>> } } } }
+      delete inv.all.children.workers.hosts.w1!.kube_airgap_node_name
+      const forgedInventory = join(dir, 'inventory-forged-name.yml')
+      await writeFile(forgedInventory, yaml.dump(inv))
+      const forged = await playbookRun([], join(out, `${NEW}.tar`), upgrade, forgedInventory)
+      expect(forged.code, forged.out).toBe(2)
+      expect(forged.out).toContain(`w1 reports its node name as \\"--selector=node-role.kubernetes.io/control-plane\\", which is not a worker's node name`)
+      expect((await changedOn('m1')).filter((l) => /--selector/.test(l))).toEqual([])
+      await writeFile(joinCfg, genuineJoin)
+
       const r = await playbookRun([], join(out, `${NEW}.tar`), upgrade)
       expect(r.code, r.out).toBe(0)
       for (const n of Object.keys(NODES) as Node[]) {
@@ -437,13 +521,13 @@ describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
       expect([...workers].sort()).toEqual(
         ['k8s03', 'k8s04']
           .flatMap((n) => [
-            `kubectl --kubeconfig ${admin1} drain ${n} --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
-            `kubectl --kubeconfig ${admin1} uncordon ${n}`,
+            `kubectl --kubeconfig ${admin1} drain --ignore-daemonsets --delete-emptydir-data --timeout=600s -- ${n}`,
+            `kubectl --kubeconfig ${admin1} uncordon -- ${n}`,
           ])
           .sort(),
       )
       for (const n of ['k8s03', 'k8s04'])
-        expect(workers.findIndex((l) => l.includes(`drain ${n} `))).toBeLessThan(workers.findIndex((l) => l.endsWith(`uncordon ${n}`)))
+        expect(workers.findIndex((l) => l.includes(`drain `) && l.endsWith(` ${n}`))).toBeLessThan(workers.findIndex((l) => l.endsWith(`uncordon -- ${n}`)))
       expect((await since('m2')).filter((l) => /^kubeadm upgrade|drain|uncordon/.test(l))).toEqual([
         'kubeadm upgrade node',
         `kubectl --kubeconfig ${join(roots.m2, 'etc/kubernetes/admin.conf')} drain k8s02 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,

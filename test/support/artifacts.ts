@@ -68,7 +68,22 @@ prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubect
 # With $KA_CLUSTER: the nodes kubeadm registered there, each with the version its kubelet
 # runs, Ready while it is active, and cordoned while drained; the API server's version.
 if [ -n "\${KA_CLUSTER:-}" ]; then
-  prev=""; for a in "$@"; do case "$prev" in drain|cordon) mkdir -p "$KA_CLUSTER/cordoned"; touch "$KA_CLUSTER/cordoned/$a" ;; uncordon) rm -f "$KA_CLUSTER/cordoned/$a" ;; esac; prev="$a"; done
+  # drain, cordon and uncordon take node names, or every node a label selector matches, and
+  # end everything after -- as names (kubectl's cobra flags, staging/src/k8s.io/kubectl/pkg/cmd/drain/drain.go).
+  verb=""; names=""; sel=""; rest=""
+  for a in "$@"; do
+    if [ -n "$rest" ]; then names="$names $a"; continue; fi
+    if [ -z "$verb" ]; then case "$a" in drain|cordon|uncordon) verb=$a ;; esac; continue; fi
+    case "$a" in --) rest=1 ;; --selector=*) sel=\${a#--selector=} ;; -*) ;; *) names="$names $a" ;; esac
+  done
+  if [ -n "$sel" ]; then
+    for f in "$KA_CLUSTER"/nodes/*; do read -r root role < "$f"
+      [ "$sel" = "node-role.kubernetes.io/$role" ] && names="$names $(basename "$f")"; done
+  fi
+  for name in $names; do
+    [ -e "$KA_CLUSTER/nodes/$name" ] || { echo "Error from server (NotFound): nodes "$name" not found" >&2; exit 1; }
+    case "$verb" in drain|cordon) mkdir -p "$KA_CLUSTER/cordoned"; touch "$KA_CLUSTER/cordoned/$name" ;; uncordon) rm -f "$KA_CLUSTER/cordoned/$name" ;; esac
+  done
   case "$*" in
     # The API server runs the version its static pod manifest on the first master names.
     *" version -o json"*) printf '{"serverVersion":{"gitVersion":"%s"}}\\n' "$(sed -n 's/.*kube-apiserver://p' "$(cat "$KA_CLUSTER/first-master")/etc/kubernetes/manifests/kube-apiserver.yaml")"; exit 0 ;;

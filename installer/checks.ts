@@ -1,5 +1,4 @@
-import { RESOLV_CONF } from './node-paths.js'
-import { NAMESERVER_FIX, nameservers } from './node-state.js'
+import { nameserverFix, nameservers } from './node-state.js'
 import type { Context } from './plan.js'
 import { packagesForNode } from './phases/packages.js'
 import { isRpmFamily } from '../bundle/os-release.js'
@@ -128,12 +127,12 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
  * phase then sets CoreDNS up without forwarding); on a live node a failure.
  */
 export async function nameserverFinding(ctx: Context, missing: 'warn' | 'fail'): Promise<Finding> {
-  const resolver = await nameservers(ctx.host)
-  if (resolver.length) return { level: 'ok', check: 'nameserver', found: resolver.join(', ') }
+  const { file, servers } = await nameservers(ctx.host)
+  if (servers.length) return { level: 'ok', check: 'nameserver', found: `${servers.join(', ')} (${file}, what the kubelet hands CoreDNS)` }
   return {
     level: missing,
     check: 'nameserver',
-    found: `${RESOLV_CONF} names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)${missing === 'warn' ? ' and finish will time out' : ''}`,
-    fix: NAMESERVER_FIX,
+    found: `${file} (what the kubelet hands CoreDNS) names no nameserver: CoreDNS will crash-loop (plugin/forward: no nameservers found)${missing === 'warn' ? ' and finish will time out' : ''}`,
+    fix: nameserverFix(file),
   }
 }

@@ -49,6 +49,8 @@ export const CA_CERT = '/etc/kubernetes/pki/ca.crt'
 export const KUBECTL_CALICO = `${BIN_DIR}/kubectl-calico`
 export const ETC_HOSTS = '/etc/hosts'
 export const RESOLV_CONF = '/etc/resolv.conf'
+/** systemd-resolved's list of the real DNS servers; its /etc/resolv.conf names only its 127.0.0.53 stub. */
+export const SYSTEMD_RESOLV_CONF = '/run/systemd/resolve/resolv.conf'
 /** The token Calico's CNI plugin uses (written by calico-node; it expires while a node is off). */
 export const CALICO_CNI_KUBECONFIG = '/etc/cni/net.d/calico-kubeconfig'
 export const ETC_PASSWD = '/etc/passwd'

@@ -1,6 +1,6 @@
 import { readdir, readFile, readlink } from 'node:fs/promises'
 import type { Host } from './host.js'
-import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF } from './node-paths.js'
+import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF, SYSTEMD_RESOLV_CONF } from './node-paths.js'
 
 /** Live kernel state the phases and doctor read (under --root too). */
 
@@ -59,12 +59,33 @@ export async function listenerOn(port: number, proc = '/proc'): Promise<Listener
 export const describeListener = (l: Listener | undefined): string =>
   l ? `${l.command} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ''})` : 'a process this installer cannot see'
 
-/** The nameservers /etc/resolv.conf names (the file kubelet hands CoreDNS by default). */
-export async function nameservers(host: Host): Promise<string[]> {
-  return ((await host.readText(RESOLV_CONF)) ?? '')
+/**
+ * The resolver file the kubelet hands to pods of dnsPolicy Default, CoreDNS among them, as
+ * kubeadm decides it (cmd/kubeadm/app/componentconfigs/kubelet.go: kubeletSystemdResolverConfig
+ * while isServiceActive("systemd-resolved")): systemd-resolved's own list when it runs (on
+ * Ubuntu 22.04 and 24.04 /etc/resolv.conf names only its 127.0.0.53 stub), else /etc/resolv.conf.
+ */
+export async function kubeletResolvConf(host: Host): Promise<string> {
+  return (await host.run(['systemctl', 'is-active', 'systemd-resolved'], { changing: false })).code === 0 ? SYSTEMD_RESOLV_CONF : RESOLV_CONF
+}
+
+/**
+ * The nameservers CoreDNS could forward to: those in the kubelet's resolver file, loopback ones
+ * aside (CoreDNS would ask itself, and its loop plugin stops it).
+ */
+export async function nameservers(host: Host): Promise<{ file: string; servers: string[] }> {
+  const file = await kubeletResolvConf(host)
+  const servers = ((await host.readText(file)) ?? '')
     .split('\n')
     .map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
-    .filter((n): n is string => !!n)
+    .filter((n): n is string => !!n && !/^(127\.|::1$)/.test(n))
+  return { file, servers }
 }
+
+/** What to do about a node with no nameserver CoreDNS can use, for the file the kubelet reads. */
+export const nameserverFix = (file: string): string =>
+  file === SYSTEMD_RESOLV_CONF
+    ? 'give systemd-resolved a DNS server CoreDNS can forward to: DNS=<IP> in /etc/systemd/resolved.conf (a DNS server inside the network; any reachable address keeps CoreDNS running, cluster names resolve either way), then systemctl restart systemd-resolved and restart the coredns pods'
+    : NAMESERVER_FIX
 
 export const NAMESERVER_FIX = `give the node a resolver CoreDNS can forward to: a "nameserver <IP>" line in ${RESOLV_CONF} (a DNS server inside the network; any reachable address keeps CoreDNS running, cluster names resolve either way), then restart the coredns pods`

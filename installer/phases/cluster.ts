@@ -11,7 +11,6 @@ import type { NodeFacts } from '../facts.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
 import {
   COREDNS_APPLIED,
-  RESOLV_CONF,
   BIN_DIR,
   CA_CERT,
   CALICO_APPLIED,
@@ -195,11 +194,12 @@ export const network: Phase = {
  * cluster names resolve, names outside the cluster do not (there is nothing to ask).
  */
 async function localCoreDnsSteps(ctx: Context): Promise<Step[]> {
-  if ((await nameservers(ctx.host)).length > 0) return []
+  const resolver = await nameservers(ctx.host)
+  if (resolver.servers.length > 0) return []
   const got = await ctx.host.run(admin(ctx, '-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}'), { changing: false })
   if (got.code !== 0 || !got.stdout.includes('forward')) return []
   ctx.say(
-    `note  ${RESOLV_CONF} names no nameserver: CoreDNS is set up without upstream forwarding (cluster names resolve, outside names do not); add a nameserver and restore the forward line to change that`,
+    `note  ${resolver.file} (what the kubelet hands CoreDNS) names no nameserver: CoreDNS is set up without upstream forwarding (cluster names resolve, outside names do not); add a nameserver and restore the forward line to change that`,
   )
   const local = withoutForward(got.stdout)
   const manifest = yaml.dump(

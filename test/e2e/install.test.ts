@@ -362,7 +362,9 @@ describe('./install --role master, then a worker with the join file it wrote', (
     const args = ['--role', 'master', '--phases', 'kubernetes,cluster,network', '--advertise-address', '192.0.2.10']
     const r = await install(args, root, { env: env() })
     expect(r.code, r.stderr + r.stdout).toBe(0)
-    expect(r.stderr).toMatch(/note {2}\/etc\/resolv\.conf names no nameserver: CoreDNS is set up without upstream forwarding/)
+    expect(r.stderr).toMatch(
+      /note {2}\/etc\/resolv\.conf \(what the kubelet hands CoreDNS\) names no nameserver: CoreDNS is set up without upstream forwarding/,
+    )
     const applied = yaml.load(await readFile(join(root, 'etc/kube-airgap/coredns.yaml'), 'utf8')) as { data: { Corefile: string } }
     expect(applied.data.Corefile).toBe('.:53 {\n    errors\n    cache 30\n}\n')
     expect(changing(r.record).filter((l) => l.includes('coredns') && !/ get configmap /.test(l))).toEqual([

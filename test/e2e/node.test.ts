@@ -131,6 +131,49 @@ describe('doctor on a node before kubeadm', () => {
   })
 })
 
+describe('the resolver the kubelet hands CoreDNS', () => {
+  // Ubuntu 22.04 and 24.04: systemd-resolved runs, /etc/resolv.conf names only its stub, and
+  // kubeadm gives the kubelet resolved's own list (cmd/kubeadm/app/componentconfigs/kubelet.go,
+  // kubeletSystemdResolverConfig while isServiceActive("systemd-resolved")). On an air-gapped
+  // host with no DNS server that list is empty.
+  it('with systemd-resolved running, the stub in /etc/resolv.conf does not count: its empty list fails doctor and warns in preflight', async () => {
+    const root = await mkdtemp(join(dir, 'resolved-'))
+    await freshNodeRoot(root)
+    await writeFile(
+      join(root, 'etc/resolv.conf'),
+      '# This is /run/systemd/resolve/stub-resolv.conf managed by man:systemd-resolved(8).\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n',
+    )
+    await mkdir(join(root, 'run/systemd/resolve'), { recursive: true })
+    await writeFile(
+      join(root, 'run/systemd/resolve/resolv.conf'),
+      '# This is /run/systemd/resolve/resolv.conf managed by man:systemd-resolved(8).\n# No DNS servers known.\nsearch .\n',
+    )
+    await mkdir(join(root, '.systemctl'), { recursive: true })
+    await writeFile(join(root, '.systemctl/active.systemd-resolved'), '')
+    const finding = () =>
+      (JSON.parse(installer(root, ['doctor', '--json']).stdout).findings as { level: string; check: string; found: string; fix?: string }[]).find(
+        (f) => f.check === 'nameserver',
+      )
+    expect(finding()).toMatchObject({
+      level: 'fail',
+      found: expect.stringMatching(/^\/run\/systemd\/resolve\/resolv\.conf \(what the kubelet hands CoreDNS\) names no nameserver/),
+      fix: expect.stringMatching(/DNS=<IP> in \/etc\/systemd\/resolved\.conf/),
+    })
+    const pre = installer(root, ['--role', 'worker', '--phases', 'preflight', '--json'])
+    expect(JSON.parse(pre.stdout).warnings).toContainEqual(
+      expect.stringMatching(/^WARN {2}nameserver: \/run\/systemd\/resolve\/resolv\.conf \(what the kubelet hands CoreDNS\) names no nameserver/),
+    )
+    // resolved learns a server: OK. Without resolved, the stub alone is a loop, not a server.
+    await writeFile(join(root, 'run/systemd/resolve/resolv.conf'), 'nameserver 10.0.0.53\n')
+    expect(finding()).toMatchObject({ level: 'ok', found: '10.0.0.53 (/run/systemd/resolve/resolv.conf, what the kubelet hands CoreDNS)' })
+    await rm(join(root, '.systemctl/active.systemd-resolved'))
+    expect(finding()).toMatchObject({
+      level: 'fail',
+      found: expect.stringMatching(/^\/etc\/resolv\.conf \(what the kubelet hands CoreDNS\) names no nameserver/),
+    })
+  })
+})
+
 describe('what a hardware node needs', () => {
   /** A context for in-process checks, as the CLI builds it. */
   const ctxFor = (root: string, role: 'master' | 'worker' = 'worker', now?: number) =>

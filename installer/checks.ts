@@ -117,7 +117,7 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
     level: 'warn',
     check: 'firewall',
     found: f,
-    fix: 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap does not change firewall rules)',
+    fix: 'open these between the nodes, or stop that firewall while the cluster is set up (kube-airgap changes no ufw or nftables rule)',
   }))
 }
 

@@ -83,10 +83,31 @@ export const cluster: Phase = {
         done,
         actions: [{ kind: 'run', argv: [KUBEADM, 'join', '--config', host.path(KUBEADM_JOIN_CONFIG)], stream: true }],
       })
+      // kubeadm join writes kubelet.conf (kubelet-start) before control-plane-join adds the etcd
+      // member and marks the node (cmd/kubeadm/app/cmd/join.go): a control plane is joined
+      // once the cluster lists it as one.
+      if (done && c.join.role !== 'worker' && !(await isControlPlane(ctx, c.config.nodeName)))
+        steps.push({
+          title: `joined as a control plane where kubeadm join stopped (kubeadm join phase control-plane-join: etcd member, control-plane label)`,
+          done: false,
+          actions: [{ kind: 'run', argv: [KUBEADM, 'join', 'phase', 'control-plane-join', 'all', '--config', host.path(KUBEADM_JOIN_CONFIG)], stream: true }],
+        })
       return steps
     }
-    // The first master. Once it has a cluster, the token and config are not made again.
-    if (await host.exists(KUBECONFIG_ADMIN)) return [...steps, { title: 'cluster initialized (kubeadm init)', done: true, actions: [] }]
+    // The first master. Once it has a cluster, the token and config are not made again; an
+    // init that stopped part-way is finished, or (before the control plane answered) undone.
+    if (await host.exists(KUBECONFIG_ADMIN)) {
+      const finished = await finishInit(ctx)
+      if (finished) return [...steps, finished]
+      ctx.say(
+        `note  kubeadm init stopped before the control plane answered (${KUBECONFIG_ADMIN} written, no API server, the kubelet never finalized): nothing was served yet, so it is undone with kubeadm reset -f and run again (kubeadm init refuses the files it left)`,
+      )
+      steps.push({
+        title: 'the init that stopped before the control plane answered undone (kubeadm reset -f)',
+        done: false,
+        actions: [{ kind: 'run', argv: [KUBEADM, 'reset', '-f'] }],
+      })
+    }
     const token = newToken()
     const certificateKey = newCertificateKey()
     const now = ctx.facts.now()
@@ -117,6 +138,64 @@ export const cluster: Phase = {
     })
     return steps
   },
+}
+
+/** Whether the cluster lists `name` as a control-plane node (kubeadm's mark-control-plane ran for it). */
+async function isControlPlane(ctx: Context, name: string): Promise<boolean> {
+  const r = await ctx.host.run(admin(ctx, 'get', 'nodes', '-l', 'node-role.kubernetes.io/control-plane', '-o', 'name'), { changing: false })
+  return r.code === 0 && r.stdout.split('\n').includes(`node/${name}`)
+}
+
+const exists = async (ctx: Context, ...what: string[]) => (await ctx.host.run(admin(ctx, 'get', ...what), { changing: false })).code === 0
+
+/**
+ * kubeadm init's phases after the control plane answers, in its order (cmd/kubeadm/app/cmd/init.go),
+ * each with what it leaves behind. upload-certs leaves nothing lasting (kubeadm deletes the
+ * secret after two hours): it goes with upload-config. Each phase creates or updates, so one
+ * run again is harmless.
+ */
+const INIT_PHASES: { name: string; args: string[]; done?: (ctx: Context) => Promise<boolean> }[] = [
+  { name: 'upload-config', args: ['upload-config', 'all'], done: (ctx) => exists(ctx, 'configmap', 'kubeadm-config', '-n', 'kube-system') },
+  { name: 'upload-certs', args: ['upload-certs', '--upload-certs'] },
+  { name: 'mark-control-plane', args: ['mark-control-plane'], done: (ctx) => isControlPlane(ctx, ctx.cluster.config.nodeName) },
+  { name: 'bootstrap-token', args: ['bootstrap-token'], done: (ctx) => exists(ctx, 'configmap', 'cluster-info', '-n', 'kube-public') },
+  {
+    name: 'kubelet-finalize',
+    args: ['kubelet-finalize', 'all'],
+    done: async (ctx) => ((await ctx.host.readText(KUBELET_KUBECONFIG)) ?? '').includes('kubelet-client-current.pem'),
+  },
+  {
+    name: 'addon',
+    args: ['addon', 'all'],
+    done: async (ctx) =>
+      (await exists(ctx, 'daemonset', 'kube-proxy', '-n', 'kube-system')) && (await exists(ctx, 'deployment', 'coredns', '-n', 'kube-system')),
+  },
+]
+
+/**
+ * A first master that has admin.conf: kubeadm init got at least to its kubeconfig phase. With
+ * the API server answering, the phases it did not reach run now, from the first one missing
+ * on, with the same --config. A kubelet already finalized means init went all the way before:
+ * done, whatever the API server says now. Undefined: it stopped before the control plane ever
+ * answered, and only kubeadm reset -f and init again is safe (init refuses the files it left).
+ */
+async function finishInit(ctx: Context): Promise<Step | undefined> {
+  const done: Step = { title: 'cluster initialized (kubeadm init)', done: true, actions: [] }
+  const answers = (await ctx.host.run(admin(ctx, 'get', '--raw', '/readyz', '--request-timeout=10s'), { changing: false })).code === 0
+  if (!answers) return (await INIT_PHASES.find((p) => p.name === 'kubelet-finalize')!.done!(ctx)) ? done : undefined
+  let from = -1
+  for (const [i, p] of INIT_PHASES.entries())
+    if (p.done && !(await p.done(ctx))) {
+      from = i
+      break
+    }
+  if (from < 0) return done
+  const missing = INIT_PHASES.slice(from)
+  return {
+    title: `cluster initialized where kubeadm init stopped (kubeadm init phase ${missing.map((p) => p.name).join(', ')})`,
+    done: false,
+    actions: missing.map((p) => ({ kind: 'run', argv: [KUBEADM, 'init', 'phase', ...p.args, '--config', ctx.host.path(KUBEADM_CONFIG)] })),
+  }
 }
 
 /**
@@ -258,8 +337,8 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
   const usb = ctx.usb
   const out: Step[] = []
   for (const [rel, j] of files) {
-    const text = formatJoinFile(j)
     const path = `/${rel}`
+    const text = formatJoinFile(j)
     const now = await usb.fileState(path)
     const sha256 = Sha256.of(text)
     out.push({

@@ -376,6 +376,62 @@ describe('./install --role master, then a worker with the join file it wrote', (
     expect(changing(again.record).filter((l) => l.includes('coredns') && !/ get configmap /.test(l))).toEqual([])
   })
 
+  // kubeadm writes admin.conf in its kubeconfig phase, before wait-control-plane (where the
+  // field notes' image and cgroup errors stop it), and makes the cluster's objects after; the
+  // stand-in kubeadm stops where $KA_KUBEADM_FAIL_AT says, as the real one does.
+  it('a kubeadm init that stopped at wait-control-plane is undone (kubeadm reset -f) and run again; one that stopped at bootstrap-token is finished with the phases it did not reach', async () => {
+    const args = ['--role', 'master', '--phases', 'kubernetes,cluster', '--advertise-address', '192.0.2.10']
+    const kubeadmLines = (r: RecordedRun) => changing(r.record).filter((l) => l.startsWith('kubeadm ') && !/^kubeadm (config|version)/.test(l))
+    const config = (root: string) => join(root, 'etc/kube-airgap/kubeadm.yaml')
+
+    const early = await newRoot('init-stopped-early')
+    const failed = await install(args, early, { env: { ...env(), KA_KUBEADM_FAIL_AT: 'wait-control-plane' } })
+    expect(failed.code).toBe(1)
+    expect(await readFile(join(early, 'etc/kubernetes/admin.conf'), 'utf8')).toContain('admin kubeconfig')
+    const again = await install(args, early, { env: env() })
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stderr).toMatch(/note {2}kubeadm init stopped before the control plane answered .*undone with kubeadm reset -f and run again/)
+    expect(kubeadmLines(again)).toEqual(['kubeadm reset -f', `kubeadm init --config ${config(early)} --upload-certs`])
+
+    const late = await newRoot('init-stopped-late')
+    expect((await install(args, late, { env: { ...env(), KA_KUBEADM_FAIL_AT: 'bootstrap-token' } })).code).toBe(1)
+    const finished = await install(args, late, { env: env() })
+    expect(finished.code, finished.stderr).toBe(0)
+    expect(kubeadmLines(finished)).toEqual(
+      ['bootstrap-token', 'kubelet-finalize all', 'addon all'].map((p) => `kubeadm init phase ${p} --config ${config(late)}`),
+    )
+    const rerun = await install(args, late, { env: env() })
+    expect(rerun.code, rerun.stderr).toBe(0)
+    expect(kubeadmLines(rerun)).toEqual([])
+    expect(rerun.stdout).toMatch(/\[cluster\] already done +cluster initialized \(kubeadm init\)/)
+  })
+
+  it('a control-plane join that stopped after kubelet.conf, before control-plane-join, is finished by that phase alone', async () => {
+    const cp = await newRoot('cp-join-stopped')
+    const args = [
+      '--role',
+      'master',
+      '--phases',
+      'kubernetes,cluster',
+      '--advertise-address',
+      '192.0.2.12',
+      '--node-name',
+      'k8s03',
+      '--join-file',
+      join(bundle, 'join/control-plane.yaml'),
+    ]
+    const stopped = await install(args, cp, { env: { ...env(), KA_KUBEADM_FAIL_AT: 'control-plane-join' } })
+    expect(stopped.code).toBe(1)
+    expect(await readFile(join(cp, 'etc/kubernetes/kubelet.conf'), 'utf8')).toContain('kubelet kubeconfig')
+    const again = await install(args, cp, { env: env() })
+    expect(again.code, again.stderr).toBe(0)
+    expect(changing(again.record).filter((l) => l.startsWith('kubeadm ') && !/^kubeadm (config|version)/.test(l))).toEqual([
+      `kubeadm join phase control-plane-join all --config ${join(cp, 'etc/kube-airgap/kubeadm-join.yaml')}`,
+    ])
+    const rerun = await install(args, cp, { env: env() })
+    expect(changing(rerun.record).filter((l) => l.startsWith('kubeadm join'))).toEqual([])
+  })
+
   it('every validation error: exit 2 and nothing written', async () => {
     const root = await newRoot('invalid')
     const before = await treeHashes(root)

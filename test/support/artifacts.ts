@@ -34,12 +34,41 @@ register() {
   echo "$KA_ROOT $1" > "$KA_CLUSTER/nodes/$name"
   "$KA_ROOT/usr/local/bin/kubelet" --version > "$KA_ROOT/.systemctl/running.kubelet" && touch "$KA_ROOT/.systemctl/active.kubelet"
 }
+# kubeadm init's phases in its order (cmd/kubeadm/app/cmd/init.go: NewInitCmd's AppendPhase
+# calls), each leaving what the real one leaves: the kubeconfig phase writes admin.conf and a
+# kubelet.conf with its client certificate inside; wait-control-plane is where the field
+# notes' image and cgroup errors stop it; from then on the API server answers ($KA_ROOT/.cluster/api)
+# and each phase leaves the object it makes there; kubelet-finalize points kubelet.conf at
+# the rotated certificate (phases/kubelet/kubelet-finalize.go). $KA_KUBEADM_FAIL_AT=<phase>
+# stops it there, exit 1, as kubeadm does ("error execution phase ..."), the phases before
+# it done. The same for join's control-plane-join (cmd/kubeadm/app/cmd/join.go).
+state="$KA_ROOT/.cluster"
+stop_at() { [ "\${KA_KUBEADM_FAIL_AT:-}" != "$1" ] || { echo "error execution phase $1: timed out waiting for the condition (a test's kubeadm that stops at $1)" >&2; exit 1; }; }
+api() { [ -e "$state/api" ] || { echo "error execution phase $1: unable to connect to the API server: connection refused" >&2; exit 1; }; }
+init_phase() {
+  stop_at "$1"; mkdir -p "$state"
+  case "$1" in
+    certs) mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt" ;;
+    kubeconfig) echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"
+      printf 'apiVersion: v1 # test kubelet kubeconfig\nclient-certificate-data: embedded\n' > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+    control-plane) mkdir -p "$KA_ROOT/etc/kubernetes/manifests"; echo "image: registry.k8s.io/kube-apiserver:v$VERSION" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
+    etcd) ;;
+    kubelet-start) register node ;;
+    wait-control-plane) touch "$state/api" ;;
+    mark-control-plane) api "$1"; register control-plane; sed -n 's/^  name: //p' "$cfg" | head -1 > "$state/$1" ;;
+    kubelet-finalize) api "$1"; printf 'apiVersion: v1 # test kubelet kubeconfig\nclient-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n' > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+    *) api "$1"; touch "$state/$1" ;;
+  esac
+}
 case "$1" in
-  init) if [ "\${2:-}" != phase ]; then mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt"; echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"
-    mkdir -p "$KA_ROOT/etc/kubernetes/manifests"; echo "image: registry.k8s.io/kube-apiserver:v$VERSION" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
-    register control-plane; [ -z "\${KA_CLUSTER:-}" ] || echo "$KA_ROOT" > "$KA_CLUSTER/first-master"; fi ;;
-  join) mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
-    if grep -q '^controlPlane:' "$cfg"; then echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; register control-plane; else register worker; fi ;;
+  init) if [ "\${2:-}" != phase ]; then
+      for p in certs kubeconfig etcd control-plane kubelet-start wait-control-plane upload-config upload-certs mark-control-plane bootstrap-token kubelet-finalize addon; do init_phase "$p"; done
+      [ -z "\${KA_CLUSTER:-}" ] || echo "$KA_ROOT" > "$KA_CLUSTER/first-master"
+    else init_phase "$3"; fi ;;
+  join) cp_join() { stop_at control-plane-join; register control-plane; mkdir -p "$state"; sed -n 's/^  name: //p' "$cfg" | head -1 > "$state/mark-control-plane"; }
+    if [ "\${2:-}" = phase ]; then cp_join; exit 0; fi
+    mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
+    if grep -q '^controlPlane:' "$cfg"; then echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; register node; cp_join; else register worker; fi ;;
   upgrade)
     case "$2" in
       plan) echo "Upgrade to the latest version in the v\${VERSION%.*} series: kubeadm upgrade apply $3 (offline: the version is given)" ;;
@@ -49,7 +78,7 @@ case "$1" in
         cp -r "$KA_ROOT/etc/kubernetes/manifests/." "$b/"
         echo "image: registry.k8s.io/kube-apiserver:$3" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
     esac ;;
-  reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" ;;
+  reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" "$state" ;;
   token) echo "fresh1.0123456789abcdef" ;;
   config)
     case "$2" in
@@ -97,6 +126,17 @@ if [ -n "\${KA_CLUSTER:-}" ]; then
       done; printf ']}\\n'; exit 0 ;;
   esac
 fi
+# What kubeadm init left in the API server (the kubeadm stand-in's $KA_ROOT/.cluster).
+state="$KA_ROOT/.cluster"
+case "$*" in
+  *"get --raw /readyz --request-timeout"*) [ -e "$state/api" ] || { echo "The connection to the server was refused" >&2; exit 1; }; echo ok; exit 0 ;;
+  *"get configmap kubeadm-config"*) [ -e "$state/upload-config" ] || { echo 'Error from server (NotFound): configmaps "kubeadm-config" not found' >&2; exit 1; }; exit 0 ;;
+  *"get configmap cluster-info"*) [ -e "$state/bootstrap-token" ] || { echo 'Error from server (NotFound): configmaps "cluster-info" not found' >&2; exit 1; }; exit 0 ;;
+  *"get daemonset kube-proxy"*|*"get deployment coredns"*) [ -e "$state/addon" ] || { echo 'Error from server (NotFound): not found' >&2; exit 1; }; exit 0 ;;
+  *"get nodes -l node-role.kubernetes.io/control-plane -o name"*)
+    if [ -n "\${KA_CLUSTER:-}" ]; then for f in "$KA_CLUSTER"/nodes/*; do read -r root role < "$f"; [ "$role" = control-plane ] && echo "node/$(basename "$f")"; done
+    else sed 's|^|node/|' "$state/mark-control-plane" 2>/dev/null; fi; exit 0 ;;
+esac
 case "$*" in
   *"get --raw /readyz/etcd"*) echo ok ;;
   *"get daemonset calico-node"*) [ -e "$KA_ROOT/.calico-applied" ] || exit 1 ;;

@@ -226,7 +226,7 @@ async function clusterSetup(
     if (!joined && join.nodes?.includes(config.nodeName)) {
       throw new KaError(
         'EUSAGE',
-        `this node would join as ${JSON.stringify(config.nodeName)}, a name the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`,
+        `this node would join as ${JSON.stringify(config.nodeName)}, the name of a Ready node the cluster has already (${flags.joinFile} lists ${join.nodes.join(', ')}): give it its own with --node-name, or nodes: { <hostname>: { nodeName: ... } } in cluster.yaml`,
       )
     }
     if (st && st.mode & 0o077)

@@ -27,6 +27,7 @@ import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
 import { nameservers } from '../node-state.js'
 import yaml from 'js-yaml'
+import { loadYaml } from '../../bundle/yaml.js'
 
 const KUBEADM = `${BIN_DIR}/kubeadm`
 const KUBECTL = `${BIN_DIR}/kubectl`
@@ -312,14 +313,30 @@ async function sudoUser(host: Host, facts: NodeFacts): Promise<{ name: string; u
   return f?.[5] ? { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] } : undefined
 }
 
+/** The names of the nodes the API lists as Ready (none when it does not answer). */
+async function readyNodes(ctx: Context): Promise<string[]> {
+  const listed = await ctx.host.run(admin(ctx, 'get', 'nodes', '-o', 'json'), { changing: false })
+  type Item = { metadata?: { name?: unknown }; status?: { conditions?: { type?: string; status?: string }[] } }
+  let items: Item[] = []
+  try {
+    items = listed.code === 0 ? ((JSON.parse(listed.stdout) as { items?: Item[] }).items ?? []) : []
+  } catch {
+    items = []
+  }
+  return items
+    .filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+    .map((i) => i.metadata?.name)
+    .filter((n): n is string => typeof n === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))
+}
+
 /** The join files for the next nodes, into the bundle folder (mode 0600). */
 export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Step[]> {
   const pem = await ctx.host.readText(CA_CERT)
   if (!pem) throw new KaError('ESTEP', `${CA_CERT} is missing: kubeadm init did not finish; see journalctl -u kubelet`)
-  // The nodes the cluster has now: a node joining under one of these names is refused before
-  // kubeadm join (the master's own name, at least, when the API does not answer).
-  const listed = await ctx.host.run(admin(ctx, 'get', 'nodes', '-o', 'jsonpath={.items[*].metadata.name}'), { changing: false })
-  const names = listed.code === 0 ? listed.stdout.split(/\s+/).filter((n) => /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n)) : []
+  // The Ready nodes the cluster has now: a node joining under one of these names is refused
+  // before kubeadm join (the master's own name, at least, when the API does not answer). Only
+  // Ready ones, as kubeadm join's own check (a node that was reset rejoins under its name).
+  const names = await readyNodes(ctx)
   const nodes = [...new Set([ctx.cluster.config.nodeName, ...names])].sort()
   const base = {
     endpoint: state.endpoint,
@@ -338,7 +355,18 @@ export async function joinFileSteps(ctx: Context, state: JoinState): Promise<Ste
   const out: Step[] = []
   for (const [rel, j] of files) {
     const path = `/${rel}`
-    const text = formatJoinFile(j)
+    // The nodes list is taken again only when the file is written for another reason (the
+    // first time, a new token): nodes that joined since change nothing on a rerun, and kubeadm
+    // join itself refuses a name the cluster has.
+    const before = await usb.readText(path)
+    let listed: unknown
+    try {
+      listed = before ? (loadYaml(before, rel) as { nodes?: unknown } | null)?.nodes : undefined
+    } catch {
+      listed = undefined // not a join file any more: written anew
+    }
+    const kept = Array.isArray(listed) && listed.every((n) => typeof n === 'string') ? formatJoinFile({ ...j, nodes: listed }) : undefined
+    const text = kept === before && kept !== undefined ? kept : formatJoinFile(j)
     const now = await usb.fileState(path)
     const sha256 = Sha256.of(text)
     out.push({

@@ -336,7 +336,10 @@ describe('ansible-playbook, batches and join files', () => {
     const state = join(roots.m1, 'etc/kube-airgap/join.json')
     const yesterday = new Date(Date.now() - 86_400_000).toISOString()
     await writeFile(state, JSON.stringify({ ...JSON.parse(await readFile(state, 'utf8')), expires: yesterday, certificateKeyExpires: yesterday }))
+    // w1 never joined: no kubelet.conf, no kubelet running, no Node in the cluster.
     await rm(join(roots.w1, 'etc/kubernetes/kubelet.conf'))
+    await rm(join(roots.w1, '.systemctl/active.kubelet'), { force: true })
+    await rm(join(dir, 'cluster', 'nodes', NODES.w1), { force: true })
     const before = (await changedOn('m1')).length
     const r = await playbookRun(['--limit', 'm1,w1'])
     expect(r.code, r.out).toBe(0)

@@ -307,7 +307,9 @@ describe('./install --role master, then a worker with the join file it wrote', (
       { env: env() },
     )
     expect(twin.code).toBe(2)
-    expect(twin.stderr.trim()).toMatch(/^install: EUSAGE: this node would join as "k8s01", a name the cluster has already .*give it its own with --node-name/)
+    expect(twin.stderr.trim()).toMatch(
+      /^install: EUSAGE: this node would join as "k8s01", the name of a Ready node the cluster has already .*give it its own with --node-name/,
+    )
     expect(twin.record).toEqual([])
     // The wrong file for the role is refused.
     const wrong = await install(['--role', 'worker', '--join-file', join(bundle, 'join/control-plane.yaml')], await newRoot('wrong-role'), { env: env() })

@@ -5,6 +5,7 @@ import type { LockedPackage } from '../../bundle/lock.js'
 import type { Action, Context, Phase } from '../plan.js'
 import { PACKAGE_STAGING } from '../node-paths.js'
 import { releaseId } from '../../bundle/os-release.js'
+import { compareEvr } from '../../bundle/rpm-version.js'
 
 /** `ubuntu-22.04`, `rocky-9`: the node's release from /etc/os-release, as the bundle names its sets (bundle/os-release.ts). */
 export async function nodeRelease(ctx: Context): Promise<string | undefined> {
@@ -23,8 +24,8 @@ const staged = (p: LockedPackage): string => `${PACKAGE_STAGING}/${p.file}`
 
 /** The node's package manager, as the bundle's set for its release needs it: dpkg for .deb, rpm for .rpm. */
 interface Manager {
-  /** Which of `names` are installed. */
-  installed(ctx: Context, names: string[]): Promise<Set<string>>
+  /** Which of the pinned packages the node has already (by name; for rpm also at least at the pinned version). */
+  installed(ctx: Context, pinned: LockedPackage[]): Promise<Set<string>>
   install(ctx: Context, files: string[]): string[]
   /** What is wrong with the installed set afterwards, if anything. */
   audit(ctx: Context, names: string[]): Promise<string | undefined>
@@ -38,10 +39,10 @@ const rooted = (ctx: Context, tool: string, flag: (root: string) => string[], ..
 ]
 
 const dpkg: Manager = {
-  async installed(ctx, names) {
+  async installed(ctx, pinned) {
     const q = await ctx.host.run(
       // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format, not a template
-      rooted(ctx, 'dpkg-query', (r) => [`--root=${r}`], '-W', '-f=${Package} ${Status}\\n', ...names),
+      rooted(ctx, 'dpkg-query', (r) => [`--root=${r}`], '-W', '-f=${Package} ${Status}\\n', ...pinned.map((p) => p.name)),
       { changing: false },
     )
     return new Set(
@@ -70,17 +71,16 @@ const dpkg: Manager = {
  * yet must still install, and a package the pin does not cover never gets this far.
  */
 const rpm: Manager = {
-  async installed(ctx, names) {
+  // A package older than the pin (libnetfilter_queue 1.0.4 where the closure needs >= 1.0.5)
+  // is not installed for this set: rpm -U would refuse the rest. It is upgraded to the pin.
+  async installed(ctx, pinned) {
     const q = await ctx.host.run(
-      rooted(ctx, 'rpm', (r) => ['--root', r], '-q', '--qf', '%{NAME}\\tinstalled\\n', ...names),
+      rooted(ctx, 'rpm', (r) => ['--root', r], '-q', '--qf', '%{NAME}\\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\\n', ...pinned.map((p) => p.name)),
       { changing: false },
     )
-    return new Set(
-      q.stdout
-        .split('\n')
-        .filter((l) => l.endsWith('\tinstalled'))
-        .map((l) => l.split('\t')[0]!),
-    )
+    const have = new Map<string, string[]>()
+    for (const [name, evr] of q.stdout.split('\n').map((l) => l.split('\t'))) if (name && evr) have.set(name, [...(have.get(name) ?? []), evr])
+    return new Set(pinned.filter((p) => have.get(p.name)?.some((evr) => compareEvr(evr, p.version) >= 0)).map((p) => p.name))
   },
   install: (ctx, files) => rooted(ctx, 'rpm', (r) => ['--root', r], '-U', '--nosignature', ...files),
   async audit(ctx, names) {
@@ -114,10 +114,7 @@ export const packages: Phase = {
       )
     }
     const manager = mine.every((p) => p.file.endsWith('.rpm')) ? rpm : dpkg
-    const installed = await manager.installed(
-      ctx,
-      mine.map((p) => p.name),
-    )
+    const installed = await manager.installed(ctx, mine)
     const missing = mine.filter((p) => !installed.has(p.name))
     return [
       {

@@ -4,7 +4,8 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { compareEvr, rpmClosure, rpmvercmp, type RpmPackage } from '../../builder/rpm.js'
+import { rpmClosure, type RpmPackage } from '../../builder/rpm.js'
+import { compareEvr, rpmvercmp } from '../../bundle/rpm-version.js'
 import { parseLock } from '../../bundle/lock.js'
 import { releaseId } from '../../bundle/os-release.js'
 import { buildUnpacked, bundleCli, installInto } from '../support/cli.js'
@@ -307,6 +308,19 @@ describe('RPM-family OS packages', () => {
     expect(execFileSync('rpm', ['--root', root, '-Va'], { encoding: 'utf8' }).trim()).toBe('')
     const again = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(again.code, again.stderr).toBe(0)
+    expect(again.stdout).toMatch(/\[packages\] already done +OS packages for rocky-9 \(12: all installed\)/)
+  })
+
+  it('an older dependency already on the node is not counted as installed: it is upgraded to the pin, and the rest installs', async () => {
+    const root = await rockyRoot('older')
+    // libmnl 1.0.3 from an earlier install; the locked conntrack-tools needs libmnl >= 1.0.4.
+    execFileSync('rpm', ['--root', root, '-U', join(dir, 'rpmbuild', 'RPMS', 'x86_64', `libmnl-1.0.3-1${EL}.x86_64.rpm`)], { stdio: 'ignore' })
+    const r = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(r.stdout).toMatch(/\[packages\] done +OS packages for rocky-9 \(12: 12 to install: .*\blibmnl\b/)
+    expect(execFileSync('rpm', ['--root', root, '-q', '--qf', '%{VERSION}', 'libmnl'], { encoding: 'utf8' })).toBe('1.0.4')
+    expect(rpmQ(root, CLOSURE)).toEqual(CLOSURE)
+    const again = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(again.stdout).toMatch(/\[packages\] already done +OS packages for rocky-9 \(12: all installed\)/)
   })
 

@@ -481,10 +481,16 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
       // GNU tar makes "x/" and "x" the same path: the second would replace the first.
       if (seen.has(rel)) scan.problems.push({ path: rel, problem: 'appears twice in the tar' })
       seen.add(rel)
+      // Owned by root, with no setuid, setgid, sticky or group/other-write bit: what root's tar -xf keeps.
+      const unsafe =
+        entry.uid !== 0 || entry.gid !== 0
+          ? `owned by ${entry.uid}/${entry.gid}, not by root as every file of a bundle is`
+          : entry.mode & UNSAFE_MODE
+            ? `mode ${entry.mode.toString(8)}: ${UNSAFE}`
+            : undefined
+      if (unsafe && (entry.type === 'Directory' || isRegular(entry))) scan.modes.set(rel, unsafe)
       if (entry.type === 'Directory') {
         scan.dirs.add(rel)
-        if (entry.uid !== 0 || entry.gid !== 0) scan.modes.set(rel, `owned by ${entry.uid}/${entry.gid}, not by root as every file of a bundle is`)
-        else if (entry.mode & UNSAFE_MODE) scan.modes.set(rel, `mode ${entry.mode.toString(8)}: ${UNSAFE}`)
         return void entry.body.resume()
       }
       if (!isRegular(entry)) {
@@ -492,8 +498,6 @@ async function scanTar(open: () => Readable, tarPath: string, sidecar = true): P
         return void entry.body.resume()
       }
       if (rel === '') return void entry.body.resume()
-      if (entry.uid !== 0 || entry.gid !== 0) scan.modes.set(rel, `owned by ${entry.uid}/${entry.gid}, not by root as every file of a bundle is`)
-      else if (entry.mode & UNSAFE_MODE) scan.modes.set(rel, `mode ${entry.mode.toString(8)}: ${UNSAFE}`)
       if (rel.startsWith(`${JOIN_DIR}/`))
         scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
       const hash = createHash('sha256')

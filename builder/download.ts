@@ -104,7 +104,7 @@ interface Range {
 
 /** The range is complete: its response was cut where the range now ends. */
 class RangeDone extends Error {}
-/** How often one transfer may start from zero (a 416 on resume, a server that resumes elsewhere) before it gives up. */
+/** How often one transfer may start from zero because the server's answers did not fit (a 416 on resume, a resume elsewhere) before it gives up. */
 const MAX_START_OVER = 3
 
 /** A range this download no longer has (it started over), stopping its worker quietly. */
@@ -343,8 +343,7 @@ class Transfer implements Splittable {
         this.total = r.end = r.pos
         return
       }
-      await this.startOver(r)
-      throw new Transient('HTTP 416 on resume; starting over')
+      return this.restart(r, 'HTTP 416 on resume; starting over')
     }
     if (res.statusCode !== 200 && res.statusCode !== 206) {
       const body = await res.body.text().catch(() => '')
@@ -361,8 +360,7 @@ class Transfer implements Splittable {
           this.noRanges = true
           return
         }
-        await this.startOver(r)
-        throw new Transient(`server resumed at byte ${m?.[1]}, not ${r.pos}`)
+        return this.restart(r, `server resumed at byte ${m?.[1]}, not ${r.pos}`)
       }
       if (this.total === undefined && m?.[2] !== '*') this.learnTotal(Number(m?.[2]))
       if (r.probeOf) {
@@ -467,16 +465,23 @@ class Transfer implements Splittable {
   }
 
   /** Throws everything away and makes `r` the whole file from byte 0 (a server that ignored Range, or resumed elsewhere). */
-  private async startOver(r: Range): Promise<void> {
-    // A server whose answers never add up to one file (each try ends elsewhere) is not retried for ever.
+  /**
+   * Starts over because the server's answer does not fit the bytes held (a 416 whose bytes fail
+   * the pin, a resume at another byte): a server whose answers never add up to one file is not
+   * retried for ever. (A server that ignores Range starts over too, but goes on with the body.)
+   */
+  private async restart(r: Range, why: string): Promise<never> {
     if (++this.startedOver > MAX_START_OVER)
       throw new KaError(
         'EINTEGRITY',
         `${this.req.what}: ${redactUrl(this.req.url)}: started over ${MAX_START_OVER} times and its answers still do not add up to the pinned file; check --mirror or re-lock`,
-        {
-          url: redactUrl(this.req.url),
-        },
+        { url: redactUrl(this.req.url) },
       )
+    await this.startOver(r)
+    throw new Transient(why)
+  }
+
+  private async startOver(r: Range): Promise<void> {
     this.generation++
     for (const other of this.ranges) if (other !== r) other.stop.abort(new Dropped())
     const had = this.ranges.reduce((n, x) => n + x.pos - x.start, 0)

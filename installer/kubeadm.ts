@@ -32,12 +32,18 @@ export function caCertHash(pem: string): string {
   return `sha256:${createHash('sha256').update(der).digest('hex')}`
 }
 
-const nodeRegistration = (c: ClusterConfig, taints?: ClusterConfig['taints']) => ({
+const nodeRegistration = (api: string, c: ClusterConfig, taints?: ClusterConfig['taints']) => ({
   name: c.nodeName,
   criSocket: `unix://${DEFAULT_CONTAINERD_SOCKET}`,
   // Everything is in the bundle and imported: kubeadm must never try to pull.
   imagePullPolicy: 'Never',
   ...(taints ? { taints } : {}),
+  // A node that names its address registers with it (a multi-NIC node's kubelet would take the
+  // default route's): the kubelet's node-ip, a map up to v1beta3, a list of {name, value} from
+  // v1beta4 (kubeadm's v1beta4 changelog: structured extra arguments, NodeRegistrationOptions.KubeletExtraArgs too).
+  ...(c.advertiseAddress
+    ? { kubeletExtraArgs: api.endsWith('/v1beta4') ? [{ name: 'node-ip', value: c.advertiseAddress }] : { 'node-ip': c.advertiseAddress } }
+    : {}),
 })
 
 /** InitConfiguration + ClusterConfiguration + KubeletConfiguration for the first master. */
@@ -49,7 +55,7 @@ export function initConfig(kubernetes: string, c: ClusterConfig, advertise: stri
       kind: 'InitConfiguration',
       bootstrapTokens: [{ token, ttl: c.tokenTTL, usages: ['signing', 'authentication'], groups: ['system:bootstrappers:kubeadm:default-node-token'] }],
       certificateKey,
-      nodeRegistration: nodeRegistration(c, c.taints),
+      nodeRegistration: nodeRegistration(api, c, c.taints),
       localAPIEndpoint: { advertiseAddress: advertise, bindPort: 6443 },
     },
     {
@@ -155,11 +161,12 @@ export const CLOCK_SLACK_MS = 5 * 60_000
 
 /** JoinConfiguration for a worker, or (with a certificate key) an extra control plane. */
 export function joinConfig(kubernetes: string, c: ClusterConfig, j: JoinFile, advertise: string | undefined): string {
+  const api = kubeadmApi(kubernetes)
   const doc = {
-    apiVersion: kubeadmApi(kubernetes),
+    apiVersion: api,
     kind: 'JoinConfiguration',
     discovery: { bootstrapToken: { apiServerEndpoint: j.endpoint, token: j.token, caCertHashes: [j.caCertHash] } },
-    nodeRegistration: nodeRegistration(c, j.role === 'worker' ? undefined : c.taints),
+    nodeRegistration: nodeRegistration(api, c, j.role === 'worker' ? undefined : c.taints),
     ...(j.role === 'control-plane'
       ? { controlPlane: { certificateKey: j.certificateKey, ...(advertise ? { localAPIEndpoint: { advertiseAddress: advertise, bindPort: 6443 } } : {}) } }
       : {}),

@@ -258,6 +258,8 @@ describe('ansible-playbook ansible/site.yml', () => {
       const joinCfg = yaml.load(await readFile(join(roots[node], 'etc/kube-airgap/kubeadm-join.yaml'), 'utf8')) as Record<string, any>
       expect(joinCfg.discovery.bootstrapToken.token).toBe(workerJoin.token)
       expect(joinCfg.nodeRegistration.name).toBe(NODES[node])
+      // The address the inventory names is the one the kubelet registers (node-ip), a worker's too.
+      expect(joinCfg.nodeRegistration.kubeletExtraArgs).toEqual({ 'node-ip': `192.0.2.${10 + Object.keys(NODES).indexOf(node)}` })
       expect(!!joinCfg.controlPlane).toBe(node === 'm2')
     }
     expect((await changedOn('m2')).slice(0, 4)).toEqual(['modprobe overlay', 'modprobe br_netfilter', 'sysctl --system', 'swapoff -a'])

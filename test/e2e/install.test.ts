@@ -221,7 +221,12 @@ describe('./install --role master, then a worker with the join file it wrote', (
     expect(init).toMatchObject({
       apiVersion: 'kubeadm.k8s.io/v1beta3',
       kind: 'InitConfiguration',
-      nodeRegistration: { name: 'k8s01', criSocket: 'unix:///run/containerd/containerd.sock', imagePullPolicy: 'Never' },
+      nodeRegistration: {
+        name: 'k8s01',
+        criSocket: 'unix:///run/containerd/containerd.sock',
+        imagePullPolicy: 'Never',
+        kubeletExtraArgs: { 'node-ip': '192.0.2.10' },
+      },
       localAPIEndpoint: { advertiseAddress: '192.0.2.10', bindPort: 6443 },
     })
     expect(init!.bootstrapTokens[0].token).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/)

@@ -26,11 +26,11 @@ import {
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
 import { nameservers } from '../node-state.js'
+import { admin, finishInit, isControlPlane, readyNodes } from '../cluster-state.js'
 import yaml from 'js-yaml'
 import { loadYaml } from '../../bundle/yaml.js'
 
 const KUBEADM = `${BIN_DIR}/kubeadm`
-const KUBECTL = `${BIN_DIR}/kubectl`
 /** kubeadm deletes uploaded control-plane certificates after two hours. */
 const CERT_KEY_TTL_MS = 2 * 3_600_000
 
@@ -46,10 +46,6 @@ export interface JoinState {
   certificateKey: string
   certificateKeyExpires: string
 }
-
-/** kubectl with a kubeconfig on the node (the admin's by default). */
-export const kubectl = (ctx: Context, kubeconfig: string, ...args: string[]) => [KUBECTL, '--kubeconfig', ctx.host.path(kubeconfig), ...args]
-const admin = (ctx: Context, ...args: string[]) => kubectl(ctx, KUBECONFIG_ADMIN, ...args)
 
 async function hostsStep(ctx: Context): Promise<Step | undefined> {
   const lines = ctx.cluster.config.extraHosts.map((h) => `${h.ip} ${h.names.join(' ')}`)
@@ -139,64 +135,6 @@ export const cluster: Phase = {
     })
     return steps
   },
-}
-
-/** Whether the cluster lists `name` as a control-plane node (kubeadm's mark-control-plane ran for it). */
-async function isControlPlane(ctx: Context, name: string): Promise<boolean> {
-  const r = await ctx.host.run(admin(ctx, 'get', 'nodes', '-l', 'node-role.kubernetes.io/control-plane', '-o', 'name'), { changing: false })
-  return r.code === 0 && r.stdout.split('\n').includes(`node/${name}`)
-}
-
-const exists = async (ctx: Context, ...what: string[]) => (await ctx.host.run(admin(ctx, 'get', ...what), { changing: false })).code === 0
-
-/**
- * kubeadm init's phases after the control plane answers, in its order (cmd/kubeadm/app/cmd/init.go),
- * each with what it leaves behind. upload-certs leaves nothing lasting (kubeadm deletes the
- * secret after two hours): it goes with upload-config. Each phase creates or updates, so one
- * run again is harmless.
- */
-const INIT_PHASES: { name: string; args: string[]; done?: (ctx: Context) => Promise<boolean> }[] = [
-  { name: 'upload-config', args: ['upload-config', 'all'], done: (ctx) => exists(ctx, 'configmap', 'kubeadm-config', '-n', 'kube-system') },
-  { name: 'upload-certs', args: ['upload-certs', '--upload-certs'] },
-  { name: 'mark-control-plane', args: ['mark-control-plane'], done: (ctx) => isControlPlane(ctx, ctx.cluster.config.nodeName) },
-  { name: 'bootstrap-token', args: ['bootstrap-token'], done: (ctx) => exists(ctx, 'configmap', 'cluster-info', '-n', 'kube-public') },
-  {
-    name: 'kubelet-finalize',
-    args: ['kubelet-finalize', 'all'],
-    done: async (ctx) => ((await ctx.host.readText(KUBELET_KUBECONFIG)) ?? '').includes('kubelet-client-current.pem'),
-  },
-  {
-    name: 'addon',
-    args: ['addon', 'all'],
-    done: async (ctx) =>
-      (await exists(ctx, 'daemonset', 'kube-proxy', '-n', 'kube-system')) && (await exists(ctx, 'deployment', 'coredns', '-n', 'kube-system')),
-  },
-]
-
-/**
- * A first master that has admin.conf: kubeadm init got at least to its kubeconfig phase. With
- * the API server answering, the phases it did not reach run now, from the first one missing
- * on, with the same --config. A kubelet already finalized means init went all the way before:
- * done, whatever the API server says now. Undefined: it stopped before the control plane ever
- * answered, and only kubeadm reset -f and init again is safe (init refuses the files it left).
- */
-async function finishInit(ctx: Context): Promise<Step | undefined> {
-  const done: Step = { title: 'cluster initialized (kubeadm init)', done: true, actions: [] }
-  const answers = (await ctx.host.run(admin(ctx, 'get', '--raw', '/readyz', '--request-timeout=10s'), { changing: false })).code === 0
-  if (!answers) return (await INIT_PHASES.find((p) => p.name === 'kubelet-finalize')!.done!(ctx)) ? done : undefined
-  let from = -1
-  for (const [i, p] of INIT_PHASES.entries())
-    if (p.done && !(await p.done(ctx))) {
-      from = i
-      break
-    }
-  if (from < 0) return done
-  const missing = INIT_PHASES.slice(from)
-  return {
-    title: `cluster initialized where kubeadm init stopped (kubeadm init phase ${missing.map((p) => p.name).join(', ')})`,
-    done: false,
-    actions: missing.map((p) => ({ kind: 'run', argv: [KUBEADM, 'init', 'phase', ...p.args, '--config', ctx.host.path(KUBEADM_CONFIG)] })),
-  }
 }
 
 /**
@@ -311,22 +249,6 @@ async function sudoUser(host: Host, facts: NodeFacts): Promise<{ name: string; u
   const line = ((await host.readText(ETC_PASSWD)) ?? '').split('\n').find((l) => l.startsWith(`${name}:`))
   const f = line?.split(':')
   return f?.[5] ? { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] } : undefined
-}
-
-/** The names of the nodes the API lists as Ready (none when it does not answer). */
-async function readyNodes(ctx: Context): Promise<string[]> {
-  const listed = await ctx.host.run(admin(ctx, 'get', 'nodes', '-o', 'json'), { changing: false })
-  type Item = { metadata?: { name?: unknown }; status?: { conditions?: { type?: string; status?: string }[] } }
-  let items: Item[] = []
-  try {
-    items = listed.code === 0 ? ((JSON.parse(listed.stdout) as { items?: Item[] }).items ?? []) : []
-  } catch {
-    items = []
-  }
-  return items
-    .filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
-    .map((i) => i.metadata?.name)
-    .filter((n): n is string => typeof n === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))
 }
 
 /** The join files for the next nodes, into the bundle folder (mode 0600). */

@@ -262,7 +262,8 @@ check_tar() {
   grep -q '^${JOIN_DIR}\\(/\\|$\\)' "$work/regular" "$work/dirs" && die "$name: a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node); do not unpack it"
   [ "$tar_status" -eq 0 ] || die "$label: GNU tar refuses part of it ($(grep -v 'Removing leading' "$work/tarerr" | head -n 1)); do not unpack it (a damaged copy: copy it again)"
   sed 's|^\\([0-9a-f]\\{64\\}  \\)[^/]*/|\\1|' "$work/found.raw" | sort > "$work/found"
-  sed 's/^[0-9a-f]\\{64\\}  //' "$work/found" | sort | cmp -s - "$work/regular" \\
+  sed 's/^[0-9a-f]\\{64\\}  //' "$work/found" | sort > "$work/hashed"
+  [ -z "$(comm -3 "$work/hashed" "$work/regular" | head -n 1)" ] \\
     || die "$label: GNU tar listed other regular files than it unpacked; do not unpack it"
   check_signed "$work/small"
   compare

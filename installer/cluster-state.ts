@@ -6,7 +6,8 @@ import type { Context, Step } from './plan.js'
  * how far kubeadm init got, whether a node is a control plane, which nodes are Ready. The
  * cluster phase judges "done" by this, not by a file kubeadm writes early.
  */
-const KUBEADM = `${BIN_DIR}/kubeadm`
+/** The bundle's kubeadm, as the installer placed it. */
+export const KUBEADM = `${BIN_DIR}/kubeadm`
 
 /** kubectl with a kubeconfig on the node (the admin's by default). */
 export const kubectl = (ctx: Context, kubeconfig: string, ...args: string[]) => [`${BIN_DIR}/kubectl`, '--kubeconfig', ctx.host.path(kubeconfig), ...args]

@@ -11,7 +11,6 @@ import type { NodeFacts } from '../facts.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
 import {
   COREDNS_APPLIED,
-  BIN_DIR,
   CA_CERT,
   CALICO_APPLIED,
   ETC_HOSTS,
@@ -26,11 +25,10 @@ import {
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
 import { nameservers } from '../node-state.js'
-import { admin, finishInit, isControlPlane, readyNodes } from '../cluster-state.js'
+import { admin, finishInit, isControlPlane, KUBEADM, readyNodes } from '../cluster-state.js'
 import yaml from 'js-yaml'
 import { loadYaml } from '../../bundle/yaml.js'
 
-const KUBEADM = `${BIN_DIR}/kubeadm`
 /** kubeadm deletes uploaded control-plane certificates after two hours. */
 const CERT_KEY_TTL_MS = 2 * 3_600_000
 

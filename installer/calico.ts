@@ -36,3 +36,33 @@ function setEnv(env: { name: string; value?: string }[], name: string, value: st
   if (i >= 0) return env.map((e, k) => (k === i ? { name, value } : e))
   return [...env, { name, value }]
 }
+
+interface CalicoDoc {
+  kind?: string
+  metadata?: { name?: string }
+  data?: Record<string, unknown>
+  spec?: { template?: { spec?: { containers?: Container[] } } }
+}
+const docsOf = (text: string | undefined): CalicoDoc[] => (text ? (yaml.loadAll(text) as CalicoDoc[]).filter(Boolean) : [])
+
+/** calico-node's environment in a Calico manifest (the pool, encapsulation and IP autodetection it sets). */
+export function calicoNodeEnv(text: string | undefined): Record<string, string> {
+  const node = docsOf(text).find((d) => d.kind === 'DaemonSet' && d.metadata?.name === 'calico-node')
+  const env = node?.spec?.template?.spec?.containers?.find((c) => c.name === 'calico-node')?.env ?? []
+  return Object.fromEntries(env.filter((e) => typeof e.value === 'string').map((e) => [e.name, e.value!]))
+}
+
+/**
+ * What Calico's manifest puts on the wire between nodes: IP-in-IP (protocol 4) and VXLAN
+ * (UDP 4789) when the pool's mode is Always or CrossSubnet (calico-node's default is Never),
+ * BGP (TCP 179) when the backend is bird (the calico-config ConfigMap's calico_backend).
+ * A bundle without Calico's manifest: upstream's defaults, IP-in-IP over BGP.
+ */
+export function calicoWire(text: string | undefined): { ipip: boolean; vxlan: boolean; bgp: boolean } {
+  if (!text) return { ipip: true, vxlan: false, bgp: true }
+  const env = calicoNodeEnv(text)
+  const on = (mode: string | undefined) => mode === 'Always' || mode === 'CrossSubnet'
+  const config = docsOf(text).find((d) => d.kind === 'ConfigMap' && d.metadata?.name === 'calico-config')
+  const backend = config?.data?.calico_backend
+  return { ipip: on(env.CALICO_IPV4POOL_IPIP), vxlan: on(env.CALICO_IPV4POOL_VXLAN), bgp: backend === undefined || backend === 'bird' }
+}

@@ -97,7 +97,7 @@ export async function copiesOf(ctx: Context, name: string): Promise<string[]> {
 
 /** What the cluster needs open between nodes, by role. */
 const NEEDED_OPEN = (role: 'master' | 'worker') =>
-  `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, BGP (TCP 179) and IP-in-IP (protocol 4) for Calico`
+  `${role === 'master' ? 'TCP 6443, 2379-2380, 10250, 10257, 10259' : 'TCP 10250'}, NodePorts (TCP and UDP 30000-32767), BGP (TCP 179) and IP-in-IP (protocol 4) for Calico, and pod traffic forwarded between nodes`
 
 /**
  * Firewalls that may block what the cluster needs: ufw enabled, firewalld or nftables

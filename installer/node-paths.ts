@@ -45,6 +45,8 @@ export const COREDNS_APPLIED = `${STATE_DIR}/coredns.yaml`
 export const JOIN_STATE = `${STATE_DIR}/join.json`
 /** The firewalld openings the installer added (and only those: reset --purge removes them). */
 export const FIREWALLD_ADDED = `${STATE_DIR}/firewalld.json`
+/** Calico's interfaces kept from NetworkManager, where it runs. */
+export const NM_CALICO_CONF = '/etc/NetworkManager/conf.d/calico.conf'
 export const CA_CERT = '/etc/kubernetes/pki/ca.crt'
 export const KUBECTL_CALICO = `${BIN_DIR}/kubectl-calico`
 export const ETC_HOSTS = '/etc/hosts'

@@ -1,7 +1,11 @@
 import { Sha256 } from '../bundle/digest.js'
 import type { Finding } from './checks.js'
-import { CONTAINER_SELINUX_POLICY, FIREWALLD_ADDED, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
-import type { Action, Context, Step } from './plan.js'
+import { C } from '../bundle/components.js'
+import { filePath } from '../bundle/layout.js'
+import { calicoWire } from './calico.js'
+import { CONTAINER_SELINUX_POLICY, FIREWALLD_ADDED, MODULES_LOAD, NM_CALICO_CONF, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
+import { type Action, type Context, fileStep, type Step } from './plan.js'
+import { HEADER } from './templates.js'
 import { packagesForNode } from './phases/packages.js'
 import { editStep } from './steps.js'
 
@@ -27,28 +31,89 @@ export async function selinuxMode(ctx: Context): Promise<SelinuxMode | undefined
 /** SELINUX=enforcing in the config as permissive (every other line kept). */
 export const selinuxPermissive = (text: string): string => text.replace(/^SELINUX=enforcing[ \t]*$/m, 'SELINUX=permissive')
 
-/** What firewalld must let through for a role: kubeadm's ports, Calico's BGP and IP-in-IP (protocol 4). */
-export function openings(role: 'master' | 'worker'): string[] {
+/**
+ * What firewalld must let through for this node, each as firewall-cmd names it, the zone
+ * first where it is not the default one:
+ * - in the default zone: kubeadm's ports for the role, the NodePort range (TCP and UDP) on
+ *   every node, and what Calico's manifest puts between nodes (BGP 179/tcp, IP-in-IP as
+ *   protocol 4, VXLAN 4789/udp);
+ * - in the trusted zone: the pod and service subnets and Calico's interfaces (cali+, tunl0,
+ *   vxlan.calico). Open ports alone are not enough: pod traffic between nodes is forwarded,
+ *   and firewalld rejects forwarded traffic that no zone accepts (projectcalico/calico#5232).
+ */
+export async function openings(ctx: Context): Promise<string[]> {
+  const role = ctx.options.role
   const ports = role === 'master' ? ['6443/tcp', '2379-2380/tcp', '10250/tcp', '10257/tcp', '10259/tcp'] : ['10250/tcp']
-  return [...ports, '179/tcp', '4']
+  const calico = ctx.bundle.lock.files.find((f) => f.name === C.calicoManifest)
+  const wire = calicoWire(calico ? await ctx.bundle.read(filePath(calico.file)) : undefined)
+  const { podSubnet, serviceSubnet } = ctx.cluster.config
+  return [
+    ...ports,
+    '30000-32767/tcp',
+    '30000-32767/udp',
+    ...(wire.bgp ? ['179/tcp'] : []),
+    ...(wire.vxlan ? ['4789/udp'] : []),
+    ...(wire.ipip ? ['4'] : []),
+    `trusted:source=${podSubnet}`,
+    `trusted:source=${serviceSubnet}`,
+    ...CALICO_INTERFACES.map((i) => `trusted:interface=${i}`),
+  ]
 }
 
-/** `6443/tcp` is a port, `4` a protocol: the firewall-cmd option for either. */
-const option = (verb: 'query' | 'add' | 'remove', o: string): string => `--${verb}-${o.includes('/') ? 'port' : 'protocol'}=${o}`
+const CALICO_INTERFACES = ['cali+', 'tunl0', 'vxlan.calico']
+
+/** An opening as the record keeps it: a port, a protocol, or a trusted source or Calico interface (anything else is not ours). */
+const OPENING = /^(\d+(-\d+)?\/(tcp|udp)|\d+|trusted:source=[\d./]+|trusted:interface=(cali\+|tunl0|vxlan\.calico))$/
+
+/** The zone an opening is in (undefined: the default zone) and its firewall-cmd option. */
+function option(verb: 'query' | 'add' | 'remove', o: string): { zone?: string; arg: string } {
+  const trusted = /^trusted:(source|interface)=(.*)$/.exec(o)
+  if (trusted) return { zone: 'trusted', arg: `--${verb}-${trusted[1]}=${trusted[2]}` }
+  return { arg: `--${verb}-${o.includes('/') ? 'port' : 'protocol'}=${o}` }
+}
+
+/** One firewall-cmd command line per zone for `list` (firewall-cmd takes one --zone a command). */
+function commands(command: string[], verb: 'add' | 'remove', list: string[]): string[][] {
+  const zones = new Map<string | undefined, string[]>()
+  for (const o of list) {
+    const { zone, arg } = option(verb, o)
+    zones.set(zone, [...(zones.get(zone) ?? []), arg])
+  }
+  return [...zones].map(([zone, args]) => [...command, ...(zone ? [`--zone=${zone}`] : []), ...args])
+}
 
 async function firewalldRunning(ctx: Context): Promise<boolean> {
   return (await ctx.host.run(['systemctl', 'is-active', 'firewalld'], { changing: false })).code === 0
 }
 
-/** The openings the role needs that firewalld's permanent configuration lacks. */
-async function closed(ctx: Context): Promise<string[]> {
+/** Of `list`, what firewalld's permanent configuration lacks. */
+async function closed(ctx: Context, list: string[]): Promise<string[]> {
   const out: string[] = []
-  for (const o of openings(ctx.options.role))
-    if ((await ctx.host.run(['firewall-cmd', '--permanent', option('query', o)], { changing: false })).code !== 0) out.push(o)
+  for (const o of list) {
+    const { zone, arg } = option('query', o)
+    if ((await ctx.host.run(['firewall-cmd', '--permanent', ...(zone ? [`--zone=${zone}`] : []), arg], { changing: false })).code !== 0) out.push(o)
+  }
   return out
 }
 
-const describe = (list: string[]) => list.map((o) => (o === '4' ? 'IP-in-IP (protocol 4)' : o)).join(', ')
+const describe = (list: string[]) =>
+  list.map((o) => (o === '4' ? 'IP-in-IP (protocol 4)' : o.startsWith('trusted:') ? o.slice('trusted:'.length).replace('=', ' ') : o)).join(', ')
+
+/** The default zone's openings, and the trusted zone's, as two findings would name them. */
+const split = (list: string[]) => [list.filter((o) => !o.startsWith('trusted:')), list.filter((o) => o.startsWith('trusted:'))] as const
+
+/**
+ * Calico's interfaces kept from NetworkManager (Calico's documented
+ * /etc/NetworkManager/conf.d/calico.conf): a NetworkManager that manages them may take their
+ * routes and addresses away from calico-node.
+ */
+export const networkManagerCalico =
+  (): string => `${HEADER}# Calico's interfaces are calico-node's, not NetworkManager's (Calico's "Configure NetworkManager" requirement).
+[keyfile]
+unmanaged-devices=interface-name:cali*;interface-name:tunl*;interface-name:vxlan.calico;interface-name:vxlan-v6.calico;interface-name:wireguard.cali;interface-name:wg-v6.cali
+`
+
+const networkManagerRunning = async (ctx: Context) => (await ctx.host.run(['systemctl', 'is-active', 'NetworkManager'], { changing: false })).code === 0
 
 /** The kernel phase's steps for SELinux and firewalld (none on a node that has neither). */
 export async function securitySteps(ctx: Context): Promise<Step[]> {
@@ -60,29 +125,41 @@ export async function securitySteps(ctx: Context): Promise<Step[]> {
     steps.push(await editStep(ctx, 'SELinux permissive after reboot', SELINUX_CONFIG, SELINUX_BACKUP, selinuxPermissive))
   }
   if (firewalld === 'open' && (await firewalldRunning(ctx))) {
-    const missing = await closed(ctx)
+    const want = await openings(ctx)
+    const missing = await closed(ctx, want)
     // What was added is recorded first, so that reset --purge removes exactly that (never what the site opened itself).
-    const added = [...new Set([...(await addedOpenings(ctx)), ...missing])]
-    const record = Buffer.from(`${JSON.stringify({ added }, null, 2)}\n`)
+    // And what the node needs, for doctor: the role and the subnets are not known on a worker after.
+    const added = [...new Set([...(await firewalldRecord(ctx)).added, ...missing])]
+    const record = Buffer.from(`${JSON.stringify({ added, wanted: want }, null, 2)}\n`)
     steps.push({
-      title: `firewalld lets through ${describe(openings(ctx.options.role))} (permanent, then reloaded)`,
+      title: `firewalld lets through ${describe(split(want)[0])} and trusts ${describe(split(want)[1])} (permanent, then reloaded)`,
       done: missing.length === 0,
       actions: [
         { kind: 'write', path: FIREWALLD_ADDED, mode: 0o644, sha256: Sha256.of(record), size: record.length, data: () => record },
-        { kind: 'run', argv: ['firewall-cmd', '--permanent', ...missing.map((o) => option('add', o))] },
+        ...commands(['firewall-cmd', '--permanent'], 'add', missing).map((argv) => ({ kind: 'run' as const, argv })),
         { kind: 'run', argv: ['firewall-cmd', '--reload'] },
       ],
     })
   }
+  if (await networkManagerRunning(ctx)) {
+    const now = await ctx.host.readText(NM_CALICO_CONF)
+    // A calico.conf of the site's own is left as it is.
+    if (now === undefined || now === networkManagerCalico()) {
+      const step = await fileStep(ctx, `NetworkManager leaves Calico's interfaces alone (${NM_CALICO_CONF})`, NM_CALICO_CONF, networkManagerCalico())
+      steps.push({ ...step, actions: [...step.actions, { kind: 'run', argv: ['systemctl', 'reload', 'NetworkManager'] }] })
+    }
+  }
   return steps
 }
 
-async function addedOpenings(ctx: Context): Promise<string[]> {
+/** The firewalld record: what the installer added (reset --purge takes back exactly that), and what the node was set up to need. */
+async function firewalldRecord(ctx: Context): Promise<{ added: string[]; wanted: string[] }> {
+  const valid = (list: unknown) => (Array.isArray(list) ? list.filter((o): o is string => typeof o === 'string' && OPENING.test(o)) : [])
   try {
-    const added = (JSON.parse((await ctx.host.readText(FIREWALLD_ADDED)) ?? '{}') as { added?: unknown }).added
-    return Array.isArray(added) ? added.filter((o): o is string => typeof o === 'string' && /^(\d+(-\d+)?\/(tcp|udp)|\d+)$/.test(o)) : []
+    const r = JSON.parse((await ctx.host.readText(FIREWALLD_ADDED)) ?? '{}') as { added?: unknown; wanted?: unknown }
+    return { added: valid(r.added), wanted: valid(r.wanted) }
   } catch {
-    return []
+    return { added: [], wanted: [] }
   }
 }
 
@@ -119,23 +196,48 @@ export async function securityFindings(ctx: Context, live: boolean): Promise<Fin
   else if (mode) f.push({ level: 'ok', check: 'selinux', found: `SELinux is ${mode}${selinux === 'keep' ? ' (selinux: keep)' : ''}` })
 
   if (await firewalldRunning(ctx)) {
-    const missing = await closed(ctx)
-    const add = `firewall-cmd --permanent ${missing.map((o) => option('add', o)).join(' ')} && firewall-cmd --reload`
-    if (missing.length === 0) f.push({ level: 'ok', check: 'firewalld', found: `running; lets through ${describe(openings(ctx.options.role))}` })
-    else if (firewalld === 'keep' || live)
+    // On a node set up already, what it was set up to need (doctor cannot tell a master's role or the subnets after).
+    const recorded = live ? (await firewalldRecord(ctx)).wanted : []
+    const want = recorded.length ? recorded : await openings(ctx)
+    const [ports, trusted] = split(await closed(ctx, want))
+    const fixOf = (list: string[]) =>
+      `${commands(['firewall-cmd', '--permanent'], 'add', list)
+        .map((a) => a.join(' '))
+        .join(' && ')} && firewall-cmd --reload`
+    const keep = firewalld === 'keep' ? ' (cluster.yaml says firewalld: keep)' : ''
+    const yours = firewalld === 'keep' ? ', or drop firewalld: keep so that kube-airgap does it' : ''
+    const [wantPorts, wantTrusted] = split(want)
+    const report = (check: string, missing: string[], found: string, ok: string) => {
+      if (missing.length === 0) f.push({ level: 'ok', check, found: ok })
+      else if (firewalld === 'keep' || live) f.push({ level: 'fail', check, found: `${found}${keep}`, fix: `on every node: ${fixOf(missing)}${yours}` })
+      else
+        f.push({
+          level: 'warn',
+          check,
+          found,
+          fix: 'the kernel phase does it (permanent, then reloaded); firewalld: keep in cluster.yaml leaves firewalld to you',
+        })
+    }
+    report('firewalld', ports, `firewalld is running and does not let through ${describe(ports)}`, `running; lets through ${describe(wantPorts)}`)
+    report(
+      'firewalld forwarding',
+      trusted,
+      `firewalld rejects pod traffic forwarded between nodes: its trusted zone lacks ${describe(trusted)}`,
+      `pod traffic is forwarded: the trusted zone holds ${describe(wantTrusted)}`,
+    )
+  }
+  // Before an install the kernel phase writes the file; a node set up already must have it.
+  if (live && (await networkManagerRunning(ctx))) {
+    const now = await ctx.host.readText(NM_CALICO_CONF)
+    if (now === undefined)
       f.push({
-        level: 'fail',
-        check: 'firewalld',
-        found: `firewalld is running and does not let through ${describe(missing)}${firewalld === 'keep' ? ' (cluster.yaml says firewalld: keep)' : ''}`,
-        fix: `open them on every node: ${add}${firewalld === 'keep' ? ', or drop firewalld: keep so that kube-airgap opens them' : ''}`,
+        // A node the kernel phase has not set up yet: it will write it.
+        level: (await ctx.host.exists(MODULES_LOAD)) ? 'fail' : 'todo',
+        check: 'NetworkManager',
+        found: `NetworkManager is running and ${NM_CALICO_CONF} is not there: it may take Calico's interfaces from calico-node`,
+        fix: 'sudo ./install --phases kernel (it writes that file, as Calico documents it)',
       })
-    else
-      f.push({
-        level: 'warn',
-        check: 'firewalld',
-        found: `firewalld is running and does not let through ${describe(missing)}`,
-        fix: 'the kernel phase opens them (permanent, then reloaded); firewalld: keep in cluster.yaml leaves firewalld to you',
-      })
+    else f.push({ level: 'ok', check: 'NetworkManager', found: `running; ${NM_CALICO_CONF} keeps it off Calico's interfaces` })
   }
   return f
 }
@@ -157,18 +259,26 @@ export async function securityUndoSteps(ctx: Context): Promise<Step[]> {
         ...(enforcing ? [{ kind: 'run' as const, argv: ['setenforce', '1'] }] : []),
       ],
     })
-  const added = await addedOpenings(ctx)
-  const removes = added.map((o) => option('remove', o))
+  const { added } = await firewalldRecord(ctx)
   // firewalld stopped since: its offline tool edits the same permanent configuration.
+  const running = await firewalldRunning(ctx)
   const actions: Action[] = !added.length
     ? []
-    : (await firewalldRunning(ctx))
-      ? [
-          { kind: 'run', argv: ['firewall-cmd', '--permanent', ...removes] },
-          { kind: 'run', argv: ['firewall-cmd', '--reload'] },
-        ]
-      : [{ kind: 'run', argv: ['firewall-offline-cmd', ...removes] }]
+    : [
+        ...commands(running ? ['firewall-cmd', '--permanent'] : ['firewall-offline-cmd'], 'remove', added).map((argv) => ({ kind: 'run' as const, argv })),
+        ...(running ? [{ kind: 'run' as const, argv: ['firewall-cmd', '--reload'] }] : []),
+      ]
   if (await host.exists(FIREWALLD_ADDED)) actions.push({ kind: 'remove', path: FIREWALLD_ADDED })
   if (actions.length) steps.push({ title: `the firewalld openings kube-airgap added removed (${describe(added)})`, done: false, actions })
+  // Only the file as kube-airgap wrote it: a calico.conf of the site's own stays.
+  if ((await host.readText(NM_CALICO_CONF)) === networkManagerCalico())
+    steps.push({
+      title: `${NM_CALICO_CONF} removed`,
+      done: false,
+      actions: [
+        { kind: 'remove', path: NM_CALICO_CONF },
+        ...((await networkManagerRunning(ctx)) ? [{ kind: 'run' as const, argv: ['systemctl', 'reload', 'NetworkManager'] }] : []),
+      ],
+    })
   return steps
 }

@@ -4,7 +4,7 @@ import { BIN_DIR, CNI_BIN_DIR, DEFAULT_CONTAINERD_SOCKET, RUNC } from './node-pa
  * The files the installer writes, as text. Each says why it is the way it is: these are
  * the settings the field notes found by trial and error.
  */
-const HEADER = '# Written by kube-airgap. Run ./install again rather than editing: it rewrites this file.\n'
+export const HEADER = '# Written by kube-airgap. Run ./install again rather than editing: it rewrites this file.\n'
 
 export const modulesLoad = (): string =>
   `${HEADER}# Loaded at every boot: containerd's overlayfs snapshotter needs overlay; bridged pod

@@ -794,8 +794,25 @@ describe('./install doctor and ./install reset', () => {
 
 describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, setenforce, firewall-cmd)', () => {
   const SELINUX = 'SELINUX=enforcing\nSELINUXTYPE=targeted\n'
-  const OPEN = ['port 6443/tcp', 'port 2379-2380/tcp', 'port 10250/tcp', 'port 10257/tcp', 'port 10259/tcp', 'port 179/tcp', 'protocol 4']
-  /** A fresh node as Rocky 9 ships it: SELinux enforcing, firewalld running (or as asked). */
+  const OPEN = [
+    'port 6443/tcp',
+    'port 2379-2380/tcp',
+    'port 10250/tcp',
+    'port 10257/tcp',
+    'port 10259/tcp',
+    'port 30000-32767/tcp',
+    'port 30000-32767/udp',
+    'port 179/tcp',
+    'protocol 4',
+  ]
+  const TRUSTED = [
+    'trusted:source 10.244.0.0/16',
+    'trusted:source 10.96.0.0/12',
+    'trusted:interface cali+',
+    'trusted:interface tunl0',
+    'trusted:interface vxlan.calico',
+  ]
+  /** A fresh node as Rocky 9 ships it: SELinux enforcing, firewalld and NetworkManager running (or as asked). */
   async function rpmRoot(name: string, o: { mode?: string; firewalld?: boolean } = {}): Promise<string> {
     const r = await newRoot(name)
     await mkdir(join(r, 'etc/selinux'), { recursive: true })
@@ -804,51 +821,82 @@ describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, s
     await writeFile(join(r, '.selinux/mode'), `${o.mode ?? 'Enforcing'}\n`)
     await mkdir(join(r, '.systemctl'), { recursive: true })
     if (o.firewalld ?? true) await writeFile(join(r, '.systemctl/active.firewalld'), '')
+    await writeFile(join(r, '.systemctl/active.NetworkManager'), '')
     return r
   }
   const master = ['--role', 'master', '--phases', 'preflight,kernel', '--advertise-address', '192.0.2.10']
   const lines = async (r: string, f: string) => (await readFile(join(r, '.firewalld', f), 'utf8')).trim().split('\n').filter(Boolean).sort()
 
-  it('sets SELinux permissive now and after reboot and opens the role ports in firewalld; a rerun changes nothing; doctor agrees; reset --purge undoes both', async () => {
+  it('sets SELinux permissive now and after reboot; opens the role ports and NodePorts and trusts the pod and service subnets and Calico interfaces in firewalld; keeps NetworkManager off them; a rerun changes nothing; doctor agrees; reset --purge undoes exactly that', async () => {
     const r = await rpmRoot('rocky')
+    // The site's own opening, and a zone source of its own: reset --purge leaves both.
+    await mkdir(join(r, '.firewalld'))
+    await writeFile(join(r, '.firewalld/permanent'), 'port 10250/tcp\ntrusted:source 192.0.2.0/24\n')
     const first = await install(master, r)
     expect(first.code, first.stdout + first.stderr).toBe(0)
     expect(first.stderr).toMatch(/^WARN {2}selinux: SELinux is enforcing; the kernel phase sets it permissive now and after reboot/m)
     expect(first.stderr).toMatch(
-      /^WARN {2}firewalld: firewalld is running and does not let through 6443\/tcp, 2379-2380\/tcp, 10250\/tcp, 10257\/tcp, 10259\/tcp, 179\/tcp, IP-in-IP \(protocol 4\); the kernel phase opens them/m,
+      /^WARN {2}firewalld: firewalld is running and does not let through 6443\/tcp, 2379-2380\/tcp, 10257\/tcp, 10259\/tcp, 30000-32767\/tcp, 30000-32767\/udp, 179\/tcp, IP-in-IP \(protocol 4\); the kernel phase does it/m,
     )
-    expect(changing(first.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([
+    expect(first.stderr).toMatch(
+      /^WARN {2}firewalld forwarding: firewalld rejects pod traffic forwarded between nodes: its trusted zone lacks source 10\.244\.0\.0\/16, source 10\.96\.0\.0\/12, interface cali\+, interface tunl0, interface vxlan\.calico; the kernel phase does it/m,
+    )
+    const security = (record: string[]) => changing(record).filter((l) => /^(setenforce|firewall-cmd|systemctl reload)/.test(l))
+    expect(security(first.record)).toEqual([
       'setenforce 0',
-      'firewall-cmd --permanent --add-port=6443/tcp --add-port=2379-2380/tcp --add-port=10250/tcp --add-port=10257/tcp --add-port=10259/tcp --add-port=179/tcp --add-protocol=4',
+      'firewall-cmd --permanent --add-port=6443/tcp --add-port=2379-2380/tcp --add-port=10257/tcp --add-port=10259/tcp --add-port=30000-32767/tcp --add-port=30000-32767/udp --add-port=179/tcp --add-protocol=4',
+      'firewall-cmd --permanent --zone=trusted --add-source=10.244.0.0/16 --add-source=10.96.0.0/12 --add-interface=cali+ --add-interface=tunl0 --add-interface=vxlan.calico',
       'firewall-cmd --reload',
+      'systemctl reload NetworkManager',
     ])
     expect(await readFile(join(r, '.selinux/mode'), 'utf8')).toBe('Permissive\n')
     expect(await readFile(join(r, 'etc/selinux/config'), 'utf8')).toBe('SELINUX=permissive\nSELINUXTYPE=targeted\n')
     expect(await readFile(join(r, 'etc/selinux/config.kube-airgap.bak'), 'utf8')).toBe(SELINUX)
-    expect(await lines(r, 'runtime')).toEqual([...OPEN].sort())
+    expect(await lines(r, 'runtime')).toEqual([...OPEN, ...TRUSTED, 'trusted:source 192.0.2.0/24'].sort())
+    // Calico's documented unmanaged-devices file.
+    expect(await readFile(join(r, 'etc/NetworkManager/conf.d/calico.conf'), 'utf8')).toMatch(
+      /^\[keyfile\]\nunmanaged-devices=interface-name:cali\*;interface-name:tunl\*;interface-name:vxlan\.calico;/m,
+    )
 
     const before = await treeHashes(r)
     const again = await install(master, r)
     expect(again.code, again.stdout + again.stderr).toBe(0)
-    expect(changing(again.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([])
+    expect(security(again.record)).toEqual([])
     expect(await treeHashes(r)).toEqual(before)
 
-    // Doctor (before kubeadm init, it cannot tell a master) checks what every node needs.
+    // Doctor checks what the node was set up to need (a master's ports, these subnets), forwarding included.
     const doctor = await install(['doctor'], r)
     expect(doctor.stdout).toMatch(/^OK +selinux +SELinux is permissive$/m)
-    expect(doctor.stdout).toMatch(/^OK +firewalld +running; lets through 10250\/tcp, 179\/tcp, IP-in-IP \(protocol 4\)$/m)
+    expect(doctor.stdout).toMatch(/^OK +firewalld +running; lets through 6443\/tcp, 2379-2380\/tcp, 10250\/tcp, .*, IP-in-IP \(protocol 4\)$/m)
+    expect(doctor.stdout).toMatch(
+      /^OK +firewalld forwarding +pod traffic is forwarded: the trusted zone holds source 10\.244\.0\.0\/16, source 10\.96\.0\.0\/12, interface cali\+/m,
+    )
+    expect(doctor.stdout).toMatch(/^OK +NetworkManager +running; \/etc\/NetworkManager\/conf\.d\/calico\.conf keeps it off Calico's interfaces$/m)
+    // Someone takes the pod subnet out of the trusted zone: doctor fails on forwarding, with the command.
+    const permanent = join(r, '.firewalld/permanent')
+    const open = await readFile(permanent, 'utf8')
+    await writeFile(permanent, open.replace('trusted:source 10.244.0.0/16\n', ''))
+    const broken = await install(['doctor'], r)
+    expect(broken.code).toBe(1)
+    expect(broken.stdout).toMatch(
+      /^FAIL +firewalld forwarding +firewalld rejects pod traffic forwarded between nodes: its trusted zone lacks source 10\.244\.0\.0\/16\n +fix: on every node: firewall-cmd --permanent --zone=trusted --add-source=10\.244\.0\.0\/16 && firewall-cmd --reload$/m,
+    )
+    await writeFile(permanent, open)
 
     const reset = await install(['reset', '--purge', '--yes'], r)
     expect(reset.code, reset.stdout + reset.stderr).toBe(0)
-    expect(changing(reset.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([
+    expect(security(reset.record)).toEqual([
       'setenforce 1',
-      'firewall-cmd --permanent --remove-port=6443/tcp --remove-port=2379-2380/tcp --remove-port=10250/tcp --remove-port=10257/tcp --remove-port=10259/tcp --remove-port=179/tcp --remove-protocol=4',
+      'firewall-cmd --permanent --remove-port=6443/tcp --remove-port=2379-2380/tcp --remove-port=10257/tcp --remove-port=10259/tcp --remove-port=30000-32767/tcp --remove-port=30000-32767/udp --remove-port=179/tcp --remove-protocol=4',
+      'firewall-cmd --permanent --zone=trusted --remove-source=10.244.0.0/16 --remove-source=10.96.0.0/12 --remove-interface=cali+ --remove-interface=tunl0 --remove-interface=vxlan.calico',
       'firewall-cmd --reload',
+      'systemctl reload NetworkManager',
     ])
     expect(await readFile(join(r, 'etc/selinux/config'), 'utf8')).toBe(SELINUX)
     expect(existsSync(join(r, 'etc/selinux/config.kube-airgap.bak'))).toBe(false)
     expect(await readFile(join(r, '.selinux/mode'), 'utf8')).toBe('Enforcing\n')
-    expect(await lines(r, 'runtime')).toEqual([])
+    expect(await lines(r, 'runtime')).toEqual(['port 10250/tcp', 'trusted:source 192.0.2.0/24'])
+    expect(existsSync(join(r, 'etc/NetworkManager/conf.d/calico.conf'))).toBe(false)
   })
 
   it('with selinux: keep and firewalld: keep, stops before changing anything, naming what is missing; passes, changing neither, once they are in place', async () => {
@@ -868,7 +916,7 @@ describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, s
     await mkdir(join(r, 'usr/share/selinux/packages'), { recursive: true })
     await writeFile(join(r, 'usr/share/selinux/packages/container.pp.bz2'), 'policy')
     await mkdir(join(r, '.firewalld'), { recursive: true })
-    await writeFile(join(r, '.firewalld/permanent'), `${OPEN.join('\n')}\n`)
+    await writeFile(join(r, '.firewalld/permanent'), `${[...OPEN, ...TRUSTED].join('\n')}\n`)
     const passed = await install([...master, '--config', config], r)
     expect(passed.code, passed.stdout + passed.stderr).toBe(0)
     expect(changing(passed.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([])

@@ -212,15 +212,28 @@ describe('what a hardware node needs', () => {
       found: expect.stringMatching(/expired at .*"Unauthorized"/),
       fix: expect.stringMatching(/delete pod -l k8s-app=calico-node --field-selector spec\.nodeName=k8s02/),
     })
-    expect(by('firewall').map((x) => x.found)).toEqual([expect.stringMatching(/^ufw is enabled .*TCP 10250, BGP \(TCP 179\) and IP-in-IP/)])
+    expect(by('firewall').map((x) => x.found)).toEqual([
+      expect.stringMatching(
+        /^ufw is enabled .*TCP 10250, NodePorts \(TCP and UDP 30000-32767\), BGP \(TCP 179\) and IP-in-IP .*, and pod traffic forwarded between nodes$/,
+      ),
+    ])
     // firewalld is one the installer opens itself: on a live node, what it does not let through is a failure with the command.
     expect(by('firewalld')).toEqual([
       {
         level: 'fail',
         check: 'firewalld',
-        found: 'firewalld is running and does not let through 10250/tcp, 179/tcp, IP-in-IP (protocol 4)',
-        fix: 'open them on every node: firewall-cmd --permanent --add-port=10250/tcp --add-port=179/tcp --add-protocol=4 && firewall-cmd --reload',
+        found: 'firewalld is running and does not let through 10250/tcp, 30000-32767/tcp, 30000-32767/udp, 179/tcp, IP-in-IP (protocol 4)',
+        fix: 'on every node: firewall-cmd --permanent --add-port=10250/tcp --add-port=30000-32767/tcp --add-port=30000-32767/udp --add-port=179/tcp --add-protocol=4 && firewall-cmd --reload',
       },
+    ])
+    // Open ports are not enough: forwarded pod traffic must reach a zone that accepts it (projectcalico/calico#5232).
+    expect(by('firewalld forwarding')).toEqual([
+      expect.objectContaining({
+        level: 'fail',
+        found: expect.stringMatching(
+          /^firewalld rejects pod traffic forwarded between nodes: its trusted zone lacks source 10\.244\.0\.0\/16, source 10\.96\.0\.0\/12, interface cali\+, interface tunl0, interface vxlan\.calico$/,
+        ),
+      }),
     ])
     await writeFile(join(root, 'etc/cni/net.d/calico-kubeconfig'), `token: ${jwt(Date.now() + 3600_000)}\n`)
     expect((await doctor(await ctxFor(root))).find((x) => x.check === 'Calico CNI token')?.level).toBe('ok')

@@ -3,15 +3,21 @@ import { createHash } from 'node:crypto'
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 
-/** firewall-cmd's permanent configuration as lines ("port 6443/tcp", "protocol 4") in $KA_ROOT/.firewalld; --reload copies it to the runtime one. */
-const FIREWALL = `f="$KA_ROOT/.firewalld"
+/**
+ * firewall-cmd's permanent configuration as lines ("port 6443/tcp", "protocol 4", and for
+ * another zone than the default one "trusted:source 10.244.0.0/16") in $KA_ROOT/.firewalld;
+ * --reload copies it to the runtime one. One --zone a command line, as firewalld's src/firewall-cmd.in
+ * parses it.
+ */
+const FIREWALL = `f="$KA_ROOT/.firewalld"; zone=""
+for a in "$@"; do case "$a" in --zone=*) zone="\${a#--zone=}:" ;; esac; done
 for a in "$@"; do
   case "$a" in
-    --permanent) ;;
+    --permanent|--zone=*) ;;
     --reload) mkdir -p "$f"; cat "$f/permanent" > "$f/runtime" 2>/dev/null ;;
-    --query-*) item="$(echo "\${a#--query-}" | sed 's/=/ /')"; grep -qx "$item" "$f/permanent" 2>/dev/null || exit 1 ;;
-    --add-*) mkdir -p "$f"; echo "\${a#--add-}" | sed 's/=/ /' >> "$f/permanent" ;;
-    --remove-*) item="$(echo "\${a#--remove-}" | sed 's/=/ /')"; grep -vx "$item" "$f/permanent" > "$f/permanent.new" 2>/dev/null; mv "$f/permanent.new" "$f/permanent" ;;
+    --query-*) item="$zone$(echo "\${a#--query-}" | sed 's/=/ /')"; grep -qxF "$item" "$f/permanent" 2>/dev/null || exit 1 ;;
+    --add-*) mkdir -p "$f"; echo "$zone$(echo "\${a#--add-}" | sed 's/=/ /')" >> "$f/permanent" ;;
+    --remove-*) item="$zone$(echo "\${a#--remove-}" | sed 's/=/ /')"; grep -vxF "$item" "$f/permanent" > "$f/permanent.new" 2>/dev/null; mv "$f/permanent.new" "$f/permanent" ;;
     *) echo "firewall-cmd stand-in: $a is not emulated" >&2; exit 2 ;;
   esac
 done`
@@ -96,7 +102,7 @@ export const changing = (record: string[]): string[] =>
       !/^kubeadm (version|upgrade plan) /.test(l) &&
       !/^crictl --runtime-endpoint \S+ pods -q$/.test(l) &&
       !/^getenforce/.test(l) &&
-      !/^firewall-cmd --permanent --query-/.test(l),
+      !/^firewall-cmd --permanent (--zone=\S+ )?--query-/.test(l),
   )
 
 /** Every file under a node root with its hash and mode; the installer's logs and records (new each run) aside. */

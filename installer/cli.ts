@@ -87,9 +87,13 @@ function program(io: Io, setExit: (code: number) => void): Command {
     )
     .addHelpText(
       'after',
-      `\nExamples:\n  sudo ./install upgrade --dry-run                 # the skew check and every step, nothing changed\n  sudo ./install upgrade                           # on the first master, then each other master, one at a time\n  sudo ./install upgrade --drain-from admin.conf   # on a worker: it drains and uncordons itself with that kubeconfig\n  sudo ./install upgrade --rollback                # after a failed upgrade: the old binaries and configs back\n  sudo ./install upgrade --base /opt/kube-airgap/kube-airgap-v1.29.3-linux-amd64   # from a delta bundle`,
+      `\nExamples:\n  sudo ./install upgrade --stage                   # on every node first: the new images, nothing else changed\n  sudo ./install upgrade --dry-run                 # the skew check and every step, nothing changed\n  sudo ./install upgrade                           # on the first master, then each other master, one at a time\n  sudo ./install upgrade --drain-from admin.conf   # on a worker: it drains and uncordons itself with that kubeconfig\n  sudo ./install upgrade --rollback                # after a failed upgrade: the old binaries and configs back\n  sudo ./install upgrade --base /opt/kube-airgap/kube-airgap-v1.29.3-linux-amd64   # from a delta bundle`,
     )
     .option('--drain-from <kubeconfig>', 'on a worker: drain and uncordon it with this kubeconfig (otherwise drain it from a master first)')
+    .option(
+      '--stage',
+      "on every node first: import and pin this bundle's images and mark the node, changing nothing else (the first master's upgrade waits for every node)",
+    )
     .option('--rollback', 'put back what the upgrade in progress (or the last one) replaced on this node')
     .option('--json', 'print the result as JSON')
     .action(async (own: object) => upgradeCommand(flags(own), io))

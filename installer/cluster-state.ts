@@ -9,6 +9,13 @@ import type { Context, Step } from './plan.js'
 /** The bundle's kubeadm, as the installer placed it. */
 export const KUBEADM = `${BIN_DIR}/kubeadm`
 
+/**
+ * The annotation `./install upgrade --stage` puts on its own node: which bundle's images it
+ * holds (stagedImagesId). A kubelet's credentials may annotate its own Node object; only
+ * labels are restricted (plugin/pkg/admission/noderestriction/admission.go).
+ */
+export const STAGED_ANNOTATION = 'kube-airgap.io/staged-images'
+
 /** kubectl with a kubeconfig on the node (the admin's by default). */
 export const kubectl = (ctx: Context, kubeconfig: string, ...args: string[]) => [`${BIN_DIR}/kubectl`, '--kubeconfig', ctx.host.path(kubeconfig), ...args]
 export const admin = (ctx: Context, ...args: string[]) => kubectl(ctx, KUBECONFIG_ADMIN, ...args)

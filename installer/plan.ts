@@ -25,6 +25,7 @@ export const PHASE_NAMES = [
   'backup',
   'upgrade',
   'rollback',
+  'stage',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 

@@ -1,10 +1,11 @@
 import { createReadStream } from 'node:fs'
 import yaml from 'js-yaml'
 import { C } from '../bundle/components.js'
+import { calicoNodeEnv } from './calico.js'
 import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { compareVersions, parseVersion, type Version } from '../bundle/version.js'
-import { kubectl } from './cluster-state.js'
+import { kubectl, STAGED_ANNOTATION } from './cluster-state.js'
 import { kubeadmAgrees, network } from './phases/cluster.js'
 import { containerd } from './phases/containerd.js'
 import { cni } from './phases/cni.js'
@@ -44,6 +45,8 @@ export interface ClusterNode {
   controlPlane: boolean
   ready: boolean
   unschedulable: boolean
+  /** Which bundle's images the node holds, as `./install upgrade --stage` marked it (STAGED_ANNOTATION). */
+  staged?: string
 }
 
 /** What the API server says: its version and the nodes. */
@@ -76,7 +79,7 @@ const docsOf = (text: string | undefined): KubeadmDoc[] => (text ? (yaml.loadAll
 
 /** A node as `kubectl get nodes -o json` gives it, as far as an upgrade reads it. */
 interface NodeJson {
-  metadata?: { name?: string; labels?: Record<string, string> }
+  metadata?: { name?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
   spec?: { unschedulable?: boolean }
   status?: { nodeInfo?: { kubeletVersion?: string }; conditions?: { type?: string; status?: string }[] }
 }
@@ -88,7 +91,7 @@ export async function installedNode(ctx: Context): Promise<InstalledNode | undef
   const initDoc = init.find((d) => d.kind === 'InitConfiguration')
   if (initDoc && (await host.exists(KUBECONFIG_ADMIN))) {
     const cluster = init.find((d) => d.kind === 'ClusterConfiguration')
-    const calico = calicoEnv(await host.readText(CALICO_APPLIED))
+    const calico = calicoNodeEnv(await host.readText(CALICO_APPLIED))
     const autodetection = calico.IP_AUTODETECTION_METHOD
     const pool = calico.CALICO_IPV4POOL_CIDR
     return {
@@ -108,19 +111,6 @@ export async function installedNode(ctx: Context): Promise<InstalledNode | undef
     name: String(joinDoc.nodeRegistration?.name),
     kubeconfig: controlPlane ? KUBECONFIG_ADMIN : KUBELET_KUBECONFIG,
   }
-}
-
-/** calico-node's environment in the Calico manifest as applied (the pool and IP autodetection an upgrade keeps). */
-function calicoEnv(text: string | undefined): Record<string, string> {
-  const node = (text ? (yaml.loadAll(text) as CalicoDoc[]) : []).find((d) => d?.kind === 'DaemonSet' && d.metadata?.name === 'calico-node')
-  const env = node?.spec?.template?.spec?.containers?.find((c) => c.name === 'calico-node')?.env ?? []
-  return Object.fromEntries(env.filter((e) => typeof e.value === 'string').map((e) => [e.name, e.value!]))
-}
-
-interface CalicoDoc {
-  kind?: string
-  metadata?: { name?: string }
-  spec?: { template?: { spec?: { containers?: { name?: string; env?: { name: string; value?: string }[] }[] } } }
 }
 
 /**
@@ -167,12 +157,14 @@ export async function clusterView(ctx: Context, kubeconfig: string): Promise<Clu
   if (n.code !== 0 || !Array.isArray(items)) return fail('the nodes', n)
   const nodes = items.map((i) => {
     const kubelet = parseVersion(i.status?.nodeInfo?.kubeletVersion)
+    const staged = i.metadata?.annotations?.[STAGED_ANNOTATION]
     return {
       name: String(i.metadata?.name),
       ...(kubelet ? { kubelet } : {}),
       controlPlane: 'node-role.kubernetes.io/control-plane' in (i.metadata?.labels ?? {}),
       ready: (i.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
       unschedulable: !!i.spec?.unschedulable,
+      ...(typeof staged === 'string' ? { staged } : {}),
     }
   })
   return { apiServer, nodes }
@@ -193,13 +185,11 @@ export interface SkewInput {
 const series = (v: Version) => `${v.major}.${v.minor}`
 
 /**
- * The version-skew rules, checked before anything changes (Kubernetes' version-skew policy
- * and kubeadm's upgrade documentation): the bundle's platform; no downgrade; one minor at a
- * time; masters before workers; a kubelet never newer than the API server; no kubelet more
- * than three minors behind it. The refusal, or undefined when the upgrade may go ahead.
+ * Whether this bundle is the next step for this node at all: its platform, no downgrade, one
+ * minor at a time. What --stage checks too; the rest of the skew rules are about the cluster.
  */
-export function skewRefusal(s: SkewInput): string | undefined {
-  const { from, target, cluster } = s
+export function stepRefusal(s: Pick<SkewInput, 'from' | 'target' | 'arch' | 'bundleArch'>): string | undefined {
+  const { from, target } = s
   if (s.arch !== s.bundleArch) return `this node is ${s.arch} and the bundle is for ${s.bundleArch}: use the linux/${s.arch} bundle of ${target.text}`
   if (compareVersions(target, from) < 0)
     return `this node runs ${from.text} and the bundle is ${target.text}: a downgrade is refused (kubeadm cannot downgrade a cluster); to undo a failed upgrade on this node: sudo ./install upgrade --rollback`
@@ -207,6 +197,19 @@ export function skewRefusal(s: SkewInput): string | undefined {
     const between = Array.from({ length: Math.max(0, target.minor - from.minor - 1) }, (_, i) => `${from.major}.${from.minor + i + 1}.x`)
     return `${from.text} to ${target.text} skips ${between.length === 1 ? 'a minor version' : 'minor versions'}: kubeadm upgrades one minor at a time; upgrade the whole cluster with ${between.map((b) => `a ${b} bundle`).join(', then ')} first, then with this one`
   }
+  return undefined
+}
+
+/**
+ * The version-skew rules, checked before anything changes (Kubernetes' version-skew policy
+ * and kubeadm's upgrade documentation): the bundle's platform; no downgrade; one minor at a
+ * time; masters before workers; a kubelet never newer than the API server; no kubelet more
+ * than three minors behind it. The refusal, or undefined when the upgrade may go ahead.
+ */
+export function skewRefusal(s: SkewInput): string | undefined {
+  const { target, cluster } = s
+  const step = stepRefusal(s)
+  if (step) return step
   const behind = (n: ClusterNode) => !n.kubelet || compareVersions(n.kubelet, target) < 0
   const others = cluster.nodes.filter((n) => n.name !== s.name)
   if (s.kind === 'first-master') {
@@ -228,6 +231,34 @@ export function skewRefusal(s: SkewInput): string | undefined {
       return `master ${masters.map((n) => `${n.name} (${n.kubelet?.text ?? 'version unknown'})`).join(', ')} is not at ${target.text} yet: masters go first; run sudo ./install upgrade there, then here`
   }
   return undefined
+}
+
+/**
+ * The pods `kubectl drain` would evict from a node, as its own kubeconfig may list them (a
+ * kubelet may read the pods bound to it): all but DaemonSet pods, static (mirror) pods and
+ * finished ones, as drain skips them (staging/src/k8s.io/kubectl/pkg/drain/filters.go).
+ * Undefined when they cannot be listed.
+ */
+export async function podsToEvict(ctx: Context, kubeconfig: string, name: string): Promise<string[] | undefined> {
+  const r = await ctx.host.run(kubectl(ctx, kubeconfig, 'get', 'pods', '-A', '--field-selector', `spec.nodeName=${name}`, '-o', 'json'), {
+    changing: false,
+  })
+  type Pod = {
+    metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; ownerReferences?: { kind?: string }[] }
+    status?: { phase?: string }
+  }
+  let items: Pod[]
+  try {
+    items = (JSON.parse(r.stdout) as { items?: Pod[] }).items ?? []
+  } catch {
+    return undefined
+  }
+  if (r.code !== 0) return undefined
+  return items
+    .filter((p) => !p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet'))
+    .filter((p) => !p.metadata?.annotations?.['kubernetes.io/config.mirror'])
+    .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
+    .map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`)
 }
 
 /** Cluster health before an upgrade starts: every node Ready, the control-plane pods running, etcd healthy. */
@@ -259,6 +290,12 @@ export interface UpgradeState {
   kubeadmBackups: string[]
   /** `kubeadm upgrade node` ran (it leaves no mark of its own on a worker). */
   upgradedNode?: boolean
+  /** On the first master: `kubeadm upgrade apply` finished, so the cluster's kube-proxy, CoreDNS and kubeadm-config are at `to`. */
+  applied?: boolean
+  /** The node was cordoned before the upgrade: it stays cordoned after. */
+  cordoned?: boolean
+  /** This upgrade drained the node (a cordoned node is drained all the same). */
+  drained?: boolean
   finished?: string
 }
 
@@ -350,6 +387,7 @@ export function backupPhase(u: UpgradePlan): Phase {
           started: new Date(ctx.facts.now()).toISOString(),
           backup: dir,
           kubeadmBackups: await kubeadmBackups(ctx),
+          cordoned: !!u.view.nodes.find((n) => n.name === u.node.name)?.unschedulable,
         }),
       )
       return [{ title: `${files.filter((f) => f.sha256).length} files the upgrade replaces, backed up in ${dir}`, done: false, actions }]
@@ -373,6 +411,9 @@ export function upgradePhase(u: UpgradePlan): Phase {
       const kubeletAtTarget = !!me?.kubelet && compareVersions(me.kubelet, u.target) === 0 && me.ready
       const steps: Step[] = [await copyStep(ctx, `kubeadm ${v} (${BIN_DIR}/kubeadm)`, `${BIN_DIR}/kubeadm`, C.kubeadm, 0o755), kubeadmAgrees(ctx)]
       const kubeadm = `${BIN_DIR}/kubeadm`
+      // The state the backup phase wrote (none in a dry run, where it did not run).
+      const state = (await readUpgradeState(ctx)) ?? u.state
+      const mark = (change: Partial<UpgradeState>): Action[] => (state ? [stateWrite({ ...state, ...change })] : [])
       if (u.node.kind === 'first-master') {
         const applied = compareVersions(u.view.apiServer, u.target) >= 0
         steps.push({
@@ -390,23 +431,22 @@ export function upgradePhase(u: UpgradePlan): Phase {
         steps.push({
           title: `control plane upgraded to ${v} (kubeadm upgrade apply; images from the bundle, never pulled)`,
           done: applied,
-          actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'apply', v, '--yes'], stream: true }],
+          actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'apply', v, '--yes'], stream: true }, ...mark({ applied: true })],
         })
       } else {
-        // The state the backup phase wrote (none in a dry run, where it did not run).
-        const state = (await readUpgradeState(ctx)) ?? u.state
         steps.push({
           title: `this node's ${u.node.kind === 'worker' ? 'kubelet configuration' : 'control plane and kubelet configuration'} upgraded (kubeadm upgrade node)`,
           done: !!state?.upgradedNode || kubeletAtTarget,
-          actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'node'], stream: true }, ...(state ? [stateWrite({ ...state, upgradedNode: true })] : [])],
+          actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'node'], stream: true }, ...mark({ upgradedNode: true })],
         })
       }
       const drainWith = u.node.kind === 'worker' ? u.drainFrom : host.path(u.node.kubeconfig)
       const timeout = `${Math.round(ctx.cluster.waitMs / 1000)}s`
       if (drainWith)
         steps.push({
+          // Cordoned is not drained: a node the operator cordoned still has its pods.
           title: `node ${u.node.name} drained (kubectl drain, at most ${timeout})`,
-          done: kubeletAtTarget || !!me?.unschedulable,
+          done: kubeletAtTarget || !!state?.drained,
           actions: [
             {
               kind: 'run',
@@ -421,6 +461,7 @@ export function upgradePhase(u: UpgradePlan): Phase {
                 `--timeout=${timeout}`,
               ],
             },
+            ...mark({ drained: true }),
           ],
         })
       const binaries = [
@@ -443,7 +484,8 @@ export function upgradePhase(u: UpgradePlan): Phase {
         actions: [],
         check: () => waitForKubelet(ctx, u),
       })
-      if (drainWith)
+      if (drainWith && state?.cordoned) steps.push({ title: `node ${u.node.name} left cordoned, as it was before the upgrade`, done: true, actions: [] })
+      else if (drainWith)
         steps.push({
           title: `node ${u.node.name} uncordoned`,
           done: kubeletAtTarget && !me?.unschedulable,

@@ -4,29 +4,38 @@ import { KaError } from '../../bundle/errors.js'
 import { archOf } from '../../bundle/platform.js'
 import { printJson, type Io } from '../../bundle/report.js'
 import { type Flags, requireSuperuser, resolveContext } from '../context.js'
-import { BIN_DIR, UPGRADE_STATE } from '../node-paths.js'
+import { BIN_DIR, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, UPGRADE_STATE } from '../node-paths.js'
 import { network } from '../phases/cluster.js'
 import { cni } from '../phases/cni.js'
 import { containerd } from '../phases/containerd.js'
 import { images } from '../phases/images.js'
 import { kernel } from '../phases/kernel.js'
 import { packages } from '../phases/packages.js'
-import type { Phase } from '../plan.js'
+import type { Context, Phase } from '../plan.js'
 import {
   backupPhase,
   clusterView,
   healthProblems,
   installedKubelet,
   installedNode,
+  podsToEvict,
   readUpgradeState,
   rollbackPhase,
   skewRefusal,
+  stepRefusal,
   type UpgradePlan,
   upgradedPhase,
   upgradePhase,
 } from '../upgrade.js'
+import { stagedImagesId, stagePhase, unstagedNodes } from '../stage.js'
 import { reporter } from './install.js'
 import { compareVersions, parseVersion } from '../../bundle/version.js'
+
+/** Whether the API server answers with `version` or newer (false when it does not answer). */
+async function apiServerAt(ctx: Context, kubeconfig: string, version: string): Promise<boolean> {
+  const view = await clusterView(ctx, kubeconfig).catch(() => undefined)
+  return !!view && compareVersions(view.apiServer, parseVersion(version)!) >= 0
+}
 
 /** What --skip-phases may leave out of an upgrade: the install phases it runs again. */
 const SKIPPABLE = ['packages', 'kernel', 'containerd', 'cni', 'images', 'network']
@@ -34,6 +43,7 @@ const SKIPPABLE = ['packages', 'kernel', 'containerd', 'cni', 'images', 'network
 export interface UpgradeFlags extends Flags {
   rollback?: boolean
   drainFrom?: string
+  stage?: boolean
 }
 
 /**
@@ -42,7 +52,12 @@ export interface UpgradeFlags extends Flags {
  * the cluster's health are checked and before anything changes.
  */
 export async function upgradeCommand(flags: UpgradeFlags, io: Io): Promise<void> {
-  requireSuperuser(flags, `upgrade${flags.rollback ? ' --rollback' : ''}`)
+  requireSuperuser(flags, `upgrade${flags.rollback ? ' --rollback' : flags.stage ? ' --stage' : ''}`)
+  if (flags.stage && (flags.rollback || flags.drainFrom))
+    throw new KaError(
+      'EUSAGE',
+      `--stage with ${flags.rollback ? '--rollback' : '--drain-from'}: --stage only imports the images and marks the node; run it alone`,
+    )
   // The install phases an upgrade runs again may be skipped (images loaded another way, say); its own may not.
   const skip = (flags.skipPhases ?? '')
     .split(',')
@@ -73,7 +88,7 @@ export async function upgradeCommand(flags: UpgradeFlags, io: Io): Promise<void>
     record: true,
     phases: ['upgrade'],
     say: out.say,
-    log: flags.rollback ? 'rollback' : 'upgrade',
+    log: flags.rollback ? 'rollback' : flags.stage ? 'stage' : 'upgrade',
   })
   const node = await installedNode(ctx)
   if (!node)
@@ -108,6 +123,13 @@ export async function upgradeCommand(flags: UpgradeFlags, io: Io): Promise<void>
         'EUSAGE',
         `the upgrade to ${state.to} finished on this node (${state.finished}): a finished upgrade is not rolled back, as kubeadm does not downgrade a cluster; the files it replaced stay in ${state.backup}`,
       )
+    // kubeadm upgrade apply moved the cluster's own objects (kube-proxy, CoreDNS, kubeadm-config) on; the node's files alone cannot go back.
+    const applied = state.kind === 'first-master' && (state.applied || (await apiServerAt(ctx, node.kubeconfig, state.to)))
+    if (applied)
+      throw new KaError(
+        'EUSAGE',
+        `kubeadm upgrade apply ${state.to} finished on this cluster: kube-proxy, CoreDNS and the kubeadm-config ConfigMap are at ${state.to}, and kubeadm cannot take them back; fix what failed (journalctl -u kubelet) and finish with sudo ./install upgrade; the files it replaced stay in ${state.backup}`,
+      )
     await out.run(ctx, [rollbackPhase(state)], report, record)
     return finish(
       { from: state.to, to: state.from },
@@ -125,7 +147,23 @@ export async function upgradeCommand(flags: UpgradeFlags, io: Io): Promise<void>
   const from = resuming ? parseVersion(state.from) : await installedKubelet(ctx)
   if (!from) throw new KaError('ESTEP', `cannot tell which Kubernetes this node runs: ${BIN_DIR}/kubelet --version gave no version`)
   const view = await clusterView(ctx, node.kubeconfig)
-  const refusal = skewRefusal({ kind: node.kind, name: node.name, from, target, cluster: view, arch: ctx.facts.arch, bundleArch: archOf(ctx.bundle.platform) })
+  const arch = { arch: ctx.facts.arch, bundleArch: archOf(ctx.bundle.platform) }
+  if (flags.stage) {
+    const refusal = stepRefusal({ from, target, ...arch })
+    if (refusal) throw new KaError('EUSAGE', refusal)
+    if (!view.nodes.some((n) => n.name === node.name))
+      throw new KaError(
+        'ESTEP',
+        `the API server does not list this node by the name its kubeadm config gives (${JSON.stringify(node.name)}): it cannot be marked as staged; compare kubectl get nodes with ${node.kind === 'first-master' ? KUBEADM_CONFIG : KUBEADM_JOIN_CONFIG}`,
+      )
+    // --skip-phases images: the images were loaded another way, and the node is only marked.
+    await out.run(ctx, [...[images].filter((p) => !skip.includes(p.name)), stagePhase(node, view)], report, record)
+    return finish(
+      { staged: stagedImagesId(ctx.bundle) },
+      node.kind === 'first-master' ? undefined : `next: stage the other nodes the same way, then upgrade the first master (sudo ./install upgrade)\n`,
+    )
+  }
+  const refusal = skewRefusal({ kind: node.kind, name: node.name, from, target, cluster: view, ...arch })
   if (refusal) throw new KaError('EUSAGE', refusal)
   const me = view.nodes.find((n) => n.name === node.name)
   const pending = compareVersions(from, target) < 0 || resuming
@@ -139,10 +177,21 @@ export async function upgradeCommand(flags: UpgradeFlags, io: Io): Promise<void>
         `the cluster is not healthy enough to upgrade, and nothing was changed: ${problems.join('; ')}; fix that first (kubectl get nodes; kubectl -n kube-system get pods)`,
       )
   }
+  // kubeadm upgrade apply rolls kube-proxy and CoreDNS onto every node: each must hold their images first.
+  const applied = compareVersions(view.apiServer, target) >= 0
+  const unstaged = node.kind === 'first-master' && pending && !applied ? unstagedNodes(view, node.name, stagedImagesId(ctx.bundle), target) : []
+  if (unstaged.length) {
+    const why = `node ${unstaged.map((n) => n.name).join(', ')} ${unstaged.length === 1 ? 'has' : 'have'} not staged this bundle's images: kubeadm upgrade apply rolls kube-proxy and CoreDNS (and a new Calico) onto every node, which cannot pull them; run sudo ./install upgrade --stage from this bundle on ${unstaged.length === 1 ? 'it' : 'each'} (ansible/upgrade.yml does it on every node first), then this again`
+    if (!dryRun) throw new KaError('EUSAGE', why)
+    out.say(`WARN  ${why}`)
+  }
   const drain = `kubectl drain ${node.name} --ignore-daemonsets --delete-emptydir-data --timeout=${Math.round(ctx.cluster.waitMs / 1000)}s`
   const kubeletDone = !!me?.kubelet && compareVersions(me.kubelet, target) === 0
-  if (node.kind === 'worker' && !drainFrom && pending && !kubeletDone && !me?.unschedulable) {
-    const why = `a worker is drained before its kubelet is replaced, and this one holds no credentials to drain itself: on a master run \`${drain}\`, then this again (and afterwards \`kubectl uncordon ${node.name}\`); or give --drain-from <kubeconfig> and this run does both`
+  // Cordoned is not drained: a cordoned worker that still runs pods is drained first all the same.
+  const left = node.kind === 'worker' && !drainFrom && pending && !kubeletDone && me?.unschedulable ? await podsToEvict(ctx, node.kubeconfig, node.name) : []
+  if (node.kind === 'worker' && !drainFrom && pending && !kubeletDone && (!me?.unschedulable || left?.length)) {
+    const how = me?.unschedulable ? `is cordoned but still runs ${left!.join(', ')}` : 'holds no credentials to drain itself'
+    const why = `a worker is drained before its kubelet is replaced, and this one ${how}: on a master run \`${drain}\`, then this again (and afterwards \`kubectl uncordon ${node.name}\`); or give --drain-from <kubeconfig> and this run does both`
     // A dry run shows the plan all the same (the fleet playbook reads it to decide on draining).
     if (!dryRun) throw new KaError('EUSAGE', why)
     out.say(`WARN  ${why}`)
@@ -169,5 +218,6 @@ export async function upgradeCommand(flags: UpgradeFlags, io: Io): Promise<void>
   const uncordon =
     node.kind === 'worker' && !drainFrom && pending ? `next: on a master, let pods back on this node: kubectl uncordon ${node.name}\n` : undefined
   const after = node.kind === 'first-master' ? 'next: upgrade the other masters one at a time (sudo ./install upgrade), then the workers\n' : undefined
-  return finish({ from: from.text, to: target.text }, pending ? (uncordon ?? after) : undefined)
+  // cordoned: whether the node was cordoned before this upgrade (the fleet playbook leaves such a node cordoned).
+  return finish({ from: from.text, to: target.text, cordoned: state?.cordoned ?? !!me?.unschedulable }, pending ? (uncordon ?? after) : undefined)
 }

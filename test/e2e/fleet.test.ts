@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -462,7 +463,7 @@ describe('ansible-playbook: the fleet unpacks only what was verified', () => {
 })
 
 describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
-  it('from a delta bundle: upgrades the first master, the second, then the workers each drained and uncordoned from the first master; a rerun changes nothing', async () => {
+  it('from a delta bundle: stages the new images on every node, then upgrades the first master, the second, then the workers each drained and uncordoned from the first master; a rerun changes nothing', async () => {
     // A delta (only what the 1.29.3 bundle lacks): each node finds the old bundle beside it, where site.yml put it.
     const NEW = 'kube-airgap-v1.30.11-linux-amd64-from-v1.29.3'
     const next = await startWorld(join(dir, 'w130'), { realistic: true, manifestEdit: nextMinor })
@@ -491,8 +492,9 @@ describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
       const since = async (n: Node) => (await changedOn(n)).slice(before[n])
 
       // A worker that reports a flag as its node name (its own kubeadm-join.yaml, which whoever
-      // owns the worker can write), in an inventory that does not name it: refused before
-      // kubectl on the first master sees it. The other nodes upgrade; it stays as it was.
+      // owns the worker can write), in an inventory that does not name it: its staging fails
+      // (no such node), so the rollout stops before the first master changes or its kubectl
+      // sees the name. (Past staging, upgrade-worker.yml refuses such a name before draining.)
       const joinCfg = join(roots.w1, 'etc/kube-airgap/kubeadm-join.yaml')
       const genuineJoin = await readFile(joinCfg, 'utf8')
       expect(genuineJoin).toMatch(/^\s*name: k8s03$/m)
@@ -503,16 +505,39 @@ describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
       await writeFile(forgedInventory, yaml.dump(inv))
       const forged = await playbookRun([], join(out, `${NEW}.tar`), upgrade, forgedInventory)
       expect(forged.code, forged.out).toBe(2)
-      expect(forged.out).toContain(`w1 reports its node name as \\"--selector=node-role.kubernetes.io/control-plane\\", which is not a worker's node name`)
-      expect((await changedOn('m1')).filter((l) => /--selector/.test(l))).toEqual([])
+      expect(forged.out).toContain(
+        `the API server does not list this node by the name its kubeadm config gives (\\"--selector=node-role.kubernetes.io/control-plane\\")`,
+      )
+      expect((await changedOn('m1')).filter((l) => /--selector|^kubeadm upgrade/.test(l))).toEqual([])
+      const events = async () => (await readFile(join(dir, 'cluster', 'events'), 'utf8')).trim().split('\n')
+      expect(await events()).not.toContain('upgrade apply v1.30.11')
       await writeFile(joinCfg, genuineJoin)
 
+      // k8s04 cordoned by the operator before the upgrade: drained all the same, and left cordoned.
+      const onM1 = (...args: string[]) =>
+        execFileSync(join(roots.m1, 'usr/local/bin/kubectl'), ['--kubeconfig', join(roots.m1, 'etc/kubernetes/admin.conf'), ...args], {
+          env: { ...process.env, KA_ROOT: roots.m1, KA_CLUSTER: join(dir, 'cluster'), KA_RECORD: '/dev/null' },
+        })
+      onM1('cordon', 'k8s04')
       const r = await playbookRun([], join(out, `${NEW}.tar`), upgrade)
       expect(r.code, r.out).toBe(0)
+      expect(existsSync(join(dir, 'cluster', 'cordoned', 'k8s04'))).toBe(true)
+      expect(existsSync(join(dir, 'cluster', 'cordoned', 'k8s03'))).toBe(false)
       for (const n of Object.keys(NODES) as Node[]) {
         expect(r.recap[n]?.failed, `${n}\n${r.out}`).toBe(0)
         expect((await readFile(join(roots[n], 'usr/local/bin/kubelet'), 'utf8')).match(/^VERSION=(.*)$/m)?.[1], n).toBe('1.30.11')
       }
+      // Every node staged the new images (marked itself) before the first master's kubeadm upgrade apply.
+      const all = await events()
+      const apply = all.indexOf('upgrade apply v1.30.11')
+      expect(apply, all.join('\n')).toBeGreaterThan(0)
+      expect(
+        all
+          .slice(0, apply)
+          .filter((e) => e.startsWith('annotate '))
+          .map((e) => e.split(' ')[1])
+          .sort(),
+      ).toEqual(Object.values(NODES).sort())
       const admin1 = join(roots.m1, 'etc/kubernetes/admin.conf')
       const m1 = (await since('m1')).filter((l) => /^kubeadm upgrade|drain|uncordon/.test(l))
       expect(m1.slice(0, 3)).toEqual([
@@ -524,14 +549,12 @@ describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
       // uncordoned after; one batch runs its hosts side by side, so their order may vary.
       const workers = m1.slice(3)
       expect([...workers].sort()).toEqual(
-        ['k8s03', 'k8s04']
-          .flatMap((n) => [
-            `kubectl --kubeconfig ${admin1} drain --ignore-daemonsets --delete-emptydir-data --timeout=600s -- ${n}`,
-            `kubectl --kubeconfig ${admin1} uncordon -- ${n}`,
-          ])
-          .sort(),
+        [
+          ...['k8s03', 'k8s04'].map((n) => `kubectl --kubeconfig ${admin1} drain --ignore-daemonsets --delete-emptydir-data --timeout=600s -- ${n}`),
+          `kubectl --kubeconfig ${admin1} uncordon -- k8s03`,
+        ].sort(),
       )
-      for (const n of ['k8s03', 'k8s04'])
+      for (const n of ['k8s03'])
         expect(workers.findIndex((l) => l.includes(`drain `) && l.endsWith(` ${n}`))).toBeLessThan(workers.findIndex((l) => l.endsWith(`uncordon -- ${n}`)))
       expect((await since('m2')).filter((l) => /^kubeadm upgrade|drain|uncordon/.test(l))).toEqual([
         'kubeadm upgrade node',

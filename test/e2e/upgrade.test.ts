@@ -94,6 +94,11 @@ async function refused(node: string, bundle: string, args: string[], why: RegExp
 
 const apiServer = async () => (await readFile(join(roots.m1!, 'etc/kubernetes/manifests/kube-apiserver.yaml'), 'utf8')).split(':').pop()!.trim()
 const admin = (node: string) => join(roots[node]!, 'etc/kubernetes/admin.conf')
+/** kubectl on the first master, as an operator runs it there (cordon, uncordon). */
+const kubectl = (...args: string[]) =>
+  execFileSync(join(roots.m1!, 'usr/local/bin/kubectl'), ['--kubeconfig', admin('m1'), ...args], {
+    env: { ...process.env, KA_ROOT: roots.m1, KA_CLUSTER: cluster, KA_RECORD: '/dev/null' },
+  })
 const version = async (node: string, bin: string) => (await readFile(join(roots[node]!, 'usr/local/bin', bin), 'utf8')).match(/^VERSION=(.*)$/m)?.[1]
 
 /**
@@ -137,224 +142,13 @@ describe('a cluster installed from the 1.29.3 bundle', () => {
   }, 180_000)
 })
 
-describe('./install upgrade from the 1.30.11 bundle', () => {
-  it('doctor shows the versions, that this bundle would upgrade the node, and flags a kubelet newer than the API server', async () => {
-    const r = await run('m2', bundles.new!, ['doctor'])
-    expect(r.stdout).toMatch(/^OK +version skew +API server v1\.29\.3; kubelets: m1 v1\.29\.3, m2 v1\.29\.3, w1 v1\.29\.3, w2 v1\.29\.3, w3 v1\.29\.3$/m)
-    expect(r.stdout).toMatch(
-      /^WARN +upgrade +this node runs v1\.29\.3, this bundle is v1\.30\.11\n +fix: sudo \.\/install upgrade from this bundle: the first master, then/m,
-    )
-    // w2's kubelet reporting 1.30.11 while the API server is 1.29.3.
-    const running = join(roots.w2!, '.systemctl/running.kubelet')
-    const was = await readFile(running)
-    await writeFile(running, 'Kubernetes v1.30.11\n')
-    try {
-      const bad = await run('m2', bundles.old!, ['doctor'])
-      expect(bad.code).toBe(1)
-      expect(bad.stdout).toMatch(/^FAIL +version skew +kubelet newer than the API server \(v1\.29\.3\) on w2 \(v1\.30\.11\)$/m)
-      expect(bad.stdout).not.toMatch(/^WARN +upgrade/m)
-    } finally {
-      await writeFile(running, was)
-    }
-  })
-
-  it('refuses, changing nothing, a worker or a second master while the control plane is older', async () => {
-    await refused(
-      'w1',
-      bundles.new!,
-      [],
-      /^install: EUSAGE: the control plane is at v1\.29\.3, older than this bundle's v1\.30\.11: masters go first; run sudo \.\/install upgrade on the first master/,
-    )
-    await refused('m2', bundles.new!, [], /^install: EUSAGE: the control plane is at v1\.29\.3, older than this bundle's v1\.30\.11: masters go first/)
-    await refused(
-      'm1',
-      bundles.new!,
-      ['--skip-phases', 'backup'],
-      /^install: EUSAGE: --skip-phases backup: upgrade runs its phases in order; of them only packages, kernel, containerd, cni, images, network may be skipped/,
-    )
-  })
-
-  it('refuses to skip a minor version, naming the bundles needed between', async () => {
-    // w2's kubelet swapped for one that says 1.28.9, as on a node installed from a 1.28 bundle.
-    const kubelet = join(roots.w2!, 'usr/local/bin/kubelet')
-    const real = await readFile(kubelet)
-    await writeFile(kubelet, '#!/bin/sh\necho "Kubernetes v1.28.9"\n')
-    try {
-      await refused(
-        'w2',
-        bundles.new!,
-        [],
-        /^install: EUSAGE: v1\.28\.9 to v1\.30\.11 skips a minor version: kubeadm upgrades one minor at a time; upgrade the whole cluster with a 1\.29\.x bundle first, then with this one$/,
-      )
-    } finally {
-      await writeFile(kubelet, real)
-      await chmod(kubelet, 0o755)
-    }
-  })
-
-  it('shows the whole plan in a dry run and changes nothing', async () => {
-    const before = await treeHashes(roots.m1!)
-    const r = await run('m1', bundles.new!, ['upgrade', '--dry-run'])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(r.stdout).toMatch(
-      /^\[skew\] checked +v1\.29\.3 to v1\.30\.11 on the first master m1: the skew rules hold \(API server v1\.29\.3, 5 nodes, all Ready\)$/m,
-    )
-    expect(r.stdout).toMatch(/^\[upgrade\] would do +control plane upgraded to v1\.30\.11 \(kubeadm upgrade apply/m)
-    expect(r.stdout).toMatch(/run +\S+\/kubeadm upgrade apply v1\.30\.11 --yes$/m)
-    expect(changing(r.record)).toEqual([])
-    expect(await treeHashes(roots.m1!)).toEqual(before)
-  })
-
-  it('on the first master, a kubelet that fails to start after kubeadm upgrade apply: --rollback puts back the binaries, configs and control-plane manifests byte for byte', async () => {
-    const before = await files('m1')
-    const failed = await run('m1', bundles.new!, ['upgrade', '--wait-timeout', '2'], { KA_BROKEN_KUBELET: 'v1.30.11' })
-    expect(failed.code, failed.stdout + failed.stderr).toBe(1)
-    expect(changing(failed.record)).toContain('kubeadm upgrade apply v1.30.11 --yes')
-    expect(await apiServer()).toBe('v1.30.11')
-    const back = await run('m1', bundles.new!, ['upgrade', '--rollback'])
-    expect(back.code, back.stdout + back.stderr).toBe(0)
-    expect(back.stdout).toMatch(
-      /^\[rollback\] done +\/etc\/kubernetes\/manifests\/kube-apiserver\.yaml from kubeadm's backup \(kubeadm-backup-manifests-[\d-]+\)$/m,
-    )
-    expect(await files('m1')).toEqual(before)
-    expect(await apiServer()).toBe('v1.29.3')
-    expect(await version('m1', 'kubelet')).toBe('1.29.3')
-    // As the rollback says: uncordoned by hand once Ready.
-    execFileSync(join(roots.m1!, 'usr/local/bin/kubectl'), ['--kubeconfig', admin('m1'), 'uncordon', 'm1'], {
-      env: { ...process.env, KA_ROOT: roots.m1, KA_CLUSTER: cluster, KA_RECORD: '/dev/null' },
-    })
-  })
-
-  it('upgrades the first master: kubeadm upgrade apply, drain, the new kubelet and kubectl, restart, uncordon; the new images beside the old', async () => {
-    const r = await run('m1', bundles.new!, ['upgrade'])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    const m1 = roots.m1!
-    expect(changing(r.record)).toEqual([
-      'kubeadm upgrade apply v1.30.11 --yes',
-      `kubectl --kubeconfig ${admin('m1')} drain m1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
-      'systemctl daemon-reload',
-      'systemctl restart kubelet',
-      `kubectl --kubeconfig ${admin('m1')} uncordon m1`,
-    ])
-    expect(r.record).toContain('kubeadm upgrade plan v1.30.11')
-    for (const bin of ['kubeadm', 'kubelet', 'kubectl', 'crictl']) expect(await version('m1', bin), bin).toBe(bin === 'crictl' ? '1.30.0' : '1.30.11')
-    expect(await apiServer()).toBe('v1.30.11')
-    // What it replaced is kept, byte for byte, with its list.
-    const backup = JSON.parse(await readFile(join(m1, 'var/lib/kube-airgap/backup/v1.29.3/backup.json'), 'utf8'))
-    expect(backup.files.map((f: { path: string }) => f.path)).toEqual(
-      expect.arrayContaining(['/usr/local/bin/kubeadm', '/usr/local/bin/kubelet', '/usr/local/bin/kubectl', '/usr/local/bin/crictl']),
-    )
-    expect(await readFile(join(m1, 'var/lib/kube-airgap/backup/v1.29.3/files/usr/local/bin/kubelet'), 'utf8')).toMatch(/^VERSION=1\.29\.3$/m)
-    expect(JSON.parse(await readFile(join(m1, 'var/lib/kube-airgap/upgrade.json'), 'utf8'))).toMatchObject({
-      from: 'v1.29.3',
-      to: 'v1.30.11',
-      finished: expect.any(String),
-    })
-    // Calico did not change between the bundles: applied once, at install, with the pool and
-    // autodetection given then (read back from the manifest as applied).
-    expect(r.stdout).toMatch(/^\[network\] already done +Calico manifest \(\/etc\/kube-airgap\/calico\.yaml: \d+ documents, pool 10\.245\.0\.0\/16\)$/m)
-    expect(r.stdout).toMatch(/^\[network\] already done +Calico applied/m)
-    const ls = (await ctd.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout
-    for (const ref of [
-      'registry.k8s.io/kube-apiserver:v1.30.11',
-      'registry.k8s.io/etcd:3.5.15-0',
-      'registry.k8s.io/kube-apiserver:v1.29.3',
-      'registry.k8s.io/etcd:3.5.12-0',
-    ])
-      expect(ls, ref).toContain(ref)
-    expect(r.stdout).toMatch(/^next: upgrade the other masters one at a time/m)
-  })
-
-  it('refuses a downgrade with the old bundle (by upgrade or by --role), a rollback of a finished upgrade, and --role over an older node, changing nothing', async () => {
-    await refused(
-      'm1',
-      bundles.new!,
-      ['--rollback'],
-      /^install: EUSAGE: the upgrade to v1\.30\.11 finished on this node .*: a finished upgrade is not rolled back/,
-    )
-    await refused(
-      'm1',
-      bundles.old!,
-      [],
-      /^install: EUSAGE: this node runs v1\.30\.11 and the bundle is v1\.29\.3: a downgrade is refused .*sudo \.\/install upgrade --rollback$/,
-    )
-    // Nor does ./install --role swap the binaries of a cluster's node around kubeadm: not older ones on m1, not newer ones on w2.
-    await refused(
-      'm1',
-      bundles.old!,
-      ['--role', 'master', '--advertise-address', '192.0.2.10', '--skip-phases', 'preflight'],
-      /^install: EUSAGE: this node runs Kubernetes v1\.30\.11, newer than this bundle's v1\.29\.3: installing would put older binaries under its cluster; run \.\/install from the v1\.30\.11 bundle \(or a newer one\)$/,
-      [],
-    )
-    await refused(
-      'w2',
-      bundles.new!,
-      ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml'), '--skip-phases', 'preflight'],
-      /^install: EUSAGE: this node runs Kubernetes v1\.29\.3 in a cluster, older than this bundle's v1\.30\.11: upgrade it with sudo \.\/install upgrade from this bundle/,
-      [],
-    )
-  })
-
-  it('upgrades the second master with kubeadm upgrade node, drained and uncordoned with its own admin.conf', async () => {
-    await upgradedNode('m2', admin('m2'))
-  })
-
-  it("refuses to replace an undrained worker's kubelet without credentials; with --drain-from it drains and uncordons itself", async () => {
-    await refused(
-      'w1',
-      bundles.new!,
-      [],
-      /^install: EUSAGE: a worker is drained before its kubelet is replaced.*`kubectl drain w1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`.*--drain-from/,
-    )
-    await upgradedNode('w1', admin('m1'), ['--drain-from', admin('m1')])
-  })
-
-  it('changes nothing when run again', async () => {
-    const before = await treeHashes(roots.w1!)
-    const r = await run('w1', bundles.new!, ['upgrade', '--drain-from', admin('m1')])
-    expect(r.code, r.stdout + r.stderr).toBe(0)
-    expect(changing(r.record)).toEqual([])
-    expect(await treeHashes(roots.w1!)).toEqual(before)
-    expect(r.stdout.trim().split('\n').pop()).toMatch(/^ok: 0 steps changed the node/)
-  })
-
-  it('a kubelet that fails to start: the run fails saying how back; --rollback puts back every file byte for byte; a rerun resumes', async () => {
-    const before = await files('w2')
-    // Drained from a master by hand, as the worker's own run asks.
-    execFileSync(join(roots.m1!, 'usr/local/bin/kubectl'), ['--kubeconfig', admin('m1'), 'drain', 'w2', '--ignore-daemonsets'], {
-      env: { ...process.env, KA_RECORD: `${roots.m1}.record`, KA_ROOT: roots.m1, KA_CLUSTER: cluster },
-    })
-    const broken = { KA_BROKEN_KUBELET: 'v1.30.11' }
-    const failed = await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)
-    expect(failed.code, failed.stdout + failed.stderr).toBe(1)
-    expect(failed.stderr).toMatch(
-      /node w2 reports NotReady on kubelet \(none\) after 2 s: the new kubelet does not come up; .* sudo \.\/install upgrade --rollback/,
-    )
-    expect(await version('w2', 'kubelet')).toBe('1.30.11')
-
-    const back = await run('w2', bundles.new!, ['upgrade', '--rollback'])
-    expect(back.code, back.stdout + back.stderr).toBe(0)
-    expect(await files('w2')).toEqual(before)
-    expect(changing(back.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
-    expect(back.stdout).toMatch(/^next: the node runs v1\.29\.3 again; .*kubectl uncordon w2$/m)
-
-    // Failed again, then run again with a kubelet that starts: what was done stays done.
-    expect((await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)).code).toBe(1)
-    const resumed = await run('w2', bundles.new!, ['upgrade'])
-    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0)
-    expect(resumed.stdout).toMatch(/^\[backup\] already done +backup of v1\.29\.3 in \/var\/lib\/kube-airgap\/backup\/v1\.29\.3/m)
-    expect(changing(resumed.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
-    expect(await version('w2', 'kubelet')).toBe('1.30.11')
-    expect(resumed.stdout).toMatch(/^next: on a master, let pods back on this node: kubectl uncordon w2$/m)
-  })
-})
+const DELTA = 'kube-airgap-v1.30.11-linux-amd64-from-v1.29.3'
+let delta: string
+let keys: string
+const imagesOf = async (c: TestContainerd) => (await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout.split('\n').filter(Boolean).sort()
 
 describe('a delta bundle from 1.29.3 to 1.30.11 (bundle build --upgrade-from)', () => {
-  const name = 'kube-airgap-v1.30.11-linux-amd64-from-v1.29.3'
-  let delta: string
-  let keys: string
-  const imagesOf = async (c: TestContainerd) => (await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout.split('\n').filter(Boolean).sort()
-
+  const name = DELTA
   it('holds only what the old bundle lacks, and verifies on its own: with bundle verify and with kube-airgap-verify', async () => {
     keys = join(dir, 'keys')
     expect((await bundleCli(['keygen', '--out', keys])).code).toBe(0)
@@ -429,7 +223,273 @@ describe('a delta bundle from 1.29.3 to 1.30.11 (bundle build --upgrade-from)', 
     )
     await expect(stat(join(dir, 'back'))).rejects.toThrow()
   }, 120_000)
+})
 
+describe('./install upgrade from the 1.30.11 bundle', () => {
+  it('doctor shows the versions, that this bundle would upgrade the node, and flags a kubelet newer than the API server', async () => {
+    const r = await run('m2', bundles.new!, ['doctor'])
+    expect(r.stdout).toMatch(/^OK +version skew +API server v1\.29\.3; kubelets: m1 v1\.29\.3, m2 v1\.29\.3, w1 v1\.29\.3, w2 v1\.29\.3, w3 v1\.29\.3$/m)
+    expect(r.stdout).toMatch(
+      /^WARN +upgrade +this node runs v1\.29\.3, this bundle is v1\.30\.11\n +fix: sudo \.\/install upgrade from this bundle: the first master, then/m,
+    )
+    // w2's kubelet reporting 1.30.11 while the API server is 1.29.3.
+    const running = join(roots.w2!, '.systemctl/running.kubelet')
+    const was = await readFile(running)
+    await writeFile(running, 'Kubernetes v1.30.11\n')
+    try {
+      const bad = await run('m2', bundles.old!, ['doctor'])
+      expect(bad.code).toBe(1)
+      expect(bad.stdout).toMatch(/^FAIL +version skew +kubelet newer than the API server \(v1\.29\.3\) on w2 \(v1\.30\.11\)$/m)
+      expect(bad.stdout).not.toMatch(/^WARN +upgrade/m)
+    } finally {
+      await writeFile(running, was)
+    }
+  })
+
+  it('refuses, changing nothing, a worker or a second master while the control plane is older', async () => {
+    await refused(
+      'w1',
+      bundles.new!,
+      [],
+      /^install: EUSAGE: the control plane is at v1\.29\.3, older than this bundle's v1\.30\.11: masters go first; run sudo \.\/install upgrade on the first master/,
+    )
+    await refused('m2', bundles.new!, [], /^install: EUSAGE: the control plane is at v1\.29\.3, older than this bundle's v1\.30\.11: masters go first/)
+    await refused(
+      'm1',
+      bundles.new!,
+      ['--skip-phases', 'backup'],
+      /^install: EUSAGE: --skip-phases backup: upgrade runs its phases in order; of them only packages, kernel, containerd, cni, images, network may be skipped/,
+    )
+  })
+
+  it('refuses to skip a minor version, naming the bundles needed between', async () => {
+    // w2's kubelet swapped for one that says 1.28.9, as on a node installed from a 1.28 bundle.
+    const kubelet = join(roots.w2!, 'usr/local/bin/kubelet')
+    const real = await readFile(kubelet)
+    await writeFile(kubelet, '#!/bin/sh\necho "Kubernetes v1.28.9"\n')
+    try {
+      await refused(
+        'w2',
+        bundles.new!,
+        [],
+        /^install: EUSAGE: v1\.28\.9 to v1\.30\.11 skips a minor version: kubeadm upgrades one minor at a time; upgrade the whole cluster with a 1\.29\.x bundle first, then with this one$/,
+      )
+    } finally {
+      await writeFile(kubelet, real)
+      await chmod(kubelet, 0o755)
+    }
+  })
+
+  it('shows the whole plan in a dry run and changes nothing', async () => {
+    const before = await treeHashes(roots.m1!)
+    const r = await run('m1', bundles.new!, ['upgrade', '--dry-run'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(r.stdout).toMatch(
+      /^\[skew\] checked +v1\.29\.3 to v1\.30\.11 on the first master m1: the skew rules hold \(API server v1\.29\.3, 5 nodes, all Ready\)$/m,
+    )
+    expect(r.stdout).toMatch(/^\[upgrade\] would do +control plane upgraded to v1\.30\.11 \(kubeadm upgrade apply/m)
+    expect(r.stdout).toMatch(/run +\S+\/kubeadm upgrade apply v1\.30\.11 --yes$/m)
+    // A dry run names the nodes that must stage the images first, and goes on.
+    expect(r.stdout + r.stderr).toMatch(/WARN +node m2, w1, w2, w3 have not staged this bundle's images/)
+    expect(changing(r.record)).toEqual([])
+    expect(await treeHashes(roots.m1!)).toEqual(before)
+  })
+
+  it('refuses to upgrade the first master while a node lacks the new images, naming each; --stage imports and pins them on any node and marks it, changing nothing else', async () => {
+    const unstaged = (nodes: string) =>
+      new RegExp(
+        `^install: EUSAGE: node ${nodes} have not staged this bundle's images: kubeadm upgrade apply rolls kube-proxy and CoreDNS \\(and a new Calico\\) onto every node, which cannot pull them; run sudo \\./install upgrade --stage from this bundle on each \\(ansible/upgrade\\.yml does it on every node first\\), then this again$`,
+      )
+    await refused('m1', bundles.new!, [], unstaged('m2, w1, w2, w3'))
+    await refused(
+      'w1',
+      bundles.new!,
+      ['--stage', '--rollback'],
+      /^install: EUSAGE: --stage with --rollback: --stage only imports the images and marks the node; run it alone$/,
+    )
+
+    // A worker marks itself with its own kubelet.conf (a kubelet may annotate its own Node).
+    const before = await files('w1')
+    const r = await run('w1', bundles.new!, ['upgrade', '--stage'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    const conf = join(roots.w1!, 'etc/kubernetes/kubelet.conf')
+    expect(changing(r.record)).toEqual([
+      expect.stringMatching(
+        new RegExp(`^kubectl --kubeconfig ${conf} annotate --overwrite node -- w1 kube-airgap\\.io/staged-images=v1\\.30\\.11-[0-9a-f]{16}$`),
+      ),
+    ])
+    expect(await files('w1')).toEqual(before)
+    expect(await version('w1', 'kubelet')).toBe('1.29.3')
+    const ls = (await ctd.ctr(['-n', 'k8s.io', 'images', 'ls'])).stdout
+    for (const image of ['kube-proxy:v1.30.11', 'etcd:3.5.15-0'])
+      expect(ls).toMatch(new RegExp(`^registry\\.k8s\\.io/${image.replaceAll('.', '\\.')} .*io\\.cri-containerd\\.pinned=pinned`, 'm'))
+    expect(changing((await run('w1', bundles.new!, ['upgrade', '--stage'])).record)).toEqual([])
+    await refused('m1', bundles.new!, [], unstaged('m2, w2, w3'))
+
+    // The others: m2 and w2 from the full bundle, w3 (a containerd of its own) from the delta beside the old bundle.
+    for (const node of ['m2', 'w2']) expect((await run(node, bundles.new!, ['upgrade', '--stage'])).code, node).toBe(0)
+    execFileSync('tar', ['xf', delta, '-C', dirname(bundles.old!)])
+    const w3 = await run('w3', join(dirname(bundles.old!), DELTA), ['upgrade', '--stage'])
+    expect(w3.code, w3.stdout + w3.stderr).toBe(0)
+    expect(await imagesOf(ctd3)).toContain('registry.k8s.io/kube-proxy:v1.30.11')
+    const events = (await readFile(join(cluster, 'events'), 'utf8')).trim().split('\n')
+    expect(events.map((e) => e.split(' ').slice(0, 2).join(' ')).sort()).toEqual(['annotate m2', 'annotate w1', 'annotate w2', 'annotate w3'])
+  })
+
+  it("on the first master, a kubelet that fails to start after kubeadm upgrade apply: --rollback is refused, since the cluster's own objects moved on; a rerun finishes without applying again", async () => {
+    const failed = await run('m1', bundles.new!, ['upgrade', '--wait-timeout', '2'], { KA_BROKEN_KUBELET: 'v1.30.11' })
+    expect(failed.code, failed.stdout + failed.stderr).toBe(1)
+    expect(changing(failed.record)).toContain('kubeadm upgrade apply v1.30.11 --yes')
+    expect(await apiServer()).toBe('v1.30.11')
+    // kubeadm moved kube-proxy, CoreDNS and kubeadm-config on (cmd/kubeadm/app/phases/upgrade/postupgrade.go): the node's files alone cannot go back.
+    await refused(
+      'm1',
+      bundles.new!,
+      ['--rollback'],
+      /^install: EUSAGE: kubeadm upgrade apply v1\.30\.11 finished on this cluster: kube-proxy, CoreDNS and the kubeadm-config ConfigMap are at v1\.30\.11, and kubeadm cannot take them back; fix what failed \(journalctl -u kubelet\) and finish with sudo \.\/install upgrade; the files it replaced stay in \/var\/lib\/kube-airgap\/backup\/v1\.29\.3$/,
+    )
+  })
+
+  it('finishes the first master: what the failed run did (apply, drain) stays done; the new kubelet and kubectl, restart, uncordon; the new images beside the old', async () => {
+    const r = await run('m1', bundles.new!, ['upgrade'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    const m1 = roots.m1!
+    expect(changing(r.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet', `kubectl --kubeconfig ${admin('m1')} uncordon m1`])
+    for (const bin of ['kubeadm', 'kubelet', 'kubectl', 'crictl']) expect(await version('m1', bin), bin).toBe(bin === 'crictl' ? '1.30.0' : '1.30.11')
+    expect(await apiServer()).toBe('v1.30.11')
+    // What it replaced is kept, byte for byte, with its list.
+    const backup = JSON.parse(await readFile(join(m1, 'var/lib/kube-airgap/backup/v1.29.3/backup.json'), 'utf8'))
+    expect(backup.files.map((f: { path: string }) => f.path)).toEqual(
+      expect.arrayContaining(['/usr/local/bin/kubeadm', '/usr/local/bin/kubelet', '/usr/local/bin/kubectl', '/usr/local/bin/crictl']),
+    )
+    expect(await readFile(join(m1, 'var/lib/kube-airgap/backup/v1.29.3/files/usr/local/bin/kubelet'), 'utf8')).toMatch(/^VERSION=1\.29\.3$/m)
+    expect(JSON.parse(await readFile(join(m1, 'var/lib/kube-airgap/upgrade.json'), 'utf8'))).toMatchObject({
+      from: 'v1.29.3',
+      to: 'v1.30.11',
+      finished: expect.any(String),
+    })
+    // Calico did not change between the bundles: applied once, at install, with the pool and
+    // autodetection given then (read back from the manifest as applied).
+    expect(r.stdout).toMatch(/^\[network\] already done +Calico manifest \(\/etc\/kube-airgap\/calico\.yaml: \d+ documents, pool 10\.245\.0\.0\/16\)$/m)
+    expect(r.stdout).toMatch(/^\[network\] already done +Calico applied/m)
+    const ls = (await ctd.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout
+    for (const ref of [
+      'registry.k8s.io/kube-apiserver:v1.30.11',
+      'registry.k8s.io/etcd:3.5.15-0',
+      'registry.k8s.io/kube-apiserver:v1.29.3',
+      'registry.k8s.io/etcd:3.5.12-0',
+    ])
+      expect(ls, ref).toContain(ref)
+    expect(r.stdout).toMatch(/^next: upgrade the other masters one at a time/m)
+  })
+
+  it('refuses a downgrade with the old bundle (by upgrade or by --role), a rollback of a finished upgrade, and --role over an older node, changing nothing', async () => {
+    await refused(
+      'm1',
+      bundles.new!,
+      ['--rollback'],
+      /^install: EUSAGE: the upgrade to v1\.30\.11 finished on this node .*: a finished upgrade is not rolled back/,
+    )
+    await refused(
+      'm1',
+      bundles.old!,
+      [],
+      /^install: EUSAGE: this node runs v1\.30\.11 and the bundle is v1\.29\.3: a downgrade is refused .*sudo \.\/install upgrade --rollback$/,
+    )
+    // Nor does ./install --role swap the binaries of a cluster's node around kubeadm: not older ones on m1, not newer ones on w2.
+    await refused(
+      'm1',
+      bundles.old!,
+      ['--role', 'master', '--advertise-address', '192.0.2.10', '--skip-phases', 'preflight'],
+      /^install: EUSAGE: this node runs Kubernetes v1\.30\.11, newer than this bundle's v1\.29\.3: installing would put older binaries under its cluster; run \.\/install from the v1\.30\.11 bundle \(or a newer one\)$/,
+      [],
+    )
+    await refused(
+      'w2',
+      bundles.new!,
+      ['--role', 'worker', '--join-file', join(bundles.old!, 'join/worker.yaml'), '--skip-phases', 'preflight'],
+      /^install: EUSAGE: this node runs Kubernetes v1\.29\.3 in a cluster, older than this bundle's v1\.30\.11: upgrade it with sudo \.\/install upgrade from this bundle/,
+      [],
+    )
+  })
+
+  it('upgrades the second master with kubeadm upgrade node, drained (though cordoned already) and left cordoned as it was, with its own admin.conf', async () => {
+    // Cordoned by the operator before the upgrade, not drained: drained all the same, and kept cordoned.
+    kubectl('cordon', 'm2')
+    const r = await run('m2', bundles.new!, ['upgrade'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(changing(r.record)).toEqual([
+      'kubeadm upgrade node',
+      `kubectl --kubeconfig ${admin('m2')} drain m2 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
+      'systemctl daemon-reload',
+      'systemctl restart kubelet',
+    ])
+    expect(r.stdout).toMatch(/^\[upgrade\] already done +node m2 left cordoned, as it was before the upgrade$/m)
+    expect(await version('m2', 'kubelet')).toBe('1.30.11')
+    kubectl('uncordon', 'm2')
+  })
+
+  it("refuses to replace an undrained worker's kubelet without credentials, or a cordoned one that still runs pods; with --drain-from it drains and uncordons itself", async () => {
+    await refused(
+      'w1',
+      bundles.new!,
+      [],
+      /^install: EUSAGE: a worker is drained before its kubelet is replaced, and this one holds no credentials to drain itself.*`kubectl drain w1 --ignore-daemonsets --delete-emptydir-data --timeout=600s`.*--drain-from/,
+    )
+    // Cordoned is not drained: the pods the worker's own kubelet.conf lists on it (DaemonSet pods aside) must go first.
+    kubectl('cordon', 'w1')
+    await refused(
+      'w1',
+      bundles.new!,
+      [],
+      /^install: EUSAGE: a worker is drained before its kubelet is replaced, and this one is cordoned but still runs default\/web-w1: /,
+    )
+    kubectl('uncordon', 'w1')
+    await upgradedNode('w1', admin('m1'), ['--drain-from', admin('m1')])
+  })
+
+  it('changes nothing when run again', async () => {
+    const before = await treeHashes(roots.w1!)
+    const r = await run('w1', bundles.new!, ['upgrade', '--drain-from', admin('m1')])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(changing(r.record)).toEqual([])
+    expect(await treeHashes(roots.w1!)).toEqual(before)
+    expect(r.stdout.trim().split('\n').pop()).toMatch(/^ok: 0 steps changed the node/)
+  })
+
+  it('a kubelet that fails to start: the run fails saying how back; --rollback puts back every file byte for byte; a rerun resumes', async () => {
+    const before = await files('w2')
+    // Drained from a master by hand, as the worker's own run asks.
+    execFileSync(join(roots.m1!, 'usr/local/bin/kubectl'), ['--kubeconfig', admin('m1'), 'drain', 'w2', '--ignore-daemonsets'], {
+      env: { ...process.env, KA_RECORD: `${roots.m1}.record`, KA_ROOT: roots.m1, KA_CLUSTER: cluster },
+    })
+    const broken = { KA_BROKEN_KUBELET: 'v1.30.11' }
+    const failed = await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)
+    expect(failed.code, failed.stdout + failed.stderr).toBe(1)
+    expect(failed.stderr).toMatch(
+      /node w2 reports NotReady on kubelet \(none\) after 2 s: the new kubelet does not come up; .* sudo \.\/install upgrade --rollback/,
+    )
+    expect(await version('w2', 'kubelet')).toBe('1.30.11')
+
+    const back = await run('w2', bundles.new!, ['upgrade', '--rollback'])
+    expect(back.code, back.stdout + back.stderr).toBe(0)
+    expect(await files('w2')).toEqual(before)
+    expect(changing(back.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
+    expect(back.stdout).toMatch(/^next: the node runs v1\.29\.3 again; .*kubectl uncordon w2$/m)
+
+    // Failed again, then run again with a kubelet that starts: what was done stays done.
+    expect((await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)).code).toBe(1)
+    const resumed = await run('w2', bundles.new!, ['upgrade'])
+    expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0)
+    expect(resumed.stdout).toMatch(/^\[backup\] already done +backup of v1\.29\.3 in \/var\/lib\/kube-airgap\/backup\/v1\.29\.3/m)
+    expect(changing(resumed.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
+    expect(await version('w2', 'kubelet')).toBe('1.30.11')
+    expect(resumed.stdout).toMatch(/^next: on a master, let pods back on this node: kubectl uncordon w2$/m)
+  })
+})
+
+describe('the delta bundle, for a worker', () => {
+  const name = DELTA
   it('refuses, changing nothing, to install without its old bundle or from an old bundle whose files changed', async () => {
     const alone = join(dir, 'alone')
     await mkdir(alone)

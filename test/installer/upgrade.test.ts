@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseVersion } from '../../bundle/version.js'
+import { unstagedNodes } from '../../installer/stage.js'
 import { type ClusterNode, type SkewInput, skewRefusal } from '../../installer/upgrade.js'
 
 const v = (s: string) => parseVersion(s)!
@@ -66,5 +67,21 @@ describe('the version-skew rules of an upgrade', () => {
     expect(skewRefusal(input({ from: v('1.30.11'), target: v('1.31.2'), cluster: oldWorker }))).toMatch(
       /^node w1 \(v1\.27\.4\) would be more than three minors behind the API server at v1\.31\.2: upgrade it first$/,
     )
+  })
+})
+
+describe("which nodes hold the next bundle's images before the first master is upgraded", () => {
+  const staged = (n: ClusterNode, id: string): ClusterNode => ({ ...n, staged: id })
+  it('names every other node neither marked with this image set nor at the target already', () => {
+    const view = {
+      apiServer: v('1.29.3'),
+      nodes: [
+        node('m1', '1.29.3', true),
+        staged(node('m2', '1.29.3', true), 'v1.30.11-aaaa'),
+        staged(node('w1', '1.29.3'), 'v1.30.11-bbbb'),
+        node('w2', '1.30.11'),
+      ],
+    }
+    expect(unstagedNodes(view, 'm1', 'v1.30.11-aaaa', v('1.30.11')).map((n) => n.name)).toEqual(['w1'])
   })
 })

@@ -76,7 +76,8 @@ case "$1" in
       apply) [ "$3" = "v$VERSION" ] || { echo "the specified version to upgrade to "$3" is higher than the kubeadm version "v$VERSION"" >&2; exit 1; }
         b="$KA_ROOT/etc/kubernetes/tmp/kubeadm-backup-manifests-$(date +%Y-%m-%d-%H-%M-%S)"; mkdir -p "$b"
         cp -r "$KA_ROOT/etc/kubernetes/manifests/." "$b/"
-        echo "image: registry.k8s.io/kube-apiserver:$3" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
+        echo "image: registry.k8s.io/kube-apiserver:$3" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+        [ -z "\${KA_CLUSTER:-}" ] || echo "upgrade apply $3" >> "$KA_CLUSTER/events" ;;
     esac ;;
   reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" "$state" ;;
   token) echo "fresh1.0123456789abcdef" ;;
@@ -97,6 +98,25 @@ prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubect
 # With $KA_CLUSTER: the nodes kubeadm registered there, each with the version its kubelet
 # runs, Ready while it is active, and cordoned while drained; the API server's version.
 if [ -n "\${KA_CLUSTER:-}" ]; then
+  # annotate [--overwrite] node [--] NAME KEY=VALUE: kept in $KA_CLUSTER/annotations/NAME, and in
+  # the cluster's $KA_CLUSTER/events beside kubeadm upgrade apply. A kubelet's own credentials
+  # may modify only its own Node object (plugin/pkg/admission/noderestriction/admission.go).
+  case " $* " in *" annotate "*)
+    pos=""; kc=""; prev=""; dash=""
+    for a in "$@"; do
+      if [ -n "$dash" ]; then pos="$pos $a"
+      elif [ "$prev" = --kubeconfig ]; then kc=$a
+      else case "$a" in --) dash=1 ;; annotate|-*) ;; *) pos="$pos $a" ;; esac; fi; prev=$a
+    done
+    set -- $pos; name=$2; kv=$3
+    [ "$1" = node ] && [ -n "$kv" ] || { echo "error: the test's kubectl annotates one node with one KEY=VALUE" >&2; exit 1; }
+    [ -e "$KA_CLUSTER/nodes/$name" ] || { echo "Error from server (NotFound): nodes "$name" not found" >&2; exit 1; }
+    read -r root role < "$KA_CLUSTER/nodes/$name"
+    case "$kc" in *kubelet.conf) [ "$root" = "$KA_ROOT" ] || { echo "Error from server (Forbidden): nodes "$name" is forbidden: a node may only modify its own Node object" >&2; exit 1; } ;; esac
+    mkdir -p "$KA_CLUSTER/annotations"; f="$KA_CLUSTER/annotations/$name"
+    { grep -v "^\${kv%%=*}=" "$f" 2>/dev/null; echo "$kv"; } > "$f.new"; mv "$f.new" "$f"
+    echo "annotate $name $kv" >> "$KA_CLUSTER/events"; exit 0 ;;
+  esac
   # drain, cordon and uncordon take node names, or every node a label selector matches, and
   # end everything after -- as names (kubectl's cobra flags, staging/src/k8s.io/kubectl/pkg/cmd/drain/drain.go).
   verb=""; names=""; sel=""; rest=""
@@ -111,11 +131,21 @@ if [ -n "\${KA_CLUSTER:-}" ]; then
   fi
   for name in $names; do
     [ -e "$KA_CLUSTER/nodes/$name" ] || { echo "Error from server (NotFound): nodes "$name" not found" >&2; exit 1; }
-    case "$verb" in drain|cordon) mkdir -p "$KA_CLUSTER/cordoned"; touch "$KA_CLUSTER/cordoned/$name" ;; uncordon) rm -f "$KA_CLUSTER/cordoned/$name" ;; esac
+    case "$verb" in
+      drain) mkdir -p "$KA_CLUSTER/cordoned" "$KA_CLUSTER/drained"; touch "$KA_CLUSTER/cordoned/$name" "$KA_CLUSTER/drained/$name" ;;
+      cordon) mkdir -p "$KA_CLUSTER/cordoned"; touch "$KA_CLUSTER/cordoned/$name" ;;
+      uncordon) rm -f "$KA_CLUSTER/cordoned/$name" "$KA_CLUSTER/drained/$name" ;;
+    esac
   done
   case "$*" in
     # The API server runs the version its static pod manifest on the first master names.
     *" version -o json"*) printf '{"serverVersion":{"gitVersion":"%s"}}\\n' "$(sed -n 's/.*kube-apiserver://p' "$(cat "$KA_CLUSTER/first-master")/etc/kubernetes/manifests/kube-apiserver.yaml")"; exit 0 ;;
+    # The pods bound to a node: its calico-node (a DaemonSet's, which drain leaves), and until it is drained a web pod.
+    *" get pods -A --field-selector spec.nodeName="*)
+      for a in "$@"; do case "$a" in spec.nodeName=*) name=\${a#spec.nodeName=} ;; esac; done
+      printf '{"items":[{"metadata":{"name":"calico-node-%s","namespace":"kube-system","ownerReferences":[{"kind":"DaemonSet"}]},"status":{"phase":"Running"}}' "$name"
+      [ -e "$KA_CLUSTER/drained/$name" ] || printf ',{"metadata":{"name":"web-%s","namespace":"default","ownerReferences":[{"kind":"ReplicaSet"}]},"status":{"phase":"Running"}}' "$name"
+      printf ']}\\n'; exit 0 ;;
     # Every node that joined, as the real API lists them (not only the master).
     *"get nodes -o jsonpath={.items[*].metadata.name}"*) ls "$KA_CLUSTER/nodes" | tr '\n' ' '; exit 0 ;;
     *"get nodes -o json"*) sep=""; printf '{"items":['
@@ -124,7 +154,8 @@ if [ -n "\${KA_CLUSTER:-}" ]; then
         v=$(sed 's/^Kubernetes //' "$root/.systemctl/running.kubelet" 2>/dev/null); ready=False; [ -e "$root/.systemctl/active.kubelet" ] && ready=True
         cordoned=false; [ -e "$KA_CLUSTER/cordoned/$name" ] && cordoned=true
         labels='{}'; [ "$role" = control-plane ] && labels='{"node-role.kubernetes.io/control-plane":""}'
-        printf '%s{"metadata":{"name":"%s","labels":%s},"spec":{"unschedulable":%s},"status":{"nodeInfo":{"kubeletVersion":"%s"},"conditions":[{"type":"Ready","status":"%s"}]}}' "$sep" "$name" "$labels" "$cordoned" "$v" "$ready"; sep=,
+        annotations={$(sed 's/^\\([^=]*\\)=\\(.*\\)$/"\\1":"\\2"/' "$KA_CLUSTER/annotations/$name" 2>/dev/null | paste -sd, -)}
+        printf '%s{"metadata":{"name":"%s","labels":%s,"annotations":%s},"spec":{"unschedulable":%s},"status":{"nodeInfo":{"kubeletVersion":"%s"},"conditions":[{"type":"Ready","status":"%s"}]}}' "$sep" "$name" "$labels" "$annotations" "$cordoned" "$v" "$ready"; sep=,
       done; printf ']}\\n'; exit 0 ;;
   esac
 fi

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir, hostname } from 'node:os'
@@ -18,7 +18,7 @@ import { printable } from '../../bundle/text.js'
 import { verifyBundle } from '../../bundle/verify.js'
 import { NodeHost } from '../../installer/host.js'
 import { parseJoinFile } from '../../installer/kubeadm.js'
-import { bundleCli } from '../support/cli.js'
+import { bundleCli, runSync as run } from '../support/cli.js'
 import { lockWorld, startWorld, type World } from '../support/world.js'
 
 /**
@@ -36,10 +36,6 @@ let signedTar: string
 let signed: string
 let unsignedTar: string
 
-const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
 /** The verifier as an operator runs it, by dash. */
 const verify = (...args: string[]) => run('dash', [verifier, ...args])
 /** The bundle's installer with this machine's Node.js (this world's runtime is a stand-in; install.test.ts runs the sh entry). */

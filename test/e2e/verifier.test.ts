@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { printable } from '../../bundle/text.js'
+import { runSync as run } from '../support/cli.js'
 import { appendMembers, type Member, type MemberType, patchMember } from '../support/tar-edit.js'
 import { lockWorld, signedBuilds, startWorld, type World } from '../support/world.js'
 
@@ -26,10 +27,6 @@ let genuineTree: string
 let genuineRoot: string
 let partsDir: string
 
-const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
 const verify = (...args: string[]) => run('dash', [verifier, ...args])
 /** An async run, for the property test: many verifiers at once on two cores. */
 const verifyAsync = (...args: string[]) =>

@@ -65,3 +65,9 @@ export async function buildUnpacked(args: string[], out: string): Promise<string
   execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: out })
   return join(out, 'kube-airgap-v1.29.3-linux-amd64')
 }
+
+/** A command run to its end, with its exit status and output (env added to this process's). */
+export function runSync(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}

@@ -1,4 +1,4 @@
-import { nameserverFix, nameservers } from './node-state.js'
+import { nameserverFix, nameservers, unitActive } from './node-state.js'
 import type { Context } from './plan.js'
 import { packagesForNode } from './phases/packages.js'
 import { isRpmFamily } from '../bundle/os-release.js'
@@ -111,7 +111,7 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
     found.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
   // firewalld is security.ts's: it opens the ports (or says which), instead of warning.
   for (const unit of ['nftables']) {
-    if ((await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0) found.push(`${unit} is running: its rules may block ${open}`)
+    if (await unitActive(host, unit)) found.push(`${unit} is running: its rules may block ${open}`)
   }
   return found.map((f) => ({
     level: 'warn',

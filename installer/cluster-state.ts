@@ -2,9 +2,10 @@ import { BIN_DIR, KUBEADM_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG } from '.
 import type { Context, Step } from './plan.js'
 
 /**
- * What the cluster itself says about this node, read with the first master's admin.conf:
- * how far kubeadm init got, whether a node is a control plane, which nodes are Ready. The
- * cluster phase judges "done" by this, not by a file kubeadm writes early.
+ * What the cluster itself says about this node, read with the first master's admin.conf
+ * (or a node's own kubeconfig): how far kubeadm init got, whether a node is a control plane,
+ * which nodes are Ready, which pods a drain would evict. The cluster phase judges "done" by
+ * this, not by a file kubeadm writes early.
  */
 /** The bundle's kubeadm, as the installer placed it. */
 export const KUBEADM = `${BIN_DIR}/kubeadm`
@@ -92,4 +93,32 @@ export async function readyNodes(ctx: Context): Promise<string[]> {
     .filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
     .map((i) => i.metadata?.name)
     .filter((n): n is string => typeof n === 'string' && /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))
+}
+
+/**
+ * The pods `kubectl drain` would evict from a node, as its own kubeconfig may list them (a
+ * kubelet may read the pods bound to it): all but DaemonSet pods, static (mirror) pods and
+ * finished ones, as drain skips them (staging/src/k8s.io/kubectl/pkg/drain/filters.go).
+ * Undefined when they cannot be listed.
+ */
+export async function podsToEvict(ctx: Context, kubeconfig: string, name: string): Promise<string[] | undefined> {
+  const r = await ctx.host.run(kubectl(ctx, kubeconfig, 'get', 'pods', '-A', '--field-selector', `spec.nodeName=${name}`, '-o', 'json'), {
+    changing: false,
+  })
+  type Pod = {
+    metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; ownerReferences?: { kind?: string }[] }
+    status?: { phase?: string }
+  }
+  let items: Pod[]
+  try {
+    items = (JSON.parse(r.stdout) as { items?: Pod[] }).items ?? []
+  } catch {
+    return undefined
+  }
+  if (r.code !== 0) return undefined
+  return items
+    .filter((p) => !p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet'))
+    .filter((p) => !p.metadata?.annotations?.['kubernetes.io/config.mirror'])
+    .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
+    .map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`)
 }

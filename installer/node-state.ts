@@ -59,6 +59,10 @@ export async function listenerOn(port: number, proc = '/proc'): Promise<Listener
 export const describeListener = (l: Listener | undefined): string =>
   l ? `${l.command} (pid ${l.pid}${l.unit ? `, ${l.unit}` : ''})` : 'a process this installer cannot see'
 
+/** Whether systemd reports a unit active (a query: it runs in a dry run too). */
+export const unitActive = async (host: Host, unit: string): Promise<boolean> =>
+  (await host.run(['systemctl', 'is-active', unit], { changing: false })).code === 0
+
 /**
  * The resolver file the kubelet hands to pods of dnsPolicy Default, CoreDNS among them, as
  * kubeadm decides it (cmd/kubeadm/app/componentconfigs/kubelet.go: kubeletSystemdResolverConfig
@@ -66,7 +70,7 @@ export const describeListener = (l: Listener | undefined): string =>
  * Ubuntu 22.04 and 24.04 /etc/resolv.conf names only its 127.0.0.53 stub), else /etc/resolv.conf.
  */
 export async function kubeletResolvConf(host: Host): Promise<string> {
-  return (await host.run(['systemctl', 'is-active', 'systemd-resolved'], { changing: false })).code === 0 ? SYSTEMD_RESOLV_CONF : RESOLV_CONF
+  return (await unitActive(host, 'systemd-resolved')) ? SYSTEMD_RESOLV_CONF : RESOLV_CONF
 }
 
 /**

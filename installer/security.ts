@@ -6,6 +6,7 @@ import { calicoWire } from './calico.js'
 import { CONTAINER_SELINUX_POLICY, FIREWALLD_ADDED, MODULES_LOAD, NM_CALICO_CONF, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
 import { type Action, type Context, fileStep, type Step } from './plan.js'
 import { HEADER } from './templates.js'
+import { unitActive } from './node-state.js'
 import { packagesForNode } from './phases/packages.js'
 import { editStep } from './steps.js'
 
@@ -82,9 +83,7 @@ function commands(command: string[], verb: 'add' | 'remove', list: string[]): st
   return [...zones].map(([zone, args]) => [...command, ...(zone ? [`--zone=${zone}`] : []), ...args])
 }
 
-async function firewalldRunning(ctx: Context): Promise<boolean> {
-  return (await ctx.host.run(['systemctl', 'is-active', 'firewalld'], { changing: false })).code === 0
-}
+const firewalldRunning = (ctx: Context) => unitActive(ctx.host, 'firewalld')
 
 /** Of `list`, what firewalld's permanent configuration lacks. */
 async function closed(ctx: Context, list: string[]): Promise<string[]> {
@@ -113,7 +112,7 @@ export const networkManagerCalico =
 unmanaged-devices=interface-name:cali*;interface-name:tunl*;interface-name:vxlan.calico;interface-name:vxlan-v6.calico;interface-name:wireguard.cali;interface-name:wg-v6.cali
 `
 
-const networkManagerRunning = async (ctx: Context) => (await ctx.host.run(['systemctl', 'is-active', 'NetworkManager'], { changing: false })).code === 0
+const networkManagerRunning = (ctx: Context) => unitActive(ctx.host, 'NetworkManager')
 
 /** The kernel phase's steps for SELinux and firewalld (none on a node that has neither). */
 export async function securitySteps(ctx: Context): Promise<Step[]> {

@@ -4,6 +4,7 @@ import { type ComponentName, NODE_TAKES } from '../bundle/components.js'
 import { listMembers, type Member } from './archive.js'
 import { Sha256 } from '../bundle/digest.js'
 import type { Context, Step } from './plan.js'
+import { unitActive } from './node-state.js'
 
 /**
  * A system file edited in place (/etc/fstab, /etc/selinux/config), its first original kept at
@@ -65,9 +66,6 @@ export async function nodeMembers(ctx: Context, component: ComponentName): Promi
 
 /** Whether a systemd unit is enabled / active (queries: they run in a dry run too). */
 export async function unitState(ctx: Context, unit: string): Promise<{ enabled: boolean; active: boolean }> {
-  const [e, a] = await Promise.all([
-    ctx.host.run(['systemctl', 'is-enabled', unit], { changing: false }),
-    ctx.host.run(['systemctl', 'is-active', unit], { changing: false }),
-  ])
-  return { enabled: e.code === 0, active: a.code === 0 }
+  const [e, active] = await Promise.all([ctx.host.run(['systemctl', 'is-enabled', unit], { changing: false }), unitActive(ctx.host, unit)])
+  return { enabled: e.code === 0, active }
 }

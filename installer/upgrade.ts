@@ -233,34 +233,6 @@ export function skewRefusal(s: SkewInput): string | undefined {
   return undefined
 }
 
-/**
- * The pods `kubectl drain` would evict from a node, as its own kubeconfig may list them (a
- * kubelet may read the pods bound to it): all but DaemonSet pods, static (mirror) pods and
- * finished ones, as drain skips them (staging/src/k8s.io/kubectl/pkg/drain/filters.go).
- * Undefined when they cannot be listed.
- */
-export async function podsToEvict(ctx: Context, kubeconfig: string, name: string): Promise<string[] | undefined> {
-  const r = await ctx.host.run(kubectl(ctx, kubeconfig, 'get', 'pods', '-A', '--field-selector', `spec.nodeName=${name}`, '-o', 'json'), {
-    changing: false,
-  })
-  type Pod = {
-    metadata?: { name?: string; namespace?: string; annotations?: Record<string, string>; ownerReferences?: { kind?: string }[] }
-    status?: { phase?: string }
-  }
-  let items: Pod[]
-  try {
-    items = (JSON.parse(r.stdout) as { items?: Pod[] }).items ?? []
-  } catch {
-    return undefined
-  }
-  if (r.code !== 0) return undefined
-  return items
-    .filter((p) => !p.metadata?.ownerReferences?.some((o) => o.kind === 'DaemonSet'))
-    .filter((p) => !p.metadata?.annotations?.['kubernetes.io/config.mirror'])
-    .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
-    .map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`)
-}
-
 /** Cluster health before an upgrade starts: every node Ready, the control-plane pods running, etcd healthy. */
 export async function healthProblems(ctx: Context, kubeconfig: string, view: ClusterView): Promise<string[]> {
   const out: string[] = []

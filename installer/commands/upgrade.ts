@@ -18,7 +18,6 @@ import {
   healthProblems,
   installedKubelet,
   installedNode,
-  podsToEvict,
   readUpgradeState,
   rollbackPhase,
   skewRefusal,
@@ -27,6 +26,7 @@ import {
   upgradedPhase,
   upgradePhase,
 } from '../upgrade.js'
+import { podsToEvict } from '../cluster-state.js'
 import { stagedImagesId, stagePhase, unstagedNodes } from '../stage.js'
 import { reporter } from './install.js'
 import { compareVersions, parseVersion } from '../../bundle/version.js'

@@ -6,6 +6,7 @@ import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { compareVersions, parseVersion, type Version } from '../bundle/version.js'
 import { kubectl, STAGED_ANNOTATION } from './cluster-state.js'
+import { unpinSteps } from './phases/images.js'
 import { kubeadmAgrees, network } from './phases/cluster.js'
 import { containerd } from './phases/containerd.js'
 import { cni } from './phases/cni.js'
@@ -492,12 +493,13 @@ async function waitForKubelet(ctx: Context, u: UpgradePlan): Promise<void> {
 export function upgradedPhase(u: UpgradePlan): Phase {
   return {
     name: 'finish',
-    summary: 'the upgrade marked finished on this node',
+    summary: 'the images of earlier versions unpinned, and the upgrade marked finished on this node',
     async plan(ctx) {
       const s = (await readUpgradeState(ctx)) ?? u.state
       const done = !s || !!s.finished
       const write = s ? stateWrite({ ...s, finished: new Date(ctx.facts.now()).toISOString() }) : undefined
       return [
+        ...(done ? [] : await unpinSteps(ctx)),
         {
           title: `node ${u.node.name} upgraded to ${u.target.text}`,
           done,

@@ -7,7 +7,7 @@ import { ImageLayout } from '../../bundle/image-layout.js'
 import { OCI_LAYOUT_CONTENT } from '../../bundle/oci.js'
 import { streamSink, TarWriter } from '../../bundle/tar.js'
 import { CTR, K8S_NAMESPACE } from '../node-paths.js'
-import type { Context, Phase } from '../plan.js'
+import type { Context, Phase, Step } from '../plan.js'
 
 /**
  * The label containerd's CRI plugin reads as "pinned": kubelet's image garbage collection
@@ -155,6 +155,36 @@ export const images: Phase = {
       },
     ]
   },
+}
+
+/** An image name without its tag or digest: `registry.k8s.io/kube-apiserver:v1.29.3` -> `registry.k8s.io/kube-apiserver`. */
+const repository = (name: string): string => name.replace(/(@sha256:[0-9a-f]+|:[^/:]+)$/, '')
+
+/**
+ * After an upgrade: the images of the versions before it (the same repositories as this
+ * bundle's images, under other tags) unpinned, not removed, so that the kubelet's image
+ * garbage collection may take them once nothing runs them. Images of other repositories
+ * (the site's own) keep their pin. `ctr images label REF KEY=` with no value removes the label.
+ */
+export async function unpinSteps(ctx: Context): Promise<Step[]> {
+  const labelled = (await listImageLabels(ctx, K8S_NAMESPACE)) ?? new Map()
+  const current = new Set(ctx.bundle.images.map((i) => i.name))
+  const repositories = new Set([...current].map(repository))
+  const old = [...labelled]
+    .filter(([name, i]) => !current.has(name) && repositories.has(repository(name)) && i.labels.includes(PINNED_LABEL))
+    .map(([name]) => name)
+    .sort()
+  const key = PINNED_LABEL.split('=')[0]
+  return [
+    {
+      title: `the images of earlier versions unpinned, for the kubelet's image garbage collection (${old.length ? old.join(', ') : 'none pinned'})`,
+      done: old.length === 0,
+      actions: old.map((name) => ({
+        kind: 'run' as const,
+        argv: [CTR, '--address', ctx.options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'label', name, `${key}=`],
+      })),
+    },
+  ]
 }
 
 /** Which of `names` containerd holds in a namespace other than k8s.io (the classic `ctr import` without `-n k8s.io`). */

@@ -350,7 +350,10 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
     )
   })
 
-  it('finishes the first master: what the failed run did (apply, drain) stays done; the new kubelet and kubectl, restart, uncordon; the new images beside the old', async () => {
+  it('finishes the first master: what the failed run did (apply, drain) stays done; the new kubelet and kubectl, restart, uncordon; the new images beside the old, the old ones unpinned', async () => {
+    // An image of the site's own, pinned: its pin stays.
+    await ctd.ctr(['-n', 'k8s.io', 'images', 'tag', 'registry.k8s.io/etcd:3.5.12-0', 'example.org/site/tool:1'])
+    await ctd.ctr(['-n', 'k8s.io', 'images', 'label', 'example.org/site/tool:1', 'io.cri-containerd.pinned=pinned'])
     const r = await run('m1', bundles.new!, ['upgrade'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     const m1 = roots.m1!
@@ -380,6 +383,17 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
       'registry.k8s.io/etcd:3.5.12-0',
     ])
       expect(ls, ref).toContain(ref)
+    // The old version's images stay, unpinned for the kubelet's image GC; the new ones and the site's own stay pinned.
+    expect(r.stdout).toMatch(/^\[finish\] done +the images of earlier versions unpinned, .*\(.*registry\.k8s\.io\/kube-apiserver:v1\.29\.3/m)
+    const pinned = (await ctd.ctr(['-n', 'k8s.io', 'images', 'ls'])).stdout
+      .split('\n')
+      .filter((l) => l.includes('io.cri-containerd.pinned=pinned'))
+      .map((l) => l.split(/\s+/)[0])
+    expect(pinned).toContain('registry.k8s.io/kube-apiserver:v1.30.11')
+    expect(pinned).toContain('example.org/site/tool:1')
+    expect(pinned).not.toContain('registry.k8s.io/kube-apiserver:v1.29.3')
+    expect(pinned).not.toContain('registry.k8s.io/etcd:3.5.12-0')
+    await ctd.ctr(['-n', 'k8s.io', 'images', 'rm', 'example.org/site/tool:1'])
     expect(r.stdout).toMatch(/^next: upgrade the other masters one at a time/m)
   })
 

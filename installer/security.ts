@@ -3,7 +3,7 @@ import type { Finding } from './checks.js'
 import { C } from '../bundle/components.js'
 import { filePath } from '../bundle/layout.js'
 import { calicoWire } from './calico.js'
-import { CONTAINER_SELINUX_POLICY, FIREWALLD_ADDED, MODULES_LOAD, NM_CALICO_CONF, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
+import { CONTAINER_SELINUX_POLICY, CONTAINERD_CONFIG, FIREWALLD_ADDED, MODULES_LOAD, NM_CALICO_CONF, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
 import { type Action, type Context, fileStep, type Step } from './plan.js'
 import { HEADER } from './templates.js'
 import { unitActive } from './node-state.js'
@@ -27,6 +27,29 @@ export async function selinuxMode(ctx: Context): Promise<SelinuxMode | undefined
   const r = await ctx.host.run(['getenforce'], { changing: false })
   const mode = r.stdout.trim().toLowerCase()
   return r.code === 0 && (mode === 'enforcing' || mode === 'permissive' || mode === 'disabled') ? mode : undefined
+}
+
+/**
+ * selinux: keep on a node with SELinux on: containerd labels containers itself
+ * (enable_selinux), and its binaries carry the policy's labels. An upgrade, which reads no
+ * cluster.yaml, keeps what the install chose: the containerd config says it.
+ */
+export async function selinuxKept(ctx: Context): Promise<boolean> {
+  const kept = ctx.cluster.config.selinux === 'keep' || /^\s*enable_selinux = true$/m.test((await ctx.host.readText(CONTAINERD_CONFIG)) ?? '')
+  const mode = kept ? await selinuxMode(ctx) : undefined
+  return mode === 'enforcing' || mode === 'permissive'
+}
+
+/**
+ * With SELinux kept: the files just written relabelled as the loaded policy says
+ * (restorecon(8)): a file written by rename keeps the folder's default type, and
+ * container-selinux wants containerd and runc as container_runtime_exec_t so that they run
+ * in their own domain. `restorecon -n -v` lists what it would change: done when nothing.
+ */
+export async function relabelStep(ctx: Context, paths: string[], written: boolean): Promise<Step> {
+  const argv = ['restorecon', '-R', ...paths.map((p) => ctx.host.path(p))]
+  const pending = !written || (await ctx.host.run([argv[0]!, '-n', '-v', ...argv.slice(1)], { changing: false })).stdout.trim() !== ''
+  return { title: `SELinux labels of ${paths.join(', ')} as the policy says (restorecon)`, done: !pending, actions: [{ kind: 'run', argv }] }
 }
 
 /** SELINUX=enforcing in the config as permissive (every other line kept). */

@@ -35,12 +35,12 @@ export const sysctlConf = (): string => `${HEADER}${SYSCTLS.map(([k, v, why]) =>
  * deprecated keys the field notes fought: no `systemd_cgroup`, no `default_runtime`, no
  * `io.containerd.runtime.v1.linux`, no registry `mirrors`.
  */
-export const containerdConfig = (sandboxImage: string): string =>
+export const containerdConfig = (sandboxImage: string, selinux = false): string =>
   `${HEADER}version = 2
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "${sandboxImage}"
-
+${selinux ? '  # SELinux kept enforcing (cluster.yaml selinux: keep): containers get their own labels, as container-selinux expects.\n  enable_selinux = true\n' : ''}
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "${CNI_BIN_DIR}"
   conf_dir = "/etc/cni/net.d"

@@ -3,6 +3,7 @@ import { C } from '../../bundle/components.js'
 import { fileStep, type Phase, type Step } from '../plan.js'
 import { copyStep, membersStep, unitState } from '../steps.js'
 import { containerdConfig, crictlConfig } from '../templates.js'
+import { relabelStep, selinuxKept } from '../security.js'
 
 export const containerd: Phase = {
   name: 'containerd',
@@ -11,15 +12,25 @@ export const containerd: Phase = {
     const binaries = await membersStep(ctx, `containerd binaries in ${BIN_DIR}`, C.containerd, BIN_DIR)
     const runc = await copyStep(ctx, `runc (${RUNC})`, RUNC, C.runc, 0o755)
     const unit = await copyStep(ctx, `containerd unit (${CONTAINERD_UNIT})`, CONTAINERD_UNIT, C.containerdService, 0o644)
+    const selinux = await selinuxKept(ctx)
     const config = await fileStep(
       ctx,
-      `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause})`,
+      `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause}${selinux ? ', enable_selinux' : ''})`,
       CONTAINERD_CONFIG,
-      containerdConfig(ctx.bundle.required.pause),
+      containerdConfig(ctx.bundle.required.pause, selinux),
     )
     const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, C.crictl, BIN_DIR)
     const crictlYaml = await fileStep(ctx, `crictl config (${CRICTL_CONFIG})`, CRICTL_CONFIG, crictlConfig())
     const steps: Step[] = [binaries, runc, unit, config, crictl, crictlYaml]
+    // Before containerd starts: it must start in its own SELinux domain.
+    if (selinux)
+      steps.push(
+        await relabelStep(
+          ctx,
+          [BIN_DIR, RUNC],
+          [binaries, runc, crictl].every((s) => s.done),
+        ),
+      )
 
     const state = await unitState(ctx, 'containerd')
     const changed = [binaries, runc, unit, config].some((s) => !s.done)

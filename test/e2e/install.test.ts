@@ -921,6 +921,18 @@ describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, s
     expect(passed.code, passed.stdout + passed.stderr).toBe(0)
     expect(changing(passed.record).filter((l) => /^(setenforce|firewall-cmd)/.test(l))).toEqual([])
     expect(await readFile(join(r, 'etc/selinux/config'), 'utf8')).toBe(SELINUX)
+
+    // Kept enforcing: containerd labels the containers itself, and starts from binaries relabelled as the policy says.
+    const ctd = await install(['--role', 'master', '--phases', 'containerd', '--advertise-address', '192.0.2.10', '--config', config], r)
+    expect(ctd.code, ctd.stdout + ctd.stderr).toBe(0)
+    expect(await readFile(join(r, 'etc/containerd/config.toml'), 'utf8')).toMatch(
+      /^\[plugins\."io\.containerd\.grpc\.v1\.cri"\]\n {2}sandbox_image = .*\n.*\n {2}enable_selinux = true$/m,
+    )
+    const ran = changing(ctd.record)
+    expect(ran.filter((l) => l.startsWith('restorecon'))).toEqual([`restorecon -R ${r}/usr/local/bin ${r}/usr/local/sbin/runc`])
+    expect(ran.indexOf(`restorecon -R ${r}/usr/local/bin ${r}/usr/local/sbin/runc`)).toBeLessThan(ran.indexOf('systemctl enable --now containerd'))
+    const again = await install(['--role', 'master', '--phases', 'containerd', '--advertise-address', '192.0.2.10', '--config', config], r)
+    expect(changing(again.record)).toEqual([])
   })
 
   it('SELinux permissive and firewalld stopped: nothing to do for either', async () => {

@@ -61,6 +61,16 @@ fi`,
   setenforce: `mkdir -p "$KA_ROOT/.selinux"; case "$1" in 0) echo Permissive ;; 1) echo Enforcing ;; *) exit 1 ;; esac > "$KA_ROOT/.selinux/mode"`,
   'firewall-cmd': FIREWALL,
   'firewall-offline-cmd': FIREWALL,
+  // restorecon(8) (policycoreutils): a file is labelled once restorecon saw it; one written
+  // since (a new inode) has the folder's default label again. -n -v lists what it would relabel.
+  restorecon: `l="$KA_ROOT/.selinux/labelled"; dry=""; paths=""
+for a in "$@"; do case "$a" in -n) dry=1 ;; -*) ;; *) paths="$paths $a" ;; esac; done
+for f in $(find $paths -type f 2>/dev/null | sort); do
+  id="$f $(stat -c '%i %Y' "$f")"
+  grep -qxF "$id" "$l" 2>/dev/null && continue
+  if [ -n "$dry" ]; then echo "Would relabel $f from system_u:object_r:bin_t:s0 to system_u:object_r:container_runtime_exec_t:s0"
+  else mkdir -p "$KA_ROOT/.selinux"; { grep -v "^$f " "$l" 2>/dev/null; echo "$id"; } > "$l.new"; mv "$l.new" "$l"; fi
+done`,
 }
 
 export const STANDINS = Object.keys(SCRIPTS)
@@ -102,6 +112,7 @@ export const changing = (record: string[]): string[] =>
       !/^kubeadm (version|upgrade plan) /.test(l) &&
       !/^crictl --runtime-endpoint \S+ pods -q$/.test(l) &&
       !/^getenforce/.test(l) &&
+      !/^restorecon -n /.test(l) &&
       !/^firewall-cmd --permanent (--zone=\S+ )?--query-/.test(l),
   )
 

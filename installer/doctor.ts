@@ -21,7 +21,8 @@ import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, typ
 import { portFree } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
-import { versionFindings } from './upgrade.js'
+import { installedNode, versionFindings } from './upgrade.js'
+import { clockSkewFinding } from './clock.js'
 import { securityFindings } from './security.js'
 
 const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
@@ -288,6 +289,9 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
     }
   }
   out.push(...(await versionFindings(ctx)))
+  const node = await installedNode(ctx)
+  const clock = node && (await clockSkewFinding(ctx, node.kubeconfig))
+  if (clock) out.push(clock)
   return out
 }
 

@@ -254,6 +254,61 @@ describe('what a hardware node needs', () => {
     expect(parseJoinFile(text, 'join/worker.yaml', Date.now() + 3600_000).issued).toBe(issued)
   })
 
+  it("doctor on a cluster's node compares its clock with the API server's Date header, naming the time service it found", async () => {
+    const { doctor } = await import('../../installer/doctor.js')
+    // A real HTTPS server on loopback, as an API server answers an anonymous /livez: 401, with a Date header.
+    const pki = await mkdtemp(join(dir, 'api-'))
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(pki, 'key'), '-out', join(pki, 'crt'), '-days', '1', '-subj', '/CN=kube-apiserver'],
+      { stdio: 'ignore' },
+    )
+    const { createServer } = await import('node:https')
+    const { readFile } = await import('node:fs/promises')
+    const server = createServer({ key: await readFile(join(pki, 'key')), cert: await readFile(join(pki, 'crt')) }, (_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' })
+      res.end('{"kind":"Status","code":401}')
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const port = (server.address() as { port: number }).port
+    try {
+      const root = await mkdtemp(join(dir, 'clock-'))
+      await freshNodeRoot(root)
+      await mkdir(join(root, 'etc/kubernetes'), { recursive: true })
+      await mkdir(join(root, 'etc/kube-airgap'), { recursive: true })
+      await writeFile(
+        join(root, 'etc/kubernetes/kubelet.conf'),
+        `apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://127.0.0.1:${port}\ncontexts:\n- name: kubelet\n  context:\n    cluster: kubernetes\ncurrent-context: kubelet\n`,
+      )
+      await writeFile(
+        join(root, 'etc/kube-airgap/kubeadm-join.yaml'),
+        'apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\nnodeRegistration:\n  name: k8s02\n',
+      )
+      process.env.KA_ROOT = root
+      process.env.KA_RECORD = join(root, '..', 'clock.record')
+      const clock = async (now?: number) => (await doctor(await ctxFor(root, 'worker', now))).filter((f) => f.check === 'clock vs API server')
+      expect(await clock()).toEqual([
+        {
+          level: 'ok',
+          check: 'clock vs API server',
+          found: `within 30 s of https://127.0.0.1:${port}; no time service running (looked for chronyd, chrony, systemd-timesyncd, ntpd, ntp)`,
+        },
+      ])
+      await mkdir(join(root, '.systemctl'), { recursive: true })
+      await writeFile(join(root, '.systemctl/active.chronyd'), '')
+      const [behind] = await clock(Date.now() - 95_000)
+      expect(behind).toMatchObject({
+        level: 'fail',
+        found: expect.stringMatching(
+          new RegExp(`^this node's clock is 9[4-6] s behind the API server's \\(https://127\\.0\\.0\\.1:${port}, its Date header\\); chronyd running$`),
+        ),
+        fix: expect.stringMatching(/^point chronyd at the same time source as the masters/),
+      })
+    } finally {
+      server.close()
+    }
+  })
+
   it('Calico finds the interface that reaches the first master by default; route_localnet is left to kube-proxy', async () => {
     const { network } = await import('../../installer/phases/cluster.js')
     const { sysctlConf } = await import('../../installer/templates.js')

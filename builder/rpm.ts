@@ -195,10 +195,17 @@ export function rpmClosure(wanted: readonly string[], all: Map<string, RpmPackag
     (p) => !base.has(p.name) && Boolean(base.add(p.name)),
     false,
   )
+  const choose = (q: RpmPackage) => !base.has(q.name) && !chosen.has(q.name) && Boolean(chosen.set(q.name, q))
   for (const w of wanted) {
     const p = all.get(w) ?? providers({ name: w })[0]
     if (!p) throw new Error(`${w} is not in the release's repositories (no package and no provide of that name)`)
-    walk([p], (q) => !base.has(q.name) && !chosen.has(q.name) && Boolean(chosen.set(q.name, q)), true)
+    walk([p], choose, true)
+  }
+  // `(a if b)` met whatever the order: b may be chosen after the package that names it (as
+  // libsolv weighs the whole transaction). Again until nothing more is chosen.
+  for (let size = -1; size !== chosen.size; ) {
+    size = chosen.size
+    walk([...chosen.values()], (q) => q === chosen.get(q.name) || choose(q), true)
   }
   return [...chosen.values()].sort((a, b) => (a.name < b.name ? -1 : 1))
 }

@@ -27,7 +27,7 @@ interface Manager {
   /** Which of the pinned packages the node has already (by name; for rpm also at least at the pinned version). */
   installed(ctx: Context, pinned: LockedPackage[]): Promise<Set<string>>
   install(ctx: Context, files: string[]): string[]
-  /** What is wrong with the installed set afterwards, if anything. */
+  /** What is wrong afterwards with what this run installed (`names`), if anything. */
   audit(ctx: Context, names: string[]): Promise<string | undefined>
 }
 
@@ -83,7 +83,9 @@ const rpm: Manager = {
     return new Set(pinned.filter((p) => have.get(p.name)?.some((evr) => compareEvr(evr, p.version) >= 0)).map((p) => p.name))
   },
   install: (ctx, files) => rooted(ctx, 'rpm', (r) => ['--root', r], '-U', '--nosignature', ...files),
+  // Only what the bundle installed: a package the site had is the site's, changes included.
   async audit(ctx, names) {
+    if (names.length === 0) return undefined
     const v = await ctx.host.run(
       rooted(ctx, 'rpm', (r) => ['--root', r], '-V', ...names),
       { changing: false },
@@ -98,7 +100,7 @@ const rpm: Manager = {
 export const packages: Phase = {
   name: 'packages',
   summary:
-    "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg or rpm and no network source; then dpkg --audit or rpm -V must be clean",
+    "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg or rpm and no network source; then dpkg --audit, or rpm -V of what it installed, must be clean",
   async plan(ctx) {
     const { release, mine, carried } = await packagesForNode(ctx)
     if (carried.length === 0) return [{ title: 'no OS packages in this bundle', done: true, checkOnly: true, actions: [] }]
@@ -146,7 +148,7 @@ export const packages: Phase = {
         check: async () => {
           const problem = await manager.audit(
             ctx,
-            mine.map((p) => p.name),
+            missing.map((p) => p.name),
           )
           if (problem) throw new KaError('ESTEP', problem)
         },

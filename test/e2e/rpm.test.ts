@@ -23,6 +23,19 @@ import { startWorld, type World } from '../support/world.js'
  * the real rpm into a root made with `rpm --initdb --root`.
  */
 const ROCKY = 'https://dl.rockylinux.org/pub/rocky/9'
+/** A package as primary.xml would list it, for the resolver's own tests. */
+const pkg = (name: string, requires: string[]): RpmPackage => ({
+  name,
+  arch: 'x86_64',
+  evr: '1-1',
+  sha256: '0'.repeat(64),
+  size: 1,
+  href: `${name}.rpm`,
+  provides: [],
+  requires: requires.map((r) => ({ name: r })),
+  files: [],
+  repo: 'r',
+})
 /**
  * The RPM rows' real repositories: each is locked against (through --mirror to itself,
  * repomd.xml checked against the shipped key) when this machine reaches it, and skipped,
@@ -296,8 +309,9 @@ describe('RPM-family OS packages', () => {
 
   it('installs exactly the missing packages into an rpm --initdb root with the real rpm; rpm -V is clean; a second run installs nothing', async () => {
     const root = await rockyRoot('install')
-    // One of the set is there already (the operator installed it): left as it is.
+    // One of the set is there already (the operator installed it, and changed its file since): left as it is, and not the bundle's to verify.
     execFileSync('rpm', ['--root', root, '-U', rpms.get('alternatives.x86_64')!], { stdio: 'ignore' })
+    await writeFile(join(root, 'usr/sbin/alternatives'), 'the site changed this\n')
     const r = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(
@@ -305,7 +319,8 @@ describe('RPM-family OS packages', () => {
     )
     expect(rpmQ(root, CLOSURE)).toEqual(CLOSURE)
     expect(await readFile(join(root, 'usr/sbin/conntrack'), 'utf8')).toBe('conntrack-tools\n')
-    expect(execFileSync('rpm', ['--root', root, '-Va'], { encoding: 'utf8' }).trim()).toBe('')
+    expect(execFileSync('rpm', ['--root', root, '-V', ...CLOSURE.filter((n) => n !== 'alternatives')], { encoding: 'utf8' }).trim()).toBe('')
+    expect(spawnSync('rpm', ['--root', root, '-V', 'alternatives'], { encoding: 'utf8' }).stdout).toMatch(/^S\.5.* \/usr\/sbin\/alternatives$/m)
     const again = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(again.code, again.stderr).toBe(0)
     expect(again.stdout).toMatch(/\[packages\] already done +OS packages for rocky-9 \(12: all installed\)/)
@@ -436,19 +451,16 @@ describe('RPM resolution', () => {
   })
 
   it('names a rich dependency it cannot handle instead of skipping it', () => {
-    const pkg = (name: string, requires: string[]): RpmPackage => ({
-      name,
-      arch: 'x86_64',
-      evr: '1-1',
-      sha256: '0'.repeat(64),
-      size: 1,
-      href: `${name}.rpm`,
-      provides: [],
-      requires: requires.map((r) => ({ name: r })),
-      files: [],
-      repo: 'r',
-    })
     const all = new Map([['a', pkg('a', ['(b with c)'])]])
     expect(() => rpmClosure(['a'], all, [])).toThrow('(b with c) (needed by a) is a rich dependency the resolver does not handle')
+  })
+
+  it('meets (a if b) whichever comes first: b chosen before the package that names the condition, or after it', () => {
+    // iptables-nft requires (nftables if firewalld) on Rocky 9 (libsolv resolves it whenever firewalld is in the transaction).
+    const all = new Map([pkg('iptables-nft', ['(nftables if firewalld)']), pkg('firewalld', []), pkg('nftables', [])].map((p) => [p.name, p] as const))
+    const names = (wanted: string[]) => rpmClosure(wanted, all, []).map((p) => p.name)
+    expect(names(['firewalld', 'iptables-nft'])).toEqual(['firewalld', 'iptables-nft', 'nftables'])
+    expect(names(['iptables-nft', 'firewalld'])).toEqual(['firewalld', 'iptables-nft', 'nftables'])
+    expect(names(['iptables-nft'])).toEqual(['iptables-nft'])
   })
 })

@@ -294,11 +294,11 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
       try {
         return await get(d.url)
       } catch (e) {
-        // Distributions drop superseded .debs from their pools; the snapshot service keeps
-        // them. The same pinned sha256 is checked either way.
+        // Distributions drop superseded packages (a pool's old .debs, a point release's whole
+        // tree); the snapshot service or vault keeps them. The same pinned sha256 is checked either way.
         const status = (e as KaError).facts?.status
         if (!d.fallback || (status !== 404 && status !== 410)) throw e
-        o.progress.note(`moved    ${d.label}: gone from the pool, fetching it from the snapshot service`)
+        o.progress.note(`moved    ${d.label}: gone from the distribution's tree, fetching it from ${new URL(d.fallback).host} (the same pin)`)
         return get(d.fallback)
       }
     },

@@ -20,9 +20,24 @@ export interface DnfOptions extends AptOptions {
 }
 
 export interface RepoIndex {
+  /** Where the packages' hrefs are relative to. */
+  base: string
   packages: RpmPackage[]
   /** The core group's mandatory packages, when the repository carries comps. */
   core: string[]
+  /** The same repository in the vault, by the point release its .treeinfo names. */
+  vault?: string
+}
+
+/**
+ * The point release a tree is (`9.4`), from its .treeinfo's [release] section (productmd's
+ * format). Unsigned, and trusted for nothing but a place to look: what is fetched from there
+ * is checked against the pin all the same.
+ */
+export function treeRelease(text: string | undefined): string | undefined {
+  const section = /^\[release\]$([\s\S]*?)(?=^\[|(?![\s\S]))/m.exec(text ?? '')?.[1] ?? ''
+  const v = /^version\s*=\s*(\d+\.\d+)\s*$/m.exec(section)?.[1]
+  return v
 }
 
 interface RepomdEntry {
@@ -43,7 +58,12 @@ export async function readRepo(release: RpmRelease, repo: RpmRepo, arch: Arch, o
   const base = repo.url(arch).replace(/\/$/, '')
   const where = `${release.id} ${repo.name}`
   const get = (file: string) => fetchText(`${where} ${file}`, applyMirrors(`${base}/repodata/${file}`, o.mirrors), o.http)
-  const [text, signature] = await Promise.all([get('repomd.xml'), get('repomd.xml.asc')])
+  const [text, signature, treeinfo] = await Promise.all([
+    get('repomd.xml'),
+    get('repomd.xml.asc'),
+    repo.vault ? fetchText(`${where} .treeinfo`, applyMirrors(`${base}/.treeinfo`, o.mirrors), o.http) : undefined,
+  ])
+  const minor = treeRelease(treeinfo)
   if (text === undefined) throw new KaError('EFETCH', `${where}: no repodata/repomd.xml at ${base}; check the release table and --mirror`)
   if (signature === undefined) throw new KaError('ESIGNATURE', `${where}: repomd.xml is not signed (no repomd.xml.asc); refusing unsigned repodata`)
   const repomd = await gpgv(where, 'repomd.xml', o, text, signature)
@@ -60,7 +80,7 @@ export async function readRepo(release: RpmRelease, repo: RpmRepo, arch: Arch, o
       for await (const c of stream) chunks.push(c as Buffer)
       core = coreGroup(Buffer.concat(chunks).toString('utf8'))
     })
-  return { packages, core }
+  return { base, packages, core, ...(minor && repo.vault ? { vault: repo.vault(minor, arch).replace(/\/$/, '') } : {}) }
 }
 
 /** repomd.xml's data entries by type; a checksum other than sha256 is refused (a weaker pin than the rest of the lock). */

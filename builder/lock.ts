@@ -161,12 +161,14 @@ async function lockRpms(release: RpmRelease, platform: Platform, names: readonly
     throw new KaError('ENOTPINNED', `${release.id} ${platform}: ${(e as Error).message}; check packages.names, or the repositories and --mirror`)
   }
   o.progress.note(`packages ${release.id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
+  const vaults = new Map(repos.map((r) => [r.base, r.vault]))
   return chosen.map((p) => ({
     release: release.id,
     platform,
     name: p.name,
     version: p.evr,
     url: `${p.repo}/${p.href}`,
+    ...(vaults.get(p.repo) ? { snapshot: `${vaults.get(p.repo)}/${p.href}` } : {}),
     integrity: Sha256.fromHex(p.sha256),
     size: p.size,
     file: p.href.split('/').pop()!,

@@ -83,6 +83,11 @@ const DEB_RELEASES: readonly DebRelease[] = [
 export interface RpmRepo {
   name: string
   url(arch: Arch): string
+  /**
+   * Where this repository of a point release (9.4, from its .treeinfo) lives once the next
+   * one replaces it (Rocky's and AlmaLinux's vault trees): a pin's fallback on 404.
+   */
+  vault?(minor: string, arch: Arch): string
 }
 
 /**
@@ -109,11 +114,18 @@ const RPM_NAMES = { conntrack: 'conntrack-tools' }
 /** How RPM repositories spell an architecture. */
 export const rpmArch = (arch: Arch): string => (arch === 'amd64' ? 'x86_64' : 'aarch64')
 
-/** Rocky and AlmaLinux: BaseOS and AppStream of the major release (its newest minor). */
-const enterprise = (id: string, base: string, key: { keyring: string } | { keyHelp: string }): RpmRelease => ({
+/**
+ * Rocky and AlmaLinux: BaseOS and AppStream of the major release (its newest minor); once
+ * the next minor is out, the old one's tree moves to `vault` (`<vault>/9.4/BaseOS/...`).
+ */
+const enterprise = (id: string, base: string, vault: string, key: { keyring: string } | { keyHelp: string }): RpmRelease => ({
   family: 'rpm',
   id,
-  repos: ['BaseOS', 'AppStream'].map((name) => ({ name, url: (arch) => `${base}/${name}/${rpmArch(arch)}/os` })),
+  repos: ['BaseOS', 'AppStream'].map((name) => ({
+    name,
+    url: (arch) => `${base}/${name}/${rpmArch(arch)}/os`,
+    vault: (minor, arch) => `${vault}/${minor}/${name}/${rpmArch(arch)}/os`,
+  })),
   arches: ['amd64', 'arm64'],
   ...key,
   names: RPM_NAMES,
@@ -144,15 +156,15 @@ const kylin = (sp: number): RpmRelease => ({
 
 export const RELEASES: readonly Release[] = [
   ...DEB_RELEASES,
-  enterprise('rocky-8', 'https://dl.rockylinux.org/pub/rocky/8', { keyring: 'rocky-8-keyring.gpg' }),
-  enterprise('rocky-9', 'https://dl.rockylinux.org/pub/rocky/9', { keyring: 'rocky-9-keyring.gpg' }),
+  enterprise('rocky-8', 'https://dl.rockylinux.org/pub/rocky/8', 'https://dl.rockylinux.org/vault/rocky', { keyring: 'rocky-8-keyring.gpg' }),
+  enterprise('rocky-9', 'https://dl.rockylinux.org/pub/rocky/9', 'https://dl.rockylinux.org/vault/rocky', { keyring: 'rocky-9-keyring.gpg' }),
   // The only copy of AlmaLinux 8's key we could take (Debian's distribution-gpg-keys) expired
   // on 2024-01-12, and the lock refuses what an expired key signs, as apt does.
-  enterprise('almalinux-8', 'https://repo.almalinux.org/almalinux/8', {
+  enterprise('almalinux-8', 'https://repo.almalinux.org/almalinux/8', 'https://vault.almalinux.org', {
     keyHelp:
       "AlmaLinux 8's key is not shipped (the copy we have expired on 2024-01-12): fetch https://repo.almalinux.org/almalinux/RPM-GPG-KEY-AlmaLinux-8, check its fingerprint is 5E9B 8F56 17B5 066C E920 57C3 488F CF7C 3ABB 34F8 and that it has not expired, gpg --dearmor it, and pass it with --keyring",
   }),
-  enterprise('almalinux-9', 'https://repo.almalinux.org/almalinux/9', { keyring: 'almalinux-9-keyring.gpg' }),
+  enterprise('almalinux-9', 'https://repo.almalinux.org/almalinux/9', 'https://vault.almalinux.org', { keyring: 'almalinux-9-keyring.gpg' }),
   openEuler('22.03'),
   openEuler('24.03'),
   kylin(1),

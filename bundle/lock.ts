@@ -36,7 +36,7 @@ export interface LockedPackage {
   name: string
   version: string
   url: string
-  /** The same .deb on the distribution's snapshot service: where a build finds it once the pool has dropped it. */
+  /** The same package where it stays once the distribution drops it: Debian's and Ubuntu's snapshot service, Rocky's and AlmaLinux's vault. A build fetches it there on 404. */
   snapshot?: string
   integrity: Sha256
   size: number

@@ -170,6 +170,12 @@ async function variant(
   const sign = { gnupg, ...(key ? { key } : {}), ...(o.signedAt ? { signedAt: o.signedAt } : {}) }
   await writeRepo(at('BaseOS'), builtFor(BASEOS, o.drop), { comps: comps(CORE), ...sign, compress: o.compress?.[0] ?? 'gz' })
   await writeRepo(at('AppStream'), builtFor(APPSTREAM), { ...sign, compress: o.compress?.[1] ?? 'zstd' })
+  // The point release the tree is, as Rocky's .treeinfo (productmd) says it; [header]'s version is the format's.
+  for (const repo of ['BaseOS', 'AppStream'])
+    await writeFile(
+      join(at(repo), '.treeinfo'),
+      `[header]\ntype = productmd.treeinfo\nversion = 1.2\n\n[release]\nname = Rocky Linux\nshort = Rocky\nversion = 9.4\n\n[tree]\narch = x86_64\n`,
+    )
   if (o.tamper) {
     const primary = (await readdir(join(at('BaseOS'), 'repodata'))).find((f) => f.startsWith('primary.xml'))!
     const bytes = await readFile(join(at('BaseOS'), 'repodata', primary))
@@ -252,6 +258,8 @@ describe('RPM-family OS packages', () => {
     expect(byName.get('libmnl')!.version).toBe(`1.0.4-1${EL}`)
     expect(byName.get('ethtool')!.version).toBe(`2:6.2-1${EL}`)
     expect(byName.get('socat')!.url).toBe(`${ROCKY}/AppStream/x86_64/os/Packages/s/socat-1.7.4.1-5${EL}.x86_64.rpm`)
+    // Where 9.4's tree goes once 9.5 is out: the vault, by the point release .treeinfo names.
+    expect(byName.get('socat')!.snapshot).toBe(`https://dl.rockylinux.org/vault/rocky/9.4/AppStream/x86_64/os/Packages/s/socat-1.7.4.1-5${EL}.x86_64.rpm`)
     for (const p of l.packages) {
       expect(p.release).toBe('rocky-9')
       const served = await readFile(join(dir, 'archive', 'good', p.url.replace('https://', '')))
@@ -337,6 +345,32 @@ describe('RPM-family OS packages', () => {
     expect(rpmQ(root, CLOSURE)).toEqual(CLOSURE)
     const again = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(again.stdout).toMatch(/\[packages\] already done +OS packages for rocky-9 \(12: all installed\)/)
+  })
+
+  it('once the next point release moves 9.4 to the vault, a build from the same lock fetches each .rpm there, against the same pin', async () => {
+    const moved = join(dir, 'archive', 'moved', 'dl.rockylinux.org')
+    await mkdir(join(moved, 'vault/rocky'), { recursive: true })
+    await cp(join(dir, 'archive', 'good', 'dl.rockylinux.org', 'pub/rocky/9'), join(moved, 'vault/rocky/9.4'), { recursive: true })
+    const vault = await startUpstream(join(dir, 'archive', 'moved'))
+    try {
+      const b = await bundleCli([
+        'build',
+        '--lock',
+        lockPath,
+        '--out',
+        join(dir, 'out-moved'),
+        '--cache',
+        join(dir, 'cache-moved'),
+        ...world.args,
+        ...mirror(vault.url),
+      ])
+      expect(b.code, b.stderr).toBe(0)
+      const notes = (b.stdout + b.stderr).split('\n').filter((l) => /^moved +/.test(l))
+      expect(notes).toHaveLength(CLOSURE.length)
+      expect(notes[0]).toMatch(/gone from the distribution's tree, fetching it from dl\.rockylinux\.org \(the same pin\)$/)
+    } finally {
+      await vault.close()
+    }
   })
 
   it('a tampered .rpm is refused by verify before rpm runs', async () => {

@@ -11,7 +11,8 @@ import { gpgv, type AptOptions } from './apt.js'
 import { download } from './download.js'
 import { applyMirrors, fetchText } from './http.js'
 import { rpmArch, type RpmRelease, type RpmRepo } from './releases.js'
-import { coreGroup, parsePrimaryPackage, type RpmPackage } from './rpm.js'
+import yaml from 'js-yaml'
+import { coreGroup, type DefaultStreams, defaultStreams, parsePrimaryPackage, type RpmPackage } from './rpm.js'
 
 /** How RPM repositories are read: the archive options, plus the programs for .zst and .bz2 metadata. */
 export interface DnfOptions extends AptOptions {
@@ -20,6 +21,8 @@ export interface DnfOptions extends AptOptions {
 }
 
 export interface RepoIndex {
+  /** What its modules.yaml lets dnf see (its default streams). */
+  modules?: DefaultStreams
   /** Where the packages' hrefs are relative to. */
   base: string
   packages: RpmPackage[]
@@ -76,11 +79,27 @@ export async function readRepo(release: RpmRelease, repo: RpmRepo, arch: Arch, o
   let core: string[] = []
   if (group)
     await fetchChecked(where, base, group, o, async (stream) => {
-      const chunks: Buffer[] = []
-      for await (const c of stream) chunks.push(c as Buffer)
-      core = coreGroup(Buffer.concat(chunks).toString('utf8'))
+      core = coreGroup(await textOf(stream))
     })
-  return { base, packages, core, ...(minor && repo.vault ? { vault: repo.vault(minor, arch).replace(/\/$/, '') } : {}) }
+  const modular = data.get('modules')
+  let modules: DefaultStreams | undefined
+  if (modular)
+    await fetchChecked(where, base, modular, o, async (stream) => {
+      const text = await textOf(stream)
+      try {
+        modules = defaultStreams(yaml.loadAll(text), rpmArch(arch))
+      } catch (e) {
+        throw new KaError('EFETCH', `${where}: ${modular.href} is not YAML modulemd (${(e as Error).message.split('\n')[0]})`)
+      }
+    })
+  return { base, packages, core, ...(modules ? { modules } : {}), ...(minor && repo.vault ? { vault: repo.vault(minor, arch).replace(/\/$/, '') } : {}) }
+}
+
+/** A (small, checked) metadata file as text. */
+async function textOf(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of stream) chunks.push(c as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 /** repomd.xml's data entries by type; a checksum other than sha256 is refused (a weaker pin than the rest of the lock). */

@@ -154,6 +154,10 @@ async function lockRpms(release: RpmRelease, platform: Platform, names: readonly
       newestRpms(
         repos.map((r) => r.packages),
         rpmArch(arch),
+        {
+          visible: new Set(repos.flatMap((r) => [...(r.modules?.visible ?? [])])),
+          names: new Set(repos.flatMap((r) => [...(r.modules?.names ?? [])])),
+        },
       ),
       repos.flatMap((r) => r.core),
     )

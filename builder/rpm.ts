@@ -104,13 +104,63 @@ function meets(p: RpmDep, r: RpmDep): boolean {
 
 const show = (d: RpmDep) => (d.flags && d.evr ? `${d.name} ${{ EQ: '=', LT: '<', LE: '<=', GT: '>', GE: '>=' }[d.flags]} ${d.evr}` : d.name)
 
-/** The newest of each package name for one architecture (and noarch), across repositories; modular builds left out. */
-export function newestRpms(repos: RpmPackage[][], arch: string): Map<string, RpmPackage> {
+/**
+ * What a repository's modules.yaml lets dnf see on a fresh node: of each module with a
+ * default stream (a modulemd-defaults document), the packages of that stream's newest
+ * version for this architecture (`visible`, as name-epoch:version-release.arch), and the
+ * names they hide from the same repositories' non-modular packages (dnf's modular filtering).
+ */
+export interface DefaultStreams {
+  visible: Set<string>
+  names: Set<string>
+}
+
+interface ModuleDoc {
+  document?: string
+  data?: {
+    name?: string
+    module?: string
+    stream?: string | number
+    version?: number
+    arch?: string
+    artifacts?: { rpms?: string[] }
+  }
+}
+
+export function defaultStreams(docs: readonly unknown[], arch: string): DefaultStreams {
+  const all = docs.filter((d): d is ModuleDoc => typeof d === 'object' && d !== null)
+  const defaults = new Map(
+    all
+      .filter((d) => d.document === 'modulemd-defaults' && d.data?.module && d.data.stream !== undefined)
+      .map((d) => [d.data!.module!, String(d.data!.stream)]),
+  )
+  const newest = new Map<string, ModuleDoc[]>()
+  for (const d of all) {
+    const m = d.data
+    if (d.document !== 'modulemd' || !m?.name || defaults.get(m.name) !== String(m.stream) || (m.arch !== arch && m.arch !== 'noarch')) continue
+    const have = newest.get(m.name)?.[0]?.data?.version ?? -1
+    if ((m.version ?? 0) > have) newest.set(m.name, [d])
+    else if ((m.version ?? 0) === have) newest.get(m.name)!.push(d)
+  }
+  const visible = new Set([...newest.values()].flat().flatMap((d) => d.data?.artifacts?.rpms ?? []))
+  const names = new Set([...visible].map((nevra) => nevra.replace(/-[^-]+-[^-]+$/, '')))
+  return { visible, names }
+}
+
+/** A package as modules.yaml names it: name-epoch:version-release.arch. */
+const nevra = (p: RpmPackage) => `${p.name}-${p.evr.includes(':') ? p.evr : `0:${p.evr}`}.${p.arch}`
+
+/**
+ * The newest of each package name for one architecture (and noarch), across repositories.
+ * A module's packages are hidden from dnf until their stream is enabled, unless it is the
+ * module's default stream; then they hide the non-modular packages of the same name.
+ */
+export function newestRpms(repos: RpmPackage[][], arch: string, streams: DefaultStreams = { visible: new Set(), names: new Set() }): Map<string, RpmPackage> {
   const by = new Map<string, RpmPackage>()
   for (const repo of repos)
     for (const p of repo) {
-      // A module's packages are hidden from dnf until its stream is enabled: never picked here.
-      if ((p.arch !== arch && p.arch !== 'noarch') || /\.module[+_]/.test(p.evr)) continue
+      if (p.arch !== arch && p.arch !== 'noarch') continue
+      if (/\.module[+_]/.test(p.evr) ? !streams.visible.has(nevra(p)) : streams.names.has(p.name)) continue
       const have = by.get(p.name)
       if (!have || compareEvr(p.evr, have.evr) > 0) by.set(p.name, p)
     }

@@ -128,7 +128,33 @@ const APPSTREAM: RpmSpec[] = [
     files: ['/usr/share/selinux/packages/container.pp.bz2'],
   },
   { name: 'socat', version: '1.7.4.1', release: `5${EL}`, requires: ['libc.so.6(GLIBC_2.34)(64bit)', '(openssl-libs or libressl)'], files: ['/usr/bin/socat'] },
+  // Modular builds (EL8's container-selinux is modular only): the default stream's, and a newer one of another stream.
+  ...(['2.230.0-1.module+el9.4.0+100+aaaa1111', '2.232.0-1.module+el9.4.0+200+bbbb2222'] as const).map((vr) => ({
+    name: 'container-selinux',
+    epoch: 3,
+    version: vr.split('-')[0]!,
+    release: vr.split('-')[1]!,
+    arch: 'noarch' as const,
+    requires: ['selinux-policy >= 38.1.23'],
+    files: ['/usr/share/selinux/packages/container.pp.bz2'],
+  })),
 ]
+/**
+ * AppStream's modules.yaml as dnf reads it: container-tools with rhel9 as its default stream
+ * (modulemd-defaults) in two versions, the newer one's build the one to pick, and a devel
+ * stream nobody enabled, whose newer build must stay hidden.
+ */
+const MODULES = [
+  ['rhel9', 1, '2.229.9-1.module+el9.4.0+50+00000000'],
+  ['rhel9', 2, '2.230.0-1.module+el9.4.0+100+aaaa1111'],
+  ['devel', 3, '2.232.0-1.module+el9.4.0+200+bbbb2222'],
+]
+  .map(
+    ([stream, version, vr]) =>
+      `---\ndocument: modulemd\nversion: 2\ndata:\n  name: container-tools\n  stream: "${stream}"\n  version: ${version}\n  context: 20125149\n  arch: x86_64\n  summary: test\n  description: test\n  license:\n    module: [MIT]\n  artifacts:\n    rpms:\n    - container-selinux-3:${vr}.noarch\n    - container-selinux-3:${vr}.src\n...\n`,
+  )
+  .concat('---\ndocument: modulemd-defaults\nversion: 1\ndata:\n  module: container-tools\n  stream: rhel9\n...\n')
+  .join('')
 const CLOSURE = [
   'alternatives',
   'conntrack-tools',
@@ -169,7 +195,7 @@ async function variant(
   const key = 'key' in o ? o.key : 'archive'
   const sign = { gnupg, ...(key ? { key } : {}), ...(o.signedAt ? { signedAt: o.signedAt } : {}) }
   await writeRepo(at('BaseOS'), builtFor(BASEOS, o.drop), { comps: comps(CORE), ...sign, compress: o.compress?.[0] ?? 'gz' })
-  await writeRepo(at('AppStream'), builtFor(APPSTREAM), { ...sign, compress: o.compress?.[1] ?? 'zstd' })
+  await writeRepo(at('AppStream'), builtFor(APPSTREAM), { ...sign, modules: MODULES, compress: o.compress?.[1] ?? 'zstd' })
   // The point release the tree is, as Rocky's .treeinfo (productmd) says it; [header]'s version is the format's.
   for (const repo of ['BaseOS', 'AppStream'])
     await writeFile(
@@ -257,6 +283,8 @@ describe('RPM-family OS packages', () => {
     const byName = new Map(l.packages.map((p) => [p.name, p]))
     expect(byName.get('libmnl')!.version).toBe(`1.0.4-1${EL}`)
     expect(byName.get('ethtool')!.version).toBe(`2:6.2-1${EL}`)
+    // The default stream's newest build, not the non-modular one it hides nor another stream's newer one.
+    expect(byName.get('container-selinux')!.version).toBe('3:2.230.0-1.module+el9.4.0+100+aaaa1111')
     expect(byName.get('socat')!.url).toBe(`${ROCKY}/AppStream/x86_64/os/Packages/s/socat-1.7.4.1-5${EL}.x86_64.rpm`)
     // Where 9.4's tree goes once 9.5 is out: the vault, by the point release .treeinfo names.
     expect(byName.get('socat')!.snapshot).toBe(`https://dl.rockylinux.org/vault/rocky/9.4/AppStream/x86_64/os/Packages/s/socat-1.7.4.1-5${EL}.x86_64.rpm`)

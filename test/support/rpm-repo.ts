@@ -72,12 +72,13 @@ export async function buildRpms(dir: string, specs: readonly RpmSpec[]): Promise
 /**
  * A repository in the real layout at `repo`: Packages/<first letter>/<file>.rpm, repodata
  * by createrepo_c (with comps when given), and repomd.xml.asc signed by `key` from gnupg's
- * home (unsigned when no key; at `signedAt`, gpg's --faked-system-time, when given).
+ * home (unsigned when no key; at `signedAt`, gpg's --faked-system-time, when given). With
+ * `modules`, that modules.yaml added by the real modifyrepo_c (as EL8's AppStream has one).
  */
 export async function writeRepo(
   repo: string,
   rpms: readonly string[],
-  o: { comps?: string; gnupg: string; key?: string; signedAt?: string; compress?: 'gz' | 'xz' | 'bz2' | 'zstd' },
+  o: { comps?: string; modules?: string; gnupg: string; key?: string; signedAt?: string; compress?: 'gz' | 'xz' | 'bz2' | 'zstd' },
 ): Promise<void> {
   for (const rpm of rpms) {
     const file = rpm.split('/').pop()!
@@ -91,6 +92,12 @@ export async function writeRepo(
   }
   execFileSync('createrepo_c', [...args, repo], { stdio: 'ignore' })
   if (o.compress === 'zstd') await zstdPrimary(repo)
+  if (o.modules) {
+    await writeFile(join(repo, 'modules.yaml'), o.modules)
+    execFileSync('modifyrepo_c', ['--mdtype=modules', '--simple-md-filenames', join(repo, 'modules.yaml'), join(repo, 'repodata')], {
+      stdio: 'ignore',
+    })
+  }
   if (o.key)
     execFileSync(
       'gpg',

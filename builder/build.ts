@@ -298,7 +298,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
         // tree); the snapshot service or vault keeps them. The same pinned sha256 is checked either way.
         const status = (e as KaError).facts?.status
         if (!d.fallback || (status !== 404 && status !== 410)) throw e
-        o.progress.note(`moved    ${d.label}: gone from the distribution's tree, fetching it from ${new URL(d.fallback).host} (the same pin)`)
+        o.progress.note(`moved    ${d.label}: gone from the pool, fetching it from the snapshot service or vault at ${new URL(d.fallback).host} (the same pin)`)
         return get(d.fallback)
       }
     },

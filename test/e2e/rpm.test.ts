@@ -395,7 +395,7 @@ describe('RPM-family OS packages', () => {
       expect(b.code, b.stderr).toBe(0)
       const notes = (b.stdout + b.stderr).split('\n').filter((l) => /^moved +/.test(l))
       expect(notes).toHaveLength(CLOSURE.length)
-      expect(notes[0]).toMatch(/gone from the distribution's tree, fetching it from dl\.rockylinux\.org \(the same pin\)$/)
+      expect(notes[0]).toMatch(/gone from the pool, fetching it from the snapshot service or vault at dl\.rockylinux\.org \(the same pin\)$/)
     } finally {
       await vault.close()
     }

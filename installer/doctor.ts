@@ -21,7 +21,7 @@ import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, typ
 import { portFree } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
-import { installedNode, versionFindings } from './upgrade.js'
+import { installedNode, versionFindings } from './cluster-view.js'
 import { clockSkewFinding } from './clock.js'
 import { securityFindings } from './security.js'
 

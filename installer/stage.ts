@@ -3,7 +3,7 @@ import type { Bundle } from '../bundle/open.js'
 import { compareVersions, type Version } from '../bundle/version.js'
 import { kubectl, STAGED_ANNOTATION } from './cluster-state.js'
 import type { Phase } from './plan.js'
-import type { ClusterNode, ClusterView, InstalledNode } from './upgrade.js'
+import type { ClusterNode, ClusterView, InstalledNode } from './cluster-view.js'
 
 /**
  * Staging: the next bundle's images on every node before the first master changes. Once the

@@ -5,7 +5,7 @@ import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { PHASES, PHASE_CHOICES } from '../phases/index.js'
 import type { VerifyReport } from '../../bundle/verify.js'
 import { type Context, type Live, type Phase, runPhases, type StepReport } from '../plan.js'
-import { otherVersionRefusal } from '../upgrade.js'
+import { otherVersionRefusal } from '../cluster-view.js'
 
 function phaseList(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined

@@ -12,20 +12,10 @@ import { images } from '../phases/images.js'
 import { kernel } from '../phases/kernel.js'
 import { packages } from '../phases/packages.js'
 import type { Context, Phase } from '../plan.js'
-import {
-  backupPhase,
-  clusterView,
-  healthProblems,
-  installedKubelet,
-  installedNode,
-  readUpgradeState,
-  rollbackPhase,
-  skewRefusal,
-  stepRefusal,
-  type UpgradePlan,
-  upgradedPhase,
-  upgradePhase,
-} from '../upgrade.js'
+import { clusterView, healthProblems, installedKubelet, installedNode } from '../cluster-view.js'
+import { backupPhase, rollbackPhase, type UpgradePlan, upgradedPhase, upgradePhase } from '../phases/upgrade.js'
+import { skewRefusal, stepRefusal } from '../skew.js'
+import { readUpgradeState } from '../upgrade-state.js'
 import { podsToEvict } from '../cluster-state.js'
 import { stagedImagesId, stagePhase, unstagedNodes } from '../stage.js'
 import { reporter } from './install.js'

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { parseVersion } from '../../bundle/version.js'
 import { unstagedNodes } from '../../installer/stage.js'
-import { type ClusterNode, type SkewInput, skewRefusal } from '../../installer/upgrade.js'
+import type { ClusterNode } from '../../installer/cluster-view.js'
+import { type SkewInput, skewRefusal } from '../../installer/skew.js'
 
 const v = (s: string) => parseVersion(s)!
 const node = (name: string, kubelet: string, controlPlane = false): ClusterNode => ({

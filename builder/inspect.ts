@@ -7,7 +7,7 @@ import { checkSignature, keyFingerprint } from '../bundle/signing.js'
 import { bundlePathOf } from './plan.js'
 import { ImageLayout, type LayoutImage } from '../bundle/image-layout.js'
 import { filesFor, type Lock, packagesFor, parseLock } from '../bundle/lock.js'
-import { listTar } from '../bundle/verify.js'
+import { listTar } from '../bundle/scan.js'
 
 export interface Inspection {
   name: string

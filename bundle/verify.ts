@@ -1,17 +1,13 @@
-import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises'
-import { basename, dirname, join, resolve } from 'node:path'
+import { stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import type { Readable } from 'node:stream'
-import { type BaseFile, type Delta, parseDelta } from './delta.js'
-import { Sha256 } from './digest.js'
+import type { BaseFile } from './delta.js'
+import type { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import {
-  DELTA_FILE,
   filePath,
   IMAGE_INDEX,
-  isSafeRelativePath,
-  JOIN_DIR,
   LOCK_FILE,
   packagePath,
   RUNTIME_COMPONENT,
@@ -19,15 +15,20 @@ import {
   SIGNATURE_FILE,
   STATEMENT_FILE,
   SUMS_FILE,
-  tarSumName,
   TOP_LEVEL_FILES,
 } from './layout.js'
 import { checkSignature, keyFingerprint } from './signing.js'
 import { parseLock, type Lock } from './lock.js'
 import { parseSums } from './sums.js'
-import { isRegular, readTar } from './tar.js'
-import { formatBytes, printableName } from './text.js'
 import { ImageLayout, type LayoutImage } from './image-layout.js'
+import { type Scan, scanFolder, scanTar } from './scan.js'
+import { type BaseScan, deltaFiles, deltaNote, scanBase } from './verify-delta.js'
+
+/**
+ * Verification of a bundle (a folder, a tar, or a tar's parts as one stream): scanned once
+ * (scan.ts), a delta's files found in its old bundle (verify-delta.ts), then judged here
+ * against SHA256SUMS, the lock, the image index and the signature, every problem named.
+ */
 
 export interface Problem {
   path: string
@@ -76,33 +77,8 @@ export interface VerifyOptions {
   base?: string
 }
 
-/** What a scan of a folder or a tar saw: each regular file's digest, and what was wrong on the way. */
-interface Scan {
-  name: string
-  /** An unpacked folder (where the operator may have put files of their own), not a tar. */
-  folder: boolean
-  digests: Map<string, Sha256>
-  small: Map<string, Buffer>
-  bytes: number
-  problems: Problem[]
-  joinFiles: string[]
-  ignored: string[]
-  /** Folders the tar makes (relative to the top folder); a folder scan checks them itself. */
-  dirs: Set<string>
-  /** Modes and owners no bundle has, by path: judged once the operator's own files are known (theirs are not the bundle's). */
-  modes: Map<string, string>
-}
-
-/** The files verification reads as well as hashes, each at most SMALL_CAP bytes. */
-const KEEP = new Set([SUMS_FILE, LOCK_FILE, STATEMENT_FILE, SIGNATURE_FILE, IMAGE_INDEX, DELTA_FILE])
-const SMALL_CAP = 16 << 20
-const tooBig = (p: string): Problem => ({ path: p, problem: `larger than ${SMALL_CAP >> 20} MiB, which no bundle's ${p} is; do not install it` })
 /** Files a bundle may hold outside SHA256SUMS: the signature over it, and its statement. */
 const OUTSIDE_SUMS = new Set([SUMS_FILE, STATEMENT_FILE, SIGNATURE_FILE])
-/** Setuid, setgid, sticky, and write for group or others: no file or folder of a bundle has them. */
-const UNSAFE_MODE = 0o7022
-const UNSAFE = 'setuid, setgid, sticky or writable by others, which no file of a bundle is'
-const CONTROL = /[\u0000-\u001f\u007f]/
 /** The folders the files of `paths` sit in, and the bundle's own (''). */
 const parentsOf = (paths: Iterable<string>): Set<string> => {
   const out = new Set([''])
@@ -129,46 +105,6 @@ export async function verifyBundle(path: string, opts: VerifyOptions = {}): Prom
 export async function verifyTarStream(open: () => Readable, source: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const scan = await scanTar(open, source, false)
   return judge(scan, source, opts, await scanBase(scan, opts.base, false))
-}
-
-/** What a delta takes from its old bundle, as found there. */
-interface BaseScan {
-  delta: Delta
-  dir?: string
-  found: Map<string, { digest: Sha256; size: number }>
-}
-
-/**
- * A delta's files in its old bundle: `at` is the old bundle's folder, or (`beside`) the
- * folder the delta sits in, where the old bundle is looked for under the name DELTA.json
- * gives. Each file is hashed there; judge compares them with DELTA.json once SHA256SUMS
- * has proved DELTA.json itself. A link, a device, or a file reached through a linked folder
- * outside the old bundle is not taken (it counts as not found).
- */
-async function scanBase(scan: Scan, at: string | undefined, beside: boolean): Promise<BaseScan | undefined> {
-  const text = scan.small.get(DELTA_FILE)
-  if (!text) return undefined
-  let delta: Delta
-  try {
-    delta = parseDelta(text.toString('utf8'))
-  } catch {
-    return undefined // judge names the problem
-  }
-  const dir = at && resolve(beside ? join(at, delta.base) : at)
-  const st = dir ? await stat(dir).catch(() => undefined) : undefined
-  if (!dir || !st?.isDirectory()) {
-    if (dir && !beside) throw new KaError('EUSAGE', `--base ${dir}: no such folder; give the unpacked ${delta.base} folder`)
-    return { delta, found: new Map() }
-  }
-  const found = new Map<string, { digest: Sha256; size: number }>()
-  const inside = `${await realpath(dir)}/`
-  for (const f of delta.files) {
-    const full = join(dir, f.path)
-    // A regular file, and inside the old bundle (no folder on the way that is a link out of it).
-    if (!(await lstat(full).catch(() => undefined))?.isFile() || !(await realpath(full)).startsWith(inside)) continue
-    found.set(f.path, await Sha256.ofFile(full))
-  }
-  return { delta, dir, found }
 }
 
 function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: BaseScan): VerifyReport {
@@ -270,58 +206,6 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: Base
   }
 }
 
-/**
- * Every file the bundle pins, by path: SHA256SUMS, and for a delta the files DELTA.json takes
- * from the old bundle. Those found there (by scanBase) are checked and join the digests, as
- * if the delta held them; those not found are reported missing, not as damage: a delta alone
- * is whole, just not installable.
- */
-function deltaFiles(scan: Scan, sums: Map<string, Sha256>, problems: Problem[], base?: BaseScan): { pinned: Map<string, Sha256>; delta?: DeltaReport } {
-  const pinned = new Map(sums)
-  const text = scan.small.get(DELTA_FILE)
-  const listed = sums.get(DELTA_FILE)
-  // Not listed, missing or changed: reported above, as for any file.
-  if (!text || !listed?.equals(Sha256.of(text))) return { pinned }
-  let d: Delta
-  try {
-    d = base?.delta ?? parseDelta(text.toString('utf8'))
-  } catch (e) {
-    problems.push({ path: DELTA_FILE, problem: (e as Error).message })
-    return { pinned }
-  }
-  const report: DeltaReport = {
-    base: d.base,
-    kubernetes: d.kubernetes,
-    bytes: 0,
-    paths: d.files.map((f) => f.path),
-    missing: [],
-    ...(base?.dir ? { dir: base.dir } : {}),
-  }
-  for (const f of d.files) {
-    report.bytes += f.size ?? 0
-    if (sums.has(f.path)) {
-      problems.push({ path: f.path, problem: `listed in both ${SUMS_FILE} and ${DELTA_FILE}` })
-      continue
-    }
-    pinned.set(f.path, f.sha256)
-    const got = base?.found.get(f.path)
-    if (!got) report.missing.push(f)
-    else if (!got.digest.equals(f.sha256))
-      problems.push({
-        path: `${base!.dir}/${f.path}`,
-        problem: `changed in the old bundle: ${DELTA_FILE} pins sha256 ${f.sha256.hex}, found ${got.digest.hex}`,
-      })
-    else {
-      scan.digests.set(f.path, got.digest)
-      scan.bytes += got.size
-    }
-  }
-  return { pinned, delta: report }
-}
-
-/** A delta as `--json` and the verification record give it: the old bundle, where it was found, the files taken from it and those not found. */
-export const deltaSummary = (d: DeltaReport) => ({ base: d.base, dir: d.dir ?? null, files: d.paths.length, missing: d.missing.map((f) => f.path) })
-
 /** What a verified folder holds beside the bundle: join files (made on a node) and the operator's own files; for a delta, where its old bundle is. One line each. */
 export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored' | 'delta'>): string[] {
   return [
@@ -329,26 +213,6 @@ export function verifyNotes(v: Pick<VerifyReport, 'joinFiles' | 'ignored' | 'del
     ...v.joinFiles.map((j) => `note  ${j}: written on a node, not covered by the bundle's signature`),
     ...v.ignored.map((f) => `note  ${f}: not part of the bundle (your own file beside it?): ignored, never read as part of the bundle`),
   ]
-}
-
-function deltaNote(d: DeltaReport): string {
-  const what = `a delta from ${d.base}: ${d.paths.length} files (${formatBytes(d.bytes)}) come from it`
-  if (d.missing.length === 0) return `note  ${what}, found in ${d.dir} as ${DELTA_FILE} pins them`
-  return `note  ${what}; ${d.missing.length} not found${d.dir ? ` in ${d.dir}` : ''}: to install, put the unpacked ${d.base} beside this folder or give --base DIR`
-}
-
-/**
- * A delta whose old bundle was not found cannot be installed from: one line saying where
- * to put it (what verification proved stands, but the files are not there to use).
- */
-export function requireWholeDelta(v: Pick<VerifyReport, 'delta' | 'name'>): void {
-  const d = v.delta
-  if (!d || d.missing.length === 0) return
-  throw new KaError(
-    'EUSAGE',
-    `${v.name} is a delta from ${d.base} and ${d.missing.length} of the files it takes from it (${d.missing[0]!.path} first) are not ${d.dir ? `in ${d.dir}` : 'found'}: put the unpacked ${d.base} folder beside this one, or give it with --base DIR`,
-    { missing: d.missing.map((f) => f.path) },
-  )
 }
 
 /**
@@ -390,183 +254,4 @@ function fail(source: string, problems: Problem[]): never {
     `${source} failed verification: ${first ? `${first.path}: ${first.problem}` : 'no files'}${more}; do not install it: copy or build the bundle again`,
     { problems },
   )
-}
-
-const newScan = (name: string, folder: boolean): Scan => ({
-  name,
-  folder,
-  digests: new Map(),
-  small: new Map(),
-  bytes: 0,
-  problems: [],
-  joinFiles: [],
-  ignored: [],
-  dirs: new Set(),
-  modes: new Map(),
-})
-
-async function scanFolder(dir: string): Promise<Scan> {
-  const scan = newScan(basename(dir), true)
-  const files: string[] = []
-  const uid = process.geteuid?.() ?? 0
-  // Modes and owners as the node will use them: nothing the bundle runs may be changed by
-  // another user after it was checked, or run with someone else's rights.
-  const judgeMode = async (p: string) => {
-    const st = await lstat(join(dir, p))
-    if ((st.mode & UNSAFE_MODE) === 0 && (st.uid === 0 || st.uid === uid) && (st.isDirectory() || st.nlink === 1)) return
-    scan.modes.set(
-      p,
-      `mode ${(st.mode & 0o7777).toString(8)}, owner ${st.uid}, ${st.nlink} names: ${UNSAFE}, owned by someone else or linked twice; unpack it as root with kube-airgap-verify --extract`,
-    )
-  }
-  await judgeMode('')
-  const walk = async (rel: string): Promise<void> => {
-    const entries = await readdir(join(dir, rel), { withFileTypes: true })
-    for (const e of entries) {
-      const p = rel ? `${rel}/${e.name}` : e.name
-      if (CONTROL.test(p)) {
-        scan.problems.push({ path: printableName(p), problem: 'a name with a control character (a newline, say), which no bundle has' })
-        continue
-      }
-      if (e.isDirectory() || e.isFile()) await judgeMode(p)
-      if (e.isDirectory()) await walk(p)
-      else if (e.isFile() && p.startsWith(`${JOIN_DIR}/`)) scan.joinFiles.push(p)
-      else if (e.isFile()) files.push(p)
-      else scan.problems.push({ path: printableName(p), problem: 'not a regular file (links and devices are never part of a bundle)' })
-    }
-  }
-  await walk('')
-  // Hash a few files at once: reads overlap with hashing, and a folder on a USB stick
-  // is read as fast as it can be.
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < files.length) {
-      const p = files[next++]!
-      const full = join(dir, p)
-      const st = await lstat(full)
-      if (!st.isFile()) continue
-      if (KEEP.has(p) && st.size > SMALL_CAP) scan.problems.push(tooBig(p))
-      else if (KEEP.has(p)) scan.small.set(p, await readFile(full))
-      const { digest, size } = await Sha256.ofFile(full)
-      scan.digests.set(p, digest)
-      scan.bytes += size
-    }
-  }
-  await Promise.all([worker(), worker(), worker()])
-  return scan
-}
-
-async function scanTar(open: () => Readable, tarPath: string, sidecar = true): Promise<Scan> {
-  const scan = newScan('', false)
-  const seen = new Set<string>()
-  const whole = createHash('sha256')
-  const input = open()
-  input.on('data', (c: Buffer) => whole.update(c))
-  const onWarn = (message: string) => void scan.problems.push({ path: basename(tarPath), problem: `tar: ${message}` })
-  await readTar(
-    input,
-    (entry) => {
-      const raw = entry.path
-      const top = raw.split('/')[0] ?? ''
-      if (!isSafeRelativePath(raw)) {
-        scan.problems.push({ path: printableName(raw), problem: 'unsafe path (absolute or with ..): do not unpack this tar' })
-        return void entry.body.resume()
-      }
-      if (!scan.name) scan.name = top
-      if (top !== scan.name) {
-        scan.problems.push({ path: printableName(raw), problem: `outside the bundle's one top folder ${scan.name}/` })
-        return void entry.body.resume()
-      }
-      const rel = raw.slice(top.length + 1)
-      // GNU tar makes "x/" and "x" the same path: the second would replace the first.
-      if (seen.has(rel)) scan.problems.push({ path: rel, problem: 'appears twice in the tar' })
-      seen.add(rel)
-      // Owned by root, with no setuid, setgid, sticky or group/other-write bit: what root's tar -xf keeps.
-      const unsafe =
-        entry.uid !== 0 || entry.gid !== 0
-          ? `owned by ${entry.uid}/${entry.gid}, not by root as every file of a bundle is`
-          : entry.mode & UNSAFE_MODE
-            ? `mode ${entry.mode.toString(8)}: ${UNSAFE}`
-            : undefined
-      if (unsafe && (entry.type === 'Directory' || isRegular(entry))) scan.modes.set(rel, unsafe)
-      if (entry.type === 'Directory') {
-        scan.dirs.add(rel)
-        return void entry.body.resume()
-      }
-      if (!isRegular(entry)) {
-        scan.problems.push({ path: printableName(raw), problem: `a ${entry.type} entry (links and devices are never part of a bundle)` })
-        return void entry.body.resume()
-      }
-      if (rel === '') return void entry.body.resume()
-      if (rel.startsWith(`${JOIN_DIR}/`))
-        scan.problems.push({ path: rel, problem: `a bundle tar never holds ${JOIN_DIR}/ (join files are made on a node, after the build); do not install it` })
-      const hash = createHash('sha256')
-      let chunks: Buffer[] | undefined = KEEP.has(rel) ? [] : undefined
-      let kept = 0
-      entry.body.on('data', (c: Buffer) => {
-        hash.update(c)
-        scan.bytes += c.length
-        if (!chunks) return
-        kept += c.length
-        if (kept > SMALL_CAP) {
-          chunks = undefined
-          scan.problems.push(tooBig(rel))
-        } else chunks.push(c)
-      })
-      entry.body.on('end', () => {
-        scan.digests.set(rel, Sha256.ofHash(hash))
-        if (chunks) scan.small.set(rel, Buffer.concat(chunks))
-      })
-    },
-    { onWarn },
-  )
-  // A `.tar.sha256` beside the tar is checked too: it is what people compare by hand.
-  const sidecarPath = join(tarPath, '..', tarSumName(basename(tarPath)))
-  const sideText = sidecar ? await readFile(sidecarPath, 'utf8').catch(() => undefined) : undefined
-  if (sideText !== undefined) {
-    const want = /^([0-9a-f]{64})\s/.exec(sideText)?.[1]
-    const got = Sha256.ofHash(whole)
-    if (!want || want !== got.hex)
-      scan.problems.push({ path: basename(sidecarPath), problem: `the tar's sha256 is ${got.hex}, the .sha256 file says ${want ?? 'nothing readable'}` })
-  }
-  return scan
-}
-
-/**
- * A tar's regular files with their sizes, and the bytes of the few small ones asked for, read
- * with the same parser as verification (PAX headers included, so inspect never shows a file
- * other than the one verify checked). Junk is one EVERIFY line, never a throw from the parser.
- */
-export async function listTar(path: string, want: readonly string[]): Promise<{ top: string; sizes: Map<string, number>; small: Map<string, Buffer> }> {
-  const sizes = new Map<string, number>()
-  const small = new Map<string, Buffer>()
-  let top = ''
-  let broken: string | undefined
-  try {
-    await readTar(
-      createReadStream(path, { highWaterMark: 1 << 20 }),
-      (entry) => {
-        const raw = entry.path
-        const first = raw.split('/')[0] ?? ''
-        top ||= first
-        const rel = raw.slice(first.length + 1)
-        if (!isRegular(entry) || !rel || first !== top) return void entry.body.resume()
-        sizes.set(rel, entry.size)
-        if (!want.includes(rel) || entry.size > SMALL_CAP) return void entry.body.resume()
-        const chunks: Buffer[] = []
-        entry.body.on('data', (c: Buffer) => chunks.push(c))
-        entry.body.on('end', () => small.set(rel, Buffer.concat(chunks)))
-      },
-      {
-        onWarn: (message) => {
-          broken ??= message
-        },
-      },
-    )
-  } catch (e) {
-    broken ??= (e as Error).message
-  }
-  if (!top || (broken && sizes.size === 0))
-    throw new KaError('EVERIFY', `${path}: not a tar${broken ? ` (${broken})` : ''}; give a bundle .tar or an unpacked bundle folder`)
-  return { top, sizes, small }
 }

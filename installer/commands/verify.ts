@@ -1,5 +1,6 @@
 import { printJson, type Io } from '../../bundle/report.js'
-import { deltaSummary, verifyBundle, verifyNotes } from '../../bundle/verify.js'
+import { verifyBundle, verifyNotes } from '../../bundle/verify.js'
+import { deltaSummary } from '../../bundle/verify-delta.js'
 import { type Flags, recordDir, verifiedRecord, verifyOptions, writeRecord } from '../context.js'
 import { DryRunHost, NodeHost } from '../host.js'
 

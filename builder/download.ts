@@ -7,6 +7,7 @@ import { integrityError, type Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { Connections, type Splittable } from './connections.js'
 import { PrefixHash } from './hasher.js'
+import { contiguous, drop, type Range, RATE_WINDOW_MS, rangesFrom, take, validRanges, worthSplitting, writtenSpans } from './ranges.js'
 import { type Attempt, headerValue, type HttpOptions, redactUrl, request, RETRY_STATUS, retryAfterMs, statusError, Transient, withRetries } from './http.js'
 
 export interface DownloadRequest {
@@ -83,25 +84,6 @@ const discard = async (partial: string) => {
   await rm(rangesPath(partial), { force: true })
 }
 
-/** Bytes `[start, pos)` of the file are written; the range ends at `end` (exclusive; Infinity while the size is unknown). */
-interface Range {
-  start: number
-  pos: number
-  end: number
-  /** The end of the write in flight: a split never cuts below it. */
-  writingTo?: number
-  /** A response body is flowing into it, since when, and how many bytes it brought: its rate. */
-  streaming?: boolean
-  since?: number
-  moved?: number
-  /** A split of it is being tried. */
-  probing?: boolean
-  /** A split not yet confirmed by a 206: the range it would cut. */
-  probeOf?: Range
-  /** Given up on (the download started over): its worker ends quietly. */
-  stop: AbortController
-}
-
 /** The range is complete: its response was cut where the range now ends. */
 class RangeDone extends Error {}
 /** How often one transfer may start from zero because the server's answers did not fit (a 416 on resume, a resume elsewhere) before it gives up. */
@@ -117,10 +99,6 @@ const PERSIST_MS = 1000
  * nothing idle for long.
  */
 const SPLIT_WAIT_MS = 250
-/** A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it has more than this left to run. */
-const SPLIT_AFTER_MS = 1000
-const RATE_WINDOW_MS = 250
-
 /**
  * One download into one partial file, as one or more byte ranges, each with its own
  * connection, retries and stall watch. The sha256 is taken over the file in order as its
@@ -167,7 +145,7 @@ class Transfer implements Splittable {
         if (this.ranges.length > 1 && this.fh) await this.persistNow().catch(() => {})
         throw this.failure
       }
-      this.prefix.grow(this.contiguous())
+      this.prefix.grow(contiguous(this.ranges))
       const { digest, size: hashed } = await this.prefix.digest()
       const size = this.total ?? hashed
       if (hashed !== size) throw new Error(`${this.req.what}: hashed ${hashed} of ${size} bytes`)
@@ -213,23 +191,10 @@ class Transfer implements Splittable {
     return this.ranges.some((r) => r.probing) && Date.now() - this.splitAskedAt < SPLIT_WAIT_MS
   }
 
-  /**
-   * The range with the most bytes still to come that a split could take half of, if it is
-   * worth it: at the rate it runs, it would take more than SPLIT_AFTER_MS longer. On a link
-   * that one connection fills, a split would only add requests.
-   */
+  /** The range a split would take half of (ranges.ts: worthSplitting), when this transfer may split at all. */
   private widest(): Range | undefined {
     if (this.noRanges || this.total === undefined || this.failure !== undefined) return undefined
-    let widest: Range | undefined
-    const left = (r: Range) => r.end - (r.writingTo ?? r.pos)
-    const now = Date.now()
-    for (const r of this.ranges) {
-      if (!r.streaming || r.probing || (widest && left(r) <= left(widest))) continue
-      const ran = now - (r.since ?? now)
-      const rate = ran >= RATE_WINDOW_MS ? (r.moved ?? 0) / ran : 0
-      if (ran >= RATE_WINDOW_MS && left(r) > rate * SPLIT_AFTER_MS) widest = r
-    }
-    return widest
+    return worthSplitting(this.ranges, Date.now())
   }
 
   /** What the partial file holds already: the synced ranges its sidecar names, or a prefix. */
@@ -250,10 +215,7 @@ class Transfer implements Splittable {
       if (this.total !== undefined && have > this.total) await discard(partial)
       else if (have > 0) done = [[0, have]]
     }
-    const end = this.total ?? Number.POSITIVE_INFINITY
-    // Each written range and the gap after it are one range; a gap at the start is one too.
-    if (done[0]?.[0] !== 0) this.ranges.push({ start: 0, pos: 0, end: done[0]?.[0] ?? end, stop: new AbortController() })
-    for (const [i, [a, b]] of done.entries()) this.ranges.push({ start: a, pos: b, end: done[i + 1]?.[0] ?? end, stop: new AbortController() })
+    this.ranges = rangesFrom(done, this.total ?? Number.POSITIVE_INFINITY)
     const have = done.reduce((n, [a, b]) => n + b - a, 0)
     this.resumed = have > 0
     if (have > 0) this.req.onBytes?.(have)
@@ -322,7 +284,7 @@ class Transfer implements Splittable {
     if (res.statusCode === 416 && r.pos > 0 && last && !r.probeOf) {
       // We may hold the whole file already; the hash decides. Otherwise start over.
       await res.body.dump()
-      this.prefix.grow(this.contiguous())
+      this.prefix.grow(contiguous(this.ranges))
       const sofar = await this.prefix.peek()
       if (req.expected && sofar.size === r.pos && sofar.digest.equals(req.expected) && (req.size === undefined || req.size === r.pos)) {
         this.total = r.end = r.pos
@@ -435,7 +397,7 @@ class Transfer implements Splittable {
                 if (gen !== this.generation || r.stop.signal.aborted) return cb(new Dropped())
                 r.pos = at + n
                 r.moved = (r.moved ?? 0) + n
-                this.prefix.grow(this.contiguous())
+                this.prefix.grow(contiguous(this.ranges))
                 a.moved(n)
                 progressed()
                 req.onBytes?.(n)
@@ -498,66 +460,16 @@ class Transfer implements Splittable {
     this.fh = undefined
   }
 
-  /** Where the bytes written from byte 0 on end: what the hash may take. */
-  private contiguous(): number {
-    let at = 0
-    for (const r of this.ranges) {
-      if (r.start > at) break
-      at = Math.max(at, r.pos)
-      if (r.pos < r.end) break
-    }
-    return at
-  }
-
   /** Records which ranges are on disk: synced first, so the sidecar never names bytes a crash lost. */
   private persistNow(): Promise<void> {
     this.lastPersist = Date.now()
     this.persisting = this.persisting.then(async () => {
       const fh = this.fh
       if (!fh || this.total === undefined) return
-      const done = this.ranges.filter((x) => x.pos > x.start).map((x) => [x.start, x.pos])
+      const done = writtenSpans(this.ranges)
       await fh.datasync()
       await writeAtomic(rangesPath(this.req.partial), JSON.stringify({ size: this.total, done }))
     })
     return this.persisting
   }
-}
-
-/** A sidecar that fits the file: sorted, disjoint ranges inside its size, the file long enough to hold them. */
-function validRanges(side: { size?: unknown; done?: unknown }, size: number | undefined, fileSize: number): boolean {
-  if (!Number.isSafeInteger(side.size) || (size !== undefined && side.size !== size) || !Array.isArray(side.done)) return false
-  let last = 0
-  for (const d of side.done as unknown[]) {
-    if (!Array.isArray(d) || d.length !== 2 || !Number.isSafeInteger(d[0]) || !Number.isSafeInteger(d[1])) return false
-    const [a, b] = d as [number, number]
-    if (a < last || b <= a || b > (side.size as number) || b > fileSize) return false
-    last = b
-  }
-  return true
-}
-
-/** The chunks without their first `n` bytes, and how many of those are still to come. */
-function drop(chunks: Buffer[], n: number): [Buffer[], number] {
-  const out: Buffer[] = []
-  let left = n
-  for (const c of chunks) {
-    if (left >= c.length) left -= c.length
-    else {
-      out.push(left ? c.subarray(left) : c)
-      left = 0
-    }
-  }
-  return [out, left]
-}
-
-/** The first `n` bytes of the chunks. */
-function take(chunks: Buffer[], n: number): Buffer[] {
-  const out: Buffer[] = []
-  let left = n
-  for (const c of chunks) {
-    if (left <= 0) break
-    out.push(c.length <= left ? c : c.subarray(0, left))
-    left -= c.length
-  }
-  return out
 }

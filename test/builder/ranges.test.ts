@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest'
+import { contiguous, drop, rangesFrom, take, validRanges, worthSplitting, writtenSpans } from '../../builder/ranges.js'
+
+describe("a download's byte ranges", () => {
+  it('turn the sidecar written spans into ranges, each span with the gap after it, and back', () => {
+    const ranges = rangesFrom(
+      [
+        [100, 300],
+        [500, 600],
+      ],
+      1000,
+    )
+    expect(ranges.map((r) => [r.start, r.pos, r.end])).toEqual([
+      [0, 0, 100],
+      [100, 300, 500],
+      [500, 600, 1000],
+    ])
+    expect(writtenSpans(ranges)).toEqual([
+      [100, 300],
+      [500, 600],
+    ])
+    // Nothing is contiguous from byte 0 until the first gap is filled; then up to the next gap.
+    expect(contiguous(ranges)).toBe(0)
+    ranges[0]!.pos = 100
+    expect(contiguous(ranges)).toBe(300)
+    expect(rangesFrom([], Number.POSITIVE_INFINITY).map((r) => [r.start, r.pos, r.end])).toEqual([[0, 0, Number.POSITIVE_INFINITY]])
+  })
+
+  it('trust a sidecar only when it fits the file: sorted, disjoint, inside the size, and held by the file', () => {
+    const side = (done: unknown, size: unknown = 1000) => ({ size, done })
+    expect(
+      validRanges(
+        side([
+          [0, 10],
+          [20, 30],
+        ]),
+        1000,
+        30,
+      ),
+    ).toBe(true)
+    expect(
+      validRanges(
+        side([
+          [0, 10],
+          [20, 30],
+        ]),
+        1000,
+        29,
+      ),
+    ).toBe(false) // the file is shorter than the sidecar says
+    expect(
+      validRanges(
+        side([
+          [20, 30],
+          [0, 10],
+        ]),
+        1000,
+        30,
+      ),
+    ).toBe(false) // not sorted
+    expect(
+      validRanges(
+        side([
+          [0, 10],
+          [5, 30],
+        ]),
+        1000,
+        30,
+      ),
+    ).toBe(false) // overlapping
+    expect(validRanges(side([[0, 10]], 999), 1000, 30)).toBe(false) // another size than the pin
+    expect(validRanges(side([[0, 0]]), 1000, 30)).toBe(false) // an empty span
+    expect(validRanges(side('nope'), 1000, 30)).toBe(false)
+  })
+
+  it('split only a streaming range that would run longer than a second at its rate, the widest first', () => {
+    const now = 10_000
+    const r = (pos: number, end: number, moved: number, extra = {}) => ({
+      start: 0,
+      pos,
+      end,
+      streaming: true,
+      since: now - 1000,
+      moved,
+      stop: new AbortController(),
+      ...extra,
+    })
+    // 1 000 bytes/s: 5 000 left is 5 s (split); 500 left is half a second (not worth a request).
+    const slow = r(0, 5000, 1000)
+    const short = r(0, 500, 1000)
+    expect(worthSplitting([short, slow], now)).toBe(slow)
+    expect(worthSplitting([short], now)).toBeUndefined()
+    // Not measured long enough, already being split, or not streaming: left alone.
+    expect(worthSplitting([r(0, 5000, 1000, { since: now - 100 })], now)).toBeUndefined()
+    expect(worthSplitting([r(0, 5000, 1000, { probing: true })], now)).toBeUndefined()
+    expect(worthSplitting([r(0, 5000, 1000, { streaming: false })], now)).toBeUndefined()
+  })
+
+  it('cut chunk lists at a byte count without copying', () => {
+    const chunks = [Buffer.from('abc'), Buffer.from('defg')]
+    expect(Buffer.concat(take(chunks, 5)).toString()).toBe('abcde')
+    const [rest, still] = drop(chunks, 4)
+    expect(Buffer.concat(rest).toString()).toBe('efg')
+    expect(still).toBe(0)
+    expect(drop(chunks, 9)[1]).toBe(2)
+  })
+})

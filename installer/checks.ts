@@ -1,6 +1,6 @@
 import { nameserverFix, nameservers, unitActive } from './node-state.js'
 import type { Context } from './plan.js'
-import { packagesForNode } from './phases/packages.js'
+import { packagesForNode } from './os-packages.js'
 import { isRpmFamily } from '../bundle/os-release.js'
 
 /**

@@ -15,10 +15,9 @@ import {
   procSys,
   SYSCTL_CONF,
 } from './node-paths.js'
-import { activeSwaps, describeListener, listenerOn, loadedModules } from './node-state.js'
-import { imagesElsewhere, listImageLabels, PINNED_LABEL } from './phases/images.js'
+import { activeSwaps, describeListener, listenerOn, loadedModules, portFree } from './node-state.js'
+import { imagesElsewhere, listImageLabels, PINNED_LABEL } from './containerd-images.js'
 import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, type Finding } from './checks.js'
-import { portFree } from './phases/preflight.js'
 import type { Context } from './plan.js'
 import { SYSCTLS } from './templates.js'
 import { installedNode, versionFindings } from './cluster-view.js'

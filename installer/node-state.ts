@@ -1,3 +1,4 @@
+import { createServer } from 'node:net'
 import { readdir, readFile, readlink } from 'node:fs/promises'
 import type { Host } from './host.js'
 import { PROC_MODULES, PROC_SWAPS, RESOLV_CONF, SYSTEMD_RESOLV_CONF } from './node-paths.js'
@@ -54,6 +55,15 @@ export async function listenerOn(port: number, proc = '/proc'): Promise<Listener
     }
   }
   return undefined
+}
+
+/** Whether nothing listens on `port` (any address): this machine's, even under --root. */
+export async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer()
+    s.once('error', () => resolve(false))
+    s.listen({ port, host: '0.0.0.0', exclusive: true }, () => s.close(() => resolve(true)))
+  })
 }
 
 export const describeListener = (l: Listener | undefined): string =>

@@ -7,7 +7,7 @@ import { CONTAINER_SELINUX_POLICY, CONTAINERD_CONFIG, FIREWALLD_ADDED, MODULES_L
 import { type Action, type Context, fileStep, type Step } from './plan.js'
 import { HEADER } from './templates.js'
 import { unitActive } from './node-state.js'
-import { packagesForNode } from './phases/packages.js'
+import { packagesForNode } from './os-packages.js'
 import { editStep } from './steps.js'
 
 /**

@@ -55,3 +55,44 @@ describe('layering', () => {
     expect((await edges('bundle')).filter((e) => /^node:(http|https|net|child_process)$/.test(e.spec)).map(show)).toEqual([])
   })
 })
+
+describe('inside installer/', () => {
+  // The phases are the plan; what they share (reading the node, the cluster, containerd) lives
+  // beside them, so that doctor and the checks never pull a phase in to reuse a helper.
+  it('helpers never import a phase: only cli.ts, the commands and the phases themselves do', async () => {
+    const helpers = (await edges('installer')).filter((e) => /^installer\/[^/]+\.ts$/.test(e.file) && e.file !== 'installer/cli.ts')
+    expect(helpers.length).toBeGreaterThan(20)
+    expect(helpers.filter((e) => e.spec.startsWith('./phases/')).map(show)).toEqual([])
+  })
+
+  // The import scan above sees `from '...'`; the bundle esbuild makes sees everything that is
+  // really carried (a bare import, a re-export, a createRequire'd package).
+  it('the installer as esbuild bundles it carries only bundle/ and installer/ sources and the packages a node may hold', async () => {
+    const { build } = await import('esbuild')
+    const r = await build({
+      entryPoints: [join(REPO, 'installer/cli.ts')],
+      absWorkingDir: REPO,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      metafile: true,
+      write: false,
+      logLevel: 'silent',
+    })
+    const inputs = Object.keys(r.metafile.inputs)
+    const ours = new Set(inputs.filter((i) => !i.startsWith('node_modules/')).map((i) => i.split('/')[0]))
+    const packages = new Set(
+      inputs
+        .filter((i) => i.startsWith('node_modules/'))
+        .map((i) =>
+          i
+            .split('/')
+            .slice(1, i.split('/')[1]!.startsWith('@') ? 3 : 2)
+            .join('/'),
+        ),
+    )
+    expect([...ours].sort()).toEqual(['bundle', 'installer'])
+    expect([...packages].sort()).toEqual(['commander', 'js-yaml', 'minipass', 'ssri', 'tar'])
+  })
+})

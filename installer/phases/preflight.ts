@@ -1,8 +1,7 @@
-import { createServer } from 'node:net'
 import { KaError } from '../../bundle/errors.js'
 import { archOf } from '../../bundle/platform.js'
 import { copiesOf, firewallFindings, hostCommandFindings, nameserverFinding, type Finding } from '../checks.js'
-import { activeSwaps, describeListener, listenerOn } from '../node-state.js'
+import { activeSwaps, describeListener, listenerOn, portFree } from '../node-state.js'
 import { BIN_DIR, CGROUP_V2_MARKER, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG, RUNC, SYSTEMD_RUNNING } from '../node-paths.js'
 import type { Context, Phase } from '../plan.js'
 import { securityFindings } from '../security.js'
@@ -19,14 +18,6 @@ const PORTS: [number, string, string][] = [
 
 /** What the installer's own phases run on the host. */
 const INSTALLER_NEEDS = ['systemctl', 'modprobe', 'sysctl', 'swapoff']
-
-export async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen({ port, host: '0.0.0.0', exclusive: true }, () => s.close(() => resolve(true)))
-  })
-}
 
 /** What is wrong with this node before anything is changed. Fatal problems stop the run. */
 export async function preflightFindings(ctx: Context): Promise<Finding[]> {

@@ -1,4 +1,4 @@
-import { CACHE_FORMAT } from '../builder/cache.js'
+import { CACHE_FORMAT } from '../builder/download/cache.js'
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Command, Option } from 'commander'
+import { Argument, Command, Option } from 'commander'
 import { type BuildFlags, buildCommand } from './commands/build.js'
 import { inspectCommand } from './commands/inspect.js'
 import { joinCommand } from './commands/join.js'
@@ -10,12 +10,12 @@ import { keygenCommand, verifierCommand } from './commands/keys.js'
 import { type LockFlags, lockCommand } from './commands/lock.js'
 import { verifyCommand } from './commands/verify.js'
 import { versionsCommand } from './commands/versions.js'
-import { addCompletionCommand } from '../bundle/completion.js'
+import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { PLATFORMS } from '../bundle/platform.js'
 import { TOOL_VERSION } from '../bundle/version.js'
-import { VERIFIER_NAME } from './verifier.js'
-import { Cache } from './cache.js'
+import { VERIFIER_NAME } from './pack/verifier.js'
+import { Cache } from './download/cache.js'
 import { MIRRORS_ENV } from './mirrors.js'
 
 /** The package's own folder: where the embedded default lock and manifest live. */
@@ -28,7 +28,6 @@ const collect = (v: string, prev: string[]): string[] => [...prev, v]
 
 /** The command line, mapped onto the builder's core calls; output through `io`. */
 function makeProgram(io: Io): Command {
-  const out = (s: string) => io.out(s)
   const program = new Command('bundle')
     .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
     .exitOverride()
@@ -38,7 +37,15 @@ function makeProgram(io: Io): Command {
       '\nExamples:\n  bundle build                       # the embedded lock: dist/kube-airgap-v1.29.3-linux-amd64.tar\n  bundle lock --manifest my.yaml     # then: bundle build --lock bundle.lock.json\n  bundle <command> --help            # each command, with examples',
     )
     .version(`kube-airgap ${TOOL_VERSION}`, '-V, --version', 'print the version')
+  addInternetCommands(program, io)
+  addKeyCommands(program, io)
+  addBundleCommands(program, io)
+  addAboutCommands(program, io)
+  return program
+}
 
+/** The commands that go to the internet: lock and build. */
+function addInternetCommands(program: Command, io: Io): void {
   program
     .command('lock')
     .description('resolve a manifest into a lock: every file with its URL and sha256, every image with its digest')
@@ -79,7 +86,10 @@ function makeProgram(io: Io): Command {
     .option('--upgrade-from <lock>', "a delta bundle: leave out what the bundle of this older lock holds (best: that bundle's own bundle.lock.json)")
     .option('--json', 'print the result as JSON')
     .action(async (opts: BuildFlags) => buildCommand(opts, io))
+}
 
+/** The signing keys and the standalone verifier that carries one. */
+function addKeyCommands(program: Command, io: Io): void {
   program
     .command('keygen')
     .description(
@@ -99,7 +109,10 @@ function makeProgram(io: Io): Command {
     .option('--out <file>', 'where to write it', VERIFIER_NAME)
     .addHelpText('after', `\nExamples:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
     .action(async (opts: { publicKey: string; out: string }) => verifierCommand(opts, io))
+}
 
+/** The commands that read a bundle that is already built. */
+function addBundleCommands(program: Command, io: Io): void {
   program
     .command('join')
     .description('join split parts (NAME.tar.000 ...) into NAME.tar after checking each; `cat NAME.tar.* > NAME.tar` does the same without the checks')
@@ -134,6 +147,11 @@ function makeProgram(io: Io): Command {
     .option('--out <file>', 'with --sbom: write it to FILE')
     .option('--json', 'print the result as JSON')
     .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string; publicKey?: string }) => inspectCommand(path, opts, io))
+}
+
+/** What kube-airgap is: its version, the Kubernetes versions it builds, completion. */
+function addAboutCommands(program: Command, io: Io): void {
+  const out = (s: string) => io.out(s)
   program
     .command('version')
     .description("print kube-airgap's version")
@@ -146,8 +164,13 @@ function makeProgram(io: Io): Command {
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\nExamples:\n  bundle versions     # then set kubernetes: in the manifest to one of them and run bundle lock')
     .action(async (opts: { json?: boolean }) => versionsCommand(opts, io))
-  addCompletionCommand(program, 'bundle', {}, out)
-  return program
+  const help = completionHelp('bundle')
+  program
+    .command('completion')
+    .description(help.description)
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(SHELLS))
+    .addHelpText('after', help.examples)
+    .action((shell: Shell) => out(completionScript(shell, program, 'bundle')))
 }
 
 /** The mirror options `bundle lock` and `bundle build` share (one Option per command: commander keeps state in it). */

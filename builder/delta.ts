@@ -5,12 +5,12 @@ import { KaError } from '../bundle/errors.js'
 import type { Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
 import { compareVersions, parseVersion } from '../bundle/version.js'
-import type { Cache } from './cache.js'
-import type { Item } from './fetcher.js'
-import { planImages } from './images.js'
+import type { Cache } from './download/cache.js'
+import type { Item } from './download/fetcher.js'
+import { planImages } from './images/images.js'
 import { imageBlobs, planBundle } from './plan.js'
 import { silentProgress } from './progress.js'
-import type { RegistryClient } from './registry.js'
+import type { RegistryClient } from './images/registry.js'
 
 /** What the old bundle holds, by path: every file and image blob, with its sha256 and (when known) size. */
 export interface BaseBundle {

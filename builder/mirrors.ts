@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { KaError } from '../bundle/errors.js'
 import { loadYaml } from '../bundle/yaml.js'
-import { applyMirrors, type HttpOptions, type Mirror, parseMirror, redactUrl, request } from './http.js'
-import { parseRegistryMirror, type RegistryMirror } from './registry.js'
+import { applyMirrors, type HttpOptions, type Mirror, parseMirror, redactUrl, request } from './download/http.js'
+import { parseRegistryMirror, type RegistryMirror } from './images/registry.js'
 
 /** The environment variable that names a mirrors file, for every run (--mirrors wins). */
 export const MIRRORS_ENV = 'KUBE_AIRGAP_MIRRORS'

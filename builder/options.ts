@@ -1,8 +1,8 @@
-import type { Cache } from './cache.js'
-import type { DockerCredentials } from './credentials.js'
-import type { HttpOptions, Mirror } from './http.js'
+import type { Cache } from './download/cache.js'
+import type { DockerCredentials } from './images/credentials.js'
+import type { HttpOptions, Mirror } from './download/http.js'
 import type { Progress } from './progress.js'
-import type { RegistryMirror } from './registry.js'
+import type { RegistryMirror } from './images/registry.js'
 
 /** How `bundle lock` and `bundle build` reach the internet, and where what they fetch goes. */
 export interface FetchOptions {

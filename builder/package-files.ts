@@ -10,7 +10,7 @@ export const PACKAGE_DIR = ((): string => {
 })()
 
 export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')
-/** The distributions' archive keyrings the release table names (builder/releases.ts). */
+/** The distributions' archive keyrings the release table names (builder/packages/releases.ts). */
 export const KEYRING_DIR = join(PACKAGE_DIR, 'manifests', 'keyrings')
 /** The quickstart pages and the example cluster.yaml every bundle carries. */
 export const QUICKSTART_DIR = join(PACKAGE_DIR, 'manifests', 'quickstart')

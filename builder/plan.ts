@@ -28,9 +28,9 @@ import { filesFor, packagesFor, reduceLock, serializeLock, type Lock, type Locke
 import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
 import { archOf, type Platform } from '../bundle/platform.js'
 import { installScript } from '../bundle/entry.js'
-import type { BundleId, DataFiles } from './pack.js'
-import { layoutImages, type PlannedImage } from './images.js'
-import { cycloneDx } from './sbom.js'
+import type { BundleId, DataFiles } from './pack/pack.js'
+import { layoutImages, type PlannedImage } from './images/images.js'
+import { cycloneDx } from './pack/sbom.js'
 
 /** A pinned download the bundle carries: where it goes in the bundle, and where it comes from. */
 export interface PlannedDownload {

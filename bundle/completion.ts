@@ -1,4 +1,19 @@
-import { Argument, type Command } from 'commander'
+/**
+ * The completion script, made from a command line's own definition. The shape below is
+ * commander's as far as it is read here: the format knows no command-line library.
+ */
+export interface CommandShape {
+  name(): string
+  readonly commands: readonly CommandShape[]
+  readonly options: readonly {
+    hidden?: boolean
+    long?: string | undefined
+    short?: string | undefined
+    required?: boolean
+    optional?: boolean
+    argChoices?: readonly string[] | undefined
+  }[]
+}
 
 /** Values to offer for an option that takes one, beyond commander's own `.choices()`: `--role` → master, worker. */
 export type OptionValues = Record<string, readonly string[]>
@@ -10,7 +25,7 @@ interface Shape {
   valued: Map<string, readonly string[] | undefined>
 }
 
-function shape(cmd: Command, values: OptionValues): Shape {
+function shape(cmd: CommandShape, values: OptionValues): Shape {
   const flags = ['--help']
   const valued = new Map<string, readonly string[] | undefined>()
   for (const o of cmd.options) {
@@ -26,25 +41,21 @@ function shape(cmd: Command, values: OptionValues): Shape {
 
 const words = (list: Iterable<string>) => [...list].join(' ')
 
-/** Adds \`completion bash|zsh\` to a command line, the same on both sides. */
-export function addCompletionCommand(program: Command, invokedAs: string, values: OptionValues, out: (s: string) => void): void {
-  program
-    .command('completion')
-    .description(`print a shell completion script for ${invokedAs}`)
-    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
-    .addHelpText(
-      'after',
-      `\nExamples:\n  ${invokedAs} completion bash >> ~/.bashrc     # from the next shell on\n  source <(${invokedAs} completion bash)        # in this shell now`,
-    )
-    .action((shell: 'bash' | 'zsh') => out(completionScript(shell, program, invokedAs, values)))
-}
+export const SHELLS = ['bash', 'zsh'] as const
+export type Shell = (typeof SHELLS)[number]
+
+/** What `completion` says of itself, the same on both sides. */
+export const completionHelp = (invokedAs: string) => ({
+  description: `print a shell completion script for ${invokedAs}`,
+  examples: `\nExamples:\n  ${invokedAs} completion bash >> ~/.bashrc     # from the next shell on\n  source <(${invokedAs} completion bash)        # in this shell now`,
+})
 
 /**
  * A bash completion script made from the command line's own definition (commands, options,
  * their choices), so it never falls behind it. zsh runs it through bashcompinit. Values for
  * an option without a list complete as file names.
  */
-export function completionScript(shell: 'bash' | 'zsh', program: Command, invokedAs: string, values: OptionValues = {}): string {
+export function completionScript(shell: Shell, program: CommandShape, invokedAs: string, values: OptionValues = {}): string {
   const fn = `_kube_airgap_${program.name().replace(/\W/g, '_')}`
   const top = shape(program, values)
   const subs = program.commands.map((c) => shape(c, values))

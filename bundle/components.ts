@@ -2,7 +2,7 @@ import { RUNTIME_COMPONENT } from './layout.js'
 
 /**
  * The components a bundle carries, by the name the lock gives them: the builder knows where
- * each comes from (builder/components.ts, URLs), the installer what it does with each; both
+ * each comes from (builder/lock/components.ts, URLs), the installer what it does with each; both
  * spell the names from here.
  */
 export const C = {

@@ -3,7 +3,7 @@ const KYLIN_SP: Record<string, number> = { tercel: 1, sword: 2, lance: 3 }
 
 /**
  * The release id an /etc/os-release names, as the lock names its package sets and
- * builder/releases.ts its rows: ID-VERSION_ID on Debian and Ubuntu (ubuntu-22.04) and
+ * builder/packages/releases.ts its rows: ID-VERSION_ID on Debian and Ubuntu (ubuntu-22.04) and
  * openEuler (openeuler-22.03); the major release on Rocky and AlmaLinux, whose minor
  * releases share one repository tree (rocky-9 for 9.4); kylin-v10sp<N> on Kylin V10, by the
  * codename of its service pack.

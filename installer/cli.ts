@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url'
-import { Command, Option } from 'commander'
+import { Argument, Command, Option } from 'commander'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { TOOL_VERSION } from '../bundle/version.js'
-import { addCompletionCommand } from '../bundle/completion.js'
+import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
 import { configCommand } from './commands/config.js'
 import { versionCommand } from './commands/version.js'
 import { doctorCommand } from './commands/doctor.js'
@@ -22,7 +22,17 @@ const BUNDLE_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, 
 
 /** The command line, mapped onto one command each; `setExit` takes a command's exit status. */
 function program(io: Io, setExit: (code: number) => void): Command {
-  const top = new Command('install')
+  const top = installOptions(new Command('install'), io).action(async (flags: Flags) => installCommand(flags, io))
+  // A subcommand's own options win over the same ones given before it.
+  const flags = (own: object = {}): Flags => ({ ...top.opts<Flags>(), ...own })
+  addNodeCommands(top, flags, io, setExit)
+  addPrintCommands(top, flags, io)
+  return top
+}
+
+/** `./install` itself: its description, options and examples (every subcommand sees these too). */
+function installOptions(top: Command, io: Io): Command {
+  return top
     .description('Install Kubernetes from this kube-airgap bundle, with nothing from the network.')
     .exitOverride()
     .configureOutput(commanderOutput('install', io, './install'))
@@ -56,10 +66,12 @@ function program(io: Io, setExit: (code: number) => void): Command {
       'after',
       `\nExamples:\n  sudo ./install --role master --config ~/cluster.yaml --dry-run   # every file and command, nothing changed\n  sudo ./install --role master --config ~/cluster.yaml\n  sudo ./install --role worker --join-file join/worker.yaml\n  sudo ./install --role master --join-file join/control-plane.yaml\n\nThe quickstart: README.txt (README.zh-CN.txt) in this folder.`,
     )
-    .action(async (flags: Flags) => installCommand(flags, io))
-  // A subcommand's own options win over the same ones given before it.
-  const flags = (own: object = {}): Flags => ({ ...top.opts<Flags>(), ...own })
+}
 
+type FlagsOf = (own?: object) => Flags
+
+/** The commands that read or change this node and its cluster. */
+function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: number) => void): void {
   top
     .command('verify')
     .description(`${VERIFY_SUMMARY}; writes a record to /var/log/kube-airgap/`)
@@ -106,6 +118,10 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))
+}
+
+/** The commands that only print: a starting config, an inventory, the version, the phases, completion. */
+function addPrintCommands(top: Command, flags: FlagsOf, io: Io): void {
   top
     .command('config')
     .description('print a commented cluster.yaml filled with what this node shows (name, address, a pod subnet clear of its networks)')
@@ -129,8 +145,14 @@ function program(io: Io, setExit: (code: number) => void): Command {
     .description('list the phases, in the order they run')
     .addHelpText('after', `\nExamples:\n  ./install phases`)
     .action(() => phasesCommand(io))
-  addCompletionCommand(top, './install', { '--role': ['master', 'worker'], '--phases': PHASE_CHOICES, '--skip-phases': PHASE_CHOICES }, (s) => io.out(s))
-  return top
+  const help = completionHelp('./install')
+  const values = { '--role': ['master', 'worker'], '--phases': PHASE_CHOICES, '--skip-phases': PHASE_CHOICES }
+  top
+    .command('completion')
+    .description(help.description)
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(SHELLS))
+    .addHelpText('after', help.examples)
+    .action((shell: Shell) => io.out(completionScript(shell, top, './install', values)))
 }
 
 /** Runs `./install` with these arguments (argv[2] on); returns the exit status. */

@@ -51,8 +51,49 @@ describe('layering', () => {
     expect((await edges('installer')).filter((e) => e.target === 'builder' || ['undici', 'p-limit'].includes(e.spec)).map(show)).toEqual([])
   })
 
+  // The shared format is read by both command lines, and by neither's library of choice.
+  it('bundle/ knows no command-line library', async () => {
+    expect((await edges('bundle')).filter((e) => e.spec === 'commander' || e.spec.startsWith('commander/')).map(show)).toEqual([])
+  })
+
   it('bundle/ does no HTTP and no process spawning', async () => {
     expect((await edges('bundle')).filter((e) => /^node:(http|https|net|child_process)$/.test(e.spec)).map(show)).toEqual([])
+  })
+})
+
+// The builder's folders are its stages: download/ at the bottom (HTTP, the cache, hashing),
+// images/ and packages/ over it, lock/ and pack/ over those, and at the top the commands and
+// the build that reads them in order (cli.ts, commands/, build.ts, plan.ts, delta.ts, ...).
+describe('inside builder/', () => {
+  const below: Record<string, string[]> = {
+    download: [],
+    images: ['download'],
+    packages: ['download'],
+    pack: ['download', 'images'],
+    lock: ['download', 'images', 'packages'],
+  }
+  // Leaves at the top that every stage may read: the progress line, the options' type, our own files.
+  const leaves = ['builder/progress.ts', 'builder/options.ts', 'builder/package-files.ts']
+
+  it('a stage imports only the stages below it and the shared leaves, never the top', async () => {
+    const bad: string[] = []
+    let seen = 0
+    for (const e of await edges('builder')) {
+      const [, stage] = e.file.split('/')
+      if (!e.spec.startsWith('.') || !stage || !(stage in below)) continue
+      seen++
+      const target = relative(REPO, resolve(dirname(join(REPO, e.file)), e.spec)).replace(/\.js$/, '.ts')
+      const [top, into] = target.split('/')
+      if (top !== 'builder' || into === stage || below[stage]!.includes(into!) || leaves.includes(target)) continue
+      bad.push(show(e))
+    }
+    expect(seen).toBeGreaterThan(20)
+    expect(bad).toEqual([])
+  })
+
+  it('every builder file sits in a stage folder or is one of the top files', async () => {
+    const top = (await readdir(join(REPO, 'builder'), { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name)
+    expect(top.sort()).toEqual(['commands', ...Object.keys(below)].sort())
   })
 })
 

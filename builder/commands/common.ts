@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { KaError } from '../../bundle/errors.js'
-import type { PartsCheck } from '../parts.js'
+import type { PartsCheck } from '../pack/parts.js'
 
 /** What the commands share: option parsing and the errors they word the same way. */
 

@@ -1,6 +1,6 @@
 import { dirname, join } from 'node:path'
 import type { Io } from '../../bundle/report.js'
-import { checkParts, joinParts, partsFileFor } from '../parts.js'
+import { checkParts, joinParts, partsFileFor } from '../pack/parts.js'
 import { partsError } from './common.js'
 
 /** `bundle join PARTS`: each part checked, then joined into the tar. */

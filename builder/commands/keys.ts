@@ -6,7 +6,7 @@ import { writeAtomic } from '../../bundle/atomic.js'
 import { KaError } from '../../bundle/errors.js'
 import type { Io } from '../../bundle/report.js'
 import { keyFingerprint, publicKeyOnly } from '../../bundle/signing.js'
-import { VERIFIER_NAME, verifierScript } from '../verifier.js'
+import { VERIFIER_NAME, verifierScript } from '../pack/verifier.js'
 import { readKey } from './common.js'
 
 /** `bundle keygen --out DIR`: the key pair and the standalone verifier with the public key in it; a key is never overwritten. */

@@ -4,8 +4,8 @@ import { publicKeyOnly } from '../../bundle/signing.js'
 import { formatBytes } from '../../bundle/text.js'
 import { type VerifyReport, verifyBundle, verifyNotes, verifyTarStream } from '../../bundle/verify.js'
 import { deltaSummary } from '../../bundle/verify-delta.js'
-import { checkParts, concatParts, partsFileFor } from '../parts.js'
-import { VERIFIER_NAME } from '../verifier.js'
+import { checkParts, concatParts, partsFileFor } from '../pack/parts.js'
+import { VERIFIER_NAME } from '../pack/verifier.js'
 import { partsError, readKey } from './common.js'
 
 /** `bundle verify PATH`: a tar, its split parts or an unpacked folder, against SHA256SUMS, the lock and the signature. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Connections } from '../../builder/connections.js'
+import { Connections } from '../../builder/download/connections.js'
 
 describe('Connections', () => {
   it('serves the largest waiting request first, and of equal ones the one first in the bundle', async () => {

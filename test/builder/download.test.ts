@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Sha256 } from '../../bundle/digest.js'
-import { Connections } from '../../builder/connections.js'
-import { download, rangesPath } from '../../builder/download.js'
-import { httpDefaults } from '../../builder/http.js'
+import { Connections } from '../../builder/download/connections.js'
+import { download, rangesPath } from '../../builder/download/download.js'
+import { httpDefaults } from '../../builder/download/http.js'
 import { startUpstream, type Upstream, writeRandomFile } from '../support/upstream.js'
 
 /** A split download's partial file and its sidecar, against a real HTTP server on loopback. */

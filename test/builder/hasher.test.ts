@@ -4,7 +4,7 @@ import { appendFile, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PrefixHash } from '../../builder/hasher.js'
+import { PrefixHash } from '../../builder/download/hasher.js'
 import { REPO } from '../support/fake-upstream.js'
 
 let dir: string
@@ -61,10 +61,20 @@ describe('PrefixHash', () => {
 })
 
 describe('warmHasher', () => {
-  it('starts the worker ahead of the first hash, and an idle one keeps no process alive', () => {
-    // The compiled module in a process of its own: the worker's thread shows in /proc, and the
-    // process ends by itself once its work is done (a worker that held it would hang it).
-    const hasher = join(REPO, 'lib', 'builder', 'hasher.js')
+  it('starts the worker ahead of the first hash, and an idle one keeps no process alive', async () => {
+    // The module, made plain JavaScript by esbuild (the unit tier runs without `npm run build`),
+    // in a process of its own: the worker's thread shows in /proc, and the process ends by
+    // itself once its work is done (a worker that held it would hang it).
+    const { build } = await import('esbuild')
+    const hasher = join(dir, 'hasher.mjs')
+    await build({
+      entryPoints: [join(REPO, 'builder', 'download', 'hasher.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      outfile: hasher,
+      logLevel: 'warning',
+    })
     const program = `
       const { readdirSync } = require('node:fs')
       const threads = () => readdirSync('/proc/self/task').length

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { pickChecksum } from '../../builder/components.js'
-import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../../builder/http.js'
+import { pickChecksum } from '../../builder/lock/components.js'
+import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../../builder/download/http.js'
 import { renderRows } from '../../builder/progress.js'
 
 describe('mirrors', () => {

@@ -1,10 +1,10 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parseImageRef } from '../../bundle/reference.js'
-import { DockerCredentials } from '../../builder/credentials.js'
-import { applyMirrors, httpDefaults } from '../../builder/http.js'
+import { DockerCredentials } from '../../builder/images/credentials.js'
+import { applyMirrors, httpDefaults } from '../../builder/download/http.js'
 import { readMirrorsFile } from '../../builder/mirrors.js'
-import { RegistryClient } from '../../builder/registry.js'
+import { RegistryClient } from '../../builder/images/registry.js'
 import { REPO } from '../support/fake-upstream.js'
 
 describe('the China mirrors profile', () => {

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { PACKAGE_ENTRY_CAP, primaryPackages } from '../../builder/dnf.js'
-import type { RpmPackage } from '../../builder/rpm.js'
+import { PACKAGE_ENTRY_CAP, primaryPackages } from '../../builder/packages/dnf.js'
+import type { RpmPackage } from '../../builder/packages/rpm.js'
 
 /** primary.xml as createrepo_c writes it, one <package> entry per package, cut into 64 KiB chunks as a download streams it. */
 const entry = (name: string, extra = '') =>

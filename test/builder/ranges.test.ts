@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { contiguous, drop, rangesFrom, take, validRanges, worthSplitting, writtenSpans } from '../../builder/ranges.js'
+import { contiguous, drop, rangesFrom, take, validRanges, worthSplitting, writtenSpans } from '../../builder/download/ranges.js'
 
 describe("a download's byte ranges", () => {
   it('turn the sidecar written spans into ranges, each span with the gap after it, and back', () => {

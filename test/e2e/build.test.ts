@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { CACHE_FORMAT } from '../../builder/cache.js'
+import { CACHE_FORMAT } from '../../builder/download/cache.js'
 import { C } from '../../bundle/components.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { parseLock } from '../../bundle/lock.js'

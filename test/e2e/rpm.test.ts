@@ -4,7 +4,7 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { rpmClosure, type RpmPackage } from '../../builder/rpm.js'
+import { rpmClosure, type RpmPackage } from '../../builder/packages/rpm.js'
 import { compareEvr, rpmvercmp } from '../../bundle/rpm-version.js'
 import { parseLock } from '../../bundle/lock.js'
 import { releaseId } from '../../bundle/os-release.js'

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process'
 import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Want } from '../../builder/lock.js'
+import type { Want } from '../../builder/lock/lock.js'
 import yaml from 'js-yaml'
-import { urlBaseName } from '../../builder/components.js'
+import { urlBaseName } from '../../builder/lock/components.js'
 import { REPO } from './fake-upstream.js'
 
 /**

@@ -2,9 +2,9 @@ import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { urlBaseName } from '../../builder/components.js'
-import { wantsOf, type Want } from '../../builder/lock.js'
-import { parseManifest, type Manifest } from '../../builder/manifest.js'
+import { urlBaseName } from '../../builder/lock/components.js'
+import { wantsOf, type Want } from '../../builder/lock/lock.js'
+import { parseManifest, type Manifest } from '../../builder/lock/manifest.js'
 import { startUpstream, writeRandomFile, writeText, type Upstream } from './upstream.js'
 
 /** The repository root, from the TypeScript sources (vitest) or their compiled copy under lib/ (bench). */

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Dispatcher } from 'undici'
-import { KaError } from '../bundle/errors.js'
+import { KaError } from '../../bundle/errors.js'
 import type { Connections } from './connections.js'
 
 /** How the builder talks HTTP; every field has a real default (see `httpDefaults`). */

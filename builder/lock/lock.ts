@@ -1,27 +1,27 @@
 import { randomBytes } from 'node:crypto'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { readSuite, type AptOptions } from './apt.js'
-import { closure, newest, type DebPackage } from './debian.js'
-import { releaseNamed, rpmArch, type DebRelease, type RpmRelease } from './releases.js'
-import { readRepo, type DnfOptions } from './dnf.js'
-import { newestRpms, rpmClosure, type RpmPackage } from './rpm.js'
-import { KEYRING_DIR, KUBEADM_TABLE } from './package-files.js'
-import { kubeadmImages } from '../bundle/closed-world.js'
+import { readSuite, type AptOptions } from '../packages/apt.js'
+import { closure, newest, type DebPackage } from '../packages/debian.js'
+import { releaseNamed, rpmArch, type DebRelease, type RpmRelease } from '../packages/releases.js'
+import { readRepo, type DnfOptions } from '../packages/dnf.js'
+import { newestRpms, rpmClosure, type RpmPackage } from '../packages/rpm.js'
+import { KEYRING_DIR, KUBEADM_TABLE } from '../package-files.js'
+import { kubeadmImages } from '../../bundle/closed-world.js'
 import pLimit from 'p-limit'
-import { Sha256 } from '../bundle/digest.js'
-import { KaError } from '../bundle/errors.js'
-import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage } from '../bundle/lock.js'
-import { archOf, type Platform } from '../bundle/platform.js'
-import type { FetchOptions } from './options.js'
-import { DockerCredentials } from './credentials.js'
-import { parseImageRef } from '../bundle/reference.js'
-import { RegistryClient } from './registry.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { KaError } from '../../bundle/errors.js'
+import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage } from '../../bundle/lock.js'
+import { archOf, type Platform } from '../../bundle/platform.js'
+import type { FetchOptions } from '../options.js'
+import { DockerCredentials } from '../images/credentials.js'
+import { parseImageRef } from '../../bundle/reference.js'
+import { RegistryClient } from '../images/registry.js'
 import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
-import { download } from './download.js'
-import { applyMirrors, fetchText } from './http.js'
+import { download } from '../download/download.js'
+import { applyMirrors, fetchText } from '../download/http.js'
 import type { Manifest } from './manifest.js'
-import { silentProgress } from './progress.js'
+import { silentProgress } from '../progress.js'
 
 export interface LockOptions extends FetchOptions {
   /** The programs that unpack .zst and .bz2 repodata (RPM releases). */
@@ -132,7 +132,7 @@ async function lockPackages(id: string, platform: Platform, names: readonly stri
 /**
  * An RPM release's packages for one platform: every repository's repodata, read the way
  * dnf reads it with repo_gpgcheck (signed repomd.xml, primary.xml checked against it:
- * builder/dnf.ts), the newest of each package, the closure of `names` (in the release's
+ * builder/packages/dnf.ts), the newest of each package, the closure of `names` (in the release's
  * spelling) beyond what its core group has, each .rpm pinned by the sha256 the signed
  * repodata gives.
  */
@@ -181,7 +181,7 @@ async function lockRpms(release: RpmRelease, platform: Platform, names: readonly
 
 /**
  * One Debian-family release's packages for one platform: every suite's index, read the way apt reads it
- * (signed Release, indexes checked against it: builder/apt.ts), the newest version of each
+ * (signed Release, indexes checked against it: builder/packages/apt.ts), the newest version of each
  * package, the closure of `names` beyond what every installation has, each .deb pinned by
  * the sha256 the signed index gives, with the snapshot URL that keeps it after the pool
  * drops it.

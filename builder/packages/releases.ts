@@ -1,4 +1,4 @@
-import type { Arch } from '../bundle/platform.js'
+import type { Arch } from '../../bundle/platform.js'
 
 /** One suite of a release (the release itself, its updates, its security fixes). */
 export interface Suite {

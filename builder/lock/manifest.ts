@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises'
-import { loadYaml } from '../bundle/yaml.js'
-import { Sha256 } from '../bundle/digest.js'
-import { KaError } from '../bundle/errors.js'
-import { urlProblem } from '../bundle/lock.js'
-import { PLATFORMS, type Platform } from '../bundle/platform.js'
-import { type ImageRef, imageName, parseImageRef } from '../bundle/reference.js'
-import { didYouMean } from '../bundle/text.js'
+import { loadYaml } from '../../bundle/yaml.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { KaError } from '../../bundle/errors.js'
+import { urlProblem } from '../../bundle/lock.js'
+import { PLATFORMS, type Platform } from '../../bundle/platform.js'
+import { type ImageRef, imageName, parseImageRef } from '../../bundle/reference.js'
+import { didYouMean } from '../../bundle/text.js'
 import { COMPONENTS } from './components.js'
-import { RELEASES } from './releases.js'
+import { RELEASES } from '../packages/releases.js'
 
 /** An extra file the user wants in the bundle. `{arch}` in the URL makes it per platform. */
 export interface ExtraFile {
@@ -120,7 +120,7 @@ export function parseManifest(text: string, source: string): Manifest {
     if (!knownReleases.includes(id))
       fail(
         `packages.releases[${i}]`,
-        `unknown release ${JSON.stringify(id)}${didYouMean(id, knownReleases)}; known: ${knownReleases.join(', ')} (builder/releases.ts says how to add one)`,
+        `unknown release ${JSON.stringify(id)}${didYouMean(id, knownReleases)}; known: ${knownReleases.join(', ')} (builder/packages/releases.ts says how to add one)`,
       )
     if (entry.platforms === undefined) return { id }
     if (!Array.isArray(entry.platforms) || !entry.platforms.every((p) => platforms.includes(p as Platform)))

@@ -1,10 +1,10 @@
 import { setMaxListeners } from 'node:events'
 import { rm, stat } from 'node:fs/promises'
-import { integrityError, type Sha256 } from '../bundle/digest.js'
+import { integrityError, type Sha256 } from '../../bundle/digest.js'
 import type { Cache } from './cache.js'
 import { hashFile } from './hasher.js'
 import type { Downloaded } from './download.js'
-import type { Progress } from './progress.js'
+import type { Progress } from '../progress.js'
 
 /**
  * One piece of content the bundle carries, kept in the cache by its digest: a pinned

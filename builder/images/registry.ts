@@ -1,10 +1,10 @@
-import { integrityError, Sha256 } from '../bundle/digest.js'
-import { KaError } from '../bundle/errors.js'
-import { ACCEPT_MANIFESTS } from '../bundle/oci.js'
-import { imageName, type ImageRef } from '../bundle/reference.js'
+import { integrityError, Sha256 } from '../../bundle/digest.js'
+import { KaError } from '../../bundle/errors.js'
+import { ACCEPT_MANIFESTS } from '../../bundle/oci.js'
+import { imageName, type ImageRef } from '../../bundle/reference.js'
 import type { DockerCredentials } from './credentials.js'
-import { type Downloaded, type DownloadRequest, download } from './download.js'
-import { headerValue, type HttpOptions, redactUrl, request, RETRY_STATUS, retryAfterMs, Transient, withRetries } from './http.js'
+import { type Downloaded, type DownloadRequest, download } from '../download/download.js'
+import { headerValue, type HttpOptions, redactUrl, request, RETRY_STATUS, retryAfterMs, Transient, withRetries } from '../download/http.js'
 
 /** `--registry-mirror HOST=URL`: one registry's requests go to URL (its path is a repository prefix). */
 export interface RegistryMirror {

@@ -1,13 +1,13 @@
 import { createReadStream } from 'node:fs'
 import { lstat, open, readFile, rm, stat } from 'node:fs/promises'
-import { writeAtomic } from '../bundle/atomic.js'
+import { writeAtomic } from '../../bundle/atomic.js'
 import { basename, dirname, join } from 'node:path'
 import { PassThrough, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { Sha256 } from '../bundle/digest.js'
-import { KaError } from '../bundle/errors.js'
-import { partName, partsSumName } from '../bundle/layout.js'
-import type { Problem } from '../bundle/verify.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { KaError } from '../../bundle/errors.js'
+import { partName, partsSumName } from '../../bundle/layout.js'
+import type { Problem } from '../../bundle/verify.js'
 
 /** `3900M`, `1G`, `64K`, bytes: binary units. */
 export function parseSize(text: string): number {

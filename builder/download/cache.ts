@@ -1,8 +1,8 @@
 import { mkdir, rename, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { writeAtomic } from '../bundle/atomic.js'
-import type { Sha256 } from '../bundle/digest.js'
+import { writeAtomic } from '../../bundle/atomic.js'
+import type { Sha256 } from '../../bundle/digest.js'
 
 /**
  * The cache's format version: the folder everything lives under. A change to how entries

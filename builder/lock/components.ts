@@ -1,5 +1,5 @@
-import { C } from '../bundle/components.js'
-import type { Arch } from '../bundle/platform.js'
+import { C } from '../../bundle/components.js'
+import type { Arch } from '../../bundle/platform.js'
 
 /**
  * What each component is upstream: where its file lives, and where upstream publishes the

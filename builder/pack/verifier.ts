@@ -1,5 +1,5 @@
-import { JOIN_DIR, LOCK_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, TOP_LEVEL_FILES } from '../bundle/layout.js'
-import { keyFingerprint } from '../bundle/signing.js'
+import { JOIN_DIR, LOCK_FILE, SIGNATURE_FILE, STATEMENT_FILE, SUMS_FILE, TOP_LEVEL_FILES } from '../../bundle/layout.js'
+import { keyFingerprint } from '../../bundle/signing.js'
 
 /** The standalone verifier's file name: the operator keeps it on the air-gapped side. */
 export const VERIFIER_NAME = 'kube-airgap-verify'

@@ -2,7 +2,7 @@
  * RPM repodata: packages as primary.xml lists them, and the closure of what a node needs
  * beyond what every minimal installation of its release has (in rpm's version order).
  */
-import { compareEvr } from '../bundle/rpm-version.js'
+import { compareEvr } from '../../bundle/rpm-version.js'
 
 /** One Requires or Provides entry: a name (a package, a virtual name, a soname, a file) and maybe a version range. */
 export interface RpmDep {

@@ -1,5 +1,5 @@
-import type { Lock } from '../bundle/lock.js'
-import type { PlannedImage } from './images.js'
+import type { Lock } from '../../bundle/lock.js'
+import type { PlannedImage } from '../images/images.js'
 
 /**
  * The bundle's software bill of materials, CycloneDX 1.5 JSON: chosen over SPDX because it

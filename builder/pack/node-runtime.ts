@@ -4,11 +4,11 @@ import { createWriteStream } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { Sha256 } from '../bundle/digest.js'
-import { writeAtomic } from '../bundle/atomic.js'
-import { KaError } from '../bundle/errors.js'
-import { readTar } from '../bundle/tar.js'
-import type { Cache } from './cache.js'
+import { Sha256 } from '../../bundle/digest.js'
+import { writeAtomic } from '../../bundle/atomic.js'
+import { KaError } from '../../bundle/errors.js'
+import { readTar } from '../../bundle/tar.js'
+import type { Cache } from '../download/cache.js'
 
 /**
  * The Node.js binary out of the pinned `node-v*-linux-*.tar.xz`, extracted on the build

@@ -66,6 +66,58 @@ export function worthSplitting(ranges: readonly Range[], now: number): Range | u
   return widest
 }
 
+/**
+ * The longest a spare connection waits for a split to be answered before it goes to a file
+ * later in the bundle: a round trip on most links; a server slow to answer ranges keeps
+ * nothing idle for long.
+ */
+export const SPLIT_WAIT_MS = 250
+
+/**
+ * One transfer's split policy, apart from the transfer's I/O (as aria2 keeps its piece
+ * selector apart from the bitfield): which range to split, the probe that asks for its second
+ * half, whether that probe is still unanswered, and where a confirmed probe cuts its parent.
+ */
+export class SplitPolicy {
+  private askedAt = Number.NEGATIVE_INFINITY
+
+  /** The range a split would take half of (see worthSplitting). */
+  candidate(ranges: readonly Range[], now: number): Range | undefined {
+    return worthSplitting(ranges, now)
+  }
+
+  /** A probe for the second half of `r`, not yet part of the ranges: a 206 at its start confirms it. */
+  probe(r: Range, now: number): Range {
+    const from = r.writingTo ?? r.pos
+    const mid = from + Math.floor((r.end - from) / 2)
+    r.probing = true
+    this.askedAt = now
+    return { start: mid, pos: mid, end: r.end, probeOf: r, stop: new AbortController() }
+  }
+
+  /** A split was asked for and not yet answered (for at most SPLIT_WAIT_MS). */
+  waiting(ranges: readonly Range[], now: number): boolean {
+    return ranges.some((r) => r.probing) && now - this.askedAt < SPLIT_WAIT_MS
+  }
+
+  /**
+   * A 206 answered `probe`: it joins `ranges` after its parent, which now ends where the probe
+   * starts (past any write in flight). Returns how many bytes of the answer to skip, or
+   * undefined when the parent moved on and the split is not worth taking.
+   */
+  confirm(probe: Range, ranges: Range[]): number | undefined {
+    const parent = probe.probeOf!
+    const cut = Math.max(probe.start, parent.writingTo ?? parent.pos)
+    if (!parent.streaming || parent.end !== probe.end || cut >= parent.end - 1) return undefined
+    const skip = cut - probe.start
+    parent.end = probe.start = probe.pos = cut
+    parent.probing = false
+    probe.probeOf = undefined
+    ranges.splice(ranges.indexOf(parent) + 1, 0, probe)
+    return skip
+  }
+}
+
 /** A sidecar that fits the file: sorted, disjoint ranges inside its size, the file long enough to hold them. */
 export function validRanges(side: { size?: unknown; done?: unknown }, size: number | undefined, fileSize: number): boolean {
   if (!Number.isSafeInteger(side.size) || (size !== undefined && side.size !== size) || !Array.isArray(side.done)) return false

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { mkdtemp, open, readFile, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, readdir, readFile, readlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -40,6 +40,13 @@ async function partialWith(name: string, ranges: [number, number][], sidecar: ob
   return partial
 }
 
+/** How many of this process's descriptors (the hash worker's among them) are open on `path`. */
+async function openOn(path: string): Promise<number> {
+  let n = 0
+  for (const fd of await readdir('/proc/self/fd')) if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')) === path) n++
+  return n
+}
+
 describe('a split download resumed from its sidecar', () => {
   it('asks only for the gaps, each with its own range, and hashes the file in order', async () => {
     const partial = await partialWith('gaps', [
@@ -54,6 +61,17 @@ describe('a split download resumed from its sidecar', () => {
     expect(log.reduce((n, l) => n + l.bytesSent, 0)).toBe(2.5 * MIB)
     expect((await readFile(partial)).equals(content)).toBe(true)
     expect(existsSync(rangesPath(partial))).toBe(false)
+  })
+
+  it('opens the partial file once for all its ranges, and holds it open no longer than the download', async () => {
+    const partial = await partialWith('handles', [
+      [0, MIB],
+      [2 * MIB, 2.5 * MIB],
+      [3 * MIB, 3.5 * MIB],
+    ])
+    const got = await download({ what: 'big', url: `${up.url}/big.bin`, partial, expected: digest, size: SIZE }, http())
+    expect(got.digest.equals(digest)).toBe(true)
+    expect(await openOn(partial)).toBe(0)
   })
 
   it('a gap wide enough is split again while it downloads; the pieces still assemble in order', async () => {

@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest'
-import { contiguous, drop, rangesFrom, take, validRanges, worthSplitting, writtenSpans } from '../../builder/download/ranges.js'
+import {
+  contiguous,
+  type Range,
+  drop,
+  rangesFrom,
+  SPLIT_WAIT_MS,
+  SplitPolicy,
+  take,
+  validRanges,
+  worthSplitting,
+  writtenSpans,
+} from '../../builder/download/ranges.js'
 
 describe("a download's byte ranges", () => {
   it('turn the sidecar written spans into ranges, each span with the gap after it, and back', () => {
@@ -103,5 +114,40 @@ describe("a download's byte ranges", () => {
     expect(Buffer.concat(rest).toString()).toBe('efg')
     expect(still).toBe(0)
     expect(drop(chunks, 9)[1]).toBe(2)
+  })
+})
+
+describe('the split policy', () => {
+  const streaming = (pos: number, end: number, writingTo?: number): Range => ({ start: 0, pos, end, writingTo, streaming: true, stop: new AbortController() })
+
+  it('probes the second half past any write in flight, waits for it a while, and cuts the parent where it stands when the probe is answered', () => {
+    const policy = new SplitPolicy()
+    const parent = streaming(100, 1100, 300)
+    const ranges = [parent]
+    const probe = policy.probe(parent, 1000)
+    expect([probe.start, probe.end, parent.probing]).toEqual([700, 1100, true])
+    expect(policy.waiting(ranges, 1000 + SPLIT_WAIT_MS - 1)).toBe(true)
+    expect(policy.waiting(ranges, 1000 + SPLIT_WAIT_MS)).toBe(false)
+    parent.pos = 800 // the parent ran past the probe's start meanwhile: the probe skips what it has
+    parent.writingTo = undefined
+    expect(policy.confirm(probe, ranges)).toBe(100)
+    expect(ranges.map((r) => [r.start, r.pos, r.end])).toEqual([
+      [0, 800, 800],
+      [800, 800, 1100],
+    ])
+    expect(parent.probing).toBe(false)
+    expect(probe.probeOf).toBeUndefined()
+  })
+
+  it('does not take a split whose parent stopped streaming or nearly finished', () => {
+    const policy = new SplitPolicy()
+    const parent = streaming(0, 1000)
+    const probe = policy.probe(parent, 0)
+    parent.streaming = false
+    expect(policy.confirm(probe, [parent])).toBeUndefined()
+    const busy = streaming(0, 1000)
+    const late = policy.probe(busy, 0)
+    busy.pos = 999
+    expect(policy.confirm(late, [busy])).toBeUndefined()
   })
 })

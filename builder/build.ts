@@ -5,7 +5,7 @@ import { missingImages, requiredImages } from '../bundle/closed-world.js'
 import { KaError } from '../bundle/errors.js'
 import { bundleTarName, DELTA_FILE, deltaName, EXEC_MODE, FILE_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
 import { deltaBytes } from '../bundle/delta.js'
-import { baseBundle, baseFiles, inBase } from './delta.js'
+import { type BaseBundle, baseBundle, baseFiles, inBase } from './delta.js'
 import { keyFingerprint } from '../bundle/signing.js'
 import { parseLock, type Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
@@ -25,7 +25,8 @@ import { ANSIBLE_SOURCE_DIR, CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, QU
 import { TOOL_VERSION } from '../bundle/version.js'
 import { packBundle } from './pack/pack.js'
 import { splitTar } from './pack/parts.js'
-import { bundleData, bundlePathOf, imageBlobs, planBundle, type PlannedDownload } from './plan.js'
+import { type BundlePlan, bundleData, bundlePathOf, imageBlobs, planBundle, type PlannedDownload } from './plan.js'
+import { Schedule } from './schedule.js'
 import { silentProgress } from './progress.js'
 import { RegistryClient } from './images/registry.js'
 
@@ -112,125 +113,52 @@ export async function readLock(path: string): Promise<Lock> {
   return parseLock(text, path)
 }
 
+/** What a build works with once its inputs are read: shared by its stages. */
+interface Build {
+  o: BuildOptions
+  lock: Lock
+  plan: BundlePlan
+  registry: RegistryClient
+  fetcher: Fetcher
+  schedule: Schedule
+  /** A delta: what the old bundle holds is neither fetched nor packed. */
+  old: BaseBundle | undefined
+}
+
 /**
- * Builds the bundle for one platform, in three stages: plan (what the bundle carries, from
- * the lock alone), fetch (every pinned file and image blob into the cache, checked against
- * its pin) and pack (SHA256SUMS, the signed statement and one deterministic tar). The closed
- * world (the bundle must hold every image the node will ask for) is checked while the files
- * download, before any image blob is fetched or anything is written.
+ * Builds the bundle for one platform, as zarf's Create does: read the plan (what the bundle
+ * carries, from the lock alone), fetch on the schedule (every pinned file and image blob into
+ * the cache, checked against its pin; the closed world, that the bundle holds every image the
+ * node will ask for, checked before any image blob is fetched or anything written), assemble
+ * the files made at build time, pack (SHA256SUMS, the signed statement, one deterministic
+ * tar) and split.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
   // The hash worker starts now, not on its first hash: that is Calico's manifest, which every other file waits on.
   warmHasher()
-  const base = buildDefaults(options)
+  const defaults = buildDefaults(options)
   // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.
-  const connections = new Connections(base.concurrency, base.http.segmentBytes)
-  const o: BuildOptions = { ...base, http: { ...base.http, connections } }
+  const connections = new Connections(defaults.concurrency, defaults.http.segmentBytes)
+  const o: BuildOptions = { ...defaults, http: { ...defaults.http, connections } }
   const lock = await readLock(o.lockPath)
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const fetcher = new Fetcher(o)
-  // Calico's manifest (the closed world reads it) and the runtime's tarball (SHA256SUMS names the binary in it) take the first connections.
-  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel || d.rel === plan.calico?.rel)]))
   try {
-    // A delta: what the old bundle holds is neither fetched nor packed (calico.yaml is still read, for the closed world).
-    const base = o.upgradeFrom ? await baseBundle(await readLock(o.upgradeFrom), o.upgradeFrom, lock, o.platform, { registry, ...o }) : undefined
-    const carried = (list: Item[]) => list.filter((i) => !inBase(base, i))
+    const old = o.upgradeFrom ? await baseBundle(await readLock(o.upgradeFrom), o.upgradeFrom, lock, o.platform, { registry, ...o }) : undefined
     const installer = await readFile(o.installerFile).catch(() => {
       throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
     })
-    // The progress total counts what is not in the cache yet: the files now, the image blobs once known.
-    const expectMissing = async (list: Item[]): Promise<Item[]> => {
-      const missing: Item[] = []
-      for (const i of list) if (!(await o.cache.has(i.digest))) missing.push(i)
-      o.progress.expect(
-        missing.length,
-        missing.reduce((n, i) => n + (i.size ?? 0), 0),
-        missing.filter((i) => i.size === undefined).length,
-      )
-      return missing
-    }
-    const missing = new Set((await expectMissing([...items.values()].filter((i) => !inBase(base, i) || i.rel === plan.calico?.rel))).map((i) => i.rel))
-    // Every host this build still needs, checked at once, before any file but Calico's
-    // manifest (small; the closed world waits on it) is asked for: a user behind a firewall
-    // learns every unreachable one in one line, not one at a time.
-    const needed = plan.downloads.filter((d) => missing.has(d.rel)).map((d) => ({ url: d.url, what: redactUrl(d.url) }))
-    for (const im of lock.images)
-      if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
-    // Once every host answered, the runtime's tarball starts; every other file once Calico's
-    // manifest is in too, while the check runs (a build the closed world refuses keeps what
-    // came in the cache). The image manifests are read meanwhile: small, and every blob waits on them.
-    const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http) : Promise.resolve()
-    const calicoFetched = plan.calico ? fetcher.ensure(items.get(plan.calico.rel)!) : Promise.resolve()
-    const tarball = items.get(plan.runtime.rel)!
-    void hostsChecked.then(() => fetcher.ensure(tarball)).catch(() => {})
-    void Promise.all([hostsChecked, calicoFetched]).then(
-      () => {
-        for (const i of carried(bundleOrder([...items.values()]))) void fetcher.ensure(i).catch(() => {})
-      },
-      () => {},
+    const b: Build = { o, lock, plan, registry, fetcher, schedule: new Schedule(fetcher, connections), old }
+    const fetched = await fetchAll(b)
+    const { data, id, delta } = await assemble(b, fetched, installer)
+    const { sha256, size } = await packBundle(
+      o,
+      fetcher,
+      fetched.all.filter((i) => !inBase(old, i)),
+      data,
+      id,
     )
-    // Half the connections stay free for the image manifests meanwhile: the check and the
-    // packing wait on them, and they would otherwise queue behind the first big files.
-    const unreserve = connections.reserve(Math.floor(o.concurrency / 2))
-    const [hosts, calico, planned] = await Promise.allSettled([
-      hostsChecked,
-      calicoFetched,
-      planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress, concurrency: o.concurrency }).finally(unreserve),
-    ])
-    if (hosts.status === 'rejected') throw hosts.reason
-    if (calico.status === 'rejected') throw calico.reason
-    // The closed world before the image blobs: no layer is pulled and nothing written for a bundle that could not work.
-    await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
-    if (planned.status === 'rejected') throw planned.reason
-    const images = planned.value
-    const blobs = imageBlobs(images.planned).map(
-      (b): Item => ({
-        rel: b.rel,
-        digest: b.digest,
-        size: b.size,
-        label: b.label,
-        group: b.image.name,
-        fetch: (partial, onBytes, signal) => registry.blob(b.image.ref, b.digest, b.size, partial, { onBytes, signal, order: b.rel }),
-      }),
-    )
-    await expectMissing(carried(blobs))
-    for (const i of carried(bundleOrder(blobs))) void fetcher.ensure(i).catch(() => {})
-    // The runtime tarball is fetched like any file, but the bundle carries only its binary.
-    await fetcher.ensure(tarball)
-    const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
-    items.delete(plan.runtime.rel)
-    const runtime: Item = {
-      rel: RUNTIME_NODE,
-      digest: node.digest,
-      size: node.size,
-      mode: EXEC_MODE,
-      label: 'Node.js runtime',
-      fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')),
-    }
-    const quickstart = {
-      en: await readFile(join(QUICKSTART_DIR, 'README.txt')),
-      zh: await readFile(join(QUICKSTART_DIR, 'README.zh-CN.txt')),
-      clusterExample: await readFile(CLUSTER_EXAMPLE),
-      ansible: await readTree(ANSIBLE_SOURCE_DIR),
-    }
-    const { data } = bundleData(lock, plan, o.releases, images, {
-      installer,
-      kubeadmTable: await readFile(o.kubeadmTable),
-      toolVersion: TOOL_VERSION,
-      quickstart,
-    })
-    const all = [...items.values(), runtime, ...blobs]
-    let id = plan.id
-    let delta: BuildResult['delta']
-    if (base) {
-      const left = await baseFiles(base, all, o.cache)
-      data.set(DELTA_FILE, { bytes: deltaBytes({ base: base.name, kubernetes: base.kubernetes, files: left }), mode: FILE_MODE })
-      const name = deltaName(plan.id.name, base.kubernetes)
-      id = { ...plan.id, name, tarName: bundleTarName(name) }
-      delta = { base: base.name, files: left.length, bytes: left.reduce((n, f) => n + (f.size ?? 0), 0) }
-    }
-    const { sha256, size } = await packBundle(o, fetcher, carried(all), data, id)
     const tarPath = join(o.outDir, id.tarName)
     const split = o.splitBytes ? { parts: await splitTar(tarPath, o.splitBytes, sha256), partsFile: join(o.outDir, partsSumName(id.tarName)) } : undefined
     return {
@@ -240,22 +168,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
       name: id.name,
       platform: o.platform,
       size,
-      files: plan.files.map((f) => ({
-        name: f.name,
-        version: f.version,
-        path: bundlePathOf(f),
-        size: fetcher.sizes.get(f.integrity.hex) ?? 0,
-        from: fetcher.downloaded.has(f.integrity.hex) ? 'download' : 'cache',
-      })),
-      images: images.planned.map((p) => ({
-        name: p.name,
-        digest: p.pinned.oci,
-        manifest: p.manifest.digest.oci,
-        size: p.manifest.size + p.blobs.reduce((s, b) => s + b.size, 0),
-      })),
-      downloadedBytes: fetcher.downloadedBytes,
-      ...(o.signingKeyPem ? { signedBy: keyFingerprint(createPublicKey(o.signingKeyPem).export({ type: 'spki', format: 'pem' }).toString()) } : {}),
-      packages: packageCounts(plan.downloads.map((d) => d.rel)),
+      ...summary(b, fetched.images),
       ...(delta ? { delta } : {}),
     }
   } catch (e) {
@@ -265,6 +178,138 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
     throw e instanceof Cancelled && first ? first : e
   } finally {
     o.progress.close()
+  }
+}
+
+/**
+ * Every byte the bundle carries, into the cache on the schedule (schedule.ts), the closed
+ * world checked before the image blobs. Returns every item the bundle holds (the runtime as
+ * its extracted binary) and the planned images.
+ */
+async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<ReturnType<typeof planImages>> }> {
+  const { o, lock, plan, registry, fetcher, schedule, old } = b
+  // Calico's manifest and the runtime's tarball are urgent: they take the first connections.
+  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel || d.rel === plan.calico?.rel)]))
+  const carried = (list: Item[]) => list.filter((i) => !inBase(old, i))
+  // calico.yaml is read for the closed world even when the old bundle holds it.
+  const missing = new Set(
+    (
+      await expectMissing(
+        o,
+        [...items.values()].filter((i) => !inBase(old, i) || i.rel === plan.calico?.rel),
+      )
+    ).map((i) => i.rel),
+  )
+  const needed = plan.downloads.filter((d) => missing.has(d.rel)).map((d) => ({ url: d.url, what: redactUrl(d.url) }))
+  for (const im of lock.images)
+    if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
+  const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http) : Promise.resolve()
+  const tarball = items.get(plan.runtime.rel)!
+  const calico = plan.calico ? items.get(plan.calico.rel) : undefined
+  const others = [...items.values()].filter((i) => i !== tarball && i !== calico)
+  const calicoFetched = schedule.files(hostsChecked, { ...(calico ? { calico } : {}), runtime: tarball, files: carried(calico ? [calico, ...others] : others) })
+  const [hosts, calicoIn, planned] = await Promise.allSettled([
+    hostsChecked,
+    calicoFetched,
+    schedule.manifests(() => planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress })),
+  ])
+  if (hosts.status === 'rejected') throw hosts.reason
+  if (calicoIn.status === 'rejected') throw calicoIn.reason
+  // The closed world before the image blobs: no layer is pulled and nothing written for a bundle that could not work.
+  await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
+  if (planned.status === 'rejected') throw planned.reason
+  const images = planned.value
+  const blobs = imageBlobs(images.planned).map(
+    (bl): Item => ({
+      rel: bl.rel,
+      digest: bl.digest,
+      size: bl.size,
+      label: bl.label,
+      group: bl.image.name,
+      fetch: (partial, onBytes, signal) => registry.blob(bl.image.ref, bl.digest, bl.size, partial, { onBytes, signal, order: bl.rel }),
+    }),
+  )
+  await expectMissing(o, carried(blobs))
+  schedule.blobs(carried(blobs))
+  // The runtime tarball is fetched like any file, but the bundle carries only its binary.
+  await fetcher.ensure(tarball)
+  const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
+  items.delete(plan.runtime.rel)
+  const runtime: Item = {
+    rel: RUNTIME_NODE,
+    digest: node.digest,
+    size: node.size,
+    mode: EXEC_MODE,
+    label: 'Node.js runtime',
+    fetch: () => Promise.reject(new Error('the runtime is extracted, not fetched')),
+  }
+  return { all: [...items.values(), runtime, ...blobs], images }
+}
+
+/** The progress total counts what is not in the cache yet: the files first, the image blobs once known. */
+async function expectMissing(o: BuildOptions, list: Item[]): Promise<Item[]> {
+  const missing: Item[] = []
+  for (const i of list) if (!(await o.cache.has(i.digest))) missing.push(i)
+  o.progress.expect(
+    missing.length,
+    missing.reduce((n, i) => n + (i.size ?? 0), 0),
+    missing.filter((i) => i.size === undefined).length,
+  )
+  return missing
+}
+
+/** The files made at build time (the lock, the installer, the quickstart, ...), and for a delta its DELTA.json and name. */
+async function assemble(
+  { o, lock, plan, old }: Build,
+  fetched: Awaited<ReturnType<typeof fetchAll>>,
+  installer: Buffer,
+): Promise<{ data: ReturnType<typeof bundleData>['data']; id: BundlePlan['id']; delta?: BuildResult['delta'] }> {
+  const quickstart = {
+    en: await readFile(join(QUICKSTART_DIR, 'README.txt')),
+    zh: await readFile(join(QUICKSTART_DIR, 'README.zh-CN.txt')),
+    clusterExample: await readFile(CLUSTER_EXAMPLE),
+    ansible: await readTree(ANSIBLE_SOURCE_DIR),
+  }
+  const { data } = bundleData(lock, plan, o.releases, fetched.images, {
+    installer,
+    kubeadmTable: await readFile(o.kubeadmTable),
+    toolVersion: TOOL_VERSION,
+    quickstart,
+  })
+  if (!old) return { data, id: plan.id }
+  const left = await baseFiles(old, fetched.all, o.cache)
+  data.set(DELTA_FILE, { bytes: deltaBytes({ base: old.name, kubernetes: old.kubernetes, files: left }), mode: FILE_MODE })
+  const name = deltaName(plan.id.name, old.kubernetes)
+  return {
+    data,
+    id: { ...plan.id, name, tarName: bundleTarName(name) },
+    delta: { base: old.name, files: left.length, bytes: left.reduce((n, f) => n + (f.size ?? 0), 0) },
+  }
+}
+
+/** What the result says of the files, images, bytes, signature and packages. */
+function summary({ o, plan, fetcher }: Build, images: Awaited<ReturnType<typeof planImages>>) {
+  return {
+    files: plan.files.map(
+      (f): BuiltFile => ({
+        name: f.name,
+        version: f.version,
+        path: bundlePathOf(f),
+        size: fetcher.sizes.get(f.integrity.hex) ?? 0,
+        from: fetcher.downloaded.has(f.integrity.hex) ? 'download' : 'cache',
+      }),
+    ),
+    images: images.planned.map(
+      (p): BuiltImage => ({
+        name: p.name,
+        digest: p.pinned.oci,
+        manifest: p.manifest.digest.oci,
+        size: p.manifest.size + p.blobs.reduce((n, bl) => n + bl.size, 0),
+      }),
+    ),
+    downloadedBytes: fetcher.downloadedBytes,
+    ...(o.signingKeyPem ? { signedBy: keyFingerprint(createPublicKey(o.signingKeyPem).export({ type: 'spki', format: 'pem' }).toString()) } : {}),
+    packages: packageCounts(plan.downloads.map((d) => d.rel)),
   }
 }
 
@@ -319,9 +364,6 @@ async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string 
     )
   }
 }
-
-/** Items in the order the tar takes them: downloads of equal rank start in it, so packing keeps up with them. */
-const bundleOrder = (list: Item[]): Item[] => [...list].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
 
 /** How many OS packages the bundle carries for each release, by their paths (packages/<release>/...). */
 function packageCounts(rels: string[]): { release: string; count: number }[] {

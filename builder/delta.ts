@@ -31,7 +31,7 @@ export async function baseBundle(
   oldPath: string,
   lock: Lock,
   platform: Platform,
-  o: { registry: RegistryClient; cache: Cache; concurrency: number },
+  o: { registry: RegistryClient; cache: Cache },
 ): Promise<BaseBundle> {
   const from = parseVersion(old.kubernetes)!
   const to = parseVersion(lock.kubernetes)!

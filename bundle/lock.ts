@@ -162,34 +162,42 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
   })
   if (platforms.length === 0) r.fail('platforms', 'must name at least one platform')
 
-  const files = r.array(top, 'files', 'files').map((f, i): LockedFile => {
-    const at = `files[${i}]`
-    const o = r.object(f, at, ['name', 'version', 'platform', 'url', 'integrity', 'size', 'file'])
-    const platformText = r.string(o, 'platform', `${at}.platform`, true)
-    let platform: Platform | undefined
-    if (platformText !== undefined) {
-      if (!(PLATFORMS as readonly string[]).includes(platformText)) r.fail(`${at}.platform`, `unknown platform ${JSON.stringify(platformText)}`)
-      if (!platforms.includes(platformText as Platform)) r.fail(`${at}.platform`, `${platformText} is not in platforms`)
-      platform = platformText as Platform
-    }
-    const url = r.url(o, 'url', `${at}.url`)
-    const integrityText = r.string(o, 'integrity', `${at}.integrity`)!
-    let integrity: Sha256
-    try {
-      integrity = Sha256.fromSri(integrityText)
-    } catch {
-      r.fail(`${at}.integrity`, `not a sha256 integrity string (sha256-<base64>): ${JSON.stringify(integrityText)}`)
-    }
-    const size = o.size
-    if (size !== undefined && (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)) r.fail(`${at}.size`, 'must be a whole number of bytes')
-    const file = r.string(o, 'file', `${at}.file`)!
-    if (!isSafeRelativePath(file) || file.includes('/')) r.fail(`${at}.file`, `must be a plain file name, found ${JSON.stringify(file)}`)
-    const out: LockedFile = { name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url, integrity, file }
-    if (platform) out.platform = platform
-    if (size !== undefined) out.size = size as number
-    return out
-  })
+  const files = r.array(top, 'files', 'files').map((f, i) => lockedFile(r, f, `files[${i}]`, platforms))
+  uniqueFileNames(r, files, platforms)
+  const images = r.array(top, 'images', 'images').map((im, i) => lockedImage(r, im, `images[${i}]`))
+  const packages = (top.packages === undefined ? [] : r.array(top, 'packages', 'packages')).map((pk, i) => lockedPackage(r, pk, `packages[${i}]`, platforms))
+  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
+}
 
+function lockedFile(r: Reader, f: unknown, at: string, platforms: readonly Platform[]): LockedFile {
+  const o = r.object(f, at, ['name', 'version', 'platform', 'url', 'integrity', 'size', 'file'])
+  const platformText = r.string(o, 'platform', `${at}.platform`, true)
+  let platform: Platform | undefined
+  if (platformText !== undefined) {
+    if (!(PLATFORMS as readonly string[]).includes(platformText)) r.fail(`${at}.platform`, `unknown platform ${JSON.stringify(platformText)}`)
+    if (!platforms.includes(platformText as Platform)) r.fail(`${at}.platform`, `${platformText} is not in platforms`)
+    platform = platformText as Platform
+  }
+  const url = r.url(o, 'url', `${at}.url`)
+  const integrityText = r.string(o, 'integrity', `${at}.integrity`)!
+  let integrity: Sha256
+  try {
+    integrity = Sha256.fromSri(integrityText)
+  } catch {
+    r.fail(`${at}.integrity`, `not a sha256 integrity string (sha256-<base64>): ${JSON.stringify(integrityText)}`)
+  }
+  const size = o.size
+  if (size !== undefined && (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)) r.fail(`${at}.size`, 'must be a whole number of bytes')
+  const file = r.string(o, 'file', `${at}.file`)!
+  if (!isSafeRelativePath(file) || file.includes('/')) r.fail(`${at}.file`, `must be a plain file name, found ${JSON.stringify(file)}`)
+  const out: LockedFile = { name: r.text(o, 'name', `${at}.name`), version: r.text(o, 'version', `${at}.version`), url, integrity, file }
+  if (platform) out.platform = platform
+  if (size !== undefined) out.size = size as number
+  return out
+}
+
+/** A file name is the file's path in the bundle: one per platform. */
+function uniqueFileNames(r: Reader, files: readonly LockedFile[], platforms: readonly Platform[]): void {
   for (const p of platforms) {
     const seen = new Map<string, number>()
     files.forEach((f, i) => {
@@ -199,61 +207,57 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
       seen.set(f.file, i)
     })
   }
+}
 
-  const images = r.array(top, 'images', 'images').map((im, i): LockedImage => {
-    const at = `images[${i}]`
-    const o = r.object(im, at, ['ref', 'digest', 'manifest'])
-    const ref = r.string(o, 'ref', `${at}.ref`)!
-    let canonical: string | undefined
-    try {
-      canonical = ref.includes('@') ? undefined : imageName(parseImageRef(ref))
-    } catch {
-      canonical = undefined
-    }
-    if (canonical !== ref)
-      r.fail(
-        `${at}.ref`,
-        `must be a canonical reference like registry.k8s.io/pause:3.9 or docker.io/calico/node:v3.28.0 (the digest goes in "digest"), found ${JSON.stringify(ref)}`,
-      )
-    const digest = r.digest(o, 'digest', `${at}.digest`)
-    const manifest = r.digest(o, 'manifest', `${at}.manifest`)
-    if (manifest && !digest) r.fail(`${at}.manifest`, 'only an image pinned by "digest" can name its platform manifest')
-    return { ref, ...(digest ? { digest } : {}), ...(manifest ? { manifest } : {}) }
-  })
+function lockedImage(r: Reader, im: unknown, at: string): LockedImage {
+  const o = r.object(im, at, ['ref', 'digest', 'manifest'])
+  const ref = r.string(o, 'ref', `${at}.ref`)!
+  let canonical: string | undefined
+  try {
+    canonical = ref.includes('@') ? undefined : imageName(parseImageRef(ref))
+  } catch {
+    canonical = undefined
+  }
+  if (canonical !== ref)
+    r.fail(
+      `${at}.ref`,
+      `must be a canonical reference like registry.k8s.io/pause:3.9 or docker.io/calico/node:v3.28.0 (the digest goes in "digest"), found ${JSON.stringify(ref)}`,
+    )
+  const digest = r.digest(o, 'digest', `${at}.digest`)
+  const manifest = r.digest(o, 'manifest', `${at}.manifest`)
+  if (manifest && !digest) r.fail(`${at}.manifest`, 'only an image pinned by "digest" can name its platform manifest')
+  return { ref, ...(digest ? { digest } : {}), ...(manifest ? { manifest } : {}) }
+}
 
-  const packages = (top.packages === undefined ? [] : r.array(top, 'packages', 'packages')).map((pk, i): LockedPackage => {
-    const at = `packages[${i}]`
-    const o = r.object(pk, at, ['release', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file'])
-    const platform = r.string(o, 'platform', `${at}.platform`)!
-    if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
-    const release = r.string(o, 'release', `${at}.release`)!
-    if (!/^[a-z]+-[0-9][0-9a-z.]*$|^kylin-v10sp[0-9]$/.test(release))
-      r.fail(`${at}.release`, `must be like ubuntu-22.04 or rocky-9, found ${JSON.stringify(release)}`)
-    const file = r.string(o, 'file', `${at}.file`)!
-    if (!isSafeRelativePath(file) || file.includes('/') || !/\.(deb|rpm)$/.test(file))
-      r.fail(`${at}.file`, `must be a .deb or .rpm file name, found ${JSON.stringify(file)}`)
-    let integrity: Sha256
-    try {
-      integrity = Sha256.fromSri(r.string(o, 'integrity', `${at}.integrity`)!)
-    } catch {
-      return r.fail(`${at}.integrity`, 'not a sha256 integrity string (sha256-<base64>)')
-    }
-    if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
-    const snapshot = o.snapshot === undefined ? undefined : r.url(o, 'snapshot', `${at}.snapshot`)
-    return {
-      release,
-      platform: platform as Platform,
-      name: r.text(o, 'name', `${at}.name`),
-      version: r.text(o, 'version', `${at}.version`),
-      url: r.url(o, 'url', `${at}.url`),
-      ...(snapshot ? { snapshot } : {}),
-      integrity,
-      size: o.size as number,
-      file,
-    }
-  })
-
-  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
+function lockedPackage(r: Reader, pk: unknown, at: string, platforms: readonly Platform[]): LockedPackage {
+  const o = r.object(pk, at, ['release', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file'])
+  const platform = r.string(o, 'platform', `${at}.platform`)!
+  if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
+  const release = r.string(o, 'release', `${at}.release`)!
+  if (!/^[a-z]+-[0-9][0-9a-z.]*$|^kylin-v10sp[0-9]$/.test(release))
+    r.fail(`${at}.release`, `must be like ubuntu-22.04 or rocky-9, found ${JSON.stringify(release)}`)
+  const file = r.string(o, 'file', `${at}.file`)!
+  if (!isSafeRelativePath(file) || file.includes('/') || !/\.(deb|rpm)$/.test(file))
+    r.fail(`${at}.file`, `must be a .deb or .rpm file name, found ${JSON.stringify(file)}`)
+  let integrity: Sha256
+  try {
+    integrity = Sha256.fromSri(r.string(o, 'integrity', `${at}.integrity`)!)
+  } catch {
+    return r.fail(`${at}.integrity`, 'not a sha256 integrity string (sha256-<base64>)')
+  }
+  if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
+  const snapshot = o.snapshot === undefined ? undefined : r.url(o, 'snapshot', `${at}.snapshot`)
+  return {
+    release,
+    platform: platform as Platform,
+    name: r.text(o, 'name', `${at}.name`),
+    version: r.text(o, 'version', `${at}.version`),
+    url: r.url(o, 'url', `${at}.url`),
+    ...(snapshot ? { snapshot } : {}),
+    integrity,
+    size: o.size as number,
+    file,
+  }
 }
 
 /** The OS packages a bundle for `platform` carries, for the chosen releases (all when none are named). */

@@ -107,13 +107,49 @@ export async function verifyTarStream(open: () => Readable, source: string, opts
   return judge(scan, source, opts, await scanBase(scan, opts.base, false))
 }
 
-function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: BaseScan): VerifyReport {
+/**
+ * The gate: a scan judged against its SHA256SUMS, its lock and its signature. Every problem is
+ * collected, then one error names them; a bundle that passes comes back as its report.
+ */
+export function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: BaseScan): VerifyReport {
   const problems = [...scan.problems]
   const sumsText = scan.small.get(SUMS_FILE)
   const lockText = scan.small.get(LOCK_FILE)
   if (!sumsText) fail(source, [{ path: SUMS_FILE, problem: 'missing' }, ...problems])
   const sums = parseSums(sumsText.toString('utf8'), `${source}: ${SUMS_FILE}`)
+  sumsProblems(scan, sums, problems)
+  // A delta: what SHA256SUMS lists, and what DELTA.json (which SHA256SUMS covers) takes from the old bundle.
+  const { pinned, delta } = deltaFiles(scan, sums, problems, base)
+  const lock = lockProblems(scan, source, sums, pinned, problems)
+  // Under a required signature, a file that differs from what was signed is a signature failure.
+  if (problems.length > 0 && opts.publicKeyPem) {
+    const first = problems[0]!
+    throw new KaError(
+      'ESIGNATURE',
+      `${scan.name}: ${first.path}: ${first.problem}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}: not what was signed; do not install it`,
+      { problems },
+    )
+  }
+  if (problems.length > 0 || !lock) fail(source, problems)
+  const statement = scan.small.get(STATEMENT_FILE)
+  const signature = scan.small.get(SIGNATURE_FILE)
+  const signedBy = signer(scan, opts, { statement, signature, sums: sumsText, lock: lockText! })
+  return {
+    name: scan.name,
+    lock,
+    files: scan.digests.size,
+    bytes: scan.bytes,
+    digests: scan.digests,
+    ...(signedBy ? { signedBy } : {}),
+    signed: !!(statement && signature),
+    joinFiles: scan.joinFiles,
+    ignored: scan.ignored,
+    ...(delta ? { delta } : {}),
+  }
+}
 
+/** Every file against SHA256SUMS: missing, changed, unlisted; modes and folders no bundle has. The operator's own top-level files are set aside. */
+function sumsProblems(scan: Scan, sums: Map<string, Sha256>, problems: Problem[]): void {
   for (const [p, want] of sums) {
     const got = scan.digests.get(p)
     if (!got) problems.push({ path: p, problem: 'missing' })
@@ -130,9 +166,11 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: Base
   for (const [p, problem] of scan.modes) if (!scan.ignored.includes(p)) problems.push({ path: p || `${scan.name}/`, problem })
   const folders = parentsOf(sums.keys())
   for (const d of scan.dirs) if (!folders.has(d)) problems.push({ path: `${d}/`, problem: 'a folder no file of the bundle is in, not part of what was built' })
-  // A delta: what SHA256SUMS lists, and what DELTA.json (which SHA256SUMS covers) takes from the old bundle.
-  const { pinned, delta } = deltaFiles(scan, sums, problems, base)
+}
 
+/** The lock read, and every file, image and package it pins found under that digest in what SHA256SUMS lists (a delta's old bundle included). */
+function lockProblems(scan: Scan, source: string, sums: Map<string, Sha256>, pinned: Map<string, Sha256>, problems: Problem[]): Lock | undefined {
+  const lockText = scan.small.get(LOCK_FILE)
   let lock: Lock | undefined
   if (!lockText) problems.push({ path: LOCK_FILE, problem: 'missing' })
   else {
@@ -162,48 +200,25 @@ function judge(scan: Scan, source: string, opts: VerifyOptions = {}, base?: Base
     if (!listed) problems.push({ path: p, problem: `pinned by the lock (${pk.name} ${pk.version}) but not in ${SUMS_FILE}` })
     else if (!listed.equals(pk.integrity)) problems.push({ path: p, problem: `${SUMS_FILE} says sha256 ${listed.hex}, the lock pins ${pk.integrity.hex}` })
   }
-  // Under a required signature, a file that differs from what was signed is a signature failure.
-  if (problems.length > 0 && opts.publicKeyPem) {
-    const first = problems[0]!
-    throw new KaError(
-      'ESIGNATURE',
-      `${scan.name}: ${first.path}: ${first.problem}${problems.length > 1 ? ` (and ${problems.length - 1} more)` : ''}: not what was signed; do not install it`,
-      { problems },
-    )
-  }
-  if (problems.length > 0 || !lock) fail(source, problems)
-  let signedBy: string | undefined
-  const statement = scan.small.get(STATEMENT_FILE)
-  const signature = scan.small.get(SIGNATURE_FILE)
+  return lock
+}
+
+/** The signature checked against the key given: its fingerprint; none asked for: undefined, unless one is required. */
+function signer(
+  scan: Scan,
+  opts: VerifyOptions,
+  signed: { statement: Buffer | undefined; signature: Buffer | undefined; sums: Buffer; lock: Buffer },
+): string | undefined {
   if (opts.publicKeyPem) {
-    checkSignature({
-      statement,
-      signature,
-      sums: sumsText,
-      lock: lockText!,
-      publicKeyPem: opts.publicKeyPem,
-      keySource: opts.keySource ?? 'the public key',
-      name: scan.name,
-    })
-    signedBy = keyFingerprint(opts.publicKeyPem)
-  } else if (opts.requireSignature) {
+    checkSignature({ ...signed, publicKeyPem: opts.publicKeyPem, keySource: opts.keySource ?? 'the public key', name: scan.name })
+    return keyFingerprint(opts.publicKeyPem)
+  }
+  if (opts.requireSignature)
     throw new KaError(
       'ESIGNATURE',
-      `${scan.name}: ${statement && signature ? 'a signature is required but no public key was given (--public-key FILE)' : 'the bundle is not signed'}; do not install it unsigned`,
+      `${scan.name}: ${signed.statement && signed.signature ? 'a signature is required but no public key was given (--public-key FILE)' : 'the bundle is not signed'}; do not install it unsigned`,
     )
-  }
-  return {
-    name: scan.name,
-    lock,
-    files: scan.digests.size,
-    bytes: scan.bytes,
-    digests: scan.digests,
-    ...(signedBy ? { signedBy } : {}),
-    signed: !!(statement && signature),
-    joinFiles: scan.joinFiles,
-    ignored: scan.ignored,
-    ...(delta ? { delta } : {}),
-  }
+  return undefined
 }
 
 /** What a verified folder holds beside the bundle: join files (made on a node) and the operator's own files; for a delta, where its old bundle is. One line each. */

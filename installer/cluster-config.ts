@@ -1,5 +1,5 @@
 import { loadYaml } from '../bundle/yaml.js'
-import { cidrSize, overlaps, parseCidr, parseIPv4 } from './cidr.js'
+import { type Cidr, cidrSize, overlaps, parseCidr, parseIPv4 } from './cidr.js'
 import type { NodeFacts } from './facts.js'
 import { KaError } from '../bundle/errors.js'
 import { didYouMean } from '../bundle/text.js'
@@ -85,8 +85,38 @@ export function clusterConfig(
   flags: ClusterFlags,
   facts: Pick<NodeFacts, 'networks' | 'hostname'>,
 ): { config: ClusterConfig; warnings: string[] } {
-  const nodeNetworks = facts.networks
   const thisHost = facts.hostname.toLowerCase()
+  const { o, str } = settings(text, source, thisHost)
+  const warnings: string[] = []
+  const { pod, svc } = subnets(flags, str, facts.networks, warnings)
+  const { advertiseAddress, controlPlaneEndpoint } = addresses(flags, str)
+  const { selinux, firewalld, tokenTTL } = choices(str)
+  const taints = taintsOf(o, source)
+  const extraHosts = extraHostsOf(o, source)
+  const { nodeName, dnsDomain, clusterName, autodetect } = names(flags, str, thisHost)
+  const config: ClusterConfig = {
+    nodeName,
+    ...(advertiseAddress ? { advertiseAddress } : {}),
+    ...(controlPlaneEndpoint ? { controlPlaneEndpoint } : {}),
+    podSubnet: pod.text,
+    serviceSubnet: svc.text,
+    dnsDomain,
+    clusterName,
+    ...(taints ? { taints } : {}),
+    extraHosts,
+    ...(autodetect ? { calicoAutodetection: autodetect } : {}),
+    tokenTTL,
+    selinux: selinux as ClusterConfig['selinux'],
+    firewalld: firewalld as ClusterConfig['firewalld'],
+  }
+  return { config, warnings }
+}
+
+/** A value of cluster.yaml as text: this node's own entry for the per-node keys. */
+type Str = (k: string) => string | undefined
+
+/** cluster.yaml as a mapping, its keys checked (unknown ones with the nearest known one), and its values read as text. */
+function settings(text: string | undefined, source: string, thisHost: string): { o: Record<string, unknown>; str: Str } {
   const raw = (text ? loadYaml(text, source) : {}) ?? {}
   if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see manifests/cluster.example.yaml')
   const o = raw as Record<string, unknown>
@@ -124,8 +154,11 @@ export function clusterConfig(
       )
     return String(v)
   }
-  const warnings: string[] = []
+  return { o, str }
+}
 
+/** The pod and service subnets: CIDRs clear of reserved blocks, of each other and of this node's networks. */
+function subnets(flags: ClusterFlags, str: Str, nodeNetworks: readonly string[], warnings: string[]): { pod: Cidr; svc: Cidr } {
   const podSubnet = flags.podSubnet ?? str('podSubnet') ?? '10.244.0.0/16'
   const serviceSubnet = flags.serviceSubnet ?? str('serviceSubnet') ?? '10.96.0.0/12'
   const pod =
@@ -159,7 +192,11 @@ export function clusterConfig(
     warnings.push(
       `pod subnet ${pod.text} holds one node's pods only: every node takes a /24 of it, so a second node gets no pod addresses (the field notes' 10.244.0.0/24); use a /16 unless the cluster stays one node`,
     )
+  return { pod, svc }
+}
 
+/** This node's address and the control-plane endpoint, when given. */
+function addresses(flags: ClusterFlags, str: Str): { advertiseAddress?: string; controlPlaneEndpoint?: string } {
   const advertiseAddress = flags.advertiseAddress ?? str('advertiseAddress')
   if (advertiseAddress !== undefined) {
     const ip = parseIPv4(advertiseAddress)
@@ -178,7 +215,11 @@ export function clusterConfig(
     if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
       bad(`control-plane endpoint ${JSON.stringify(controlPlaneEndpoint)} is not host:port`, 'write it like 192.168.1.11:6443 or k8s-api.example:6443')
   }
+  return { advertiseAddress, controlPlaneEndpoint }
+}
 
+/** What the installer may change on the node (SELinux, firewalld), and how long a join token lives. */
+function choices(str: Str): { selinux: string; firewalld: string; tokenTTL: string } {
   const selinux = str('selinux') ?? 'permissive'
   if (selinux !== 'permissive' && selinux !== 'keep')
     bad(`selinux ${JSON.stringify(selinux)} is neither permissive nor keep`, 'write selinux: permissive (the default) or selinux: keep')
@@ -189,7 +230,10 @@ export function clusterConfig(
   if (!/^\d{1,6}(h|m)$/.test(tokenTTL)) bad(`tokenTTL ${JSON.stringify(tokenTTL)} is not a duration`, 'write it like 24h or 90m')
   if (durationMs(tokenTTL) < 60_000 || durationMs(tokenTTL) > MAX_TOKEN_TTL_MS)
     bad(`tokenTTL ${tokenTTL} is out of range`, 'give 1m to 720h (a join token is a secret: keep it short-lived)')
+  return { selinux, firewalld, tokenTTL }
+}
 
+function taintsOf(o: Record<string, unknown>, source: string): Taint[] | undefined {
   let taints: Taint[] | undefined
   if (o.taints !== undefined) {
     if (!Array.isArray(o.taints)) bad(`${source}: taints must be a list`, 'see manifests/cluster.example.yaml')
@@ -203,10 +247,14 @@ export function clusterConfig(
       return { key: t.key as string, ...(t.value !== undefined ? { value: t.value as string } : {}), effect: effect as Taint['effect'] }
     })
   }
+  return taints
+}
 
+/** The /etc/hosts lines to add: each an IPv4 address and host names. */
+function extraHostsOf(o: Record<string, unknown>, source: string): { ip: string; names: string[] }[] {
   if (o.extraHosts !== undefined && o.extraHosts !== null && !Array.isArray(o.extraHosts))
     bad(`${source}: extraHosts must be a list`, 'e.g. [{ ip: 192.168.1.12, names: [k8s02] }]')
-  const extraHosts = ((o.extraHosts ?? []) as Record<string, unknown>[]).map((h, i) => {
+  return ((o.extraHosts ?? []) as Record<string, unknown>[]).map((h, i) => {
     const ip = h?.ip
     const names = Array.isArray(h?.names) ? (h.names as unknown[]) : []
     if (typeof ip !== 'string' || parseIPv4(ip) === undefined || names.length === 0)
@@ -217,7 +265,10 @@ export function clusterConfig(
         bad(`${source}: extraHosts[${i}]: ${JSON.stringify(n)} is not a host name`, 'letters, digits, - and . only')
     return { ip: ip as string, names: names as string[] }
   })
+}
 
+/** The node's, the cluster's and its DNS domain's names, and how Calico finds the node's address. */
+function names(flags: ClusterFlags, str: Str, thisHost: string) {
   const nodeName = flags.nodeName ?? str('nodeName') ?? thisHost
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName))
     bad(`node name ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`, 'use lower case letters, digits, - and .')
@@ -233,23 +284,7 @@ export function clusterConfig(
       `calicoAutodetection ${JSON.stringify(autodetect)} is not one of Calico's methods`,
       'e.g. can-reach=192.168.1.1, interface=eth0, cidr=192.168.1.0/24 or first-found',
     )
-
-  const config: ClusterConfig = {
-    nodeName,
-    ...(advertiseAddress ? { advertiseAddress } : {}),
-    ...(controlPlaneEndpoint ? { controlPlaneEndpoint } : {}),
-    podSubnet: pod.text,
-    serviceSubnet: svc.text,
-    dnsDomain,
-    clusterName,
-    ...(taints ? { taints } : {}),
-    extraHosts,
-    ...(autodetect ? { calicoAutodetection: autodetect } : {}),
-    tokenTTL,
-    selinux: selinux as ClusterConfig['selinux'],
-    firewalld: firewalld as ClusterConfig['firewalld'],
-  }
-  return { config, warnings }
+  return { nodeName, dnsDomain, clusterName, autodetect }
 }
 
 /** `24h` / `90m` in milliseconds. */

@@ -9,6 +9,7 @@ import { publicKeyOnly } from '../bundle/signing.js'
 import { type VerifyOptions, type VerifyReport, verifyBundle, verifyNotes } from '../bundle/verify.js'
 import { deltaSummary, requireWholeDelta } from '../bundle/verify-delta.js'
 import { clusterConfig } from './cluster-config.js'
+import { type InstalledNode, installedNode } from './cluster-view.js'
 import { gatherFacts, type NodeFacts } from './facts.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { DryRunHost, type Host, LoggingHost, NodeHost, RunLog } from './host.js'
@@ -54,6 +55,12 @@ export interface ContextRequest {
   phases: string[]
   /** Keep a log of the run under /var/log/kube-airgap/<log>-<time>.log (not in a dry run): opened once the bundle is verified. */
   log?: string
+  /**
+   * The command works on the cluster node already installed here (upgrade): the context takes
+   * its role, name, address, pod subnet and Calico's autodetection from what kubeadm and the
+   * installer left on the node, and refuses a node that is not one.
+   */
+  installed?: boolean
   say(line: string): void
 }
 
@@ -64,7 +71,10 @@ export interface ContextRequest {
  * over it and the join file, checked; then the gate: the bundle verified (and the record
  * written), and opened on what verification saw, reusing the lock it parsed.
  */
-export async function resolveContext(flags: Flags, req: ContextRequest): Promise<{ ctx: Context; report?: VerifyReport; record?: string }> {
+export async function resolveContext(
+  flags: Flags,
+  req: ContextRequest,
+): Promise<{ ctx: Context; report?: VerifyReport; record?: string; node?: InstalledNode }> {
   await requireRoot(flags.root)
   checkRootCommands(flags, req.phases)
   const dryRun = !!flags.dryRun
@@ -91,20 +101,46 @@ export async function resolveContext(flags: Flags, req: ContextRequest): Promise
     req.say(line)
     log?.line(line)
   }
+  const ctx: Context = {
+    host: log ? new LoggingHost(host, log) : host,
+    usb: log ? new LoggingHost(usb, log) : usb,
+    bundle,
+    facts,
+    cluster: setup,
+    options: { role: req.role, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose },
+    say,
+    ...(log ? { log } : {}),
+  }
+  const installed = req.installed ? await asInstalled(ctx) : undefined
   return {
-    ctx: {
-      host: log ? new LoggingHost(host, log) : host,
-      usb: log ? new LoggingHost(usb, log) : usb,
-      bundle,
-      facts,
-      cluster: setup,
-      options: { role: req.role, dryRun, containerdAddress: flags.containerdAddress, json: !!flags.json, verbose: !!flags.verbose },
-      say,
-      ...(log ? { log } : {}),
-    },
+    ctx,
     ...(report ? { report } : {}),
     ...(recordOn ? { record: node.path(record) } : {}),
+    ...(installed ? { node: installed } : {}),
   }
+}
+
+/** The context made the node's own: what kubeadm and the installer left here, over the flags. */
+async function asInstalled(ctx: Context): Promise<InstalledNode> {
+  const node = await installedNode(ctx)
+  if (!node)
+    throw new KaError(
+      'EUSAGE',
+      'this node is not part of a cluster kube-airgap set up (no kubeadm config of ours beside a kubeconfig in /etc/kubernetes): install it with sudo ./install --role master|worker',
+    )
+  // Calico is applied from the first master only; the others take calicoctl (network phase).
+  ctx.options.role = node.kind === 'first-master' ? 'master' : 'worker'
+  ctx.cluster = {
+    ...ctx.cluster,
+    advertise: node.advertise ?? ctx.cluster.advertise,
+    config: {
+      ...ctx.cluster.config,
+      nodeName: node.name,
+      ...(node.podSubnet ? { podSubnet: node.podSubnet } : {}),
+      ...(node.calicoAutodetection && !ctx.cluster.config.calicoAutodetection ? { calicoAutodetection: node.calicoAutodetection } : {}),
+    },
+  }
+  return node
 }
 
 async function requireRoot(root: string): Promise<void> {

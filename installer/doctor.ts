@@ -32,15 +32,25 @@ const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
  * not ok, what to do. Nothing is changed, nothing is started.
  */
 export async function doctor(ctx: Context): Promise<Finding[]> {
-  const { host, bundle } = ctx
   const out: Finding[] = []
-  const add = (level: Finding['level'], check: string, found: string, fix?: string) => out.push({ level, check, found, ...(fix ? { fix } : {}) })
-  const joined = await host.exists(KUBELET_KUBECONFIG)
+  const add: Add = (level, check, found, fix) => out.push({ level, check, found, ...(fix ? { fix } : {}) })
+  for (const check of CHECKS) await check(ctx, add)
+  return out
+}
 
-  // Field notes error 1: kubeadm's preflight stops on missing conntrack (and warns on socat).
-  out.push(...(await hostCommandFindings(ctx)))
+type Add = (level: Finding['level'], check: string, found: string, fix?: string) => void
+type Check = (ctx: Context, add: Add) => Promise<void>
 
-  // containerd's config: the sandbox image, the cgroup driver, deprecated keys.
+/** Findings another module makes, added as they are. */
+const adding =
+  (find: (ctx: Context) => Promise<Finding | Finding[] | undefined>): Check =>
+  async (ctx, add) => {
+    for (const f of [(await find(ctx)) ?? []].flat()) add(f.level, f.check, f.found, f.fix)
+  }
+
+/** containerd's config: the sandbox image, deprecated keys, the cgroup driver. */
+async function containerdConfig(ctx: Context, add: Add): Promise<void> {
+  const { host, bundle } = ctx
   const config = await host.readText(CONTAINERD_CONFIG)
   if (!config)
     add(
@@ -73,35 +83,45 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
         './install --phases containerd rewrites the file without them',
       )
     else add('ok', 'containerd deprecated keys', 'none')
-    const containerdSystemd = /SystemdCgroup\s*=\s*true/.test(config)
-    const kubelet = await host.readText(KUBELET_CONFIG)
-    if (!kubelet) {
-      // Field notes error 4: expected until kubeadm init/join writes it.
-      add('ok', 'kubelet config', `${KUBELET_CONFIG} not there yet: expected until kubeadm init or join writes it (kubelet restarts until then)`)
-      // kubeadm will configure the kubelet for systemd (our KubeletConfiguration says so):
-      // containerd on cgroupfs (what `containerd config default` writes) is a mismatch now.
-      if (!containerdSystemd)
-        add(
-          'fail',
-          'cgroup drivers',
-          `containerd's runc uses cgroupfs (SystemdCgroup = false or unset in ${CONTAINERD_CONFIG}), and kubeadm will set up the kubelet for systemd: pods would restart endlessly`,
-          `./install --phases containerd rewrites ${CONTAINERD_CONFIG} with SystemdCgroup = true and restarts containerd (by hand: set it under [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options], then systemctl restart containerd)`,
-        )
-    } else {
-      const driver = (yaml.load(kubelet) as { cgroupDriver?: string })?.cgroupDriver ?? 'cgroupfs'
-      const ctrDriver = containerdSystemd ? 'systemd' : 'cgroupfs'
-      if (driver !== ctrDriver)
-        add(
-          'fail',
-          'cgroup drivers',
-          `kubelet uses ${driver}, containerd uses ${ctrDriver}`,
-          'both must be systemd: cgroupDriver: systemd in the KubeletConfiguration and SystemdCgroup = true in containerd (./install does both)',
-        )
-      else add('ok', 'cgroup drivers', `kubelet and containerd both use ${driver}`)
-    }
+    await cgroupDrivers(ctx, add, config)
   }
+}
 
-  // Two containerd or runc binaries, and which one runs.
+/** The kubelet's cgroup driver and containerd's: systemd both (field notes: pods restart endlessly otherwise). */
+async function cgroupDrivers(ctx: Context, add: Add, config: string): Promise<void> {
+  const { host } = ctx
+  const containerdSystemd = /SystemdCgroup\s*=\s*true/.test(config)
+  const kubelet = await host.readText(KUBELET_CONFIG)
+  if (!kubelet) {
+    // Field notes error 4: expected until kubeadm init/join writes it.
+    add('ok', 'kubelet config', `${KUBELET_CONFIG} not there yet: expected until kubeadm init or join writes it (kubelet restarts until then)`)
+    // kubeadm will configure the kubelet for systemd (our KubeletConfiguration says so):
+    // containerd on cgroupfs (what `containerd config default` writes) is a mismatch now.
+    if (!containerdSystemd)
+      add(
+        'fail',
+        'cgroup drivers',
+        `containerd's runc uses cgroupfs (SystemdCgroup = false or unset in ${CONTAINERD_CONFIG}), and kubeadm will set up the kubelet for systemd: pods would restart endlessly`,
+        `./install --phases containerd rewrites ${CONTAINERD_CONFIG} with SystemdCgroup = true and restarts containerd (by hand: set it under [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options], then systemctl restart containerd)`,
+      )
+  } else {
+    const driver = (yaml.load(kubelet) as { cgroupDriver?: string })?.cgroupDriver ?? 'cgroupfs'
+    const ctrDriver = containerdSystemd ? 'systemd' : 'cgroupfs'
+    if (driver !== ctrDriver)
+      add(
+        'fail',
+        'cgroup drivers',
+        `kubelet uses ${driver}, containerd uses ${ctrDriver}`,
+        'both must be systemd: cgroupDriver: systemd in the KubeletConfiguration and SystemdCgroup = true in containerd (./install does both)',
+      )
+    else add('ok', 'cgroup drivers', `kubelet and containerd both use ${driver}`)
+  }
+}
+
+/** Two containerd or runc binaries, and which one runs. */
+async function binaries(ctx: Context, add: Add): Promise<void> {
+  const { host } = ctx
+  const config = await host.readText(CONTAINERD_CONFIG)
   const unit = (await host.readText(CONTAINERD_UNIT)) ?? ''
   const runs = /^ExecStart=(\S+)/m.exec(unit)?.[1] ?? '(no unit)'
   const runcUsed = (config && /BinaryName\s*=\s*"([^"]+)"/.exec(config)?.[1]) || 'runc on PATH'
@@ -119,11 +139,11 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       )
     else add('ok', `${name} binaries`, copies[0] ? `${copies[0]} (in use: ${used})` : 'not installed')
   }
+}
 
-  out.push(await nameserverFinding(ctx, 'fail'), ...(await firewallFindings(ctx)), ...(await securityFindings(ctx, true)))
-
-  // Kernel: modules and sysctls, live and persisted.
-  // What the kernel phase has not touched yet is to do, not broken: its files are not there.
+/** Kernel modules, live and persisted. What the kernel phase has not touched yet is to do, not broken: its files are not there. */
+async function modules(ctx: Context, add: Add): Promise<void> {
+  const { host } = ctx
   const loaded = await loadedModules(host)
   const modulesFile = await host.readText(MODULES_LOAD)
   const persisted = modulesFile ?? ''
@@ -135,6 +155,11 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       add('warn', `module ${m}`, `loaded, but not in ${MODULES_LOAD}: gone after a reboot`, './install --phases kernel')
     else add('ok', `module ${m}`, 'loaded and persisted')
   }
+}
+
+/** The sysctls Kubernetes needs, live and persisted. */
+async function sysctls(ctx: Context, add: Add): Promise<void> {
+  const { host } = ctx
   const sysctlText = await host.readText(SYSCTL_CONF)
   const sysctlFile = sysctlText ?? ''
   for (const [k, v] of SYSCTLS.slice(0, 3)) {
@@ -151,9 +176,14 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       add('warn', k, `set now, not in ${SYSCTL_CONF}: lost at reboot`, './install --phases kernel')
     else add('ok', k, `${v}, persisted`)
   }
+}
+
+/** Swap off now and at boot. */
+async function swap(ctx: Context, add: Add): Promise<void> {
+  const { host } = ctx
   const swaps = await activeSwaps(host)
   const fstabSwap = ((await host.readText(FSTAB)) ?? '').split('\n').filter((l) => !l.trim().startsWith('#') && l.trim().split(/\s+/)[2] === 'swap')
-  const kernelDone = modulesFile !== undefined || sysctlText !== undefined
+  const kernelDone = (await host.exists(MODULES_LOAD)) || (await host.exists(SYSCTL_CONF))
   if (swaps.length && !kernelDone)
     add(
       'todo',
@@ -166,8 +196,11 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
   else if (fstabSwap.length)
     add('warn', 'swap', `off now, but ${FSTAB} turns it on at boot: ${fstabSwap[0]!.trim()}`, './install --phases kernel comments it out (keeping a backup)')
   else add('ok', 'swap', 'off, and off after reboot')
+}
 
-  // Field notes error 5: a port in use before the node has joined.
+/** Field notes error 5: a port in use before the node has joined. */
+async function ports(ctx: Context, add: Add): Promise<void> {
+  const joined = await ctx.host.exists(KUBELET_KUBECONFIG)
   for (const [port, who] of [
     [10250, 'kubelet'],
     [6443, 'kube-apiserver'],
@@ -181,9 +214,11 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
         `a ${who} from an earlier attempt: ./install reset, then run ./install again`,
       )
   }
+}
 
-  // Field notes error 6: a clock behind the cluster's certificates.
-  const pem = await host.readText(CA_CERT)
+/** Field notes error 6: a clock behind the cluster's certificates. */
+async function caClock(ctx: Context, add: Add): Promise<void> {
+  const pem = await ctx.host.readText(CA_CERT)
   if (pem) {
     const cert = new X509Certificate(pem)
     const now = ctx.facts.now()
@@ -203,8 +238,11 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       )
     else add('ok', 'clock', "within the cluster certificates' validity")
   }
+}
 
-  // Images: in k8s.io, under their exact names; not elsewhere.
+/** Images: in k8s.io, under their exact names; not elsewhere; pinned. */
+async function images(ctx: Context, add: Add): Promise<void> {
+  const { bundle } = ctx
   const present = await listImageLabels(ctx, 'k8s.io')
   if (!present) add('warn', 'images', `containerd does not answer at ${ctx.options.containerdAddress}`, 'systemctl status containerd; journalctl -u containerd')
   else {
@@ -231,10 +269,12 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       )
     else if (!absent.length) add('ok', 'images pinned', `all pinned (${PINNED_LABEL})`)
   }
+}
 
-  // Calico's pool against kubeadm's pod subnet.
-  const kubeadmCfg = await host.readText(KUBEADM_CONFIG)
-  const calico = await host.readText(CALICO_APPLIED)
+/** Calico's pool against kubeadm's pod subnet. */
+async function calicoPool(ctx: Context, add: Add): Promise<void> {
+  const kubeadmCfg = await ctx.host.readText(KUBEADM_CONFIG)
+  const calico = await ctx.host.readText(CALICO_APPLIED)
   if (kubeadmCfg && calico) {
     const pod = (yaml.loadAll(kubeadmCfg) as { kind?: string; networking?: { podSubnet?: string } }[]).find((d) => d?.kind === 'ClusterConfiguration')
       ?.networking?.podSubnet
@@ -248,10 +288,14 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       )
     else add('ok', 'Calico pool', `${pool} = kubeadm's pod subnet`)
   }
+}
 
-  // Field notes error 6, as it happens: a node that was off while Calico's CNI token
-  // expired cannot set up pods ("Unauthorized"), whatever its clock says now.
-  const calicoKubeconfig = await host.readText(CALICO_CNI_KUBECONFIG)
+/**
+ * Field notes error 6, as it happens: a node that was off while Calico's CNI token expired
+ * cannot set up pods ("Unauthorized"), whatever its clock says now.
+ */
+async function calicoToken(ctx: Context, add: Add): Promise<void> {
+  const calicoKubeconfig = await ctx.host.readText(CALICO_CNI_KUBECONFIG)
   if (calicoKubeconfig) {
     const exp = jwtExpiry(/^\s*token:\s*"?([A-Za-z0-9._-]+)"?\s*$/m.exec(calicoKubeconfig)?.[1])
     const now = ctx.facts.now()
@@ -264,8 +308,10 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       )
     else if (exp !== undefined) add('ok', 'Calico CNI token', `valid until ${new Date(exp).toISOString()}`)
   }
+}
 
-  // The join files on the USB stick.
+/** The join files on the USB stick, and this node's clock against the master's that wrote them. */
+async function joinFiles(ctx: Context, add: Add): Promise<void> {
   for (const rel of [JOIN_WORKER, JOIN_CONTROL_PLANE]) {
     const text = await ctx.usb.readText(`/${rel}`)
     if (text === undefined) continue
@@ -287,12 +333,33 @@ export async function doctor(ctx: Context): Promise<Finding[]> {
       add('warn', rel, (e as Error).message.split(';')[0]!, 'on the first master: sudo ./install join-command')
     }
   }
-  out.push(...(await versionFindings(ctx)))
-  const node = await installedNode(ctx)
-  const clock = node && (await clockSkewFinding(ctx, node.kubeconfig))
-  if (clock) out.push(clock)
-  return out
 }
+
+/** Every check, in the order doctor prints them. */
+const CHECKS: Check[] = [
+  // Field notes error 1: kubeadm's preflight stops on missing conntrack (and warns on socat).
+  adding(hostCommandFindings),
+  containerdConfig,
+  binaries,
+  adding((ctx) => nameserverFinding(ctx, 'fail')),
+  adding(firewallFindings),
+  adding((ctx) => securityFindings(ctx, true)),
+  modules,
+  sysctls,
+  swap,
+  ports,
+  caClock,
+  images,
+  calicoPool,
+  calicoToken,
+  joinFiles,
+  adding(versionFindings),
+  // This node's clock against the API server's (the Date header it answers with).
+  adding(async (ctx) => {
+    const node = await installedNode(ctx)
+    return node && clockSkewFinding(ctx, node.kubeconfig)
+  }),
+]
 
 /** The `exp` of a JWT (milliseconds), read without checking it: only the node's view of time matters here. */
 function jwtExpiry(token: string | undefined): number | undefined {

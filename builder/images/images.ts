@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises'
-import pLimit from 'p-limit'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
 import type { LockedImage } from '../../bundle/lock.js'
@@ -31,51 +30,49 @@ export interface PlannedImage {
 export async function planImages(
   images: readonly LockedImage[],
   platform: Platform,
-  o: { registry: RegistryClient; cache: Cache; progress: Progress; concurrency: number },
+  o: { registry: RegistryClient; cache: Cache; progress: Progress },
 ): Promise<{ planned: PlannedImage[]; locked: LockedImage[] }> {
-  const limit = pLimit(o.concurrency)
+  // Every request holds a connection of the build's one budget (--concurrency): no limit of its own here.
   const planned = await Promise.all(
-    images.map((im) =>
-      limit(async (): Promise<PlannedImage> => {
-        const ref = parseImageRef(im.ref)
-        const name = imageName(ref)
-        let pinned = im.digest
-        if (!pinned) {
-          const top = await o.registry.resolve(ref)
-          pinned = top.digest
-          await o.cache.store(top.digest, top.data)
-          o.progress.note(`WARN  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
+    images.map(async (im): Promise<PlannedImage> => {
+      const ref = parseImageRef(im.ref)
+      const name = imageName(ref)
+      let pinned = im.digest
+      if (!pinned) {
+        const top = await o.registry.resolve(ref)
+        pinned = top.digest
+        await o.cache.store(top.digest, top.data)
+        o.progress.note(`WARN  ${name} has no digest in the lock; resolved it to ${pinned.oci} now (run \`bundle lock\` to pin it)`)
+      }
+      const topBytes = await manifestBytes(o, ref, pinned)
+      const top = parseManifestDoc(topBytes, undefined, name)
+      let manifest: Descriptor
+      if (top.kind === 'index') {
+        const chosen = selectPlatform(top.manifests, platform)
+        if (!chosen)
+          throw new KaError(
+            'ENOTPINNED',
+            `${name}: no ${platform} image in its index (it has ${platformsOf(top.manifests).join(', ') || 'none'}); pick another tag or drop the platform`,
+          )
+        manifest = { mediaType: chosen.mediaType || MediaType.ociManifest, digest: chosen.digest, size: chosen.size, platform: chosen.platform! }
+      } else {
+        manifest = { mediaType: top.mediaType, digest: pinned, size: topBytes.length }
+      }
+      const doc = parseManifestDoc(await manifestBytes(o, ref, manifest.digest), manifest.mediaType, name)
+      if (doc.kind !== 'manifest')
+        throw new KaError('EREGISTRY', `${name}: the ${platform} entry of its index is itself an index; nested indexes are not supported`)
+      if (top.kind === 'manifest') {
+        const config = JSON.parse((await configBytes(o, ref, doc.config)).toString('utf8')) as { os?: string; architecture?: string }
+        if (config.os !== 'linux' || config.architecture !== archOf(platform)) {
+          throw new KaError(
+            'ENOTPINNED',
+            `${name}: a single-platform image for ${config.os}/${config.architecture}, not ${platform}; pin a multi-platform tag or build for its platform`,
+          )
         }
-        const topBytes = await manifestBytes(o, ref, pinned)
-        const top = parseManifestDoc(topBytes, undefined, name)
-        let manifest: Descriptor
-        if (top.kind === 'index') {
-          const chosen = selectPlatform(top.manifests, platform)
-          if (!chosen)
-            throw new KaError(
-              'ENOTPINNED',
-              `${name}: no ${platform} image in its index (it has ${platformsOf(top.manifests).join(', ') || 'none'}); pick another tag or drop the platform`,
-            )
-          manifest = { mediaType: chosen.mediaType || MediaType.ociManifest, digest: chosen.digest, size: chosen.size, platform: chosen.platform! }
-        } else {
-          manifest = { mediaType: top.mediaType, digest: pinned, size: topBytes.length }
-        }
-        const doc = parseManifestDoc(await manifestBytes(o, ref, manifest.digest), manifest.mediaType, name)
-        if (doc.kind !== 'manifest')
-          throw new KaError('EREGISTRY', `${name}: the ${platform} entry of its index is itself an index; nested indexes are not supported`)
-        if (top.kind === 'manifest') {
-          const config = JSON.parse((await configBytes(o, ref, doc.config)).toString('utf8')) as { os?: string; architecture?: string }
-          if (config.os !== 'linux' || config.architecture !== archOf(platform)) {
-            throw new KaError(
-              'ENOTPINNED',
-              `${name}: a single-platform image for ${config.os}/${config.architecture}, not ${platform}; pin a multi-platform tag or build for its platform`,
-            )
-          }
-          manifest.platform = { os: 'linux', architecture: archOf(platform) }
-        }
-        return { ref, name, pinned, manifest, blobs: [doc.config, ...doc.layers] }
-      }),
-    ),
+        manifest.platform = { os: 'linux', architecture: archOf(platform) }
+      }
+      return { ref, name, pinned, manifest, blobs: [doc.config, ...doc.layers] }
+    }),
   )
   return { planned, locked: planned.map((p) => ({ ref: p.name, digest: p.pinned, manifest: p.manifest.digest })) }
 }

@@ -8,7 +8,6 @@ import { readRepo, type DnfOptions } from '../packages/dnf.js'
 import { newestRpms, rpmClosure, type RpmPackage } from '../packages/rpm.js'
 import { KEYRING_DIR, KUBEADM_TABLE } from '../package-files.js'
 import { kubeadmImages } from '../../bundle/closed-world.js'
-import pLimit from 'p-limit'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
 import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage } from '../../bundle/lock.js'
@@ -18,6 +17,7 @@ import { DockerCredentials } from '../images/credentials.js'
 import { parseImageRef } from '../../bundle/reference.js'
 import { RegistryClient } from '../images/registry.js'
 import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
+import { Connections } from '../download/connections.js'
 import { download } from '../download/download.js'
 import { applyMirrors, fetchText } from '../download/http.js'
 import type { Manifest } from './manifest.js'
@@ -69,52 +69,50 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     kubeadmTable: KUBEADM_TABLE,
     ...opts,
   }
+  // --concurrency means what it means in bundle build: connections of one budget, which every
+  // request (checksum files, files hashed by download, package indexes, tags) holds while it runs.
+  o.http = { ...o.http, connections: o.http.connections ?? new Connections(o.concurrency, o.http.segmentBytes) }
   kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
   const wants = wantsOf(manifest)
-  const limit = pLimit(o.concurrency)
   const checksumFiles = new Map<string, Promise<string | undefined>>()
   const files = await Promise.all(
-    wants.map((w) =>
-      limit(async (): Promise<LockedFile> => {
-        const file = urlBaseName(w.url)
-        const base: LockedFile = {
-          name: w.name,
-          version: w.version,
-          ...(w.platform ? { platform: w.platform } : {}),
-          url: w.url,
-          integrity: w.sha256 ?? Sha256.of(''),
-          file,
+    wants.map(async (w): Promise<LockedFile> => {
+      const file = urlBaseName(w.url)
+      const base: LockedFile = {
+        name: w.name,
+        version: w.version,
+        ...(w.platform ? { platform: w.platform } : {}),
+        url: w.url,
+        integrity: w.sha256 ?? Sha256.of(''),
+        file,
+      }
+      if (w.sha256) return base
+      if (w.checksumUrl) {
+        const url = applyMirrors(w.checksumUrl, o.mirrors)
+        let text = checksumFiles.get(url)
+        if (!text) {
+          text = fetchText(`checksum of ${label(w)}`, url, o.http)
+          checksumFiles.set(url, text)
         }
-        if (w.sha256) return base
-        if (w.checksumUrl) {
-          const url = applyMirrors(w.checksumUrl, o.mirrors)
-          let text = checksumFiles.get(url)
-          if (!text) {
-            text = fetchText(`checksum of ${label(w)}`, url, o.http)
-            checksumFiles.set(url, text)
-          }
-          const hex = pickChecksum((await text) ?? '', file)
-          if (hex) return { ...base, integrity: Sha256.fromHex(hex) }
-          o.progress.note(`note     ${label(w)}: no usable checksum at ${w.checksumUrl}; downloading to hash it`)
-        }
-        const { digest, size } = await hashByDownload(w, o)
-        return { ...base, integrity: digest, size }
-      }),
-    ),
+        const hex = pickChecksum((await text) ?? '', file)
+        if (hex) return { ...base, integrity: Sha256.fromHex(hex) }
+        o.progress.note(`note     ${label(w)}: no usable checksum at ${w.checksumUrl}; downloading to hash it`)
+      }
+      const { digest, size } = await hashByDownload(w, o)
+      return { ...base, integrity: digest, size }
+    }),
   )
 
   // Each image is pinned to what its tag names now: the multi-platform index, so one lock
   // serves every platform. A digest the manifest gives is kept as it is.
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const images = await Promise.all(
-    manifest.images.map((im) =>
-      limit(async () => {
-        if (im.digest) return { ref: im.ref, digest: im.digest }
-        const top = await registry.resolve(parseImageRef(im.ref))
-        o.progress.note(`resolved ${im.ref}@${top.digest.oci}`)
-        return { ref: im.ref, digest: top.digest }
-      }),
-    ),
+    manifest.images.map(async (im) => {
+      if (im.digest) return { ref: im.ref, digest: im.digest }
+      const top = await registry.resolve(parseImageRef(im.ref))
+      o.progress.note(`resolved ${im.ref}@${top.digest.oci}`)
+      return { ref: im.ref, digest: top.digest }
+    }),
   )
   const sets = manifest.platforms.flatMap((platform) =>
     manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ id: r.id, platform })),

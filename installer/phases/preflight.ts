@@ -21,10 +21,30 @@ const INSTALLER_NEEDS = ['systemctl', 'modprobe', 'sysctl', 'swapoff']
 
 /** What is wrong with this node before anything is changed. Fatal problems stop the run. */
 export async function preflightFindings(ctx: Context): Promise<Finding[]> {
-  const { host, bundle, options } = ctx
   const f: Finding[] = []
-  const add = (level: Finding['level'], check: string, found: string, fix?: string) => f.push({ level, check, found, ...(fix ? { fix } : {}) })
+  const add: Add = (level, check, found, fix) => f.push({ level, check, found, ...(fix ? { fix } : {}) })
+  await machine(ctx, add)
+  await ports(ctx, add)
+  await runtimes(ctx, add)
+  await system(ctx, add)
+  const shared = [
+    ...(await hostCommandFindings(ctx)),
+    ...(await firewallFindings(ctx)),
+    ...(await securityFindings(ctx, false)),
+    await nameserverFinding(ctx, 'warn'),
+  ]
+  f.push(...shared.filter((x) => x.level !== 'ok'))
+  const name = ctx.facts.hostname
+  if (!ctx.facts.hostnameResolves) add('warn', 'hostname', `${name} does not resolve`, `add "<this node's IP> ${name}" to /etc/hosts`)
+  if (f.length === 0) add('ok', 'preflight', 'nothing to report')
+  return f
+}
 
+type Add = (level: Finding['level'], check: string, found: string, fix?: string) => void
+
+/** The machine itself: root, architecture, systemd, swap. */
+async function machine(ctx: Context, add: Add): Promise<void> {
+  const { host, bundle, options } = ctx
   const { euid, arch: have } = ctx.facts
   if (euid !== 0 && !options.dryRun) add('fail', 'root', `running as uid ${euid}`, 'run it with sudo: sudo ./install ...')
   const want = archOf(bundle.platform)
@@ -35,10 +55,16 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
   const swaps = await activeSwaps(host)
   if (swaps.length)
     add('warn', 'swap', `swap is on (${swaps.map((l) => l.split(/\s+/)[0]).join(', ')})`, 'the kernel phase turns it off now and comments it out of /etc/fstab')
+}
 
-  // A node this installer already set up (its kubeadm config kept, the kubelet's kubeconfig
-  // written) runs its own kubelet and API server: a rerun skips what is done. Only a listener
-  // that is not ours, or a cluster this installer did not make, is a failure.
+/**
+ * Ports kubeadm needs, and a cluster already here. A node this installer already set up (its
+ * kubeadm config kept, the kubelet's kubeconfig written) runs its own kubelet and API server:
+ * a rerun skips what is done. Only a listener that is not ours, or a cluster this installer
+ * did not make, is a failure.
+ */
+async function ports(ctx: Context, add: Add): Promise<void> {
+  const { host, options } = ctx
   const ourState = (await host.exists(KUBEADM_CONFIG)) || (await host.exists(KUBEADM_JOIN_CONFIG))
   const joined = await host.exists(KUBELET_KUBECONFIG)
   const ours = ourState && joined
@@ -73,8 +99,10 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
       break
     }
   }
+}
 
-  // Another container runtime beside ours: the field notes' two runc and two containerd.
+/** Another container runtime beside ours: the field notes' two runc and two containerd. */
+async function runtimes(ctx: Context, add: Add): Promise<void> {
   const others: string[] = []
   for (const [name, mine] of [
     ['containerd', `${BIN_DIR}/containerd`],
@@ -91,7 +119,10 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
       `kube-airgap's unit runs ${BIN_DIR}/containerd and its config points runc at ${RUNC}; remove the others (apt remove containerd.io docker-ce, or snap remove docker) to avoid confusion, but only if nothing else needs them`,
     )
   }
+}
 
+/** cgroups, and the commands the installer's own phases run. */
+async function system({ host }: Context, add: Add): Promise<void> {
   if (!(await host.exists(CGROUP_V2_MARKER)))
     add(
       'warn',
@@ -99,7 +130,6 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
       'cgroup v1',
       'works with Kubernetes 1.29, but cgroup v1 is in maintenance mode: prefer a distribution on cgroup v2 (Ubuntu 22.04+, Debian 11+)',
     )
-
   for (const c of INSTALLER_NEEDS)
     if (!(await host.hasCommand(c)))
       add(
@@ -108,19 +138,6 @@ export async function preflightFindings(ctx: Context): Promise<Finding[]> {
         `${c} is not on PATH`,
         `install it (${c === 'modprobe' ? 'kmod' : c === 'systemctl' ? 'systemd' : c === 'sysctl' ? 'procps' : 'util-linux'})`,
       )
-  const shared = [
-    ...(await hostCommandFindings(ctx)),
-    ...(await firewallFindings(ctx)),
-    ...(await securityFindings(ctx, false)),
-    await nameserverFinding(ctx, 'warn'),
-  ]
-  f.push(...shared.filter((x) => x.level !== 'ok'))
-
-  const name = ctx.facts.hostname
-  if (!ctx.facts.hostnameResolves) add('warn', 'hostname', `${name} does not resolve`, `add "<this node's IP> ${name}" to /etc/hosts`)
-
-  if (f.length === 0) add('ok', 'preflight', 'nothing to report')
-  return f
 }
 
 export const preflight: Phase = {

@@ -44,99 +44,119 @@ export const tempPrefix = (name: string): string => `.${name}.tmp-`
  */
 export async function writeAtomic(path: string, data: Buffer | string | Readable | ((sink: Sink) => Promise<void>), opts: AtomicOptions = {}): Promise<Sha256> {
   const mode = opts.mode ?? 0o644
-  const temp = join(dirname(path), `${tempPrefix(basename(path))}${process.pid}-${randomBytes(6).toString('hex')}`)
   if (typeof data === 'string' || Buffer.isBuffer(data)) {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data
     data = (sink) => sink(bytes)
   }
-  // While every byte made so far is the old file's: the old file, and how many bytes agree.
-  let same = opts.keepSame && typeof data === 'function' ? await sameKind(path, mode, opts.owner) : undefined
-  let agreed = 0
-  let agreedHash = createHash('sha256')
-  const hash = createHash('sha256')
-  let fh: FileHandle | undefined
-  const startTemp = async (): Promise<FileHandle> => {
-    fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
-    if (same) {
-      // What agreed is what was made: it goes into the temp file from the old one, checked again
-      // on the way (the old file may have changed since it was compared).
-      const old = same
-      same = undefined
-      const copied = await copyPrefix(old, fh, agreed)
-      await old.close()
-      if (!copied.equals(Sha256.ofHash(agreedHash))) throw new Error(`${path} changed while it was being rebuilt; run the command again`)
-    }
-    return fh
-  }
+  const w = new AtomicWrite(path, mode, opts.keepSame && typeof data === 'function' ? await sameKind(path, mode, opts.owner) : undefined)
   try {
-    if (!same) await startTemp()
-    if (typeof data === 'function') {
-      // A large file (the bundle's tar) is flushed to disk as it grows, not all at the end.
-      let unsynced = 0
-      let flushing: Promise<void> = Promise.resolve()
-      const theirs = same ? Buffer.allocUnsafe(CHUNK) : undefined
-      await data(async (buf) => {
-        if (same) {
-          // The old bytes are read on libuv's pool while this thread hashes the new ones.
-          const reading = agrees(same, theirs!, buf, agreed)
-          hash.update(buf)
-          if (await reading) {
-            agreedHash = hash.copy()
-            agreed += buf.length
-            return
-          }
-          await writeAll(await startTemp(), buf)
-        } else {
-          const out = fh!
-          // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
-          const writing = out.write(buf, 0, buf.length)
-          hash.update(buf)
-          await writeAll(out, buf, (await writing).bytesWritten)
-        }
-        unsynced += buf.length
-        if (unsynced >= FLUSH_EVERY) {
-          unsynced = 0
-          await flushing
-          flushing = fh!.datasync()
-        }
-      })
-      await flushing
-    } else {
-      const out = fh!
-      for await (const chunk of data) {
-        const c = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
-        // Hashed before the write: the hash is of exactly the bytes that reach the file.
-        hash.update(c)
-        await out.write(c)
-      }
-    }
-    const got = Sha256.ofHash(hash)
+    if (!w.same) await w.startTemp()
+    if (typeof data === 'function') await w.produce(data)
+    else await w.stream(data)
+    const got = Sha256.ofHash(w.hash)
     if (opts.expected && !got.equals(opts.expected)) throw integrityError(opts.what ?? path, opts.expected, got, { path })
-    if (same) {
-      if ((await same.stat()).size === agreed) {
+    if (w.same) {
+      if ((await w.same.stat()).size === w.agreed) {
         // The very same bytes: left as they are, and on disk (a no-op when they were synced).
-        await same.datasync()
-        await same.close()
+        await w.same.datasync()
+        await w.same.close()
         return got
       }
       // The old file has more: what agreed goes into a new one.
-      await startTemp()
+      await w.startTemp()
     }
-    const out = fh!
+    const out = w.fh!
     await out.chmod(mode)
-    if (opts.owner) await chown(temp, opts.owner.uid, opts.owner.gid)
+    if (opts.owner) await chown(w.temp, opts.owner.uid, opts.owner.gid)
     await out.datasync()
     await out.close()
     await opts.beforeRename?.()
-    await rename(temp, path)
+    await rename(w.temp, path)
     return got
   } catch (e) {
-    await same?.close().catch(() => {})
-    if (fh) {
-      await fh.close().catch(() => {})
-      await rm(temp, { force: true })
+    await w.same?.close().catch(() => {})
+    if (w.fh) {
+      await w.fh.close().catch(() => {})
+      await rm(w.temp, { force: true })
     }
     throw e
+  }
+}
+
+/** One atomic write under way: its temp file (made late while the bytes agree with the old file's), and the hashes. */
+class AtomicWrite {
+  readonly temp: string
+  fh: FileHandle | undefined
+  readonly hash = createHash('sha256')
+  /** How many leading bytes agree with the old file's, and their hash. */
+  agreed = 0
+  private agreedHash = createHash('sha256')
+
+  constructor(
+    private readonly path: string,
+    private readonly mode: number,
+    /** While every byte made so far is the old file's: the old file. */
+    public same: FileHandle | undefined,
+  ) {
+    this.temp = join(dirname(path), `${tempPrefix(basename(path))}${process.pid}-${randomBytes(6).toString('hex')}`)
+  }
+
+  async startTemp(): Promise<FileHandle> {
+    const fh = await open(this.temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, this.mode)
+    this.fh = fh
+    if (this.same) {
+      // What agreed is what was made: it goes into the temp file from the old one, checked again
+      // on the way (the old file may have changed since it was compared).
+      const old = this.same
+      this.same = undefined
+      const copied = await copyPrefix(old, fh, this.agreed)
+      await old.close()
+      if (!copied.equals(Sha256.ofHash(this.agreedHash))) throw new Error(`${this.path} changed while it was being rebuilt; run the command again`)
+    }
+    return fh
+  }
+
+  /** A producer's bytes, compared with the old file's while they agree, else written; a large file is flushed to disk as it grows. */
+  async produce(data: (sink: Sink) => Promise<void>): Promise<void> {
+    let unsynced = 0
+    let flushing: Promise<void> = Promise.resolve()
+    const theirs = this.same ? Buffer.allocUnsafe(CHUNK) : undefined
+    await data(async (buf) => {
+      if (this.same) {
+        // The old bytes are read on libuv's pool while this thread hashes the new ones.
+        const reading = agrees(this.same, theirs!, buf, this.agreed)
+        this.hash.update(buf)
+        if (await reading) {
+          this.agreedHash = this.hash.copy()
+          this.agreed += buf.length
+          return
+        }
+        await writeAll(await this.startTemp(), buf)
+      } else {
+        const out = this.fh!
+        // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
+        const writing = out.write(buf, 0, buf.length)
+        this.hash.update(buf)
+        await writeAll(out, buf, (await writing).bytesWritten)
+      }
+      unsynced += buf.length
+      if (unsynced >= FLUSH_EVERY) {
+        unsynced = 0
+        await flushing
+        flushing = this.fh!.datasync()
+      }
+    })
+    await flushing
+  }
+
+  async stream(data: Readable): Promise<void> {
+    const out = this.fh!
+    for await (const chunk of data) {
+      const c = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer)
+      // Hashed before the write: the hash is of exactly the bytes that reach the file.
+      this.hash.update(c)
+      await out.write(c)
+    }
   }
 }
 

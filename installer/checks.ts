@@ -1,3 +1,4 @@
+import { BINARY_DIRS, UFW_CONF } from './node-paths.js'
 import { nameserverFix, nameservers, unitActive } from './node-state.js'
 import type { Context } from './plan.js'
 import { packagesForNode } from './os-packages.js'
@@ -15,9 +16,6 @@ export interface Finding {
   found: string
   fix?: string
 }
-
-/** Where a distribution, snap or a hand install put binaries. */
-export const BINARY_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/snap/bin', '/usr/local/bin', '/usr/local/sbin']
 
 /** kubeadm's own preflight: these missing stop `kubeadm init/join` ([ERROR FileExisting-...]). */
 export const KUBEADM_NEEDS = ['conntrack', 'ip', 'iptables', 'mount', 'nsenter']
@@ -107,8 +105,7 @@ export async function firewallFindings(ctx: Context): Promise<Finding[]> {
   const { host } = ctx
   const found: string[] = []
   const open = NEEDED_OPEN(ctx.options.role)
-  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText('/etc/ufw/ufw.conf')) ?? ''))
-    found.push(`ufw is enabled (/etc/ufw/ufw.conf): it may block ${open}`)
+  if (/^\s*ENABLED\s*=\s*yes\s*$/m.test((await host.readText(UFW_CONF)) ?? '')) found.push(`ufw is enabled (${UFW_CONF}): it may block ${open}`)
   // firewalld is security.ts's: it opens the ports (or says which), instead of warning.
   for (const unit of ['nftables']) {
     if (await unitActive(host, unit)) found.push(`${unit} is running: its rules may block ${open}`)

@@ -14,6 +14,7 @@ import {
   MODULES_LOAD,
   procSys,
   SYSCTL_CONF,
+  KUBELET_CONFIG,
 } from './node-paths.js'
 import { activeSwaps, describeListener, listenerOn, loadedModules, portFree } from './node-state.js'
 import { imagesElsewhere, listImageLabels, PINNED_LABEL } from './containerd-images.js'
@@ -23,8 +24,6 @@ import { SYSCTLS } from './templates.js'
 import { installedNode, versionFindings } from './cluster-view.js'
 import { clockSkewFinding } from './clock.js'
 import { securityFindings } from './security.js'
-
-const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
 
 /**
  * Read-only checks of a live node (or one under --root) for every failure in the field

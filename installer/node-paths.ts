@@ -22,8 +22,36 @@ export const SELINUX_BACKUP = '/etc/selinux/config.kube-airgap.bak'
 export const CONTAINER_SELINUX_POLICY = '/usr/share/selinux/packages/container.pp.bz2'
 export const DEFAULT_CONTAINERD_SOCKET = '/run/containerd/containerd.sock'
 export const CTR = `${BIN_DIR}/ctr`
+/** kubeadm's folder: the kubeconfigs, the PKI, the static pods. */
+export const KUBERNETES_DIR = '/etc/kubernetes'
 export const KUBECONFIG_ADMIN = '/etc/kubernetes/admin.conf'
 export const KUBELET_KUBECONFIG = '/etc/kubernetes/kubelet.conf'
+
+/** The kubelet's configuration, written by kubeadm init or join; the pods' folders. */
+export const KUBELET_CONFIG = '/var/lib/kubelet/config.yaml'
+export const KUBELET_PODS_DIR = '/var/lib/kubelet/pods'
+/** The CNI configuration containerd reads, and the CNI plugins' state. */
+export const CNI_CONF_DIR = '/etc/cni/net.d'
+export const CNI_STATE_DIR = '/var/lib/cni'
+/** Where containerd looks for a registry's hosts.toml. */
+export const CONTAINERD_CERTS_DIR = '/etc/containerd/certs.d'
+/** containerd's data (images included) and its runtime state. */
+export const CONTAINERD_DATA_DIR = '/var/lib/containerd'
+export const CONTAINERD_RUN_DIR = '/run/containerd'
+/** Where the CRI plugin keeps per-container and per-sandbox state (field notes error 7). */
+export const CRI_STATE_DIRS = [
+  `${CONTAINERD_DATA_DIR}/io.containerd.grpc.v1.cri/containers`,
+  `${CONTAINERD_DATA_DIR}/io.containerd.grpc.v1.cri/sandboxes`,
+  `${CONTAINERD_RUN_DIR}/io.containerd.grpc.v1.cri/containers`,
+  `${CONTAINERD_RUN_DIR}/io.containerd.grpc.v1.cri/sandboxes`,
+]
+/** The node's release: /etc/os-release, else the file it links to. */
+export const OS_RELEASE_FILES = ['/etc/os-release', '/usr/lib/os-release']
+/** Where a distribution, snap or a hand install put binaries. */
+export const BINARY_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/snap/bin', '/usr/local/bin', '/usr/local/sbin']
+export const UFW_CONF = '/etc/ufw/ufw.conf'
+/** root's kubeconfig, which the first master's finish phase writes. */
+export const ROOT_KUBECONFIG = '/root/.kube/config'
 
 /** Live kernel state, read (under --root too, where tests emulate it). */
 export const PROC_MODULES = '/proc/modules'
@@ -54,9 +82,11 @@ export const RESOLV_CONF = '/etc/resolv.conf'
 /** systemd-resolved's list of the real DNS servers; its /etc/resolv.conf names only its 127.0.0.53 stub. */
 export const SYSTEMD_RESOLV_CONF = '/run/systemd/resolve/resolv.conf'
 /** The token Calico's CNI plugin uses (written by calico-node; it expires while a node is off). */
-export const CALICO_CNI_KUBECONFIG = '/etc/cni/net.d/calico-kubeconfig'
+export const CALICO_CNI_KUBECONFIG = `${CNI_CONF_DIR}/calico-kubeconfig`
 export const ETC_PASSWD = '/etc/passwd'
 export const PROC_NET_ROUTE = '/proc/net/route'
+/** The mounts of this process's namespace: always the live machine's, never under --root. */
+export const PROC_MOUNTINFO = '/proc/self/mountinfo'
 
 /** OS packages on their way to dpkg: copied here from the bundle, checked as written, removed after. */
 export const PACKAGE_STAGING = '/var/lib/kube-airgap/staging'

@@ -1,10 +1,11 @@
+import { OS_RELEASE_FILES } from './node-paths.js'
 import type { LockedPackage } from '../bundle/lock.js'
 import { releaseId } from '../bundle/os-release.js'
 import type { Context } from './plan.js'
 
 /** `ubuntu-22.04`, `rocky-9`: the node's release from /etc/os-release, as the bundle names its sets (bundle/os-release.ts). */
 export async function nodeRelease(ctx: Context): Promise<string | undefined> {
-  const text = (await ctx.host.readText('/etc/os-release')) ?? (await ctx.host.readText('/usr/lib/os-release'))
+  const text = (await ctx.host.readText(OS_RELEASE_FILES[0]!)) ?? (await ctx.host.readText(OS_RELEASE_FILES[1]!))
   return text === undefined ? undefined : releaseId(text)
 }
 

@@ -1,4 +1,4 @@
-import { BIN_DIR, CNI_BIN_DIR, DEFAULT_CONTAINERD_SOCKET, RUNC } from './node-paths.js'
+import { BIN_DIR, CNI_BIN_DIR, DEFAULT_CONTAINERD_SOCKET, RUNC, CNI_CONF_DIR, CONTAINERD_CERTS_DIR } from './node-paths.js'
 
 /**
  * The files the installer writes, as text. Each says why it is the way it is: these are
@@ -43,7 +43,7 @@ export const containerdConfig = (sandboxImage: string, selinux = false): string 
 ${selinux ? '  # SELinux kept enforcing (cluster.yaml selinux: keep): containers get their own labels, as container-selinux expects.\n  enable_selinux = true\n' : ''}
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "${CNI_BIN_DIR}"
-  conf_dir = "/etc/cni/net.d"
+  conf_dir = "${CNI_CONF_DIR}"
 
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "runc"
@@ -56,7 +56,7 @@ ${selinux ? '  # SELinux kept enforcing (cluster.yaml selinux: keep): containers
   SystemdCgroup = true
 
 [plugins."io.containerd.grpc.v1.cri".registry]
-  config_path = "/etc/containerd/certs.d"
+  config_path = "${CONTAINERD_CERTS_DIR}"
 `
 
 export const crictlConfig = (socket = DEFAULT_CONTAINERD_SOCKET): string =>

@@ -43,8 +43,10 @@ export async function readManifest(path: string): Promise<Manifest> {
   return parseManifest(text, path)
 }
 
+type Fail = (field: string, problem: string) => never
+
 export function parseManifest(text: string, source: string): Manifest {
-  const fail = (field: string, problem: string): never => {
+  const fail: Fail = (field, problem) => {
     throw new KaError('ELOCK', `${source}: ${field}: ${problem}`, { field })
   }
   const raw = loadYaml(text, source, 'ELOCK')
@@ -61,9 +63,24 @@ export function parseManifest(text: string, source: string): Manifest {
     return p as Platform
   })
 
+  const list = (key: string): unknown[] => {
+    const v = o[key] ?? []
+    return Array.isArray(v) ? v : fail(key, 'must be a list')
+  }
+  return {
+    kubernetes,
+    platforms,
+    components: componentsOf(o.components, fail),
+    images: list('images').map((v, i) => imageOf(v, `images[${i}]`, fail)),
+    files: list('files').map((v, i) => extraFileOf(v, `files[${i}]`, fail)),
+    packages: packagesOf(o.packages, platforms, fail),
+  }
+}
+
+function componentsOf(raw: unknown, fail: Fail): Map<string, string> {
   const components = new Map<string, string>()
   const known = COMPONENTS.map((c) => c.name)
-  const comps = (o.components ?? {}) as Record<string, unknown>
+  const comps = (raw ?? {}) as Record<string, unknown>
   if (typeof comps !== 'object' || Array.isArray(comps)) fail('components', 'must map component names to versions')
   for (const [name, version] of Object.entries(comps)) {
     if (!known.includes(name)) fail(`components.${name}`, `unknown component${didYouMean(name, known)}; known: ${known.join(', ')}`)
@@ -71,43 +88,43 @@ export function parseManifest(text: string, source: string): Manifest {
       fail(`components.${name}`, `must be a version like 1.2.3, found ${JSON.stringify(version)}`)
     components.set(name, String(version))
   }
+  return components
+}
 
-  const list = (key: string): unknown[] => {
-    const v = o[key] ?? []
-    return Array.isArray(v) ? v : fail(key, 'must be a list')
+function imageOf(v: unknown, at: string, fail: Fail): ImageWant {
+  if (typeof v !== 'string') return fail(at, 'must be a reference string such as registry.k8s.io/pause:3.9')
+  let parsed: ImageRef
+  try {
+    parsed = parseImageRef(v)
+  } catch (e) {
+    return fail(at, (e as Error).message)
   }
-  const images = list('images').map((v, i): ImageWant => {
-    if (typeof v !== 'string') return fail(`images[${i}]`, 'must be a reference string such as registry.k8s.io/pause:3.9')
-    let parsed: ImageRef
+  // Stored canonical (docker.io/library/..., a tag always), as the node will name it.
+  const ref = imageName(parsed)
+  return parsed.digest ? { ref, digest: parsed.digest } : { ref }
+}
+
+function extraFileOf(v: unknown, at: string, fail: Fail): ExtraFile {
+  const f = v as Record<string, unknown>
+  if (typeof f !== 'object' || f === null) return fail(`${at}`, 'must be a mapping with name, version, url')
+  for (const k of ['name', 'version', 'url']) if (typeof f[k] !== 'string' && typeof f[k] !== 'number') fail(`${at}.${k}`, 'missing')
+  const out: ExtraFile = { name: String(f.name), version: String(f.version), url: String(f.url) }
+  const bad = urlProblem(out.url)
+  if (bad) fail(`${at}.url`, bad)
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(out.name + out.version)) fail(`${at}`, 'name and version must be printable text')
+  if (f.sha256 !== undefined) {
     try {
-      parsed = parseImageRef(v)
-    } catch (e) {
-      return fail(`images[${i}]`, (e as Error).message)
+      out.sha256 = Sha256.fromHex(String(f.sha256))
+    } catch {
+      fail(`${at}.sha256`, 'must be 64 hex digits')
     }
-    // Stored canonical (docker.io/library/..., a tag always), as the node will name it.
-    const ref = imageName(parsed)
-    return parsed.digest ? { ref, digest: parsed.digest } : { ref }
-  })
+  }
+  return out
+}
 
-  const files = list('files').map((v, i): ExtraFile => {
-    const f = v as Record<string, unknown>
-    if (typeof f !== 'object' || f === null) return fail(`files[${i}]`, 'must be a mapping with name, version, url')
-    for (const k of ['name', 'version', 'url']) if (typeof f[k] !== 'string' && typeof f[k] !== 'number') fail(`files[${i}].${k}`, 'missing')
-    const out: ExtraFile = { name: String(f.name), version: String(f.version), url: String(f.url) }
-    const bad = urlProblem(out.url)
-    if (bad) fail(`files[${i}].url`, bad)
-    if (/[\u0000-\u001f\u007f-\u009f]/.test(out.name + out.version)) fail(`files[${i}]`, 'name and version must be printable text')
-    if (f.sha256 !== undefined) {
-      try {
-        out.sha256 = Sha256.fromHex(String(f.sha256))
-      } catch {
-        fail(`files[${i}].sha256`, 'must be 64 hex digits')
-      }
-    }
-    return out
-  })
-
-  const pk = (o.packages ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown }
+/** The OS packages: which releases (each for every platform, or for some), and which package names. */
+function packagesOf(raw: unknown, platforms: readonly Platform[], fail: Fail): Manifest['packages'] {
+  const pk = (raw ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown }
   if (typeof pk !== 'object' || pk === null || Array.isArray(pk)) fail('packages', 'must be a mapping with releases and names')
   const knownReleases = RELEASES.map((r) => r.id)
   if (!Array.isArray(pk.releases)) fail('packages.releases', `must list releases (${knownReleases.join(', ')})`)
@@ -128,5 +145,5 @@ export function parseManifest(text: string, source: string): Manifest {
     return { id, platforms: entry.platforms as Platform[] }
   })
   const names = Array.isArray(pk.names) ? pk.names.map(String) : fail('packages.names', 'must list package names')
-  return { kubernetes, platforms, components, images, files, packages: { releases, names } }
+  return { releases, names }
 }

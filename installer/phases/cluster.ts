@@ -1,3 +1,4 @@
+import { poll } from '../poll.js'
 import { patchCalico } from '../calico.js'
 import { C } from '../../bundle/components.js'
 import { durationMs } from '../cluster-config.js'
@@ -21,6 +22,7 @@ import {
   KUBECONFIG_ADMIN,
   KUBECTL_CALICO,
   KUBELET_KUBECONFIG,
+  ROOT_KUBECONFIG,
 } from '../node-paths.js'
 import { fileStep, type Context, type Phase, type Step } from '../plan.js'
 import { copyStep } from '../steps.js'
@@ -312,7 +314,7 @@ export const finish: Phase = {
       if (options.dryRun) return [{ title: 'kubeconfig, wait for Ready, join files (after kubeadm init)', done: false, actions: [] }]
       throw new KaError('ESTEP', `${KUBECONFIG_ADMIN} is missing: kubeadm init did not finish; look at \`crictl ps -a\` and \`crictl logs <id>\``)
     }
-    const steps: Step[] = [await fileStep(ctx, 'kubeconfig for root (/root/.kube/config)', '/root/.kube/config', admin, 0o600, { uid: 0, gid: 0 })]
+    const steps: Step[] = [await fileStep(ctx, `kubeconfig for root (${ROOT_KUBECONFIG})`, ROOT_KUBECONFIG, admin, 0o600, { uid: 0, gid: 0 })]
     const user = await sudoUser(host, ctx.facts)
     if (user)
       steps.push(
@@ -336,29 +338,26 @@ export const finish: Phase = {
 
 /** Polls the API until the node is Ready and every kube-system pod runs, or the time is up. */
 async function waitReady(ctx: Context): Promise<void> {
-  const started = Date.now()
-  const deadline = started + ctx.cluster.waitMs
-  let last = ''
-  for (;;) {
-    const node = await ctx.host.run(admin(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'), {
-      changing: false,
-    })
-    const pods = await ctx.host.run(admin(ctx, 'get', 'pods', '-n', 'kube-system', '--no-headers'), { changing: false })
-    const notRunning = pods.stdout.split('\n').filter((l) => l.trim() && !/\s(Running|Completed)\s/.test(l))
-    if (node.stdout.trim() === 'True' && pods.code === 0 && pods.stdout.trim() && notRunning.length === 0) return
-    last =
-      node.stdout.trim() !== 'True'
+  await poll(
+    ctx,
+    2000,
+    async () => {
+      const node = await ctx.host.run(
+        admin(ctx, 'get', 'nodes', ctx.cluster.config.nodeName, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'),
+        {
+          changing: false,
+        },
+      )
+      const pods = await ctx.host.run(admin(ctx, 'get', 'pods', '-n', 'kube-system', '--no-headers'), { changing: false })
+      const notRunning = pods.stdout.split('\n').filter((l) => l.trim() && !/\s(Running|Completed)\s/.test(l))
+      if (node.stdout.trim() === 'True' && pods.code === 0 && pods.stdout.trim() && notRunning.length === 0) return undefined
+      return node.stdout.trim() !== 'True'
         ? `node ${ctx.cluster.config.nodeName} is not Ready`
         : `kube-system pods not running: ${notRunning.map((l) => l.split(/\s+/)[0]).join(', ') || 'none listed yet'}`
-    ctx.live?.waiting(`waiting ${Math.round((Date.now() - started) / 1000)}/${Math.round(ctx.cluster.waitMs / 1000)} s: ${last}`)
-    if (Date.now() > deadline) {
-      throw new KaError(
-        'ESTEP',
-        `${last} after ${Math.round(ctx.cluster.waitMs / 1000)} s; look at the containers: \`crictl ps -a\`, then \`crictl logs <container id>\` of the failing one (kube-apiserver, etcd, calico-node), and \`journalctl -u kubelet\`; run ./install again once fixed`,
-      )
-    }
-    await new Promise((r) => setTimeout(r, 2000))
-  }
+    },
+    (last, s) =>
+      `${last} after ${s} s; look at the containers: \`crictl ps -a\`, then \`crictl logs <container id>\` of the failing one (kube-apiserver, etcd, calico-node), and \`journalctl -u kubelet\`; run ./install again once fixed`,
+  )
 }
 
 /** A fresh token (kubeadm token create) and certificate key (certificates uploaded again), kept for the join files. */

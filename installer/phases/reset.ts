@@ -20,18 +20,20 @@ import {
   RUNC,
   STATE_DIR,
   SYSCTL_CONF,
+  CRI_STATE_DIRS,
+  KUBELET_PODS_DIR,
+  PROC_MOUNTINFO,
+  KUBERNETES_DIR,
+  KUBELET_CONFIG,
+  CNI_CONF_DIR,
+  CNI_STATE_DIR,
+  ROOT_KUBECONFIG,
+  CONTAINERD_DATA_DIR,
+  CONTAINERD_RUN_DIR,
 } from '../node-paths.js'
 import type { Action, Context, Phase, Step } from '../plan.js'
 import { securityUndoSteps } from '../security.js'
 import { nodeMembers, unitState } from '../steps.js'
-
-/** Where the CRI plugin keeps per-container and per-sandbox state (field notes error 7). */
-const CRI_STATE_DIRS = [
-  '/var/lib/containerd/io.containerd.grpc.v1.cri/containers',
-  '/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes',
-  '/run/containerd/io.containerd.grpc.v1.cri/containers',
-  '/run/containerd/io.containerd.grpc.v1.cri/sandboxes',
-]
 
 const lines = (s: string) =>
   s
@@ -39,7 +41,6 @@ const lines = (s: string) =>
     .map((l) => l.trim())
     .filter(Boolean)
 
-const KUBELET_PODS_DIR = '/var/lib/kubelet/pods'
 const KUBEADM_RESET_TIMEOUT_MS = 120_000
 
 /**
@@ -47,7 +48,7 @@ const KUBEADM_RESET_TIMEOUT_MS = 120_000
  * machine), deepest first, from the live /proc/self/mountinfo.
  */
 async function mountsUnder(ctx: Context, dirs: string[]): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  const info = await readFile(PROC_MOUNTINFO, 'utf8').catch(() => '')
   const prefixes = dirs.map((d) => ctx.host.path(d))
   const points = info
     .split('\n')
@@ -71,10 +72,9 @@ export function resetPhase(purge: boolean): Phase {
     summary: 'kubeadm reset; kubelet stopped; pods and containers removed (images kept); CNI state removed; with --purge, everything the installer installed',
     async plan(ctx) {
       const { host, options } = ctx
-      const addr = options.containerdAddress
       const steps: Step[] = []
       const kubeadm = `${BIN_DIR}/kubeadm`
-      const hasCluster = (await host.list('/etc/kubernetes')).length > 0 || (await host.exists('/var/lib/kubelet/config.yaml'))
+      const hasCluster = (await host.list(KUBERNETES_DIR)).length > 0 || (await host.exists(KUBELET_CONFIG))
       const kubeadmDone = !hasCluster || !(await host.exists(kubeadm))
       if (!kubeadmDone && !options.dryRun) ctx.say(`note  kubeadm reset may wait for an API server that is gone: up to ${KUBEADM_RESET_TIMEOUT_MS / 1000} s`)
       steps.push({
@@ -85,59 +85,19 @@ export function resetPhase(purge: boolean): Phase {
       const kubelet = await unitState(ctx, 'kubelet')
       steps.push({ title: 'kubelet stopped', done: !kubelet.active, actions: [{ kind: 'run', argv: ['systemctl', 'stop', 'kubelet'] }] })
 
-      // Pods first (through the CRI, as kubelet made them), then whatever containerd still runs in k8s.io.
-      const crictl = [`${BIN_DIR}/crictl`, '--runtime-endpoint', `unix://${addr}`]
-      const pods = (await host.exists(`${BIN_DIR}/crictl`)) ? lines((await host.run([...crictl, 'pods', '-q'], { changing: false })).stdout) : []
-      steps.push({
-        title: `pods stopped and removed (${pods.length})`,
-        done: pods.length === 0,
-        actions: pods.flatMap((id): Action[] => [
-          { kind: 'run', argv: [...crictl, 'stopp', id] },
-          { kind: 'run', argv: [...crictl, 'rmp', '-f', id] },
-        ]),
-      })
-      const ctr = [CTR, '--address', addr, '-n', K8S_NAMESPACE]
-      const containers = (await host.exists(CTR)) ? lines((await host.run([...ctr, 'containers', 'ls', '-q'], { changing: false })).stdout) : []
-      const tasks = new Set(containers.length ? lines((await host.run([...ctr, 'tasks', 'ls', '-q'], { changing: false })).stdout) : [])
-      steps.push({
-        title: `containers removed from ${K8S_NAMESPACE} (${containers.length}; images kept)`,
-        done: containers.length === 0,
-        actions: containers.flatMap((id): Action[] => [
-          ...(tasks.has(id)
-            ? [
-                { kind: 'run' as const, argv: [...ctr, 'tasks', 'kill', '-s', 'SIGKILL', id] },
-                { kind: 'run' as const, argv: [...ctr, 'tasks', 'rm', '-f', id] },
-              ]
-            : []),
-          { kind: 'run', argv: [...ctr, 'containers', 'rm', id] },
-        ]),
-      })
-      // A sandbox's shm and a pod's volumes stay mounted when their teardown failed: unmount
-      // them, deepest first, or removing their folders fails with EBUSY.
-      const mounts = await mountsUnder(ctx, [...CRI_STATE_DIRS, KUBELET_PODS_DIR])
-      steps.push({
-        title: `mounts under the pod and sandbox folders unmounted (${mounts.length})`,
-        done: mounts.length === 0,
-        actions: mounts.map((m) => ({ kind: 'run', argv: ['umount', m] })),
-      })
-      const leftovers: string[] = []
-      for (const d of CRI_STATE_DIRS) for (const id of await host.list(d)) leftovers.push(`${d}/${id}`)
-      steps.push({
-        title: `leftover CRI state removed (${leftovers.length})`,
-        done: leftovers.length === 0,
-        actions: leftovers.map((path) => ({ kind: 'remove', path })),
-      })
+      steps.push(...(await podSteps(ctx)))
+      const { steps: cri, leftovers } = await criStateSteps(ctx)
+      steps.push(...cri)
       const containerd = await unitState(ctx, 'containerd')
       steps.push({
         title: 'containerd restarted on clean state',
-        done: leftovers.length === 0 || !containerd.active,
+        done: leftovers === 0 || !containerd.active,
         actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }],
       })
-
       const cniState = []
-      for (const p of ['/etc/cni/net.d', '/var/lib/cni']) if (await host.exists(p)) cniState.push(p)
+      for (const p of [CNI_CONF_DIR, CNI_STATE_DIR]) if (await host.exists(p)) cniState.push(p)
       steps.push({
-        title: 'CNI state removed (/etc/cni/net.d, /var/lib/cni)',
+        title: `CNI state removed (${CNI_CONF_DIR}, ${CNI_STATE_DIR})`,
         done: cniState.length === 0,
         actions: cniState.map((path) => ({ kind: 'remove', path })),
       })
@@ -145,6 +105,63 @@ export function resetPhase(purge: boolean): Phase {
       return steps
     },
   }
+}
+
+/** Pods first (through the CRI, as kubelet made them), then whatever containerd still runs in k8s.io. */
+async function podSteps(ctx: Context): Promise<Step[]> {
+  const { host } = ctx
+  const addr = ctx.options.containerdAddress
+  const steps: Step[] = []
+  const crictl = [`${BIN_DIR}/crictl`, '--runtime-endpoint', `unix://${addr}`]
+  const pods = (await host.exists(`${BIN_DIR}/crictl`)) ? lines((await host.run([...crictl, 'pods', '-q'], { changing: false })).stdout) : []
+  steps.push({
+    title: `pods stopped and removed (${pods.length})`,
+    done: pods.length === 0,
+    actions: pods.flatMap((id): Action[] => [
+      { kind: 'run', argv: [...crictl, 'stopp', id] },
+      { kind: 'run', argv: [...crictl, 'rmp', '-f', id] },
+    ]),
+  })
+  const ctr = [CTR, '--address', addr, '-n', K8S_NAMESPACE]
+  const containers = (await host.exists(CTR)) ? lines((await host.run([...ctr, 'containers', 'ls', '-q'], { changing: false })).stdout) : []
+  const tasks = new Set(containers.length ? lines((await host.run([...ctr, 'tasks', 'ls', '-q'], { changing: false })).stdout) : [])
+  steps.push({
+    title: `containers removed from ${K8S_NAMESPACE} (${containers.length}; images kept)`,
+    done: containers.length === 0,
+    actions: containers.flatMap((id): Action[] => [
+      ...(tasks.has(id)
+        ? [
+            { kind: 'run' as const, argv: [...ctr, 'tasks', 'kill', '-s', 'SIGKILL', id] },
+            { kind: 'run' as const, argv: [...ctr, 'tasks', 'rm', '-f', id] },
+          ]
+        : []),
+      { kind: 'run', argv: [...ctr, 'containers', 'rm', id] },
+    ]),
+  })
+  return steps
+}
+
+/**
+ * A sandbox's shm and a pod's volumes stay mounted when their teardown failed: unmounted,
+ * deepest first (or removing their folders fails with EBUSY); then the CRI plugin's leftover state.
+ */
+async function criStateSteps(ctx: Context): Promise<{ steps: Step[]; leftovers: number }> {
+  const { host } = ctx
+  const steps: Step[] = []
+  const mounts = await mountsUnder(ctx, [...CRI_STATE_DIRS, KUBELET_PODS_DIR])
+  steps.push({
+    title: `mounts under the pod and sandbox folders unmounted (${mounts.length})`,
+    done: mounts.length === 0,
+    actions: mounts.map((m) => ({ kind: 'run', argv: ['umount', m] })),
+  })
+  const leftovers: string[] = []
+  for (const d of CRI_STATE_DIRS) for (const id of await host.list(d)) leftovers.push(`${d}/${id}`)
+  steps.push({
+    title: `leftover CRI state removed (${leftovers.length})`,
+    done: leftovers.length === 0,
+    actions: leftovers.map((path) => ({ kind: 'remove', path })),
+  })
+  return { steps, leftovers: leftovers.length }
 }
 
 /** Everything the installer wrote, removed; /etc/fstab restored from its backup. */
@@ -166,10 +183,10 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
     MODULES_LOAD,
     SYSCTL_CONF,
     STATE_DIR,
-    '/root/.kube/config',
+    ROOT_KUBECONFIG,
     // containerd's data, images included: a purge leaves the node as before the install.
-    '/var/lib/containerd',
-    '/run/containerd',
+    CONTAINERD_DATA_DIR,
+    CONTAINERD_RUN_DIR,
   ]
   const present = []
   for (const f of files) if (await host.exists(f)) present.push(f)

@@ -1,3 +1,4 @@
+import { poll } from '../poll.js'
 import { createReadStream } from 'node:fs'
 import { C } from '../../bundle/components.js'
 import { Sha256 } from '../../bundle/digest.js'
@@ -105,65 +106,21 @@ export function upgradePhase(u: UpgradePlan): Phase {
     name: 'upgrade',
     summary: 'kubeadm upgrade apply (first master) or node (the others), then drain, the new kubelet and kubectl, restart, uncordon',
     async plan(ctx) {
-      const { host } = ctx
       const v = u.target.text
       const me = u.view.nodes.find((n) => n.name === u.node.name)
-      const kubeletAtTarget = !!me?.kubelet && compareVersions(me.kubelet, u.target) === 0 && me.ready
-      const steps: Step[] = [await copyStep(ctx, `kubeadm ${v} (${BIN_DIR}/kubeadm)`, `${BIN_DIR}/kubeadm`, C.kubeadm, 0o755), kubeadmAgrees(ctx)]
-      const kubeadm = `${BIN_DIR}/kubeadm`
       // The state the backup phase wrote (none in a dry run, where it did not run).
       const state = (await readUpgradeState(ctx)) ?? u.state
-      const mark = (change: Partial<UpgradeState>): Action[] => (state ? [stateWrite({ ...state, ...change })] : [])
-      if (u.node.kind === 'first-master') {
-        const applied = compareVersions(u.view.apiServer, u.target) >= 0
-        steps.push({
-          title: `kubeadm upgrade plan ${v}`,
-          done: true,
-          checkOnly: true,
-          actions: [],
-          check: async () => {
-            if (applied) return
-            const r = await host.run([kubeadm, 'upgrade', 'plan', v], { changing: false })
-            if (r.code !== 0)
-              throw new KaError('ESTEP', `kubeadm upgrade plan ${v} refuses: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`)
-          },
-        })
-        steps.push({
-          title: `control plane upgraded to ${v} (kubeadm upgrade apply; images from the bundle, never pulled)`,
-          done: applied,
-          actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'apply', v, '--yes'], stream: true }, ...mark({ applied: true })],
-        })
-      } else {
-        steps.push({
-          title: `this node's ${u.node.kind === 'worker' ? 'kubelet configuration' : 'control plane and kubelet configuration'} upgraded (kubeadm upgrade node)`,
-          done: !!state?.upgradedNode || kubeletAtTarget,
-          actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'node'], stream: true }, ...mark({ upgradedNode: true })],
-        })
+      const n: NodeUpgrade = {
+        ctx,
+        u,
+        me,
+        state,
+        kubeletAtTarget: !!me?.kubelet && compareVersions(me.kubelet, u.target) === 0 && me.ready,
+        mark: (change) => (state ? [stateWrite({ ...state, ...change })] : []),
+        drainWith: u.node.kind === 'worker' ? u.drainFrom : ctx.host.path(u.node.kubeconfig),
       }
-      const drainWith = u.node.kind === 'worker' ? u.drainFrom : host.path(u.node.kubeconfig)
-      const timeout = `${Math.round(ctx.cluster.waitMs / 1000)}s`
-      if (drainWith)
-        steps.push({
-          // Cordoned is not drained: a node the operator cordoned still has its pods.
-          title: `node ${u.node.name} drained (kubectl drain, at most ${timeout})`,
-          done: kubeletAtTarget || !!state?.drained,
-          actions: [
-            {
-              kind: 'run',
-              argv: [
-                `${BIN_DIR}/kubectl`,
-                '--kubeconfig',
-                drainWith,
-                'drain',
-                u.node.name,
-                '--ignore-daemonsets',
-                '--delete-emptydir-data',
-                `--timeout=${timeout}`,
-              ],
-            },
-            ...mark({ drained: true }),
-          ],
-        })
+      const steps: Step[] = [await copyStep(ctx, `kubeadm ${v} (${BIN_DIR}/kubeadm)`, `${BIN_DIR}/kubeadm`, C.kubeadm, 0o755), kubeadmAgrees(ctx)]
+      steps.push(...kubeadmUpgradeSteps(n), ...drainStep(n))
       const binaries = [
         await copyStep(ctx, `kubelet ${v} (${BIN_DIR}/kubelet)`, `${BIN_DIR}/kubelet`, C.kubelet, 0o755),
         await copyStep(ctx, `kubectl ${v} (${BIN_DIR}/kubectl)`, `${BIN_DIR}/kubectl`, C.kubectl, 0o755),
@@ -171,7 +128,7 @@ export function upgradePhase(u: UpgradePlan): Phase {
       steps.push(...binaries, ...(await kubeletUnitSteps(ctx)))
       steps.push({
         title: `kubelet restarted on ${v}`,
-        done: kubeletAtTarget && binaries.every((s) => s.done),
+        done: n.kubeletAtTarget && binaries.every((s) => s.done),
         actions: [
           { kind: 'run', argv: ['systemctl', 'daemon-reload'] },
           { kind: 'run', argv: ['systemctl', 'restart', 'kubelet'] },
@@ -184,36 +141,116 @@ export function upgradePhase(u: UpgradePlan): Phase {
         actions: [],
         check: () => waitForKubelet(ctx, u),
       })
-      if (drainWith && state?.cordoned) steps.push({ title: `node ${u.node.name} left cordoned, as it was before the upgrade`, done: true, actions: [] })
-      else if (drainWith)
-        steps.push({
-          title: `node ${u.node.name} uncordoned`,
-          done: kubeletAtTarget && !me?.unschedulable,
-          actions: [{ kind: 'run', argv: [`${BIN_DIR}/kubectl`, '--kubeconfig', drainWith, 'uncordon', u.node.name] }],
-        })
-      return steps
+      return [...steps, ...uncordonStep(n)]
     },
   }
 }
 
+/** What the steps of one node's upgrade read. */
+interface NodeUpgrade {
+  ctx: Context
+  u: UpgradePlan
+  /** This node as the API server lists it. */
+  me: ClusterView['nodes'][number] | undefined
+  state: UpgradeState | undefined
+  kubeletAtTarget: boolean
+  /** The state's record of a step done, as an action of that step (none in a dry run). */
+  mark(change: Partial<UpgradeState>): Action[]
+  /** The kubeconfig that drains and uncordons this node; none: a worker drained from a master. */
+  drainWith: string | undefined
+}
+
+/** `kubeadm upgrade plan` and `apply` on the first master, `kubeadm upgrade node` on the others. */
+function kubeadmUpgradeSteps({ ctx, u, state, kubeletAtTarget, mark }: NodeUpgrade): Step[] {
+  const { host } = ctx
+  const v = u.target.text
+  const kubeadm = `${BIN_DIR}/kubeadm`
+  const steps: Step[] = []
+  if (u.node.kind === 'first-master') {
+    const applied = compareVersions(u.view.apiServer, u.target) >= 0
+    steps.push({
+      title: `kubeadm upgrade plan ${v}`,
+      done: true,
+      checkOnly: true,
+      actions: [],
+      check: async () => {
+        if (applied) return
+        const r = await host.run([kubeadm, 'upgrade', 'plan', v], { changing: false })
+        if (r.code !== 0) throw new KaError('ESTEP', `kubeadm upgrade plan ${v} refuses: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`)
+      },
+    })
+    steps.push({
+      title: `control plane upgraded to ${v} (kubeadm upgrade apply; images from the bundle, never pulled)`,
+      done: applied,
+      actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'apply', v, '--yes'], stream: true }, ...mark({ applied: true })],
+    })
+  } else {
+    steps.push({
+      title: `this node's ${u.node.kind === 'worker' ? 'kubelet configuration' : 'control plane and kubelet configuration'} upgraded (kubeadm upgrade node)`,
+      done: !!state?.upgradedNode || kubeletAtTarget,
+      actions: [{ kind: 'run', argv: [kubeadm, 'upgrade', 'node'], stream: true }, ...mark({ upgradedNode: true })],
+    })
+  }
+  return steps
+}
+
+/** The node drained (cordoned is not drained: a node the operator cordoned still has its pods). */
+function drainStep({ ctx, u, state, kubeletAtTarget, mark, drainWith }: NodeUpgrade): Step[] {
+  const timeout = `${Math.round(ctx.cluster.waitMs / 1000)}s`
+  if (!drainWith) return []
+  return [
+    {
+      // Cordoned is not drained: a node the operator cordoned still has its pods.
+      title: `node ${u.node.name} drained (kubectl drain, at most ${timeout})`,
+      done: kubeletAtTarget || !!state?.drained,
+      actions: [
+        {
+          kind: 'run',
+          argv: [
+            `${BIN_DIR}/kubectl`,
+            '--kubeconfig',
+            drainWith,
+            'drain',
+            u.node.name,
+            '--ignore-daemonsets',
+            '--delete-emptydir-data',
+            `--timeout=${timeout}`,
+          ],
+        },
+        ...mark({ drained: true }),
+      ],
+    },
+  ]
+}
+
+/** The node uncordoned, unless it was cordoned before the upgrade. */
+function uncordonStep({ u, me, state, kubeletAtTarget, drainWith }: NodeUpgrade): Step[] {
+  if (!drainWith) return []
+  if (state?.cordoned) return [{ title: `node ${u.node.name} left cordoned, as it was before the upgrade`, done: true, actions: [] }]
+  return [
+    {
+      title: `node ${u.node.name} uncordoned`,
+      done: kubeletAtTarget && !me?.unschedulable,
+      actions: [{ kind: 'run', argv: [`${BIN_DIR}/kubectl`, '--kubeconfig', drainWith, 'uncordon', u.node.name] }],
+    },
+  ]
+}
+
 /** Polls until the API server reports this node Ready with the new kubelet, or the time is up. */
 async function waitForKubelet(ctx: Context, u: UpgradePlan): Promise<void> {
-  const started = Date.now()
-  let last = ''
-  for (;;) {
-    const me = (await clusterView(ctx, u.node.kubeconfig).catch(() => undefined))?.nodes.find((n) => n.name === u.node.name)
-    if (me?.ready && me.kubelet && compareVersions(me.kubelet, u.target) === 0) return
-    last = !me
-      ? `the API server does not answer for node ${u.node.name}`
-      : `node ${u.node.name} reports ${me.ready ? 'Ready' : 'NotReady'} on kubelet ${me.kubelet?.text ?? '(none)'}`
-    ctx.live?.waiting(`waiting ${Math.round((Date.now() - started) / 1000)}/${Math.round(ctx.cluster.waitMs / 1000)} s: ${last}`)
-    if (Date.now() - started > ctx.cluster.waitMs)
-      throw new KaError(
-        'ESTEP',
-        `${last} after ${Math.round(ctx.cluster.waitMs / 1000)} s: the new kubelet does not come up; see journalctl -u kubelet; fix it and run sudo ./install upgrade again, or go back with sudo ./install upgrade --rollback`,
-      )
-    await new Promise((r) => setTimeout(r, 1000))
-  }
+  await poll(
+    ctx,
+    1000,
+    async () => {
+      const me = (await clusterView(ctx, u.node.kubeconfig).catch(() => undefined))?.nodes.find((n) => n.name === u.node.name)
+      if (me?.ready && me.kubelet && compareVersions(me.kubelet, u.target) === 0) return undefined
+      return !me
+        ? `the API server does not answer for node ${u.node.name}`
+        : `node ${u.node.name} reports ${me.ready ? 'Ready' : 'NotReady'} on kubelet ${me.kubelet?.text ?? '(none)'}`
+    },
+    (last, s) =>
+      `${last} after ${s} s: the new kubelet does not come up; see journalctl -u kubelet; fix it and run sudo ./install upgrade again, or go back with sudo ./install upgrade --rollback`,
+  )
 }
 
 /** The upgrade marked finished: a rerun changes nothing, and --rollback still can undo it. */

@@ -1,6 +1,9 @@
 /** Kylin V10's service packs, by the codename its /etc/os-release gives in VERSION. */
 const KYLIN_SP: Record<string, number> = { tercel: 1, sword: 2, lance: 3 }
 
+/** One field of an os-release file, quotes taken off. */
+const osField = (text: string, k: string): string | undefined => new RegExp(`^${k}="?([^"\\n]*)"?\\s*$`, 'm').exec(text)?.[1]?.trim()
+
 /**
  * The release id an /etc/os-release names, as the lock names its package sets and
  * builder/packages/releases.ts its rows: ID-VERSION_ID on Debian and Ubuntu (ubuntu-22.04) and
@@ -9,7 +12,7 @@ const KYLIN_SP: Record<string, number> = { tercel: 1, sword: 2, lance: 3 }
  * codename of its service pack.
  */
 export function releaseId(text: string): string | undefined {
-  const field = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?\\s*$`, 'm').exec(text)?.[1]?.trim()
+  const field = (k: string) => osField(text, k)
   const id = field('ID')?.toLowerCase()
   const version = field('VERSION_ID')
   if (!id || !version) return undefined
@@ -21,5 +24,33 @@ export function releaseId(text: string): string | undefined {
   return `${id}-${version}`
 }
 
-/** Whether a release id is one whose packages are .rpm files (the rest are Debian's family). */
-export const isRpmFamily = (release: string): boolean => /^(rocky|almalinux|rhel|centos|openeuler|kylin)-/.test(release)
+/** How a distribution packages its software: Debian's .deb (dpkg) or the RPM family's .rpm (rpm). */
+export type PackageFamily = 'deb' | 'rpm'
+
+/** The family of each distribution ID kube-airgap knows, and of the IDs derivatives name in ID_LIKE. */
+const FAMILIES: Record<string, PackageFamily> = {
+  debian: 'deb',
+  ubuntu: 'deb',
+  rhel: 'rpm',
+  fedora: 'rpm',
+  centos: 'rpm',
+  rocky: 'rpm',
+  almalinux: 'rpm',
+  openeuler: 'rpm',
+  kylin: 'rpm',
+}
+
+/** The family of a release id (`rocky-9`: rpm), as the lock names its package sets. */
+export const releaseFamily = (release: string): PackageFamily | undefined => FAMILIES[release.split('-')[0]!]
+
+/**
+ * What an /etc/os-release says of the node: its release id (see releaseId) and its package
+ * family, by ID, else by the first ID_LIKE kube-airgap knows (as k0sctl's OS detection resolves
+ * a derivative: Linux Mint is ubuntu-like, Oracle Linux rhel-like).
+ */
+export function osRelease(text: string): { release?: string; family?: PackageFamily } {
+  const release = releaseId(text)
+  const like = (osField(text, 'ID_LIKE') ?? '').toLowerCase().split(/\s+/)
+  const family = [osField(text, 'ID')?.toLowerCase() ?? '', ...like].map((id) => FAMILIES[id]).find((f) => f !== undefined)
+  return { ...(release ? { release } : {}), ...(family ? { family } : {}) }
+}

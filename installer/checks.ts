@@ -2,7 +2,7 @@ import { BINARY_DIRS, UFW_CONF } from './node-paths.js'
 import { nameserverFix, nameservers, unitActive } from './node-state.js'
 import type { Context } from './plan.js'
 import { packagesForNode } from './os-packages.js'
-import { isRpmFamily } from '../bundle/os-release.js'
+import type { PackageFamily } from '../bundle/os-release.js'
 
 /**
  * The checks preflight and doctor share. Preflight runs them before an install (a `fail`
@@ -39,7 +39,7 @@ const packagesOf = (command: string): string[] => COMMAND_PACKAGES[command] ?? [
  * node's release is not missing: the packages phase installs it before anything needs it.
  */
 export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
-  const { mine, release, carried } = await packagesForNode(ctx)
+  const { mine, release, carried } = packagesForNode(ctx)
   const bringing = new Set(mine.map((p) => p.name))
   const lacking = async (list: string[]) => {
     const out: string[] = []
@@ -53,7 +53,7 @@ export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
       level: 'fail',
       check: 'host commands',
       found: `${hard.join(', ')} not found: kubeadm stops with [ERROR FileExisting-${hard[0]}]`,
-      fix: missingPackagesFix(hard, release, carried),
+      fix: missingPackagesFix(hard, release, ctx.facts.family, carried),
     })
   else out.push({ level: 'ok', check: 'host commands', found: `${KUBEADM_NEEDS.join(', ')} found${bringing.size ? ' or brought by the bundle' : ''}` })
   const soft = await lacking(KUBEADM_WANTS)
@@ -71,8 +71,8 @@ export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
  * What to do about commands kubeadm needs that neither the node nor the bundle has: the
  * release this node runs, what the bundle carries, and the two ways out, in one block.
  */
-export function missingPackagesFix(commands: string[], release: string | undefined, carried: string[]): string {
-  const rpm = release !== undefined && isRpmFamily(release)
+export function missingPackagesFix(commands: string[], release: string | undefined, family: PackageFamily | undefined, carried: string[]): string {
+  const rpm = family === 'rpm'
   const pkgs = [...new Set(commands.map((c) => packagesOf(c).at(rpm ? -1 : 0)!))].join(' ')
   const other = rpm
     ? `install ${pkgs} by other means (a local repository: dnf install ${pkgs}; or their .rpm files with rpm -i), then run ./install again`

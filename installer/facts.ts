@@ -2,7 +2,8 @@ import { lookup } from 'node:dns/promises'
 import { hostname, networkInterfaces } from 'node:os'
 import { networkOf } from './cidr.js'
 import type { Host } from './host.js'
-import { PROC_NET_ROUTE } from './node-paths.js'
+import { OS_RELEASE_FILES, PROC_NET_ROUTE } from './node-paths.js'
+import { osRelease, type PackageFamily } from '../bundle/os-release.js'
 
 /**
  * What the installer knows about the machine it runs on, gathered once before any phase: the
@@ -24,6 +25,10 @@ export interface NodeFacts {
   defaultRouteAddress?: string
   /** The user who ran sudo (gets a kubeconfig too). */
   sudoUser?: string
+  /** The release as the bundle names its package sets (`ubuntu-22.04`, `rocky-9`), from /etc/os-release. */
+  release?: string
+  /** How this node installs packages: dpkg (.deb) or rpm (.rpm), by its os-release's ID or ID_LIKE. */
+  family?: PackageFamily
   /** The clock, in milliseconds. */
   now(): number
 }
@@ -37,7 +42,9 @@ export async function gatherFacts(host: Host, env: NodeJS.ProcessEnv = process.e
   const route = ((await host.readText(PROC_NET_ROUTE)) ?? '').split('\n').find((l) => l.split(/\s+/)[1] === '00000000')
   const iface = route?.split(/\s+/)[0]
   const defaultRouteAddress = iface ? ifaces[iface]?.find((a) => a.family === 'IPv4')?.address : undefined
+  const os = (await host.readText(OS_RELEASE_FILES[0]!)) ?? (await host.readText(OS_RELEASE_FILES[1]!))
   return {
+    ...(os === undefined ? {} : osRelease(os)),
     euid: process.geteuid?.() ?? 0,
     arch: process.arch === 'x64' ? 'amd64' : process.arch,
     hostname: name,

@@ -89,7 +89,7 @@ export const packages: Phase = {
   summary:
     "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg or rpm and no network source; then dpkg --audit, or rpm -V of what it installed, must be clean",
   async plan(ctx) {
-    const { release, mine, carried } = await packagesForNode(ctx)
+    const { release, mine, carried } = packagesForNode(ctx)
     if (carried.length === 0) return [{ title: 'no OS packages in this bundle', done: true, checkOnly: true, actions: [] }]
     if (!mine.length) {
       const why = `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}`
@@ -102,7 +102,7 @@ export const packages: Phase = {
         `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
       )
     }
-    const manager = mine.every((p) => p.file.endsWith('.rpm')) ? rpm : dpkg
+    const manager = ctx.facts.family === 'rpm' ? rpm : dpkg
     const installed = await manager.installed(ctx, mine)
     const missing = mine.filter((p) => !installed.has(p.name))
     return [

@@ -4,6 +4,8 @@ import { clusterConfig, type ClusterFlags } from '../../installer/cluster-config
 import type { NodeFacts } from '../../installer/facts.js'
 import { DryRunHost, NodeHost, type Host } from '../../installer/host.js'
 import type { Context } from '../../installer/plan.js'
+import { OS_RELEASE_FILES } from '../../installer/node-paths.js'
+import { osRelease } from '../../bundle/os-release.js'
 
 /** Facts of a made-up node: root, amd64, this machine's hostname, no networks, the real clock unless `now` is given. */
 export const testFacts = (over: Partial<NodeFacts> = {}): NodeFacts => ({
@@ -29,8 +31,10 @@ export async function testContext(o: {
   dryRun?: boolean
   host?: Host
 }): Promise<Context> {
-  const facts = testFacts(o.facts)
   const node = o.host ?? new NodeHost(o.root, o.hostCommands ? { hostCommands: o.hostCommands } : {})
+  // The release and family, as gatherFacts reads them through the Host.
+  const os = (await node.readText(OS_RELEASE_FILES[0]!)) ?? (await node.readText(OS_RELEASE_FILES[1]!))
+  const facts = testFacts({ ...(os === undefined ? {} : osRelease(os)), ...o.facts })
   const usb = new NodeHost(o.bundle, { noLinks: true })
   return {
     host: o.dryRun ? new DryRunHost(node) : node,

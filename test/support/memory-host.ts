@@ -12,7 +12,8 @@ import type { NodeFacts } from '../../installer/facts.js'
 import { DryRunHost, type CommandResult, type Host, type RunOptions } from '../../installer/host.js'
 import type { Context } from '../../installer/plan.js'
 import { testFacts } from './context.js'
-import { PROC_MODULES, PROC_SWAPS, procSys } from '../../installer/node-paths.js'
+import { OS_RELEASE_FILES, PROC_MODULES, PROC_SWAPS, procSys } from '../../installer/node-paths.js'
+import { osRelease } from '../../bundle/os-release.js'
 import { SYSCTLS } from '../../installer/templates.js'
 
 /**
@@ -26,6 +27,14 @@ export class MemoryHost implements Host {
   readonly root = '/'
   readonly files = new Map<string, { data: Buffer; mode: number }>()
   readonly changes: string[] = []
+  /**
+   * The package database: name to version (dpkg) or epoch:version-release (rpm). dpkg-query
+   * and rpm -q answer from it in the formats the packages phase asks for (dpkg-query(1)'s
+   * -W -f, rpm(8)'s --qf); dpkg --install and rpm -U add what they are given, by file name
+   * (NAME.deb, NAME.rpm: the tests name their packages so), at the version `packageVersion` says.
+   */
+  readonly packages = new Map<string, string>()
+  packageVersion = '1'
   private units = new Map<string, { enabled: boolean; active: boolean }>()
 
   constructor(
@@ -108,6 +117,32 @@ export class MemoryHost implements Host {
       if (verb === 'start' || verb === 'restart') this.units.set(name, { ...unit(name), active: true })
       return ok
     }
+    if (cmd === 'dpkg-query') {
+      const names = args.filter((a) => !a.startsWith('-'))
+      return {
+        ...ok,
+        stdout: names
+          .filter((n) => this.packages.has(n))
+          .map((n) => `${n} install ok installed\n`)
+          .join(''),
+      }
+    }
+    if (cmd === 'rpm' && args[0] === '-q') {
+      const names = args.slice(3)
+      const lines = names.filter((n) => this.packages.has(n)).map((n) => `${n}\t${this.packages.get(n)}\n`)
+      // rpm -q exits 1 when a name is not installed, and says so on stdout.
+      const absent = names.filter((n) => !this.packages.has(n)).map((n) => `package ${n} is not installed\n`)
+      return { code: absent.length ? 1 : 0, stdout: [...lines, ...absent].join(''), stderr: '' }
+    }
+    if ((cmd === 'dpkg' && args[0] === '--install') || (cmd === 'rpm' && args[0] === '-U'))
+      for (const f of args.filter((a) => /\.(deb|rpm)$/.test(a)))
+        this.packages.set(
+          f
+            .split('/')
+            .pop()!
+            .replace(/\.(deb|rpm)$/, ''),
+          this.packageVersion,
+        )
     if (cmd === 'modprobe') this.append(PROC_MODULES, `${args[0]} 1 0 - Live 0x0\n`)
     if (cmd === 'sysctl' && args[0] === '--system') for (const [k, v] of SYSCTLS) this.files.set(procSys(k), { data: Buffer.from(`${v}\n`), mode: 0o644 })
     if (cmd === 'swapoff') this.files.set(PROC_SWAPS, { data: Buffer.from('Filename Type Size Used Priority\n'), mode: 0o444 })
@@ -156,7 +191,9 @@ export function memoryContext(
   bundle: Bundle,
   o: { role?: 'master' | 'worker'; dryRun?: boolean; facts?: Partial<NodeFacts>; says?: string[] } = {},
 ): Context {
-  const facts = testFacts(o.facts)
+  // The release and family, as gatherFacts reads them through the Host.
+  const os = host.files.get(OS_RELEASE_FILES[0]!) ?? host.files.get(OS_RELEASE_FILES[1]!)
+  const facts = testFacts({ ...(os ? osRelease(os.data.toString()) : {}), ...o.facts })
   return {
     host: o.dryRun ? new DryRunHost(host) : host,
     usb: new MemoryHost(),

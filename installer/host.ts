@@ -1,6 +1,5 @@
 import { execFile, spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { closeSync, constants, createReadStream, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
+import { closeSync, constants, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
 import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -103,9 +102,7 @@ export class NodeHost implements Host {
     const p = this.path(nodePath)
     const st = await stat(p).catch(() => undefined)
     if (!st?.isFile()) return undefined
-    const hash = createHash('sha256')
-    for await (const c of createReadStream(p, { highWaterMark: 1 << 20 })) hash.update(c as Buffer)
-    return { sha256: Sha256.ofHash(hash), mode: st.mode & 0o7777 }
+    return { sha256: (await Sha256.ofFile(p)).digest, mode: st.mode & 0o7777 }
   }
 
   /**

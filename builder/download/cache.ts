@@ -2,7 +2,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { writeAtomic } from '../../bundle/atomic.js'
-import type { Sha256 } from '../../bundle/digest.js'
+import { integrityError, type Sha256 } from '../../bundle/digest.js'
 
 /**
  * The cache's format version: the folder everything lives under. A change to how entries
@@ -57,9 +57,18 @@ export class Cache {
     )
   }
 
-  /** Moves a verified temp file to its address. An address that exists already is done. */
-  async commit(tempPath: string, d: Sha256): Promise<string> {
-    const dest = this.blobPath(d)
+  /**
+   * The one door for a file into the cache (cacache's moveToDestination): `measured` is the
+   * sha256 taken of its bytes as they were written; only when it is the digest the caller
+   * asked for (`expected`; none: a file hashed to learn its digest) is the file renamed to that
+   * address, else it is deleted and EINTEGRITY names `what`. An address that exists already is done.
+   */
+  async commit(tempPath: string, measured: Sha256, expected: Sha256 = measured, what = tempPath): Promise<string> {
+    if (!measured.equals(expected)) {
+      await rm(tempPath, { force: true })
+      throw integrityError(what, expected, measured)
+    }
+    const dest = this.blobPath(expected)
     await mkdir(dirname(dest), { recursive: true })
     await rename(tempPath, dest)
     return dest

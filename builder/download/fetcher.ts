@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
-import { rm, stat } from 'node:fs/promises'
-import { integrityError, type Sha256 } from '../../bundle/digest.js'
+import { stat } from 'node:fs/promises'
+import type { Sha256 } from '../../bundle/digest.js'
 import type { Cache } from './cache.js'
 import { hashFile } from './hasher.js'
 import type { Downloaded } from './download.js'
@@ -123,11 +123,7 @@ export class Fetcher {
       throw signal.aborted && signal.reason !== e ? new Cancelled() : e
     }
     // Whatever the source says, only the digest the item asked for enters the cache under it.
-    if (!got.digest.equals(item.digest)) {
-      await rm(partial, { force: true })
-      throw integrityError(item.label, item.digest, got.digest)
-    }
-    await this.o.cache.commit(partial, got.digest)
+    await this.o.cache.commit(partial, got.digest, item.digest, item.label)
     this.downloadedBytes += got.size
     this.downloaded.add(item.digest.hex)
     this.sizes.set(item.digest.hex, got.size)

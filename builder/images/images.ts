@@ -94,8 +94,8 @@ async function configBytes(o: { registry: RegistryClient; cache: Cache }, ref: I
   if (cached && Sha256.of(cached).equals(d.digest)) return cached
   const partial = o.cache.partialPath(d.digest.hex)
   // Urgent: every layer waits on it, through the closed world, so it is not queued behind the files.
-  await o.registry.blob(ref, d.digest, d.size, partial, { urgent: true })
-  await o.cache.commit(partial, d.digest)
+  const got = await o.registry.blob(ref, d.digest, d.size, partial, { urgent: true })
+  await o.cache.commit(partial, got.digest, d.digest, `${imageName(ref)} config`)
   return readFile(o.cache.blobPath(d.digest))
 }
 

@@ -121,15 +121,18 @@ describe('inside installer/', () => {
       write: false,
       logLevel: 'silent',
     })
+    // A package's path is what follows its last node_modules/ (a linked node_modules, as in a
+    // git worktree, puts a ../ before it).
     const inputs = Object.keys(r.metafile.inputs)
-    const ours = new Set(inputs.filter((i) => !i.startsWith('node_modules/')).map((i) => i.split('/')[0]))
+    const inPackage = (i: string) => i.split('node_modules/').at(-1)!
+    const ours = new Set(inputs.filter((i) => !i.includes('node_modules/')).map((i) => i.split('/')[0]))
     const packages = new Set(
       inputs
-        .filter((i) => i.startsWith('node_modules/'))
+        .filter((i) => i.includes('node_modules/'))
         .map((i) =>
-          i
+          inPackage(i)
             .split('/')
-            .slice(1, i.split('/')[1]!.startsWith('@') ? 3 : 2)
+            .slice(0, inPackage(i).startsWith('@') ? 2 : 1)
             .join('/'),
         ),
     )

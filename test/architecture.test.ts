@@ -106,6 +106,20 @@ describe('inside installer/', () => {
     expect(helpers.filter((e) => e.spec.startsWith('./phases/')).map(show)).toEqual([])
   })
 
+  it('every node path is a constant of node-paths.ts: no other source spells one', async () => {
+    const spelled: string[] = []
+    for (const file of await sources(join(REPO, 'installer'))) {
+      if (file.endsWith('node-paths.ts')) continue
+      const lines = (await readFile(file, 'utf8')).split('\n')
+      for (const [i, line] of lines.entries()) {
+        if (/^\s*(\/\/|\*|\/\*\*)/.test(line)) continue
+        for (const m of line.matchAll(/['"`](\/(?:etc|var|run|usr|opt|proc|sys|root|bin|sbin|lib|srv|home)\/[^'"`\s]*)/g))
+          spelled.push(`${relative(REPO, file)}:${i + 1}: ${m[1]}`)
+      }
+    }
+    expect(spelled).toEqual([])
+  })
+
   // The import scan above sees `from '...'`; the bundle esbuild makes sees everything that is
   // really carried (a bare import, a re-export, a createRequire'd package).
   it('the installer as esbuild bundles it carries only bundle/ and installer/ sources and the packages a node may hold', async () => {

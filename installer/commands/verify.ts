@@ -1,7 +1,8 @@
 import { printJson, type Io } from '../../bundle/report.js'
 import { verifyBundle, verifyNotes } from '../../bundle/verify.js'
 import { deltaSummary } from '../../bundle/verify-delta.js'
-import { type Flags, recordDir, verifiedRecord, verifyOptions, writeRecord } from '../context.js'
+import { type Flags, recordDir } from '../context.js'
+import { verifiedRecord, verifyOptions, writeRecord } from '../gate.js'
 import { DryRunHost, NodeHost } from '../host.js'
 
 /** `./install verify`: the bundle against SHA256SUMS, the lock and (with a key) its signature; a record of it. */

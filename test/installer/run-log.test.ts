@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Sha256 } from '../../bundle/digest.js'
-import { writeRecord } from '../../installer/context.js'
+import { writeRecord } from '../../installer/gate.js'
 import { NodeHost, RunLog } from '../../installer/host.js'
 
 /** The run log and the verification record hold join tokens and file lists: only root reads them, and they are never written through a link. */

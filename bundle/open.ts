@@ -8,6 +8,7 @@ import { filePath, IMAGE_INDEX, KUBEADM_TABLE_FILE, LOCK_FILE } from './layout.j
 import { parseLock, type Lock, type LockedFile } from './lock.js'
 import { ImageLayout, type LayoutImage } from './image-layout.js'
 import type { Platform } from './platform.js'
+import type { DeltaReport } from './verify.js'
 
 export type BundleImage = LayoutImage
 
@@ -30,12 +31,6 @@ export interface Bundle {
   path(rel: string): string
 }
 
-/** What a delta bundle takes from its old bundle: that bundle's folder, and the paths. */
-export interface BaseFiles {
-  dir: string
-  paths: ReadonlySet<string>
-}
-
 /**
  * The bundle the installer works from. With `verified` (every file's sha256 as verification
  * found it), every file read here is checked against it again: a file swapped on the stick
@@ -43,8 +38,15 @@ export interface BaseFiles {
  * parsed from the bytes it hashed. Without them (--no-verify, development
  * only), files are read as they are.
  */
-export async function openBundle(dir: string, verified?: ReadonlyMap<string, Sha256>, verifiedLock?: Lock, base?: BaseFiles): Promise<Bundle> {
-  const path = (rel: string): string => join(base?.paths.has(rel) ? base.dir : dir, rel)
+export async function openBundle(
+  dir: string,
+  verified?: ReadonlyMap<string, Sha256>,
+  verifiedLock?: Lock,
+  delta?: Pick<DeltaReport, 'dir' | 'paths'>,
+): Promise<Bundle> {
+  // A delta's files are read from its base, the old bundle verification found them in.
+  const fromBase = new Set(delta?.dir ? delta.paths : [])
+  const path = (rel: string): string => join(fromBase.has(rel) ? delta!.dir! : dir, rel)
   const read = async (rel: string): Promise<string> => {
     const bytes = await readFile(path(rel)).catch(() => {
       throw new KaError('EVERIFY', `${path(rel)} is missing: run ./install from an unpacked kube-airgap bundle`)

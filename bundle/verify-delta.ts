@@ -17,13 +17,13 @@ export interface BaseScan {
 }
 
 /**
- * A delta's files in its old bundle: `at` is the old bundle's folder, or (`beside`) the
- * folder the delta sits in, where the old bundle is looked for under the name DELTA.json
- * gives. Each file is hashed there; judge compares them with DELTA.json once SHA256SUMS
+ * A delta's files in its base (the old bundle DELTA.json names): `base` is that bundle's
+ * folder (--base), or (`beside`) the folder the delta sits in, where the base is looked for
+ * under the name DELTA.json gives. Each file is hashed there; judge compares them with DELTA.json once SHA256SUMS
  * has proved DELTA.json itself. A link, a device, or a file reached through a linked folder
  * outside the old bundle is not taken (it counts as not found).
  */
-export async function scanBase(scan: Scan, at: string | undefined, beside: boolean): Promise<BaseScan | undefined> {
+export async function scanBase(scan: Scan, base: string | undefined, beside: boolean): Promise<BaseScan | undefined> {
   const text = scan.small.get(DELTA_FILE)
   if (!text) return undefined
   let delta: Delta
@@ -32,7 +32,7 @@ export async function scanBase(scan: Scan, at: string | undefined, beside: boole
   } catch {
     return undefined // judge names the problem
   }
-  const dir = at && resolve(beside ? join(at, delta.base) : at)
+  const dir = base && resolve(beside ? join(base, delta.base) : base)
   const st = dir ? await stat(dir).catch(() => undefined) : undefined
   if (!dir || !st?.isDirectory()) {
     if (dir && !beside) throw new KaError('EUSAGE', `--base ${dir}: no such folder; give the unpacked ${delta.base} folder`)

@@ -39,8 +39,7 @@ export async function openVerified(
   for (const line of verifyNotes(v)) say(line)
   if (v.signed && !v.signedBy) say('note  the bundle is signed, but the signature was not checked here (no --public-key): check it with kube-airgap-verify')
   const record = await writeRecord(recordOn, verifiedRecord(v))
-  const base = v.delta?.dir ? { dir: v.delta.dir, paths: new Set(v.delta.paths) } : undefined
-  return { bundle: await openBundle(flags.bundle, v.digests, v.lock, base), report: v, record }
+  return { bundle: await openBundle(flags.bundle, v.digests, v.lock, v.delta), report: v, record }
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { PackageFamily } from './os-release.js'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import { isSafeRelativePath } from './layout.js'
@@ -32,6 +33,8 @@ export interface LockedImage {
 /** One OS package (.deb or .rpm) for one distribution release and platform. */
 export interface LockedPackage {
   release: string
+  /** How the release installs it: dpkg (.deb) or rpm (.rpm). Older locks leave it out: the file name's suffix says. */
+  family?: PackageFamily
   platform: Platform
   name: string
   version: string
@@ -230,7 +233,7 @@ function lockedImage(r: Reader, im: unknown, at: string): LockedImage {
 }
 
 function lockedPackage(r: Reader, pk: unknown, at: string, platforms: readonly Platform[]): LockedPackage {
-  const o = r.object(pk, at, ['release', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file'])
+  const o = r.object(pk, at, ['release', 'family', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file'])
   const platform = r.string(o, 'platform', `${at}.platform`)!
   if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
   const release = r.string(o, 'release', `${at}.release`)!
@@ -247,8 +250,12 @@ function lockedPackage(r: Reader, pk: unknown, at: string, platforms: readonly P
   }
   if (typeof o.size !== 'number' || !Number.isSafeInteger(o.size) || o.size < 0) r.fail(`${at}.size`, 'must be a whole number of bytes')
   const snapshot = o.snapshot === undefined ? undefined : r.url(o, 'snapshot', `${at}.snapshot`)
+  const family = r.string(o, 'family', `${at}.family`, true)
+  if (family !== undefined && family !== file.slice(-3))
+    r.fail(`${at}.family`, `must be ${file.slice(-3)} for ${JSON.stringify(file)}, found ${JSON.stringify(family)}`)
   return {
     release,
+    ...(family ? { family: family as PackageFamily } : {}),
     platform: platform as Platform,
     name: r.text(o, 'name', `${at}.name`),
     version: r.text(o, 'version', `${at}.version`),
@@ -290,6 +297,7 @@ export function serializeLock(lock: Lock): string {
   }))
   const packages = lock.packages.map((p) => ({
     release: p.release,
+    ...(p.family ? { family: p.family } : {}),
     platform: p.platform,
     name: p.name,
     version: p.version,

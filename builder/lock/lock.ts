@@ -166,6 +166,7 @@ async function lockRpms(release: RpmRelease, platform: Platform, names: readonly
   const vaults = new Map(repos.map((r) => [r.base, r.vault]))
   return chosen.map((p) => ({
     release: release.id,
+    family: 'rpm' as const,
     platform,
     name: p.name,
     version: p.evr,
@@ -211,6 +212,7 @@ async function lockDebs(release: DebRelease, platform: Platform, names: readonly
   o.progress.note(`packages ${id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
   return chosen.map((p) => ({
     release: id,
+    family: 'deb' as const,
     platform,
     name: p.name,
     version: p.version,

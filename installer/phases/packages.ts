@@ -102,7 +102,8 @@ export const packages: Phase = {
         `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
       )
     }
-    const manager = ctx.facts.family === 'rpm' ? rpm : dpkg
+    // The lock says how the set installs; a lock from before it did, the node's own family.
+    const manager = (mine[0]!.family ?? ctx.facts.family) === 'rpm' ? rpm : dpkg
     const installed = await manager.installed(ctx, mine)
     const missing = mine.filter((p) => !installed.has(p.name))
     return [

@@ -39,6 +39,28 @@ describe('the lock', () => {
     expect(packagesFor(lock, 'linux/amd64', ['ubuntu-22.04']).every((p) => p.release === 'ubuntu-22.04')).toBe(true)
   })
 
+  it("records each package's family, which must fit its file; an older lock without it still reads", () => {
+    const pkg = {
+      release: 'rocky-9',
+      family: 'rpm',
+      platform: 'linux/amd64',
+      name: 'socat',
+      version: '0:1.7.4.1-5.el9',
+      url: 'https://dl.rockylinux.org/pub/rocky/9/AppStream/x86_64/os/Packages/s/socat-1.7.4.1-5.el9.x86_64.rpm',
+      integrity: 'sha256-qt7vQAuPBkVXaMFHbSAjj4dbePUsf/GWfaa84jbIy9g=',
+      size: 1,
+      file: 'socat-1.7.4.1-5.el9.x86_64.rpm',
+    }
+    const lock = parseLock(JSON.stringify({ ...base(), packages: [pkg] }), 'lock.json')
+    expect(lock.packages[0]?.family).toBe('rpm')
+    expect(JSON.parse(serializeLock(lock)).packages[0]).toEqual(pkg)
+    const { family: _, ...older } = pkg
+    expect(parseLock(JSON.stringify({ ...base(), packages: [older] }), 'lock.json').packages[0]?.family).toBeUndefined()
+    expect(fails({ ...base(), packages: [{ ...pkg, family: 'deb' }] })).toMatch(
+      /packages\[0\]\.family: must be rpm for "socat-1\.7\.4\.1-5\.el9\.x86_64\.rpm", found "deb"/,
+    )
+  })
+
   it('names the field of every error', () => {
     expect(fails('{')).toMatch(/^lock\.json: not valid JSON/)
     expect(fails({ ...base(), lockVersion: 2 })).toMatch(/lockVersion: must be 1, found 2/)

@@ -70,6 +70,29 @@ describe('the packages phase, on a node in memory', () => {
     ])
   })
 
+  it('the lock says how a set installs: a node whose own os-release names no known family takes rpm from it', async () => {
+    const host = nodeOf('ID="myrocky"\nVERSION_ID="9"\n')
+    const bytes = Buffer.from('socat')
+    const set: LockedPackage = {
+      release: 'myrocky-9',
+      family: 'rpm',
+      platform: 'linux/amd64',
+      name: 'socat',
+      version: '0:1.7.4.1-5.el9',
+      url: 'https://mirror.invalid/socat.rpm',
+      integrity: Sha256.of(bytes),
+      size: bytes.length,
+      file: 'socat.rpm',
+    }
+    const bundle = await memoryBundle({}, 'linux/amd64', [set])
+    await mkdir(dirname(join(bundle.dir, packagePath(set.release, set.file))), { recursive: true })
+    await writeFile(join(bundle.dir, packagePath(set.release, set.file)), bytes)
+    const ctx = memoryContext(host, bundle)
+    expect(ctx.facts.family).toBeUndefined()
+    await runPhases(ctx, [packages], () => {})
+    expect(host.changes).toContain(`run rpm -U --nosignature ${PACKAGE_STAGING}/socat.rpm`)
+  })
+
   it('a node of a release the bundle does not carry: refused with both ways out, nothing changed; a dry run says FAIL and goes on', async () => {
     const host = nodeOf('ID="ol"\nID_LIKE="fedora"\nVERSION_ID="9.3"\n')
     const bundle = await twoSets()

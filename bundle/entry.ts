@@ -15,7 +15,10 @@ export function installScript(arch: Arch): string {
 # kube-airgap: checks this machine against the bundle, then runs the installer.
 # Usage: sudo ./install --role master|worker [options]   (./install --help for more)
 set -eu
-here=$(cd "$(dirname "$0")" && pwd)
+# The bundle folder, also when this script is reached through a link; the caller's folder
+# stays the working folder, so relative paths in the arguments mean what they say.
+self=$(readlink -f "$0" 2>/dev/null || printf '%s' "$0")
+here=$(cd "$(dirname "$self")" && pwd)
 bundle_arch=${arch}
 case "$(uname -m)" in
   x86_64|amd64) arch=amd64 ;;
@@ -40,9 +43,8 @@ if [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 28 ]; }; then
   printf '%s\\n' "install: \${system:-this system} has glibc $glibc, too old: the bundled Node.js 24 needs glibc 2.28 or newer; supported: $supported" >&2
   exit 2
 fi
-cd "$here"
-if ! grep -E '  (${RUNTIME_NODE.replaceAll('.', '\\.')}|${INSTALLER_FILE.replaceAll('.', '\\.')})$' ${SUMS_FILE} 2>/dev/null | sha256sum -c --strict --status 2>/dev/null \\
-   || [ "$(grep -cE '  (${RUNTIME_NODE.replaceAll('.', '\\.')}|${INSTALLER_FILE.replaceAll('.', '\\.')})$' ${SUMS_FILE})" -ne 2 ]; then
+if ! (cd "$here" && grep -E '  (${RUNTIME_NODE.replaceAll('.', '\\.')}|${INSTALLER_FILE.replaceAll('.', '\\.')})$' ${SUMS_FILE} 2>/dev/null | sha256sum -c --strict --status 2>/dev/null) \\
+   || [ "$(cd "$here" && grep -cE '  (${RUNTIME_NODE.replaceAll('.', '\\.')}|${INSTALLER_FILE.replaceAll('.', '\\.')})$' ${SUMS_FILE})" -ne 2 ]; then
   echo "install: ${RUNTIME_NODE} or ${INSTALLER_FILE} does not match ${SUMS_FILE}: the bundle is damaged; copy it again (sha256sum -c the .tar.sha256 first)" >&2
   exit 1
 fi

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { open, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { BaseFile } from './delta.js'
@@ -97,8 +97,24 @@ export async function verifyBundle(path: string, opts: VerifyOptions = {}): Prom
     throw new KaError('EUSAGE', `${path}: no such bundle; give a bundle .tar or an unpacked bundle folder`)
   })
   const folder = st.isDirectory()
+  if (!folder && (await startsLikeJson(path)))
+    throw new KaError(
+      'EUSAGE',
+      `${path}: a lock (JSON), not a bundle; verify the bundle .tar built from it, its parts, or an unpacked bundle folder (bundle inspect ${path} previews what it builds)`,
+    )
   const scan = folder ? await scanFolder(path) : await scanTar(() => createReadStream(path, { highWaterMark: 1 << 20 }), path)
   return judge(scan, path, opts, await scanBase(scan, opts.base ?? (folder ? dirname(path) : undefined), !opts.base))
+}
+
+/** A file whose first byte (past white space) is `{`: JSON, which no tar starts with (a tar's first bytes are a file name). */
+async function startsLikeJson(path: string): Promise<boolean> {
+  const fh = await open(path, 'r')
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(64), 0, 64, 0)
+    return buffer.subarray(0, bytesRead).toString('latin1').trimStart().startsWith('{')
+  } finally {
+    await fh.close()
+  }
 }
 
 /** Verifies a tar given as a stream (the concatenation of split parts, say). */

@@ -1,5 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { Argument, Command, Option } from 'commander'
+import { KaError } from '../bundle/errors.js'
+import { nearest } from '../bundle/text.js'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
@@ -22,12 +24,30 @@ const BUNDLE_DIR = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, 
 
 /** The command line, mapped onto one command each; `setExit` takes a command's exit status. */
 function program(io: Io, setExit: (code: number) => void): Command {
-  const top = installOptions(new Command('install'), io).action(async (flags: Flags) => installCommand(flags, io))
+  // A word that is no command (a typo, or a role without --role) reaches the install itself:
+  // it is named with what was meant, not commander's "Expected 0 arguments".
+  const top = installOptions(new Command('install'), io)
+    .usage('[options] [command]')
+    .argument('[word]')
+    .action(async (word: string | undefined, flags: Flags) => {
+      if (word !== undefined)
+        throw notACommand(
+          word,
+          top.commands.map((c) => c.name()),
+        )
+      return installCommand(flags, io)
+    })
   // A subcommand's own options win over the same ones given before it.
   const flags = (own: object = {}): Flags => ({ ...top.opts<Flags>(), ...own })
   addNodeCommands(top, flags, io, setExit)
   addPrintCommands(top, flags, io)
   return top
+}
+
+function notACommand(word: string, commands: string[]): KaError {
+  if (word === 'master' || word === 'worker') return new KaError('EUSAGE', `${word} is not a command: the role is a flag, --role ${word}`)
+  const near = nearest(word, commands)
+  return new KaError('EUSAGE', `unknown command '${word}'${near ? ` (did you mean ${near}?)` : ''}; see ./install --help`)
 }
 
 /** `./install` itself: its description, options and examples (every subcommand sees these too). */
@@ -38,7 +58,7 @@ function installOptions(top: Command, io: Io): Command {
     .configureOutput(commanderOutput('install', io, './install'))
     .version(`kube-airgap ${TOOL_VERSION}`, '-V, --version', 'print the version')
     .addOption(new Option('--role <role>', 'what this node is: master or worker'))
-    .option('--config <file>', 'cluster.yaml (see manifests/cluster.example.yaml); flags win over it')
+    .option('--config <file>', 'cluster.yaml (see cluster.example.yaml in the bundle folder); flags win over it')
     .option('--join-file <file>', 'join/worker.yaml or join/control-plane.yaml from the first master')
     .option('--advertise-address <ip>', "this node's address (default: the default route's interface)")
     .option('--pod-subnet <cidr>', 'pod addresses (default 10.244.0.0/16)')
@@ -143,8 +163,9 @@ function addPrintCommands(top: Command, flags: FlagsOf, io: Io): void {
   top
     .command('phases')
     .description('list the phases, in the order they run')
-    .addHelpText('after', `\nExamples:\n  ./install phases`)
-    .action(() => phasesCommand(io))
+    .option('--json', 'print the phases as JSON')
+    .addHelpText('after', `\nExamples:\n  ./install phases\n  ./install phases --json`)
+    .action((own: object) => phasesCommand(flags(own), io))
   const help = completionHelp('./install')
   const values = { '--role': ['master', 'worker'], '--phases': PHASE_CHOICES, '--skip-phases': PHASE_CHOICES }
   top

@@ -118,7 +118,7 @@ type Str = (k: string) => string | undefined
 /** cluster.yaml as a mapping, its keys checked (unknown ones with the nearest known one), and its values read as text. */
 function settings(text: string | undefined, source: string, thisHost: string): { o: Record<string, unknown>; str: Str } {
   const raw = (text ? loadYaml(text, source) : {}) ?? {}
-  if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see manifests/cluster.example.yaml')
+  if (typeof raw !== 'object' || Array.isArray(raw)) bad(`${source}: not a mapping of settings`, 'see cluster.example.yaml in the bundle folder')
   const o = raw as Record<string, unknown>
   // The same cluster.yaml goes to every node: what differs per node (its name, its address)
   // comes from flags, the node itself, or the file's per-node map keyed by hostname.
@@ -150,7 +150,7 @@ function settings(text: string | undefined, source: string, thisHost: string): {
     if (typeof v !== 'string' && typeof v !== 'number')
       return bad(
         `${source}: ${k} must be text, found ${Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'a mapping' : typeof v}`,
-        'see manifests/cluster.example.yaml',
+        'see cluster.example.yaml in the bundle folder',
       )
     return String(v)
   }
@@ -236,12 +236,12 @@ function choices(str: Str): { selinux: string; firewalld: string; tokenTTL: stri
 function taintsOf(o: Record<string, unknown>, source: string): Taint[] | undefined {
   let taints: Taint[] | undefined
   if (o.taints !== undefined) {
-    if (!Array.isArray(o.taints)) bad(`${source}: taints must be a list`, 'see manifests/cluster.example.yaml')
+    if (!Array.isArray(o.taints)) bad(`${source}: taints must be a list`, 'see cluster.example.yaml in the bundle folder')
     taints = (o.taints as Record<string, unknown>[]).map((t, i) => {
       const effect = t?.effect
       const label = /^[A-Za-z0-9]([-A-Za-z0-9_./]{0,251}[A-Za-z0-9])?$/
       if (typeof t?.key !== 'string' || !label.test(t.key) || typeof effect !== 'string' || !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(effect))
-        bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see manifests/cluster.example.yaml')
+        bad(`${source}: taints[${i}] needs a key and an effect (NoSchedule, PreferNoSchedule or NoExecute)`, 'see cluster.example.yaml in the bundle folder')
       if (t.value !== undefined && (typeof t.value !== 'string' || !/^[-A-Za-z0-9_.]{0,63}$/.test(t.value)))
         bad(`${source}: taints[${i}].value must be a label value`, 'letters, digits, -, _ and . (at most 63)')
       return { key: t.key as string, ...(t.value !== undefined ? { value: t.value as string } : {}), effect: effect as Taint['effect'] }

@@ -185,7 +185,7 @@ async function clusterSetup(
   let text: string | undefined
   if (flags.config) {
     text = await readFile(flags.config, 'utf8').catch(() => {
-      throw new KaError('EUSAGE', `--config ${flags.config}: cannot read it; give a cluster.yaml (see manifests/cluster.example.yaml)`)
+      throw new KaError('EUSAGE', `--config ${flags.config}: cannot read it; give a cluster.yaml (see cluster.example.yaml in the bundle folder)`)
     })
   }
   const { config, warnings } = clusterConfig(text, flags.config ?? 'flags', flags, facts)

@@ -141,7 +141,7 @@ export async function fileStep(
 export interface StepReport {
   phase: PhaseName
   title: string
-  status: 'done' | 'already done' | 'would do' | 'checked' | 'failed'
+  status: 'done' | 'already done' | 'would do' | 'checked' | 'would check' | 'failed'
   actions: { kind: string; path?: string; sha256?: string; mode?: string; argv?: string[] }[]
 }
 
@@ -192,7 +192,9 @@ export async function runPhases(ctx: Context, phases: Phase[], onStep: (r: StepR
     const steps = await phase.plan(ctx)
     const failures: string[] = []
     for (const step of steps) {
-      let status: StepReport['status'] = step.checkOnly ? 'checked' : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
+      // A dry run claims only what it saw: a check it does not run is one it would run.
+      const checked = step.check && ctx.options.dryRun ? 'would check' : 'checked'
+      let status: StepReport['status'] = step.checkOnly ? checked : step.done ? 'already done' : ctx.options.dryRun ? 'would do' : 'done'
       if (!step.done && !ctx.options.dryRun) {
         ctx.live?.started(phase.name, step.title)
         for (const a of step.actions) {

@@ -1,3 +1,4 @@
+import { KaError } from '../../bundle/errors.js'
 import { writeAtomic } from '../../bundle/atomic.js'
 import { SBOM_FILE } from '../../bundle/layout.js'
 import { type Io, printJson as writeJson } from '../../bundle/report.js'
@@ -11,6 +12,8 @@ import { readKey } from './common.js'
 export async function inspectCommand(path: string, opts: { json?: boolean; sbom?: boolean; out?: string; publicKey?: string }, io: Io): Promise<void> {
   const out = (s: string) => io.out(s)
   const printJson = (value: unknown) => writeJson(io, value)
+  if (opts.out && !opts.sbom)
+    throw new KaError('EUSAGE', `--out ${opts.out} writes the SBOM: give --sbom with it (bundle inspect ${path} --sbom --out ${opts.out})`)
   if (opts.sbom) {
     const sbom = await readBundleFile(path, SBOM_FILE)
     if (opts.out) await writeAtomic(opts.out, sbom)

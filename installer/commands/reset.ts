@@ -19,11 +19,12 @@ export async function resetCommand(flags: Flags & { purge?: boolean; yes?: boole
   const dryRun = ctx.options.dryRun
   const phase = resetPhase(!!flags.purge)
   if (!flags.yes && !dryRun) {
-    const todo = (await phase.plan(ctx)).filter((s) => !s.done)
-    if (todo.length === 0) return void io.out('ok: nothing to reset\n')
+    const steps = await phase.plan(ctx)
+    if (steps.every((s) => s.done)) return void io.out('ok: nothing to reset\n')
     if (!process.stdin.isTTY)
       throw new KaError('EUSAGE', 'reset changes the node and there is no terminal to ask on: run it with --yes (or --dry-run to see what it would do)')
-    io.out(`./install reset will:\n${todo.map((s) => `  ${s.title}\n`).join('')}`)
+    // Every step it runs, in order: those with nothing to do now are said so, not left out.
+    io.out(`./install reset will run:\n${steps.map((s) => `  ${s.title}${s.done ? '  (nothing to do now)' : ''}\n`).join('')}`)
     const rl = createInterface({ input: process.stdin, output: process.stdout })
     const answer = await rl.question('Go ahead? [y/N] ')
     rl.close()

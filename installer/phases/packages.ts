@@ -99,7 +99,7 @@ export const packages: Phase = {
       }
       throw new KaError(
         'EUSAGE',
-        `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: build one with --os ${release ?? '<release>'}, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
+        `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: use a bundle whose manifest lists ${release ?? 'this release'} under packages.releases, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
       )
     }
     // The lock says how the set installs; a lock from before it did, the node's own family.

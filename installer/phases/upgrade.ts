@@ -260,7 +260,8 @@ export function upgradedPhase(u: UpgradePlan): Phase {
     summary: 'the images of earlier versions unpinned, and the upgrade marked finished on this node',
     async plan(ctx) {
       const s = (await readUpgradeState(ctx)) ?? u.state
-      const done = !s || !!s.finished
+      // No state: a dry run (the backup phase wrote none) or a node at the target already.
+      const done = s ? !!s.finished : compareVersions(u.from, u.target) >= 0
       const write = s ? stateWrite({ ...s, finished: new Date(ctx.facts.now()).toISOString() }) : undefined
       return [
         ...(done ? [] : await unpinSteps(ctx)),
@@ -322,7 +323,7 @@ export function rollbackPhase(state: UpgradeState): Phase {
       steps.push(...(await staticPodSteps(ctx, state)))
       const changed = steps.some((s) => !s.done)
       steps.push({
-        title: `containerd and the kubelet restarted on ${state.from}`,
+        title: `${containerdFiles ? 'containerd and the kubelet' : 'the kubelet'} restarted on ${state.from}`,
         done: !changed,
         actions: [
           { kind: 'run', argv: ['systemctl', 'daemon-reload'] },

@@ -48,3 +48,19 @@ describe('bundle, in process', () => {
     expect(bad.stderr).toMatch(/^bundle: EUSAGE: .*fish.*bash, zsh/)
   })
 })
+
+describe('bundle, first contact', () => {
+  it('verify given a lock says it is a lock, in one line, instead of a tar checksum failure per block', async () => {
+    const io = memoryIo()
+    expect(await main(['verify', 'bundle.lock.json'], io)).toBe(2)
+    expect(io.stderr).toBe(
+      'bundle: EUSAGE: bundle.lock.json: a lock (JSON), not a bundle; verify the bundle .tar built from it, its parts, or an unpacked bundle folder (bundle inspect bundle.lock.json previews what it builds)\n',
+    )
+  })
+
+  it('inspect --out without --sbom is refused in one line, not ignored', async () => {
+    const io = memoryIo()
+    expect(await main(['inspect', 'dist/x.tar', '--out', 'x.json'], io)).toBe(2)
+    expect(io.stderr).toBe('bundle: EUSAGE: --out x.json writes the SBOM: give --sbom with it (bundle inspect dist/x.tar --sbom --out x.json)\n')
+  })
+})

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TOOL_VERSION } from '../../bundle/version.js'
 import { clusterConfig } from '../../installer/cluster-config.js'
@@ -93,6 +93,19 @@ describe('without root', () => {
     expect(d.stderr).toMatch(/^note {2}not run as root: what only root may read .* is reported as not there/m)
     expect(d.stderr).not.toMatch(/internal error|\n\s+at /)
   })
+
+  it('verify with no home to write to puts its record in a new private folder under TMPDIR, and says where', async () => {
+    const tmp = await mkdtemp(join(dir, 'tmp-'))
+    await chmod(tmp, 0o777)
+    const v = asNobody(['verify', '--json'], { HOME: '/nonexistent', TMPDIR: tmp })
+    expect(v.code, v.stderr).toBe(0)
+    const out = JSON.parse(v.stdout)
+    expect(out.record).toMatch(new RegExp(`^${tmp}/kube-airgap-record-[^/]+/verify-.*\\.json$`))
+    expect(v.stderr).toMatch(
+      new RegExp(`^note {2}/nonexistent/\\.local/state/kube-airgap cannot be written \\(E[A-Z]+\\): the record goes to ${tmp}/kube-airgap-record-`, 'm'),
+    )
+    expect((await stat(dirname(out.record))).mode & 0o777).toBe(0o700)
+  })
 })
 
 describe('a dry run always plans', () => {
@@ -111,6 +124,67 @@ describe('a dry run always plans', () => {
     expect(r.stdout).not.toMatch(/containerd runs the installed binary and config/)
     expect(r.stdout).toMatch(/^dry run: \d+ steps would change the node; nothing was changed$/m)
     expect(await readdir(join(root, 'etc'))).toEqual(before)
+  })
+})
+
+describe('paths mean what they say', () => {
+  // The shim once changed into the bundle folder: a relative --config from the operator's own
+  // folder could not be read, and a link to install said the bundle was damaged.
+  it('a relative --config from another folder works, install runs through a link, and a missing file names the example in the bundle folder', async () => {
+    const home = await mkdtemp(join(dir, 'home-'))
+    await writeFile(join(home, 'cluster.yaml'), 'podSubnet: 10.50.0.0/16\n')
+    const root = await newRoot('paths')
+    const shim = (cmd: string, args: string[]) =>
+      spawnSync(cmd, [...args, '--root', root, '--host-commands', standins], {
+        cwd: home,
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_RECORD: join(root, '..', 'record'), KA_ROOT: root },
+      })
+    const r = shim(join(bundle, 'install'), ['--role', 'master', '--config', 'cluster.yaml', '--dry-run', '--phases', 'cluster'])
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/10\.50\.0\.0\/16/)
+    await symlink(join(bundle, 'install'), join(home, 'install'))
+    const linked = shim(join(home, 'install'), ['--role', 'master', '--config', 'cluster.yaml', '--dry-run', '--phases', 'cluster'])
+    expect(linked.status, linked.stderr).toBe(0)
+    // The same plan (the kubeadm config and join state hold a fresh token each run).
+    const plan = (out: string) => out.replace(/sha256:[0-9a-f]{64}/g, 'sha256:…')
+    expect(plan(linked.stdout)).toBe(plan(r.stdout))
+    const missing = shim(join(bundle, 'install'), ['--role', 'master', '--config', 'nope.yaml', '--dry-run'])
+    expect(missing.status).toBe(2)
+    expect(missing.stderr).toBe('install: EUSAGE: --config nope.yaml: cannot read it; give a cluster.yaml (see cluster.example.yaml in the bundle folder)\n')
+  })
+})
+
+describe('reset asks first', () => {
+  it('on a terminal, lists every step it will run (those with nothing to do marked), and a no changes nothing', async () => {
+    const root = await newRoot('reset-ask')
+    await mkdir(join(root, 'etc/cni/net.d'), { recursive: true })
+    await writeFile(join(root, 'etc/cni/net.d/10-calico.conflist'), '{}\n')
+    // A real terminal: script(1) runs the installer on a pty and passes it the answer.
+    const cmd = [process.execPath, join(bundle, 'installer', 'install.mjs'), '--bundle', bundle, 'reset', '--root', root, '--host-commands', standins]
+    const r = spawnSync('script', ['-qec', cmd.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+      input: 'n\n',
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${standins}:${process.env.PATH}`, KA_ROOT: root, NO_COLOR: '1' },
+    })
+    // What the terminal shows: carriage returns and readline's cursor controls taken out.
+    const out = r.stdout.replace(/\r|\x1b\[[0-9;]*[A-Za-z]/g, '')
+    expect(r.status, out).toBe(0)
+    const listed = out
+      .split('./install reset will run:\n')[1]!
+      .split('Go ahead?')[0]!
+      .trim()
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+    // Every step the run takes, as a dry run lists them; the one with work to do unmarked.
+    const dry = await underRoot(root, ['reset', '--dry-run'])
+    const steps = [...dry.stdout.matchAll(/^\[reset\] (?:already done|would do) +(.*)$/gm)].map((m) => m[1]!)
+    expect(steps.length).toBeGreaterThan(5)
+    expect(listed.map((l) => l.replace(/ {2}\(nothing to do now\)$/, ''))).toEqual(steps)
+    expect(listed.filter((l) => !l.endsWith('(nothing to do now)'))).toEqual(['CNI state removed (/etc/cni/net.d, /var/lib/cni)'])
+    expect(out).toMatch(/^nothing was changed$/m)
+    expect(await readFile(join(root, 'etc/cni/net.d/10-calico.conflist'), 'utf8')).toBe('{}\n')
   })
 })
 

@@ -11,7 +11,7 @@ import { testContext } from '../support/context.js'
 /** A day before the test ran: expired by the real clock whenever the test runs. */
 const YESTERDAY = new Date(Date.now() - 86_400_000).toISOString()
 import { SUPPORTED } from '../../bundle/entry.js'
-import { bundleCli } from '../support/cli.js'
+import { bundleCli, dryRunClaims } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
 import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
@@ -68,8 +68,12 @@ let root: string
 describe('./install --role worker', () => {
   it('prepares the node, through containerd, CNI and Kubernetes', async () => {
     root = await newRoot('worker')
+    const dry = await install(['--role', 'worker', '--skip-phases', 'images', '--dry-run'], root)
+    expect(dry.code, dry.stderr + dry.stdout).toBe(0)
     const r = await install(['--role', 'worker', '--skip-phases', 'images'], root)
     expect(r.code, r.stderr + r.stdout).toBe(0)
+    // Every result the dry run claimed, the real run bore out.
+    expect(dryRunClaims(dry.stdout, r.stdout)).toEqual([])
     expect(r.stdout).toMatch(/^\[verify\] checked +bundle kube-airgap-v1\.29\.3-linux-amd64/m)
     for (const f of [
       'usr/local/bin/containerd',

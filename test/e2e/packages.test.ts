@@ -262,7 +262,7 @@ describe('OS packages', () => {
     const other = await install(bundle, root, ['--role', 'worker', '--phases', 'packages'])
     expect(other.code).toBe(2)
     expect(other.stderr.trim()).toMatch(
-      /^install: EUSAGE: this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12: build one with --os ubuntu-22\.04, or run with --skip-phases packages/,
+      /^install: EUSAGE: this node runs ubuntu-22\.04; the bundle carries OS packages for debian-12: use a bundle whose manifest lists ubuntu-22\.04 under packages\.releases, or run with --skip-phases packages/,
     )
   })
 

@@ -3,7 +3,7 @@ import { appendFile, chmod, cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } 
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bundleCli } from '../support/cli.js'
+import { bundleCli, dryRunClaims } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
 import { lockWorld, nextMinor, startWorld, type World } from '../support/world.js'
@@ -430,8 +430,15 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
   it('upgrades the second master with kubeadm upgrade node, drained (though cordoned already) and left cordoned as it was, with its own admin.conf', async () => {
     // Cordoned by the operator before the upgrade, not drained: drained all the same, and kept cordoned.
     kubectl('cordon', 'm2')
+    const dry = await run('m2', bundles.new!, ['upgrade', '--dry-run'])
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0)
     const r = await run('m2', bundles.new!, ['upgrade'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
+    // The dry run claimed no result the real run had not reached (it said "Ready on kubelet
+    // v1.30.11" was checked and "upgraded to v1.30.11" already done, for a node on v1.29.3).
+    expect(dryRunClaims(dry.stdout, r.stdout)).toEqual([])
+    expect(dry.stdout).toMatch(/^\[upgrade\] would check +node m2 Ready on kubelet v1\.30\.11$/m)
+    expect(dry.stdout).toMatch(/^\[finish\] would do +node m2 upgraded to v1\.30\.11$/m)
     expect(changing(r.record)).toEqual([
       'kubeadm upgrade node',
       `kubectl --kubeconfig ${admin('m2')} drain m2 --ignore-daemonsets --delete-emptydir-data --timeout=600s`,
@@ -490,6 +497,8 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
     expect(await files('w2')).toEqual(before)
     expect(changing(back.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet'])
     expect(back.stdout).toMatch(/^next: the node runs v1\.29\.3 again; .*kubectl uncordon w2$/m)
+    // Only the kubelet was restarted, and the step says so (it said "containerd and the kubelet").
+    expect(back.stdout).toMatch(/^\[rollback\] done +the kubelet restarted on v1\.29\.3$/m)
 
     // Failed again, then run again with a kubelet that starts: what was done stays done.
     expect((await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)).code).toBe(1)

@@ -52,3 +52,30 @@ describe('./install, in process', () => {
     expect(bashCompletions(io.stdout, './install --bu')).toEqual([])
   })
 })
+
+describe('./install, first contact', () => {
+  it('a word that is no command is named with what was meant, in one line', async () => {
+    for (const [argv, line] of [
+      [['doctr'], "install: EUSAGE: unknown command 'doctr' (did you mean doctor?); see ./install --help"],
+      [['master'], 'install: EUSAGE: master is not a command: the role is a flag, --role master'],
+      [['--dry-run', 'worker'], 'install: EUSAGE: worker is not a command: the role is a flag, --role worker'],
+    ] as const) {
+      const io = memoryIo()
+      expect(await main([...argv], io), argv.join(' ')).toBe(2)
+      expect(io.stderr).toBe(`${line}\n`)
+    }
+  })
+
+  it('phases --json (before or after the command) prints the phases as JSON', async () => {
+    for (const argv of [
+      ['--json', 'phases'],
+      ['phases', '--json'],
+    ]) {
+      const io = memoryIo()
+      expect(await main(argv, io)).toBe(0)
+      const out = JSON.parse(io.stdout)
+      expect(out.ok).toBe(true)
+      expect(out.phases.map((p: { name: string }) => p.name)).toEqual(['verify', ...PHASES.map((p) => p.name)])
+    }
+  })
+})

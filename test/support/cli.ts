@@ -71,3 +71,23 @@ export function runSync(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
+
+/**
+ * What a dry run claims that the real run did not bear out: every `[phase] status title`
+ * line the dry run printed as a result ("checked", "already done") must be a result of the
+ * real run too, not a step the real run had to do ("done") or never reached. A dry run may
+ * say "would do" or "would check" of anything.
+ */
+export function dryRunClaims(dry: string, real: string): string[] {
+  const lines = (out: string) =>
+    new Map([...out.matchAll(/^\[([a-z-]+)\] (done|already done|would do|checked|would check|failed) +(.*)$/gm)].map((m) => [`[${m[1]}] ${m[3]}`, m[2]!]))
+  const realRun = lines(real)
+  const claims: string[] = []
+  for (const [step, status] of lines(dry)) {
+    if (status !== 'checked' && status !== 'already done') continue
+    const then = realRun.get(step)
+    if (then !== 'checked' && then !== 'already done')
+      claims.push(`${step}: the dry run says "${status}", the real run ${then ? `"${then}"` : 'never got there'}`)
+  }
+  return claims
+}

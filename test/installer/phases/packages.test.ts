@@ -99,7 +99,7 @@ describe('the packages phase, on a node in memory', () => {
     const ctx = memoryContext(host, bundle)
     expect(ctx.facts).toMatchObject({ release: 'ol-9.3', family: 'rpm' })
     await expect(packages.plan(ctx)).rejects.toThrow(
-      /this node runs ol-9\.3; the bundle carries OS packages for debian-12, rocky-9: build one with --os ol-9\.3, or run with --skip-phases packages/,
+      /this node runs ol-9\.3; the bundle carries OS packages for debian-12, rocky-9: use a bundle whose manifest lists ol-9\.3 under packages\.releases, or run with --skip-phases packages/,
     )
     const says: string[] = []
     const [dry] = await packages.plan(memoryContext(host, bundle, { dryRun: true, says }))

@@ -17,7 +17,7 @@ import { download } from './download/download.js'
 import { warmHasher } from './download/hasher.js'
 import { applyMirrors, httpDefaults, redactUrl } from './download/http.js'
 import { planImages } from './images/images.js'
-import { checkHosts, hostsFor } from './mirrors.js'
+import { checkHosts, hostsFor } from './download/hosts.js'
 import { parseImageRef } from '../bundle/reference.js'
 import { extractRuntime } from './pack/node-runtime.js'
 import type { FetchOptions } from './options.js'
@@ -203,7 +203,7 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
   const needed = plan.downloads.filter((d) => missing.has(d.rel)).map((d) => ({ url: d.url, what: redactUrl(d.url) }))
   for (const im of lock.images)
     if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
-  const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http) : Promise.resolve()
+  const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http, o.mirrorsFile) : Promise.resolve()
   const tarball = items.get(plan.runtime.rel)!
   const calico = plan.calico ? items.get(plan.calico.rel) : undefined
   const others = [...items.values()].filter((i) => i !== tarball && i !== calico)

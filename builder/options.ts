@@ -9,6 +9,8 @@ export interface FetchOptions {
   cache: Cache
   http: HttpOptions
   mirrors: readonly Mirror[]
+  /** The mirrors file they came from (--mirrors, $KUBE_AIRGAP_MIRRORS), for the advice when a host does not answer. */
+  mirrorsFile?: string
   registryMirrors: readonly RegistryMirror[]
   credentials: DockerCredentials
   concurrency: number

@@ -84,9 +84,16 @@ export function clusterConfig(
   source: string,
   flags: ClusterFlags,
   facts: Pick<NodeFacts, 'networks' | 'hostname'>,
-): { config: ClusterConfig; warnings: string[] } {
+): { config: ClusterConfig; warnings: string[]; listed: Map<string, string | undefined> } {
   const thisHost = facts.hostname.toLowerCase()
   const { o, str } = settings(text, source, thisHost)
+  // The nodes the file names, and the address it gives each (for the fit check below).
+  const listed = new Map(
+    Object.entries((o.nodes ?? {}) as Record<string, { advertiseAddress?: unknown }>).map(([h, v]) => [
+      h,
+      v.advertiseAddress === undefined ? undefined : String(v.advertiseAddress),
+    ]),
+  )
   const warnings: string[] = []
   const { pod, svc } = subnets(flags, str, facts.networks, warnings)
   const { advertiseAddress, controlPlaneEndpoint } = addresses(flags, str)
@@ -109,7 +116,47 @@ export function clusterConfig(
     selinux: selinux as ClusterConfig['selinux'],
     firewalld: firewalld as ClusterConfig['firewalld'],
   }
-  return { config, warnings }
+  return { config, warnings, listed }
+}
+
+/**
+ * Whether cluster.yaml fits this node, or was written for other machines (the example, used
+ * as it is): on the first master, an endpoint that is another listed node's address, or in
+ * none of this node's networks (for one master, its own address is the endpoint); on any
+ * node, a nodes: map none of whose hosts is this one or on its networks. Each problem is one
+ * line naming the key to edit. Networks unknown (none given): nothing is judged by them.
+ */
+export function unfitConfig(
+  config: ClusterConfig,
+  listed: ReadonlyMap<string, string | undefined>,
+  facts: Pick<NodeFacts, 'networks' | 'hostname'>,
+  node: { advertise: string | undefined; firstMaster: boolean },
+): string[] {
+  const problems: string[] = []
+  const nets = facts.networks.map((n) => parseCidr(n)).filter((n): n is Cidr => !!n)
+  const onNetworks = (ip: string) => {
+    const v = parseIPv4(ip)
+    return v !== undefined && nets.some((n) => overlaps(n, { base: v, prefix: 32, text: ip }))
+  }
+  const me = `this node (${facts.hostname}${node.advertise ? `, ${node.advertise}` : ''})`
+  const host = config.controlPlaneEndpoint?.replace(/:\d+$/, '')
+  if (node.firstMaster && host && parseIPv4(host) !== undefined && host !== node.advertise) {
+    const owner = [...listed].find(([h, ip]) => ip === host && h !== facts.hostname.toLowerCase())?.[0]
+    if (owner)
+      problems.push(
+        `controlPlaneEndpoint ${config.controlPlaneEndpoint} is ${owner}'s address (nodes:), not ${me}, and kubeadm init runs on the first master: edit controlPlaneEndpoint in cluster.yaml (one master: leave it out), or run this on ${owner}`,
+      )
+    else if (nets.length && !onNetworks(host))
+      problems.push(
+        `controlPlaneEndpoint ${config.controlPlaneEndpoint} is on none of the networks of ${me} (${facts.networks.join(', ')}): edit controlPlaneEndpoint in cluster.yaml (one master: leave it out; several: the load balancer or virtual IP in front of them)`,
+      )
+  }
+  const hosts = [...listed.keys()]
+  if (hosts.length && !listed.has(facts.hostname.toLowerCase()) && nets.length && ![...listed.values()].some((ip) => ip !== undefined && onNetworks(ip)))
+    problems.push(
+      `nodes: in cluster.yaml names ${hosts.join(', ')}, none of them ${me} nor on its networks (${facts.networks.join(', ')}): edit nodes: for your machines' hostnames and addresses (./install config prints this node's)`,
+    )
+  return problems
 }
 
 /** A value of cluster.yaml as text: this node's own entry for the per-node keys. */

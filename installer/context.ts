@@ -3,7 +3,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { KaError } from '../bundle/errors.js'
 import type { VerifyReport } from '../bundle/verify.js'
-import { clusterConfig } from './cluster-config.js'
+import { clusterConfig, unfitConfig } from './cluster-config.js'
 import { openVerified } from './gate.js'
 import { type InstalledNode, installedNode } from './cluster-view.js'
 import { gatherFacts, type NodeFacts } from './facts.js'
@@ -80,7 +80,10 @@ export async function resolveContext(
   const usb: Host = dryRun ? new DryRunHost(folder) : folder
   const facts = await gatherFacts(node)
   // Every input is checked before anything is verified, read as trusted or changed.
-  const { setup, warnings } = await clusterSetup(flags, facts, req.role, req.needAddress && !dryRun, await node.exists(KUBELET_KUBECONFIG))
+  // The install checks that cluster.yaml fits this node: a real run refuses, a dry run says FAIL and plans on.
+  const fit = req.needAddress ? (dryRun ? 'fail' : 'refuse') : 'skip'
+  const { setup, warnings, fails } = await clusterSetup(flags, facts, req.role, req.needAddress && !dryRun, await node.exists(KUBELET_KUBECONFIG), fit)
+  for (const f of fails) req.say(`FAIL  ${f}; a real run stops here`)
   if (dryRun && req.needAddress && !setup.advertise) {
     warnings.push("cannot tell this node's address (no default route): the plan shows <advertise-address>; a real run needs --advertise-address")
     setup.advertise = '<advertise-address>'
@@ -181,14 +184,15 @@ async function clusterSetup(
   role: 'master' | 'worker',
   needAddress: boolean,
   joined: boolean,
-): Promise<{ setup: ClusterSetup; warnings: string[] }> {
+  fit: 'refuse' | 'fail' | 'skip',
+): Promise<{ setup: ClusterSetup; warnings: string[]; fails: string[] }> {
   let text: string | undefined
   if (flags.config) {
     text = await readFile(flags.config, 'utf8').catch(() => {
       throw new KaError('EUSAGE', `--config ${flags.config}: cannot read it; give a cluster.yaml (see cluster.example.yaml in the bundle folder)`)
     })
   }
-  const { config, warnings } = clusterConfig(text, flags.config ?? 'flags', flags, facts)
+  const { config, warnings, listed } = clusterConfig(text, flags.config ?? 'flags', flags, facts)
   let join: JoinFile | undefined
   if (flags.joinFile) {
     const st = await lstat(flags.joinFile).catch(() => undefined)
@@ -220,5 +224,8 @@ async function clusterSetup(
   const wait = Number(flags.waitTimeout)
   if (!Number.isInteger(wait) || wait <= 0 || wait > 86_400)
     throw new KaError('EUSAGE', `--wait-timeout ${JSON.stringify(flags.waitTimeout)}: give whole seconds from 1 to 86400, e.g. 600`)
-  return { setup: { config, advertise: advertise ?? '', ...(join ? { join } : {}), waitMs: wait * 1000 }, warnings }
+  // A node that joined already was set up from this file: a rerun is not judged again.
+  const fails = fit === 'skip' || joined ? [] : unfitConfig(config, listed, facts, { advertise, firstMaster: role === 'master' && !join })
+  if (fit === 'refuse' && fails.length) throw new KaError('EUSAGE', fails[0]!)
+  return { setup: { config, advertise: advertise ?? '', ...(join ? { join } : {}), waitMs: wait * 1000 }, warnings, fails }
 }

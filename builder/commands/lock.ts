@@ -29,7 +29,7 @@ export async function lockCommand(opts: LockFlags, io: Io): Promise<void> {
   const out = (s: string) => io.out(s)
   const printJson = (value: unknown) => writeJson(io, value)
   for (const k of opts.keyring) if (!existsSync(k)) throw new KaError('EUSAGE', `--keyring ${k}: no such file; give an OpenPGP keyring (gpg --export > FILE)`)
-  const { mirrors, registryMirrors } = await resolveMirrors(opts)
+  const { mirrors, registryMirrors, mirrorsFile } = await resolveMirrors(opts)
   const manifest = await readManifest(opts.manifest)
   const progress = progressFor({ json: opts.json })
   let lock: Awaited<ReturnType<typeof createLock>>
@@ -39,6 +39,7 @@ export async function lockCommand(opts: LockFlags, io: Io): Promise<void> {
       http: httpDefaults(),
       mirrors,
       registryMirrors,
+      ...(mirrorsFile ? { mirrorsFile } : {}),
       concurrency: concurrency(opts.concurrency),
       progress,
       keyrings: opts.keyring.map((k) => resolve(k)),

@@ -18,6 +18,7 @@ import { parseImageRef } from '../../bundle/reference.js'
 import { RegistryClient } from '../images/registry.js'
 import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
 import { Connections } from '../download/connections.js'
+import { checkHosts, hostsFor } from '../download/hosts.js'
 import { download } from '../download/download.js'
 import { applyMirrors, fetchText } from '../download/http.js'
 import type { Manifest } from './manifest.js'
@@ -74,6 +75,10 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
   o.http = { ...o.http, connections: o.http.connections ?? new Connections(o.concurrency, o.http.segmentBytes) }
   kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
   const wants = wantsOf(manifest)
+  const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
+  // Every host the lock will ask, checked at once before any work: a user behind a firewall
+  // learns every unreachable one in one line, as bundle build says it.
+  await checkHosts(hostsFor(lockHosts(manifest, wants, registry), o.mirrors), o.http, o.mirrorsFile)
   const checksumFiles = new Map<string, Promise<string | undefined>>()
   const files = await Promise.all(
     wants.map(async (w): Promise<LockedFile> => {
@@ -105,7 +110,6 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
 
   // Each image is pinned to what its tag names now: the multi-platform index, so one lock
   // serves every platform. A digest the manifest gives is kept as it is.
-  const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const images = await Promise.all(
     manifest.images.map(async (im) => {
       if (im.digest) return { ref: im.ref, digest: im.digest }
@@ -119,6 +123,23 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
   )
   const packages = (await Promise.all(sets.map(({ id, platform }) => lockPackages(id, platform, manifest.packages.names, o)))).flat()
   return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
+}
+
+/** What the lock will fetch, by URL: checksum files or the files themselves, tags, every package archive of every set. */
+function lockHosts(manifest: Manifest, wants: readonly Want[], registry: RegistryClient): { url: string; what: string }[] {
+  const out = wants.filter((w) => !w.sha256).map((w) => ({ url: w.checksumUrl ?? w.url, what: label(w) }))
+  for (const im of manifest.images) if (!im.digest) out.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
+  for (const platform of manifest.platforms)
+    for (const r of manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform))) {
+      const release = releaseNamed(r.id)!
+      const arch = archOf(platform)
+      const urls =
+        release.family === 'rpm'
+          ? release.repos.map((repo) => repo.url(arch))
+          : [release.archive(arch), ...release.suites.map((s) => s.archive?.(arch) ?? release.archive(arch))]
+      for (const url of urls) out.push({ url, what: `${r.id} packages` })
+    }
+  return out
 }
 
 /** One release's packages for one platform, read the way its own package manager reads its archive. */

@@ -489,6 +489,18 @@ describe('bad input', () => {
     expect(down.stderr.trim().split('\n').pop()).toMatch(
       /^bundle: EFETCH: 2 of \d+ hosts the lock needs cannot be reached: http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED; for https:\/\/dl\.k8s\.io\/.*\), http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED; for docker\.io\/\S+\); /,
     )
+    // With a mirrors file in use, the advice is to fix its lines, not to try china.yaml.
+    expect(down.stderr).toContain(`fix or replace their lines in ${file} (or remove them to go direct)`)
+    expect(down.stderr).not.toContain('china.yaml')
+    // bundle lock asks every host at once too, before any work: the same one line, and no lock written.
+    const lockOut = join(c.out, 'down.lock.json')
+    const lockDown = await bundleCli(['lock', '--manifest', world.manifestPath, '--out', lockOut, '--cache', c.cache, '--mirrors', file])
+    expect(lockDown.code).toBe(1)
+    expect(lockDown.stderr.trim().split('\n')).toHaveLength(1)
+    expect(lockDown.stderr).toMatch(
+      /^bundle: EFETCH: 2 of \d+ hosts the lock needs cannot be reached: http:\/\/127\.0\.0\.1:1 \(ECONNREFUSED; for [^)]*\), http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED; for docker\.io\/\S+\); .*fix or replace their lines in /,
+    )
+    expect(existsSync(lockOut)).toBe(false)
     const locked = parseLock(await readFile(lockPath, 'utf8')).files
     const calico = locked.find((f) => f.name === 'calico-manifest')!
     const cached = await readdir(join(c.cache, CACHE_FORMAT, 'blobs', 'sha256'))

@@ -155,6 +155,25 @@ describe('paths mean what they say', () => {
   })
 })
 
+describe('the example cluster.yaml, used as it is', () => {
+  it('on a machine it does not name: the dry run says FAIL naming the key to edit and plans on; the real run refuses, changing nothing', async () => {
+    const root = await newRoot('example')
+    const example = join(bundle, 'cluster.example.yaml')
+    const dry = await underRoot(root, ['--role', 'master', '--config', example, '--dry-run', '--phases', 'cluster'])
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.stderr).toMatch(
+      /^FAIL {2}controlPlaneEndpoint 192\.168\.1\.11:6443 is k8s01's address \(nodes:\), not this node .*: edit controlPlaneEndpoint in cluster\.yaml.*; a real run stops here$/m,
+    )
+    expect(dry.stderr).toMatch(/^FAIL {2}nodes: in cluster\.yaml names k8s01, k8s02, none of them this node .*: edit nodes: /m)
+    const before = await readdir(join(root, 'etc'))
+    const real = await underRoot(root, ['--role', 'master', '--config', example, '--advertise-address', '192.0.2.10'])
+    expect(real.code).toBe(2)
+    expect(real.stderr).toMatch(/^install: EUSAGE: controlPlaneEndpoint 192\.168\.1\.11:6443 is k8s01's address \(nodes:\)/)
+    expect(real.stderr.trim().split('\n')).toHaveLength(1)
+    expect(await readdir(join(root, 'etc'))).toEqual(before)
+  })
+})
+
 describe('reset asks first', () => {
   it('on a terminal, lists every step it will run (those with nothing to do marked), and a no changes nothing', async () => {
     const root = await newRoot('reset-ask')
@@ -238,7 +257,13 @@ describe('for scripts and for the operator without a README', () => {
   })
 
   it('the bundle carries a quickstart in both languages and the example cluster.yaml; ./install config prints one that ./install accepts', async () => {
-    expect(await readFile(join(bundle, 'README.txt'), 'utf8')).toMatch(/sudo \.\/install --role master/)
+    // The dry run first, with the same --config as the real run that follows it.
+    for (const page of ['README.txt', 'README.zh-CN.txt']) {
+      const text = await readFile(join(bundle, page), 'utf8')
+      const dry = text.indexOf('sudo ./install --role master --config ~/cluster.yaml --dry-run')
+      expect(dry, page).toBeGreaterThan(0)
+      expect(text.indexOf('sudo ./install --role master --config ~/cluster.yaml\n'), page).toBeGreaterThan(dry)
+    }
     expect(await readFile(join(bundle, 'README.zh-CN.txt'), 'utf8')).toMatch(/第一个 master/)
     expect(await readFile(join(bundle, 'cluster.example.yaml'), 'utf8')).toMatch(/^controlPlaneEndpoint: /m)
     expect(await readFile(join(bundle, 'SHA256SUMS'), 'utf8')).toMatch(/ {2}README\.txt$/m)

@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { clusterConfig } from '../../installer/cluster-config.js'
+import { clusterConfig, unfitConfig } from '../../installer/cluster-config.js'
+import { REPO } from '../support/fake-upstream.js'
 
 /** cluster.yaml and the flags, judged before a file is written: no node, no disk. */
 const facts = { hostname: 'K8S02', networks: ['192.168.1.0/24'] }
@@ -28,6 +31,7 @@ describe('clusterConfig', () => {
         firewalld: 'open',
       },
       warnings: [],
+      listed: new Map(),
     })
   })
 
@@ -61,5 +65,36 @@ describe('clusterConfig', () => {
     expect(refusal('taints: [{ key: dedicated, effect: Sometimes }]\n')).toMatch(/taints\[0\] needs a key and an effect/)
     expect(refusal('extraHosts: [{ ip: 192.168.1.12, names: ["k8s02 evil"] }]\n')).toMatch(/"k8s02 evil" is not a host name/)
     expect(refusal('selinux: enforcing\n')).toMatch(/selinux "enforcing" is neither permissive nor keep/)
+  })
+})
+
+describe('unfitConfig: cluster.yaml written for other machines', () => {
+  const example = readFileSync(join(REPO, 'manifests', 'cluster.example.yaml'), 'utf8')
+  const here = { hostname: 'k8s05', networks: ['10.0.0.0/24'] }
+  const judge = (text: string, node: { advertise?: string; firstMaster: boolean }, f = here) => {
+    const { config, listed } = clusterConfig(text, 'cluster.yaml', {}, f)
+    return unfitConfig(config, listed, f, { advertise: node.advertise, firstMaster: node.firstMaster })
+  }
+
+  it('the example used as it is on a first master elsewhere: its endpoint is another node, and none of its nodes is this one', () => {
+    expect(judge(example, { advertise: '10.0.0.5', firstMaster: true })).toEqual([
+      "controlPlaneEndpoint 192.168.1.11:6443 is k8s01's address (nodes:), not this node (k8s05, 10.0.0.5), and kubeadm init runs on the first master: edit controlPlaneEndpoint in cluster.yaml (one master: leave it out), or run this on k8s01",
+      "nodes: in cluster.yaml names k8s01, k8s02, none of them this node (k8s05, 10.0.0.5) nor on its networks (10.0.0.0/24): edit nodes: for your machines' hostnames and addresses (./install config prints this node's)",
+    ])
+  })
+
+  it('fits the machines it names: k8s01 at 192.168.1.11 as the first master, k8s02 as a worker', () => {
+    const lan = { networks: ['192.168.1.0/24'] }
+    expect(judge(example, { advertise: '192.168.1.11', firstMaster: true }, { ...lan, hostname: 'k8s01' })).toEqual([])
+    expect(judge(example, { advertise: '192.168.1.12', firstMaster: false }, { ...lan, hostname: 'k8s02' })).toEqual([])
+  })
+
+  it('an endpoint off every network of the first master is refused; a load balancer on its network, or a name, is not judged', () => {
+    expect(judge('controlPlaneEndpoint: 172.16.9.9:6443\n', { advertise: '10.0.0.5', firstMaster: true })[0]).toMatch(
+      /^controlPlaneEndpoint 172\.16\.9\.9:6443 is on none of the networks of this node \(k8s05, 10\.0\.0\.5\) \(10\.0\.0\.0\/24\): edit controlPlaneEndpoint/,
+    )
+    expect(judge('controlPlaneEndpoint: 10.0.0.100:6443\n', { advertise: '10.0.0.5', firstMaster: true })).toEqual([])
+    expect(judge('controlPlaneEndpoint: k8s-api.example:6443\n', { advertise: '10.0.0.5', firstMaster: true })).toEqual([])
+    expect(judge('controlPlaneEndpoint: 172.16.9.9:6443\n', { advertise: '10.0.0.5', firstMaster: false })).toEqual([])
   })
 })

@@ -317,6 +317,30 @@ describe('ansible-playbook ansible/site.yml', () => {
     expect(r.out).toMatch(/"\[containerd\] would do +crictl config \(\/etc\/crictl\.yaml\)"/)
     expect(r.out.match(/dry run: \d+ steps would change the node; nothing was changed/g)).toHaveLength(4)
   }, 300_000)
+
+  it("check mode plans with the controller's cluster.yaml and key, not the nodes' copies, and shows what the installer says on stderr", async () => {
+    // w1 has lost its copy of the key (the copy is skipped in check mode, the flag was not),
+    // and the controller's cluster.yaml is one no node has: a line for /etc/hosts.
+    await rm(join(roots.w1, 'opt/kube-airgap/kube-airgap.pub'))
+    const config = join(dir, 'check-cluster.yaml')
+    await writeFile(config, 'extraHosts: [{ ip: 192.0.2.99, names: [registry-host] }]\n')
+    const inv = yaml.load(await readFile(inventory, 'utf8')) as { all: { vars: Record<string, unknown> } }
+    inv.all.vars.kube_airgap_config = config
+    const checkInventory = join(dir, 'inventory-check.yml')
+    await writeFile(checkInventory, yaml.dump(inv))
+    const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, await treeHashes(roots[n])])))
+    const r = await playbookRun(['--check'], tar, playbook, checkInventory)
+    expect(r.code, r.out).toBe(0)
+    expect(r.out).not.toMatch(/cannot read it/)
+    expect(r.out.match(/"\[cluster\] would do +node names in \/etc\/hosts \(1\)"/g), r.out).toHaveLength(4)
+    // What the installer says on stderr is in the plan: here each worker's join line.
+    expect(r.out.match(/"join {2}this node will trust the control plane at /g), r.out).toHaveLength(2)
+    for (const n of Object.keys(NODES) as Node[]) expect(await treeHashes(roots[n]), n).toEqual(before[n])
+    // The next real run puts the key back.
+    const again = await playbookRun([])
+    expect(again.code, again.out).toBe(0)
+    expect(existsSync(join(roots.w1, 'opt/kube-airgap/kube-airgap.pub'))).toBe(true)
+  }, 300_000)
 })
 
 describe('ansible-playbook, batches and join files', () => {

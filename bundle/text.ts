@@ -54,3 +54,11 @@ export function formatBytes(n: number): string {
   }
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`
 }
+
+/** A time as people read it in a log: local time with its offset from UTC, to the second (2026-12-06T21:41:05+01:00). */
+export function localTime(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, '0')
+  const off = -d.getTimezoneOffset()
+  const zone = `${off >= 0 ? '+' : '-'}${two(Math.floor(Math.abs(off) / 60))}:${two(Math.abs(off) % 60)}`
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}${zone}`
+}

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream'
 import { writeAtomic } from '../bundle/atomic.js'
 import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
+import { localTime } from '../bundle/text.js'
 
 export interface CommandResult {
   code: number
@@ -306,7 +307,7 @@ export class RunLog {
   }
 
   line(text: string): void {
-    const at = new Date().toISOString()
+    const at = localTime(new Date())
     writeSync(
       this.fd,
       `${redactSecrets(text)

@@ -106,6 +106,8 @@ export function reporter(io: Io, flags: Pick<Flags, 'json' | 'verbose'>) {
     try {
       await runPhases(ctx, phases, show)
     } catch (e) {
+      // A status line (waiting N/T s) ends before the error is printed after it.
+      ctx.live?.waiting('')
       if (ctx.log) {
         ctx.log.line(`failed: ${(e as Error).message}`)
         if (isKaError(e)) e.message += `; the full log: ${ctx.log.path}`
@@ -129,14 +131,25 @@ export function reporter(io: Io, flags: Pick<Flags, 'json' | 'verbose'>) {
  * its result line replaces; in a pipe or log a line of its own), a long command's output as
  * it comes (on a terminal or with --verbose), and a wait's progress on the status line.
  */
-function liveOutput(io: Io, json: boolean, verbose: boolean): Live | undefined {
+function liveOutput(io: Io, json: boolean, verbose: boolean, env: NodeJS.ProcessEnv = process.env): Live | undefined {
   if (json) return undefined
   const tty = !!process.stderr.isTTY
   let shown = false
-  // The status line is replaced in place: written raw, as it carries the terminal's own codes.
+  // In a pipe or a log, a long wait says where it is now and then (a 10-minute silence reads as a hang).
+  const every = Number(env.KUBE_AIRGAP_HEARTBEAT_SECONDS ?? 30) * 1000
+  let said = 0
+  // The status line is replaced in place: written raw, as it carries the terminal's own codes,
+  // and cut to the terminal's width (a wrapped line cannot be replaced).
   const status = (line: string) => {
-    if (!tty || (!line && !shown)) return
-    process.stderr.write(`\r\x1b[K${printable(line)}`)
+    if (!tty) {
+      if (line && Date.now() - said >= every) {
+        said = Date.now()
+        io.out(`${line}\n`)
+      }
+      return
+    }
+    if (!line && !shown) return
+    process.stderr.write(`\r\x1b[K${printable(line).slice(0, Math.max(20, (process.stderr.columns || 80) - 1))}`)
     shown = !!line
   }
   return {

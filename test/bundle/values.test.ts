@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { Sha256 } from '../../bundle/digest.js'
 import { isSafeRelativePath } from '../../bundle/layout.js'
-import { nearest } from '../../bundle/text.js'
+import { localTime, nearest } from '../../bundle/text.js'
 
 describe('values', () => {
   it('parses sha256 in every spelling and compares them as values', () => {
@@ -27,5 +27,15 @@ describe('the version', () => {
     const { TOOL_VERSION } = await import('../../bundle/version.js')
     const { REPO } = await import('../support/fake-upstream.js')
     expect(JSON.parse(await readFile(`${REPO}/package.json`, 'utf8')).version).toBe(TOOL_VERSION)
+  })
+})
+
+describe('localTime', () => {
+  it('is local time with its offset from UTC, to the second', () => {
+    const d = new Date('2026-12-06T20:41:05.123Z')
+    const t = localTime(d)
+    expect(t).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$/)
+    // The same instant, read back.
+    expect(Date.parse(t)).toBe(Date.parse('2026-12-06T20:41:05Z'))
   })
 })

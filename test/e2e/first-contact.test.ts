@@ -218,11 +218,14 @@ describe('signs of life, and a log', () => {
     expect(path!.startsWith(root)).toBe(true)
     expect((await stat(path!)).mode & 0o777).toBe(0o600)
     const log = await readFile(path!, 'utf8')
-    expect(log).toMatch(/^\S+Z kube-airgap .* install: bundle kube-airgap-v1\.29\.3-linux-amd64 \(verified, \d+ files\)$/m)
-    expect(log).toMatch(/^\S+Z run {4}modprobe overlay$/m)
-    expect(log).toMatch(/^\S+Z {3}exit 0$/m)
-    expect(log).toMatch(/^\S+Z write {2}\/etc\/sysctl\.d\/k8s\.conf sha256:[0-9a-f]{64} 0644$/m)
-    expect(log).toMatch(/^\S+Z \[kernel\] done swap off now$/m)
+    // Local time with its offset, to the second.
+    expect(log).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d kube-airgap .* install: bundle kube-airgap-v1\.29\.3-linux-amd64 \(verified, \d+ files\)$/m,
+    )
+    expect(log).toMatch(/^\S+[+-]\d\d:\d\d run {4}modprobe overlay$/m)
+    expect(log).toMatch(/^\S+[+-]\d\d:\d\d {3}exit 0$/m)
+    expect(log).toMatch(/^\S+[+-]\d\d:\d\d write {2}\/etc\/sysctl\.d\/k8s\.conf sha256:[0-9a-f]{64} 0644$/m)
+    expect(log).toMatch(/^\S+[+-]\d\d:\d\d \[kernel\] done swap off now$/m)
   })
 
   it('a failure ends with the path of the log, which tells what failed', async () => {

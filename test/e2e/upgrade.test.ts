@@ -485,8 +485,10 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
       env: { ...process.env, KA_RECORD: `${roots.m1}.record`, KA_ROOT: roots.m1, KA_CLUSTER: cluster },
     })
     const broken = { KA_BROKEN_KUBELET: 'v1.30.11' }
-    const failed = await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], broken)
+    const failed = await run('w2', bundles.new!, ['upgrade', '--wait-timeout', '2'], { ...broken, KUBE_AIRGAP_HEARTBEAT_SECONDS: '1' })
     expect(failed.code, failed.stdout + failed.stderr).toBe(1)
+    // In a pipe, the wait says where it is now and then, each time on a line of its own.
+    expect(failed.stdout).toMatch(/^waiting \d+\/2 s: node w2 reports NotReady on kubelet \(none\)$/m)
     expect(failed.stderr).toMatch(
       /node w2 reports NotReady on kubelet \(none\) after 2 s: the new kubelet does not come up; .* sudo \.\/install upgrade --rollback/,
     )

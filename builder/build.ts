@@ -250,10 +250,14 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
 async function expectMissing(o: BuildOptions, list: Item[]): Promise<Item[]> {
   const missing: Item[] = []
   for (const i of list) if (!(await o.cache.has(i.digest))) missing.push(i)
+  // An image's blobs count as one item: the summary counts files and images.
+  const groups = new Map<string, number>()
+  for (const i of missing) if (i.group !== undefined) groups.set(i.group, (groups.get(i.group) ?? 0) + 1)
   o.progress.expect(
     missing.length,
     missing.reduce((n, i) => n + (i.size ?? 0), 0),
     missing.filter((i) => i.size === undefined).length,
+    groups,
   )
   return missing
 }
@@ -320,7 +324,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
     digest: d.digest,
     ...(d.size !== undefined ? { size: d.size } : {}),
     label: d.label,
-    fetch: async (partial, onBytes, signal) => {
+    fetch: async (partial, onBytes, signal, onSize) => {
       const get = (url: string) =>
         download(
           {
@@ -331,6 +335,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
             ...(d.size !== undefined ? { size: d.size } : {}),
             onBytes,
             signal,
+            ...(onSize ? { onSize } : {}),
             urgent,
             order: d.rel,
           },

@@ -5,8 +5,14 @@ import { formatBytes } from '../bundle/text.js'
  * nothing at all with --json (the result goes to stdout as one JSON document).
  */
 export interface Progress {
-  /** More the run will fetch (added to what it expects already): items, bytes, and how many of the items have no size in advance. */
-  expect(items: number, bytes: number, unsized?: number): void
+  /**
+   * More the run will fetch (added to what it expects already): items, bytes, and how many of
+   * the items have no size in advance. Items of a group (an image's blobs) count as one, done
+   * when its last one is: `groups` says how many of the items each group has.
+   */
+  expect(items: number, bytes: number, unsized?: number, groups?: ReadonlyMap<string, number>): void
+  /** An item whose size was not known in advance learnt it (its Content-Length arrived). */
+  sized(id: string, total: number): void
   /** `group`: rows of one group (an image's blobs) are shown as one row. */
   start(id: string, label: string, total?: number, group?: string): void
   advance(id: string, bytes: number): void
@@ -15,7 +21,7 @@ export interface Progress {
   close(): void
 }
 
-export const silentProgress: Progress = { expect() {}, start() {}, advance() {}, done() {}, note() {}, close() {} }
+export const silentProgress: Progress = { expect() {}, sized() {}, start() {}, advance() {}, done() {}, note() {}, close() {} }
 
 interface Row {
   label: string
@@ -41,12 +47,33 @@ abstract class Rows implements Progress {
   protected rows = new Map<string, Row>()
   protected closed = false
   protected totals: Totals = { items: 0, bytes: 0, doneItems: 0, doneBytes: 0, started: Date.now() }
-  expect(items: number, bytes: number, unsized = 0): void {
+  /** How many items of each group are still to come; sizes learnt before an item's row was shown. */
+  private groupsLeft = new Map<string, number>()
+  private learnt = new Map<string, number>()
+  private sizedOnce = new Set<string>()
+  expect(items: number, bytes: number, unsized = 0, groups: ReadonlyMap<string, number> = new Map()): void {
     const t = this.totals
-    this.totals = { ...t, items: t.items + items, bytes: t.bytes + bytes, unsized: (t.unsized ?? 0) + unsized }
+    let grouped = 0
+    for (const [g, n] of groups) {
+      grouped += n
+      this.groupsLeft.set(g, (this.groupsLeft.get(g) ?? 0) + n)
+    }
+    this.totals = { ...t, items: t.items + items - grouped + groups.size, bytes: t.bytes + bytes, unsized: (t.unsized ?? 0) + unsized }
+  }
+  sized(id: string, total: number): void {
+    // Once per item: a transfer that starts over learns its size again.
+    if (this.sizedOnce.has(id)) return
+    this.sizedOnce.add(id)
+    const t = this.totals
+    this.totals = { ...t, bytes: t.bytes + total, unsized: Math.max(0, (t.unsized ?? 0) - 1) }
+    const r = this.rows.get(id)
+    if (r) r.total = total
+    else this.learnt.set(id, total)
   }
   start(id: string, label: string, total?: number, group?: string): void {
-    this.rows.set(id, { label, total, bytes: 0, started: Date.now(), ...(group ? { group } : {}) })
+    const known = total ?? this.learnt.get(id)
+    this.learnt.delete(id)
+    this.rows.set(id, { label, total: known, bytes: 0, started: Date.now(), ...(group ? { group } : {}) })
   }
   advance(id: string, bytes: number): void {
     const r = this.rows.get(id)
@@ -56,7 +83,10 @@ abstract class Rows implements Progress {
   done(id: string, note: string): void {
     const r = this.rows.get(id)
     this.rows.delete(id)
-    if (r) this.totals.doneItems++
+    // A group (an image) is done with its last item.
+    const left = r?.group === undefined ? 0 : (this.groupsLeft.get(r.group) ?? 1) - 1
+    if (r?.group !== undefined) this.groupsLeft.set(r.group, left)
+    if (r && left <= 0) this.totals.doneItems++
     const count = this.totals.items ? ` (${this.totals.doneItems}/${this.totals.items})` : ''
     if (r && !this.closed) this.finished(`${note.padEnd(8)} ${r.label}${r.bytes > 0 ? ` (${formatBytes(r.bytes)}${rate(r, Date.now())})` : ''}${count}`)
   }
@@ -153,7 +183,7 @@ export function renderRows(rows: readonly Row[], now: number, width: number, tot
   const amount = sized
     ? `${formatBytes(totals.doneBytes)} / ${formatBytes(totals.bytes)}`
     : `${formatBytes(totals.doneBytes)} (${totals.unsized} of unknown size)`
-  const total = `total ${amount}, ${totals.doneItems}/${totals.items} files, ${Math.floor(secs)} s, ${formatBytes(totals.doneBytes / secs)}/s${eta}`
+  const total = `total ${amount}, ${totals.doneItems}/${totals.items} files and images, ${Math.floor(secs)} s, ${formatBytes(totals.doneBytes / secs)}/s${eta}`
   return [total.slice(0, width - 1), ...lines]
 }
 

@@ -16,6 +16,8 @@ export interface DownloadRequest {
   expected?: Sha256
   size?: number
   onBytes?: (n: number) => void
+  /** The file's size, once the server says it (Content-Length, Content-Range) and the lock did not. */
+  onSize?: (total: number) => void
   /** Stops the download (the partial file stays, to be resumed). */
   signal?: AbortSignal
   /** Everything else waits on it: it takes the next free connection, whatever its size. */

@@ -20,7 +20,7 @@ export interface Item {
   label: string
   /** Shown as one progress row with the others of its group (an image's blobs). */
   group?: string
-  fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal): Promise<Downloaded>
+  fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal, onSize?: (total: number) => void): Promise<Downloaded>
 }
 
 /** A fetch that never ran, or was stopped, because another one failed first. */
@@ -118,6 +118,7 @@ export class Fetcher {
           this.o.progress.advance(id, n)
         },
         signal,
+        (total) => this.o.progress.sized(id, total),
       )
     } catch (e) {
       throw signal.aborted && signal.reason !== e ? new Cancelled() : e

@@ -346,6 +346,7 @@ export class Transfer implements Splittable {
 
   private learnTotal(total: number): void {
     this.total = total
+    if (this.req.size === undefined) this.req.onSize?.(total)
     const tail = this.ranges.at(-1)
     if (tail?.end === Number.POSITIVE_INFINITY) tail.end = total
   }

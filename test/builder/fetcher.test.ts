@@ -38,7 +38,8 @@ const item = (path: string, digest: Sha256, over: Partial<Item> = {}): Item => (
   rel: `files${path}`,
   digest,
   label: path,
-  fetch: (partial, onBytes, signal) => download({ what: path, url: `${base}${path}`, partial, expected: digest, onBytes, signal }, http),
+  fetch: (partial, onBytes, signal, onSize) =>
+    download({ what: path, url: `${base}${path}`, partial, expected: digest, onBytes, signal, ...(onSize ? { onSize } : {}) }, http),
   ...over,
 })
 const fetcher = async () => {
@@ -47,6 +48,15 @@ const fetcher = async () => {
 }
 
 describe('the fetcher: the one place content enters the cache', () => {
+  it("tells the progress a file's size when the server's Content-Length gives it and the lock did not", async () => {
+    const cache = new Cache(await mkdtemp(join(tmpdir(), 'ka-fetcher-')))
+    const sized: [string, number][] = []
+    const f = new Fetcher({ cache, progress: { ...silentProgress, sized: (id, total) => void sized.push([id, total]) } })
+    const it1 = item('/good', Sha256.of(GOOD))
+    await f.ensure(it1)
+    expect(sized).toEqual([[it1.digest.hex, GOOD.length]])
+  })
+
   it('fetches once, commits under the digest asked for, and finds it cached the next time', async () => {
     const { cache, f } = await fetcher()
     const it1 = item('/good', Sha256.of(GOOD))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { pickChecksum } from '../../builder/lock/components.js'
 import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../../builder/download/http.js'
-import { renderRows } from '../../builder/progress.js'
+import { renderRows, type Totals, LineProgress } from '../../builder/progress.js'
 
 describe('mirrors', () => {
   it('rewrites by the longest matching prefix, on a path boundary', () => {
@@ -61,13 +61,32 @@ describe('terminal progress', () => {
       { items: 10, bytes: 16 * m, doneItems: 3, doneBytes: 4 * m, started: 0 },
     )
     expect(rows).toEqual([
-      'total 4.0 MiB / 16.0 MiB, 3/10 files, 2 s, 2.0 MiB/s, ETA 6 s',
+      'total 4.0 MiB / 16.0 MiB, 3/10 files and images, 2 s, 2.0 MiB/s, ETA 6 s',
       ' 50% registry.k8s.io/pause:3.9  (2 blobs)  2.0 MiB / 4.0 MiB  1.0 MiB/s',
       ' 50% kubeadm 1.29.3  2.0 MiB / 4.0 MiB  1.0 MiB/s',
     ])
     // Files whose size the lock does not give: no byte total, no ETA, rather than a wrong one.
     expect(renderRows([], 2000, 120, { items: 10, bytes: 0, unsized: 4, doneItems: 3, doneBytes: 4 << 20, started: 0 })).toEqual([
-      'total 4.0 MiB (4 of unknown size), 3/10 files, 2 s, 2.0 MiB/s',
+      'total 4.0 MiB (4 of unknown size), 3/10 files and images, 2 s, 2.0 MiB/s',
     ])
+  })
+
+  it("counts an image's blobs as one item, done with its last; a file learns its size when its Content-Length comes, and the total gets a denominator and an ETA", () => {
+    const lines: string[] = []
+    const p = new LineProgress((s) => lines.push(s.trim()))
+    p.expect(1, 0, 1)
+    p.expect(3, 300, 0, new Map([['docker.io/calico/node:v3.28.0', 3]]))
+    const total = () => renderRows([], 2000, 200, (p as unknown as { totals: Totals }).totals)[0]
+    expect(total()).toMatch(/\(1 of unknown size\), 0\/2 files and images/)
+    p.sized('calico.yaml', 700)
+    expect(total()).toMatch(/^total 0 B \/ 1000 B, 0\/2 files and images/)
+    p.sized('calico.yaml', 700) // a transfer that starts over learns it again: counted once
+    expect(total()).toMatch(/^total 0 B \/ 1000 B,/)
+    for (const b of ['b1', 'b2', 'b3']) p.start(b, `calico/node blob ${b}`, 100, 'docker.io/calico/node:v3.28.0')
+    p.done('b1', 'fetched')
+    p.done('b2', 'fetched')
+    expect(lines.at(-1)).toMatch(/\(0\/2\)$/)
+    p.done('b3', 'fetched')
+    expect(lines.at(-1)).toMatch(/\(1\/2\)$/)
   })
 })

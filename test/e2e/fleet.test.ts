@@ -29,7 +29,7 @@ type Node = keyof typeof NODES
 let dir: string
 let world: World
 let tar: string
-let rebuild: (out: string, ...args: string[]) => Promise<void>
+let rebuild: (out: string, ...args: string[]) => Promise<string>
 let playbook: string
 let inventory: string
 let sshd: ChildProcess | undefined

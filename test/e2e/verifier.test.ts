@@ -63,7 +63,10 @@ beforeAll(async () => {
   keys = join(dir, 'keys')
   const build = await signedBuilds(world, lockPath, join(dir, 'cache'), keys)
   verifier = join(keys, 'kube-airgap-verify')
-  await build(join(dir, 'signed'))
+  const said = await build(join(dir, 'signed'))
+  // A signed build's next step unpacks with the verifier carried apart, not with sha256sum.
+  expect(said).toMatch(new RegExp(`^ {8}kube-airgap-verify --extract \\. ${NAME}\\.tar && cd ${NAME}$`, 'm'))
+  expect(said).not.toMatch(/sha256sum -c/)
   signedTar = join(dir, 'signed', `${NAME}.tar`)
   // Desktop automounts name sticks like this.
   partsDir = join(dir, 'media', 'USB DISK & co|2')

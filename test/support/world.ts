@@ -148,11 +148,12 @@ export async function lockWorld(w: World, out: string, cache: string, manifestTe
 }
 
 /** Signing keys (and kube-airgap-verify) made with `bundle keygen` in `keys`, and a build of `lock` from this world signed with them. */
-export async function signedBuilds(w: World, lock: string, cache: string, keys: string): Promise<(out: string, ...args: string[]) => Promise<void>> {
+export async function signedBuilds(w: World, lock: string, cache: string, keys: string): Promise<(out: string, ...args: string[]) => Promise<string>> {
   const k = await bundleCli(['keygen', '--out', keys])
   if (k.code !== 0) throw new Error(k.stderr)
   return async (out, ...args) => {
     const b = await bundleCli(['build', '--lock', lock, '--out', out, '--cache', cache, '--sign', join(keys, 'kube-airgap.key'), ...args, ...w.args])
     if (b.code !== 0) throw new Error(b.stderr)
+    return b.stderr
   }
 }

@@ -150,5 +150,6 @@ describe('tar and the atomic write', () => {
     expect(await readdir(dir)).toEqual([])
     await writeAtomic(join(dir, 'f'), 'pinned', { expected: Sha256.of('pinned'), mode: 0o600 })
     expect(await readFile(join(dir, 'f'), 'utf8')).toBe('pinned')
+    await rm(dir, { recursive: true })
   })
 })

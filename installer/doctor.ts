@@ -1,3 +1,4 @@
+import { localTime } from '../bundle/text.js'
 import { X509Certificate } from 'node:crypto'
 import yaml from 'js-yaml'
 import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../bundle/layout.js'
@@ -225,14 +226,14 @@ async function caClock(ctx: Context, add: Add): Promise<void> {
       add(
         'fail',
         'clock',
-        `the node's time ${new Date(now).toISOString()} is before the cluster CA's start ${new Date(cert.validFrom).toISOString()}`,
+        `the node's time ${localTime(new Date(now))} is before the cluster CA's start ${localTime(new Date(cert.validFrom))}`,
         'set the clock (timedatectl set-time, or an NTP server inside the network), then delete the failing pods (kubectl delete pod -n kube-system <pod>) so they start again',
       )
     else if (now > Date.parse(cert.validTo))
       add(
         'fail',
         'clock',
-        `the cluster CA expired at ${new Date(cert.validTo).toISOString()} (or the clock is ahead)`,
+        `the cluster CA expired at ${localTime(new Date(cert.validTo))} (or the clock is ahead)`,
         'check the clock; renew with kubeadm certs renew',
       )
     else add('ok', 'clock', "within the cluster certificates' validity")
@@ -302,10 +303,10 @@ async function calicoToken(ctx: Context, add: Add): Promise<void> {
       add(
         'fail',
         'Calico CNI token',
-        `${CALICO_CNI_KUBECONFIG} holds a token that expired at ${new Date(exp).toISOString()}: pods on this node fail with "Unauthorized"`,
+        `${CALICO_CNI_KUBECONFIG} holds a token that expired at ${localTime(new Date(exp))}: pods on this node fail with "Unauthorized"`,
         `restart this node's calico-node pod so it writes a fresh one (on a master: kubectl -n kube-system delete pod -l k8s-app=calico-node --field-selector spec.nodeName=${ctx.cluster.config.nodeName})`,
       )
-    else if (exp !== undefined) add('ok', 'Calico CNI token', `valid until ${new Date(exp).toISOString()}`)
+    else if (exp !== undefined) add('ok', 'Calico CNI token', `valid until ${localTime(new Date(exp))}`)
   }
 }
 

@@ -333,8 +333,9 @@ describe('ansible-playbook ansible/site.yml', () => {
     expect(r.code, r.out).toBe(0)
     expect(r.out).not.toMatch(/cannot read it/)
     expect(r.out.match(/"\[cluster\] would do +node names in \/etc\/hosts \(1\)"/g), r.out).toHaveLength(4)
-    // What the installer says on stderr is in the plan: here each worker's join line.
-    expect(r.out.match(/"join {2}this node will trust the control plane at /g), r.out).toHaveLength(2)
+    // What the installer says on stderr is in the plan: here the join line of each node that
+    // joins (the second master and the workers).
+    expect(r.out.match(/"join {2}this node will trust the control plane at /g), r.out).toHaveLength(3)
     for (const n of Object.keys(NODES) as Node[]) expect(await treeHashes(roots[n]), n).toEqual(before[n])
     // The next real run puts the key back.
     const again = await playbookRun([])

@@ -58,12 +58,19 @@ export async function listenerOn(port: number, proc = '/proc'): Promise<Listener
 }
 
 /** Whether nothing listens on `port` (any address): this machine's, even under --root. */
-export async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen({ port, host: '0.0.0.0', exclusive: true }, () => s.close(() => resolve(true)))
-  })
+export async function portFree(port: number, tries = 3): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 150))
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer()
+      s.once('error', () => resolve(false))
+      s.listen({ port, host: '0.0.0.0', exclusive: true }, () => s.close(() => resolve(true)))
+    })
+    // A port bound only for a moment (another check like this one, a scanner) is free again
+    // at once; a listener is not.
+    if (free) return true
+  }
+  return false
 }
 
 export const describeListener = (l: Listener | undefined): string =>

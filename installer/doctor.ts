@@ -34,12 +34,19 @@ import { securityFindings } from './security.js'
 export async function doctor(ctx: Context): Promise<Finding[]> {
   const out: Finding[] = []
   const add: Add = (level, check, found, fix) => out.push({ level, check, found, ...(fix ? { fix } : {}) })
-  for (const check of CHECKS) await check(ctx, add)
+  // Each node file is read once a run: several checks read containerd's config and the kernel phase's files.
+  const texts = new Map<string, Promise<string | undefined>>()
+  const read: Read = (path) => {
+    if (!texts.has(path)) texts.set(path, ctx.host.readText(path))
+    return texts.get(path)!
+  }
+  for (const check of CHECKS) await check(ctx, add, read)
   return out
 }
 
 type Add = (level: Finding['level'], check: string, found: string, fix?: string) => void
-type Check = (ctx: Context, add: Add) => Promise<void>
+type Read = (path: string) => Promise<string | undefined>
+type Check = (ctx: Context, add: Add, read: Read) => Promise<void>
 
 /** Findings another module makes, added as they are. */
 const adding =
@@ -49,9 +56,9 @@ const adding =
   }
 
 /** containerd's config: the sandbox image, deprecated keys, the cgroup driver. */
-async function containerdConfig(ctx: Context, add: Add): Promise<void> {
-  const { host, bundle } = ctx
-  const config = await host.readText(CONTAINERD_CONFIG)
+async function containerdConfig(ctx: Context, add: Add, read: Read): Promise<void> {
+  const { bundle } = ctx
+  const config = await read(CONTAINERD_CONFIG)
   if (!config)
     add(
       'todo',
@@ -119,9 +126,9 @@ async function cgroupDrivers(ctx: Context, add: Add, config: string): Promise<vo
 }
 
 /** Two containerd or runc binaries, and which one runs. */
-async function binaries(ctx: Context, add: Add): Promise<void> {
+async function binaries(ctx: Context, add: Add, read: Read): Promise<void> {
   const { host } = ctx
-  const config = await host.readText(CONTAINERD_CONFIG)
+  const config = await read(CONTAINERD_CONFIG)
   const unit = (await host.readText(CONTAINERD_UNIT)) ?? ''
   const runs = /^ExecStart=(\S+)/m.exec(unit)?.[1] ?? '(no unit)'
   const runcUsed = (config && /BinaryName\s*=\s*"([^"]+)"/.exec(config)?.[1]) || 'runc on PATH'
@@ -142,10 +149,10 @@ async function binaries(ctx: Context, add: Add): Promise<void> {
 }
 
 /** Kernel modules, live and persisted. What the kernel phase has not touched yet is to do, not broken: its files are not there. */
-async function modules(ctx: Context, add: Add): Promise<void> {
+async function modules(ctx: Context, add: Add, read: Read): Promise<void> {
   const { host } = ctx
   const loaded = await loadedModules(host)
-  const modulesFile = await host.readText(MODULES_LOAD)
+  const modulesFile = await read(MODULES_LOAD)
   const persisted = modulesFile ?? ''
   for (const m of ['overlay', 'br_netfilter']) {
     if (!loaded.has(m) && modulesFile === undefined)
@@ -158,9 +165,9 @@ async function modules(ctx: Context, add: Add): Promise<void> {
 }
 
 /** The sysctls Kubernetes needs, live and persisted. */
-async function sysctls(ctx: Context, add: Add): Promise<void> {
+async function sysctls(ctx: Context, add: Add, read: Read): Promise<void> {
   const { host } = ctx
-  const sysctlText = await host.readText(SYSCTL_CONF)
+  const sysctlText = await read(SYSCTL_CONF)
   const sysctlFile = sysctlText ?? ''
   for (const [k, v] of SYSCTLS.slice(0, 3)) {
     const live = ((await host.readText(procSys(k))) ?? '').trim()
@@ -179,11 +186,11 @@ async function sysctls(ctx: Context, add: Add): Promise<void> {
 }
 
 /** Swap off now and at boot. */
-async function swap(ctx: Context, add: Add): Promise<void> {
+async function swap(ctx: Context, add: Add, read: Read): Promise<void> {
   const { host } = ctx
   const swaps = await activeSwaps(host)
   const fstabSwap = ((await host.readText(FSTAB)) ?? '').split('\n').filter((l) => !l.trim().startsWith('#') && l.trim().split(/\s+/)[2] === 'swap')
-  const kernelDone = (await host.exists(MODULES_LOAD)) || (await host.exists(SYSCTL_CONF))
+  const kernelDone = (await read(MODULES_LOAD)) !== undefined || (await read(SYSCTL_CONF)) !== undefined
   if (swaps.length && !kernelDone)
     add(
       'todo',

@@ -39,46 +39,12 @@ describe("a download's byte ranges", () => {
 
   it('trust a sidecar only when it fits the file: sorted, disjoint, inside the size, and held by the file', () => {
     const side = (done: unknown, size: unknown = 1000) => ({ size, done })
-    expect(
-      validRanges(
-        side([
-          [0, 10],
-          [20, 30],
-        ]),
-        1000,
-        30,
-      ),
-    ).toBe(true)
-    expect(
-      validRanges(
-        side([
-          [0, 10],
-          [20, 30],
-        ]),
-        1000,
-        29,
-      ),
-    ).toBe(false) // the file is shorter than the sidecar says
-    expect(
-      validRanges(
-        side([
-          [20, 30],
-          [0, 10],
-        ]),
-        1000,
-        30,
-      ),
-    ).toBe(false) // not sorted
-    expect(
-      validRanges(
-        side([
-          [0, 10],
-          [5, 30],
-        ]),
-        1000,
-        30,
-      ),
-    ).toBe(false) // overlapping
+    /** Two spans, as given, in a file of `fileSize` bytes pinned at 1000. */
+    const fits = (a: [number, number], b: [number, number], fileSize = 30) => validRanges(side([a, b]), 1000, fileSize)
+    expect(fits([0, 10], [20, 30])).toBe(true)
+    expect(fits([0, 10], [20, 30], 29)).toBe(false) // the file is shorter than the sidecar says
+    expect(fits([20, 30], [0, 10])).toBe(false) // not sorted
+    expect(fits([0, 10], [5, 30])).toBe(false) // overlapping
     expect(validRanges(side([[0, 10]], 999), 1000, 30)).toBe(false) // another size than the pin
     expect(validRanges(side([[0, 0]]), 1000, 30)).toBe(false) // an empty span
     expect(validRanges(side('nope'), 1000, 30)).toBe(false)

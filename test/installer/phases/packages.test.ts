@@ -9,28 +9,25 @@ import { packages } from '../../../installer/phases/packages.js'
 import { runPhases } from '../../../installer/plan.js'
 import { MemoryHost, memoryBundle, memoryContext } from '../../support/memory-host.js'
 
-/** A bundle carrying a Debian 12 set and a Rocky 9 set, each package's bytes where the bundle keeps them. */
-async function twoSets() {
-  const pkg = (release: string, name: string, ext: string, version: string): LockedPackage & { bytes: Buffer } => {
-    const bytes = Buffer.from(`${release} ${name}`)
-    return {
-      release,
-      platform: 'linux/amd64',
-      name,
-      version,
-      url: `https://mirror.invalid/${name}.${ext}`,
-      integrity: Sha256.of(bytes),
-      size: bytes.length,
-      file: `${name}.${ext}`,
-      bytes,
-    }
+/** A package of `release` whose bytes are its release and name. */
+const pkg = (release: string, name: string, ext: string, version: string, over: Partial<LockedPackage> = {}): LockedPackage & { bytes: Buffer } => {
+  const bytes = Buffer.from(`${release} ${name}`)
+  return {
+    release,
+    platform: 'linux/amd64',
+    name,
+    version,
+    url: `https://mirror.invalid/${name}.${ext}`,
+    integrity: Sha256.of(bytes),
+    size: bytes.length,
+    file: `${name}.${ext}`,
+    ...over,
+    bytes,
   }
-  const all = [
-    pkg('debian-12', 'conntrack', 'deb', '1:1.4.7-1+b2'),
-    pkg('debian-12', 'socat', 'deb', '1.7.4.4-2'),
-    pkg('rocky-9', 'conntrack-tools', 'rpm', '0:1.4.7-2.el9'),
-    pkg('rocky-9', 'socat', 'rpm', '0:1.7.4.1-5.el9'),
-  ]
+}
+
+/** A bundle carrying these packages, each one's bytes where the bundle keeps them. */
+async function carrying(all: (LockedPackage & { bytes: Buffer })[]) {
   const bundle = await memoryBundle({}, 'linux/amd64', all)
   for (const p of all) {
     const at = join(bundle.dir, packagePath(p.release, p.file))
@@ -39,6 +36,15 @@ async function twoSets() {
   }
   return bundle
 }
+
+/** A bundle carrying a Debian 12 set and a Rocky 9 set. */
+const twoSets = () =>
+  carrying([
+    pkg('debian-12', 'conntrack', 'deb', '1:1.4.7-1+b2'),
+    pkg('debian-12', 'socat', 'deb', '1.7.4.4-2'),
+    pkg('rocky-9', 'conntrack-tools', 'rpm', '0:1.4.7-2.el9'),
+    pkg('rocky-9', 'socat', 'rpm', '0:1.7.4.1-5.el9'),
+  ])
 
 const nodeOf = (osRelease: string) => new MemoryHost({ [OS_RELEASE_FILES[0]!]: osRelease })
 
@@ -72,21 +78,7 @@ describe('the packages phase, on a node in memory', () => {
 
   it('the lock says how a set installs: a node whose own os-release names no known family takes rpm from it', async () => {
     const host = nodeOf('ID="myrocky"\nVERSION_ID="9"\n')
-    const bytes = Buffer.from('socat')
-    const set: LockedPackage = {
-      release: 'myrocky-9',
-      family: 'rpm',
-      platform: 'linux/amd64',
-      name: 'socat',
-      version: '0:1.7.4.1-5.el9',
-      url: 'https://mirror.invalid/socat.rpm',
-      integrity: Sha256.of(bytes),
-      size: bytes.length,
-      file: 'socat.rpm',
-    }
-    const bundle = await memoryBundle({}, 'linux/amd64', [set])
-    await mkdir(dirname(join(bundle.dir, packagePath(set.release, set.file))), { recursive: true })
-    await writeFile(join(bundle.dir, packagePath(set.release, set.file)), bytes)
+    const bundle = await carrying([pkg('myrocky-9', 'socat', 'rpm', '0:1.7.4.1-5.el9', { family: 'rpm' })])
     const ctx = memoryContext(host, bundle)
     expect(ctx.facts.family).toBeUndefined()
     await runPhases(ctx, [packages], () => {})

@@ -6,7 +6,7 @@ import { DELTA_FILE, IMAGE_INDEX, IMAGES_DIR, LOCK_FILE, packagePath, SIGNATURE_
 import { checkSignature, keyFingerprint } from '../bundle/signing.js'
 import { bundlePathOf } from './plan.js'
 import { ImageLayout, type LayoutImage } from '../bundle/image-layout.js'
-import { filesFor, type Lock, packagesFor, parseLock } from '../bundle/lock.js'
+import { filesFor, installedBy, type Lock, packagesFor, parseLock } from '../bundle/lock.js'
 import { listTar } from '../bundle/scan.js'
 
 export interface Inspection {
@@ -18,8 +18,8 @@ export interface Inspection {
   images: { ref: string; digest?: string; manifest?: string }[]
   /** Bytes under images/ (each shared layer counted once). */
   imageBytes: number
-  /** OS packages per release: how many, and their bytes. */
-  packages: { release: string; count: number; bytes: number }[]
+  /** OS packages per release: how many, how many of them the fleet's controller installs, and their bytes. */
+  packages: { release: string; count: number; controller: number; bytes: number }[]
   /** A delta bundle: the old bundle it completes, and the files (and bytes, where DELTA.json gives them) left to it. */
   delta?: { base: string; files: number; bytes: number }
   /** Whether the bundle carries a signed statement, and (with a public key) whose signature holds. */
@@ -124,10 +124,11 @@ export async function inspectBundle(path: string, o: { publicKeyPem?: string } =
 
 /** OS packages per release, with their bytes as the bundle holds them (the lock's sizes when not listed). */
 function packagesOf(lock: Lock, sizeOf: (rel: string) => number | undefined): Inspection['packages'] {
-  const out = new Map<string, { count: number; bytes: number }>()
+  const out = new Map<string, { count: number; controller: number; bytes: number }>()
   for (const p of lock.packages) {
-    const r = out.get(p.release) ?? { count: 0, bytes: 0 }
+    const r = out.get(p.release) ?? { count: 0, controller: 0, bytes: 0 }
     r.count++
+    if (installedBy(p, 'controller')) r.controller++
     r.bytes += sizeOf(packagePath(p.release, p.file)) ?? p.size
     out.set(p.release, r)
   }

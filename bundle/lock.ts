@@ -1,7 +1,7 @@
 import type { PackageFamily } from './os-release.js'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
-import { isSafeRelativePath } from './layout.js'
+import { isSafeRelativePath, packagePath } from './layout.js'
 import { PLATFORMS, parsePlatform, type Platform } from './platform.js'
 import { imageName, parseImageRef } from './reference.js'
 
@@ -30,9 +30,15 @@ export interface LockedImage {
   manifest?: Sha256
 }
 
+/** Who installs an OS package: every node (`./install`), or the machine that runs the fleet playbook (`./install controller`). */
+export type PackageUse = 'node' | 'controller'
+export const PACKAGE_USES: readonly PackageUse[] = ['node', 'controller']
+
 /** One OS package (.deb or .rpm) for one distribution release and platform. */
 export interface LockedPackage {
   release: string
+  /** Who installs it; a lock leaves it out for the nodes' own packages (the only ones before the controller's). */
+  for?: PackageUse[]
   /** How the release installs it: dpkg (.deb) or rpm (.rpm). Older locks leave it out: the file name's suffix says. */
   family?: PackageFamily
   platform: Platform
@@ -45,6 +51,11 @@ export interface LockedPackage {
   size: number
   /** The package file's name under `packages/<release>/`. */
   file: string
+  /**
+   * For a .deb: which `dpkg --install` of the set's it goes in (0 when left out): after its
+   * pre-dependencies are configured, with its dependencies. rpm orders one transaction itself.
+   */
+  stage?: number
 }
 
 export interface Lock {
@@ -169,6 +180,13 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
   uniqueFileNames(r, files, platforms)
   const images = r.array(top, 'images', 'images').map((im, i) => lockedImage(r, im, `images[${i}]`))
   const packages = (top.packages === undefined ? [] : r.array(top, 'packages', 'packages')).map((pk, i) => lockedPackage(r, pk, `packages[${i}]`, platforms))
+  const seen = new Map<string, number>()
+  packages.forEach((p, i) => {
+    const key = `${p.platform} ${packagePath(p.release, p.file)}`
+    const prev = seen.get(key)
+    if (prev !== undefined) r.fail(`packages[${i}].file`, `${JSON.stringify(p.file)} is also packages[${prev}].file for ${p.release} ${p.platform}`)
+    seen.set(key, i)
+  })
   return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
 }
 
@@ -233,7 +251,7 @@ function lockedImage(r: Reader, im: unknown, at: string): LockedImage {
 }
 
 function lockedPackage(r: Reader, pk: unknown, at: string, platforms: readonly Platform[]): LockedPackage {
-  const o = r.object(pk, at, ['release', 'family', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file'])
+  const o = r.object(pk, at, ['release', 'for', 'family', 'platform', 'name', 'version', 'url', 'snapshot', 'integrity', 'size', 'file', 'stage'])
   const platform = r.string(o, 'platform', `${at}.platform`)!
   if (!platforms.includes(platform as Platform)) r.fail(`${at}.platform`, `${platform} is not in platforms`)
   const release = r.string(o, 'release', `${at}.release`)!
@@ -253,8 +271,15 @@ function lockedPackage(r: Reader, pk: unknown, at: string, platforms: readonly P
   const family = r.string(o, 'family', `${at}.family`, true)
   if (family !== undefined && family !== file.slice(-3))
     r.fail(`${at}.family`, `must be ${file.slice(-3)} for ${JSON.stringify(file)}, found ${JSON.stringify(family)}`)
+  const stage = o.stage
+  if (stage !== undefined && (typeof stage !== 'number' || !Number.isSafeInteger(stage) || stage < 0 || stage > 99))
+    r.fail(`${at}.stage`, `must be a whole number from 0 to 99, found ${JSON.stringify(stage)}`)
+  const uses = o.for === undefined ? undefined : r.array(o, 'for', `${at}.for`)
+  if (uses && (!uses.length || !uses.every((u, i) => PACKAGE_USES.includes(u as PackageUse) && uses.indexOf(u) === i)))
+    r.fail(`${at}.for`, `must list who installs it, once each: ${PACKAGE_USES.join(', ')}; found ${JSON.stringify(uses)}`)
   return {
     release,
+    ...(uses ? { for: uses as PackageUse[] } : {}),
     ...(family ? { family: family as PackageFamily } : {}),
     platform: platform as Platform,
     name: r.text(o, 'name', `${at}.name`),
@@ -264,8 +289,12 @@ function lockedPackage(r: Reader, pk: unknown, at: string, platforms: readonly P
     integrity,
     size: o.size as number,
     file,
+    ...(stage ? { stage } : {}),
   }
 }
+
+/** Whether `use` installs the package (a package whose lock entry names no one is the nodes'). */
+export const installedBy = (p: LockedPackage, use: PackageUse): boolean => (p.for ?? ['node']).includes(use)
 
 /** The OS packages a bundle for `platform` carries, for the chosen releases (all when none are named). */
 export const packagesFor = (lock: Lock, platform: Platform, releases?: readonly string[]): LockedPackage[] =>
@@ -297,6 +326,7 @@ export function serializeLock(lock: Lock): string {
   }))
   const packages = lock.packages.map((p) => ({
     release: p.release,
+    ...(p.for ? { for: p.for } : {}),
     ...(p.family ? { family: p.family } : {}),
     platform: p.platform,
     name: p.name,
@@ -306,6 +336,7 @@ export function serializeLock(lock: Lock): string {
     integrity: p.integrity.sri,
     size: p.size,
     file: p.file,
+    ...(p.stage ? { stage: p.stage } : {}),
   }))
   return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

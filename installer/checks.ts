@@ -1,7 +1,7 @@
 import { BINARY_DIRS, UFW_CONF } from './node-paths.js'
 import { nameserverFix, nameservers, unitActive } from './node-state.js'
 import type { Context } from './plan.js'
-import { packagesForNode } from './os-packages.js'
+import { packagesHere } from './os-packages.js'
 import type { PackageFamily } from '../bundle/os-release.js'
 
 /**
@@ -39,7 +39,7 @@ const packagesOf = (command: string): string[] => COMMAND_PACKAGES[command] ?? [
  * node's release is not missing: the packages phase installs it before anything needs it.
  */
 export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
-  const { mine, release, carried } = packagesForNode(ctx)
+  const { mine, release, carried } = packagesHere(ctx)
   const bringing = new Set(mine.map((p) => p.name))
   const lacking = async (list: string[]) => {
     const out: string[] = []

@@ -6,6 +6,7 @@ import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } f
 import { TOOL_VERSION } from '../bundle/version.js'
 import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
 import { configCommand } from './commands/config.js'
+import { controllerCommand } from './commands/controller.js'
 import { versionCommand } from './commands/version.js'
 import { doctorCommand } from './commands/doctor.js'
 import { installCommand } from './commands/install.js'
@@ -138,6 +139,17 @@ function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: n
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))
+  top
+    .command('controller')
+    .description(
+      "on the machine that will run the fleet playbook: install ansible-core (and sshpass, for --ask-pass) from this bundle's packages for its release",
+    )
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install controller --dry-run   # the packages it would install, nothing changed\n  sudo ./install controller\n  ansible-playbook --version`,
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (own: object) => controllerCommand(flags(own), io))
 }
 
 /** The commands that only print: a starting config, an inventory, the version, the phases, completion. */

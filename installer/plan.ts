@@ -26,6 +26,7 @@ export const PHASE_NAMES = [
   'upgrade',
   'rollback',
   'stage',
+  'controller',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 

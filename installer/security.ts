@@ -7,7 +7,7 @@ import { CONTAINER_SELINUX_POLICY, CONTAINERD_CONFIG, FIREWALLD_ADDED, MODULES_L
 import { type Action, type Context, fileStep, type Step } from './plan.js'
 import { HEADER } from './templates.js'
 import { unitActive } from './node-state.js'
-import { packagesForNode } from './os-packages.js'
+import { packagesHere } from './os-packages.js'
 import { editStep } from './steps.js'
 
 /**
@@ -192,7 +192,7 @@ export async function securityFindings(ctx: Context, live: boolean): Promise<Fin
   const mode = await selinuxMode(ctx)
   const policy = mode === 'enforcing' && selinux === 'keep' && !(await ctx.host.exists(CONTAINER_SELINUX_POLICY))
   // Before an install, the bundle's OS packages for this node may bring it: the packages phase runs before anything starts a container.
-  const brought = policy && !live && packagesForNode(ctx).mine.some((p) => p.name === 'container-selinux')
+  const brought = policy && !live && packagesHere(ctx).mine.some((p) => p.name === 'container-selinux')
   if (brought)
     f.push({
       level: 'ok',

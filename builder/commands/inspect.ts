@@ -48,7 +48,11 @@ export async function inspectCommand(path: string, opts: { json?: boolean; sbom?
   )
   if (info.packages.length) {
     lines.push('OS packages:')
-    lines.push(table(info.packages.map((p) => [p.release, `${p.count} packages`, formatBytes(p.bytes)])).trimEnd())
+    lines.push(
+      table(
+        info.packages.map((p) => [p.release, `${p.count} packages${p.controller ? ` (${p.controller} for the controller)` : ''}`, formatBytes(p.bytes)]),
+      ).trimEnd(),
+    )
   }
   lines.push(`images: ${info.images.length}${info.imageBytes ? `, ${formatBytes(info.imageBytes)} (each shared layer once)` : ''}`)
   lines.push(

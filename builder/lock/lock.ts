@@ -2,15 +2,15 @@ import { randomBytes } from 'node:crypto'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { readSuite, type AptOptions } from '../packages/apt.js'
-import { closure, newest, type DebPackage } from '../packages/debian.js'
+import { closure, installStages, newest, type DebPackage } from '../packages/debian.js'
 import { releaseNamed, rpmArch, type DebRelease, type RpmRelease } from '../packages/releases.js'
 import { readRepo, type DnfOptions } from '../packages/dnf.js'
-import { newestRpms, rpmClosure, type RpmPackage } from '../packages/rpm.js'
+import { newestRpms, rpmClosure } from '../packages/rpm.js'
 import { KEYRING_DIR, KUBEADM_TABLE } from '../package-files.js'
 import { kubeadmImages } from '../../bundle/closed-world.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
-import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage } from '../../bundle/lock.js'
+import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage, type PackageUse } from '../../bundle/lock.js'
 import { archOf, type Platform } from '../../bundle/platform.js'
 import type { FetchOptions } from '../options.js'
 import { DockerCredentials } from '../images/credentials.js'
@@ -21,7 +21,7 @@ import { Connections } from '../download/connections.js'
 import { checkHosts, hostsFor } from '../download/hosts.js'
 import { download } from '../download/download.js'
 import { applyMirrors, fetchText } from '../download/http.js'
-import type { Manifest } from './manifest.js'
+import type { Manifest, PackageRelease } from './manifest.js'
 import { silentProgress } from '../progress.js'
 
 export interface LockOptions extends FetchOptions {
@@ -118,10 +118,7 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
       return { ref: im.ref, digest: top.digest }
     }),
   )
-  const sets = manifest.platforms.flatMap((platform) =>
-    manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform)).map((r) => ({ id: r.id, platform })),
-  )
-  const packages = (await Promise.all(sets.map(({ id, platform }) => lockPackages(id, platform, manifest.packages.names, o)))).flat()
+  const packages = await lockAllPackages(manifest, o)
   return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
 }
 
@@ -129,24 +126,70 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
 function lockHosts(manifest: Manifest, wants: readonly Want[], registry: RegistryClient): { url: string; what: string }[] {
   const out = wants.filter((w) => !w.sha256).map((w) => ({ url: w.checksumUrl ?? w.url, what: label(w) }))
   for (const im of manifest.images) if (!im.digest) out.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
-  for (const platform of manifest.platforms)
-    for (const r of manifest.packages.releases.filter((r) => !r.platforms || r.platforms.includes(platform))) {
-      const release = releaseNamed(r.id)!
-      const arch = archOf(platform)
-      const urls =
-        release.family === 'rpm'
-          ? release.repos.map((repo) => repo.url(arch))
-          : [release.archive(arch), ...release.suites.map((s) => s.archive?.(arch) ?? release.archive(arch))]
-      for (const url of urls) out.push({ url, what: `${r.id} packages` })
-    }
+  for (const { id, platform } of packageSets(manifest)) {
+    const release = releaseNamed(id)!
+    const arch = archOf(platform)
+    const urls =
+      release.family === 'rpm'
+        ? release.repos.map((repo) => repo.url(arch))
+        : [release.archive(arch), ...release.suites.map((s) => s.archive?.(arch) ?? release.archive(arch))]
+    for (const url of urls) out.push({ url, what: `${id} packages` })
+  }
   return out
 }
 
-/** One release's packages for one platform, read the way its own package manager reads its archive. */
-async function lockPackages(id: string, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
-  const release = releaseNamed(id)!
-  return release.family === 'rpm' ? lockRpms(release, platform, names, o) : lockDebs(release, platform, names, o)
+/** One release on one platform, and the package names each of its users (the nodes, the controller) installs there. */
+interface PackageSet {
+  id: string
+  platform: Platform
+  wants: [PackageUse, readonly string[]][]
 }
+
+/** Every (release, platform) the manifest's packages need, once, with who wants what there. */
+function packageSets(manifest: Manifest): PackageSet[] {
+  const sets: PackageSet[] = []
+  const users: [PackageUse, PackageRelease[], readonly string[]][] = [['node', manifest.packages.releases, manifest.packages.names]]
+  if (manifest.packages.controller) users.push(['controller', manifest.packages.controller.releases, manifest.packages.controller.names])
+  for (const platform of manifest.platforms)
+    for (const [use, releases, names] of users)
+      for (const r of releases.filter((r) => !r.platforms || r.platforms.includes(platform))) {
+        const set = sets.find((s) => s.id === r.id && s.platform === platform) ?? sets[sets.push({ id: r.id, platform, wants: [] }) - 1]!
+        set.wants.push([use, names])
+      }
+  return sets
+}
+
+/** Every OS package the manifest asks for, each (release, platform) read once for the nodes and the controller. */
+export const lockAllPackages = async (manifest: Manifest, o: LockOptions): Promise<LockedPackage[]> =>
+  (await Promise.all(packageSets(manifest).map((set) => lockPackages(set, o)))).flat()
+
+/** One release's packages for one platform, read the way its own package manager reads its archive. */
+async function lockPackages(set: PackageSet, o: LockOptions): Promise<LockedPackage[]> {
+  const release = releaseNamed(set.id)!
+  return release.family === 'rpm' ? lockRpms(release, set, o) : lockDebs(release, set, o)
+}
+
+/**
+ * Each user's closure, then one entry per file: a package both the nodes and the controller
+ * need is carried once, for both. The nodes' entries say nothing (as in locks before the controller's).
+ */
+function closures<P extends { name: string }>(set: PackageSet, close: (names: readonly string[]) => P[], where: string, o: LockOptions): [P, PackageUse[]][] {
+  const chosen = new Map<string, [P, PackageUse[]]>()
+  for (const [use, names] of set.wants) {
+    const field = use === 'node' ? 'packages.names' : `packages.${use}.names`
+    let mine: P[]
+    try {
+      mine = close(names)
+    } catch (e) {
+      throw new KaError('ENOTPINNED', `${set.id} ${set.platform}: ${(e as Error).message}; check ${field}, or ${where} and --mirror`)
+    }
+    o.progress.note(`packages ${set.id} ${set.platform}${use === 'node' ? '' : ` (${use})`}: ${mine.length} (${mine.map((p) => p.name).join(', ')})`)
+    for (const p of mine) (chosen.get(p.name) ?? chosen.set(p.name, [p, []]).get(p.name)!)[1].push(use)
+  }
+  return [...chosen.values()]
+}
+
+const usedBy = (uses: PackageUse[]) => (uses.length === 1 && uses[0] === 'node' ? {} : { for: uses })
 
 /**
  * An RPM release's packages for one platform: every repository's repodata, read the way
@@ -155,7 +198,8 @@ async function lockPackages(id: string, platform: Platform, names: readonly stri
  * spelling) beyond what its core group has, each .rpm pinned by the sha256 the signed
  * repodata gives.
  */
-async function lockRpms(release: RpmRelease, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
+async function lockRpms(release: RpmRelease, set: PackageSet, o: LockOptions): Promise<LockedPackage[]> {
+  const { platform } = set
   const arch = archOf(platform)
   if (!release.arches.includes(arch))
     throw new KaError(
@@ -166,27 +210,30 @@ async function lockRpms(release: RpmRelease, platform: Platform, names: readonly
   if (!keyrings.length) throw new KaError('EUSAGE', `${release.id}: ${release.keyHelp ?? 'no archive key is known for it; pass one with --keyring'}`)
   const dnf: DnfOptions = { cache: o.cache, http: o.http, mirrors: o.mirrors, keyrings, gpgv: o.gpgv, xz: o.xz, zstd: o.zstd, bzip2: o.bzip2 }
   const repos = await Promise.all(release.repos.map((r) => readRepo(release, r, arch, dnf)))
-  let chosen: RpmPackage[]
-  try {
-    chosen = rpmClosure(
-      names.map((n) => release.names[n] ?? n),
-      newestRpms(
-        repos.map((r) => r.packages),
-        rpmArch(arch),
-        {
-          visible: new Set(repos.flatMap((r) => [...(r.modules?.visible ?? [])])),
-          names: new Set(repos.flatMap((r) => [...(r.modules?.names ?? [])])),
-        },
+  const available = newestRpms(
+    repos.map((r) => r.packages),
+    rpmArch(arch),
+    {
+      visible: new Set(repos.flatMap((r) => [...(r.modules?.visible ?? [])])),
+      names: new Set(repos.flatMap((r) => [...(r.modules?.names ?? [])])),
+    },
+  )
+  const core = repos.flatMap((r) => r.core)
+  const chosen = closures(
+    set,
+    (names) =>
+      rpmClosure(
+        names.map((n) => release.names[n] ?? n),
+        available,
+        core,
       ),
-      repos.flatMap((r) => r.core),
-    )
-  } catch (e) {
-    throw new KaError('ENOTPINNED', `${release.id} ${platform}: ${(e as Error).message}; check packages.names, or the repositories and --mirror`)
-  }
-  o.progress.note(`packages ${release.id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
+    'the repositories',
+    o,
+  )
   const vaults = new Map(repos.map((r) => [r.base, r.vault]))
-  return chosen.map((p) => ({
+  return chosen.map(([p, uses]) => ({
     release: release.id,
+    ...usedBy(uses),
     family: 'rpm' as const,
     platform,
     name: p.name,
@@ -206,8 +253,9 @@ async function lockRpms(release: RpmRelease, platform: Platform, names: readonly
  * the sha256 the signed index gives, with the snapshot URL that keeps it after the pool
  * drops it.
  */
-async function lockDebs(release: DebRelease, platform: Platform, names: readonly string[], o: LockOptions): Promise<LockedPackage[]> {
-  const id = release.id
+async function lockDebs(release: DebRelease, set: PackageSet, o: LockOptions): Promise<LockedPackage[]> {
+  const { id } = release
+  const { platform } = set
   const arch = archOf(platform)
   const apt: AptOptions = {
     cache: o.cache,
@@ -224,15 +272,17 @@ async function lockDebs(release: DebRelease, platform: Platform, names: readonly
     indexes.push(packages)
     snapshots.set((s.archive ?? release.archive)(arch), (s.snapshot ?? release.snapshot)(arch, timestamp))
   }
-  let chosen: DebPackage[]
+  const available = newest(indexes)
+  const chosen = closures(set, (names) => closure(names, available), 'the archive', o)
+  let stages: Map<string, number>
   try {
-    chosen = closure(names, newest(indexes))
+    stages = installStages(chosen.map(([p]) => p))
   } catch (e) {
-    throw new KaError('ENOTPINNED', `${id} ${platform}: ${(e as Error).message}; check packages.names, or the archive and --mirror`)
+    throw new KaError('ENOTPINNED', `${id} ${platform}: ${(e as Error).message}; check the package names`)
   }
-  o.progress.note(`packages ${id} ${platform}: ${chosen.length} (${chosen.map((p) => p.name).join(', ')})`)
-  return chosen.map((p) => ({
+  return chosen.map(([p, uses]) => ({
     release: id,
+    ...usedBy(uses),
     family: 'deb' as const,
     platform,
     name: p.name,
@@ -242,6 +292,7 @@ async function lockDebs(release: DebRelease, platform: Platform, names: readonly
     integrity: Sha256.fromHex(p.sha256),
     size: p.size,
     file: p.filename.split('/').pop()!,
+    ...(stages.get(p.name) ? { stage: stages.get(p.name)! } : {}),
   }))
 }
 

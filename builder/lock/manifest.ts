@@ -29,9 +29,17 @@ export interface Manifest {
   components: Map<string, string>
   images: ImageWant[]
   files: ExtraFile[]
-  /** OS packages to carry, for these distribution releases. */
-  /** Each release, for every platform of the manifest or only those it names. */
-  packages: { releases: { id: string; platforms?: Platform[] }[]; names: string[] }
+  /**
+   * OS packages to carry: for the nodes, each release for every platform of the manifest or
+   * only those it names; for the machine that runs the fleet playbook (`controller`), its own
+   * names for its releases (the nodes' when it names none).
+   */
+  packages: { releases: PackageRelease[]; names: string[]; controller?: { releases: PackageRelease[]; names: string[] } }
+}
+
+export interface PackageRelease {
+  id: string
+  platforms?: Platform[]
 }
 
 const TOP_KEYS = ['kubernetes', 'platforms', 'components', 'images', 'files', 'packages']
@@ -122,28 +130,46 @@ function extraFileOf(v: unknown, at: string, fail: Fail): ExtraFile {
   return out
 }
 
-/** The OS packages: which releases (each for every platform, or for some), and which package names. */
+/** The OS packages: which releases (each for every platform, or for some), which package names, and the controller's. */
 function packagesOf(raw: unknown, platforms: readonly Platform[], fail: Fail): Manifest['packages'] {
-  const pk = (raw ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown }
+  const pk = (raw ?? { releases: [], names: [] }) as { releases?: unknown; names?: unknown; controller?: unknown }
   if (typeof pk !== 'object' || pk === null || Array.isArray(pk)) fail('packages', 'must be a mapping with releases and names')
+  for (const k of Object.keys(pk))
+    if (!['releases', 'names', 'controller'].includes(k)) fail(`packages.${k}`, `unknown key${didYouMean(k, ['releases', 'names', 'controller'])}`)
+  const releases = releasesOf(pk.releases, 'packages.releases', platforms, fail)
+  const names = namesOf(pk.names, 'packages.names', fail)
+  if (pk.controller === undefined) return { releases, names }
+  const c = pk.controller as { releases?: unknown; names?: unknown }
+  if (typeof c !== 'object' || c === null || Array.isArray(c))
+    fail('packages.controller', 'must be a mapping with names (and releases, when the controller runs a release the nodes do not)')
+  for (const k of Object.keys(c)) if (!['releases', 'names'].includes(k)) fail(`packages.controller.${k}`, `unknown key${didYouMean(k, ['releases', 'names'])}`)
+  const controller = {
+    releases: c.releases === undefined ? releases : releasesOf(c.releases, 'packages.controller.releases', platforms, fail),
+    names: namesOf(c.names, 'packages.controller.names', fail),
+  }
+  if (!controller.names.length) fail('packages.controller.names', 'must name the packages, for example [ansible-core, sshpass]')
+  if (!controller.releases.length) fail('packages.controller.releases', "must list the controller's releases (the nodes list none)")
+  return { releases, names, controller }
+}
+
+/** A release is a name (every platform) or { release, platforms } (only those: an archive that does not serve, or cannot be reached for, every architecture). */
+function releasesOf(raw: unknown, at: string, platforms: readonly Platform[], fail: Fail): PackageRelease[] {
   const knownReleases = RELEASES.map((r) => r.id)
-  if (!Array.isArray(pk.releases)) fail('packages.releases', `must list releases (${knownReleases.join(', ')})`)
-  // A release is a name (every platform) or { release, platforms } (only those: an archive
-  // that does not serve, or cannot be reached for, every architecture).
-  const releases = (pk.releases as unknown[]).map((e, i) => {
+  if (!Array.isArray(raw)) fail(at, `must list releases (${knownReleases.join(', ')})`)
+  return (raw as unknown[]).map((e, i) => {
     const entry = typeof e === 'string' ? { release: e } : (e as { release?: unknown; platforms?: unknown })
     const id = entry?.release
-    if (typeof id !== 'string') return fail(`packages.releases[${i}]`, 'must be a release name or { release: NAME, platforms: [...] }')
+    if (typeof id !== 'string') return fail(`${at}[${i}]`, 'must be a release name or { release: NAME, platforms: [...] }')
     if (!knownReleases.includes(id))
       fail(
-        `packages.releases[${i}]`,
+        `${at}[${i}]`,
         `unknown release ${JSON.stringify(id)}${didYouMean(id, knownReleases)}; known: ${knownReleases.join(', ')} (builder/packages/releases.ts says how to add one)`,
       )
     if (entry.platforms === undefined) return { id }
     if (!Array.isArray(entry.platforms) || !entry.platforms.every((p) => platforms.includes(p as Platform)))
-      fail(`packages.releases[${i}].platforms`, `must list platforms of the manifest (${platforms.join(', ')})`)
+      fail(`${at}[${i}].platforms`, `must list platforms of the manifest (${platforms.join(', ')})`)
     return { id, platforms: entry.platforms as Platform[] }
   })
-  const names = Array.isArray(pk.names) ? pk.names.map(String) : fail('packages.names', 'must list package names')
-  return { releases, names }
 }
+
+const namesOf = (raw: unknown, at: string, fail: Fail): string[] => (Array.isArray(raw) ? raw.map(String) : fail(at, 'must list package names'))

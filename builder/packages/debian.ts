@@ -7,7 +7,10 @@ export interface DebPackage {
   version: string
   priority: string
   essential: boolean
+  /** Depends and Pre-Depends together: what the closure follows. */
   depends: string
+  /** Pre-Depends alone: what must be configured before this one is unpacked. */
+  preDepends: string
   filename: string
   sha256: string
   size: number
@@ -38,6 +41,7 @@ export function parsePackages(text: string, archive = ''): DebPackage[] {
       priority: f.priority ?? 'optional',
       essential: f.essential === 'yes',
       depends: [f['pre-depends'], f.depends].filter(Boolean).join(', '),
+      preDepends: f['pre-depends'] ?? '',
       filename: f.filename,
       sha256: f.sha256,
       size: Number(f.size ?? 0),
@@ -104,6 +108,41 @@ export function newest(indexes: DebPackage[][]): Map<string, DebPackage> {
   return by
 }
 
+/** A dependency field's groups, each its alternatives' names (`a (>= 1) | b:any` is [a, b]). */
+const groups = (field: string): string[][] =>
+  field
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean)
+    .map((g) => g.split('|').map((a) => a.trim().split(/[\s(:]/)[0]!))
+
+/**
+ * The order a set installs in, as apt orders dpkg: dpkg unpacks a package only once its
+ * Pre-Depends are configured, and configures it only once its Depends are, so the set goes
+ * in stages, one `dpkg --install` each. A package's stage is at least its dependencies' and
+ * one more than its pre-dependencies' (within the set: the rest every installation has).
+ * Throws on a pre-dependency cycle, which no order installs.
+ */
+export function installStages(chosen: readonly DebPackage[]): Map<string, number> {
+  const byName = new Map<string, DebPackage>()
+  for (const p of chosen) for (const n of [p.name, ...p.provides]) if (!byName.has(n) || n === p.name) byName.set(n, p)
+  const within = (field: string) => groups(field).flatMap((alts) => alts.map((a) => byName.get(a)).find(Boolean) ?? [])
+  const edges = chosen.map((p) => ({ p, deps: within(p.depends), pre: new Set(within(p.preDepends)) }))
+  const stage = new Map(chosen.map((p) => [p.name, 0]))
+  for (let round = 0; ; round++) {
+    const changed: string[] = []
+    for (const { p, deps, pre } of edges) {
+      const s = Math.max(0, ...deps.filter((d) => d !== p).map((d) => stage.get(d.name)! + (pre.has(d) ? 1 : 0)))
+      if (s > stage.get(p.name)!) {
+        stage.set(p.name, s)
+        changed.push(p.name)
+      }
+    }
+    if (!changed.length) return stage
+    if (round > chosen.length) throw new Error(`a pre-dependency cycle among ${changed.join(', ')}: no order installs them`)
+  }
+}
+
 /**
  * Roots of what every installation has: Essential and priority `required`. Not `important`:
  * minimal images and `debootstrap --variant=minbase` roots lack those, and carrying a
@@ -121,13 +160,10 @@ const isBaseRoot = (p: DebPackage) => p.essential || p.priority === 'required'
 export function closure(wanted: readonly string[], all: Map<string, DebPackage>): DebPackage[] {
   const providers = new Map<string, DebPackage[]>()
   for (const p of all.values()) for (const v of p.provides) providers.set(v, [...(providers.get(v) ?? []), p])
-  const pick = (name: string): DebPackage | undefined => all.get(name) ?? providers.get(name)?.[0]
-  const deps = (p: DebPackage) =>
-    p.depends
-      .split(',')
-      .map((g) => g.trim())
-      .filter(Boolean)
-      .map((g) => g.split('|').map((a) => a.trim().split(/[\s(:]/)[0]!))
+  // A virtual package is the provider every installation has, when one does (bookworm's
+  // base-files pre-depends on awk: mawk, required, not gawk, which the index names first).
+  const pick = (name: string): DebPackage | undefined => all.get(name) ?? providers.get(name)?.find(isBaseRoot) ?? providers.get(name)?.[0]
+  const deps = (p: DebPackage) => groups(p.depends)
   // What every installation has: the required and Essential packages and all they depend
   // on (libc6 is "optional" in bookworm's index, yet always there).
   const base = new Set<string>()

@@ -2,9 +2,9 @@ import { createReadStream } from 'node:fs'
 import { KaError } from '../../bundle/errors.js'
 import { packagePath } from '../../bundle/layout.js'
 import type { LockedPackage } from '../../bundle/lock.js'
-import type { Action, Context, Phase } from '../plan.js'
+import type { Action, Context, Phase, Step } from '../plan.js'
 import { PACKAGE_STAGING } from '../node-paths.js'
-import { packagesForNode } from '../os-packages.js'
+import { packagesHere } from '../os-packages.js'
 import { compareEvr } from '../../bundle/rpm-version.js'
 
 const staged = (p: LockedPackage): string => `${PACKAGE_STAGING}/${p.file}`
@@ -13,7 +13,8 @@ const staged = (p: LockedPackage): string => `${PACKAGE_STAGING}/${p.file}`
 interface Manager {
   /** Which of the pinned packages the node has already (by name; for rpm also at least at the pinned version). */
   installed(ctx: Context, pinned: LockedPackage[]): Promise<Set<string>>
-  install(ctx: Context, files: string[]): string[]
+  /** The commands that install `missing`, in order. */
+  install(ctx: Context, missing: LockedPackage[]): string[][]
   /** What is wrong afterwards with what this run installed (`names`), if anything. */
   audit(ctx: Context, names: string[]): Promise<string | undefined>
 }
@@ -39,7 +40,14 @@ const dpkg: Manager = {
         .map((l) => l.split(' ')[0]!),
     )
   },
-  install: (ctx, files) => rooted(ctx, 'dpkg', (r) => [`--root=${r}`], '--install', ...files),
+  // One dpkg --install per stage the lock gives: dpkg unpacks a package only once its
+  // pre-dependencies are configured (python3 after python3-minimal), as apt orders it.
+  install: (ctx, missing) =>
+    [...new Set(missing.map((p) => p.stage ?? 0))]
+      .sort((a, b) => a - b)
+      .map((stage) =>
+        rooted(ctx, 'dpkg', (r) => [`--root=${r}`], '--install', ...missing.filter((p) => (p.stage ?? 0) === stage).map((p) => ctx.host.path(staged(p)))),
+      ),
   async audit(ctx) {
     const audit = await ctx.host.run(
       rooted(ctx, 'dpkg', (r) => [`--root=${r}`], '--audit'),
@@ -69,7 +77,8 @@ const rpm: Manager = {
     for (const [name, evr] of q.stdout.split('\n').map((l) => l.split('\t'))) if (name && evr) have.set(name, [...(have.get(name) ?? []), evr])
     return new Set(pinned.filter((p) => have.get(p.name)?.some((evr) => compareEvr(evr, p.version) >= 0)).map((p) => p.name))
   },
-  install: (ctx, files) => rooted(ctx, 'rpm', (r) => ['--root', r], '-U', '--nosignature', ...files),
+  // One transaction: rpm orders it by every dependency, pre-install ones included.
+  install: (ctx, missing) => [rooted(ctx, 'rpm', (r) => ['--root', r], '-U', '--nosignature', ...missing.map((p) => ctx.host.path(staged(p))))],
   // Only what the bundle installed: a package the site had is the site's, changes included.
   async audit(ctx, names) {
     if (names.length === 0) return undefined
@@ -89,7 +98,7 @@ export const packages: Phase = {
   summary:
     "installs the OS packages this node lacks (conntrack, socat, ...) from the bundle's set for its release, with dpkg or rpm and no network source; then dpkg --audit, or rpm -V of what it installed, must be clean",
   async plan(ctx) {
-    const { release, mine, carried } = packagesForNode(ctx)
+    const { release, mine, carried } = packagesHere(ctx)
     if (carried.length === 0) return [{ title: 'no OS packages in this bundle', done: true, checkOnly: true, actions: [] }]
     if (!mine.length) {
       const why = `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}`
@@ -102,45 +111,44 @@ export const packages: Phase = {
         `this node runs ${release ?? 'an unknown release (no /etc/os-release)'}; the bundle carries OS packages for ${carried.join(', ')}: use a bundle whose manifest lists ${release ?? 'this release'} under packages.releases, or run with --skip-phases packages if conntrack, socat, ebtables, ethtool, ipset and iptables are installed already`,
       )
     }
-    // The lock says how the set installs; a lock from before it did, the node's own family.
-    const manager = (mine[0]!.family ?? ctx.facts.family) === 'rpm' ? rpm : dpkg
-    const installed = await manager.installed(ctx, mine)
-    const missing = mine.filter((p) => !installed.has(p.name))
-    return [
-      {
-        title: `OS packages for ${release} (${mine.length}: ${missing.length ? `${missing.length} to install: ${missing.map((p) => p.name).join(', ')}` : 'all installed'})`,
-        done: missing.length === 0,
-        // Staged on the node first, each package checked against its pin as it is written
-        // (dpkg or rpm then reads the checked copy, not the stick again); one run for all:
-        // both order unpacking and configuration by their dependencies.
-        actions: [
-          ...missing.map(
-            (p): Action => ({
-              kind: 'write',
-              path: staged(p),
-              mode: 0o644,
-              sha256: p.integrity,
-              size: p.size,
-              data: () => createReadStream(ctx.bundle.path(packagePath(p.release, p.file))),
-            }),
-          ),
-          {
-            kind: 'run',
-            argv: manager.install(
-              ctx,
-              missing.map((p) => ctx.host.path(staged(p))),
-            ),
-          },
-          { kind: 'remove', path: PACKAGE_STAGING },
-        ],
-        check: async () => {
-          const problem = await manager.audit(
-            ctx,
-            missing.map((p) => p.name),
-          )
-          if (problem) throw new KaError('ESTEP', problem)
-        },
-      },
-    ]
+    return [await installStep(ctx, `OS packages for ${release}`, mine)]
   },
+}
+
+/**
+ * The step that installs what `mine` (one release's set) holds and the machine lacks, with
+ * its own package manager and no network source: each file staged on the machine and
+ * checked against its pin as it is written, then one dpkg or rpm run for all.
+ */
+export async function installStep(ctx: Context, what: string, mine: LockedPackage[]): Promise<Step> {
+  // The lock says how the set installs; a lock from before it did, the machine's own family.
+  const manager = (mine[0]!.family ?? ctx.facts.family) === 'rpm' ? rpm : dpkg
+  const installed = await manager.installed(ctx, mine)
+  const missing = mine.filter((p) => !installed.has(p.name))
+  return {
+    title: `${what} (${mine.length}: ${missing.length ? `${missing.length} to install: ${missing.map((p) => p.name).join(', ')}` : 'all installed'})`,
+    done: missing.length === 0,
+    // dpkg or rpm reads the checked copy, not the stick again.
+    actions: [
+      ...missing.map(
+        (p): Action => ({
+          kind: 'write',
+          path: staged(p),
+          mode: 0o644,
+          sha256: p.integrity,
+          size: p.size,
+          data: () => createReadStream(ctx.bundle.path(packagePath(p.release, p.file))),
+        }),
+      ),
+      ...manager.install(ctx, missing).map((argv): Action => ({ kind: 'run', argv })),
+      { kind: 'remove', path: PACKAGE_STAGING },
+    ],
+    check: async () => {
+      const problem = await manager.audit(
+        ctx,
+        missing.map((p) => p.name),
+      )
+      if (problem) throw new KaError('ESTEP', problem)
+    },
+  }
 }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { isKaError } from '../../bundle/errors.js'
-import { filesFor, packagesFor, parseLock, reduceLock, serializeLock } from '../../bundle/lock.js'
+import { filesFor, installedBy, PACKAGE_USES, packagesFor, parseLock, reduceLock, serializeLock } from '../../bundle/lock.js'
 import { REPO } from '../support/fake-upstream.js'
 
 const committed = async () => readFile(join(REPO, 'bundle.lock.json'), 'utf8')
@@ -58,6 +58,33 @@ describe('the lock', () => {
     expect(parseLock(JSON.stringify({ ...base(), packages: [older] }), 'lock.json').packages[0]?.family).toBeUndefined()
     expect(fails({ ...base(), packages: [{ ...pkg, family: 'deb' }] })).toMatch(
       /packages\[0\]\.family: must be rpm for "socat-1\.7\.4\.1-5\.el9\.x86_64\.rpm", found "deb"/,
+    )
+  })
+
+  it('says who installs each package, the nodes when it says nothing; one entry per file', () => {
+    const pkg = {
+      release: 'debian-12',
+      family: 'deb',
+      platform: 'linux/amd64',
+      name: 'sshpass',
+      version: '1.09-1+b1',
+      url: 'http://deb.debian.org/debian/pool/main/s/sshpass/sshpass_1.09-1+b1_amd64.deb',
+      integrity: 'sha256-qt7vQAuPBkVXaMFHbSAjj4dbePUsf/GWfaa84jbIy9g=',
+      size: 1,
+      file: 'sshpass_1.09-1+b1_amd64.deb',
+    }
+    const both = { ...pkg, name: 'libc-bin', file: 'libc-bin.deb', for: ['node', 'controller'] }
+    const lock = parseLock(JSON.stringify({ ...base(), packages: [pkg, { ...pkg, name: 'x', file: 'x.deb', for: ['controller'] }, both] }), 'lock.json')
+    expect(lock.packages.map((p) => PACKAGE_USES.filter((u) => installedBy(p, u)))).toEqual([['node'], ['controller'], ['node', 'controller']])
+    expect(JSON.parse(serializeLock(lock)).packages[2]).toEqual({ release: both.release, for: both.for, ...both })
+    expect(fails({ ...base(), packages: [{ ...pkg, for: ['everyone'] }] })).toMatch(
+      /packages\[0\]\.for: must list who installs it, once each: node, controller/,
+    )
+    expect(fails({ ...base(), packages: [{ ...pkg, for: [] }] })).toMatch(/packages\[0\]\.for: must list/)
+    expect(fails({ ...base(), packages: [{ ...pkg, for: ['node', 'node'] }] })).toMatch(/packages\[0\]\.for: must list/)
+    // Two entries for one file in the bundle: which one does verify hold it to?
+    expect(fails({ ...base(), packages: [pkg, { ...pkg, integrity: `sha256-${'A'.repeat(43)}=`, for: ['controller'] }] })).toMatch(
+      /packages\[1\]\.file: "sshpass_1\.09-1\+b1_amd64\.deb" is also packages\[0\]\.file for debian-12 linux\/amd64/,
     )
   })
 

@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { closure, newest, parsePackages } from '../../builder/packages/debian.js'
 import { Sha256 } from '../../bundle/digest.js'
-import { parseLock, serializeLock } from '../../bundle/lock.js'
+import { installedBy, PACKAGE_USES, parseLock, serializeLock } from '../../bundle/lock.js'
 import { buildUnpacked, bundleCli, installInto } from '../support/cli.js'
 import { REPO } from '../support/fake-upstream.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
@@ -27,6 +27,8 @@ const DEBIAN_REACHABLE = await fetch('http://deb.debian.org/debian/dists/bookwor
 if (!DEBIAN_REACHABLE) console.log('packages.test.ts: http://deb.debian.org is not reachable from here: the tests against the real Debian archive are skipped')
 
 const NAMES = ['conntrack', 'socat', 'ebtables', 'ethtool', 'ipset', 'iptables']
+/** What the fleet playbook's controller needs (docs/fleet.md), as the default manifest names it. */
+const CONTROLLER = ['ansible-core', 'sshpass']
 const ROOTFS = '/var/cache/kube-airgap-test/debian12'
 const LISTS = '/var/lib/apt/lists'
 /** Debian 12's suites as this machine's apt sees them; each served as the test's archive lays it out. */
@@ -116,7 +118,7 @@ beforeAll(async () => {
   const all = newest(SUITES.map(({ repo }, i) => parsePackages(texts[i]!, `http://deb.debian.org/${repo}`)))
   const debs = join(dir, 'debs')
   await mkdir(debs, { recursive: true })
-  const wanted = closure(NAMES, all)
+  const wanted = closure([...NAMES, ...CONTROLLER], all)
   execFileSync('apt-get', ['download', ...wanted.map((p) => `${p.name}=${p.version}`)], { cwd: debs, stdio: 'ignore' })
   for (const f of await readdir(debs)) {
     const p = wanted.find((w) => f.startsWith(`${w.name}_`))!
@@ -140,7 +142,7 @@ beforeAll(async () => {
   world = await startWorld(dir, {
     realistic: true,
     manifestEdit: (t) =>
-      `${t.replace('platforms: [linux/amd64, linux/arm64]', 'platforms: [linux/amd64]')}\npackages:\n  releases: [debian-12]\n  names: [${NAMES.join(', ')}]\n`,
+      `${t.replace('platforms: [linux/amd64, linux/arm64]', 'platforms: [linux/amd64]')}\npackages:\n  releases: [debian-12]\n  names: [${NAMES.join(', ')}]\n  controller: { names: [${CONTROLLER.join(', ')}] }\n`,
   })
   lockPath = join(dir, 'bundle.lock.json')
   const l = await bundleCli([
@@ -189,6 +191,15 @@ describe('OS packages', () => {
       expect(names, n).toContain(n)
     for (const n of ['libc6', 'dpkg', 'coreutils', 'libselinux1']) expect(names, n).not.toContain(n)
     expect(lock.packages.length).toBeGreaterThan(0)
+    // The controller's closure beside the nodes': each file once, saying who installs it.
+    const uses = (name: string) => PACKAGE_USES.filter((u) => installedBy(lock.packages.find((p) => p.name === name)!, u))
+    for (const n of [...CONTROLLER, 'python3-jinja2', 'python3.11']) expect(uses(n), n).toEqual(['controller'])
+    for (const n of NAMES) expect(uses(n), n).toEqual(['node'])
+    expect(new Set(lock.packages.map((p) => p.file)).size).toBe(lock.packages.length)
+    // dpkg unpacks python3 only once python3-minimal is configured, and that once python3.11-minimal is.
+    const stage = (name: string) => lock.packages.find((p) => p.name === name)!.stage ?? 0
+    expect(stage('python3')).toBeGreaterThan(stage('python3-minimal'))
+    expect(stage('python3-minimal')).toBeGreaterThan(stage('python3.11-minimal'))
     expect(lock.packages.every((p) => p.release === 'debian-12' && p.platform === 'linux/amd64' && p.url.startsWith('http://deb.debian.org/'))).toBe(true)
     for (const p of lock.packages) {
       const served = await readFile(join(dir, 'archive', 'good', new URL(p.url).host, new URL(p.url).pathname))
@@ -235,11 +246,49 @@ describe('OS packages', () => {
     expect(r.code, r.stderr + r.stdout).toBe(0)
     expect(r.stdout).toMatch(/\[packages\] done +OS packages for debian-12 \(\d+: \d+ to install: .*conntrack.*socat/)
     for (const p of NAMES) expect(installed(root, p), p).toBe(true)
+    for (const p of CONTROLLER) expect(installed(root, p), `${p} is the controller's, not the node's`).toBe(false)
     expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
     expect(execFileSync('chroot', [root, 'conntrack', '--version'], { encoding: 'utf8' })).toMatch(/conntrack v1\.4/)
     const again = await install(bundle, root, ['--role', 'worker', '--phases', 'verify,packages'])
     expect(again.code, again.stderr).toBe(0)
     expect(again.stdout).toMatch(/\[packages\] already done +OS packages for debian-12 \(\d+: all installed\)/)
+  })
+
+  it("./install controller puts ansible-core and sshpass from the bundle into a real Debian 12 root; the bundle's playbook passes ansible-playbook --syntax-check there; a second run installs nothing", async () => {
+    const root = await debianRoot('controller')
+    expect(existsSync(join(root, 'usr/bin/ansible-playbook'))).toBe(false)
+    const dry = await install(bundle, root, ['controller', '--dry-run'])
+    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.stdout).toMatch(/\[controller\] would do +the controller's packages for debian-12 \(\d+: \d+ to install: .*ansible-core.*sshpass/)
+    expect(existsSync(join(root, 'usr/bin/ansible-playbook'))).toBe(false)
+    const r = await install(bundle, root, ['controller'])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(r.stdout).toMatch(/\[controller\] done +the controller's packages for debian-12/)
+    expect(r.stdout).toMatch(/next: .*\n.*\.\/install inventory > ~\/inventory\.yml/)
+    for (const p of CONTROLLER) expect(installed(root, p), p).toBe(true)
+    for (const p of NAMES) expect(installed(root, p), `${p} is the nodes', not the controller's`).toBe(false)
+    expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
+    expect(execFileSync('chroot', [root, 'ansible-playbook', '--version'], { encoding: 'utf8' })).toMatch(/core 2\.1[4-9]/)
+    expect(execFileSync('chroot', [root, 'sshpass', '-V'], { encoding: 'utf8' })).toMatch(/sshpass 1\./)
+    // The playbook the bundle carries, as the controller's ansible reads it.
+    await cp(join(bundle, 'ansible'), join(root, 'tmp/ansible'), { recursive: true })
+    const check = execFileSync('chroot', [root, 'ansible-playbook', '-i', 'localhost,', '--syntax-check', '/tmp/ansible/site.yml'], {
+      encoding: 'utf8',
+      env: { ...process.env, HOME: '/tmp', ANSIBLE_LOCAL_TEMP: '/tmp/.ansible' },
+    })
+    expect(check).toMatch(/playbook: \/tmp\/ansible\/site\.yml/)
+    const again = await install(bundle, root, ['controller'])
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stdout).toMatch(/\[controller\] already done +the controller's packages for debian-12 \(\d+: all installed\)/)
+
+    await rm(join(root, 'etc/os-release'), { force: true })
+    await rm(join(root, 'usr/lib/os-release'), { force: true })
+    await writeFile(join(root, 'etc/os-release'), 'ID=ubuntu\nVERSION_ID="22.04"\n')
+    const other = await install(bundle, root, ['controller'])
+    expect(other.code).toBe(2)
+    expect(other.stderr.trim()).toMatch(
+      /^install: EUSAGE: this machine runs ubuntu-22\.04; the bundle carries the controller's packages for debian-12: run the playbook from a machine of one of those, or use a bundle whose manifest lists ubuntu-22\.04 under packages\.controller\.releases; the full log: /,
+    )
   })
 
   it('a tampered .deb is refused by verify before dpkg runs; a release the bundle lacks is named', async () => {
@@ -387,7 +436,7 @@ describe('OS packages', () => {
   )
 
   it.skipIf(!DEBIAN_REACHABLE)(
-    "the committed default lock's debian-12 set installs into a fresh debootstrap minbase root: conntrack and socat run, dpkg --audit is clean, a second run installs nothing",
+    "the committed default lock's debian-12 set installs into a fresh debootstrap minbase root: conntrack and socat run, dpkg --audit is clean, a second run installs nothing; its controller set brings ansible-playbook",
     async () => {
       const committed = parseLock(await readFile(join(REPO, 'bundle.lock.json'), 'utf8'))
       const lock = parseLock(await readFile(lockPath, 'utf8'))
@@ -408,6 +457,11 @@ describe('OS packages', () => {
       expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
       const again = await install(b, root, ['--role', 'worker', '--phases', 'verify,packages'])
       expect(again.stdout).toMatch(/\[packages\] already done +OS packages for debian-12 \(\d+: all installed\)/)
+      // The controller's set from the same lock, as Debian's archive serves it: the bundle's playbook reads in its ansible.
+      const ctl = await install(b, root, ['controller'])
+      expect(ctl.code, ctl.stderr + ctl.stdout).toBe(0)
+      expect(execFileSync('chroot', [root, 'ansible-playbook', '--version'], { encoding: 'utf8' })).toMatch(/core 2\.14\./)
+      expect(execFileSync('chroot', [root, 'dpkg', '--audit'], { encoding: 'utf8' }).trim()).toBe('')
     },
     300_000,
   )

@@ -165,15 +165,21 @@ export function closure(wanted: readonly string[], all: Map<string, DebPackage>)
   const pick = (name: string): DebPackage | undefined => all.get(name) ?? providers.get(name)?.find(isBaseRoot) ?? providers.get(name)?.[0]
   const deps = (p: DebPackage) => groups(p.depends)
   // What every installation has: the required and Essential packages and all they depend
-  // on (libc6 is "optional" in bookworm's index, yet always there).
+  // on (libc6 is "optional" in bookworm's index, yet always there). Where a dependency has
+  // alternatives, or is virtual, the installation has one of them, and not always the first
+  // (debootstrap gives bookworm usr-is-merged, not init-system-helpers' first choice usrmerge,
+  // which needs perl): only an alternative that is itself required or Essential is counted; of
+  // the others none is, and the closure carries what it needs.
   const base = new Set<string>()
   const stack = [...all.values()].filter(isBaseRoot)
+  // A name is its package, or a virtual one's required or Essential provider, if it has one.
+  const sure = (name: string): DebPackage | undefined => all.get(name) ?? providers.get(name)?.find(isBaseRoot)
   while (stack.length) {
     const p = stack.pop()!
     if (base.has(p.name)) continue
     base.add(p.name)
     for (const alts of deps(p)) {
-      const q = alts.map(pick).find(Boolean)
+      const q = alts.length === 1 ? sure(alts[0]!) : alts.map(sure).find((a) => a && isBaseRoot(a))
       if (q && !base.has(q.name)) stack.push(q)
     }
   }

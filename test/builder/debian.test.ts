@@ -27,6 +27,22 @@ describe('the closure of a Debian package set', () => {
     )
     expect(closure(['libpython3.11-stdlib'], all).map((p) => p.name)).toEqual(['libpython3.11-stdlib', 'libreadline8'])
   })
+
+  it('counts no alternative of a required package as everywhere unless it is required itself: what it needs is carried', () => {
+    // bookworm: init-system-helpers (required) depends on usrmerge | usr-is-merged; debootstrap
+    // installs usr-is-merged, so perl (usrmerge's) is not there, and libsnmp40 needs libperl5.36.
+    const all = new Map(
+      index([
+        ['init-system-helpers', 'required', 'usrmerge | usr-is-merged'],
+        ['usrmerge', 'optional', 'perl'],
+        ['usr-is-merged', 'optional', ''],
+        ['perl', 'standard', 'libperl5.36'],
+        ['libperl5.36', 'optional', ''],
+        ['libsnmp40', 'optional', 'libperl5.36'],
+      ]).map((p) => [p.name, p]),
+    )
+    expect(closure(['libsnmp40'], all).map((p) => p.name)).toEqual(['libperl5.36', 'libsnmp40'])
+  })
 })
 
 describe('the order a Debian package set installs in', () => {

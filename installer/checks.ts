@@ -56,6 +56,20 @@ export async function hostCommandFindings(ctx: Context): Promise<Finding[]> {
       fix: missingPackagesFix(hard, release, ctx.facts.family, carried),
     })
   else out.push({ level: 'ok', check: 'host commands', found: `${KUBEADM_NEEDS.join(', ')} found${bringing.size ? ' or brought by the bundle' : ''}` })
+  // The endpoint the bundle provides runs HAProxy on every node, or keepalived on every master, before kubeadm.
+  const { localEndpoint, vip } = ctx.cluster.config
+  const endpoint = localEndpoint
+    ? ['haproxy', 'endpoint: local runs it on every node']
+    : vip && ctx.options.role === 'master'
+      ? ['keepalived', 'endpoint: { vip } runs it on every master']
+      : undefined
+  if (endpoint && (await lacking([endpoint[0]!])).length)
+    out.push({
+      level: 'fail',
+      check: 'control-plane endpoint',
+      found: `${endpoint[0]} not found, and ${endpoint[1]}`,
+      fix: missingPackagesFix([endpoint[0]!], release, ctx.facts.family, carried),
+    })
   const soft = await lacking(KUBEADM_WANTS)
   if (soft.length)
     out.push({

@@ -64,7 +64,12 @@ function installOptions(top: Command, io: Io): Command {
     .option('--advertise-address <ip>', "this node's address (default: the default route's interface)")
     .option('--pod-subnet <cidr>', 'pod addresses (default 10.244.0.0/16)')
     .option('--service-subnet <cidr>', 'service addresses (default 10.96.0.0/12)')
-    .option('--control-plane-endpoint <host:port>', 'where every node reaches the API (default: advertise address:6443)')
+    .option('--control-plane-endpoint <host:port>', 'where every node reaches the API: your load balancer or virtual IP (default: advertise address:6443)')
+    .option(
+      '--endpoint <local|vip=IP>',
+      "the endpoint the bundle provides: local (HAProxy on every node's 127.0.0.1:7443 to every master; the default for several masters), or vip=IP[,interface=NAME] (keepalived on the masters)",
+    )
+    .option('--masters <name=ip,...>', 'the masters the endpoint serves (cluster.yaml: nodes with role: master)')
     .option('--node-name <name>', "this node's name (default: the hostname)")
     .option('--wait-timeout <seconds>', 'how long finish waits for the node to be Ready', '600')
     .option(

@@ -1,8 +1,10 @@
 import { loadYaml } from '../bundle/yaml.js'
 import { type Cidr, cidrSize, overlaps, parseCidr, parseIPv4 } from './cidr.js'
 import type { NodeFacts } from './facts.js'
-import { KaError } from '../bundle/errors.js'
 import { didYouMean } from '../bundle/text.js'
+import { type Backend, localEndpoint } from './apiserver-proxy.js'
+import { bad, RESERVED } from './config-checks.js'
+import { endpointOf } from './endpoint-config.js'
 
 export interface Taint {
   key: string
@@ -15,6 +17,14 @@ export interface ClusterConfig {
   nodeName: string
   advertiseAddress?: string
   controlPlaneEndpoint?: string
+  /**
+   * endpoint: local: the masters the proxy on every node spreads over (controlPlaneEndpoint
+   * is then that proxy, 127.0.0.1:7443). Left out: one master, or the operator's own load
+   * balancer or virtual IP as controlPlaneEndpoint.
+   */
+  localEndpoint?: { masters: Backend[] }
+  /** endpoint: { vip }: the virtual IP the masters hold with keepalived (controlPlaneEndpoint is then vip:6443). */
+  vip?: { address: string; iface?: string; masters: Backend[] }
   podSubnet: string
   serviceSubnet: string
   dnsDomain: string
@@ -32,6 +42,7 @@ export interface ClusterConfig {
 export const CLUSTER_KEYS = [
   'nodes',
   'controlPlaneEndpoint',
+  'endpoint',
   'podSubnet',
   'serviceSubnet',
   'dnsDomain',
@@ -49,29 +60,23 @@ export interface ClusterFlags {
   podSubnet?: string
   serviceSubnet?: string
   controlPlaneEndpoint?: string
+  /** `local`: the local endpoint (cluster.yaml endpoint). */
+  endpoint?: string
+  /** The masters, `name=address,...` (cluster.yaml: nodes with role: master): the fleet passes its inventory's. */
+  masters?: string
   nodeName?: string
 }
 
 /** What differs per node, in cluster.yaml only under nodes.<hostname>. */
 const PER_NODE_KEYS = ['nodeName', 'advertiseAddress'] as const
+/** ... and what the other nodes need to know of it: whether it is a master (the local endpoint's list). */
+const NODE_ENTRY_KEYS = [...PER_NODE_KEYS, 'role'] as const
 
 /** A DNS name: labels of letters, digits and -, joined by dots. */
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/
 
-/** Blocks no cluster network or node address may use. */
-const RESERVED = [
-  ['0.0.0.0/8', 'the unspecified block'],
-  ['127.0.0.0/8', 'loopback'],
-  ['169.254.0.0/16', 'link-local'],
-  ['224.0.0.0/3', 'multicast and reserved'],
-].map(([cidr, what]) => ({ net: parseCidr(cidr!)!, what: what! }))
-
 /** kubeadm takes any TTL; a join secret that outlives a month is a mistake. */
 const MAX_TOKEN_TTL_MS = 720 * 3_600_000
-
-const bad = (what: string, fix: string): never => {
-  throw new KaError('EUSAGE', `${what}; ${fix}`)
-}
 
 /**
  * Reads cluster.yaml (if any) and the flags (which win), and checks everything before a
@@ -96,7 +101,9 @@ export function clusterConfig(
   )
   const warnings: string[] = []
   const { pod, svc } = subnets(flags, str, facts.networks, warnings)
-  const { advertiseAddress, controlPlaneEndpoint } = addresses(flags, str)
+  const { advertiseAddress, controlPlaneEndpoint: given } = addresses(flags, str)
+  const { local, vip } = endpointOf(o, given, source, flags)
+  const controlPlaneEndpoint = local ? localEndpoint() : vip ? `${vip.address}:6443` : given
   const { selinux, firewalld, tokenTTL } = choices(str)
   const taints = taintsOf(o, source)
   const extraHosts = extraHostsOf(o, source)
@@ -105,6 +112,8 @@ export function clusterConfig(
     nodeName,
     ...(advertiseAddress ? { advertiseAddress } : {}),
     ...(controlPlaneEndpoint ? { controlPlaneEndpoint } : {}),
+    ...(local ? { localEndpoint: local } : {}),
+    ...(vip ? { vip } : {}),
     podSubnet: pod.text,
     serviceSubnet: svc.text,
     dnsDomain,
@@ -139,7 +148,8 @@ export function unfitConfig(
     return v !== undefined && nets.some((n) => overlaps(n, { base: v, prefix: 32, text: ip }))
   }
   const me = `this node (${facts.hostname}${node.advertise ? `, ${node.advertise}` : ''})`
-  const host = config.controlPlaneEndpoint?.replace(/:\d+$/, '')
+  // The local endpoint is every node's own 127.0.0.1, on no network and nobody's address.
+  const host = config.localEndpoint ? undefined : config.controlPlaneEndpoint?.replace(/:\d+$/, '')
   if (node.firstMaster && host && parseIPv4(host) !== undefined && host !== node.advertise) {
     const owner = [...listed].find(([h, ip]) => ip === host && h !== facts.hostname.toLowerCase())?.[0]
     if (owner)
@@ -186,8 +196,11 @@ function settings(text: string | undefined, source: string, thisHost: string): {
     if (typeof v !== 'object' || v === null || Array.isArray(v))
       bad(`${source}: nodes.${h} must be a mapping`, 'e.g. { nodeName: k8s02, advertiseAddress: 192.168.1.12 }')
     for (const k of Object.keys(v as object))
-      if (!(PER_NODE_KEYS as readonly string[]).includes(k))
-        bad(`${source}: nodes.${h}: unknown key ${JSON.stringify(k)}`, `the keys are ${PER_NODE_KEYS.join(', ')}`)
+      if (!(NODE_ENTRY_KEYS as readonly string[]).includes(k))
+        bad(`${source}: nodes.${h}: unknown key ${JSON.stringify(k)}${didYouMean(k, NODE_ENTRY_KEYS)}`, `the keys are ${NODE_ENTRY_KEYS.join(', ')}`)
+    const role = (v as Record<string, unknown>).role
+    if (role !== undefined && role !== 'master' && role !== 'worker')
+      bad(`${source}: nodes.${h}.role ${JSON.stringify(role)} is neither master nor worker`, 'write role: master for each master (workers may leave it out)')
   }
   const mine = (nodes[thisHost] ?? {}) as Record<string, unknown>
   // Every value is text: a mapping or a list where text belongs is refused, never String()ed.

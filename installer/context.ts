@@ -2,6 +2,7 @@ import { lstat, readFile, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { KaError } from '../bundle/errors.js'
+import { localEndpoint } from './apiserver-proxy.js'
 import type { VerifyReport } from '../bundle/verify.js'
 import { clusterConfig, unfitConfig } from './cluster-config.js'
 import { openVerified } from './gate.js'
@@ -22,6 +23,8 @@ export interface Flags {
   podSubnet?: string
   serviceSubnet?: string
   controlPlaneEndpoint?: string
+  endpoint?: string
+  masters?: string
   nodeName?: string
   waitTimeout: string
   publicKey?: string
@@ -163,7 +166,7 @@ export function recordDir(flags: Pick<Flags, 'root'>, env: NodeJS.ProcessEnv = p
 }
 
 /** Phases whose plans run host commands that change a node (systemctl, modprobe, sysctl, swapoff). */
-const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'cluster', 'network', 'finish', 'reset'])
+const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'endpoint', 'cluster', 'network', 'finish', 'reset'])
 
 /**
  * Under --root, files land in the root but a bare host command would act on this machine:
@@ -211,6 +214,12 @@ async function clusterSetup(
     }
     if (st && st.mode & 0o077)
       warnings.push(`${flags.joinFile} is readable by others (mode ${(st.mode & 0o777).toString(8)}): it holds a join secret; chmod 600 it`)
+    // The first master's own 127.0.0.1: only this node's proxy makes it the control plane.
+    if (join.endpoint === localEndpoint() && !config.localEndpoint)
+      throw new KaError(
+        'EUSAGE',
+        `--join-file ${flags.joinFile} points at the local endpoint ${join.endpoint} (endpoint: local), which this node has not set up: give it the same cluster.yaml as the first master (--config), whose nodes: list the masters`,
+      )
     if ((role === 'master') !== (join.role === 'control-plane')) {
       throw new KaError(
         'EUSAGE',

@@ -25,6 +25,8 @@ import { SYSCTLS } from './templates.js'
 import { installedNode, versionFindings } from './cluster-view.js'
 import { clockSkewFinding } from './clock.js'
 import { securityFindings } from './security.js'
+import { endpointFindings } from './apiserver-proxy.js'
+import { vipFindings } from './vip.js'
 
 /**
  * Read-only checks of a live node (or one under --root) for every failure in the field
@@ -360,6 +362,9 @@ const CHECKS: Check[] = [
   calicoPool,
   calicoToken,
   joinFiles,
+  // With endpoint: local, which masters this node's proxy reaches.
+  adding(endpointFindings),
+  adding(vipFindings),
   adding(versionFindings),
   // This node's clock against the API server's (the Date header it answers with).
   adding(async (ctx) => {

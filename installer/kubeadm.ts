@@ -5,6 +5,7 @@ import { KaError } from '../bundle/errors.js'
 import { loadYaml } from '../bundle/yaml.js'
 import { KUBEADM_REPOSITORY } from '../bundle/closed-world.js'
 import { DEFAULT_CONTAINERD_SOCKET } from './node-paths.js'
+import { LOCAL_ENDPOINT } from './apiserver-proxy.js'
 
 /** The kubeadm config API the locked kubeadm reads: v1beta3 up to 1.30, v1beta4 from 1.31. */
 export function kubeadmApi(kubernetes: string): string {
@@ -46,6 +47,14 @@ const nodeRegistration = (api: string, c: ClusterConfig, taints?: ClusterConfig[
     : {}),
 })
 
+/** The names and addresses the API server's certificate carries beyond kubeadm's own, for the endpoint the bundle provides. */
+function certSANs(c: ClusterConfig): string[] | undefined {
+  const masters = (c.localEndpoint ?? c.vip)?.masters
+  if (!masters) return undefined
+  const front = c.localEndpoint ? [LOCAL_ENDPOINT.host, 'localhost'] : [c.vip!.address]
+  return [...new Set([...front, ...masters.map((m) => m.address), ...masters.map((m) => m.name)])]
+}
+
 /** InitConfiguration + ClusterConfiguration + KubeletConfiguration for the first master. */
 export function initConfig(kubernetes: string, c: ClusterConfig, advertise: string, token: string, certificateKey: string): string {
   const api = kubeadmApi(kubernetes)
@@ -64,6 +73,9 @@ export function initConfig(kubernetes: string, c: ClusterConfig, advertise: stri
       kubernetesVersion: `v${kubernetes}`,
       clusterName: c.clusterName,
       controlPlaneEndpoint: c.controlPlaneEndpoint ?? `${advertise}:6443`,
+      // Behind the local endpoint a client reaches the API server as 127.0.0.1 (its own proxy), behind
+      // a virtual IP as that address; an operator's kubectl outside the cluster may use any master.
+      ...(certSANs(c) ? { apiServer: { certSANs: certSANs(c) } } : {}),
       // The bundle's images carry registry.k8s.io names at exactly these versions.
       imageRepository: KUBEADM_REPOSITORY,
       networking: { dnsDomain: c.dnsDomain, serviceSubnet: c.serviceSubnet, podSubnet: c.podSubnet },

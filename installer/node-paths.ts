@@ -100,3 +100,16 @@ export const KUBEADM_BACKUPS = '/etc/kubernetes/tmp'
 
 /** Verification records for security officers. */
 export const RECORD_DIR = '/var/log/kube-airgap'
+
+/** The local endpoint of the API (cluster.yaml endpoint: local): HAProxy from the bundle's OS packages, its configuration, unit and runtime API. */
+export const HAPROXY = '/usr/sbin/haproxy'
+export const APISERVER_PROXY = 'kube-airgap-apiserver-proxy'
+export const APISERVER_PROXY_CONFIG = `${STATE_DIR}/apiserver-proxy.cfg`
+export const APISERVER_PROXY_UNIT = `${SYSTEMD_DIR}/${APISERVER_PROXY}.service`
+export const APISERVER_PROXY_SOCKET = `/run/${APISERVER_PROXY}.sock`
+/** The virtual IP of the API (cluster.yaml endpoint: { vip }): keepalived from the bundle's OS packages, its configuration, check and unit. */
+export const KEEPALIVED = '/usr/sbin/keepalived'
+export const VIP_UNIT_NAME = 'kube-airgap-vip'
+export const VIP_CONFIG = `${STATE_DIR}/keepalived.conf`
+export const VIP_CHECK = `${STATE_DIR}/apiserver-check.sh`
+export const VIP_UNIT = `${SYSTEMD_DIR}/${VIP_UNIT_NAME}.service`

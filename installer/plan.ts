@@ -17,6 +17,7 @@ export const PHASE_NAMES = [
   'cni',
   'kubernetes',
   'images',
+  'endpoint',
   'cluster',
   'network',
   'finish',

@@ -78,6 +78,8 @@ export async function openings(ctx: Context): Promise<string[]> {
     ...(wire.bgp ? ['179/tcp'] : []),
     ...(wire.vxlan ? ['4789/udp'] : []),
     ...(wire.ipip ? ['4'] : []),
+    // The masters' VRRP for a virtual IP the bundle provides (keepalived): blocked, every master takes the address.
+    ...(role === 'master' && ctx.cluster.config.vip ? ['112'] : []),
     `trusted:source=${podSubnet}`,
     `trusted:source=${serviceSubnet}`,
     ...CALICO_INTERFACES.map((i) => `trusted:interface=${i}`),
@@ -119,7 +121,11 @@ async function closed(ctx: Context, list: string[]): Promise<string[]> {
 }
 
 const describe = (list: string[]) =>
-  list.map((o) => (o === '4' ? 'IP-in-IP (protocol 4)' : o.startsWith('trusted:') ? o.slice('trusted:'.length).replace('=', ' ') : o)).join(', ')
+  list
+    .map((o) =>
+      o === '4' ? 'IP-in-IP (protocol 4)' : o === '112' ? 'VRRP (protocol 112)' : o.startsWith('trusted:') ? o.slice('trusted:'.length).replace('=', ' ') : o,
+    )
+    .join(', ')
 
 /** The default zone's openings, and the trusted zone's, as two findings would name them. */
 const split = (list: string[]) => [list.filter((o) => !o.startsWith('trusted:')), list.filter((o) => o.startsWith('trusted:'))] as const

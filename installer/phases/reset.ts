@@ -3,6 +3,10 @@ import { C, type ComponentName } from '../../bundle/components.js'
 import { basename } from 'node:path'
 import { Sha256 } from '../../bundle/digest.js'
 import {
+  APISERVER_PROXY,
+  APISERVER_PROXY_UNIT,
+  VIP_UNIT,
+  VIP_UNIT_NAME,
   BIN_DIR,
   CNI_BIN_DIR,
   CONTAINERD_CONFIG,
@@ -178,6 +182,8 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
     CONTAINERD_UNIT,
     KUBELET_UNIT,
     KUBELET_DROPIN,
+    APISERVER_PROXY_UNIT,
+    VIP_UNIT,
     CONTAINERD_CONFIG,
     CRICTL_CONFIG,
     MODULES_LOAD,
@@ -190,8 +196,18 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   ]
   const present = []
   for (const f of files) if (await host.exists(f)) present.push(f)
+  const endpoints = []
+  for (const unit of [APISERVER_PROXY, VIP_UNIT_NAME]) {
+    const state = await unitState(ctx, unit)
+    if (state.enabled || state.active) endpoints.push(unit)
+  }
   const steps: Step[] = [
     { title: 'containerd and kubelet disabled', done: !unitsOn, actions: [{ kind: 'run', argv: ['systemctl', 'disable', '--now', 'kubelet', 'containerd'] }] },
+    {
+      title: `the control-plane endpoint disabled (${APISERVER_PROXY}, ${VIP_UNIT_NAME})`,
+      done: endpoints.length === 0,
+      actions: [{ kind: 'run', argv: ['systemctl', 'disable', '--now', ...endpoints] }],
+    },
     {
       title: `installed files removed (${present.length})`,
       done: present.length === 0,

@@ -148,7 +148,13 @@ beforeAll(async () => {
       },
     }),
   )
-  for (const node of Object.keys(NODES) as Node[]) await freshNodeRoot(roots[node])
+  for (const node of Object.keys(NODES) as Node[]) {
+    await freshNodeRoot(roots[node])
+    // Two masters and no endpoint of the operator's own: the local endpoint, whose HAProxy the
+    // bundle's OS packages bring (the test world carries none: it is in place, as after the packages phase).
+    await mkdir(join(roots[node], 'usr/sbin'), { recursive: true })
+    await writeFile(join(roots[node], 'usr/sbin/haproxy'), '#!/bin/sh\nexit 0\n', { mode: 0o755 })
+  }
 }, 240_000)
 
 afterAll(async () => {
@@ -262,6 +268,14 @@ describe('ansible-playbook ansible/site.yml', () => {
       // The address the inventory names is the one the kubelet registers (node-ip), a worker's too.
       expect(joinCfg.nodeRegistration.kubeletExtraArgs).toEqual({ 'node-ip': `192.0.2.${10 + Object.keys(NODES).indexOf(node)}` })
       expect(!!joinCfg.controlPlane).toBe(node === 'm2')
+      // Through its own local endpoint, to both masters of the inventory.
+      expect(joinCfg.discovery.bootstrapToken.apiServerEndpoint).toBe('127.0.0.1:7443')
+    }
+    for (const node of ['m1', 'm2', 'w1'] as const) {
+      const proxy = await readFile(join(roots[node], 'etc/kube-airgap/apiserver-proxy.cfg'), 'utf8')
+      expect(proxy.match(/^ {4}server .*$/gm), node).toEqual([`    server ${NODES.m1} 192.0.2.10:6443`, `    server ${NODES.m2} 192.0.2.11:6443`])
+      const ran = await changedOn(node)
+      expect(ran.indexOf('systemctl enable --now kube-airgap-apiserver-proxy'), node).toBeLessThan(ran.findIndex((l) => /^kubeadm (init|join)/.test(l)))
     }
     expect((await changedOn('m2')).slice(0, 4)).toEqual(['modprobe overlay', 'modprobe br_netfilter', 'sysctl --system', 'swapoff -a'])
     // Each node holds the bundle's files, and the controller each node's log and verification record.

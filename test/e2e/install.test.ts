@@ -3,7 +3,7 @@ import yaml from 'js-yaml'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { hostname, tmpdir } from 'node:os'
+import { hostname, networkInterfaces, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { testContext } from '../support/context.js'
@@ -947,4 +947,169 @@ describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, s
     expect(run.stderr).not.toMatch(/selinux|firewalld/)
     expect(existsSync(join(r, 'etc/selinux/config.kube-airgap.bak'))).toBe(false)
   })
+})
+
+describe('three masters and two workers behind the local endpoint (endpoint: local)', () => {
+  const NODES = { m01: '192.0.2.21', m02: '192.0.2.22', m03: '192.0.2.23', w01: '192.0.2.31', w02: '192.0.2.32' }
+  const SERVER = /^server: https:\/\/127\.0\.0\.1:7443$/m
+
+  it("runs the proxy to every master on every node before kubeadm; the first master's kubeadm config, the join files and every kubeconfig use 127.0.0.1:7443, the certificate names every master", async () => {
+    const ca = join(dir, 'ha-ca.crt')
+    execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
+    const env = { KA_CA_CRT: ca }
+    // The same file on every node, as README says: the masters marked, every address given.
+    const config = join(dir, 'ha-cluster.yaml')
+    await writeFile(
+      config,
+      `nodes:\n${Object.entries(NODES)
+        .map(([n, ip]) => `  ${n}: { advertiseAddress: ${ip}${n.startsWith('m') ? ', role: master' : ''} }\n`)
+        .join('')}`,
+    )
+    const roots: Record<string, string> = {}
+    for (const n of Object.keys(NODES)) {
+      roots[n] = await newRoot(`ha-${n}`)
+      // What the packages phase installs from the bundle's set (haproxy is in the default manifest's names).
+      await mkdir(join(roots[n]!, 'usr/sbin'), { recursive: true })
+      await writeFile(join(roots[n]!, 'usr/sbin/haproxy'), '#!/bin/sh\nexit 0\n', { mode: 0o755 })
+    }
+    const node = (n: keyof typeof NODES, role: string, more: string[] = []) =>
+      install(['--role', role, '--skip-phases', 'images', '--config', config, '--advertise-address', NODES[n], '--node-name', n, ...more], roots[n]!, { env })
+
+    const first = await node('m01', 'master')
+    expect(first.code, first.stderr + first.stdout).toBe(0)
+    const ran = changing(first.record)
+    expect(ran.indexOf('systemctl enable --now kube-airgap-apiserver-proxy')).toBeGreaterThan(-1)
+    expect(ran.indexOf('systemctl enable --now kube-airgap-apiserver-proxy')).toBeLessThan(ran.findIndex((l) => l.startsWith('kubeadm init')))
+    const init = yaml.loadAll(await readFile(join(roots.m01!, 'etc/kube-airgap/kubeadm.yaml'), 'utf8')) as Record<string, any>[]
+    expect(init[1]).toMatchObject({ kind: 'ClusterConfiguration', controlPlaneEndpoint: '127.0.0.1:7443' })
+    expect(init[1]!.apiServer.certSANs).toEqual(['127.0.0.1', 'localhost', '192.0.2.21', '192.0.2.22', '192.0.2.23', 'm01', 'm02', 'm03'])
+    for (const f of ['worker.yaml', 'control-plane.yaml'])
+      expect((yaml.load(await readFile(join(bundle, 'join', f), 'utf8')) as Record<string, string>).endpoint, f).toBe('127.0.0.1:7443')
+
+    for (const [n, role, file] of [
+      ['m02', 'master', 'control-plane.yaml'],
+      ['m03', 'master', 'control-plane.yaml'],
+      ['w01', 'worker', 'worker.yaml'],
+      ['w02', 'worker', 'worker.yaml'],
+    ] as const) {
+      const r = await node(n, role, ['--join-file', join(bundle, 'join', file)])
+      expect(r.code, `${n}: ${r.stderr}${r.stdout}`).toBe(0)
+      const order = changing(r.record)
+      expect(order.indexOf('systemctl enable --now kube-airgap-apiserver-proxy'), n).toBeLessThan(order.findIndex((l) => l.startsWith('kubeadm join')))
+    }
+    for (const [n, r] of Object.entries(roots)) {
+      const proxy = await readFile(join(r, 'etc/kube-airgap/apiserver-proxy.cfg'), 'utf8')
+      expect(proxy, n).toMatch(/^ {4}bind 127\.0\.0\.1:7443$/m)
+      expect(proxy.match(/^ {4}server .*$/gm), n).toEqual([
+        '    server m01 192.0.2.21:6443',
+        '    server m02 192.0.2.22:6443',
+        '    server m03 192.0.2.23:6443',
+      ])
+      expect(await readFile(join(r, 'etc/systemd/system/kube-airgap-apiserver-proxy.service'), 'utf8'), n).toContain(
+        'ExecStart=/usr/sbin/haproxy -Ws -f /etc/kube-airgap/apiserver-proxy.cfg',
+      )
+      expect(await readFile(join(r, 'etc/kubernetes/kubelet.conf'), 'utf8'), `${n} kubelet.conf`).toMatch(SERVER)
+      if (n.startsWith('m')) expect(await readFile(join(r, 'etc/kubernetes/admin.conf'), 'utf8'), `${n} admin.conf`).toMatch(SERVER)
+    }
+    if (existsSync('/usr/sbin/haproxy'))
+      expect(execFileSync('/usr/sbin/haproxy', ['-c', '-f', join(roots.w01!, 'etc/kube-airgap/apiserver-proxy.cfg')], { encoding: 'utf8' })).toMatch(/valid/)
+
+    // A worker given the join file without the cluster.yaml that lists the masters has no proxy to join through.
+    const lost = await newRoot('ha-lost')
+    const r = await install(['--role', 'worker', '--skip-phases', 'images', '--join-file', join(bundle, 'join/worker.yaml')], lost, { env })
+    expect(r.code).toBe(2)
+    expect(r.stderr.trim()).toMatch(
+      /^install: EUSAGE: --join-file .*worker\.yaml points at the local endpoint 127\.0\.0\.1:7443 \(endpoint: local\), which this node has not set up: give it the same cluster\.yaml/,
+    )
+    // A rerun on a master changes nothing, the proxy included.
+    const again = await node('m02', 'master', ['--join-file', join(bundle, 'join/control-plane.yaml')])
+    expect(changing(again.record)).toEqual([])
+
+    // A fourth master later: a rerun with the new cluster.yaml rewrites each node's list and
+    // reloads HAProxy (keeping its connections); nothing else changes, on the first master neither.
+    await writeFile(config, `${await readFile(config, 'utf8')}  m04: { advertiseAddress: 192.0.2.24, role: master }\n`)
+    for (const [n, role, more] of [
+      ['w01', 'worker', ['--join-file', join(bundle, 'join/worker.yaml')]],
+      ['m01', 'master', []],
+    ] as const) {
+      const r = await node(n, role, [...more])
+      expect(r.code, r.stderr + r.stdout).toBe(0)
+      expect(changing(r.record), n).toEqual(['systemctl reload-or-restart kube-airgap-apiserver-proxy'])
+      expect(await readFile(join(roots[n]!, 'etc/kube-airgap/apiserver-proxy.cfg'), 'utf8')).toContain('    server m04 192.0.2.24:6443\n')
+    }
+    // reset --purge takes it away with the rest of what the installer put there.
+    const purge = await install(['reset', '--purge', '--yes'], roots.w02!, { env })
+    expect(purge.code, purge.stderr + purge.stdout).toBe(0)
+    expect(changing(purge.record)).toContain('systemctl disable --now kube-airgap-apiserver-proxy')
+    for (const f of ['etc/systemd/system/kube-airgap-apiserver-proxy.service', 'etc/kube-airgap/apiserver-proxy.cfg'])
+      expect(existsSync(join(roots.w02!, f)), f).toBe(false)
+  })
+})
+
+describe('three masters and a worker behind a virtual IP (endpoint: { vip })', () => {
+  // The first master checks that the address is on its network: take this machine's own (a /24 or wider).
+  const lan = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a?.family === 'IPv4' && !a.internal && Number(a.cidr?.split('/')[1]) <= 24)
+  const base = lan?.address.split('.').slice(0, 3).join('.')
+  if (!base) console.log('install.test.ts: this machine has no IPv4 network of a /24 or wider to place a virtual IP in: the virtual IP install test is skipped')
+  const at = (n: number) => `${base}.${n}`
+
+  it.skipIf(!base)(
+    "keepalived on every master before kubeadm, none on the worker; kubeadm's endpoint, the join files and the kubeconfigs are vip:6443, the certificate names it",
+    async () => {
+      const ca = join(dir, 'vip-ca.crt')
+      execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
+      const env = { KA_CA_CRT: ca }
+      const VIP = at(250)
+      const NODES = { m01: at(241), m02: at(242), m03: at(243), w01: at(244) }
+      const config = join(dir, 'vip-cluster.yaml')
+      await writeFile(
+        config,
+        `nodes:\n${Object.entries(NODES)
+          .map(([n, ip]) => `  ${n}: { advertiseAddress: ${ip}${n.startsWith('m') ? ', role: master' : ''} }\n`)
+          .join('')}endpoint: { vip: ${VIP}, interface: eth0 }\n`,
+      )
+      const roots: Record<string, string> = {}
+      for (const n of Object.keys(NODES)) {
+        roots[n] = await newRoot(`vip-${n}`)
+        await mkdir(join(roots[n]!, 'usr/sbin'), { recursive: true })
+        // What the packages phase installs from the bundle's set (keepalived is in the default manifest's names).
+        await writeFile(join(roots[n]!, 'usr/sbin/keepalived'), '#!/bin/sh\nexit 0\n', { mode: 0o755 })
+      }
+      const node = (n: keyof typeof NODES, role: string, more: string[] = []) =>
+        install(['--role', role, '--skip-phases', 'images', '--config', config, '--advertise-address', NODES[n], '--node-name', n, ...more], roots[n]!, { env })
+      const first = await node('m01', 'master')
+      expect(first.code, first.stderr + first.stdout).toBe(0)
+      const ran = changing(first.record)
+      expect(ran.indexOf('systemctl enable --now kube-airgap-vip')).toBeGreaterThan(-1)
+      expect(ran.indexOf('systemctl enable --now kube-airgap-vip')).toBeLessThan(ran.findIndex((l) => l.startsWith('kubeadm init')))
+      const init = yaml.loadAll(await readFile(join(roots.m01!, 'etc/kube-airgap/kubeadm.yaml'), 'utf8')) as Record<string, any>[]
+      expect(init[1]).toMatchObject({ controlPlaneEndpoint: `${VIP}:6443` })
+      expect(init[1]!.apiServer.certSANs).toEqual([VIP, NODES.m01, NODES.m02, NODES.m03, 'm01', 'm02', 'm03'])
+      for (const f of ['worker.yaml', 'control-plane.yaml'])
+        expect((yaml.load(await readFile(join(bundle, 'join', f), 'utf8')) as Record<string, string>).endpoint, f).toBe(`${VIP}:6443`)
+      for (const [n, role, file] of [
+        ['m02', 'master', 'control-plane.yaml'],
+        ['m03', 'master', 'control-plane.yaml'],
+        ['w01', 'worker', 'worker.yaml'],
+      ] as const) {
+        const r = await node(n, role, ['--join-file', join(bundle, 'join', file)])
+        expect(r.code, `${n}: ${r.stderr}${r.stdout}`).toBe(0)
+      }
+      for (const [i, n] of ['m01', 'm02', 'm03'].entries()) {
+        const conf = await readFile(join(roots[n]!, 'etc/kube-airgap/keepalived.conf'), 'utf8')
+        expect(conf, n).toContain(`    priority ${150 - 10 * i}\n`)
+        expect(conf, n).toContain(`    unicast_src_ip ${NODES[n as 'm01']}\n`)
+        expect(conf, n).toContain(`        ${VIP}/32 dev eth0\n`)
+        expect(((await stat(join(roots[n]!, 'etc/kube-airgap/apiserver-check.sh'))).mode & 0o777).toString(8)).toBe('755')
+        expect(await readFile(join(roots[n]!, 'etc/kubernetes/admin.conf'), 'utf8'), n).toContain(`server: https://${VIP}:6443`)
+      }
+      // The worker reaches the address; it runs nothing for it.
+      expect(existsSync(join(roots.w01!, 'etc/kube-airgap/keepalived.conf'))).toBe(false)
+      expect(await readFile(join(roots.w01!, 'etc/kubernetes/kubelet.conf'), 'utf8')).toContain(`server: https://${VIP}:6443`)
+      const again = await node('m01', 'master')
+      expect(changing(again.record)).toEqual([])
+    },
+  )
 })

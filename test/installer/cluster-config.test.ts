@@ -98,3 +98,98 @@ describe('unfitConfig: cluster.yaml written for other machines', () => {
     expect(judge('controlPlaneEndpoint: 172.16.9.9:6443\n', { advertise: '10.0.0.5', firstMaster: false })).toEqual([])
   })
 })
+
+describe('the local endpoint (endpoint: local)', () => {
+  const three =
+    'nodes:\n  m01: { role: master, advertiseAddress: 192.168.1.11 }\n  m02: { role: master, advertiseAddress: 192.168.1.12, nodeName: cp-2 }\n  m03: { role: master, advertiseAddress: 192.168.1.13 }\n  w01: { advertiseAddress: 192.168.1.21 }\n'
+  const masters = [
+    { name: 'm01', address: '192.168.1.11' },
+    { name: 'cp-2', address: '192.168.1.12' },
+    { name: 'm03', address: '192.168.1.13' },
+  ]
+
+  it("is the default for several masters and no endpoint of the operator's own: 127.0.0.1:7443 to every master; one master, or a controlPlaneEndpoint, is not", () => {
+    const { config } = read(three)
+    expect(config.controlPlaneEndpoint).toBe('127.0.0.1:7443')
+    expect(config.localEndpoint).toEqual({ masters })
+    expect(read(`${three}endpoint: local\n`).config.localEndpoint).toEqual({ masters })
+    expect(read(`${three}controlPlaneEndpoint: k8s-api.example:6443\n`).config).toMatchObject({ controlPlaneEndpoint: 'k8s-api.example:6443' })
+    expect(read(`${three}controlPlaneEndpoint: k8s-api.example:6443\n`).config.localEndpoint).toBeUndefined()
+    expect(read(three, { controlPlaneEndpoint: 'lb.example:6443' }).config.localEndpoint).toBeUndefined()
+    // The fleet's flags: its inventory's masters, over the file's.
+    expect(read(three, { masters: 'a1=192.168.1.51,a2=192.168.1.52' }).config.localEndpoint).toEqual({
+      masters: [
+        { name: 'a1', address: '192.168.1.51' },
+        { name: 'a2', address: '192.168.1.52' },
+      ],
+    })
+    expect(read(undefined, { endpoint: 'local', masters: 'a1=192.168.1.51' }).config.controlPlaneEndpoint).toBe('127.0.0.1:7443')
+    expect(read('nodes:\n  m01: { role: master, advertiseAddress: 192.168.1.11 }\n').config.localEndpoint).toBeUndefined()
+    // The proxy's 127.0.0.1 is on no network and nobody's address: not an example left unedited.
+    const { config: c, listed } = read(three)
+    expect(unfitConfig(c, listed, { hostname: 'm01', networks: ['192.168.1.0/24'] }, { advertise: '192.168.1.11', firstMaster: true })).toEqual([])
+  })
+
+  it('is refused, naming the key, when it cannot work', () => {
+    expect(refusal(`${three}endpoint: vip\n`)).toMatch(/^cluster\.yaml: endpoint "vip" is not known; write endpoint: local/)
+    expect(refusal(`${three}endpoint: local\ncontrolPlaneEndpoint: lb.example:6443\n`)).toMatch(
+      /endpoint: local and a controlPlaneEndpoint \(lb\.example:6443\) are both given; keep one/,
+    )
+    expect(refusal('endpoint: local\nnodes:\n  w01: { advertiseAddress: 192.168.1.21 }\n')).toMatch(
+      /endpoint: local names no master; give each master as nodes:/,
+    )
+    expect(refusal('nodes:\n  m01: { role: master, advertiseAddress: 192.168.1.11 }\n  m02: { role: master }\n')).toMatch(
+      /nodes\.m02 is a master with no advertiseAddress; .*give nodes\.m02\.advertiseAddress/,
+    )
+    expect(refusal('nodes:\n  m01: { role: boss }\n')).toMatch(/nodes\.m01\.role "boss" is neither master nor worker/)
+    expect(refusal(three, { endpoint: 'vip' })).toMatch(/^--endpoint "vip" is not known/)
+    expect(refusal(undefined, { masters: 'm01=192.168.1.11,m02' })).toMatch(/^--masters: "m02" is not name=address; write it like m01=192\.0\.2\.11/)
+    expect(refusal(undefined, { masters: 'M_1=192.168.1.11,m02=192.168.1.12' })).toMatch(/^--masters: "m_1" is not a valid node name/)
+    expect(refusal(`${three}controlPlaneEndpoint: lb.example:6443\n`, { endpoint: 'local' })).toMatch(/both given/)
+    expect(refusal('nodes:\n  m01: { rol: master }\n')).toMatch(/nodes\.m01: unknown key "rol" \(did you mean "role"\?\)/)
+  })
+})
+
+describe('the virtual IP (endpoint: { vip })', () => {
+  const masters = 'nodes:\n  m01: { role: master, advertiseAddress: 192.168.1.11 }\n  m02: { role: master, advertiseAddress: 192.168.1.12 }\n'
+
+  it('makes vip:6443 the control-plane endpoint, with the masters it moves between', () => {
+    const { config } = read(`${masters}endpoint: { vip: 192.168.1.100, interface: ens192 }\n`)
+    expect(config).toMatchObject({
+      controlPlaneEndpoint: '192.168.1.100:6443',
+      vip: {
+        address: '192.168.1.100',
+        iface: 'ens192',
+        masters: [
+          { name: 'm01', address: '192.168.1.11' },
+          { name: 'm02', address: '192.168.1.12' },
+        ],
+      },
+    })
+    expect(config.localEndpoint).toBeUndefined()
+    expect(read(undefined, { endpoint: 'vip=192.168.1.100', masters: 'm01=192.168.1.11' }).config.vip).toEqual({
+      address: '192.168.1.100',
+      masters: [{ name: 'm01', address: '192.168.1.11' }],
+    })
+    // Its address is on the first master's network: not an example left unedited.
+    const { config: c, listed } = read(`${masters}endpoint: { vip: 192.168.1.100 }\n`)
+    expect(unfitConfig(c, listed, { hostname: 'm01', networks: ['192.168.1.0/24'] }, { advertise: '192.168.1.11', firstMaster: true })).toEqual([])
+    expect(unfitConfig(c, listed, { hostname: 'm01', networks: ['10.0.0.0/24'] }, { advertise: '10.0.0.11', firstMaster: true })[0]).toMatch(
+      /controlPlaneEndpoint 192\.168\.1\.100:6443 is on none of the networks of this node/,
+    )
+  })
+
+  it('is refused, naming the key, when it cannot work', () => {
+    expect(refusal(`${masters}endpoint: { vip: 192.168.1.11 }\n`)).toMatch(/the virtual IP 192\.168\.1\.11 is a master's own address/)
+    expect(refusal(`${masters}endpoint: { vip: 300.1.1.1 }\n`)).toMatch(/endpoint: the virtual IP "300\.1\.1\.1" is not an IPv4 address/)
+    expect(refusal(`${masters}endpoint: { vip: 127.0.0.5 }\n`)).toMatch(/the virtual IP 127\.0\.0\.5 is loopback/)
+    expect(refusal(`${masters}endpoint: { vip: 192.168.1.100, iface: eth0 }\n`)).toMatch(/endpoint: unknown key "iface"; write endpoint: local/)
+    expect(refusal('endpoint: { vip: 192.168.1.100 }\n')).toMatch(/endpoint: \{ vip \} names no master/)
+    expect(refusal(`${masters}endpoint: { vip: 192.168.1.100 }\ncontrolPlaneEndpoint: lb:6443\n`)).toMatch(
+      /endpoint: \{ vip \} and a controlPlaneEndpoint \(lb:6443\) are both given/,
+    )
+    expect(refusal(masters, { endpoint: 'vip:192.168.1.100' })).toMatch(
+      /^--endpoint "vip:192\.168\.1\.100" is not known; give --endpoint local, or --endpoint vip=/,
+    )
+  })
+})

@@ -49,14 +49,19 @@ init_phase() {
   stop_at "$1"; mkdir -p "$state"
   case "$1" in
     certs) mkdir -p "$KA_ROOT/etc/kubernetes/pki"; cp "$KA_CA_CRT" "$KA_ROOT/etc/kubernetes/pki/ca.crt" ;;
-    kubeconfig) echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"
-      printf 'apiVersion: v1 # test kubelet kubeconfig\nclient-certificate-data: embedded\n' > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+    # admin.conf and kubelet.conf name controlPlaneEndpoint as their server, controller-manager.conf
+    # and scheduler.conf the node's own API server (phases/kubeconfig/kubeconfig.go:
+    # getKubeConfigSpecsBase, LocalAPIEndpoint for those two since 1.27); the server line only.
+    kubeconfig) ep=$(sed -n 's/^controlPlaneEndpoint: //p' "$cfg" | head -1); own=$(sed -n 's/^  advertiseAddress: //p' "$cfg" | head -1)
+      printf 'apiVersion: v1 # test admin kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/admin.conf"
+      printf 'apiVersion: v1 # test kubelet kubeconfig\nserver: https://%s\nclient-certificate-data: embedded\n' "$ep" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
+      for f in controller-manager scheduler; do printf 'apiVersion: v1 # test kubeconfig\nserver: https://%s:6443\n' "$own" > "$KA_ROOT/etc/kubernetes/$f.conf"; done ;;
     control-plane) mkdir -p "$KA_ROOT/etc/kubernetes/manifests"; echo "image: registry.k8s.io/kube-apiserver:v$VERSION" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
     etcd) ;;
     kubelet-start) register node ;;
     wait-control-plane) touch "$state/api" ;;
     mark-control-plane) api "$1"; register control-plane; sed -n 's/^  name: //p' "$cfg" | head -1 > "$state/$1" ;;
-    kubelet-finalize) api "$1"; printf 'apiVersion: v1 # test kubelet kubeconfig\nclient-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n' > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
+    kubelet-finalize) api "$1"; printf 'apiVersion: v1 # test kubelet kubeconfig\nserver: https://%s\nclient-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n' "$(sed -n 's/^controlPlaneEndpoint: //p' "$cfg" | head -1)" > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
     *) api "$1"; touch "$state/$1" ;;
   esac
 }
@@ -67,8 +72,10 @@ case "$1" in
     else init_phase "$3"; fi ;;
   join) cp_join() { stop_at control-plane-join; register control-plane; mkdir -p "$state"; sed -n 's/^  name: //p' "$cfg" | head -1 > "$state/mark-control-plane"; }
     if [ "\${2:-}" = phase ]; then cp_join; exit 0; fi
-    mkdir -p "$KA_ROOT/etc/kubernetes"; echo "# test kubelet kubeconfig" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
-    if grep -q '^controlPlane:' "$cfg"; then echo "apiVersion: v1 # test admin kubeconfig" > "$KA_ROOT/etc/kubernetes/admin.conf"; register node; cp_join; else register worker; fi ;;
+    # The server a joined node's kubeconfigs name: the endpoint it discovered the cluster at.
+    ep=$(sed -n 's/^ *apiServerEndpoint: //p' "$cfg" | head -1)
+    mkdir -p "$KA_ROOT/etc/kubernetes"; printf '# test kubelet kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
+    if grep -q '^controlPlane:' "$cfg"; then printf 'apiVersion: v1 # test admin kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/admin.conf"; register node; cp_join; else register worker; fi ;;
   upgrade)
     case "$2" in
       plan) echo "Upgrade to the latest version in the v\${VERSION%.*} series: kubeadm upgrade apply $3 (offline: the version is given)" ;;

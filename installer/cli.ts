@@ -5,6 +5,7 @@ import { nearest } from '../bundle/text.js'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
+import { certsRenewCommand } from './commands/certs.js'
 import { configCommand } from './commands/config.js'
 import { controllerCommand } from './commands/controller.js'
 import { versionCommand } from './commands/version.js'
@@ -144,6 +145,23 @@ function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: n
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))
+  const certs = top
+    .command('certs')
+    .description("the cluster's certificates: doctor lists each one's date; renew renews them")
+    .action(() => {
+      throw new KaError('EUSAGE', 'say what to do with the certificates: ./install certs renew (./install doctor lists their dates)')
+    })
+  certs
+    .command('renew')
+    .description(
+      'on a master: kubeadm certs renew all, the control plane restarted one pod at a time to load them, admin kubeconfigs refreshed; on a worker: the kubelet rotation checked',
+    )
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install doctor                    # each certificate under 90 days, with its date\n  sudo ./install certs renew --dry-run     # every step, nothing changed\n  sudo ./install certs renew               # on each master, one at a time`,
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (own: object) => certsRenewCommand(flags(own), io))
   top
     .command('controller')
     .description(

@@ -166,7 +166,7 @@ export function recordDir(flags: Pick<Flags, 'root'>, env: NodeJS.ProcessEnv = p
 }
 
 /** Phases whose plans run host commands that change a node (systemctl, modprobe, sysctl, swapoff). */
-const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'endpoint', 'cluster', 'network', 'finish', 'reset'])
+const CHANGES_HOST = new Set(['kernel', 'containerd', 'kubernetes', 'endpoint', 'cluster', 'network', 'finish', 'reset', 'certs'])
 
 /**
  * Under --root, files land in the root but a bare host command would act on this machine:

@@ -27,6 +27,7 @@ import { clockSkewFinding } from './clock.js'
 import { securityFindings } from './security.js'
 import { endpointFindings } from './apiserver-proxy.js'
 import { vipFindings } from './vip.js'
+import { certFindings } from './certs.js'
 
 /**
  * Read-only checks of a live node (or one under --root) for every failure in the field
@@ -365,6 +366,8 @@ const CHECKS: Check[] = [
   // With endpoint: local, which masters this node's proxy reaches.
   adding(endpointFindings),
   adding(vipFindings),
+  // The usual way an air-gapped cluster dies: kubeadm's certificates, one year after init.
+  adding(certFindings),
   adding(versionFindings),
   // This node's clock against the API server's (the Date header it answers with).
   adding(async (ctx) => {

@@ -113,3 +113,8 @@ export const VIP_UNIT_NAME = 'kube-airgap-vip'
 export const VIP_CONFIG = `${STATE_DIR}/keepalived.conf`
 export const VIP_CHECK = `${STATE_DIR}/apiserver-check.sh`
 export const VIP_UNIT = `${SYSTEMD_DIR}/${VIP_UNIT_NAME}.service`
+/** kubeadm's certificates, and the kubelet's own (its rotated client certificate and its serving one). */
+export const PKI_DIR = `${KUBERNETES_DIR}/pki`
+export const KUBELET_PKI = '/var/lib/kubelet/pki'
+/** Where `./install certs renew` keeps a static pod's manifest while the kubelet stops it. */
+export const RESTART_DIR = `${KUBERNETES_DIR}/kube-airgap-restart`

@@ -28,6 +28,7 @@ export const PHASE_NAMES = [
   'rollback',
   'stage',
   'controller',
+  'certs',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 

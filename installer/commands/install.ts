@@ -1,11 +1,11 @@
 import { isKaError, KaError } from '../../bundle/errors.js'
 import { didYouMean, printable } from '../../bundle/text.js'
 import { printJson, type Io } from '../../bundle/report.js'
-import { type Flags, requireSuperuser, resolveContext } from '../context.js'
+import { type ContextRequest, type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { PHASES, PHASE_CHOICES } from '../phases/index.js'
 import type { VerifyReport } from '../../bundle/verify.js'
 import { type Context, type Live, type Phase, runPhases, type StepReport } from '../plan.js'
-import { otherVersionRefusal } from '../cluster-view.js'
+import { type InstalledNode, otherVersionRefusal } from '../cluster-view.js'
 
 function phaseList(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined
@@ -63,6 +63,28 @@ export async function installCommand(flags: Flags, io: Io): Promise<void> {
       `next: copy this folder (with join/) to the other nodes, then run there:\n  workers:        sudo ./install --role worker --join-file join/worker.yaml\n  extra masters:  sudo ./install --role master --join-file join/control-plane.yaml   (within 2 hours; later: sudo ./install join-command here first)\n`,
     )
   }
+}
+
+/**
+ * A command that runs phases of its own on this node (controller, certs renew): the bundle
+ * verified first, every step reported as the install reports it, then `next` after a real run.
+ */
+export async function phaseCommand(
+  command: string,
+  flags: Flags,
+  io: Io,
+  req: Omit<ContextRequest, 'say' | 'role' | 'needAddress' | 'record'>,
+  phases: (node: InstalledNode | undefined) => Phase[],
+  next: string,
+): Promise<void> {
+  requireSuperuser(flags, command)
+  const out = reporter(io, flags)
+  const { ctx, report, record, node } = await resolveContext(flags, { ...req, role: 'worker', needAddress: false, record: true, say: out.say })
+  await out.run(ctx, phases(node), report, record)
+  const dryRun = ctx.options.dryRun
+  if (flags.json) return printJson(io, { ok: true, dryRun, steps: out.reports, warnings: out.warnings, ...(ctx.log ? { log: ctx.log.path } : {}) })
+  io.out(out.summary(dryRun))
+  if (!dryRun) io.out(next)
 }
 
 /**

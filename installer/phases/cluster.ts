@@ -314,15 +314,7 @@ export const finish: Phase = {
       if (options.dryRun) return [{ title: 'kubeconfig, wait for Ready, join files (after kubeadm init)', done: false, actions: [] }]
       throw new KaError('ESTEP', `${KUBECONFIG_ADMIN} is missing: kubeadm init did not finish; look at \`crictl ps -a\` and \`crictl logs <id>\``)
     }
-    const steps: Step[] = [await fileStep(ctx, `kubeconfig for root (${ROOT_KUBECONFIG})`, ROOT_KUBECONFIG, admin, 0o600, { uid: 0, gid: 0 })]
-    const user = await sudoUser(host, ctx.facts)
-    if (user)
-      steps.push(
-        await fileStep(ctx, `kubeconfig for ${user.name} (${user.home}/.kube/config)`, `${user.home}/.kube/config`, admin, 0o600, {
-          uid: user.uid,
-          gid: user.gid,
-        }),
-      )
+    const steps: Step[] = await adminKubeconfigSteps(ctx, admin)
     steps.push({
       title: `node ${ctx.cluster.config.nodeName} Ready and kube-system running`,
       done: true,
@@ -334,6 +326,25 @@ export const finish: Phase = {
     steps.push(...(await joinFileSteps(ctx, state)))
     return steps
   },
+}
+
+/**
+ * The admin kubeconfig for root and for the user who ran sudo (theirs, 0600), as admin.conf
+ * is now (`admin`, or read; in a dry run of a renewal, as it is before kubeadm rewrites it).
+ */
+export async function adminKubeconfigSteps(ctx: Context, admin?: Buffer): Promise<Step[]> {
+  const now = admin ?? (await ctx.host.read(KUBECONFIG_ADMIN))
+  if (!now) return []
+  const steps: Step[] = [await fileStep(ctx, `kubeconfig for root (${ROOT_KUBECONFIG})`, ROOT_KUBECONFIG, now, 0o600, { uid: 0, gid: 0 })]
+  const user = await sudoUser(ctx.host, ctx.facts)
+  if (user)
+    steps.push(
+      await fileStep(ctx, `kubeconfig for ${user.name} (${user.home}/.kube/config)`, `${user.home}/.kube/config`, now, 0o600, {
+        uid: user.uid,
+        gid: user.gid,
+      }),
+    )
+  return steps
 }
 
 /** Polls the API until the node is Ready and every kube-system pod runs, or the time is up. */

@@ -1113,3 +1113,85 @@ describe('three masters and a worker behind a virtual IP (endpoint: { vip })', (
     },
   )
 })
+
+describe('the second year: certificates', () => {
+  /** A kubeadm-shaped PKI made with openssl: the CAs for ten years, each leaf for the days given. */
+  async function pki(root: string, days: Record<string, number>): Promise<void> {
+    const d = join(root, 'etc/kubernetes/pki')
+    await mkdir(join(d, 'etcd'), { recursive: true })
+    const sh = (cmd: string) => execSync(cmd, { cwd: d, stdio: 'ignore', shell: '/bin/sh' })
+    for (const ca of ['ca', 'front-proxy-ca', 'etcd/ca'])
+      sh(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca}.crt -days 3650 -subj /CN=${ca.replace('/', '-')}`)
+    for (const [name, n] of Object.entries(days)) {
+      const ca = name.startsWith('etcd/') ? 'etcd/ca' : name === 'front-proxy-client' ? 'front-proxy-ca' : 'ca'
+      sh(
+        `openssl req -newkey rsa:2048 -nodes -keyout ${name}.key -subj /CN=${name.replace('/', '-')} | openssl x509 -req -CA ${ca}.crt -CAkey ${ca}.key -CAcreateserial -days ${n} -out ${name}.crt`,
+      )
+    }
+    // admin.conf with its client certificate embedded, as kubeadm writes it.
+    sh(
+      'openssl req -newkey rsa:2048 -nodes -keyout admin.key -subj /CN=kubernetes-admin | openssl x509 -req -CA ca.crt -CAkey ca.key -CAcreateserial -days 60 -out admin.crt',
+    )
+    const b64 = async (f: string) => (await readFile(join(d, f))).toString('base64')
+    await writeFile(
+      join(root, 'etc/kubernetes/admin.conf'),
+      `apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://192.0.2.10:6443\n  name: kubernetes\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: ${await b64('admin.crt')}\n    client-key-data: ${await b64('admin.key')}\n`,
+      { mode: 0o600 },
+    )
+    for (const f of ['admin.crt', 'admin.key']) await rm(join(d, f))
+    for (const pod of ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'])
+      await writeFile(join(root, 'etc/kubernetes/manifests', `${pod}.yaml`), `# ${pod}\nkind: Pod\n`, { mode: 0o600 })
+  }
+  const certLines = (out: string) => out.split('\n').filter((l) => /^(FAIL|WARN) +certificate/.test(l))
+
+  it("doctor fails and warns naming certificates that expire in 10 and 60 days; certs renew renews them with kubeadm, restarts etcd, the API server, the controller manager and the scheduler one at a time, refreshes root's kubeconfig; then doctor has nothing to say", async () => {
+    const ca = join(dir, 'certs-ca.crt')
+    execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
+    const env = { KA_CA_CRT: ca }
+    const r0 = await newRoot('certs')
+    const made = await install(['--role', 'master', '--skip-phases', 'images', '--advertise-address', '192.0.2.10'], r0, { env })
+    expect(made.code, made.stderr + made.stdout).toBe(0)
+    await pki(r0, { apiserver: 10, 'front-proxy-client': 60, 'apiserver-kubelet-client': 400, 'etcd/server': 400 })
+
+    const before = await install(['doctor'], r0, { env })
+    expect(certLines(before.stdout)).toEqual([
+      expect.stringMatching(/^FAIL +certificate apiserver +expires \d{4}-\d\d-\d\d \(in 9 days\): \/etc\/kubernetes\/pki\/apiserver\.crt$/),
+      expect.stringMatching(/^WARN +certificate admin\.conf +expires .* \(in 59 days\): \/etc\/kubernetes\/admin\.conf$/),
+      expect.stringMatching(/^WARN +certificate front-proxy-client +expires .* \(in 59 days\)/),
+    ])
+    expect(before.stdout).toMatch(/fix: on this master: sudo \.\/install certs renew/)
+    expect(before.stdout).toMatch(/^OK +certificates +5 valid for 90 days or more; the soonest, apiserver-kubelet-client, in 399 days$/m)
+
+    const tree = await treeHashes(r0)
+    const dry = await install(['certs', 'renew', '--dry-run'], r0, { env })
+    expect(dry.code, dry.stderr + dry.stdout).toBe(0)
+    expect(await treeHashes(r0)).toEqual(tree)
+    const r = await install(['certs', 'renew'], r0, { env })
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(dryRunClaims(dry.stdout, r.stdout)).toEqual([])
+    expect(changing(r.record)).toEqual(['kubeadm certs renew all'])
+    // One pod at a time: each gone (its manifest out) and back before the next.
+    const order = r.stdout
+      .split('\n')
+      .filter((l) => /^\[certs\] done +\S+ (stopped|started)/.test(l))
+      .map((l) => l.replace(/^\[certs\] done +(\S+ \S+).*$/, '$1'))
+    expect(order).toEqual([
+      'etcd stopped',
+      'etcd started',
+      'kube-apiserver stopped',
+      'kube-apiserver started',
+      'kube-controller-manager stopped',
+      'kube-controller-manager started',
+      'kube-scheduler stopped',
+      'kube-scheduler started',
+    ])
+    const polls = r.record.filter((l) => l.includes(' ps --name ')).map((l) => /--name \^(\S+)\$/.exec(l)![1])
+    expect([...new Set(polls)]).toEqual(['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'])
+    for (const pod of ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'])
+      expect(await readFile(join(r0, 'etc/kubernetes/manifests', `${pod}.yaml`), 'utf8')).toBe(`# ${pod}\nkind: Pod\n`)
+    expect(await readFile(join(r0, 'root/.kube/config'))).toEqual(await readFile(join(r0, 'etc/kubernetes/admin.conf')))
+    const after = await install(['doctor'], r0, { env })
+    expect(certLines(after.stdout)).toEqual([])
+    expect(after.stdout).toMatch(/^OK +certificates +8 valid for 90 days or more/m)
+  })
+})

@@ -86,6 +86,24 @@ case "$1" in
         echo "image: registry.k8s.io/kube-apiserver:$3" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
         [ -z "\${KA_CLUSTER:-}" ] || echo "upgrade apply $3" >> "$KA_CLUSTER/events" ;;
     esac ;;
+  # certs renew all (cmd/kubeadm/app/cmd/certs.go): every leaf certificate of the PKI and every
+  # kubeconfig's embedded client certificate signed again by its CA for a year, with its own key;
+  # the CAs untouched. Like kubeadm, it needs the CAs' keys.
+  certs) [ "\${2:-} \${3:-}" = "renew all" ] || exit 0
+    pki="$KA_ROOT/etc/kubernetes/pki"
+    resign() { openssl x509 -x509toreq -in "$1" -signkey "$2" 2>/dev/null | openssl x509 -req -CA "$3.crt" -CAkey "$3.key" -CAcreateserial -days 365 -out "$1.new" 2>/dev/null && mv "$1.new" "$1"; }
+    for c in "$pki"/*.crt "$pki"/etcd/*.crt; do
+      [ -f "$c" ] || continue
+      case "$c" in */ca.crt|*/front-proxy-ca.crt) continue ;; */etcd/*) ca="$pki/etcd/ca" ;; */front-proxy-client.crt) ca="$pki/front-proxy-ca" ;; *) ca="$pki/ca" ;; esac
+      resign "$c" "\${c%.crt}.key" "$ca" || { echo "failed to renew $c" >&2; exit 1; }
+    done
+    for f in admin.conf super-admin.conf controller-manager.conf scheduler.conf; do
+      kc="$KA_ROOT/etc/kubernetes/$f"; [ -f "$kc" ] || continue
+      cert=$(sed -n 's/^ *client-certificate-data: //p' "$kc"); [ -n "$cert" ] || continue
+      t=$(mktemp -d); echo "$cert" | base64 -d > "$t/c.crt"; sed -n 's/^ *client-key-data: //p' "$kc" | base64 -d > "$t/c.key"
+      resign "$t/c.crt" "$t/c.key" "$pki/ca" || exit 1
+      sed -i "s|client-certificate-data: .*|client-certificate-data: $(base64 -w0 "$t/c.crt")|" "$kc"; rm -rf "$t"
+    done ;;
   reset) rm -rf "$KA_ROOT/etc/kubernetes" "$KA_ROOT/var/lib/kubelet" "$state" ;;
   token) echo "fresh1.0123456789abcdef" ;;
   config)
@@ -99,6 +117,11 @@ case "$1" in
       validate) grep -qE '^kind: (Init|Join)Configuration$' "$4" || { echo "no InitConfiguration or JoinConfiguration in $4" >&2; exit 1; } ;;
     esac ;;
 esac`,
+  // crictl ps as the kubelet's static pods make it (pkg/kubelet/config/file.go): a control-plane
+  // container runs while its manifest is in /etc/kubernetes/manifests, and stops once it is gone.
+  crictl: `[ "\${1:-}" = --runtime-endpoint ] && shift 2
+if [ "\${1:-}" = ps ]; then name=""; prev=""; for a in "$@"; do [ "$prev" = --name ] && name=$(printf '%s' "$a" | tr -d '^$'); prev="$a"; done
+  [ -n "$name" ] && [ -f "$KA_ROOT/etc/kubernetes/manifests/$name.yaml" ] && echo "$name-0123456789ab"; fi`,
   kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0
 mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
 prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied"; prev="$a"; done

@@ -111,6 +111,7 @@ export const changing = (record: string[]): string[] =>
       !/^kubectl --kubeconfig \S+ (get|version) /.test(l) &&
       !/^kubeadm (version|upgrade plan) /.test(l) &&
       !/^crictl --runtime-endpoint \S+ pods -q$/.test(l) &&
+      !/^crictl --runtime-endpoint \S+ ps /.test(l) &&
       !/^getenforce/.test(l) &&
       !/^restorecon -n /.test(l) &&
       !/^firewall-cmd --permanent (--zone=\S+ )?--query-/.test(l),

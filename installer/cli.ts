@@ -14,6 +14,7 @@ import { installCommand } from './commands/install.js'
 import { inventoryCommand } from './commands/inventory.js'
 import { joinCommand } from './commands/join-command.js'
 import { phasesCommand } from './commands/phases.js'
+import { removeNodeCommand } from './commands/remove-node.js'
 import { resetCommand } from './commands/reset.js'
 import { upgradeCommand } from './commands/upgrade.js'
 import { verifyCommand } from './commands/verify.js'
@@ -145,6 +146,18 @@ function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: n
     .option('--purge', 'also remove every file the installer installed and restore /etc/fstab')
     .option('--yes', 'do not ask before acting')
     .action(async (own: object) => resetCommand(flags(own), io))
+  top
+    .command('remove-node')
+    .description(
+      'on a master: take a node out of the cluster (cordon, drain within --wait-timeout, its etcd member removed for a control plane, the Node deleted); then run ./install reset --purge on it',
+    )
+    .argument('<name>', 'the node, as kubectl get nodes names it')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install remove-node w07 --dry-run   # every step, nothing changed\n  sudo ./install remove-node w07\n  sudo ./install remove-node m03 --wait-timeout 900`,
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (name: string, own: object) => removeNodeCommand(name, flags(own), io))
   const certs = top
     .command('certs')
     .description("the cluster's certificates: doctor lists each one's date; renew renews them")

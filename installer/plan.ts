@@ -29,6 +29,7 @@ export const PHASE_NAMES = [
   'stage',
   'controller',
   'certs',
+  'remove-node',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 
@@ -44,7 +45,15 @@ export type Action =
       owner?: { uid: number; gid: number }
     }
   /** `stream`: a long command (kubeadm init/join) whose output is shown as it comes. */
-  | { kind: 'run'; argv: string[]; input?: () => Readable; timeoutMs?: number; stream?: boolean }
+  | {
+      kind: 'run'
+      argv: string[]
+      input?: () => Readable
+      timeoutMs?: number
+      stream?: boolean
+      /** What a failure means, in one line, from the command's output (default: the command and its last lines). */
+      failure?: (output: string) => string
+    }
   | { kind: 'remove'; path: string }
   /** Actions run at the same time (independent of each other by construction). */
   | { kind: 'parallel'; actions: Action[] }
@@ -165,9 +174,12 @@ export async function perform(host: Host, action: Action, output?: (text: string
       ...(action.stream && output ? { onOutput: output } : {}),
     })
     if (r.code !== 0)
-      throw new KaError('ESTEP', `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`, {
-        argv: action.argv,
-      })
+      throw new KaError(
+        'ESTEP',
+        action.failure?.(r.stderr || r.stdout) ??
+          `\`${action.argv.join(' ')}\` exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' / ')}`,
+        { argv: action.argv },
+      )
   }
 }
 

@@ -949,6 +949,37 @@ describe('an RPM-family node: SELinux and firewalld (stand-ins for getenforce, s
   })
 })
 
+/**
+ * The nodes of one test cluster sharing one cluster.yaml (the masters marked, every address
+ * given, and `extra`), each with `program` in place as the packages phase installs it from the
+ * bundle's set (haproxy and keepalived are in the default manifest's names).
+ */
+async function clusterOf(prefix: string, nodes: Record<string, string>, extra: string, program: string, env: NodeJS.ProcessEnv) {
+  const config = join(dir, `${prefix}-cluster.yaml`)
+  await writeFile(
+    config,
+    `nodes:\n${Object.entries(nodes)
+      .map(([n, ip]) => `  ${n}: { advertiseAddress: ${ip}${n.startsWith('m') ? ', role: master' : ''} }\n`)
+      .join('')}${extra}`,
+  )
+  const roots: Record<string, string> = {}
+  for (const n of Object.keys(nodes)) {
+    roots[n] = await newRoot(`${prefix}-${n}`)
+    await mkdir(join(roots[n]!, 'usr/sbin'), { recursive: true })
+    await writeFile(join(roots[n]!, 'usr/sbin', program), '#!/bin/sh\nexit 0\n', { mode: 0o755 })
+  }
+  const node = (n: string, role: string, more: string[] = []) =>
+    install(['--role', role, '--skip-phases', 'images', '--config', config, '--advertise-address', nodes[n]!, '--node-name', n, ...more], roots[n]!, { env })
+  return { config, roots, node }
+}
+
+/** Whether one run enabled the endpoint's unit before it ran kubeadm `verb`. */
+const startedBefore = (record: string[], unit: string, verb: 'init' | 'join'): boolean => {
+  const ran = changing(record)
+  const at = ran.indexOf(`systemctl enable --now ${unit}`)
+  return at >= 0 && at < ran.findIndex((l) => l.startsWith(`kubeadm ${verb}`))
+}
+
 describe('three masters and two workers behind the local endpoint (endpoint: local)', () => {
   const NODES = { m01: '192.0.2.21', m02: '192.0.2.22', m03: '192.0.2.23', w01: '192.0.2.31', w02: '192.0.2.32' }
   const SERVER = /^server: https:\/\/127\.0\.0\.1:7443$/m
@@ -957,29 +988,12 @@ describe('three masters and two workers behind the local endpoint (endpoint: loc
     const ca = join(dir, 'ha-ca.crt')
     execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`)
     const env = { KA_CA_CRT: ca }
-    // The same file on every node, as README says: the masters marked, every address given.
-    const config = join(dir, 'ha-cluster.yaml')
-    await writeFile(
-      config,
-      `nodes:\n${Object.entries(NODES)
-        .map(([n, ip]) => `  ${n}: { advertiseAddress: ${ip}${n.startsWith('m') ? ', role: master' : ''} }\n`)
-        .join('')}`,
-    )
-    const roots: Record<string, string> = {}
-    for (const n of Object.keys(NODES)) {
-      roots[n] = await newRoot(`ha-${n}`)
-      // What the packages phase installs from the bundle's set (haproxy is in the default manifest's names).
-      await mkdir(join(roots[n]!, 'usr/sbin'), { recursive: true })
-      await writeFile(join(roots[n]!, 'usr/sbin/haproxy'), '#!/bin/sh\nexit 0\n', { mode: 0o755 })
-    }
-    const node = (n: keyof typeof NODES, role: string, more: string[] = []) =>
-      install(['--role', role, '--skip-phases', 'images', '--config', config, '--advertise-address', NODES[n], '--node-name', n, ...more], roots[n]!, { env })
+    // The same file on every node, as README says.
+    const { config, roots, node } = await clusterOf('ha', NODES, '', 'haproxy', env)
 
     const first = await node('m01', 'master')
     expect(first.code, first.stderr + first.stdout).toBe(0)
-    const ran = changing(first.record)
-    expect(ran.indexOf('systemctl enable --now kube-airgap-apiserver-proxy')).toBeGreaterThan(-1)
-    expect(ran.indexOf('systemctl enable --now kube-airgap-apiserver-proxy')).toBeLessThan(ran.findIndex((l) => l.startsWith('kubeadm init')))
+    expect(startedBefore(first.record, 'kube-airgap-apiserver-proxy', 'init')).toBe(true)
     const init = yaml.loadAll(await readFile(join(roots.m01!, 'etc/kube-airgap/kubeadm.yaml'), 'utf8')) as Record<string, any>[]
     expect(init[1]).toMatchObject({ kind: 'ClusterConfiguration', controlPlaneEndpoint: '127.0.0.1:7443' })
     expect(init[1]!.apiServer.certSANs).toEqual(['127.0.0.1', 'localhost', '192.0.2.21', '192.0.2.22', '192.0.2.23', 'm01', 'm02', 'm03'])
@@ -994,8 +1008,7 @@ describe('three masters and two workers behind the local endpoint (endpoint: loc
     ] as const) {
       const r = await node(n, role, ['--join-file', join(bundle, 'join', file)])
       expect(r.code, `${n}: ${r.stderr}${r.stdout}`).toBe(0)
-      const order = changing(r.record)
-      expect(order.indexOf('systemctl enable --now kube-airgap-apiserver-proxy'), n).toBeLessThan(order.findIndex((l) => l.startsWith('kubeadm join')))
+      expect(startedBefore(r.record, 'kube-airgap-apiserver-proxy', 'join'), n).toBe(true)
     }
     for (const [n, r] of Object.entries(roots)) {
       const proxy = await readFile(join(r, 'etc/kube-airgap/apiserver-proxy.cfg'), 'utf8')
@@ -1063,27 +1076,10 @@ describe('three masters and a worker behind a virtual IP (endpoint: { vip })', (
       const env = { KA_CA_CRT: ca }
       const VIP = at(250)
       const NODES = { m01: at(241), m02: at(242), m03: at(243), w01: at(244) }
-      const config = join(dir, 'vip-cluster.yaml')
-      await writeFile(
-        config,
-        `nodes:\n${Object.entries(NODES)
-          .map(([n, ip]) => `  ${n}: { advertiseAddress: ${ip}${n.startsWith('m') ? ', role: master' : ''} }\n`)
-          .join('')}endpoint: { vip: ${VIP}, interface: eth0 }\n`,
-      )
-      const roots: Record<string, string> = {}
-      for (const n of Object.keys(NODES)) {
-        roots[n] = await newRoot(`vip-${n}`)
-        await mkdir(join(roots[n]!, 'usr/sbin'), { recursive: true })
-        // What the packages phase installs from the bundle's set (keepalived is in the default manifest's names).
-        await writeFile(join(roots[n]!, 'usr/sbin/keepalived'), '#!/bin/sh\nexit 0\n', { mode: 0o755 })
-      }
-      const node = (n: keyof typeof NODES, role: string, more: string[] = []) =>
-        install(['--role', role, '--skip-phases', 'images', '--config', config, '--advertise-address', NODES[n], '--node-name', n, ...more], roots[n]!, { env })
+      const { roots, node } = await clusterOf('vip', NODES, `endpoint: { vip: ${VIP}, interface: eth0 }\n`, 'keepalived', env)
       const first = await node('m01', 'master')
       expect(first.code, first.stderr + first.stdout).toBe(0)
-      const ran = changing(first.record)
-      expect(ran.indexOf('systemctl enable --now kube-airgap-vip')).toBeGreaterThan(-1)
-      expect(ran.indexOf('systemctl enable --now kube-airgap-vip')).toBeLessThan(ran.findIndex((l) => l.startsWith('kubeadm init')))
+      expect(startedBefore(first.record, 'kube-airgap-vip', 'init')).toBe(true)
       const init = yaml.loadAll(await readFile(join(roots.m01!, 'etc/kube-airgap/kubeadm.yaml'), 'utf8')) as Record<string, any>[]
       expect(init[1]).toMatchObject({ controlPlaneEndpoint: `${VIP}:6443` })
       expect(init[1]!.apiServer.certSANs).toEqual([VIP, NODES.m01, NODES.m02, NODES.m03, 'm01', 'm02', 'm03'])

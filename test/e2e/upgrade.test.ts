@@ -561,3 +561,43 @@ describe('the delta bundle, for a worker', () => {
     expect(await imagesOf(ctd3)).toEqual(await imagesOf(ctd))
   })
 })
+
+describe('./install remove-node, on the first master', () => {
+  const admin = () => join(roots.m1!, 'etc/kubernetes/admin.conf')
+  const kubectl = () => `kubectl --kubeconfig ${admin()}`
+  const events = async () => (await readFile(join(cluster, 'events'), 'utf8')).trim().split('\n')
+
+  it('stops in one line naming the pod a drain cannot evict, changing nothing more; then drains, removes the etcd member and deletes the Node, in that order; a worker has no etcd member', async () => {
+    const before = await events()
+    const blocked = await run('m1', bundles.new!, ['remove-node', 'm2', '--wait-timeout', '20'], { KA_DRAIN_BLOCKED: 'm2' })
+    expect(blocked.code, blocked.stdout + blocked.stderr).toBe(1)
+    expect(blocked.stderr.trim().split('\n').pop()).toMatch(
+      /^install: ESTEP: remove-node: node m2 drained .*: node m2 was not drained within 20s: default\/web-m2 would not leave .*; nothing more was changed \(it stays cordoned: kubectl uncordon m2 to undo\)/,
+    )
+    expect(changing(blocked.record).filter((l) => !l.includes(' cordon '))).toEqual([
+      `${kubectl()} drain m2 --ignore-daemonsets --delete-emptydir-data --timeout=20s`,
+    ])
+    expect(await events()).toEqual(before)
+
+    const dry = await run('m1', bundles.new!, ['remove-node', 'm2', '--dry-run'])
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0)
+    expect(changing(dry.record)).toEqual([])
+    const r = await run('m1', bundles.new!, ['remove-node', 'm2'])
+    expect(r.code, r.stdout + r.stderr).toBe(0)
+    expect(dryRunClaims(dry.stdout, r.stdout)).toEqual([])
+    const ran = changing(r.record)
+    expect(ran[0]).toBe(`${kubectl()} drain m2 --ignore-daemonsets --delete-emptydir-data --timeout=600s`)
+    expect(ran[1]).toMatch(new RegExp(`^${kubectl()} -n kube-system exec etcd-m1 -- etcdctl .* member remove [0-9a-f]+$`))
+    expect(ran.slice(2)).toEqual([`${kubectl()} delete node m2`])
+    expect((await events()).slice(before.length)).toEqual(['etcd member remove m2', 'delete node m2'])
+    expect(r.stdout).toContain('next: on m2: sudo ./install reset --purge')
+
+    const w = await run('m1', bundles.new!, ['remove-node', 'w2'])
+    expect(w.code, w.stdout + w.stderr).toBe(0)
+    // w2 is cordoned already (the worker tests above left it so): only drained and deleted.
+    expect(w.stdout).toMatch(/^\[remove-node\] already done +node w2 cordoned$/m)
+    expect(changing(w.record)).toEqual([`${kubectl()} drain w2 --ignore-daemonsets --delete-emptydir-data --timeout=600s`, `${kubectl()} delete node w2`])
+    await refused('m1', bundles.new!, ['w2'], /^install: EUSAGE: the cluster has no node "w2"; its nodes: .*m1/, ['remove-node'])
+    await refused('m1', bundles.new!, ['m1'], /^install: EUSAGE: m1 is this node: run remove-node on another master/, ['remove-node'])
+  })
+})

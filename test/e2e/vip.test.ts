@@ -125,7 +125,7 @@ beforeAll(async () => {
     )
     await startApiServer(m)
   }
-  for (const [i, m] of MASTERS.entries()) startKeepalived(m)
+  for (const m of MASTERS) startKeepalived(m)
 }, 60_000)
 
 afterAll(async () => {

@@ -147,6 +147,26 @@ if [ -n "\${KA_CLUSTER:-}" ]; then
     { grep -v "^\${kv%%=*}=" "$f" 2>/dev/null; echo "$kv"; } > "$f.new"; mv "$f.new" "$f"
     echo "annotate $name $kv" >> "$KA_CLUSTER/events"; exit 0 ;;
   esac
+  # etcdctl in a master's etcd pod (kubectl exec etcd-NAME -- etcdctl ...): one member per
+  # control-plane node, named as the node (kubeadm's etcd --name), its ID from the name; member
+  # remove takes the hex ID, as etcdctl member list -w simple prints it (etcdctl/ctlv3/command/printer_simple.go).
+  case " $* " in *" exec "*" etcdctl "*)
+    mid() { printf '%x' "$(printf '%s' "$1" | cksum | cut -d' ' -f1)"; }
+    case " $* " in
+      *" member list "*) for f in "$KA_CLUSTER"/nodes/*; do read -r root role < "$f"; name=$(basename "$f")
+          [ "$role" = control-plane ] && [ ! -e "$KA_CLUSTER/etcd-removed/$name" ] && echo "$(mid "$name"), started, $name, https://$name:2380, https://$name:2379, false"; done; exit 0 ;;
+      *" member remove "*) for a in "$@"; do id=$a; done;
+        for f in "$KA_CLUSTER"/nodes/*; do name=$(basename "$f"); if [ "$(mid "$name")" = "$id" ]; then
+          mkdir -p "$KA_CLUSTER/etcd-removed"; touch "$KA_CLUSTER/etcd-removed/$name"; echo "etcd member remove $name" >> "$KA_CLUSTER/events"
+          echo "Member $id removed from cluster"; exit 0; fi; done
+        echo "Error: etcdserver: member not found" >&2; exit 1 ;;
+    esac ;;
+  esac
+  # delete node NAME: the Node object gone (its kubelet would register it again until reset).
+  case " $* " in *" delete node "*) for a in "$@"; do name=$a; done;
+    [ -e "$KA_CLUSTER/nodes/$name" ] || { echo "Error from server (NotFound): nodes "$name" not found" >&2; exit 1; }
+    rm -f "$KA_CLUSTER/nodes/$name"; echo "delete node $name" >> "$KA_CLUSTER/events"; echo "node "$name" deleted"; exit 0 ;;
+  esac
   # drain, cordon and uncordon take node names, or every node a label selector matches, and
   # end everything after -- as names (kubectl's cobra flags, staging/src/k8s.io/kubectl/pkg/cmd/drain/drain.go).
   verb=""; names=""; sel=""; rest=""
@@ -162,7 +182,15 @@ if [ -n "\${KA_CLUSTER:-}" ]; then
   for name in $names; do
     [ -e "$KA_CLUSTER/nodes/$name" ] || { echo "Error from server (NotFound): nodes "$name" not found" >&2; exit 1; }
     case "$verb" in
-      drain) mkdir -p "$KA_CLUSTER/cordoned" "$KA_CLUSTER/drained"; touch "$KA_CLUSTER/cordoned/$name" "$KA_CLUSTER/drained/$name" ;;
+      # A pod a PodDisruptionBudget keeps ($KA_DRAIN_BLOCKED names the node): cordoned, not drained, as kubectl leaves it after --timeout.
+      drain) mkdir -p "$KA_CLUSTER/cordoned" "$KA_CLUSTER/drained"; touch "$KA_CLUSTER/cordoned/$name"
+        if [ "\${KA_DRAIN_BLOCKED:-}" = "$name" ]; then
+          echo "evicting pod default/web-$name" >&2
+          echo "error when evicting pods/"web-$name" -n "default" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget." >&2
+          echo "error: unable to drain node "$name" due to error: [error when waiting for pod "web-$name" in namespace "default" to terminate: global timeout reached: 20s], continuing command..." >&2
+          exit 1
+        fi
+        touch "$KA_CLUSTER/drained/$name" ;;
       cordon) mkdir -p "$KA_CLUSTER/cordoned"; touch "$KA_CLUSTER/cordoned/$name" ;;
       uncordon) rm -f "$KA_CLUSTER/cordoned/$name" "$KA_CLUSTER/drained/$name" ;;
     esac

@@ -131,6 +131,12 @@ export interface Phase {
   plan(ctx: Context): Promise<Step[]>
 }
 
+/** Writing `content` to `path`, checked against its sha256 as it is written. */
+export function writeAction(path: string, content: string | Buffer, mode = 0o644, owner?: { uid: number; gid: number }): Action {
+  const data = Buffer.isBuffer(content) ? content : Buffer.from(content)
+  return { kind: 'write', path, mode, sha256: Sha256.of(data), size: data.length, data: () => data, ...(owner ? { owner } : {}) }
+}
+
 /** A file step: done when the node's file has these bytes and this mode. */
 export async function fileStep(
   ctx: Context,
@@ -140,13 +146,12 @@ export async function fileStep(
   mode = 0o644,
   owner?: { uid: number; gid: number },
 ): Promise<Step> {
-  const data = Buffer.isBuffer(content) ? content : Buffer.from(content)
-  const sha256 = Sha256.of(data)
+  const write = writeAction(path, content, mode, owner) as Extract<Action, { kind: 'write' }>
   const now = await ctx.host.fileState(path)
   return {
     title,
-    done: !!now && now.sha256.equals(sha256) && now.mode === mode,
-    actions: [{ kind: 'write', path, mode, sha256, size: data.length, data: () => data, ...(owner ? { owner } : {}) }],
+    done: !!now && now.sha256.equals(write.sha256) && now.mode === mode,
+    actions: [write],
   }
 }
 

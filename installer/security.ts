@@ -1,10 +1,9 @@
-import { Sha256 } from '../bundle/digest.js'
 import type { Finding } from './checks.js'
 import { C } from '../bundle/components.js'
 import { filePath } from '../bundle/layout.js'
 import { calicoWire } from './calico.js'
 import { CONTAINER_SELINUX_POLICY, CONTAINERD_CONFIG, FIREWALLD_ADDED, MODULES_LOAD, NM_CALICO_CONF, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
-import { type Action, type Context, fileStep, type Step } from './plan.js'
+import { type Action, type Context, fileStep, type Step, writeAction } from './plan.js'
 import { HEADER } from './templates.js'
 import { unitActive } from './node-state.js'
 import { packagesHere } from './os-packages.js'
@@ -163,7 +162,7 @@ export async function securitySteps(ctx: Context): Promise<Step[]> {
       title: `firewalld lets through ${describe(split(want)[0])} and trusts ${describe(split(want)[1])} (permanent, then reloaded)`,
       done: missing.length === 0,
       actions: [
-        { kind: 'write', path: FIREWALLD_ADDED, mode: 0o644, sha256: Sha256.of(record), size: record.length, data: () => record },
+        writeAction(FIREWALLD_ADDED, record),
         ...commands(['firewall-cmd', '--permanent'], 'add', missing).map((argv) => ({ kind: 'run' as const, argv })),
         { kind: 'run', argv: ['firewall-cmd', '--reload'] },
       ],
@@ -282,7 +281,7 @@ export async function securityUndoSteps(ctx: Context): Promise<Step[]> {
       title: `${SELINUX_CONFIG} restored from ${SELINUX_BACKUP}${enforcing ? ', SELinux enforcing again' : ''}`,
       done: false,
       actions: [
-        { kind: 'write', path: SELINUX_CONFIG, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup },
+        writeAction(SELINUX_CONFIG, backup),
         { kind: 'remove', path: SELINUX_BACKUP },
         ...(enforcing ? [{ kind: 'run' as const, argv: ['setenforce', '1'] }] : []),
       ],

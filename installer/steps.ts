@@ -2,8 +2,7 @@ import { createReadStream } from 'node:fs'
 import { basename } from 'node:path'
 import { type ComponentName, NODE_TAKES } from '../bundle/components.js'
 import { listMembers, type Member } from './archive.js'
-import { Sha256 } from '../bundle/digest.js'
-import type { Context, Step } from './plan.js'
+import { type Context, type Step, writeAction } from './plan.js'
 import { unitActive } from './node-state.js'
 
 /**
@@ -18,12 +17,7 @@ export async function editStep(ctx: Context, title: string, path: string, backup
   return {
     title: `${title} (${path}; the original is kept as ${backup})`,
     done: fixed === text,
-    actions: [
-      ...((await ctx.host.exists(backup))
-        ? []
-        : [{ kind: 'write' as const, path: backup, mode: 0o644, sha256: Sha256.of(original), size: original.length, data: () => original }]),
-      { kind: 'write', path, mode: 0o644, sha256: Sha256.of(fixed), size: Buffer.byteLength(fixed), data: () => Buffer.from(fixed) },
-    ],
+    actions: [...((await ctx.host.exists(backup)) ? [] : [writeAction(backup, original)]), writeAction(path, fixed)],
   }
 }
 

@@ -1,8 +1,7 @@
-import { Sha256 } from '../bundle/digest.js'
 import { KaError } from '../bundle/errors.js'
 import { parseVersion } from '../bundle/version.js'
 import { UPGRADE_BACKUP_DIR, UPGRADE_STATE } from './node-paths.js'
-import type { Action, Context } from './plan.js'
+import { type Action, type Context, writeAction } from './plan.js'
 import type { NodeKind } from './cluster-view.js'
 
 /** What an upgrade in progress keeps on the node (UPGRADE_STATE): a rerun resumes it, --rollback undoes it. */
@@ -45,5 +44,5 @@ export interface BackedUp {
 
 export const stateWrite = (s: UpgradeState): Action => {
   const text = `${JSON.stringify(s, null, 2)}\n`
-  return { kind: 'write', path: UPGRADE_STATE, mode: 0o600, sha256: Sha256.of(text), size: text.length, data: () => Buffer.from(text) }
+  return writeAction(UPGRADE_STATE, text, 0o600)
 }

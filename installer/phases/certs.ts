@@ -3,8 +3,7 @@ import { certExpiries } from '../certs.js'
 import type { InstalledNode } from '../cluster-view.js'
 import { KUBEADM } from '../cluster-state.js'
 import { BIN_DIR, KUBELET_CONFIG, RESTART_DIR, STATIC_PODS } from '../node-paths.js'
-import type { Action, Context, Phase, Step } from '../plan.js'
-import { Sha256 } from '../../bundle/digest.js'
+import { type Context, type Phase, type Step, writeAction } from '../plan.js'
 import { poll } from '../poll.js'
 import { adminKubeconfigSteps } from './cluster.js'
 
@@ -52,12 +51,10 @@ export const adminRefreshPhase: Phase = {
   name: 'certs',
   summary: "root's and the sudo user's admin kubeconfig refreshed from the renewed admin.conf",
   async plan(ctx) {
-    if (!(await ctx.host.exists(`${STATIC_PODS}/kube-apiserver.yaml`)) && !ctx.options.dryRun) return []
+    if (!(await ctx.host.exists(`${STATIC_PODS}/kube-apiserver.yaml`))) return []
     return (await adminKubeconfigSteps(ctx)).map((s) => ({ ...s, done: s.done && !ctx.options.dryRun }))
   },
 }
-
-const file = (path: string, data: Buffer): Action => ({ kind: 'write', path, mode: 0o600, sha256: Sha256.of(data), size: data.length, data: () => data })
 
 /** A static pod stopped by the kubelet (its manifest taken out), then started again (put back): it reads its certificates anew. */
 function restartSteps(ctx: Context, pod: string, manifest: Buffer): Step[] {
@@ -67,13 +64,13 @@ function restartSteps(ctx: Context, pod: string, manifest: Buffer): Step[] {
     {
       title: `${pod} stopped by the kubelet (its manifest kept in ${RESTART_DIR} meanwhile)`,
       done: false,
-      actions: [file(aside, manifest), { kind: 'remove', path }],
+      actions: [writeAction(aside, manifest, 0o600), { kind: 'remove', path }],
       check: () => waitPod(ctx, pod, false),
     },
     {
       title: `${pod} started again with the renewed certificates`,
       done: false,
-      actions: [file(path, manifest), { kind: 'remove', path: aside }],
+      actions: [writeAction(path, manifest, 0o600), { kind: 'remove', path: aside }],
       check: () => waitPod(ctx, pod, true),
     },
   ]

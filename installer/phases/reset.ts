@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { C, type ComponentName } from '../../bundle/components.js'
 import { basename } from 'node:path'
-import { Sha256 } from '../../bundle/digest.js'
 import {
   APISERVER_PROXY,
   APISERVER_PROXY_UNIT,
@@ -35,7 +34,7 @@ import {
   CONTAINERD_DATA_DIR,
   CONTAINERD_RUN_DIR,
 } from '../node-paths.js'
-import type { Action, Context, Phase, Step } from '../plan.js'
+import { type Action, type Context, type Phase, type Step, writeAction } from '../plan.js'
 import { securityUndoSteps } from '../security.js'
 import { nodeMembers, unitState } from '../steps.js'
 
@@ -218,12 +217,7 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   steps.push({
     title: `${FSTAB} restored from ${FSTAB_BACKUP}`,
     done: !backup,
-    actions: backup
-      ? [
-          { kind: 'write', path: FSTAB, mode: 0o644, sha256: Sha256.of(backup), size: backup.length, data: () => backup },
-          { kind: 'remove', path: FSTAB_BACKUP },
-        ]
-      : [],
+    actions: backup ? [writeAction(FSTAB, backup), { kind: 'remove', path: FSTAB_BACKUP }] : [],
   })
   steps.push(...(await securityUndoSteps(ctx)))
   const hosts = (await host.readText(ETC_HOSTS)) ?? ''
@@ -234,7 +228,7 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   steps.push({
     title: `kube-airgap's lines removed from ${ETC_HOSTS}`,
     done: cleaned === hosts,
-    actions: [{ kind: 'write', path: ETC_HOSTS, mode: 0o644, sha256: Sha256.of(cleaned), size: cleaned.length, data: () => Buffer.from(cleaned) }],
+    actions: [writeAction(ETC_HOSTS, cleaned)],
   })
   return steps
 }

@@ -11,7 +11,7 @@ import { cni } from './cni.js'
 import { kernel } from './kernel.js'
 import { kubeletUnitSteps, kubernetes } from './kubernetes.js'
 import { BIN_DIR, CONTAINERD_CONFIG, CONTAINERD_UNIT, RUNC, STATIC_PODS, KUBEADM_BACKUPS, UPGRADE_BACKUP_DIR, UPGRADE_STATE } from '../node-paths.js'
-import { describeAction, type Action, type Context, type Phase, type Step } from '../plan.js'
+import { describeAction, type Action, type Context, type Phase, type Step, writeAction } from '../plan.js'
 import { copyStep } from '../steps.js'
 import { type ClusterView, clusterView, type InstalledNode } from '../cluster-view.js'
 import { type BackedUp, readUpgradeState, stateWrite, type UpgradeState } from '../upgrade-state.js'
@@ -79,7 +79,7 @@ export function backupPhase(u: UpgradePlan): Phase {
         })
       }
       const list = `${JSON.stringify({ from: u.from.text, to: u.target.text, files }, null, 2)}\n`
-      actions.push({ kind: 'write', path: `${dir}/backup.json`, mode: 0o600, sha256: Sha256.of(list), size: list.length, data: () => Buffer.from(list) })
+      actions.push(writeAction(`${dir}/backup.json`, list, 0o600))
       actions.push(
         stateWrite({
           from: u.from.text,

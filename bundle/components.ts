@@ -16,17 +16,21 @@ export const C = {
   cniPlugins: 'cni-plugins',
   calicoctl: 'calicoctl',
   calicoManifest: 'calico-manifest',
+  etcd: 'etcd',
   node: RUNTIME_COMPONENT,
 } as const
 
 export type ComponentName = (typeof C)[keyof typeof C]
 
+/** What a master takes of etcd's release: its clients, for backups and restores (etcd itself runs as kubeadm's static pod). */
+export const ETCD_CLIENTS = ['etcdctl', 'etcdutl'] as const
+
 /**
  * What the node takes from each component: a file copied as it is, the regular files of a
- * .tar.gz (those under `members`, when given), or nothing (the runtime runs from the bundle,
- * the manifests are read).
+ * .tar.gz (those under `members`, or with one of the base `names`, when given), or nothing
+ * (the runtime runs from the bundle, the manifests are read).
  */
-export const NODE_TAKES: Record<ComponentName, { kind: 'file' } | { kind: 'archive'; members?: string } | { kind: 'read' }> = {
+export const NODE_TAKES: Record<ComponentName, { kind: 'file' } | { kind: 'archive'; members?: string; names?: readonly string[] } | { kind: 'read' }> = {
   [C.containerd]: { kind: 'archive', members: 'bin/' },
   [C.containerdService]: { kind: 'file' },
   [C.runc]: { kind: 'file' },
@@ -37,5 +41,6 @@ export const NODE_TAKES: Record<ComponentName, { kind: 'file' } | { kind: 'archi
   [C.cniPlugins]: { kind: 'archive' },
   [C.calicoctl]: { kind: 'file' },
   [C.calicoManifest]: { kind: 'read' },
+  [C.etcd]: { kind: 'archive', names: ['etcdctl', 'etcdutl'] },
   [C.node]: { kind: 'read' },
 }

@@ -5,6 +5,7 @@ import { nearest } from '../bundle/text.js'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
+import { type BackupFlags, backupCommand, restoreCommand } from './commands/backup.js'
 import { certsRenewCommand } from './commands/certs.js'
 import { configCommand } from './commands/config.js'
 import { controllerCommand } from './commands/controller.js'
@@ -19,7 +20,7 @@ import { resetCommand } from './commands/reset.js'
 import { upgradeCommand } from './commands/upgrade.js'
 import { verifyCommand } from './commands/verify.js'
 import type { Flags } from './context.js'
-import { DEFAULT_CONTAINERD_SOCKET } from './node-paths.js'
+import { BACKUP_DIR, DEFAULT_CONTAINERD_SOCKET } from './node-paths.js'
 import { PHASE_CHOICES, VERIFY_SUMMARY } from './phases/index.js'
 
 /** The bundle this installer sits in: `<bundle>/installer/install.mjs`. */
@@ -175,6 +176,33 @@ function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: n
     )
     .option('--json', 'print the result as JSON')
     .action(async (own: object) => certsRenewCommand(flags(own), io))
+  top
+    .command('backup')
+    .description(
+      "on a master: one file with a consistent etcd snapshot, the PKI and kubeadm's configuration (0600, its sha256 beside it), the newest --keep kept; --schedule daily: a systemd timer that does the same",
+    )
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install backup --dry-run                   # every step, nothing changed\n  sudo ./install backup                             # into ${BACKUP_DIR}, the newest 7 kept\n  sudo ./install backup --schedule daily --keep 14  # and every day from now on\n  sudo ./install backup --dir /mnt/backup           # onto a disk of its own`,
+    )
+    .option('--dir <dir>', 'where the backups go', BACKUP_DIR)
+    .option('--keep <n>', "how many of this master's backups to keep there", '7')
+    .option('--schedule <daily|off>', 'daily: a systemd timer makes one every day (with these --dir and --keep); off: the timer removed')
+    .option('--json', 'print the result as JSON')
+    .action(async (own: object) => backupCommand(flags(own) as BackupFlags, io))
+  top
+    .command('restore')
+    .description(
+      "on a master: etcd brought back from a backup (the backup proved whole first; the control plane stopped, etcd's old data kept aside, the snapshot restored, all started again); with several masters, the same on each, naming them all",
+    )
+    .argument('<file>', 'a backup ./install backup wrote (etcd-<master>-<time>.tar.gz, its .sha256 beside it)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install restore /mnt/backup/etcd-m01-20270101T020000Z.tar.gz --dry-run\n  sudo ./install restore /mnt/backup/etcd-m01-20270101T020000Z.tar.gz\n  sudo ./install restore etcd-m01-20270101T020000Z.tar.gz --masters m01=192.168.1.11,m02=192.168.1.12,m03=192.168.1.13   # on each master`,
+    )
+    .option('--masters <name=ip,...>', "every master of the backup's etcd, when it had several (the same list and file on each)")
+    .option('--json', 'print the result as JSON')
+    .action(async (file: string, own: object) => restoreCommand(file, flags(own), io))
   top
     .command('controller')
     .description(

@@ -78,7 +78,7 @@ function mastersListed(o: Record<string, unknown>, source: string): Backend[] {
 }
 
 /** --masters m01=192.0.2.11,m02=192.0.2.12: the fleet's masters, from its inventory. */
-function mastersFlag(text: string): Backend[] {
+export function mastersFlag(text: string): Backend[] {
   return text
     .split(',')
     .filter(Boolean)

@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { closeSync, constants, lstatSync, mkdirSync, openSync, writeSync } from 'node:fs'
-import { lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { writeAtomic } from '../bundle/atomic.js'
@@ -14,7 +14,11 @@ export interface CommandResult {
   stderr: string
 }
 
-export type HostEvent = { kind: 'write'; path: string; sha256: string; mode: number } | { kind: 'run'; argv: string[] } | { kind: 'remove'; path: string }
+export type HostEvent =
+  | { kind: 'write'; path: string; sha256: string; mode: number }
+  | { kind: 'run'; argv: string[] }
+  | { kind: 'remove'; path: string }
+  | { kind: 'rename'; path: string; to: string }
 
 export interface RunOptions {
   /** Bytes or a stream for the command's stdin. */
@@ -58,6 +62,8 @@ export interface Host {
   /** Makes a folder only its owner reads (0700) where it is missing, and refuses one that is a link: logs and records hold secrets. */
   privateDir(nodeDir: string): Promise<void>
   remove(nodePath: string): Promise<void>
+  /** Moves a file or folder to a new name on the same file system (never over anything). */
+  rename(nodePath: string, to: string): Promise<void>
   run(argv: string[], opts?: RunOptions): Promise<CommandResult>
   /** Whether a host command is on PATH (never one of ours under the root). */
   hasCommand(name: string): Promise<boolean>
@@ -147,6 +153,13 @@ export class NodeHost implements Host {
 
   async remove(nodePath: string): Promise<void> {
     await rm(this.path(nodePath), { recursive: true, force: true })
+  }
+
+  async rename(nodePath: string, to: string): Promise<void> {
+    if (await lstat(this.path(to)).catch(() => undefined))
+      throw new KaError('ESTEP', `${this.path(to)} is there already: nothing is moved over it; move it away and run again`, { path: this.path(to) })
+    await mkdir(dirname(this.path(to)), { recursive: true })
+    await rename(this.path(nodePath), this.path(to))
   }
 
   async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
@@ -241,6 +254,9 @@ class HostDecorator implements Host {
   remove(nodePath: string): Promise<void> {
     return this.inner.remove(nodePath)
   }
+  rename(nodePath: string, to: string): Promise<void> {
+    return this.inner.rename(nodePath, to)
+  }
   run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
     return this.inner.run(argv, opts)
   }
@@ -261,6 +277,10 @@ export class DryRunHost extends HostDecorator {
 
   override async remove(nodePath: string): Promise<void> {
     this.events.push({ kind: 'remove', path: nodePath })
+  }
+
+  override async rename(nodePath: string, to: string): Promise<void> {
+    this.events.push({ kind: 'rename', path: nodePath, to })
   }
 
   override async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {

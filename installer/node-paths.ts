@@ -118,3 +118,17 @@ export const PKI_DIR = `${KUBERNETES_DIR}/pki`
 export const KUBELET_PKI = '/var/lib/kubelet/pki'
 /** Where `./install certs renew` keeps a static pod's manifest while the kubelet stops it. */
 export const RESTART_DIR = `${KUBERNETES_DIR}/kube-airgap-restart`
+/** kubeadm's local etcd: its static pod (the member's name, data folder and URLs are read from it). */
+export const ETCD_MANIFEST = `${STATIC_PODS}/etcd.yaml`
+/**
+ * `./install backup`: the script that writes a backup (run by the command and by the timer),
+ * its settings (this member's name and client URL), the timer's units, the default folder.
+ */
+export const BACKUP_SCRIPT = '/usr/local/sbin/kube-airgap-backup'
+export const BACKUP_SETTINGS = `${STATE_DIR}/backup.env`
+export const BACKUP_UNIT_NAME = 'kube-airgap-backup'
+export const BACKUP_SERVICE = `${SYSTEMD_DIR}/${BACKUP_UNIT_NAME}.service`
+export const BACKUP_TIMER = `${SYSTEMD_DIR}/${BACKUP_UNIT_NAME}.timer`
+export const BACKUP_DIR = '/var/lib/kube-airgap/backups'
+/** `./install restore`: the snapshot out of the backup, checked as written, removed after. */
+export const RESTORE_STAGING = '/var/lib/kube-airgap/restore'

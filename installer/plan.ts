@@ -30,6 +30,8 @@ export const PHASE_NAMES = [
   'controller',
   'certs',
   'remove-node',
+  'snapshot',
+  'restore',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 
@@ -55,6 +57,8 @@ export type Action =
       failure?: (output: string) => string
     }
   | { kind: 'remove'; path: string }
+  /** A file or folder moved aside (kept, never removed). */
+  | { kind: 'rename'; path: string; to: string }
   /** Actions run at the same time (independent of each other by construction). */
   | { kind: 'parallel'; actions: Action[] }
   /** Regular files out of a .tar.gz in the bundle, written in one pass over it. */
@@ -159,12 +163,13 @@ export interface StepReport {
   phase: PhaseName
   title: string
   status: 'done' | 'already done' | 'would do' | 'checked' | 'would check' | 'failed'
-  actions: { kind: string; path?: string; sha256?: string; mode?: string; argv?: string[] }[]
+  actions: { kind: string; path?: string; to?: string; sha256?: string; mode?: string; argv?: string[] }[]
 }
 
 export async function perform(host: Host, action: Action, output?: (text: string) => void): Promise<void> {
   if (action.kind === 'write') await host.write(action.path, await action.data(), action.mode, action.sha256, action.owner)
   else if (action.kind === 'remove') await host.remove(action.path)
+  else if (action.kind === 'rename') await host.rename(action.path, action.to)
   else if (action.kind === 'parallel') await Promise.all(action.actions.map((a) => perform(host, a)))
   else if (action.kind === 'extract') {
     const byMember = new Map(action.files.map((f) => [f.member, f]))
@@ -199,7 +204,9 @@ export const describeAction = (a: Action): StepReport['actions'] =>
         ? a.files.map((f) => ({ kind: 'write', path: f.path, sha256: f.sha256.oci, mode: octal(f.mode) }))
         : a.kind === 'run'
           ? [{ kind: 'run', argv: a.argv }]
-          : [{ kind: 'remove', path: a.path }]
+          : a.kind === 'rename'
+            ? [{ kind: 'rename', path: a.path, to: a.to }]
+            : [{ kind: 'remove', path: a.path }]
 
 /**
  * Runs phases in order. Each phase is planned from the node's state when it starts (a

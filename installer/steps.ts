@@ -53,9 +53,9 @@ export async function membersStep(ctx: Context, title: string, component: Compon
 /** The members of a component's archive the node takes (bundle/components.ts says which), hashed from the pinned bytes. */
 export async function nodeMembers(ctx: Context, component: ComponentName): Promise<Member[]> {
   const takes = NODE_TAKES[component]
-  const under = takes.kind === 'archive' ? takes.members : undefined
+  const { members: under, names } = takes.kind === 'archive' ? takes : {}
   const { path, locked } = ctx.bundle.file(component)
-  return (await listMembers(path, locked.integrity)).filter((m) => !under || m.path.startsWith(under))
+  return (await listMembers(path, locked.integrity)).filter((m) => (!under || m.path.startsWith(under)) && (!names || names.includes(basename(m.path))))
 }
 
 /** Whether a systemd unit is enabled / active (queries: they run in a dry run too). */

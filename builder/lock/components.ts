@@ -67,6 +67,12 @@ export const COMPONENTS: readonly Component[] = [
     url: (v) => `https://raw.githubusercontent.com/projectcalico/calico/v${v}/manifests/calico.yaml`,
   },
   {
+    name: C.etcd,
+    perPlatform: true,
+    url: (v, a) => gh('etcd-io/etcd', `v${v}`, `etcd-v${v}-linux-${a}.tar.gz`),
+    checksumUrl: (v) => gh('etcd-io/etcd', `v${v}`, 'SHA256SUMS'),
+  },
+  {
     name: C.node,
     perPlatform: true,
     url: (v, a) => `https://nodejs.org/dist/v${v}/node-v${v}-linux-${nodeArch(a)}.tar.xz`,

@@ -7,6 +7,7 @@ import { PLATFORMS, type Platform } from '../../bundle/platform.js'
 import { type ImageRef, imageName, parseImageRef } from '../../bundle/reference.js'
 import { didYouMean } from '../../bundle/text.js'
 import { COMPONENTS } from './components.js'
+import { C } from '../../bundle/components.js'
 import { RELEASES } from '../packages/releases.js'
 
 /** An extra file the user wants in the bundle. `{arch}` in the URL makes it per platform. */
@@ -75,11 +76,18 @@ export function parseManifest(text: string, source: string): Manifest {
     const v = o[key] ?? []
     return Array.isArray(v) ? v : fail(key, 'must be a list')
   }
+  const components = componentsOf(o.components, fail)
+  const images = list('images').map((v, i) => imageOf(v, `images[${i}]`, fail))
+  // The etcd clients a master backs up and restores with must speak the snapshot format of the etcd it runs.
+  const etcdImage = images.map((im) => /^registry\.k8s\.io\/etcd:(\d+\.\d+\.\d+)-\d+$/.exec(im.ref)?.[1]).find(Boolean)
+  const etcd = components.get(C.etcd)
+  if (etcd && etcdImage && etcd !== etcdImage)
+    fail(`components.${C.etcd}`, `is ${etcd}, but the etcd image is ${etcdImage}: give the version of the etcd the cluster runs (${etcdImage})`)
   return {
     kubernetes,
     platforms,
-    components: componentsOf(o.components, fail),
-    images: list('images').map((v, i) => imageOf(v, `images[${i}]`, fail)),
+    components,
+    images,
     files: list('files').map((v, i) => extraFileOf(v, `files[${i}]`, fail)),
     packages: packagesOf(o.packages, platforms, fail),
   }

@@ -75,7 +75,7 @@ export async function phaseCommand(
   io: Io,
   req: Omit<ContextRequest, 'say' | 'role' | 'needAddress' | 'record'>,
   phases: (node: InstalledNode | undefined) => Phase[],
-  next: string,
+  next: string | ((ctx: Context) => Promise<string>),
 ): Promise<void> {
   requireSuperuser(flags, command)
   const out = reporter(io, flags)
@@ -84,7 +84,7 @@ export async function phaseCommand(
   const dryRun = ctx.options.dryRun
   if (flags.json) return printJson(io, { ok: true, dryRun, steps: out.reports, warnings: out.warnings, ...(ctx.log ? { log: ctx.log.path } : {}) })
   io.out(out.summary(dryRun))
-  if (!dryRun) io.out(next)
+  if (!dryRun) io.out(typeof next === 'string' ? next : await next(ctx))
 }
 
 /**
@@ -107,7 +107,7 @@ export function reporter(io: Io, flags: Pick<Flags, 'json' | 'verbose'>) {
     if (r.status === 'would do' || flags.verbose)
       for (const a of r.actions)
         io.out(
-          `      ${a.kind === 'write' ? `write ${a.path}  ${a.sha256}  ${a.mode}` : a.kind === 'run' ? `run   ${a.argv!.join(' ')}` : `remove ${a.path}`}\n`,
+          `      ${a.kind === 'write' ? `write ${a.path}  ${a.sha256}  ${a.mode}` : a.kind === 'run' ? `run   ${a.argv!.join(' ')}` : a.kind === 'rename' ? `move  ${a.path} -> ${a.to}` : `remove ${a.path}`}\n`,
         )
   }
   /** Runs the phases after verification; every failure ends with where the whole story is. */

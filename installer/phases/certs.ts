@@ -58,22 +58,28 @@ export const adminRefreshPhase: Phase = {
 
 /** A static pod stopped by the kubelet (its manifest taken out), then started again (put back): it reads its certificates anew. */
 function restartSteps(ctx: Context, pod: string, manifest: Buffer): Step[] {
+  return [stopPodStep(ctx, pod, manifest), startPodStep(ctx, pod, manifest, 'with the renewed certificates')]
+}
+
+/** A static pod stopped: its manifest kept in RESTART_DIR and taken out of the kubelet's folder, until the kubelet has stopped it. */
+export function stopPodStep(ctx: Context, pod: string, manifest: Buffer): Step {
   const path = `${STATIC_PODS}/${pod}.yaml`
-  const aside = `${RESTART_DIR}/${pod}.yaml`
-  return [
-    {
-      title: `${pod} stopped by the kubelet (its manifest kept in ${RESTART_DIR} meanwhile)`,
-      done: false,
-      actions: [writeAction(aside, manifest, 0o600), { kind: 'remove', path }],
-      check: () => waitPod(ctx, pod, false),
-    },
-    {
-      title: `${pod} started again with the renewed certificates`,
-      done: false,
-      actions: [writeAction(path, manifest, 0o600), { kind: 'remove', path: aside }],
-      check: () => waitPod(ctx, pod, true),
-    },
-  ]
+  return {
+    title: `${pod} stopped by the kubelet (its manifest kept in ${RESTART_DIR} meanwhile)`,
+    done: false,
+    actions: [writeAction(`${RESTART_DIR}/${pod}.yaml`, manifest, 0o600), { kind: 'remove', path }],
+    check: () => waitPod(ctx, pod, false),
+  }
+}
+
+/** A static pod started again: its manifest put back, until the kubelet runs it. */
+export function startPodStep(ctx: Context, pod: string, manifest: Buffer, how: string): Step {
+  return {
+    title: `${pod} started again ${how}`,
+    done: false,
+    actions: [writeAction(`${STATIC_PODS}/${pod}.yaml`, manifest, 0o600), { kind: 'remove', path: `${RESTART_DIR}/${pod}.yaml` }],
+    check: () => waitPod(ctx, pod, true),
+  }
 }
 
 /** Polls the container runtime (crictl, as the kubelet sees it) until `pod` runs, or runs no more. */

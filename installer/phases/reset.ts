@@ -1,7 +1,11 @@
 import { readFile } from 'node:fs/promises'
-import { C, type ComponentName } from '../../bundle/components.js'
+import { C, type ComponentName, ETCD_CLIENTS } from '../../bundle/components.js'
 import { basename } from 'node:path'
 import {
+  BACKUP_SCRIPT,
+  BACKUP_SERVICE,
+  BACKUP_TIMER,
+  BACKUP_UNIT_NAME,
   APISERVER_PROXY,
   APISERVER_PROXY_UNIT,
   VIP_UNIT,
@@ -176,6 +180,10 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
     ...(await members(C.crictl, BIN_DIR)),
     ...(await members(C.cniPlugins, CNI_BIN_DIR)),
     ...[C.kubeadm, C.kubelet, C.kubectl].map((b) => `${BIN_DIR}/${b}`),
+    ...ETCD_CLIENTS.map((b) => `${BIN_DIR}/${b}`),
+    BACKUP_SCRIPT,
+    BACKUP_SERVICE,
+    BACKUP_TIMER,
     KUBECTL_CALICO,
     RUNC,
     CONTAINERD_UNIT,
@@ -196,14 +204,14 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   const present = []
   for (const f of files) if (await host.exists(f)) present.push(f)
   const endpoints = []
-  for (const unit of [APISERVER_PROXY, VIP_UNIT_NAME]) {
+  for (const unit of [APISERVER_PROXY, VIP_UNIT_NAME, `${BACKUP_UNIT_NAME}.timer`]) {
     const state = await unitState(ctx, unit)
     if (state.enabled || state.active) endpoints.push(unit)
   }
   const steps: Step[] = [
     { title: 'containerd and kubelet disabled', done: !unitsOn, actions: [{ kind: 'run', argv: ['systemctl', 'disable', '--now', 'kubelet', 'containerd'] }] },
     {
-      title: `the control-plane endpoint disabled (${APISERVER_PROXY}, ${VIP_UNIT_NAME})`,
+      title: `kube-airgap's own units disabled (${APISERVER_PROXY}, ${VIP_UNIT_NAME}, ${BACKUP_UNIT_NAME}.timer; the backups themselves are kept)`,
       done: endpoints.length === 0,
       actions: [{ kind: 'run', argv: ['systemctl', 'disable', '--now', ...endpoints] }],
     },

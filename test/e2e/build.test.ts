@@ -106,7 +106,8 @@ describe('bundle build', () => {
     expect(r.code, r.stderr).toBe(0)
     const result = JSON.parse(r.stdout)
     expect(result.bundle).toBe(join(out, TAR))
-    expect(result.files).toHaveLength(11)
+    // containerd, its unit, runc, crictl, kubeadm, kubelet, kubectl, CNI plugins, calicoctl, calico.yaml, etcd (its clients), node.
+    expect(result.files).toHaveLength(12)
     expect(await readdir(out)).toEqual([TAR, `${TAR}.sha256`])
     execFileSync('sha256sum', ['-c', `${TAR}.sha256`], { cwd: out })
 

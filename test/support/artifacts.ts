@@ -119,9 +119,11 @@ case "$1" in
 esac`,
   // crictl ps as the kubelet's static pods make it (pkg/kubelet/config/file.go): a control-plane
   // container runs while its manifest is in /etc/kubernetes/manifests, and stops once it is gone.
+  // A pod a test runs for real (test/support/static-pods.ts: etcd) runs while its process does.
   crictl: `[ "\${1:-}" = --runtime-endpoint ] && shift 2
 if [ "\${1:-}" = ps ]; then name=""; prev=""; for a in "$@"; do [ "$prev" = --name ] && name=$(printf '%s' "$a" | tr -d '^$'); prev="$a"; done
-  [ -n "$name" ] && [ -f "$KA_ROOT/etc/kubernetes/manifests/$name.yaml" ] && echo "$name-0123456789ab"; fi`,
+  if [ -n "$name" ] && [ -e "$KA_ROOT/.pods/$name.managed" ]; then [ -e "$KA_ROOT/.pods/$name.running" ] && echo "$name-0123456789ab"
+  else [ -n "$name" ] && [ -f "$KA_ROOT/etc/kubernetes/manifests/$name.yaml" ] && echo "$name-0123456789ab"; fi; fi`,
   kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0
 mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
 prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied"; prev="$a"; done
@@ -239,6 +241,19 @@ case "$*" in
 esac`,
 }
 
+/**
+ * etcdutl 3.5 (etcdutl/etcdutl/snapshot_command.go) restores a snapshot with the flags etcdctl
+ * 3.4's snapshot restore takes; Debian's etcd is 3.4, which has no etcdutl, so the stand-in
+ * hands a restore on to the real etcdctl beside it.
+ */
+const ETCDUTL = `#!/bin/sh
+# kube-airgap test stand-in for etcdutl: Debian's etcd 3.4 has none; its etcdctl restores.
+echo "etcdutl $*" >> "\${KA_RECORD:-/dev/null}"
+[ "$1 \${2:-}" = "snapshot restore" ] || { echo "etcdutl (test stand-in): only snapshot restore" >&2; exit 2; }
+shift 2
+exec "$(dirname "$0")/etcdctl" snapshot restore "$@"
+`
+
 /** kubelet answers --version, before it records; $KA_BROKEN_KUBELET (a version) makes that version fail to start. */
 const KUBELET = `[ "\${KA_BROKEN_KUBELET:-}" = "v$VERSION" ] && { echo "kubelet v$VERSION: failed to start (a test's broken kubelet)" >&2; exit 1; }
 [ "\${1:-}" = --version ] && { echo "Kubernetes v$VERSION"; exit 0; }
@@ -296,6 +311,20 @@ export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w
       const plugins: Record<string, string> = {}
       for (const p of await readdir('/usr/lib/cni')) plugins[p] = join('/usr/lib/cni', p)
       out = await tarball(base, plugins, 'gzip -1')
+    } else if (realistic && w.name === 'etcd') {
+      // etcd's release tarball, with Debian's real etcd and etcdctl (3.4: the snapshot format
+      // and the v3 API backups use are the same in 3.5) and a stand-in etcdutl, which Debian lacks.
+      const top = base.replace(/\.tar\.gz$/, '')
+      out = await tarball(
+        base,
+        {
+          [`${top}/etcd`]: '/usr/bin/etcd',
+          [`${top}/etcdctl`]: '/usr/bin/etcdctl',
+          [`${top}/etcdutl`]: Buffer.from(ETCDUTL),
+          [`${top}/README.md`]: Buffer.from('# etcd\n'),
+        },
+        'gzip -1',
+      )
     } else if (realistic && w.name === 'crictl') {
       out = await tarball(base, { crictl: recorder('crictl', w.version) }, 'gzip -1')
     } else if (realistic && ['kubeadm', 'kubelet', 'kubectl', 'calicoctl'].includes(w.name)) {

@@ -102,6 +102,11 @@ export class MemoryHost implements Host {
     this.changes.push(`remove ${p}`)
   }
 
+  async rename(p: string, to: string): Promise<void> {
+    for (const [k, v] of [...this.files]) if (k === p || k.startsWith(`${p}/`)) this.files.set(to + k.slice(p.length), v) && this.files.delete(k)
+    this.changes.push(`rename ${p} ${to}`)
+  }
+
   async run(argv: string[], opts: RunOptions = {}): Promise<CommandResult> {
     const ok = { code: 0, stdout: '', stderr: '' }
     const no = { code: 1, stdout: '', stderr: '' }

@@ -119,12 +119,12 @@ export const changing = (record: string[]): string[] =>
   )
 
 /** Every file under a node root with its hash and mode; the installer's logs and records (new each run) aside. */
-export async function treeHashes(root: string): Promise<Record<string, string>> {
+export async function treeHashes(root: string, skip: readonly string[] = []): Promise<Record<string, string>> {
   const out: Record<string, string> = {}
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name)
-      if (relative(root, p) === 'var/log/kube-airgap') continue
+      if (relative(root, p) === 'var/log/kube-airgap' || skip.includes(relative(root, p))) continue
       if (e.isDirectory()) await walk(p)
       else if (e.isFile())
         out[relative(root, p)] = `${createHash('sha256')

@@ -7,7 +7,7 @@ import { bundleTarName, DELTA_FILE, deltaName, EXEC_MODE, FILE_MODE, PACKAGES_DI
 import { deltaBytes } from '../bundle/delta.js'
 import { type BaseBundle, baseBundle, baseFiles, inBase } from './delta.js'
 import { keyFingerprint } from '../bundle/signing.js'
-import { parseLock, type Lock } from '../bundle/lock.js'
+import { imagesOf, isImageLock, parseLock, type Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
 import { Cache } from './download/cache.js'
 import { Connections } from './download/connections.js'
@@ -48,6 +48,8 @@ export interface BuildOptions extends FetchOptions {
   splitBytes?: number
   /** An older lock (best: the old bundle's own bundle.lock.json): build a delta bundle of what its bundle lacks (--upgrade-from). */
   upgradeFrom?: string
+  /** Only the lock's images: an image bundle for `./install images` (--images-only; a lock of images alone builds one anyway). */
+  imagesOnly?: boolean
 }
 
 export interface BuiltFile {
@@ -140,15 +142,23 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
   // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.
   const connections = new Connections(defaults.concurrency, defaults.http.segmentBytes)
   const o: BuildOptions = { ...defaults, http: { ...defaults.http, connections } }
-  const lock = await readLock(o.lockPath)
+  const read = await readLock(o.lockPath)
+  const lock = o.imagesOnly ? imagesOf(read) : read
+  if (isImageLock(lock) && (o.upgradeFrom || o.releases))
+    throw new KaError(
+      'EUSAGE',
+      `${o.upgradeFrom ? '--upgrade-from' : '--os'} is for a bundle that installs Kubernetes; an image bundle carries images alone: leave it out`,
+    )
   const plan = planBundle(lock, o.platform, o.releases, o.lockPath)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   const fetcher = new Fetcher(o)
   try {
     const old = o.upgradeFrom ? await baseBundle(await readLock(o.upgradeFrom), o.upgradeFrom, lock, o.platform, { registry, ...o }) : undefined
-    const installer = await readFile(o.installerFile).catch(() => {
-      throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
-    })
+    const installer = isImageLock(lock)
+      ? undefined
+      : await readFile(o.installerFile).catch(() => {
+          throw new KaError('EUSAGE', `${o.installerFile} is missing: run \`npm run build\` first`)
+        })
     const b: Build = { o, lock, plan, registry, fetcher, schedule: new Schedule(fetcher, connections), old }
     const fetched = await fetchAll(b)
     const { data, id, delta } = await assemble(b, fetched, installer)
@@ -189,7 +199,7 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
 async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<ReturnType<typeof planImages>> }> {
   const { o, lock, plan, registry, fetcher, schedule, old } = b
   // Calico's manifest and the runtime's tarball are urgent: they take the first connections.
-  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime.rel || d.rel === plan.calico?.rel)]))
+  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime?.rel || d.rel === plan.calico?.rel)]))
   const carried = (list: Item[]) => list.filter((i) => !inBase(old, i))
   // calico.yaml is read for the closed world even when the old bundle holds it.
   const missing = new Set(
@@ -204,10 +214,14 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
   for (const im of lock.images)
     if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
   const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http, o.mirrorsFile) : Promise.resolve()
-  const tarball = items.get(plan.runtime.rel)!
+  const tarball = plan.runtime ? items.get(plan.runtime.rel) : undefined
   const calico = plan.calico ? items.get(plan.calico.rel) : undefined
   const others = [...items.values()].filter((i) => i !== tarball && i !== calico)
-  const calicoFetched = schedule.files(hostsChecked, { ...(calico ? { calico } : {}), runtime: tarball, files: carried(calico ? [calico, ...others] : others) })
+  const calicoFetched = schedule.files(hostsChecked, {
+    ...(calico ? { calico } : {}),
+    ...(tarball ? { runtime: tarball } : {}),
+    files: carried(calico ? [calico, ...others] : others),
+  })
   const [hosts, calicoIn, planned] = await Promise.allSettled([
     hostsChecked,
     calicoFetched,
@@ -216,7 +230,8 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
   if (hosts.status === 'rejected') throw hosts.reason
   if (calicoIn.status === 'rejected') throw calicoIn.reason
   // The closed world before the image blobs: no layer is pulled and nothing written for a bundle that could not work.
-  await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
+  // An image bundle adds images to a node that runs already: it has no world of its own to close.
+  if (!isImageLock(lock)) await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
   if (planned.status === 'rejected') throw planned.reason
   const images = planned.value
   const blobs = imageBlobs(images.planned).map(
@@ -231,6 +246,7 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
   )
   await expectMissing(o, carried(blobs))
   schedule.blobs(carried(blobs))
+  if (!tarball || !plan.runtime) return { all: [...items.values(), ...blobs], images }
   // The runtime tarball is fetched like any file, but the bundle carries only its binary.
   await fetcher.ensure(tarball)
   const node = await extractRuntime(o.cache, plan.runtime.digest, o.xz)
@@ -266,8 +282,9 @@ async function expectMissing(o: BuildOptions, list: Item[]): Promise<Item[]> {
 async function assemble(
   { o, lock, plan, old }: Build,
   fetched: Awaited<ReturnType<typeof fetchAll>>,
-  installer: Buffer,
+  installer: Buffer | undefined,
 ): Promise<{ data: ReturnType<typeof bundleData>['data']; id: BundlePlan['id']; delta?: BuildResult['delta'] }> {
+  if (!installer) return { data: bundleData(lock, plan, undefined, fetched.images, { toolVersion: TOOL_VERSION }).data, id: plan.id }
   const quickstart = {
     en: await readFile(join(QUICKSTART_DIR, 'README.txt')),
     zh: await readFile(join(QUICKSTART_DIR, 'README.zh-CN.txt')),

@@ -69,7 +69,7 @@ function addInternetCommands(program: Command, io: Io): void {
     .description('download everything the lock pins, check it, and write one self-verifying bundle tar')
     .addHelpText(
       'after',
-      `\nExamples:\n  bundle build                                  # the embedded lock, linux/amd64, into dist/\n  bundle build --platform linux/arm64 --os ubuntu-22.04 --sign keys/kube-airgap.key\n  bundle build --media fat32 --mirrors manifests/mirrors/china.yaml\n  bundle build --lock v1.30.lock.json --upgrade-from kube-airgap-v1.29.3-linux-amd64/bundle.lock.json   # a delta: only what the old bundle lacks`,
+      `\nExamples:\n  bundle build                                  # the embedded lock, linux/amd64, into dist/\n  bundle build --platform linux/arm64 --os ubuntu-22.04 --sign keys/kube-airgap.key\n  bundle build --media fat32 --mirrors manifests/mirrors/china.yaml\n  bundle build --lock v1.30.lock.json --upgrade-from kube-airgap-v1.29.3-linux-amd64/bundle.lock.json   # a delta: only what the old bundle lacks\n  bundle lock --manifest apps.yaml --out apps.lock.json && bundle build --lock apps.lock.json   # an image bundle of your own images`,
     )
     .option('--lock <file>', 'the lock to build', defaultPath('bundle.lock.json'))
     .addOption(new Option('--platform <platform>', 'the platform of the nodes').choices([...PLATFORMS]).default('linux/amd64'))
@@ -83,6 +83,7 @@ function addInternetCommands(program: Command, io: Io): void {
     .option('--split <size>', 'cut the tar into parts of SIZE (e.g. 3900M) with NAME.parts.sha256')
     .addOption(new Option('--media <kind>', 'fat32: parts that fit a FAT32 stick (4095 MiB); exfat: one tar').choices(['fat32', 'exfat']))
     .option('--os <releases>', 'carry OS packages only for these releases (comma separated, e.g. ubuntu-22.04,debian-12); default: every release the lock has')
+    .option('--images-only', "an image bundle: only the lock's images, for ./install images on a running node (a lock of images alone builds one anyway)")
     .option('--upgrade-from <lock>', "a delta bundle: leave out what the bundle of this older lock holds (best: that bundle's own bundle.lock.json)")
     .option('--json', 'print the result as JSON')
     .action(async (opts: BuildFlags) => buildCommand(opts, io))

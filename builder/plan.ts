@@ -1,10 +1,11 @@
-import type { Sha256 } from '../bundle/digest.js'
+import { Sha256 } from '../bundle/digest.js'
 import { C } from '../bundle/components.js'
 import { KaError } from '../bundle/errors.js'
 import { ImageLayout } from '../bundle/image-layout.js'
 import {
   bundleName,
   bundleTarName,
+  imageBundleName,
   EXEC_MODE,
   FILE_MODE,
   filePath,
@@ -24,7 +25,7 @@ import {
   CLUSTER_EXAMPLE_FILE,
   ANSIBLE_DIR,
 } from '../bundle/layout.js'
-import { filesFor, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
+import { filesFor, isImageLock, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
 import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
 import { archOf, type Platform } from '../bundle/platform.js'
 import { installScript } from '../bundle/entry.js'
@@ -51,8 +52,8 @@ export interface BundlePlan {
   files: LockedFile[]
   /** Every file and OS package to download, the runtime tarball and calico.yaml among them. */
   downloads: PlannedDownload[]
-  /** The Node.js tarball (fetched, but the bundle carries only its binary) and calico.yaml, by their rel. */
-  runtime: PlannedDownload
+  /** The Node.js tarball (fetched, but the bundle carries only its binary) and calico.yaml, by their rel; an image bundle has neither. */
+  runtime?: PlannedDownload
   calico?: PlannedDownload
 }
 
@@ -76,7 +77,18 @@ export function planBundle(lock: Lock, platform: Platform, releases: readonly st
         `--os ${r}: the lock has no packages for it (it has ${lockedReleases.join(', ') || 'none'}); add it to the manifest's packages.releases and run \`bundle lock\``,
       )
   const files = filesFor(lock, platform)
-  const name = bundleName(lock.kubernetes, archOf(platform))
+  const images = isImageLock(lock)
+  const name = images
+    ? imageBundleName(
+        Sha256.of(
+          lock.images
+            .map((i) => `${i.ref}@${i.digest?.oci ?? ''}\n`)
+            .sort()
+            .join(''),
+        ).hex,
+        archOf(platform),
+      )
+    : bundleName(lock.kubernetes, archOf(platform))
   const fileDownloads = files.map(
     (f): PlannedDownload => ({
       rel: filePath(f.file),
@@ -103,13 +115,14 @@ export function planBundle(lock: Lock, platform: Platform, releases: readonly st
     return i < 0 ? undefined : fileDownloads[i]
   }
   const runtime = at(RUNTIME_COMPONENT)
-  if (!runtime) throw new KaError('ENOTPINNED', `the lock pins no Node.js runtime (component ${RUNTIME_COMPONENT}); the installer cannot run without it`)
+  if (!runtime && !images)
+    throw new KaError('ENOTPINNED', `the lock pins no Node.js runtime (component ${RUNTIME_COMPONENT}); the installer cannot run without it`)
   const calico = at(C.calicoManifest)
   return {
     id: { name, tarName: bundleTarName(name), kubernetes: lock.kubernetes, platform },
     files,
     downloads: [...fileDownloads, ...packageDownloads],
-    runtime,
+    ...(runtime ? { runtime } : {}),
     ...(calico ? { calico } : {}),
   }
 }
@@ -135,7 +148,8 @@ export function imageBlobs(planned: readonly PlannedImage[]): { image: PlannedIm
 /**
  * The files the build makes rather than downloads, pure: the bundle's lock (this platform
  * only, images resolved to their platform manifests), the SBOM, the images' OCI layout, the
- * `install` entry script, the installer and its image table.
+ * `install` entry script, the installer and its image table (an image bundle: the lock, the
+ * SBOM and the images alone).
  */
 export function bundleData(
   lock: Lock,
@@ -143,8 +157,8 @@ export function bundleData(
   releases: readonly string[] | undefined,
   images: { planned: readonly PlannedImage[]; locked: LockedImage[] },
   inputs: {
-    installer: Buffer
-    kubeadmTable: Buffer
+    installer?: Buffer
+    kubeadmTable?: Buffer
     toolVersion: string
     quickstart?: { en: Buffer; zh: Buffer; clusterExample: Buffer; ansible: ReadonlyMap<string, Buffer> }
   },
@@ -155,9 +169,13 @@ export function bundleData(
     [SBOM_FILE, { bytes: cycloneDx(plan.id.name, bundleLock, images.planned, inputs.toolVersion), mode: FILE_MODE }],
     [IMAGE_LAYOUT_FILE, { bytes: Buffer.from(OCI_LAYOUT_CONTENT), mode: FILE_MODE }],
     [IMAGE_INDEX, { bytes: ImageLayout.indexBytes(layoutImages(images.planned)), mode: FILE_MODE }],
-    [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(plan.id.platform))), mode: EXEC_MODE }],
-    [INSTALLER_FILE, { bytes: inputs.installer, mode: FILE_MODE }],
-    [KUBEADM_TABLE_FILE, { bytes: inputs.kubeadmTable, mode: FILE_MODE }],
+    ...(inputs.installer && inputs.kubeadmTable
+      ? ([
+          [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(plan.id.platform))), mode: EXEC_MODE }],
+          [INSTALLER_FILE, { bytes: inputs.installer, mode: FILE_MODE }],
+          [KUBEADM_TABLE_FILE, { bytes: inputs.kubeadmTable, mode: FILE_MODE }],
+        ] as const)
+      : []),
     // The operator on the node has no README: a page in each language, and the example cluster.yaml.
     ...(inputs.quickstart
       ? ([

@@ -21,8 +21,8 @@ import type { Fetcher, Item } from './download/fetcher.js'
 export interface ScheduledFiles {
   /** Calico's manifest, when the bundle carries Calico. */
   calico?: Item
-  /** The Node.js runtime's tarball. */
-  runtime: Item
+  /** The Node.js runtime's tarball (an image bundle has none). */
+  runtime?: Item
   /** Every other file the bundle carries. */
   files: Item[]
 }
@@ -36,7 +36,7 @@ export class Schedule {
   /** Steps 1, 2 and 4: returns when Calico's manifest is in (or failed); the rest runs on. */
   files(hostsChecked: Promise<void>, s: ScheduledFiles): Promise<void> {
     const calico = s.calico ? this.fetcher.ensure(s.calico) : Promise.resolve()
-    void hostsChecked.then(() => this.fetcher.ensure(s.runtime)).catch(() => {})
+    if (s.runtime) void hostsChecked.then(() => this.fetcher.ensure(s.runtime!)).catch(() => {})
     void Promise.all([hostsChecked, calico]).then(
       () => this.inOrder(s.files),
       () => {},

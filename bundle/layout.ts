@@ -15,6 +15,8 @@ export const INSTALL_SCRIPT = 'install'
 /** `kube-airgap-v1.29.3-linux-amd64`: the top folder of the tar, and the tar's base name. */
 export const bundleName = (kubernetes: string, arch: Arch): string => `kube-airgap-v${kubernetes}-linux-${arch}`
 export const bundleTarName = (name: string): string => `${name}.tar`
+/** `kube-airgap-images-0123456789ab-linux-amd64`: an image bundle, named by the images it pins (12 hex of their list's sha256). */
+export const imageBundleName = (imagesHex: string, arch: Arch): string => `kube-airgap-images-${imagesHex.slice(0, 12)}-linux-${arch}`
 export const tarSumName = (tarName: string): string => `${tarName}.sha256`
 
 /**

@@ -152,6 +152,16 @@ export function urlProblem(text: string): string | undefined {
   return undefined
 }
 
+/**
+ * A lock of images alone: no files (so no installer, no runtime), no OS packages. It builds an
+ * image bundle, which `./install images` imports into a running node; its Kubernetes is ''
+ * when its manifest named none.
+ */
+export const isImageLock = (lock: Pick<Lock, 'files' | 'packages'>): boolean => lock.files.length === 0 && lock.packages.length === 0
+
+/** The images of a lock, alone (`bundle build --images-only`). */
+export const imagesOf = (lock: Lock): Lock => ({ ...lock, files: [], packages: [] })
+
 /** Parses and checks a lock; every problem names its field. Never returns a half-valid lock. */
 export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
   const r: Reader = new Reader(source)
@@ -163,8 +173,10 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
   }
   const top = r.object(raw, '', ['lockVersion', 'kubernetes', 'platforms', 'files', 'images', 'packages'])
   if (top.lockVersion !== LOCK_VERSION) r.fail('lockVersion', `must be ${LOCK_VERSION}, found ${JSON.stringify(top.lockVersion)}`)
-  const kubernetes = r.string(top, 'kubernetes', 'kubernetes')!
-  if (!VERSION.test(kubernetes)) r.fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(kubernetes)}`)
+  // A lock of images alone (a manifest with only images:) names no Kubernetes.
+  const kubernetes =
+    top.kubernetes === undefined && top.files !== undefined && (top.files as unknown[]).length === 0 ? '' : r.string(top, 'kubernetes', 'kubernetes')!
+  if (kubernetes !== '' && !VERSION.test(kubernetes)) r.fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(kubernetes)}`)
 
   const platforms = r.array(top, 'platforms', 'platforms').map((p, i) => {
     if (typeof p !== 'string') r.fail(`platforms[${i}]`, 'must be a string')
@@ -338,5 +350,5 @@ export function serializeLock(lock: Lock): string {
     file: p.file,
     ...(p.stage ? { stage: p.stage } : {}),
   }))
-  return `${JSON.stringify({ lockVersion: lock.lockVersion, kubernetes: lock.kubernetes, platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
+  return `${JSON.stringify({ lockVersion: lock.lockVersion, ...(lock.kubernetes ? { kubernetes: lock.kubernetes } : {}), platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

@@ -5,7 +5,7 @@ import { requiredImages, type RequiredImages } from './closed-world.js'
 import { integrityError, Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import { filePath, IMAGE_INDEX, KUBEADM_TABLE_FILE, LOCK_FILE } from './layout.js'
-import { parseLock, type Lock, type LockedFile } from './lock.js'
+import { isImageLock, parseLock, type Lock, type LockedFile } from './lock.js'
 import { ImageLayout, type LayoutImage } from './image-layout.js'
 import type { Platform } from './platform.js'
 import type { DeltaReport } from './verify.js'
@@ -68,6 +68,9 @@ export async function openBundle(
   }
   const images = ImageLayout.parseIndex(await read(IMAGE_INDEX))
   const calico = lock.files.find((f) => f.name === C.calicoManifest)
-  const { kubeadm, pause, needed } = requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), calico ? await read(filePath(calico.file)) : undefined)
+  // An image bundle adds images to a running node: what it needs is its own images, nothing of kubeadm's.
+  const { kubeadm, pause, needed } = isImageLock(lock)
+    ? { kubeadm: [], pause: '', needed: images.map((i) => i.name) }
+    : requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), calico ? await read(filePath(calico.file)) : undefined)
   return { dir, lock, platform: lock.platforms[0]!, file, images, layout: new ImageLayout(path), required: { kubeadm, pause }, needed, read, path }
 }

@@ -7,6 +7,7 @@ import { TOOL_VERSION } from '../bundle/version.js'
 import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
 import { type BackupFlags, backupCommand, restoreCommand } from './commands/backup.js'
 import { certsRenewCommand } from './commands/certs.js'
+import { imagesCommand } from './commands/images.js'
 import { configCommand } from './commands/config.js'
 import { controllerCommand } from './commands/controller.js'
 import { versionCommand } from './commands/version.js'
@@ -176,6 +177,18 @@ function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: n
     )
     .option('--json', 'print the result as JSON')
     .action(async (own: object) => certsRenewCommand(flags(own), io))
+  top
+    .command('images')
+    .description(
+      "on a running node of any role: an image bundle's images (bundle build --images-only) imported into containerd's k8s.io namespace and pinned, after verifying it; nothing else changes",
+    )
+    .argument('<folder>', 'the unpacked image bundle (kube-airgap-verify --extract DIR NAME.tar)')
+    .addHelpText(
+      'after',
+      `\nExamples:\n  kube-airgap-verify --extract /opt/kube-airgap kube-airgap-images-0123456789ab-linux-amd64.tar\n  sudo ./install images /opt/kube-airgap/kube-airgap-images-0123456789ab-linux-amd64 --dry-run\n  sudo ./install images /opt/kube-airgap/kube-airgap-images-0123456789ab-linux-amd64 --public-key ~/kube-airgap.pub`,
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (folder: string, own: object) => imagesCommand(folder, flags(own), io))
   top
     .command('backup')
     .description(

@@ -13,6 +13,7 @@ import { concurrency } from './common.js'
 
 export interface BuildFlags {
   upgradeFrom?: string
+  imagesOnly?: boolean
   lock: string
   platform: string
   out: string
@@ -50,6 +51,7 @@ export async function buildCommand(opts: BuildFlags, io: Io): Promise<void> {
     ...(signingKeyPem ? { signingKeyPem } : {}),
     ...(splitBytes ? { splitBytes } : {}),
     ...(opts.upgradeFrom ? { upgradeFrom: opts.upgradeFrom } : {}),
+    ...(opts.imagesOnly ? { imagesOnly: true } : {}),
     lockPath: opts.lock,
     platform: parsePlatform(opts.platform, '--platform'),
     outDir: opts.out,
@@ -91,6 +93,14 @@ function nextSteps(r: BuildResult): string {
       ? `${r.packages.reduce((n, p) => n + p.count, 0)} OS packages for ${r.packages.map((p) => p.release).join(', ')}`
       : 'no OS packages (the nodes need conntrack, socat, ... already)',
   ]
+  if (!r.files.length)
+    return [
+      `        an image bundle: ${r.images.length} images; ${facts[0]}`,
+      `next:   copy ${copy} to the stick; on each node that should have the images (any role, the cluster running):`,
+      `        ${unpack.replace(/ && cd .*$/, '')}`,
+      `        sudo ./install images ${r.name}   (from the cluster's own bundle folder)`,
+      '',
+    ].join('\n')
   if (r.delta)
     return [
       `        a delta: ${r.delta.files} files (${formatBytes(r.delta.bytes)}) left to ${r.delta.base}, which the nodes must still have; ${facts.join('; ')}`,

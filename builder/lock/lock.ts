@@ -73,7 +73,7 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
   // --concurrency means what it means in bundle build: connections of one budget, which every
   // request (checksum files, files hashed by download, package indexes, tags) holds while it runs.
   o.http = { ...o.http, connections: o.http.connections ?? new Connections(o.concurrency, o.http.segmentBytes) }
-  kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
+  if (manifest.kubernetes) kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
   const wants = wantsOf(manifest)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   // Every host the lock will ask, checked at once before any work: a user behind a firewall

@@ -63,9 +63,13 @@ export function parseManifest(text: string, source: string): Manifest {
   const o = raw as Record<string, unknown>
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) fail(k, `unknown key${didYouMean(k, TOP_KEYS)}`)
 
-  const kubernetes = String(o.kubernetes ?? '')
-  if (!/^\d+\.\d+\.\d+$/.test(kubernetes)) fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(o.kubernetes)}`)
+  // A manifest of images alone (an operator's applications, after the cluster is up) names no Kubernetes.
+  const onlyImages = ['kubernetes', 'components', 'files', 'packages'].every((k) => o[k] === undefined)
+  const kubernetes = onlyImages ? '' : String(o.kubernetes ?? '')
+  if (!onlyImages && !/^\d+\.\d+\.\d+$/.test(kubernetes)) fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(o.kubernetes)}`)
+  if (onlyImages && !(Array.isArray(o.images) && o.images.length)) fail('images', 'must list the images (a manifest of images alone builds an image bundle)')
 
+  if (onlyImages && o.platforms === undefined) o.platforms = [...PLATFORMS]
   if (!Array.isArray(o.platforms) || o.platforms.length === 0) fail('platforms', `must list platforms (${PLATFORMS.join(', ')})`)
   const platforms = (o.platforms as unknown[]).map((p, i) => {
     if (!(PLATFORMS as readonly unknown[]).includes(p)) fail(`platforms[${i}]`, `unknown platform ${JSON.stringify(p)}; use ${PLATFORMS.join(' or ')}`)

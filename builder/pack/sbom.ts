@@ -48,7 +48,7 @@ export function cycloneDx(name: string, lock: Lock, images: readonly PlannedImag
     version: 1,
     metadata: {
       tools: { components: [{ type: 'application', name: 'kube-airgap', version: toolVersion }] },
-      component: { type: 'application', 'bom-ref': 'bundle', name, version: lock.kubernetes },
+      component: { type: 'application', 'bom-ref': 'bundle', name, ...(lock.kubernetes ? { version: lock.kubernetes } : {}) },
     },
     components,
     dependencies: [{ ref: 'bundle', dependsOn: components.map((c) => c['bom-ref']) }],

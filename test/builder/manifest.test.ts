@@ -13,6 +13,15 @@ describe('the manifest', () => {
     )
   })
 
+  it('a manifest of images alone names no Kubernetes and locks every platform; it must list images', () => {
+    const m = parseManifest('images:\n  - docker.io/library/shop-api:2.0\n', 'apps.yaml')
+    expect(m.kubernetes).toBe('')
+    expect(m.platforms).toEqual(['linux/amd64', 'linux/arm64'])
+    expect(m.images.map((i) => i.ref)).toEqual(['docker.io/library/shop-api:2.0'])
+    expect(() => parseManifest('platforms: [linux/amd64]\n', 'apps.yaml')).toThrow(/images.*must list the images/)
+    expect(() => parseManifest('components: {}\nimages: []\n', 'm.yaml')).toThrow(/kubernetes.*must be a version/)
+  })
+
   it("the default manifest's etcd clients are its etcd image's version", async () => {
     const m = parseManifest(await readFile(DEFAULT_MANIFEST, 'utf8'), 'default.yaml')
     expect(m.images.some((i) => i.ref === `registry.k8s.io/etcd:${m.components.get('etcd')}-0`)).toBe(true)

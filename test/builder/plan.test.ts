@@ -28,10 +28,22 @@ describe('planBundle: what a bundle carries, from the lock alone', () => {
     expect(packages.length).toBeGreaterThan(0)
     for (const p of packages) expect(p.rel, p.label).toMatch(/^packages\/debian-12\/.*_(arm64|all)\.deb$/)
     expect(plan.downloads.every((d) => !d.url.includes('amd64') || d.rel.includes('all'))).toBe(true)
-    expect(plan.runtime.label).toMatch(/^node /)
+    expect(plan.runtime?.label).toMatch(/^node /)
     expect(plan.calico?.rel).toMatch(/calico/)
     // A package a pool may drop has the snapshot service as its fallback.
     expect(packages.filter((p) => p.fallback).length).toBe(packages.length)
+  })
+
+  it('an image lock (or --images-only): no files, no runtime, named by the images it pins', async () => {
+    const l = await lock()
+    const images = { ...l, files: [], packages: [] }
+    const plan = planBundle(images, 'linux/amd64', undefined, 'x.json')
+    expect(plan.id.name).toMatch(/^kube-airgap-images-[0-9a-f]{12}-linux-amd64$/)
+    expect(plan.downloads).toEqual([])
+    expect(plan.runtime).toBeUndefined()
+    // Other images, another name; the same images, the same name.
+    expect(planBundle({ ...images, images: images.images.slice(1) }, 'linux/amd64', undefined, 'x.json').id.name).not.toBe(plan.id.name)
+    expect(planBundle({ ...images, kubernetes: '' }, 'linux/amd64', undefined, 'x.json').id.name).toBe(plan.id.name)
   })
 
   it('refuses a platform the lock lacks, a release it has no packages for, a lock without the runtime', async () => {

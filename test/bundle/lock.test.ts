@@ -27,6 +27,18 @@ describe('the lock', () => {
     expect(serializeLock(lock)).toBe(text)
   })
 
+  it('a lock of images alone may name no Kubernetes; any other must', () => {
+    const doc = { lockVersion: 1, platforms: ['linux/amd64'], files: [], images: [] }
+    const lock = parseLock(JSON.stringify(doc), 'lock.json')
+    expect(lock.kubernetes).toBe('')
+    expect(serializeLock(lock)).toBe(`${JSON.stringify(doc, null, 2)}\n`)
+    const { kubernetes: _, ...noVersion } = {
+      ...base(),
+      files: [{ name: 'runc', version: '1.1.12', url: 'https://example.com/runc', integrity: `sha256-${Buffer.alloc(32).toString('base64')}`, file: 'runc' }],
+    }
+    expect(fails(noVersion)).toMatch(/kubernetes/)
+  })
+
   it('reduces to one platform and the chosen releases', async () => {
     const lock = parseLock(await committed(), 'bundle.lock.json')
     const arm = reduceLock(lock, 'linux/arm64', ['debian-12'])

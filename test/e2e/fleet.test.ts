@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { appendMembers } from '../support/tar-edit.js'
 import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
-import { lockWorld, nextMinor, signedBuilds, startWorld, type World } from '../support/world.js'
+import { EXTRA_IMAGE, lockWorld, nextMinor, signedBuilds, startWorld, type World } from '../support/world.js'
+import { startContainerd } from '../support/containerd.js'
 
 /**
  * The fleet playbook the bundle carries (ansible/site.yml), run by the real ansible-playbook
@@ -34,6 +35,7 @@ let playbook: string
 let inventory: string
 let sshd: ChildProcess | undefined
 let sshdLog = ''
+let standins: string
 const roots = {} as Record<Node, string>
 
 const freePort = () =>
@@ -95,7 +97,7 @@ beforeAll(async () => {
   execFileSync(join(keys, 'kube-airgap-verify'), ['--extract', controller, tar], { stdio: 'ignore' })
   playbook = join(controller, NAME, 'ansible', 'site.yml')
 
-  const standins = await writeStandins(join(dir, 'standins'))
+  standins = await writeStandins(join(dir, 'standins'))
   const ca = join(dir, 'ca.crt')
   execFileSync('sh', ['-c', `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`])
   const ssh = await startSshd()
@@ -499,6 +501,69 @@ describe('ansible-playbook: the fleet unpacks only what was verified', () => {
   }, 300_000)
 })
 
+describe('the second year, for the fleet: images', () => {
+  const book = (name: string) => join(playbook, '..', name)
+
+  it('ansible/images.yml: an image bundle checked on the controller, unpacked by the verifier, imported and pinned on every node; nothing else changes', async () => {
+    const lock = join(dir, 'apps.lock.json')
+    await lockWorld(world, lock, join(dir, 'cache'), `platforms: [linux/amd64]\nimages:\n  - ${EXTRA_IMAGE}\n  - registry.k8s.io/pause:3.9\n`)
+    const b = await bundleCli([
+      'build',
+      '--lock',
+      lock,
+      '--out',
+      join(dir, 'usb-apps'),
+      '--cache',
+      join(dir, 'cache'),
+      '--sign',
+      join(dir, 'keys', 'kube-airgap.key'),
+      ...world.args,
+    ])
+    expect(b.code, b.stderr).toBe(0)
+    const images = join(dir, 'usb-apps', (await readdir(join(dir, 'usb-apps'))).find((f) => f.endsWith('.tar'))!)
+    // One containerd for the four nodes of this machine: the first imports, the others find the images there.
+    const ctd = await startContainerd(join(dir, 'ctd'))
+    try {
+      const before = Object.fromEntries(await Promise.all((Object.keys(NODES) as Node[]).map(async (n) => [n, await treeHashes(roots[n])])))
+      const args = [
+        '-e',
+        `kube_airgap_images=${images}`,
+        '-e',
+        JSON.stringify({ kube_airgap_install_args: ['--host-commands', standins, '--containerd-address', ctd.socket] }),
+      ]
+      const check = await playbookRun([...args, '--check'], tar, book('images.yml'))
+      expect(check.code, check.out).toBe(0)
+      expect(check.out).toMatch(/is not on this node yet: it would be copied and unpacked, then its images imported/)
+      const r = await playbookRun(args, tar, book('images.yml'))
+      expect(r.code, r.out).toBe(0)
+      const ls = await ctd.ctr(['-n', 'k8s.io', 'images', 'ls'])
+      for (const ref of [EXTRA_IMAGE, 'registry.k8s.io/pause:3.9'])
+        expect(ls.stdout).toMatch(new RegExp(`^${ref.replace(/[.]/g, '\\.')}\\s.*io\\.cri-containerd\\.pinned=pinned`, 'm'))
+      const name = images
+        .split('/')
+        .pop()!
+        .replace(/\.tar$/, '')
+      for (const n of Object.keys(NODES) as Node[]) {
+        const out = (await readdir(fleet(n)))
+          .filter((f) => f.startsWith('images-'))
+          .sort()
+          .pop()!
+        expect(await readFile(fleet(n, out), 'utf8'), n).toMatch(new RegExp(`install images \\S+/${name} `))
+        // Only the image bundle, beside the cluster's; nothing else of the node changed.
+        const now = await treeHashes(roots[n])
+        const added = Object.keys(now).filter((p) => !(p in before[n]!))
+        expect(
+          added.every((p) => p.startsWith(`opt/kube-airgap/${name}`)),
+          `${n}: ${added.filter((p) => !p.startsWith(`opt/kube-airgap/${name}`))}`,
+        ).toBe(true)
+        for (const [p, h] of Object.entries(before[n]!)) expect(now[p], `${n} ${p}`).toBe(h)
+      }
+    } finally {
+      await ctd.stop()
+    }
+  }, 600_000)
+})
+
 describe('ansible-playbook ansible/upgrade.yml from the next bundle', () => {
   it('from a delta bundle: stages the new images on every node, then upgrades the first master, the second, then the workers each drained and uncordoned from the first master; a rerun changes nothing', async () => {
     // A delta (only what the 1.29.3 bundle lacks): each node finds the old bundle beside it, where site.yml put it.
@@ -639,7 +704,7 @@ describe('./install inventory', () => {
 
 function spawnLint(cwd: string): { code: number; out: string } {
   try {
-    const out = execFileSync('ansible-lint', ['--offline', '--nocolor', 'site.yml', 'upgrade.yml', 'certs.yml'], {
+    const out = execFileSync('ansible-lint', ['--offline', '--nocolor', 'site.yml', 'upgrade.yml', 'certs.yml', 'images.yml', 'remove.yml', 'replace.yml'], {
       cwd,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -650,3 +715,71 @@ function spawnLint(cwd: string): { code: number; out: string } {
     return { code: err.status, out: err.stdout + err.stderr }
   }
 }
+
+describe('the second year, for the fleet: remove and replace, on a cluster of their own', () => {
+  const book = (name: string) => join(playbook, '..', name)
+  const R = { r1: 'k8s11', r2: 'k8s12', r3: 'k8s13' } as const
+  const rootOf = (h: keyof typeof R) => join(dir, 'nodes-r', h)
+  const record = async (h: keyof typeof R) => changing((await readFile(`${rootOf(h)}.record`, 'utf8').catch(() => '')).split('\n').filter(Boolean))
+  /** One master (r1) and the workers given, beside the main cluster: their own roots and KA_CLUSTER. */
+  async function inventoryOf(workers: (keyof typeof R)[]): Promise<string> {
+    const inv = yaml.load(await readFile(inventory, 'utf8')) as any
+    const base = inv.all.children.workers.hosts.w1
+    const host = (h: keyof typeof R, i: number) => ({
+      ...base,
+      kube_airgap_root: rootOf(h),
+      kube_airgap_dest: join(rootOf(h), 'opt/kube-airgap'),
+      kube_airgap_node_name: R[h],
+      kube_airgap_advertise_address: `192.0.2.${21 + i}`,
+      kube_airgap_install_environment: {
+        ...base.kube_airgap_install_environment,
+        KA_RECORD: `${rootOf(h)}.record`,
+        KA_ROOT: rootOf(h),
+        KA_CLUSTER: join(dir, 'cluster-r'),
+      },
+    })
+    inv.all.vars.kube_airgap_fleet_dir = join(dir, 'fleet-r')
+    inv.all.children = {
+      masters: { hosts: { r1: host('r1', 0) } },
+      workers: { hosts: Object.fromEntries(workers.map((w) => [w, host(w, Object.keys(R).indexOf(w))])) },
+    }
+    const path = join(dir, `inventory-${['r1', ...workers].join('-')}.yml`)
+    await writeFile(path, yaml.dump(inv))
+    return path
+  }
+
+  it('ansible/replace.yml: the old worker drained and deleted from the master, reset and purged; the new machine beside it in the inventory joined', async () => {
+    for (const h of Object.keys(R) as (keyof typeof R)[]) await freshNodeRoot(rootOf(h))
+    const made = await playbookRun([], tar, playbook, await inventoryOf(['r2']))
+    expect(made.code, made.out).toBe(0)
+    expect(existsSync(join(dir, 'cluster-r', 'nodes', R.r2))).toBe(true)
+
+    const r = await playbookRun(['-e', 'kube_airgap_remove=r2'], tar, book('replace.yml'), await inventoryOf(['r2', 'r3']))
+    expect(r.code, r.out).toBe(0)
+    const removal = (await record('r1'))
+      .filter((l) => / (cordon|drain|delete node) /.test(l))
+      .map((l) => l.replace(/^kubectl .* (cordon|drain|delete node) .*$/, '$1'))
+    expect(removal).toEqual(['cordon', 'drain', 'delete node'])
+    expect(existsSync(join(dir, 'cluster-r', 'nodes', R.r2))).toBe(false)
+    expect((await record('r2')).filter((l) => l.startsWith('kubeadm reset'))).toHaveLength(1)
+    expect(existsSync(join(rootOf('r2'), 'usr/local/bin/kubelet'))).toBe(false)
+    expect((await record('r3')).filter((l) => l.startsWith('kubeadm join'))).toEqual([
+      `kubeadm join --config ${join(rootOf('r3'), 'etc/kube-airgap/kubeadm-join.yaml')}`,
+    ])
+    expect(existsSync(join(dir, 'cluster-r', 'nodes', R.r3))).toBe(true)
+    // The removed node is left out of every play of site.yml that follows.
+    expect(r.out).not.toMatch(/TASK \[Install a worker\][\s\S]*?\bok: \[r2\]/)
+  }, 600_000)
+
+  it('ansible/remove.yml: a worker taken out (refused for the first master itself), then reset where it answers', async () => {
+    const inv = await inventoryOf(['r3'])
+    const self = await playbookRun(['-e', 'kube_airgap_remove=r1'], tar, book('remove.yml'), inv)
+    expect(self.code).toBe(2)
+    expect(self.out).toMatch(/not the first master: put another master first in the inventory/)
+    const r = await playbookRun(['-e', 'kube_airgap_remove=r3'], tar, book('remove.yml'), inv)
+    expect(r.code, r.out).toBe(0)
+    expect(existsSync(join(dir, 'cluster-r', 'nodes', R.r3))).toBe(false)
+    expect((await record('r3')).filter((l) => l.startsWith('kubeadm reset'))).toHaveLength(1)
+    expect(existsSync(join(rootOf('r3'), 'usr/local/bin/kubelet'))).toBe(false)
+  }, 600_000)
+})

@@ -14,7 +14,8 @@ import { SUPPORTED } from '../../bundle/entry.js'
 import { bundleCli, dryRunClaims } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
-import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
+import { busyboxBinary, image, index, layer } from '../support/images.js'
+import { EXTRA_IMAGE, lockWorld, signedBuilds, startWorld, type World } from '../support/world.js'
 
 /**
  * The installer end to end: a bundle built by the real builder from real-shaped upstream
@@ -175,6 +176,65 @@ describe('./install --role worker', () => {
     const fixed = await install(['--role', 'worker', '--phases', 'images', '--containerd-address', c.socket], root)
     expect(fixed.code, fixed.stderr).toBe(0)
     await checkImages(ctx)
+  })
+
+  it("an image bundle of the operator's own images: small, signed, checked by kube-airgap-verify, imported and pinned on the running node, nothing else changed", async () => {
+    const c = ctd!
+    // A new release of the operator's application, pushed where docker.io is played.
+    const app = image(
+      { os: 'linux', architecture: 'amd64' },
+      [layer({ 'bin/busybox': { data: await busyboxBinary(), mode: 0o755 } }), layer({ 'etc/image-name': { data: Buffer.from('shop-api 2.0\n') } })],
+      ['/bin/busybox', 'cat', '/etc/image-name'],
+    )
+    const arm = image({ os: 'linux', architecture: 'arm64' }, [layer({ 'etc/image-name': { data: Buffer.from('shop-api 2.0 arm64\n') } })], ['/bin/true'])
+    const idx = index([app, arm])
+    await world.registry.push('hub/library/shop-api', '2.0', idx.index, [app, arm])
+    const SHOP = 'docker.io/library/shop-api:2.0'
+    // A manifest of images alone: one new, one the node has already.
+    const lockPath = join(dir, 'apps.lock.json')
+    await lockWorld(world, lockPath, join(dir, 'cache'), `images:\n  - ${SHOP}\n  - ${EXTRA_IMAGE}\n`)
+    const build = await signedBuilds(world, lockPath, join(dir, 'cache'), join(dir, 'app-keys'))
+    const said = await build(join(dir, 'apps'))
+    const tar = (await readdir(join(dir, 'apps'))).find((f) => f.endsWith('.tar'))!
+    expect(tar).toMatch(/^kube-airgap-images-[0-9a-f]{12}-linux-amd64\.tar$/)
+    expect(said).toContain('sudo ./install images')
+    expect((await stat(join(dir, 'apps', tar))).size).toBeLessThan((await stat(join(dir, 'out', `${NAME}.tar`))).size / 10)
+    const verifier = join(dir, 'app-keys', 'kube-airgap-verify')
+    execFileSync(verifier, [join(dir, 'apps', tar)], { stdio: 'ignore' })
+    await mkdir(join(dir, 'apps', 'node'))
+    execFileSync(verifier, ['--extract', join(dir, 'apps', 'node'), join(dir, 'apps', tar)], { stdio: 'ignore' })
+    const folder = join(dir, 'apps', 'node', tar.replace(/\.tar$/, ''))
+    expect((await readdir(folder)).sort()).toEqual(['SHA256SUMS', 'SIGNATURE', 'STATEMENT.json', 'bundle.lock.json', 'images', 'sbom.cdx.json'])
+
+    const before = await treeHashes(root)
+    // A folder changed after the verifier unpacked it: refused before anything is imported.
+    const bad = `${folder}-changed`
+    await cp(folder, bad, { recursive: true })
+    const blobs = join(bad, 'images/blobs/sha256')
+    const blob = join(blobs, (await readdir(blobs))[0]!)
+    await writeFile(blob, Buffer.concat([await readFile(blob), Buffer.from('x')]))
+    const refused = await install(['images', bad, '--containerd-address', c.socket], root)
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/images\/blobs\/sha256\/[0-9a-f]{64}: changed/)
+    expect((await c.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout).not.toContain('shop-api')
+    const dry = await install(['images', folder, '--dry-run', '--containerd-address', c.socket], root)
+    expect(dry.code, dry.stderr + dry.stdout).toBe(0)
+    expect(dry.stdout).toMatch(/\[images\] would do +images in k8s\.io \(2: 1 to import\)/)
+    const r = await install(['images', folder, '--containerd-address', c.socket], root)
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(dryRunClaims(dry.stdout, r.stdout)).toEqual([])
+    expect(await treeHashes(root)).toEqual(before)
+    const ls = await c.ctr(['-n', 'k8s.io', 'images', 'ls'])
+    expect(ls.stdout).toMatch(new RegExp(`^docker\\.io/library/shop-api:2\\.0\\s+\\S+\\s+${app.manifest.digest}\\s.*io\\.cri-containerd\\.pinned=pinned`, 'm'))
+    const run = await c.ctr(['-n', 'k8s.io', 'run', '--rm', SHOP, `ka-apps-${process.pid}`])
+    expect(run.stdout).toBe('shop-api 2.0\n')
+    // The cluster's own bundle is refused as an image bundle; a tar is named with how to unpack it.
+    const whole = await install(['images', bundle, '--containerd-address', c.socket], root)
+    expect(whole.code).toBe(2)
+    expect(whole.stderr).toMatch(/is a bundle that installs Kubernetes, not an image bundle/)
+    const packed = await install(['images', join(dir, 'apps', tar)], root)
+    expect(packed.code).toBe(2)
+    expect(packed.stderr).toMatch(/is not a folder: unpack the image bundle first \(kube-airgap-verify --extract DIR /)
   })
 })
 

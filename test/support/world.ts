@@ -134,6 +134,7 @@ export const nextMinor = (t: string): string =>
     .replaceAll(':v1.29.3', ':v1.30.11')
     .replace('coredns:v1.11.1', 'coredns:v1.11.3')
     .replace('etcd:3.5.12-0', 'etcd:3.5.15-0')
+    .replace('  etcd: 3.5.12', '  etcd: 3.5.15')
     .replace('crictl: 1.29.0', 'crictl: 1.30.0')
 
 /** `bundle lock` of the world's manifest (or a variant of it) through its mirrors. */

@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { missingImages, requiredImages } from '../bundle/closed-world.js'
+import { missingImages, requiredImages, tableWith } from '../bundle/closed-world.js'
 import { KaError } from '../bundle/errors.js'
 import { bundleTarName, DELTA_FILE, deltaName, EXEC_MODE, FILE_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
 import { deltaBytes } from '../bundle/delta.js'
@@ -21,7 +21,7 @@ import { checkHosts, hostsFor } from './download/hosts.js'
 import { parseImageRef } from '../bundle/reference.js'
 import { extractRuntime } from './pack/node-runtime.js'
 import type { FetchOptions } from './options.js'
-import { ANSIBLE_SOURCE_DIR, CLUSTER_EXAMPLE, INSTALLER_BUILT, KUBEADM_TABLE, QUICKSTART_DIR } from './package-files.js'
+import { ANSIBLE_SOURCE_DIR, CLUSTER_EXAMPLE, COMPATIBILITY, INSTALLER_BUILT, KUBEADM_TABLE, QUICKSTART_DIR } from './package-files.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { packBundle } from './pack/pack.js'
 import { splitTar } from './pack/parts.js'
@@ -293,7 +293,9 @@ async function assemble(
   }
   const { data } = bundleData(lock, plan, o.releases, fetched.images, {
     installer,
-    kubeadmTable: await readFile(o.kubeadmTable),
+    // The node checks kubeadm against the bundle's table: it carries the lock's own row.
+    kubeadmTable: Buffer.from(tableWith(await readFile(o.kubeadmTable, 'utf8'), lock.kubernetes, lock.kubeadmImages)),
+    compatibility: await readFile(COMPATIBILITY),
     toolVersion: TOOL_VERSION,
     quickstart,
   })
@@ -373,7 +375,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
 }
 
 async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string | undefined): Promise<void> {
-  const { wants } = requiredImages(lock.kubernetes, await readFile(o.kubeadmTable, 'utf8'), calicoYaml)
+  const { wants } = requiredImages(lock.kubernetes, await readFile(o.kubeadmTable, 'utf8'), calicoYaml, lock.kubeadmImages)
   const missing = missingImages(
     lock.images.map((i) => i.ref),
     wants,

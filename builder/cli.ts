@@ -51,7 +51,7 @@ function addInternetCommands(program: Command, io: Io): void {
     .description('resolve a manifest into a lock: every file with its URL and sha256, every image with its digest')
     .addHelpText(
       'after',
-      `\nExamples:\n  bundle lock                                   # manifests/default.yaml -> bundle.lock.json\n  bundle lock --manifest my.yaml --out my.lock.json --mirrors manifests/mirrors/china.yaml`,
+      `\nExamples:\n  bundle lock                                   # manifests/default.yaml -> bundle.lock.json\n  bundle lock --manifest my.yaml --out my.lock.json --mirrors manifests/mirrors/china.yaml\n  bundle lock --manifest manifests/kubernetes-1.36.yaml --out v1.36.lock.json --check-images   # the table against kubeadm v1.36`,
     )
     .option('--manifest <file>', 'the manifest to lock', defaultPath('manifests/default.yaml'))
     .option('--out <file>', 'where to write the lock', 'bundle.lock.json')
@@ -61,6 +61,8 @@ function addInternetCommands(program: Command, io: Io): void {
     .option('--cache <dir>', 'the download cache', Cache.defaultRoot())
     .option('--concurrency <n>', 'connections at once: every request holds one (1-64)', '8')
     .option('--keyring <file>', 'also trust this OpenPGP keyring for the OS package archives (a mirror that signs its own indexes; repeatable)', collect, [])
+    .option('--no-kubeadm', "take kubeadm's image list from manifests/kubeadm-images.yaml instead of running the pinned kubeadm")
+    .option('--check-images', 'fail unless manifests/kubeadm-images.yaml agrees with what the pinned kubeadm lists for the version')
     .option('--json', 'print the result as JSON')
     .action(async (opts: LockFlags) => lockCommand(opts, io))
 
@@ -161,9 +163,11 @@ function addAboutCommands(program: Command, io: Io): void {
 
   program
     .command('versions')
-    .description('list the Kubernetes versions this kube-airgap can build bundles for (its kubeadm image table)')
+    .description(
+      'the Kubernetes versions whose kubeadm images the table knows, and which containerd, Calico, crictl, runc and CNI plugins fit each (with the sources)',
+    )
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', '\nExamples:\n  bundle versions     # then set kubernetes: in the manifest to one of them and run bundle lock')
+    .addHelpText('after', '\nExamples:\n  bundle versions     # then write a manifest whose versions fit, and run bundle lock\n  bundle versions --json')
     .action(async (opts: { json?: boolean }) => versionsCommand(opts, io))
   const help = completionHelp('bundle')
   program

@@ -10,6 +10,8 @@ export const PACKAGE_DIR = ((): string => {
 })()
 
 export const KUBEADM_TABLE = join(PACKAGE_DIR, 'manifests', 'kubeadm-images.yaml')
+/** Which versions fit together (bundle/compatibility.ts reads it): checked at lock time, carried for upgrades. */
+export const COMPATIBILITY = join(PACKAGE_DIR, 'manifests', 'compatibility.yaml')
 /** The distributions' archive keyrings the release table names (builder/packages/releases.ts). */
 export const KEYRING_DIR = join(PACKAGE_DIR, 'manifests', 'keyrings')
 /** The quickstart pages and the example cluster.yaml every bundle carries. */

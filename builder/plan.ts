@@ -15,6 +15,7 @@ import {
   INSTALL_SCRIPT,
   INSTALLER_FILE,
   KUBEADM_TABLE_FILE,
+  COMPATIBILITY_FILE,
   LOCK_FILE,
   packagePath,
   RUNTIME_COMPONENT,
@@ -159,6 +160,7 @@ export function bundleData(
   inputs: {
     installer?: Buffer
     kubeadmTable?: Buffer
+    compatibility?: Buffer
     toolVersion: string
     quickstart?: { en: Buffer; zh: Buffer; clusterExample: Buffer; ansible: ReadonlyMap<string, Buffer> }
   },
@@ -174,6 +176,7 @@ export function bundleData(
           [INSTALL_SCRIPT, { bytes: Buffer.from(installScript(archOf(plan.id.platform))), mode: EXEC_MODE }],
           [INSTALLER_FILE, { bytes: inputs.installer, mode: FILE_MODE }],
           [KUBEADM_TABLE_FILE, { bytes: inputs.kubeadmTable, mode: FILE_MODE }],
+          ...(inputs.compatibility ? ([[COMPATIBILITY_FILE, { bytes: inputs.compatibility, mode: FILE_MODE }]] as const) : []),
         ] as const)
       : []),
     // The operator on the node has no README: a page in each language, and the example cluster.yaml.

@@ -1,5 +1,6 @@
 import yaml from 'js-yaml'
 import { KaError } from './errors.js'
+import type { KubeadmRow } from './lock.js'
 import { imageName, parseImageRef } from './reference.js'
 
 export const KUBEADM_REPOSITORY = 'registry.k8s.io'
@@ -22,8 +23,13 @@ export interface Wanted {
  * calico.yaml. The builder refuses a lock without them; the installer checks containerd has
  * them. One function, so the two sides never disagree.
  */
-export function requiredImages(kubernetes: string, tableText: string, calicoManifest?: string): RequiredImages & { wants: Wanted[]; needed: string[] } {
-  const k = kubeadmImages(kubernetes, tableText)
+export function requiredImages(
+  kubernetes: string,
+  tableText: string,
+  calicoManifest?: string,
+  row?: KubeadmRow,
+): RequiredImages & { wants: Wanted[]; needed: string[] } {
+  const k = kubeadmImages(kubernetes, tableText, row)
   const wants = [
     ...k.kubeadm.map((image) => ({ image, neededBy: image === k.pause ? `kubeadm ${kubernetes} and containerd's sandbox_image` : `kubeadm ${kubernetes}` })),
     ...(calicoManifest === undefined ? [] : manifestImages(calicoManifest).map((image) => ({ image, neededBy: 'calico.yaml' }))),
@@ -35,9 +41,9 @@ export function requiredImages(kubernetes: string, tableText: string, calicoMani
  * Reads manifests/kubeadm-images.yaml for one exact Kubernetes version: kubeadm changes
  * etcd and CoreDNS in patch releases, so a row per minor would be wrong for some patches.
  */
-export function kubeadmImages(kubernetes: string, tableText: string): RequiredImages {
-  const table = yaml.load(tableText) as Record<string, { coredns: string; etcd: string; pause: string }>
-  const row = table[kubernetes]
+export function kubeadmImages(kubernetes: string, tableText: string, known?: KubeadmRow): RequiredImages {
+  const table = yaml.load(tableText) as Record<string, KubeadmRow>
+  const row = known ?? table[kubernetes]
   if (!row) {
     throw new KaError(
       'ENOTPINNED',
@@ -55,6 +61,30 @@ export function kubeadmImages(kubernetes: string, tableText: string): RequiredIm
     ],
     pause,
   }
+}
+
+/** kubeadm's images for a version as a table row: the list `kubeadm config images list` prints, read. */
+export function kubeadmRow(kubernetes: string, list: readonly string[]): KubeadmRow | undefined {
+  const tag = (repo: string) =>
+    list
+      .map((i) => imageName(parseImageRef(i)))
+      .find((i) => i.startsWith(`${KUBEADM_REPOSITORY}/${repo}:`))
+      ?.split(':')
+      .pop()
+  const row = { coredns: tag('coredns/coredns'), etcd: tag('etcd'), pause: tag('pause') }
+  if (!row.coredns || !row.etcd || !row.pause) return undefined
+  // Only the shape this table describes: the four control-plane images at the version itself, and these three.
+  const expected = kubeadmImages(kubernetes, '{}', row as KubeadmRow).kubeadm
+  const got = new Set(list.map((i) => imageName(parseImageRef(i))))
+  return expected.every((e) => got.has(e)) && got.size === expected.length ? (row as KubeadmRow) : undefined
+}
+
+/** The table as the bundle carries it: the committed rows, with the lock's own row for its version (kubeadm's word wins). */
+export function tableWith(tableText: string, kubernetes: string, row: KubeadmRow | undefined): string {
+  if (!row) return tableText
+  const line = `'${kubernetes}': { coredns: ${row.coredns}, etcd: ${row.etcd}, pause: '${row.pause}' }`
+  const at = new RegExp(`^'${kubernetes.replaceAll('.', '\\.')}': .*$`, 'm')
+  return at.test(tableText) ? tableText.replace(at, line) : `${tableText.replace(/\n*$/, '\n')}${line}\n`
 }
 
 /** Every `image:` of every container and init container in a (multi-document) manifest, canonical. */

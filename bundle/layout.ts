@@ -83,6 +83,8 @@ export const imageBlobPath = (hex: string): string => `${IMAGES_DIR}/blobs/sha25
 /** The installer, bundled into one file, and what it reads beside it. */
 export const INSTALLER_FILE = `${INSTALLER_DIR}/install.mjs`
 export const KUBEADM_TABLE_FILE = `${INSTALLER_DIR}/kubeadm-images.yaml`
+/** manifests/compatibility.yaml, carried: `./install upgrade` checks the bundle it upgrades to against it. */
+export const COMPATIBILITY_FILE = `${INSTALLER_DIR}/compatibility.yaml`
 
 /**
  * The pinned Node.js runtime: the lock pins the upstream tarball (component `node`); the

@@ -58,12 +58,21 @@ export interface LockedPackage {
   stage?: number
 }
 
+/** The images of kubeadm's own beyond kube-apiserver and the like: what `kubeadm config images list` names for the lock's version. */
+export interface KubeadmRow {
+  coredns: string
+  etcd: string
+  pause: string
+}
+
 export interface Lock {
   lockVersion: typeof LOCK_VERSION
   kubernetes: string
   platforms: Platform[]
   files: LockedFile[]
   images: LockedImage[]
+  /** What the pinned kubeadm listed (or the committed table had) for this version, when the lock recorded it. */
+  kubeadmImages?: KubeadmRow
   packages: LockedPackage[]
 }
 
@@ -171,7 +180,7 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
   } catch (e) {
     throw new KaError('ELOCK', `${source}: not valid JSON (${(e as Error).message}); fix it or run \`bundle lock\` again`)
   }
-  const top = r.object(raw, '', ['lockVersion', 'kubernetes', 'platforms', 'files', 'images', 'packages'])
+  const top = r.object(raw, '', ['lockVersion', 'kubernetes', 'platforms', 'files', 'images', 'kubeadmImages', 'packages'])
   if (top.lockVersion !== LOCK_VERSION) r.fail('lockVersion', `must be ${LOCK_VERSION}, found ${JSON.stringify(top.lockVersion)}`)
   // A lock of images alone (a manifest with only images:) names no Kubernetes.
   const kubernetes =
@@ -199,7 +208,17 @@ export function parseLock(text: string, source = 'bundle.lock.json'): Lock {
     if (prev !== undefined) r.fail(`packages[${i}].file`, `${JSON.stringify(p.file)} is also packages[${prev}].file for ${p.release} ${p.platform}`)
     seen.set(key, i)
   })
-  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, packages }
+  let kubeadmImages: KubeadmRow | undefined
+  if (top.kubeadmImages !== undefined) {
+    const k = r.object(top.kubeadmImages, 'kubeadmImages', ['coredns', 'etcd', 'pause'])
+    const tag = (key: string) => {
+      const v = r.string(k, key, `kubeadmImages.${key}`)!
+      if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(v)) r.fail(`kubeadmImages.${key}`, `${JSON.stringify(v)} is not an image tag`)
+      return v
+    }
+    kubeadmImages = { coredns: tag('coredns'), etcd: tag('etcd'), pause: tag('pause') }
+  }
+  return { lockVersion: LOCK_VERSION, kubernetes, platforms, files, images, ...(kubeadmImages ? { kubeadmImages } : {}), packages }
 }
 
 function lockedFile(r: Reader, f: unknown, at: string, platforms: readonly Platform[]): LockedFile {
@@ -350,5 +369,5 @@ export function serializeLock(lock: Lock): string {
     file: p.file,
     ...(p.stage ? { stage: p.stage } : {}),
   }))
-  return `${JSON.stringify({ lockVersion: lock.lockVersion, ...(lock.kubernetes ? { kubernetes: lock.kubernetes } : {}), platforms: lock.platforms, files, images, ...(packages.length ? { packages } : {}) }, null, 2)}\n`
+  return `${JSON.stringify({ lockVersion: lock.lockVersion, ...(lock.kubernetes ? { kubernetes: lock.kubernetes } : {}), platforms: lock.platforms, files, images, ...(lock.kubeadmImages ? { kubeadmImages: lock.kubeadmImages } : {}), ...(packages.length ? { packages } : {}) }, null, 2)}\n`
 }

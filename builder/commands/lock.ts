@@ -22,6 +22,9 @@ export interface LockFlags {
   concurrency: string
   keyring: string[]
   json?: boolean
+  /** commander's name for --no-kubeadm: false when given. */
+  kubeadm?: boolean
+  checkImages?: boolean
 }
 
 /** `bundle lock`: a manifest resolved into a lock, checked as `bundle build` will read it before it is written. */
@@ -43,6 +46,8 @@ export async function lockCommand(opts: LockFlags, io: Io): Promise<void> {
       concurrency: concurrency(opts.concurrency),
       progress,
       keyrings: opts.keyring.map((k) => resolve(k)),
+      ...(opts.kubeadm === false ? { runKubeadm: false } : {}),
+      ...(opts.checkImages ? { checkImages: true } : {}),
     })
   } finally {
     progress.close()

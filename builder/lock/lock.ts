@@ -6,17 +6,20 @@ import { closure, installStages, newest, type DebPackage } from '../packages/deb
 import { releaseNamed, rpmArch, type DebRelease, type RpmRelease } from '../packages/releases.js'
 import { readRepo, type DnfOptions } from '../packages/dnf.js'
 import { newestRpms, rpmClosure } from '../packages/rpm.js'
-import { KEYRING_DIR, KUBEADM_TABLE } from '../package-files.js'
+import { COMPATIBILITY, KEYRING_DIR, KUBEADM_TABLE } from '../package-files.js'
 import { kubeadmImages } from '../../bundle/closed-world.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
 import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage, type PackageUse } from '../../bundle/lock.js'
+import { checkFit, checkKubeadmAnswer } from './fit.js'
+import { kubeadmAnswer } from './kubeadm.js'
 import { archOf, type Platform } from '../../bundle/platform.js'
 import type { FetchOptions } from '../options.js'
 import { DockerCredentials } from '../images/credentials.js'
 import { parseImageRef } from '../../bundle/reference.js'
 import { RegistryClient } from '../images/registry.js'
-import { COMPONENTS, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
+import { COMPONENTS, componentNamed, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
+import { C } from '../../bundle/components.js'
 import { Connections } from '../download/connections.js'
 import { checkHosts, hostsFor } from '../download/hosts.js'
 import { download } from '../download/download.js'
@@ -34,8 +37,14 @@ export interface LockOptions extends FetchOptions {
   keyrings: readonly string[]
   gpgv: string
   xz: string
-  /** The kubeadm image table: a Kubernetes version it does not know is refused here, not at build. */
+  /** The kubeadm image table: the answer where the pinned kubeadm cannot run here, and a cache of what it said. */
   kubeadmTable: string
+  /** Ask the pinned kubeadm for its images (default); false: the table answers (--no-kubeadm). */
+  runKubeadm?: boolean
+  /** Fail unless the table agrees with what the pinned kubeadm lists (--check-images). */
+  checkImages?: boolean
+  /** manifests/compatibility.yaml: a manifest whose components do not fit together is refused before anything is fetched. */
+  compatibility: string
 }
 
 export interface Want {
@@ -68,50 +77,65 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     zstd: 'zstd',
     bzip2: 'bzip2',
     kubeadmTable: KUBEADM_TABLE,
+    compatibility: COMPATIBILITY,
     ...opts,
   }
   // --concurrency means what it means in bundle build: connections of one budget, which every
   // request (checksum files, files hashed by download, package indexes, tags) holds while it runs.
   o.http = { ...o.http, connections: o.http.connections ?? new Connections(o.concurrency, o.http.segmentBytes) }
-  if (manifest.kubernetes) kubeadmImages(manifest.kubernetes, await readFile(o.kubeadmTable, 'utf8'))
+  const tableText = await readFile(o.kubeadmTable, 'utf8')
+  if (manifest.kubernetes) await checkFit(manifest, o)
   const wants = wantsOf(manifest)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   // Every host the lock will ask, checked at once before any work: a user behind a firewall
   // learns every unreachable one in one line, as bundle build says it.
   await checkHosts(hostsFor(lockHosts(manifest, wants, registry), o.mirrors), o.http, o.mirrorsFile)
   const checksumFiles = new Map<string, Promise<string | undefined>>()
-  const files = await Promise.all(
-    wants.map(async (w): Promise<LockedFile> => {
-      const file = urlBaseName(w.url)
-      const base: LockedFile = {
-        name: w.name,
-        version: w.version,
-        ...(w.platform ? { platform: w.platform } : {}),
-        url: w.url,
-        integrity: w.sha256 ?? Sha256.of(''),
-        file,
+  const lockFile = async (w: Want): Promise<LockedFile> => {
+    const file = urlBaseName(w.url)
+    const base: LockedFile = {
+      name: w.name,
+      version: w.version,
+      ...(w.platform ? { platform: w.platform } : {}),
+      url: w.url,
+      integrity: w.sha256 ?? Sha256.of(''),
+      file,
+    }
+    if (w.sha256) return base
+    if (w.checksumUrl) {
+      const url = applyMirrors(w.checksumUrl, o.mirrors)
+      let text = checksumFiles.get(url)
+      if (!text) {
+        text = fetchText(`checksum of ${label(w)}`, url, o.http)
+        checksumFiles.set(url, text)
       }
-      if (w.sha256) return base
-      if (w.checksumUrl) {
-        const url = applyMirrors(w.checksumUrl, o.mirrors)
-        let text = checksumFiles.get(url)
-        if (!text) {
-          text = fetchText(`checksum of ${label(w)}`, url, o.http)
-          checksumFiles.set(url, text)
-        }
-        const hex = pickChecksum((await text) ?? '', file)
-        if (hex) return { ...base, integrity: Sha256.fromHex(hex) }
-        o.progress.note(`note     ${label(w)}: no usable checksum at ${w.checksumUrl}; downloading to hash it`)
-      }
-      const { digest, size } = await hashByDownload(w, o)
-      return { ...base, integrity: digest, size }
-    }),
-  )
+      const hex = pickChecksum((await text) ?? '', file)
+      if (hex) return { ...base, integrity: Sha256.fromHex(hex) }
+      o.progress.note(`note     ${label(w)}: no usable checksum at ${w.checksumUrl}; downloading to hash it`)
+    }
+    const { digest, size } = await hashByDownload(w, o)
+    return { ...base, integrity: digest, size }
+  }
+  const files = await Promise.all(wants.map(lockFile))
+
+  // kubeadm's own images for the version, from the pinned kubeadm (or the table): those the
+  // manifest does not name are pinned with the rest.
+  const kubeadm = manifest.kubernetes ? await kubeadmAnswer(manifest.kubernetes, files, tableText, o) : undefined
+  if (kubeadm) checkKubeadmAnswer(manifest, kubeadm, o)
+  // The etcd clients follow kubeadm's etcd when the manifest names none.
+  if (kubeadm && !manifest.components.has(C.etcd)) {
+    const etcd = componentNamed(C.etcd)!
+    const version = kubeadm.row.etcd.replace(/-\d+$/, '')
+    files.push(...(await Promise.all(manifest.platforms.map((p) => lockFile(componentWant(etcd, version, p, p))))))
+  }
+  const wanted = [...manifest.images]
+  for (const ref of kubeadm ? kubeadmImages(manifest.kubernetes, tableText, kubeadm.row).kubeadm : [])
+    if (!wanted.some((w) => w.ref === ref)) wanted.push({ ref })
 
   // Each image is pinned to what its tag names now: the multi-platform index, so one lock
   // serves every platform. A digest the manifest gives is kept as it is.
   const images = await Promise.all(
-    manifest.images.map(async (im) => {
+    wanted.map(async (im) => {
       if (im.digest) return { ref: im.ref, digest: im.digest }
       const top = await registry.resolve(parseImageRef(im.ref))
       o.progress.note(`resolved ${im.ref}@${top.digest.oci}`)
@@ -119,7 +143,15 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     }),
   )
   const packages = await lockAllPackages(manifest, o)
-  return { lockVersion: LOCK_VERSION, kubernetes: manifest.kubernetes, platforms: manifest.platforms, files, images, packages }
+  return {
+    lockVersion: LOCK_VERSION,
+    kubernetes: manifest.kubernetes,
+    platforms: manifest.platforms,
+    files,
+    images,
+    ...(kubeadm ? { kubeadmImages: kubeadm.row } : {}),
+    packages,
+  }
 }
 
 /** What the lock will fetch, by URL: checksum files or the files themselves, tags, every package archive of every set. */

@@ -1,6 +1,9 @@
 import { access, constants } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { KaError } from '../../bundle/errors.js'
+import { misfits, parseCompatibility } from '../../bundle/compatibility.js'
+import { COMPATIBILITY_FILE } from '../../bundle/layout.js'
+import type { Bundle } from '../../bundle/open.js'
 import { archOf } from '../../bundle/platform.js'
 import { printJson, type Io } from '../../bundle/report.js'
 import { type Flags, requireSuperuser, resolveContext } from '../context.js'
@@ -152,6 +155,8 @@ async function upgrade(run: Run): Promise<void> {
       'EUSAGE',
       `an upgrade from ${state.from} to ${state.to} is under way on this node: finish it with the ${state.to} bundle, or undo it first: sudo ./install upgrade --rollback`,
     )
+  const misfit = await bundleMisfit(ctx.bundle)
+  if (misfit) throw new KaError('EUSAGE', misfit)
   const resuming = !!state && !state.finished
   const from = resuming ? parseVersion(state.from) : await installedKubelet(ctx)
   if (!from) throw new KaError('ESTEP', `cannot tell which Kubernetes this node runs: ${BIN_DIR}/kubelet --version gave no version`)
@@ -247,4 +252,18 @@ async function refusals(
       `a worker is drained before its kubelet is replaced, and this one ${how}: on a master run \`${drain}\`, then this again (and afterwards \`kubectl uncordon ${node.name}\`); or give --drain-from <kubeconfig> and this run does both`,
     )
   }
+}
+
+/**
+ * The bundle's own versions against the compatibility table it carries: `bundle lock` refuses a
+ * manifest that does not fit, but a lock made by hand, or before the table knew better, may
+ * not. A bundle from before the table carries none and is not judged.
+ */
+export async function bundleMisfit(bundle: Pick<Bundle, 'lock' | 'read'>): Promise<string | undefined> {
+  const text = await bundle.read(COMPATIBILITY_FILE).catch(() => undefined)
+  if (text === undefined) return undefined
+  const versions = new Map<string, string>([['kubernetes', bundle.lock.kubernetes], ...bundle.lock.files.map((f): [string, string] => [f.name, f.version])])
+  const m = misfits(parseCompatibility(text, COMPATIBILITY_FILE), versions)
+  if (!m.length) return undefined
+  return `this bundle does not fit together: ${m[0]!.problem}; ${m[0]!.fix} in its manifest, then bundle lock and bundle build again (source: ${m[0]!.source})`
 }

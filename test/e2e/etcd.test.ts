@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bundleCli, dryRunClaims } from '../support/cli.js'
+import { buildUnpacked, dryRunClaims } from '../support/cli.js'
 import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
 import { runStaticPod, type StaticPod } from '../support/static-pods.js'
 import { lockWorld, startWorld, type World } from '../support/world.js'
@@ -24,7 +24,6 @@ let world: World
 let bundle: string
 let standins: string
 let ca: string
-const NAME = 'kube-airgap-v1.29.3-linux-amd64'
 const pods: StaticPod[] = []
 
 beforeAll(async () => {
@@ -32,10 +31,7 @@ beforeAll(async () => {
   world = await startWorld(dir, { realistic: true })
   const lock = join(dir, 'bundle.lock.json')
   await lockWorld(world, lock, join(dir, 'cache'))
-  const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), ...world.args])
-  expect(r.code, r.stderr).toBe(0)
-  execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'out') })
-  bundle = join(dir, 'out', NAME)
+  bundle = await buildUnpacked(['--lock', lock, '--cache', join(dir, 'cache'), ...world.args], join(dir, 'out'))
   standins = await writeStandins(join(dir, 'standins'))
   ca = join(dir, 'ca.crt')
   execSync(`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ${ca}.key -out ${ca} -days 30 -subj /CN=kubernetes 2>/dev/null`)

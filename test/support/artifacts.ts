@@ -22,8 +22,9 @@ import { REPO } from './fake-upstream.js'
  */
 const EMULATE: Record<string, string> = {
   kubeadm: `[ "$1 \${2:-}" = "version -o" ] && { echo "v$VERSION"; exit 0; }
-[ -n "\${KA_RECORD:-}" ] || exit 0
-mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
+# config images list answers anywhere (bundle lock runs it with an empty environment); the rest records.
+[ -n "\${KA_RECORD:-}" ] || [ "$1 \${2:-}" = "config images" ] || exit 0
+[ -z "\${KA_RECORD:-}" ] || { mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l); }
 prev=""; cfg=""; for a in "$@"; do [ "$prev" = "--config" ] && cp "$a" "$KA_RECORD.d/$n-kubeadm-$1.yaml" && cfg="$a"; prev="$a"; done
 # With $KA_CLUSTER (a folder the nodes of one test cluster share): the node is registered
 # there under its nodeRegistration name and its kubelet started; the first master is named as the one whose
@@ -109,11 +110,16 @@ case "$1" in
   config)
     case "$2" in
       # What kubeadm prints offline (manifests/kubeadm-images.yaml); a test names other images in $KA_KUBEADM_IMAGES.
-      images) v=$5; if [ -n "\${KA_KUBEADM_IMAGES:-}" ]; then printf '%s\\n' $KA_KUBEADM_IMAGES; else
+      # -o json as kubeadm prints it (cmd/kubeadm/app/apis/output/v1alpha3: kind Images, images: [...]).
+      images) v=$5; list=$(if [ -n "\${KA_KUBEADM_IMAGES:-}" ]; then printf '%s\\n' $KA_KUBEADM_IMAGES; else
         for n in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do echo "registry.k8s.io/$n:$v"; done
         case "$v" in $IMAGE_TABLE
           *) printf 'registry.k8s.io/coredns/coredns:v1.11.1\\nregistry.k8s.io/pause:3.9\\nregistry.k8s.io/etcd:3.5.12-0\\n' ;;
-        esac; fi ;;
+        esac; fi)
+        case " $* " in
+          *" -o json "*) printf '{"kind":"Images","apiVersion":"output.kubeadm.k8s.io/v1alpha3","images":[%s]}\\n' "$(printf '%s\\n' $list | sed 's/.*/"&"/' | paste -sd, -)" ;;
+          *) printf '%s\\n' $list ;;
+        esac ;;
       validate) grep -qE '^kind: (Init|Join)Configuration$' "$4" || { echo "no InitConfiguration or JoinConfiguration in $4" >&2; exit 1; } ;;
     esac ;;
 esac`,
@@ -259,14 +265,19 @@ const KUBELET = `[ "\${KA_BROKEN_KUBELET:-}" = "v$VERSION" ] && { echo "kubelet 
 [ "\${1:-}" = --version ] && { echo "Kubernetes v$VERSION"; exit 0; }
 `
 
-export async function makeArtifacts(dir: string, realistic: boolean): Promise<(w: Want) => Promise<Buffer | undefined>> {
+export async function makeArtifacts(
+  dir: string,
+  realistic: boolean,
+  /** Versions the stand-in kubeadm knows beyond the committed table (what a newer kubeadm would print). */
+  kubeadmRows: Record<string, Record<string, string>> = {},
+): Promise<(w: Want) => Promise<Buffer | undefined>> {
   await mkdir(dir, { recursive: true })
   const made = new Map<string, Buffer>()
   const sh = (cmd: string, cwd = dir) => execFileSync('sh', ['-c', cmd], { cwd, stdio: ['ignore', 'ignore', 'inherit'] })
 
   // The images each kubeadm version wants, as kubeadm would print them (case branches for the stand-in).
   const table = yaml.load(await readFile(join(REPO, 'manifests', 'kubeadm-images.yaml'), 'utf8')) as Record<string, Record<string, string>>
-  const imageTable = Object.entries(table)
+  const imageTable = Object.entries({ ...table, ...kubeadmRows })
     .map(([v, i]) => `v${v}) printf 'registry.k8s.io/coredns/coredns:${i.coredns}\\nregistry.k8s.io/pause:${i.pause}\\nregistry.k8s.io/etcd:${i.etcd}\\n' ;;`)
     .join('\n          ')
   const recorder = (name: string, version: string) =>

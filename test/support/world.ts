@@ -52,6 +52,8 @@ export async function startWorld(
     layerBytes?: { base: number; own: number }
     realistic?: boolean
     manifestEdit?: (text: string) => string
+    /** Versions the stand-in kubeadm knows beyond the committed table. */
+    kubeadmRows?: Record<string, Record<string, string>>
   } = {},
 ): Promise<World> {
   const baseText = withoutPackages(await readFile(DEFAULT_MANIFEST, 'utf8'))
@@ -61,7 +63,7 @@ export async function startWorld(
   const manifestPath = join(dir, 'manifest.yaml')
   await mkdir(dir, { recursive: true })
   await writeFile(manifestPath, manifestText)
-  const artifacts = await makeArtifacts(join(dir, 'artifacts'), !!opts.realistic)
+  const artifacts = await makeArtifacts(join(dir, 'artifacts'), !!opts.realistic, opts.kubeadmRows)
   const fake = await fakeUpstream(join(dir, 'up'), {
     manifestText,
     ...(opts.size ? { size: opts.size } : {}),

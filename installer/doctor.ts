@@ -70,7 +70,8 @@ async function containerdConfig(ctx: Context, add: Add, read: Read): Promise<voi
       'sudo ./install --role master|worker installs it (or --phases containerd)',
     )
   else {
-    const sandbox = /sandbox_image\s*=\s*"([^"]+)"/.exec(config)?.[1]
+    // version 2: sandbox_image = "..." (the CRI plugin); version 3 (containerd 2.x): sandbox = '...' (its pinned images).
+    const sandbox = /^\s*(?:sandbox_image|sandbox)\s*=\s*["']([^"']+)["']/m.exec(config)?.[1]
     if (sandbox !== bundle.required.pause)
       add(
         'fail',

@@ -28,14 +28,17 @@ export const SYSCTLS: [string, string, string][] = [
 export const sysctlConf = (): string => `${HEADER}${SYSCTLS.map(([k, v, why]) => `# ${why}\n${k} = ${v}\n`).join('')}`
 
 /**
- * containerd's config, version 2 (containerd 1.7): runc through the v2 shim with the
+ * containerd's config, version 2 for containerd 1.x, version 3 for 2.x: runc through the v2 shim with the
  * systemd cgroup driver (kubelet uses systemd too: two drivers make two views of the same
  * resources), the runc we installed, the bundle's pause image as the sandbox image (so
  * containerd never tries to pull another one), and registry hosts from certs.d. None of the
  * deprecated keys the field notes fought: no `systemd_cgroup`, no `default_runtime`, no
  * `io.containerd.runtime.v1.linux`, no registry `mirrors`.
  */
-export const containerdConfig = (sandboxImage: string, selinux = false): string =>
+export const containerdConfig = (sandboxImage: string, selinux = false, containerdVersion = '1.7'): string =>
+  Number.parseInt(containerdVersion, 10) >= 2 ? containerdConfigV3(sandboxImage, selinux, containerdVersion) : containerdConfigV2(sandboxImage, selinux)
+
+const containerdConfigV2 = (sandboxImage: string, selinux: boolean): string =>
   `${HEADER}version = 2
 
 [plugins."io.containerd.grpc.v1.cri"]
@@ -57,6 +60,36 @@ ${selinux ? '  # SELinux kept enforcing (cluster.yaml selinux: keep): containers
 
 [plugins."io.containerd.grpc.v1.cri".registry]
   config_path = "${CONTAINERD_CERTS_DIR}"
+`
+
+/**
+ * The same for containerd 2.x, in its configuration version 3 (containerd docs/cri/config.md):
+ * the CRI plugin split into io.containerd.cri.v1.images (the sandbox image is a pinned image,
+ * registries) and io.containerd.cri.v1.runtime (runtimes, CNI). containerd 2.1 lists CNI
+ * binaries as bin_dirs (bin_dir deprecated); 2.0 knows only bin_dir.
+ */
+const containerdConfigV3 = (sandboxImage: string, selinux: boolean, version: string): string =>
+  `${HEADER}version = 3
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = '${sandboxImage}'
+
+[plugins.'io.containerd.cri.v1.images'.registry]
+  config_path = '${CONTAINERD_CERTS_DIR}'
+${selinux ? "\n[plugins.'io.containerd.cri.v1.runtime']\n  # SELinux kept enforcing (cluster.yaml selinux: keep): containers get their own labels, as container-selinux expects.\n  enable_selinux = true\n" : ''}
+[plugins.'io.containerd.cri.v1.runtime'.containerd]
+  default_runtime_name = 'runc'
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+  runtime_type = 'io.containerd.runc.v2'
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  BinaryName = '${RUNC}'
+  SystemdCgroup = true
+
+[plugins.'io.containerd.cri.v1.runtime'.cni]
+  ${/^2\.0\./.test(version) ? `bin_dir = '${CNI_BIN_DIR}'` : `bin_dirs = ['${CNI_BIN_DIR}']`}
+  conf_dir = '${CNI_CONF_DIR}'
 `
 
 export const crictlConfig = (socket = DEFAULT_CONTAINERD_SOCKET): string =>

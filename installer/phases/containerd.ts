@@ -15,9 +15,9 @@ export const containerd: Phase = {
     const selinux = await selinuxKept(ctx)
     const config = await fileStep(
       ctx,
-      `containerd config (${CONTAINERD_CONFIG}, sandbox_image ${ctx.bundle.required.pause}${selinux ? ', enable_selinux' : ''})`,
+      `containerd config (${CONTAINERD_CONFIG}, sandbox image ${ctx.bundle.required.pause}${selinux ? ', enable_selinux' : ''})`,
       CONTAINERD_CONFIG,
-      containerdConfig(ctx.bundle.required.pause, selinux),
+      containerdConfig(ctx.bundle.required.pause, selinux, ctx.bundle.file(C.containerd).locked.version),
     )
     const crictl = await membersStep(ctx, `crictl in ${BIN_DIR}`, C.crictl, BIN_DIR)
     const crictlYaml = await fileStep(ctx, `crictl config (${CRICTL_CONFIG})`, CRICTL_CONFIG, crictlConfig())

@@ -501,8 +501,37 @@ describe('ansible-playbook: the fleet unpacks only what was verified', () => {
   }, 300_000)
 })
 
-describe('the second year, for the fleet: images', () => {
+describe('the second year, for the fleet: certificates, images', () => {
   const book = (name: string) => join(playbook, '..', name)
+
+  it('ansible/certs.yml: each master renews its certificates, one after the other; each worker has its rotation checked and changes nothing', async () => {
+    const before = { w1: await changedOn('w1'), w2: await changedOn('w2') }
+    const r = await playbookRun([], tar, book('certs.yml'))
+    expect(r.code, r.out).toBe(0)
+    for (const m of ['m1', 'm2'] as const)
+      expect(
+        (await changedOn(m)).filter((l) => l === 'kubeadm certs renew all'),
+        m,
+      ).toHaveLength(1)
+    for (const w of ['w1', 'w2'] as const) expect(await changedOn(w), w).toEqual(before[w])
+    // serial: 1: the first master's whole run (its output kept on the controller) ends before the second's begins.
+    const ran = (n: Node) =>
+      readdir(fleet(n)).then(
+        (fs) =>
+          fs
+            .filter((f) => f.startsWith('certs-'))
+            .sort()
+            .pop()!,
+      )
+    for (const n of Object.keys(NODES) as Node[]) expect(await readFile(fleet(n, await ran(n)), 'utf8'), n).toMatch(/\(exit 0\)\n$/)
+    const renewPlay = r.out.slice(
+      r.out.indexOf("PLAY [Renew each master's certificates, one at a time]"),
+      r.out.indexOf("PLAY [Check every worker's kubelet rotation]"),
+    )
+    const order = [...renewPlay.matchAll(/^(?:ok|changed): \[(m[12])\]/gm)].map((m) => m[1])
+    expect(order.length).toBeGreaterThan(2)
+    expect(order.lastIndexOf('m1')).toBeLessThan(order.indexOf('m2'))
+  }, 600_000)
 
   it('ansible/images.yml: an image bundle checked on the controller, unpacked by the verifier, imported and pinned on every node; nothing else changes', async () => {
     const lock = join(dir, 'apps.lock.json')

@@ -44,6 +44,14 @@ register() {
 # stops it there, exit 1, as kubeadm does ("error execution phase ..."), the phases before
 # it done. The same for join's control-plane-join (cmd/kubeadm/app/cmd/join.go).
 state="$KA_ROOT/.cluster"
+# The kubelet's configuration, as kubelet-start writes it (phases/kubelet/kubelet.go): init's from
+# the KubeletConfiguration it was given, join's from the cluster's kubelet-config ConfigMap (which
+# init's made: systemd here); kubeadm's defaults keep client certificate rotation on.
+kubelet_config() {
+  mkdir -p "$KA_ROOT/var/lib/kubelet"
+  { echo "apiVersion: kubelet.config.k8s.io/v1beta1"; echo "kind: KubeletConfiguration"
+    grep -m1 '^cgroupDriver:' "$cfg" || echo "cgroupDriver: systemd"; echo "rotateCertificates: true"; } > "$KA_ROOT/var/lib/kubelet/config.yaml"
+}
 stop_at() { [ "\${KA_KUBEADM_FAIL_AT:-}" != "$1" ] || { echo "error execution phase $1: timed out waiting for the condition (a test's kubeadm that stops at $1)" >&2; exit 1; }; }
 api() { [ -e "$state/api" ] || { echo "error execution phase $1: unable to connect to the API server: connection refused" >&2; exit 1; }; }
 init_phase() {
@@ -59,7 +67,7 @@ init_phase() {
       for f in controller-manager scheduler; do printf 'apiVersion: v1 # test kubeconfig\nserver: https://%s:6443\n' "$own" > "$KA_ROOT/etc/kubernetes/$f.conf"; done ;;
     control-plane) mkdir -p "$KA_ROOT/etc/kubernetes/manifests"; echo "image: registry.k8s.io/kube-apiserver:v$VERSION" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml" ;;
     etcd) ;;
-    kubelet-start) register node ;;
+    kubelet-start) kubelet_config; register node ;;
     wait-control-plane) touch "$state/api" ;;
     mark-control-plane) api "$1"; register control-plane; sed -n 's/^  name: //p' "$cfg" | head -1 > "$state/$1" ;;
     kubelet-finalize) api "$1"; printf 'apiVersion: v1 # test kubelet kubeconfig\nserver: https://%s\nclient-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n' "$(sed -n 's/^controlPlaneEndpoint: //p' "$cfg" | head -1)" > "$KA_ROOT/etc/kubernetes/kubelet.conf" ;;
@@ -76,6 +84,7 @@ case "$1" in
     # The server a joined node's kubeconfigs name: the endpoint it discovered the cluster at.
     ep=$(sed -n 's/^ *apiServerEndpoint: //p' "$cfg" | head -1)
     mkdir -p "$KA_ROOT/etc/kubernetes"; printf '# test kubelet kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
+    kubelet_config
     if grep -q '^controlPlane:' "$cfg"; then printf 'apiVersion: v1 # test admin kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/admin.conf"; register node; cp_join; else register worker; fi ;;
   upgrade)
     case "$2" in

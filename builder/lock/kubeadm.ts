@@ -37,26 +37,16 @@ export interface KubeadmAnswer {
  * architecture, a binary that does not start), the committed table answers, and `note` says so.
  */
 export async function kubeadmAnswer(kubernetes: string, files: readonly LockedFile[], tableText: string, o: LockOptions): Promise<KubeadmAnswer> {
-  const tableRow = (yamlRow(tableText, kubernetes) ?? undefined) as KubeadmRow | undefined
+  const tableRow = yamlRow(tableText, kubernetes)
   const fallback = (why: string): KubeadmAnswer => {
-    if (!tableRow)
-      throw new KaError(
-        'ENOTPINNED',
-        `Kubernetes ${kubernetes}: ${why}, and manifests/kubeadm-images.yaml has no row for it; run bundle lock on a linux amd64 or arm64 machine (it asks the pinned kubeadm), or add the row`,
-      )
+    if (!tableRow) throw noRow(kubernetes, why)
     o.progress.note(`note     kubeadm's image list for v${kubernetes} comes from manifests/kubeadm-images.yaml: ${why}`)
     return { row: tableRow, from: 'table', table: tableRow, why }
   }
-  if (o.runKubeadm === false) return fallback('asked not to run kubeadm (--no-kubeadm)')
-  const here = buildPlatform()
-  const pinned = here && files.find((f) => f.name === C.kubeadm && f.platform === here)
-  if (!pinned)
-    return fallback(
-      `this machine (${process.platform}/${process.arch}) cannot run the lock's kubeadm (${files
-        .filter((f) => f.name === C.kubeadm)
-        .map((f) => f.platform)
-        .join(', ')})`,
-    )
+  const platforms = [...new Set(files.filter((f) => f.name === C.kubeadm).map((f) => f.platform!))]
+  const why = whyNotKubeadm(platforms, o)
+  if (why) return fallback(why)
+  const pinned = files.find((f) => f.name === C.kubeadm && f.platform === buildPlatform())!
   const dir = await mkdtemp(join(tmpdir(), 'kube-airgap-kubeadm-'))
   try {
     if (!(await o.cache.has(pinned.integrity))) {
@@ -112,6 +102,26 @@ async function programKind(path: string): Promise<string | undefined> {
     await fd.close()
   }
 }
+
+/** Why the pinned kubeadm will not be asked here, if it will not. */
+export function whyNotKubeadm(platforms: readonly Platform[], o: Pick<LockOptions, 'runKubeadm'>): string | undefined {
+  if (o.runKubeadm === false) return 'asked not to run kubeadm (--no-kubeadm)'
+  const here = buildPlatform()
+  if (!here || !platforms.includes(here)) return `this machine (${process.platform}/${process.arch}) cannot run the lock's kubeadm (${platforms.join(', ')})`
+  return undefined
+}
+
+/** A version kubeadm will not be asked about and the table does not know: refused before anything is fetched. */
+export function precheckKubeadm(kubernetes: string, platforms: readonly Platform[], tableText: string, o: Pick<LockOptions, 'runKubeadm'>): void {
+  const why = whyNotKubeadm(platforms, o)
+  if (why && !yamlRow(tableText, kubernetes)) throw noRow(kubernetes, why)
+}
+
+const noRow = (kubernetes: string, why: string) =>
+  new KaError(
+    'ENOTPINNED',
+    `Kubernetes ${kubernetes}: ${why}, and manifests/kubeadm-images.yaml has no row for it; run bundle lock on a linux amd64 or arm64 machine (it asks the pinned kubeadm), or add the row`,
+  )
 
 function yamlRow(tableText: string, kubernetes: string): KubeadmRow | undefined {
   try {

@@ -12,7 +12,7 @@ import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
 import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage, type PackageUse } from '../../bundle/lock.js'
 import { checkFit, checkKubeadmAnswer } from './fit.js'
-import { kubeadmAnswer } from './kubeadm.js'
+import { kubeadmAnswer, precheckKubeadm } from './kubeadm.js'
 import { archOf, type Platform } from '../../bundle/platform.js'
 import type { FetchOptions } from '../options.js'
 import { DockerCredentials } from '../images/credentials.js'
@@ -84,7 +84,10 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
   // request (checksum files, files hashed by download, package indexes, tags) holds while it runs.
   o.http = { ...o.http, connections: o.http.connections ?? new Connections(o.concurrency, o.http.segmentBytes) }
   const tableText = await readFile(o.kubeadmTable, 'utf8')
-  if (manifest.kubernetes) await checkFit(manifest, o)
+  if (manifest.kubernetes) {
+    await checkFit(manifest, o)
+    precheckKubeadm(manifest.kubernetes, manifest.platforms, tableText, o)
+  }
   const wants = wantsOf(manifest)
   const registry = new RegistryClient({ http: o.http, mirrors: o.registryMirrors, credentials: o.credentials })
   // Every host the lock will ask, checked at once before any work: a user behind a firewall

@@ -352,7 +352,7 @@ describe('the image table, by exact version', () => {
     const manifest = join(dir, 'patch.yaml')
     await writeFile(manifest, world.manifestText.replace(/^kubernetes: .*$/m, 'kubernetes: 1.29.7'))
     const r = await bundleCli(['lock', '--manifest', manifest, '--out', join(dir, 'patch.lock.json'), '--no-kubeadm', ...world.args])
-    expect(r.code).toBe(2)
+    expect(r.code, r.stderr).toBe(2)
     expect(r.stderr.trim().split('\n').pop()).toBe(
       'bundle: ENOTPINNED: Kubernetes 1.29.7: asked not to run kubeadm (--no-kubeadm), and manifests/kubeadm-images.yaml has no row for it; run bundle lock on a linux amd64 or arm64 machine (it asks the pinned kubeadm), or add the row',
     )

@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import { missingImages, requiredImages, tableWith } from '../bundle/closed-world.js'
+import { tableWith } from '../bundle/closed-world.js'
 import { KaError } from '../bundle/errors.js'
 import { bundleTarName, DELTA_FILE, deltaName, EXEC_MODE, FILE_MODE, PACKAGES_DIR, partsSumName, RUNTIME_NODE } from '../bundle/layout.js'
 import { deltaBytes } from '../bundle/delta.js'
@@ -16,7 +16,7 @@ import { Cancelled, Fetcher, type Item } from './download/fetcher.js'
 import { download } from './download/download.js'
 import { warmHasher } from './download/hasher.js'
 import { applyMirrors, httpDefaults, redactUrl } from './download/http.js'
-import { planImages } from './images/images.js'
+import { checkClosedWorld, planImages } from './images/images.js'
 import { checkHosts, hostsFor } from './download/hosts.js'
 import { parseImageRef } from '../bundle/reference.js'
 import { extractRuntime } from './pack/node-runtime.js'
@@ -231,7 +231,8 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
   if (calicoIn.status === 'rejected') throw calicoIn.reason
   // The closed world before the image blobs: no layer is pulled and nothing written for a bundle that could not work.
   // An image bundle adds images to a node that runs already: it has no world of its own to close.
-  if (!isImageLock(lock)) await checkClosedWorld(o, lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
+  if (!isImageLock(lock))
+    checkClosedWorld(await readFile(o.kubeadmTable, 'utf8'), lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
   if (planned.status === 'rejected') throw planned.reason
   const images = planned.value
   const blobs = imageBlobs(images.planned).map(
@@ -371,21 +372,6 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
         return get(d.fallback)
       }
     },
-  }
-}
-
-async function checkClosedWorld(o: BuildOptions, lock: Lock, calicoYaml: string | undefined): Promise<void> {
-  const { wants } = requiredImages(lock.kubernetes, await readFile(o.kubeadmTable, 'utf8'), calicoYaml, lock.kubeadmImages)
-  const missing = missingImages(
-    lock.images.map((i) => i.ref),
-    wants,
-  )
-  if (missing.length > 0) {
-    throw new KaError(
-      'ENOTPINNED',
-      `the lock lacks ${missing.length} image${missing.length > 1 ? 's' : ''} the nodes will ask for: ${missing.map((m) => `${m.image} (${m.neededBy})`).join(', ')}; add them to the manifest's images and run \`bundle lock\``,
-      { missing },
-    )
   }
 }
 

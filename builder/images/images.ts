@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
-import type { LockedImage } from '../../bundle/lock.js'
+import type { Lock, LockedImage } from '../../bundle/lock.js'
+import { missingImages, requiredImages } from '../../bundle/closed-world.js'
 import type { LayoutImage } from '../../bundle/image-layout.js'
 import { MediaType, parseManifestDoc, platformsOf, selectPlatform, type Descriptor } from '../../bundle/oci.js'
 import { archOf, type Platform } from '../../bundle/platform.js'
@@ -109,3 +110,23 @@ export const layoutImages = (planned: readonly PlannedImage[]): LayoutImage[] =>
     ...(p.manifest.platform ? { platform: p.manifest.platform } : {}),
     ref: p.ref.tag ?? p.pinned.oci,
   }))
+
+/**
+ * The closed world, before any image blob is pulled: the lock holds every image the nodes will
+ * ask for (kubeadm's for its version, the sandbox's, every container of calico.yaml), or the build
+ * stops naming each missing one and who asks for it.
+ */
+export function checkClosedWorld(kubeadmTable: string, lock: Lock, calicoYaml: string | undefined): void {
+  const { wants } = requiredImages(lock.kubernetes, kubeadmTable, calicoYaml, lock.kubeadmImages)
+  const missing = missingImages(
+    lock.images.map((i) => i.ref),
+    wants,
+  )
+  if (missing.length > 0) {
+    throw new KaError(
+      'ENOTPINNED',
+      `the lock lacks ${missing.length} image${missing.length > 1 ? 's' : ''} the nodes will ask for: ${missing.map((m) => `${m.image} (${m.neededBy})`).join(', ')}; add them to the manifest's images and run \`bundle lock\``,
+      { missing },
+    )
+  }
+}

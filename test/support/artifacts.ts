@@ -85,7 +85,10 @@ case "$1" in
     ep=$(sed -n 's/^ *apiServerEndpoint: //p' "$cfg" | head -1)
     mkdir -p "$KA_ROOT/etc/kubernetes"; printf '# test kubelet kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/kubelet.conf"
     kubelet_config
-    if grep -q '^controlPlane:' "$cfg"; then printf 'apiVersion: v1 # test admin kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/admin.conf"; register node; cp_join; else register worker; fi ;;
+    # A control plane's join writes its static pods first (join.go: control-plane-prepare, before kubelet-start).
+    if grep -q '^controlPlane:' "$cfg"; then printf 'apiVersion: v1 # test admin kubeconfig\nserver: https://%s\n' "$ep" > "$KA_ROOT/etc/kubernetes/admin.conf"
+      mkdir -p "$KA_ROOT/etc/kubernetes/manifests"; echo "image: registry.k8s.io/kube-apiserver:v$VERSION" > "$KA_ROOT/etc/kubernetes/manifests/kube-apiserver.yaml"
+      register node; cp_join; else register worker; fi ;;
   upgrade)
     case "$2" in
       plan) echo "Upgrade to the latest version in the v\${VERSION%.*} series: kubeadm upgrade apply $3 (offline: the version is given)" ;;

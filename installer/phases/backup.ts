@@ -117,12 +117,9 @@ async function scheduleSteps(ctx: Context, o: BackupOptions): Promise<Step[]> {
 /** The newest backup of this master in `dir`, for the operator: its path, size and sha256 (from the file beside it). */
 export async function newestBackup(ctx: Context, dir: string): Promise<string | undefined> {
   const { member } = await localEtcd(ctx, 'backup')
-  const name = (await ctx.host.list(dir))
-    .filter((f) => isBackupOf(member.name, f))
-    .sort()
-    .pop()
+  const mine = (await ctx.host.list(dir)).filter((f) => isBackupOf(member.name, f)).sort()
+  const name = mine.at(-1)
   if (!name) return undefined
   const sum = (await ctx.host.readText(`${dir}/${name}.sha256`))?.split(' ')[0]
-  const all = (await ctx.host.list(dir)).filter((f) => isBackupOf(member.name, f)).length
-  return `backup: ${dir}/${name}\n        sha256 ${sum ?? '(none beside it)'}; ${all} of this master in ${dir}\n`
+  return `backup: ${dir}/${name}\n        sha256 ${sum ?? '(none beside it)'}; ${mine.length} of this master in ${dir}\n`
 }

@@ -7,7 +7,7 @@ import { bundleTarName, DELTA_FILE, deltaName, EXEC_MODE, FILE_MODE, PACKAGES_DI
 import { deltaBytes } from '../bundle/delta.js'
 import { type BaseBundle, baseBundle, baseFiles, inBase } from './delta.js'
 import { keyFingerprint } from '../bundle/signing.js'
-import { imagesOf, isImageLock, parseLock, type Lock } from '../bundle/lock.js'
+import { imagesOf, isImageLock, manifestFiles, parseLock, type Lock } from '../bundle/lock.js'
 import type { Platform } from '../bundle/platform.js'
 import { Cache } from './download/cache.js'
 import { Connections } from './download/connections.js'
@@ -136,7 +136,7 @@ interface Build {
  * tar) and split.
  */
 export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<BuildResult> {
-  // The hash worker starts now, not on its first hash: that is Calico's manifest, which every other file waits on.
+  // The hash worker starts now, not on its first hash: that is a manifest's (Calico's), which every other file waits on.
   warmHasher()
   const defaults = buildDefaults(options)
   // One budget of connections for every request of the build: files, their ranges, registry blobs and manifests.
@@ -198,15 +198,16 @@ export async function buildBundle(options: Partial<BuildOptions> = {}): Promise<
  */
 async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<ReturnType<typeof planImages>> }> {
   const { o, lock, plan, registry, fetcher, schedule, old } = b
-  // Calico's manifest and the runtime's tarball are urgent: they take the first connections.
-  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime?.rel || d.rel === plan.calico?.rel)]))
+  // The manifests and the runtime's tarball are urgent: they take the first connections.
+  const manifestRels = new Set(plan.manifests.map((m) => m.rel))
+  const items = new Map(plan.downloads.map((d) => [d.rel, downloadItem(d, o, d.rel === plan.runtime?.rel || manifestRels.has(d.rel))]))
   const carried = (list: Item[]) => list.filter((i) => !inBase(old, i))
-  // calico.yaml is read for the closed world even when the old bundle holds it.
+  // The manifests are read for the closed world even when the old bundle holds them.
   const missing = new Set(
     (
       await expectMissing(
         o,
-        [...items.values()].filter((i) => !inBase(old, i) || i.rel === plan.calico?.rel),
+        [...items.values()].filter((i) => !inBase(old, i) || manifestRels.has(i.rel)),
       )
     ).map((i) => i.rel),
   )
@@ -215,24 +216,28 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
     if (!im.digest || !(await o.cache.has(im.digest))) needed.push({ url: `${registry.endpoint(parseImageRef(im.ref)).base}/v2/`, what: im.ref })
   const hostsChecked = needed.length ? checkHosts(hostsFor(needed, o.mirrors), o.http, o.mirrorsFile) : Promise.resolve()
   const tarball = plan.runtime ? items.get(plan.runtime.rel) : undefined
-  const calico = plan.calico ? items.get(plan.calico.rel) : undefined
-  const others = [...items.values()].filter((i) => i !== tarball && i !== calico)
-  const calicoFetched = schedule.files(hostsChecked, {
-    ...(calico ? { calico } : {}),
+  const manifests = plan.manifests.map((m) => items.get(m.rel)!)
+  const others = [...items.values()].filter((i) => i !== tarball && !manifestRels.has(i.rel))
+  const manifestsFetched = schedule.files(hostsChecked, {
+    manifests,
     ...(tarball ? { runtime: tarball } : {}),
-    files: carried(calico ? [calico, ...others] : others),
+    files: carried([...manifests, ...others]),
   })
-  const [hosts, calicoIn, planned] = await Promise.allSettled([
+  const [hosts, manifestsIn, planned] = await Promise.allSettled([
     hostsChecked,
-    calicoFetched,
+    manifestsFetched,
     schedule.manifests(() => planImages(lock.images, o.platform, { registry, cache: o.cache, progress: o.progress })),
   ])
   if (hosts.status === 'rejected') throw hosts.reason
-  if (calicoIn.status === 'rejected') throw calicoIn.reason
+  if (manifestsIn.status === 'rejected') throw manifestsIn.reason
   // The closed world before the image blobs: no layer is pulled and nothing written for a bundle that could not work.
   // An image bundle adds images to a node that runs already: it has no world of its own to close.
   if (!isImageLock(lock))
-    checkClosedWorld(await readFile(o.kubeadmTable, 'utf8'), lock, plan.calico ? await readFile(o.cache.blobPath(plan.calico.digest), 'utf8') : undefined)
+    checkClosedWorld(
+      await readFile(o.kubeadmTable, 'utf8'),
+      lock,
+      await Promise.all(manifestFiles(lock).map(async (f) => ({ component: f.name, text: await readFile(o.cache.blobPath(f.integrity), 'utf8') }))),
+    )
   if (planned.status === 'rejected') throw planned.reason
   const images = planned.value
   const blobs = imageBlobs(images.planned).map(

@@ -1,5 +1,4 @@
 import { Sha256 } from '../bundle/digest.js'
-import { C } from '../bundle/components.js'
 import { KaError } from '../bundle/errors.js'
 import { ImageLayout } from '../bundle/image-layout.js'
 import {
@@ -26,7 +25,7 @@ import {
   CLUSTER_EXAMPLE_FILE,
   ANSIBLE_DIR,
 } from '../bundle/layout.js'
-import { filesFor, isImageLock, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
+import { filesFor, isImageLock, manifestFiles, packagesFor, reduceLock, serializeLock, type Lock, type LockedFile, type LockedImage } from '../bundle/lock.js'
 import { OCI_LAYOUT_CONTENT } from '../bundle/oci.js'
 import { archOf, type Platform } from '../bundle/platform.js'
 import { installScript } from '../bundle/entry.js'
@@ -51,11 +50,12 @@ export interface BundlePlan {
   id: BundleId
   /** The lock's files for this platform (the runtime tarball among them). */
   files: LockedFile[]
-  /** Every file and OS package to download, the runtime tarball and calico.yaml among them. */
+  /** Every file and OS package to download, the runtime tarball and the manifests among them. */
   downloads: PlannedDownload[]
-  /** The Node.js tarball (fetched, but the bundle carries only its binary) and calico.yaml, by their rel; an image bundle has neither. */
+  /** The Node.js tarball (fetched, but the bundle carries only its binary); an image bundle has none. */
   runtime?: PlannedDownload
-  calico?: PlannedDownload
+  /** The Kubernetes manifests (the CNI's, each add-on's), which the closed world reads; an image bundle has none. */
+  manifests: PlannedDownload[]
 }
 
 /**
@@ -118,13 +118,12 @@ export function planBundle(lock: Lock, platform: Platform, releases: readonly st
   const runtime = at(RUNTIME_COMPONENT)
   if (!runtime && !images)
     throw new KaError('ENOTPINNED', `the lock pins no Node.js runtime (component ${RUNTIME_COMPONENT}); the installer cannot run without it`)
-  const calico = at(C.calicoManifest)
   return {
     id: { name, tarName: bundleTarName(name), kubernetes: lock.kubernetes, platform },
     files,
     downloads: [...fileDownloads, ...packageDownloads],
     ...(runtime ? { runtime } : {}),
-    ...(calico ? { calico } : {}),
+    manifests: manifestFiles({ files }).map((f) => at(f.name)!),
   }
 }
 

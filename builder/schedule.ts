@@ -19,8 +19,8 @@ import type { Fetcher, Item } from './download/fetcher.js'
  * that comes first, so packing keeps up with them (connections.ts).
  */
 export interface ScheduledFiles {
-  /** Calico's manifest, when the bundle carries Calico. */
-  calico?: Item
+  /** The Kubernetes manifests the bundle carries (its CNI's, each add-on's): the closed world reads them. */
+  manifests: Item[]
   /** The Node.js runtime's tarball (an image bundle has none). */
   runtime?: Item
   /** Every other file the bundle carries. */
@@ -33,15 +33,15 @@ export class Schedule {
     private readonly connections: Connections,
   ) {}
 
-  /** Steps 1, 2 and 4: returns when Calico's manifest is in (or failed); the rest runs on. */
+  /** Steps 1, 2 and 4: returns when the manifests are in (or one failed); the rest runs on. */
   files(hostsChecked: Promise<void>, s: ScheduledFiles): Promise<void> {
-    const calico = s.calico ? this.fetcher.ensure(s.calico) : Promise.resolve()
+    const manifests = Promise.all(s.manifests.map((m) => this.fetcher.ensure(m))).then(() => {})
     if (s.runtime) void hostsChecked.then(() => this.fetcher.ensure(s.runtime!)).catch(() => {})
-    void Promise.all([hostsChecked, calico]).then(
+    void Promise.all([hostsChecked, manifests]).then(
       () => this.inOrder(s.files),
       () => {},
     )
-    return calico
+    return manifests
   }
 
   /** Step 3: `work` (the image manifests) with half the connections kept free for it. */

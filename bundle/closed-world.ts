@@ -1,5 +1,6 @@
 import yaml from 'js-yaml'
 import { KaError } from './errors.js'
+import { MANIFESTS, type ManifestComponent } from './components.js'
 import type { KubeadmRow } from './lock.js'
 import { imageName, parseImageRef } from './reference.js'
 
@@ -17,22 +18,28 @@ export interface Wanted {
   neededBy: string
 }
 
+/** A Kubernetes manifest the bundle carries (its CNI's, an add-on's), as text. */
+export interface CarriedManifest {
+  component: ManifestComponent
+  text: string
+}
+
 /**
  * Every image a node of this lock will ask for, and who asks: kubeadm at the lock's exact
- * version (the pause image also as containerd's sandbox image), and every container of
- * calico.yaml. The builder refuses a lock without them; the installer checks containerd has
- * them. One function, so the two sides never disagree.
+ * version (the pause image also as containerd's sandbox image), and every container of the
+ * manifests it carries (the CNI's, each add-on's). The builder refuses a lock without them;
+ * the installer checks containerd has them. One function, so the two sides never disagree.
  */
 export function requiredImages(
   kubernetes: string,
   tableText: string,
-  calicoManifest?: string,
+  manifests: readonly CarriedManifest[] = [],
   row?: KubeadmRow,
 ): RequiredImages & { wants: Wanted[]; needed: string[] } {
   const k = kubeadmImages(kubernetes, tableText, row)
   const wants = [
     ...k.kubeadm.map((image) => ({ image, neededBy: image === k.pause ? `kubeadm ${kubernetes} and containerd's sandbox_image` : `kubeadm ${kubernetes}` })),
-    ...(calicoManifest === undefined ? [] : manifestImages(calicoManifest).map((image) => ({ image, neededBy: 'calico.yaml' }))),
+    ...manifests.flatMap((m) => manifestImages(m.text).map((image) => ({ image, neededBy: MANIFESTS[m.component] }))),
   ]
   return { ...k, wants, needed: [...new Set(wants.map((w) => w.image))] }
 }
@@ -89,7 +96,16 @@ export function tableWith(tableText: string, kubernetes: string, row: KubeadmRow
 
 /** Every `image:` of every container and init container in a (multi-document) manifest, canonical. */
 export function manifestImages(manifestText: string): string[] {
-  const found = new Set<string>()
+  return [...new Set(manifestImageRefs(manifestText).map((x) => imageName(parseImageRef(x))))].sort()
+}
+
+/**
+ * Every `image:` of a manifest's containers as written (a digest kept), in the order they
+ * appear; with the pods a ConfigMap holds as text (local-path-provisioner starts its helper
+ * pod from `helperPod.yaml` in its ConfigMap: its image is asked for as much as any other).
+ */
+export function manifestImageRefs(manifestText: string): string[] {
+  const found: string[] = []
   const walk = (v: unknown, inContainers: boolean): void => {
     if (Array.isArray(v)) {
       for (const x of v) walk(x, inContainers)
@@ -97,12 +113,32 @@ export function manifestImages(manifestText: string): string[] {
     }
     if (typeof v !== 'object' || v === null) return
     for (const [k, x] of Object.entries(v)) {
-      if (k === 'image' && inContainers && typeof x === 'string') found.add(imageName(parseImageRef(x)))
+      if (k === 'image' && inContainers && typeof x === 'string') found.push(x)
       else walk(x, k === 'containers' || k === 'initContainers' || k === 'ephemeralContainers' ? true : inContainers && Array.isArray(v))
     }
   }
-  for (const doc of yaml.loadAll(manifestText)) walk(doc, false)
-  return [...found].sort()
+  for (const doc of yaml.loadAll(manifestText)) {
+    walk(doc, false)
+    for (const { pod } of embeddedPods(doc)) walk(pod, false)
+  }
+  return [...new Set(found)]
+}
+
+/** The pods a ConfigMap holds as YAML text (`kind: Pod`), by data key, parsed; text that is not one is left alone. */
+export function embeddedPods(doc: unknown): { key: string; pod: Record<string, unknown> }[] {
+  const d = doc as { kind?: unknown; data?: Record<string, unknown> } | null
+  if (d?.kind !== 'ConfigMap' || typeof d.data !== 'object' || d.data === null) return []
+  const out: { key: string; pod: Record<string, unknown> }[] = []
+  for (const [key, text] of Object.entries(d.data)) {
+    if (typeof text !== 'string' || !/^kind:\s*Pod\s*$/m.test(text)) continue
+    try {
+      const pod = yaml.load(text) as Record<string, unknown> | null
+      if (pod?.kind === 'Pod') out.push({ key, pod })
+    } catch {
+      // not YAML: a script or a JSON of another shape
+    }
+  }
+  return out
 }
 
 /** What the node will ask for that `have` lacks, and who asks. */

@@ -16,6 +16,10 @@ export const C = {
   cniPlugins: 'cni-plugins',
   calicoctl: 'calicoctl',
   calicoManifest: 'calico-manifest',
+  flannelManifest: 'flannel-manifest',
+  localPath: 'local-path-provisioner',
+  metricsServer: 'metrics-server',
+  ingressNginx: 'ingress-nginx',
   etcd: 'etcd',
   node: RUNTIME_COMPONENT,
 } as const
@@ -41,6 +45,32 @@ export const NODE_TAKES: Record<ComponentName, { kind: 'file' } | { kind: 'archi
   [C.cniPlugins]: { kind: 'archive' },
   [C.calicoctl]: { kind: 'file' },
   [C.calicoManifest]: { kind: 'read' },
+  [C.flannelManifest]: { kind: 'read' },
+  [C.localPath]: { kind: 'read' },
+  [C.metricsServer]: { kind: 'read' },
+  [C.ingressNginx]: { kind: 'read' },
   [C.etcd]: { kind: 'archive', names: ['etcdctl', 'etcdutl'] },
   [C.node]: { kind: 'read' },
 }
+
+/** The pod network a bundle carries: one of these manifests (Calico unless the manifest says `cni: flannel`). */
+export const CNI_MANIFEST = { calico: C.calicoManifest, flannel: C.flannelManifest } as const
+export type Cni = keyof typeof CNI_MANIFEST
+
+/** The add-ons a bundle may carry, in the order the first master applies them (storage first: the others may claim volumes). */
+export const ADDONS = [C.localPath, C.metricsServer, C.ingressNginx] as const
+export type Addon = (typeof ADDONS)[number]
+
+/**
+ * The Kubernetes manifests a bundle may carry (upstream's file, pinned by sha256): every
+ * container image they name is an image the nodes will ask for. The name is the one people know the file by.
+ */
+export const MANIFESTS: Record<typeof C.calicoManifest | typeof C.flannelManifest | Addon, string> = {
+  [C.calicoManifest]: 'calico.yaml',
+  [C.flannelManifest]: 'kube-flannel.yml',
+  [C.localPath]: 'local-path-storage.yaml',
+  [C.metricsServer]: "metrics-server's components.yaml",
+  [C.ingressNginx]: "ingress-nginx's deploy.yaml",
+}
+export type ManifestComponent = keyof typeof MANIFESTS
+export const isManifestComponent = (name: string): name is ManifestComponent => Object.hasOwn(MANIFESTS, name)

@@ -1,3 +1,4 @@
+import { CNI_MANIFEST, MANIFESTS, type Cni, type ManifestComponent } from './components.js'
 import type { PackageFamily } from './os-release.js'
 import { Sha256 } from './digest.js'
 import { KaError } from './errors.js'
@@ -167,6 +168,15 @@ export function urlProblem(text: string): string | undefined {
  * when its manifest named none.
  */
 export const isImageLock = (lock: Pick<Lock, 'files' | 'packages'>): boolean => lock.files.length === 0 && lock.packages.length === 0
+
+/** The Kubernetes manifests a lock carries (its CNI's, each add-on's), in the order of MANIFESTS. */
+export const manifestFiles = (lock: { files: readonly LockedFile[] }): (LockedFile & { name: ManifestComponent })[] =>
+  (Object.keys(MANIFESTS) as ManifestComponent[]).flatMap((name) =>
+    lock.files.filter((f): f is LockedFile & { name: ManifestComponent } => f.name === name).slice(0, 1),
+  )
+
+/** The pod network a lock's bundle installs: Flannel when it carries Flannel's manifest, Calico otherwise. */
+export const cniOf = (lock: { files: readonly LockedFile[] }): Cni => (lock.files.some((f) => f.name === CNI_MANIFEST.flannel) ? 'flannel' : 'calico')
 
 /** The images of a lock, alone (`bundle build --images-only`). */
 export const imagesOf = (lock: Lock): Lock => ({ ...lock, files: [], packages: [] })

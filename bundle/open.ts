@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises'
-import { C } from './components.js'
+import type { ManifestComponent } from './components.js'
 import { join } from 'node:path'
-import { requiredImages, type RequiredImages } from './closed-world.js'
+import { requiredImages, type CarriedManifest, type RequiredImages } from './closed-world.js'
 import { integrityError, Sha256 } from './digest.js'
 import { KaError } from './errors.js'
 import { filePath, IMAGE_INDEX, KUBEADM_TABLE_FILE, LOCK_FILE } from './layout.js'
-import { isImageLock, parseLock, type Lock, type LockedFile } from './lock.js'
+import { isImageLock, manifestFiles, parseLock, type Lock, type LockedFile } from './lock.js'
 import { ImageLayout, type LayoutImage } from './image-layout.js'
 import type { Platform } from './platform.js'
 import type { DeltaReport } from './verify.js'
@@ -23,8 +23,12 @@ export interface Bundle {
   /** The bundle's OCI image layout (blob paths, the blobs of a manifest). */
   layout: ImageLayout
   required: RequiredImages
-  /** Every image the node will ask for: kubeadm's, the sandbox's, Calico's. */
+  /** Every image the node will ask for: kubeadm's, the sandbox's, the CNI's, the add-ons'. */
   needed: string[]
+  /** The Kubernetes manifests the bundle carries (its CNI's, each add-on's), as upstream wrote them. */
+  manifests: CarriedManifest[]
+  /** One of them by component, or undefined when the bundle does not carry it. */
+  manifest(component: ManifestComponent): string | undefined
   /** A small file of the bundle, read again and checked against what verification saw. */
   read(rel: string): Promise<string>
   /** Where a file of the bundle is on disk: in its folder, or for a delta, in the old bundle's. */
@@ -67,10 +71,24 @@ export async function openBundle(
     return { locked, path: path(filePath(locked.file)) }
   }
   const images = ImageLayout.parseIndex(await read(IMAGE_INDEX))
-  const calico = lock.files.find((f) => f.name === C.calicoManifest)
+  const manifests = await Promise.all(manifestFiles(lock).map(async (f) => ({ component: f.name, text: await read(filePath(f.file)) })))
   // An image bundle adds images to a running node: what it needs is its own images, nothing of kubeadm's.
   const { kubeadm, pause, needed } = isImageLock(lock)
     ? { kubeadm: [], pause: '', needed: images.map((i) => i.name) }
-    : requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), calico ? await read(filePath(calico.file)) : undefined)
-  return { dir, lock, platform: lock.platforms[0]!, file, images, layout: new ImageLayout(path), required: { kubeadm, pause }, needed, read, path }
+    : requiredImages(lock.kubernetes, await read(KUBEADM_TABLE_FILE), manifests)
+  const manifest = (component: ManifestComponent) => manifests.find((m) => m.component === component)?.text
+  return {
+    dir,
+    lock,
+    platform: lock.platforms[0]!,
+    file,
+    images,
+    layout: new ImageLayout(path),
+    required: { kubeadm, pause },
+    needed,
+    manifests,
+    manifest,
+    read,
+    path,
+  }
 }

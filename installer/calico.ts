@@ -1,4 +1,5 @@
 import yaml from 'js-yaml'
+import { containersOf, neverPull } from './addons.js'
 
 interface Container {
   name?: string
@@ -17,10 +18,8 @@ interface Container {
 export function patchCalico(text: string, podSubnet: string, autodetection?: string): { text: string; documents: number } {
   const docs = yaml.loadAll(text).filter((d) => d !== null && d !== undefined) as Record<string, unknown>[]
   for (const doc of docs) {
-    const spec = (doc.spec as { template?: { spec?: { containers?: Container[]; initContainers?: Container[] } } } | undefined)?.template?.spec
-    if (!spec) continue
-    for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
-      if (c.image) c.imagePullPolicy = 'Never'
+    neverPull(doc)
+    for (const c of containersOf(doc) as Container[]) {
       if (doc.kind === 'DaemonSet' && c.name === 'calico-node') {
         c.env = setEnv(c.env ?? [], 'CALICO_IPV4POOL_CIDR', podSubnet)
         if (autodetection) c.env = setEnv(c.env, 'IP_AUTODETECTION_METHOD', autodetection)

@@ -5,6 +5,7 @@ import { didYouMean } from '../bundle/text.js'
 import { type Backend, localEndpoint } from './apiserver-proxy.js'
 import { bad, RESERVED } from './config-checks.js'
 import { endpointOf } from './endpoint-config.js'
+import { addonChoices, type AddonChoices } from './addons.js'
 
 export interface Taint {
   key: string
@@ -37,6 +38,8 @@ export interface ClusterConfig {
   selinux: 'permissive' | 'keep'
   /** With firewalld running: open the role's ports in it, or keep it as it is (then they must be open already). */
   firewalld: 'open' | 'keep'
+  /** The add-ons the first master applies (those the bundle carries, unless set to false), with their choices. */
+  addons: AddonChoices
 }
 
 export const CLUSTER_KEYS = [
@@ -53,6 +56,7 @@ export const CLUSTER_KEYS = [
   'tokenTTL',
   'selinux',
   'firewalld',
+  'addons',
 ] as const
 
 export interface ClusterFlags {
@@ -124,6 +128,7 @@ export function clusterConfig(
     tokenTTL,
     selinux: selinux as ClusterConfig['selinux'],
     firewalld: firewalld as ClusterConfig['firewalld'],
+    addons: addonChoices(o.addons, source),
   }
   return { config, warnings, listed }
 }

@@ -3,7 +3,8 @@ import { calicoNodeEnv } from './calico.js'
 import { KaError } from '../bundle/errors.js'
 import { compareVersions, parseVersion, type Version } from '../bundle/version.js'
 import { kubectl, STAGED_ANNOTATION } from './cluster-state.js'
-import { BIN_DIR, CALICO_APPLIED, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG } from './node-paths.js'
+import { flannelNetwork } from './flannel.js'
+import { BIN_DIR, CALICO_APPLIED, FLANNEL_APPLIED, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, KUBECONFIG_ADMIN, KUBELET_KUBECONFIG } from './node-paths.js'
 import type { Context } from './plan.js'
 import type { Finding } from './checks.js'
 import { readUpgradeState } from './upgrade-state.js'
@@ -71,7 +72,7 @@ export async function installedNode(ctx: Context): Promise<InstalledNode | undef
     const cluster = init.find((d) => d.kind === 'ClusterConfiguration')
     const calico = calicoNodeEnv(await host.readText(CALICO_APPLIED))
     const autodetection = calico.IP_AUTODETECTION_METHOD
-    const pool = calico.CALICO_IPV4POOL_CIDR
+    const pool = calico.CALICO_IPV4POOL_CIDR ?? flannelNetwork(await host.readText(FLANNEL_APPLIED))
     return {
       kind: 'first-master',
       name: String(initDoc.nodeRegistration?.name),

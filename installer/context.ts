@@ -11,7 +11,8 @@ import { gatherFacts, type NodeFacts } from './facts.js'
 import { TOOL_VERSION } from '../bundle/version.js'
 import { DryRunHost, type Host, LoggingHost, NodeHost, RunLog } from './host.js'
 import { parseJoinFile, type JoinFile } from './kubeadm.js'
-import { KUBELET_KUBECONFIG, RECORD_DIR } from './node-paths.js'
+import { ADDON_CHOICES, KUBELET_KUBECONFIG, RECORD_DIR } from './node-paths.js'
+import { addonChoices } from './addons.js'
 import type { ClusterSetup, Context } from './plan.js'
 
 /** The flags every command of ./install shares (commander's names). */
@@ -132,6 +133,8 @@ async function asInstalled(ctx: Context): Promise<InstalledNode> {
     )
   // Calico is applied from the first master only; the others take calicoctl (network phase).
   ctx.options.role = node.kind === 'first-master' ? 'master' : 'worker'
+  // The add-ons as the install chose them, which the first master kept.
+  const chosen = await ctx.host.readText(ADDON_CHOICES)
   ctx.cluster = {
     ...ctx.cluster,
     advertise: node.advertise ?? ctx.cluster.advertise,
@@ -140,6 +143,7 @@ async function asInstalled(ctx: Context): Promise<InstalledNode> {
       nodeName: node.name,
       ...(node.podSubnet ? { podSubnet: node.podSubnet } : {}),
       ...(node.calicoAutodetection && !ctx.cluster.config.calicoAutodetection ? { calicoAutodetection: node.calicoAutodetection } : {}),
+      ...(chosen ? { addons: addonChoices(JSON.parse(chosen), ADDON_CHOICES) } : {}),
     },
   }
   return node

@@ -7,6 +7,7 @@ import {
   CALICO_CNI_KUBECONFIG,
   CA_CERT,
   CALICO_APPLIED,
+  FLANNEL_APPLIED,
   CONTAINERD_CONFIG,
   CONTAINERD_UNIT,
   FSTAB,
@@ -28,6 +29,8 @@ import { securityFindings } from './security.js'
 import { endpointFindings } from './apiserver-proxy.js'
 import { vipFindings } from './vip.js'
 import { certFindings } from './certs.js'
+import { addonFindings } from './addons.js'
+import { flannelNetwork } from './flannel.js'
 
 /**
  * Read-only checks of a live node (or one under --root) for every failure in the field
@@ -282,22 +285,25 @@ async function images(ctx: Context, add: Add): Promise<void> {
   }
 }
 
-/** Calico's pool against kubeadm's pod subnet. */
+/** The pod network's pool (Calico's, or Flannel's network) against kubeadm's pod subnet. */
 async function calicoPool(ctx: Context, add: Add): Promise<void> {
   const kubeadmCfg = await ctx.host.readText(KUBEADM_CONFIG)
   const calico = await ctx.host.readText(CALICO_APPLIED)
-  if (kubeadmCfg && calico) {
+  const flannel = await ctx.host.readText(FLANNEL_APPLIED)
+  if (kubeadmCfg && (calico || flannel)) {
     const pod = (yaml.loadAll(kubeadmCfg) as { kind?: string; networking?: { podSubnet?: string } }[]).find((d) => d?.kind === 'ClusterConfiguration')
       ?.networking?.podSubnet
-    const pool = /name: CALICO_IPV4POOL_CIDR\s*\n\s*value: '?"?([^'"\s]+)/.exec(calico)?.[1]
+    const [check, pool] = flannel
+      ? (['Flannel network', flannelNetwork(flannel)] as const)
+      : (['Calico pool', /name: CALICO_IPV4POOL_CIDR\s*\n\s*value: '?"?([^'"\s]+)/.exec(calico!)?.[1]] as const)
     if (pool !== pod)
       add(
         'fail',
-        'Calico pool',
-        `Calico's pool is ${pool ?? 'not set (Calico then uses 192.168.0.0/16)'}, kubeadm's pod subnet is ${pod}`,
+        check,
+        `${check} is ${pool ?? (flannel ? 'not set' : 'not set (Calico then uses 192.168.0.0/16)')}, kubeadm's pod subnet is ${pod}`,
         'run ./install --phases network on the first master with the same --pod-subnet',
       )
-    else add('ok', 'Calico pool', `${pool} = kubeadm's pod subnet`)
+    else add('ok', check, `${pool} = kubeadm's pod subnet`)
   }
 }
 
@@ -364,6 +370,8 @@ const CHECKS: Check[] = [
   calicoPool,
   calicoToken,
   joinFiles,
+  // The add-ons the first master applied: running, and metrics-server's TLS choice.
+  adding(addonFindings),
   // With endpoint: local, which masters this node's proxy reaches.
   adding(endpointFindings),
   adding(vipFindings),

@@ -68,6 +68,20 @@ export const STATE_DIR = '/etc/kube-airgap'
 export const KUBEADM_CONFIG = `${STATE_DIR}/kubeadm.yaml`
 export const KUBEADM_JOIN_CONFIG = `${STATE_DIR}/kubeadm-join.yaml`
 export const CALICO_APPLIED = `${STATE_DIR}/calico.yaml`
+export const FLANNEL_APPLIED = `${STATE_DIR}/flannel.yaml`
+/** flanneld's lease of this node's subnet (subnet.env); reset removes it with the CNI state. */
+export const FLANNEL_RUN_DIR = '/run/flannel'
+/** The network interfaces of the node, by name. */
+export const SYS_CLASS_NET = '/sys/class/net'
+/** Flannel's VXLAN device and its CNI bridge. */
+export const FLANNEL_LINKS = ['flannel.1', 'cni0'] as const
+/** Each add-on's manifest as the first master applied it. */
+export const ADDONS_DIR = `${STATE_DIR}/addons`
+export const addonApplied = (addon: string): string => `${ADDONS_DIR}/${addon}.yaml`
+/** The add-on choices cluster.yaml made at install (an upgrade applies the newer add-ons with the same). */
+export const ADDON_CHOICES = `${ADDONS_DIR}/choices.json`
+/** Where local-path-provisioner keeps volumes on each node unless cluster.yaml says otherwise (upstream's default). */
+export const LOCAL_PATH_DATA = '/opt/local-path-provisioner'
 /** CoreDNS's Corefile as applied when the node has no resolver (no upstream forwarding). */
 export const COREDNS_APPLIED = `${STATE_DIR}/coredns.yaml`
 export const JOIN_STATE = `${STATE_DIR}/join.json`

@@ -21,6 +21,7 @@ export const PHASE_NAMES = [
   'cluster',
   'network',
   'finish',
+  'addons',
   'reset',
   'skew',
   'backup',

@@ -1,8 +1,17 @@
 import type { Finding } from './checks.js'
 import { C } from '../bundle/components.js'
-import { filePath } from '../bundle/layout.js'
+import { cniOf } from '../bundle/lock.js'
 import { calicoWire } from './calico.js'
-import { CONTAINER_SELINUX_POLICY, CONTAINERD_CONFIG, FIREWALLD_ADDED, MODULES_LOAD, NM_CALICO_CONF, SELINUX_BACKUP, SELINUX_CONFIG } from './node-paths.js'
+import {
+  CONTAINER_SELINUX_POLICY,
+  CONTAINERD_CONFIG,
+  FIREWALLD_ADDED,
+  FLANNEL_LINKS,
+  MODULES_LOAD,
+  NM_CALICO_CONF,
+  SELINUX_BACKUP,
+  SELINUX_CONFIG,
+} from './node-paths.js'
 import { type Action, type Context, fileStep, type Step, writeAction } from './plan.js'
 import { HEADER } from './templates.js'
 import { unitActive } from './node-state.js'
@@ -67,9 +76,10 @@ export const selinuxPermissive = (text: string): string => text.replace(/^SELINU
 export async function openings(ctx: Context): Promise<string[]> {
   const role = ctx.options.role
   const ports = role === 'master' ? ['6443/tcp', '2379-2380/tcp', '10250/tcp', '10257/tcp', '10259/tcp'] : ['10250/tcp']
-  const calico = ctx.bundle.lock.files.find((f) => f.name === C.calicoManifest)
-  const wire = calicoWire(calico ? await ctx.bundle.read(filePath(calico.file)) : undefined)
-  const { podSubnet, serviceSubnet } = ctx.cluster.config
+  const flannel = cniOf(ctx.bundle.lock) === 'flannel'
+  const wire = flannel ? { bgp: false, vxlan: false, ipip: false } : calicoWire(ctx.bundle.manifest(C.calicoManifest))
+  const { podSubnet, serviceSubnet, addons } = ctx.cluster.config
+  const ingress = addons[C.ingressNginx]
   return [
     ...ports,
     '30000-32767/tcp',
@@ -77,18 +87,22 @@ export async function openings(ctx: Context): Promise<string[]> {
     ...(wire.bgp ? ['179/tcp'] : []),
     ...(wire.vxlan ? ['4789/udp'] : []),
     ...(wire.ipip ? ['4'] : []),
+    // Flannel's VXLAN backend (its default): the kernel's VXLAN port on Linux, 8472.
+    ...(flannel ? ['8472/udp'] : []),
+    // ingress-nginx on host ports: any node may run its controller.
+    ...(ctx.bundle.manifest(C.ingressNginx) && ingress && ingress.expose === 'hostport' ? ['80/tcp', '443/tcp'] : []),
     // The masters' VRRP for a virtual IP the bundle provides (keepalived): blocked, every master takes the address.
     ...(role === 'master' && ctx.cluster.config.vip ? ['112'] : []),
     `trusted:source=${podSubnet}`,
     `trusted:source=${serviceSubnet}`,
-    ...CALICO_INTERFACES.map((i) => `trusted:interface=${i}`),
+    ...(flannel ? FLANNEL_LINKS : CALICO_INTERFACES).map((i) => `trusted:interface=${i}`),
   ]
 }
 
 const CALICO_INTERFACES = ['cali+', 'tunl0', 'vxlan.calico']
 
-/** An opening as the record keeps it: a port, a protocol, or a trusted source or Calico interface (anything else is not ours). */
-const OPENING = /^(\d+(-\d+)?\/(tcp|udp)|\d+|trusted:source=[\d./]+|trusted:interface=(cali\+|tunl0|vxlan\.calico))$/
+/** An opening as the record keeps it: a port, a protocol, or a trusted source or pod network interface (anything else is not ours). */
+const OPENING = /^(\d+(-\d+)?\/(tcp|udp)|\d+|trusted:source=[\d./]+|trusted:interface=(cali\+|tunl0|vxlan\.calico|flannel\.1|cni0))$/
 
 /** The zone an opening is in (undefined: the default zone) and its firewall-cmd option. */
 function option(verb: 'query' | 'add' | 'remove', o: string): { zone?: string; arg: string } {
@@ -168,7 +182,7 @@ export async function securitySteps(ctx: Context): Promise<Step[]> {
       ],
     })
   }
-  if (await networkManagerRunning(ctx)) {
+  if (cniOf(ctx.bundle.lock) === 'calico' && (await networkManagerRunning(ctx))) {
     const now = await ctx.host.readText(NM_CALICO_CONF)
     // A calico.conf of the site's own is left as it is.
     if (now === undefined || now === networkManagerCalico()) {
@@ -254,7 +268,7 @@ export async function securityFindings(ctx: Context, live: boolean): Promise<Fin
     )
   }
   // Before an install the kernel phase writes the file; a node set up already must have it.
-  if (live && (await networkManagerRunning(ctx))) {
+  if (live && cniOf(ctx.bundle.lock) === 'calico' && (await networkManagerRunning(ctx))) {
     const now = await ctx.host.readText(NM_CALICO_CONF)
     if (now === undefined)
       f.push({

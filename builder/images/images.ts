@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
 import type { Lock, LockedImage } from '../../bundle/lock.js'
-import { missingImages, requiredImages } from '../../bundle/closed-world.js'
+import { missingImages, requiredImages, type CarriedManifest } from '../../bundle/closed-world.js'
 import type { LayoutImage } from '../../bundle/image-layout.js'
 import { MediaType, parseManifestDoc, platformsOf, selectPlatform, type Descriptor } from '../../bundle/oci.js'
 import { archOf, type Platform } from '../../bundle/platform.js'
@@ -113,11 +113,11 @@ export const layoutImages = (planned: readonly PlannedImage[]): LayoutImage[] =>
 
 /**
  * The closed world, before any image blob is pulled: the lock holds every image the nodes will
- * ask for (kubeadm's for its version, the sandbox's, every container of calico.yaml), or the build
+ * ask for (kubeadm's for its version, the sandbox's, every container of the CNI's and add-ons' manifests), or the build
  * stops naming each missing one and who asks for it.
  */
-export function checkClosedWorld(kubeadmTable: string, lock: Lock, calicoYaml: string | undefined): void {
-  const { wants } = requiredImages(lock.kubernetes, kubeadmTable, calicoYaml, lock.kubeadmImages)
+export function checkClosedWorld(kubeadmTable: string, lock: Lock, manifests: readonly CarriedManifest[]): void {
+  const { wants } = requiredImages(lock.kubernetes, kubeadmTable, manifests, lock.kubeadmImages)
   const missing = missingImages(
     lock.images.map((i) => i.ref),
     wants,

@@ -67,6 +67,27 @@ export const COMPONENTS: readonly Component[] = [
     url: (v) => `https://raw.githubusercontent.com/projectcalico/calico/v${v}/manifests/calico.yaml`,
   },
   {
+    name: C.flannelManifest,
+    perPlatform: false,
+    url: (v) => gh('flannel-io/flannel', `v${v}`, 'kube-flannel.yml'),
+  },
+  {
+    name: C.localPath,
+    perPlatform: false,
+    url: (v) => `https://raw.githubusercontent.com/rancher/local-path-provisioner/v${v}/deploy/local-path-storage.yaml`,
+  },
+  {
+    name: C.metricsServer,
+    perPlatform: false,
+    url: (v) => gh('kubernetes-sigs/metrics-server', `v${v}`, 'components.yaml'),
+  },
+  {
+    name: C.ingressNginx,
+    perPlatform: false,
+    // The bare-metal manifest: a NodePort Service (no cloud load balancer in an air gap).
+    url: (v) => `https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v${v}/deploy/static/provider/baremetal/deploy.yaml`,
+  },
+  {
     name: C.etcd,
     perPlatform: true,
     url: (v, a) => gh('etcd-io/etcd', `v${v}`, `etcd-v${v}-linux-${a}.tar.gz`),

@@ -7,16 +7,16 @@ import { releaseNamed, rpmArch, type DebRelease, type RpmRelease } from '../pack
 import { readRepo, type DnfOptions } from '../packages/dnf.js'
 import { newestRpms, rpmClosure } from '../packages/rpm.js'
 import { COMPATIBILITY, KEYRING_DIR, KUBEADM_TABLE } from '../package-files.js'
-import { kubeadmImages } from '../../bundle/closed-world.js'
+import { kubeadmImages, manifestImageRefs } from '../../bundle/closed-world.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
-import { LOCK_VERSION, type Lock, type LockedFile, type LockedPackage, type PackageUse } from '../../bundle/lock.js'
+import { LOCK_VERSION, manifestFiles, type Lock, type LockedFile, type LockedPackage, type PackageUse } from '../../bundle/lock.js'
 import { checkFit, checkKubeadmAnswer } from './fit.js'
 import { kubeadmAnswer, precheckKubeadm } from './kubeadm.js'
 import { archOf, type Platform } from '../../bundle/platform.js'
 import type { FetchOptions } from '../options.js'
 import { DockerCredentials } from '../images/credentials.js'
-import { parseImageRef } from '../../bundle/reference.js'
+import { imageName, parseImageRef } from '../../bundle/reference.js'
 import { RegistryClient } from '../images/registry.js'
 import { COMPONENTS, componentNamed, FOLLOWS_KUBERNETES, pickChecksum, urlBaseName, type Component } from './components.js'
 import { C } from '../../bundle/components.js'
@@ -134,6 +134,8 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
   const wanted = [...manifest.images]
   for (const ref of kubeadm ? kubeadmImages(manifest.kubernetes, tableText, kubeadm.row).kubeadm : [])
     if (!wanted.some((w) => w.ref === ref)) wanted.push({ ref })
+  // Every image the CNI's and add-ons' manifests name is pinned too (with the digest the manifest gives, if any).
+  for (const ref of await manifestImageWants(files, o)) if (!wanted.some((w) => w.ref === ref.ref)) wanted.push(ref)
 
   // Each image is pinned to what its tag names now: the multi-platform index, so one lock
   // serves every platform. A digest the manifest gives is kept as it is.
@@ -155,6 +157,19 @@ export async function createLock(manifest: Manifest, opts: Partial<LockOptions> 
     ...(kubeadm ? { kubeadmImages: kubeadm.row } : {}),
     packages,
   }
+}
+
+/** The images the locked manifests name, from their bytes in the cache (read as the lock hashed them); a manifest pinned by checksum alone is not read. */
+async function manifestImageWants(files: readonly LockedFile[], o: LockOptions): Promise<{ ref: string; digest?: Sha256 }[]> {
+  const out: { ref: string; digest?: Sha256 }[] = []
+  for (const f of manifestFiles({ files })) {
+    if (!(await o.cache.has(f.integrity))) continue
+    for (const x of manifestImageRefs(await readFile(o.cache.blobPath(f.integrity), 'utf8'))) {
+      const parsed = parseImageRef(x)
+      out.push(parsed.digest ? { ref: imageName(parsed), digest: parsed.digest } : { ref: imageName(parsed) })
+    }
+  }
+  return out
 }
 
 /** What the lock will fetch, by URL: checksum files or the files themselves, tags, every package archive of every set. */

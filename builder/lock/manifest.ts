@@ -7,7 +7,7 @@ import { PLATFORMS, type Platform } from '../../bundle/platform.js'
 import { type ImageRef, imageName, parseImageRef } from '../../bundle/reference.js'
 import { didYouMean } from '../../bundle/text.js'
 import { COMPONENTS } from './components.js'
-import { C } from '../../bundle/components.js'
+import { C, CNI_MANIFEST, type Cni } from '../../bundle/components.js'
 import { RELEASES } from '../packages/releases.js'
 
 /** An extra file the user wants in the bundle. `{arch}` in the URL makes it per platform. */
@@ -26,6 +26,8 @@ export interface ImageWant {
 /** What the user asks for (human-edited YAML); `bundle lock` turns it into a lock. */
 export interface Manifest {
   kubernetes: string
+  /** The pod network the bundle installs (`cni:`, Calico unless it says flannel). */
+  cni: Cni
   platforms: Platform[]
   components: Map<string, string>
   images: ImageWant[]
@@ -43,7 +45,7 @@ export interface PackageRelease {
   platforms?: Platform[]
 }
 
-const TOP_KEYS = ['kubernetes', 'platforms', 'components', 'images', 'files', 'packages']
+const TOP_KEYS = ['kubernetes', 'cni', 'platforms', 'components', 'images', 'files', 'packages']
 
 export async function readManifest(path: string): Promise<Manifest> {
   const text = await readFile(path, 'utf8').catch(() => {
@@ -64,7 +66,7 @@ export function parseManifest(text: string, source: string): Manifest {
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) fail(k, `unknown key${didYouMean(k, TOP_KEYS)}`)
 
   // A manifest of images alone (an operator's applications, after the cluster is up) names no Kubernetes.
-  const onlyImages = ['kubernetes', 'components', 'files', 'packages'].every((k) => o[k] === undefined)
+  const onlyImages = ['kubernetes', 'cni', 'components', 'files', 'packages'].every((k) => o[k] === undefined)
   const kubernetes = onlyImages ? '' : String(o.kubernetes ?? '')
   if (!onlyImages && !/^\d+\.\d+\.\d+$/.test(kubernetes)) fail('kubernetes', `must be a version like 1.29.3, found ${JSON.stringify(o.kubernetes)}`)
   if (onlyImages && !(Array.isArray(o.images) && o.images.length)) fail('images', 'must list the images (a manifest of images alone builds an image bundle)')
@@ -87,14 +89,28 @@ export function parseManifest(text: string, source: string): Manifest {
   const etcd = components.get(C.etcd)
   if (etcd && etcdImage && etcd !== etcdImage)
     fail(`components.${C.etcd}`, `is ${etcd}, but the etcd image is ${etcdImage}: give the version of the etcd the cluster runs (${etcdImage})`)
+  const cni = onlyImages ? 'calico' : cniOf(o.cni, components, fail)
   return {
     kubernetes,
+    cni,
     platforms,
     components,
     images,
     files: list('files').map((v, i) => extraFileOf(v, `files[${i}]`, fail)),
     packages: packagesOf(o.packages, platforms, fail),
   }
+}
+
+/** `cni:` and the components agree: the chosen network's manifest, and nothing of the other (one pod network per cluster). */
+function cniOf(raw: unknown, components: ReadonlyMap<string, string>, fail: Fail): Cni {
+  const choices = Object.keys(CNI_MANIFEST) as Cni[]
+  const cni = (raw ?? 'calico') as Cni
+  if (!choices.includes(cni)) fail('cni', `must be ${choices.join(' or ')}, found ${JSON.stringify(raw)}`)
+  if (cni === 'flannel' && !components.has(C.flannelManifest))
+    fail('components', `cni is flannel: give ${C.flannelManifest} (the version of its manifest to carry)`)
+  const others = [...components.keys()].filter((c) => (cni === 'flannel' ? [C.calicoManifest, C.calicoctl] : [C.flannelManifest]).includes(c as never))
+  if (others.length) fail(`components.${others[0]}`, `cni is ${cni}: leave out ${others.join(' and ')} (a cluster runs one pod network)`)
+  return cni
 }
 
 function componentsOf(raw: unknown, fail: Fail): Map<string, string> {

@@ -9,6 +9,7 @@ import { printJson, type Io } from '../../bundle/report.js'
 import { type Flags, requireSuperuser, resolveContext } from '../context.js'
 import { BIN_DIR, KUBEADM_CONFIG, KUBEADM_JOIN_CONFIG, UPGRADE_STATE } from '../node-paths.js'
 import { network } from '../phases/cluster.js'
+import { addons } from '../phases/addons.js'
 import { cni } from '../phases/cni.js'
 import { containerd } from '../phases/containerd.js'
 import { images } from '../phases/images.js'
@@ -31,7 +32,7 @@ async function apiServerAt(ctx: Context, kubeconfig: string, version: string): P
 }
 
 /** What --skip-phases may leave out of an upgrade: the install phases it runs again. */
-const SKIPPABLE = ['packages', 'kernel', 'containerd', 'cni', 'images', 'network']
+const SKIPPABLE = ['packages', 'kernel', 'containerd', 'cni', 'images', 'network', 'addons']
 
 export interface UpgradeFlags extends Flags {
   rollback?: boolean
@@ -180,7 +181,14 @@ async function upgrade(run: Run): Promise<void> {
     },
   }
   const has = (p: Phase) => !run.skip.includes(p.name)
-  await run.go([skew, backupPhase(u), ...[packages, kernel, containerd, cni, images].filter(has), upgradePhase(u), ...[network].filter(has), upgradedPhase(u)])
+  await run.go([
+    skew,
+    backupPhase(u),
+    ...[packages, kernel, containerd, cni, images].filter(has),
+    upgradePhase(u),
+    ...[network, addons].filter(has),
+    upgradedPhase(u),
+  ])
   const uncordon =
     node.kind === 'worker' && !run.drainFrom && pending ? `next: on a master, let pods back on this node: kubectl uncordon ${node.name}\n` : undefined
   const after = node.kind === 'first-master' ? 'next: upgrade the other masters one at a time (sudo ./install upgrade), then the workers\n' : undefined

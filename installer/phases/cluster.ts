@@ -1,12 +1,14 @@
 import { poll } from '../poll.js'
 import { patchCalico } from '../calico.js'
+import { patchFlannel } from '../flannel.js'
+import { cniOf } from '../../bundle/lock.js'
 import { C } from '../../bundle/components.js'
 import { durationMs } from '../cluster-config.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { KaError } from '../../bundle/errors.js'
 import { KUBEADM_REPOSITORY } from '../../bundle/closed-world.js'
 import { imageName, parseImageRef } from '../../bundle/reference.js'
-import { filePath, JOIN_CONTROL_PLANE, JOIN_WORKER } from '../../bundle/layout.js'
+import { JOIN_CONTROL_PLANE, JOIN_WORKER } from '../../bundle/layout.js'
 import type { Host } from '../host.js'
 import type { NodeFacts } from '../facts.js'
 import { caCertHash, formatJoinFile, initConfig, joinConfig, newCertificateKey, newToken, type JoinFile } from '../kubeadm.js'
@@ -15,6 +17,7 @@ import {
   CA_CERT,
   CALICO_APPLIED,
   ETC_HOSTS,
+  FLANNEL_APPLIED,
   ETC_PASSWD,
   JOIN_STATE,
   KUBEADM_CONFIG,
@@ -178,28 +181,39 @@ export function kubeadmAgrees(ctx: Context, config?: string): Step {
 export const network: Phase = {
   name: 'network',
   summary:
-    'Calico on the first master: its manifest patched (pool CIDR = pod subnet, IP autodetection, never pull) and applied server-side; calicoctl as kubectl-calico',
+    'the pod network on the first master: Calico (pool CIDR = pod subnet, IP autodetection, calicoctl as kubectl-calico) or Flannel (network = pod subnet), as the bundle carries; its manifest patched to never pull and applied server-side',
   async plan(ctx) {
-    const steps: Step[] = [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, C.calicoctl, 0o755)]
+    const flannel = cniOf(ctx.bundle.lock) === 'flannel'
+    const steps: Step[] = flannel ? [] : [await copyStep(ctx, `calicoctl as ${KUBECTL_CALICO} (kubectl calico ...)`, KUBECTL_CALICO, C.calicoctl, 0o755)]
     if (!isFirstMaster(ctx)) return steps
-    const source = await ctx.bundle.read(filePath(ctx.bundle.file(C.calicoManifest).locked.file))
+    const { podSubnet } = ctx.cluster.config
+    const source = ctx.bundle.manifest(flannel ? C.flannelManifest : C.calicoManifest)
+    if (source === undefined)
+      throw new KaError('EVERIFY', `this bundle carries no ${flannel ? C.flannelManifest : C.calicoManifest}; build it from a lock that pins it`)
     // Calico's default (first-found) can pick the wrong interface on a multi-NIC node: by
     // default every node takes the interface that reaches the first master's address.
-    const patched = patchCalico(source, ctx.cluster.config.podSubnet, ctx.cluster.config.calicoAutodetection ?? `can-reach=${ctx.cluster.advertise}`)
+    const [name, path, patched, workload] = flannel
+      ? (['Flannel', FLANNEL_APPLIED, patchFlannel(source, podSubnet), ['-n', 'kube-flannel', 'get', 'daemonset', 'kube-flannel-ds']] as const)
+      : ([
+          'Calico',
+          CALICO_APPLIED,
+          patchCalico(source, podSubnet, ctx.cluster.config.calicoAutodetection ?? `can-reach=${ctx.cluster.advertise}`),
+          ['get', 'daemonset', 'calico-node', '-n', 'kube-system'],
+        ] as const)
     const file = await fileStep(
       ctx,
-      `Calico manifest (${CALICO_APPLIED}: ${patched.documents} documents, pool ${ctx.cluster.config.podSubnet})`,
-      CALICO_APPLIED,
+      `${name} manifest (${path}: ${patched.documents} documents, ${flannel ? 'network' : 'pool'} ${podSubnet})`,
+      path,
       patched.text,
     )
     steps.push(file)
-    const applied = file.done && (await ctx.host.run(admin(ctx, 'get', 'daemonset', 'calico-node', '-n', 'kube-system'), { changing: false })).code === 0
+    const applied = file.done && (await ctx.host.run(admin(ctx, ...workload), { changing: false })).code === 0
     // Server-side apply: a rerun is harmless, and Calico's large CRDs do not hit the
     // client-side last-applied annotation limit ("metadata.annotations: Too long").
     steps.push({
-      title: 'Calico applied (kubectl apply --server-side)',
+      title: `${name} applied (kubectl apply --server-side)`,
       done: applied,
-      actions: [{ kind: 'run', argv: admin(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(CALICO_APPLIED)) }],
+      actions: [{ kind: 'run', argv: admin(ctx, 'apply', '--server-side', '--force-conflicts', '-f', ctx.host.path(path)) }],
     })
     steps.push(...(await localCoreDnsSteps(ctx)))
     return steps

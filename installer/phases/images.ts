@@ -10,6 +10,17 @@ import { CTR, K8S_NAMESPACE } from '../node-paths.js'
 import type { Context, Phase, Step } from '../plan.js'
 import { imagesElsewhere, listImageLabels, listImages, PINNED_LABEL } from '../containerd-images.js'
 
+/**
+ * The names an image has on the node: its tag, and, when the lock pins a digest, the name a
+ * pull by that digest gives it (`repository@sha256:...`, as CRI names what it pulls). An
+ * add-on's manifest asks for `name:tag@sha256:...`; CRI looks that up as `repository@sha256:...`
+ * (localResolve, pkg/cri/server/helpers.go), so without that name the kubelet would pull.
+ */
+export function nodeNames(bundle: Bundle, image: BundleImage): string[] {
+  const pinned = bundle.lock.images.find((i) => i.ref === image.name)?.digest
+  return pinned ? [image.name, `${repository(image.name)}@${pinned.oci}`] : [image.name]
+}
+
 /** The blobs an image consists of in the bundle: its manifest, config and layers (hex digests). */
 export async function imageBlobs(bundle: Bundle, image: BundleImage): Promise<string[]> {
   return (await bundle.layout.blobsOf(image.manifest)).map((d) => d.hex)
@@ -27,7 +38,14 @@ export function layoutStream(bundle: Bundle, images: BundleImage[], skip: Readon
     for (const im of images) for (const hex of await imageBlobs(bundle, im)) if (!skip.has(hex)) blobs.add(hex)
     const tar = new TarWriter(streamSink(out))
     await tar.data('oci-layout', 0o644, Buffer.from(OCI_LAYOUT_CONTENT))
-    await tar.data('index.json', 0o644, ImageLayout.indexBytes(images, false))
+    await tar.data(
+      'index.json',
+      0o644,
+      ImageLayout.indexBytes(
+        images.flatMap((im) => nodeNames(bundle, im).map((name) => ({ ...im, name }))),
+        false,
+      ),
+    )
     await tar.directory('blobs')
     await tar.directory('blobs/sha256')
     for (const hex of [...blobs].sort()) {
@@ -99,7 +117,8 @@ export const images: Phase = {
         `containerd does not answer at ${options.containerdAddress}: is it running? (systemctl status containerd; journalctl -u containerd)`,
       )
     }
-    const missing = bundle.images.filter((i) => present?.get(i.name) !== i.manifest.oci)
+    const missing = bundle.images.filter((i) => nodeNames(bundle, i).some((n) => present?.get(n) !== i.manifest.oci))
+    const names = bundle.images.flatMap((i) => nodeNames(bundle, i))
     const argv = [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'import', '-']
     const plan = await planImport(bundle, missing)
     // Groups go into two streams, balanced by count; each stream is one `ctr import`.
@@ -120,12 +139,12 @@ export const images: Phase = {
       },
       {
         title: `images pinned against kubelet's image garbage collection (${PINNED_LABEL})`,
-        done: bundle.images.every((i) => labelled?.get(i.name)?.labels.includes(PINNED_LABEL)),
-        actions: bundle.images
-          .filter((i) => !labelled?.get(i.name)?.labels.includes(PINNED_LABEL))
-          .map((i) => ({
+        done: names.every((n) => labelled?.get(n)?.labels.includes(PINNED_LABEL)),
+        actions: names
+          .filter((n) => !labelled?.get(n)?.labels.includes(PINNED_LABEL))
+          .map((n) => ({
             kind: 'run' as const,
-            argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'label', i.name, PINNED_LABEL],
+            argv: [CTR, '--address', options.containerdAddress, '-n', K8S_NAMESPACE, 'images', 'label', n, PINNED_LABEL],
           })),
       },
     ]
@@ -143,7 +162,7 @@ const repository = (name: string): string => name.replace(/(@sha256:[0-9a-f]+|:[
  */
 export async function unpinSteps(ctx: Context): Promise<Step[]> {
   const labelled = (await listImageLabels(ctx, K8S_NAMESPACE)) ?? new Map()
-  const current = new Set(ctx.bundle.images.map((i) => i.name))
+  const current = new Set(ctx.bundle.images.flatMap((i) => nodeNames(ctx.bundle, i)))
   const repositories = new Set([...current].map(repository))
   const old = [...labelled]
     .filter(([name, i]) => !current.has(name) && repositories.has(repository(name)) && i.labels.includes(PINNED_LABEL))
@@ -165,7 +184,7 @@ export async function unpinSteps(ctx: Context): Promise<Step[]> {
 /** Every image the node needs is in k8s.io under its exact name; else say which, and where it is instead. */
 export async function checkImages(ctx: Context): Promise<void> {
   const present = (await listImages(ctx, K8S_NAMESPACE)) ?? new Map<string, string>()
-  const want = new Map(ctx.bundle.images.map((i) => [i.name, i.manifest.oci]))
+  const want = new Map(ctx.bundle.images.flatMap((i) => nodeNames(ctx.bundle, i).map((n) => [n, i.manifest.oci] as const)))
   const missing = [...new Set([...ctx.bundle.needed, ...want.keys()])].filter((n) => !present.has(n) || (want.has(n) && present.get(n) !== want.get(n)))
   if (missing.length === 0) return
   const elsewhere = (await imagesElsewhere(ctx, missing)).map(

@@ -34,6 +34,9 @@ import {
   KUBELET_CONFIG,
   CNI_CONF_DIR,
   CNI_STATE_DIR,
+  FLANNEL_LINKS,
+  FLANNEL_RUN_DIR,
+  SYS_CLASS_NET,
   ROOT_KUBECONFIG,
   CONTAINERD_DATA_DIR,
   CONTAINERD_RUN_DIR,
@@ -102,11 +105,20 @@ export function resetPhase(purge: boolean): Phase {
         actions: [{ kind: 'run', argv: ['systemctl', 'restart', 'containerd'] }],
       })
       const cniState = []
-      for (const p of [CNI_CONF_DIR, CNI_STATE_DIR]) if (await host.exists(p)) cniState.push(p)
+      for (const p of [CNI_CONF_DIR, CNI_STATE_DIR, FLANNEL_RUN_DIR]) if (await host.exists(p)) cniState.push(p)
       steps.push({
-        title: `CNI state removed (${CNI_CONF_DIR}, ${CNI_STATE_DIR})`,
+        title: `CNI state removed (${CNI_CONF_DIR}, ${CNI_STATE_DIR}, ${FLANNEL_RUN_DIR})`,
         done: cniState.length === 0,
         actions: cniState.map((path) => ({ kind: 'remove', path })),
+      })
+      // Flannel's VXLAN device and pod bridge outlive its pods; a new flanneld refuses a cni0 with another subnet
+      // ("failed to set bridge addr: cni0 already has an IP address different from ...").
+      const links = []
+      for (const l of FLANNEL_LINKS) if (await host.exists(`${SYS_CLASS_NET}/${l}`)) links.push(l)
+      steps.push({
+        title: `Flannel's interfaces removed (${FLANNEL_LINKS.join(', ')})`,
+        done: links.length === 0,
+        actions: links.map((l) => ({ kind: 'run', argv: ['ip', 'link', 'delete', l] })),
       })
       if (purge) steps.push(...(await purgeSteps(ctx, containerd.enabled || containerd.active || kubelet.enabled)))
       return steps

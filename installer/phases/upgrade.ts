@@ -6,6 +6,7 @@ import { KaError } from '../../bundle/errors.js'
 import { compareVersions, type Version } from '../../bundle/version.js'
 import { unpinSteps } from './images.js'
 import { kubeadmAgrees, network } from './cluster.js'
+import { addons } from './addons.js'
 import { containerd } from './containerd.js'
 import { cni } from './cni.js'
 import { kernel } from './kernel.js'
@@ -32,7 +33,7 @@ async function filesToReplace(ctx: Context, phases: Phase[]): Promise<string[]> 
 }
 
 /** The install phases an upgrade runs again with the new bundle (kubernetes' binaries go in the upgrade phase, in kubeadm's order). */
-export const REPLACING_PHASES = [kernel, containerd, cni, kubernetes, network]
+export const REPLACING_PHASES = [kernel, containerd, cni, kubernetes, network, addons]
 
 export interface UpgradePlan {
   node: InstalledNode

@@ -29,7 +29,7 @@ describe('planBundle: what a bundle carries, from the lock alone', () => {
     for (const p of packages) expect(p.rel, p.label).toMatch(/^packages\/debian-12\/.*_(arm64|all)\.deb$/)
     expect(plan.downloads.every((d) => !d.url.includes('amd64') || d.rel.includes('all'))).toBe(true)
     expect(plan.runtime?.label).toMatch(/^node /)
-    expect(plan.calico?.rel).toMatch(/calico/)
+    expect(plan.manifests.map((m) => m.rel)).toEqual([expect.stringMatching(/calico/)])
     // A package a pool may drop has the snapshot service as its fallback.
     expect(packages.filter((p) => p.fallback).length).toBe(packages.length)
   })

@@ -23,7 +23,7 @@ describe('./install, in process', () => {
       [['--role', 'boss'], 'install: EUSAGE: --role "boss": use master or worker'],
       [
         ['--role', 'worker', '--phases', 'kernal'],
-        'install: EUSAGE: --phases: unknown phase "kernal" (did you mean "kernel"?); the phases are verify, preflight, packages, kernel, containerd, cni, kubernetes, images, endpoint, cluster, network, finish (./install phases)',
+        'install: EUSAGE: --phases: unknown phase "kernal" (did you mean "kernel"?); the phases are verify, preflight, packages, kernel, containerd, cni, kubernetes, images, endpoint, cluster, network, finish, addons (./install phases)',
       ],
       [['--role', 'worker', '--root', '/nonexistent/root'], 'install: EUSAGE: --root /nonexistent/root: no such folder; create it or give an existing one'],
     ] as const) {

@@ -1,3 +1,4 @@
+import { DEFAULT_ADDONS } from '../../installer/addons.js'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -29,6 +30,7 @@ describe('clusterConfig', () => {
         tokenTTL: '24h',
         selinux: 'permissive',
         firewalld: 'open',
+        addons: DEFAULT_ADDONS,
       },
       warnings: [],
       listed: new Map(),

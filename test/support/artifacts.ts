@@ -144,7 +144,15 @@ if [ "\${1:-}" = ps ]; then name=""; prev=""; for a in "$@"; do [ "$prev" = --na
   else [ -n "$name" ] && [ -f "$KA_ROOT/etc/kubernetes/manifests/$name.yaml" ] && echo "$name-0123456789ab"; fi; fi`,
   kubectl: `[ -n "\${KA_RECORD:-}" ] || exit 0
 mkdir -p "$KA_RECORD.d"; n=$(ls "$KA_RECORD.d" | wc -l)
-prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied"; prev="$a"; done
+# apply -f: the Deployments of the file exist from then on ($KA_ROOT/.cluster/deployments/NAMESPACE.NAME), each
+# with one ready replica: the API server creates them, and the scheduler places their pods on a node that
+# admits them (the test's node is untainted or a worker joined; a pull is never needed: the images are present).
+applied() { mkdir -p "$KA_ROOT/.cluster/deployments"
+  awk 'function emit() { if (kind == "Deployment" && name != "") print (ns == "" ? "default" : ns) "." name }
+    /^---/ { emit(); kind = ""; name = ""; ns = ""; meta = 0; next } /^kind: / { kind = $2 } /^metadata:/ { meta = 1; next }
+    /^[^ #]/ { meta = 0 } meta && /^  name: / { name = $2 } meta && /^  namespace: / { ns = $2 } END { emit() }' "$1" |
+    while read -r d; do touch "$KA_ROOT/.cluster/deployments/$d"; done; }
+prev=""; for a in "$@"; do [ "$prev" = "-f" ] && cp "$a" "$KA_RECORD.d/$n-kubectl-apply.yaml" && touch "$KA_ROOT/.calico-applied" && applied "$a"; prev="$a"; done
 # With $KA_CLUSTER: the nodes kubeadm registered there, each with the version its kubelet
 # runs, Ready while it is active, and cordoned while drained; the API server's version.
 if [ -n "\${KA_CLUSTER:-}" ]; then
@@ -251,6 +259,15 @@ esac
 case "$*" in
   *"get --raw /readyz/etcd"*) echo ok ;;
   *"get daemonset calico-node"*) [ -e "$KA_ROOT/.calico-applied" ] || exit 1 ;;
+  *" get deployment "*)
+    ns=default; prev=""; name=""; for a in "$@"; do [ "$prev" = -n ] && ns=$a; [ "$prev" = deployment ] && name=$a; prev=$a; done
+    [ -e "$KA_ROOT/.cluster/deployments/$ns.$name" ] || { echo "Error from server (NotFound): deployments.apps "$name" not found" >&2; exit 1; }
+    case " $* " in *"readyReplicas"*) printf 1 ;; esac ;;
+  # The first master as mark-control-plane left it: tainted NoSchedule unless its kubeadm config gives taints: [] (kubeadm's nil default).
+  *"get nodes -o json"*) name=$(cat "$state/mark-control-plane" 2>/dev/null) || { echo '{"items":[]}'; exit 0; }
+    taints='[{"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"}]'
+    grep -q '^  taints: []' "$KA_ROOT/etc/kube-airgap/kubeadm.yaml" 2>/dev/null && taints='[]'
+    printf '{"items":[{"metadata":{"name":"%s"},"spec":{"taints":%s},"status":{"conditions":[{"type":"Ready","status":"True"}]}}]}\n' "$name" "$taints" ;;
   *"get nodes -o jsonpath={.items[*].metadata.name}"*) printf 'k8s01' ;;
   *"get configmap coredns"*) if [ -e "$KA_ROOT/.coredns-local" ]; then printf '.:53 {\\n    errors\\n    cache 30\\n}\\n'; else printf '.:53 {\\n    errors\\n    forward . /etc/resolv.conf {\\n       max_concurrent 1000\\n    }\\n    cache 30\\n}\\n'; fi ;;
   *"rollout restart deployment coredns"*) touch "$KA_ROOT/.coredns-local" ;;

@@ -182,6 +182,8 @@ export async function memoryBundle(
       return { locked, path: join(dir, name) }
     },
     images: [],
+    manifests: [],
+    manifest: () => undefined,
     layout: new ImageLayout((rel) => join(dir, rel)),
     required: { kubeadm: [], pause: 'registry.k8s.io/pause:3.9' },
     needed: [],

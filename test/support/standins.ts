@@ -108,7 +108,7 @@ export const changing = (record: string[]): string[] =>
     (l) =>
       !/^systemctl (is-enabled|is-active|--version)/.test(l) &&
       !/^kubeadm config (images list|validate) /.test(l) &&
-      !/^kubectl --kubeconfig \S+ (get|version) /.test(l) &&
+      !/^kubectl --kubeconfig \S+ (-n \S+ )?(get|version) /.test(l) &&
       !/^kubectl --kubeconfig \S+ -n kube-system exec \S+ -- etcdctl .* member list /.test(l) &&
       !/^kubeadm (version|upgrade plan) /.test(l) &&
       !/^crictl --runtime-endpoint \S+ pods -q$/.test(l) &&

@@ -1,5 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { manifestImages } from '../../bundle/closed-world.js'
 import { imageName, parseImageRef } from '../../bundle/reference.js'
 import { makeArtifacts } from './artifacts.js'
 import { bundleCli } from './cli.js'
@@ -35,8 +36,32 @@ export interface World {
   close(): Promise<void>
 }
 
-/** Registry path prefixes, so that one local registry plays registry.k8s.io and docker.io. */
-const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 'hub' }
+/** Registry path prefixes, so that one local registry plays registry.k8s.io, docker.io and ghcr.io. */
+const PREFIX: Record<string, string> = { 'registry.k8s.io': 'k8s', 'docker.io': 'hub', 'ghcr.io': 'ghcr' }
+
+/** The real upstream manifests of the add-ons and of Flannel (test/fixtures/reference/addons), by component. */
+export const ADDON_FIXTURES: Record<string, { version: string; file: string }> = {
+  'local-path-provisioner': { version: '0.0.37', file: 'local-path-storage-v0.0.37.yaml' },
+  'metrics-server': { version: '0.8.1', file: 'metrics-server-v0.8.1-components.yaml' },
+  'ingress-nginx': { version: '1.15.1', file: 'ingress-nginx-controller-v1.15.1-baremetal.yaml' },
+  'flannel-manifest': { version: '0.28.9', file: 'kube-flannel-v0.28.9.yml' },
+}
+const fixtureText = (component: string) => readFile(join(REFERENCE, 'addons', ADDON_FIXTURES[component]!.file), 'utf8')
+
+/** The world's manifest with the three add-ons in its components. */
+export const withAddons = (t: string): string =>
+  t.replace(
+    /^(components:\n)/m,
+    `$1${['local-path-provisioner', 'metrics-server', 'ingress-nginx'].map((c) => `  ${c}: ${ADDON_FIXTURES[c]!.version}\n`).join('')}`,
+  )
+
+/** The world's manifest with Flannel as its pod network instead of Calico. */
+export const withFlannel = (t: string): string =>
+  t
+    .replace(/^cni: calico$/m, 'cni: flannel')
+    .replace(/^components:\n/m, `components:\n  flannel-manifest: ${ADDON_FIXTURES['flannel-manifest']!.version}\n`)
+    .replace(/^ {2}calico(ctl|-manifest): .*\n/gm, '')
+    .replace(/^ {2}(- docker\.io\/calico\/.*|# the images calico\.yaml .*)\n/gm, '')
 
 /**
  * Everything a build needs, on loopback: the fake upstream for files (with the real
@@ -64,16 +89,6 @@ export async function startWorld(
   await mkdir(dir, { recursive: true })
   await writeFile(manifestPath, manifestText)
   const artifacts = await makeArtifacts(join(dir, 'artifacts'), !!opts.realistic, opts.kubeadmRows)
-  const fake = await fakeUpstream(join(dir, 'up'), {
-    manifestText,
-    ...(opts.size ? { size: opts.size } : {}),
-    content: async (w) =>
-      w.name === 'calico-manifest'
-        ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml'))
-        : w.name === 'containerd-service'
-          ? readFile(join(REFERENCE, 'containerd-v1.7.16.service'))
-          : artifacts(w),
-  })
   const registry = await startRegistry(join(dir, 'registry'), { ...(opts.token ? { token: true } : {}) })
   const front = await startForwarder(registry.url)
 
@@ -83,6 +98,10 @@ export async function startWorld(
   const armBase = layer({ 'bin/busybox': { data: Buffer.from('an arm64 busybox would be here\n'), mode: 0o755 } })
   const images = new Map<string, PushedImage>()
   const names = [...manifestText.matchAll(/^\s+- ((?:registry\.k8s\.io|docker\.io)\/\S+)$/gm)].map((m) => m[1]!)
+  // The images the add-ons' and Flannel's manifests name, when the manifest carries them (bundle lock pins them from the files).
+  for (const [component] of Object.entries(ADDON_FIXTURES))
+    if (new RegExp(`^  ${component}: `, 'm').test(manifestText))
+      for (const n of manifestImages(await fixtureText(component))) if (!names.includes(n)) names.push(n)
   for (const name of names) {
     const ref = parseImageRef(name)
     const own = big ? randomLayer(big.own, name) : layer({ 'etc/image-name': { data: Buffer.from(`${name}\n`) } })
@@ -105,6 +124,24 @@ export async function startWorld(
     await registry.push(repo, ref.tag!, idx.index, [amd64, arm64], idx.extra)
     images.set(imageName(ref), { name, top: idx.index, amd64, arm64 })
   }
+  const fake = await fakeUpstream(join(dir, 'up'), {
+    manifestText,
+    ...(opts.size ? { size: opts.size } : {}),
+    content: async (w) =>
+      w.name === 'calico-manifest'
+        ? readFile(join(REFERENCE, 'calico-v3.28.0.yaml'))
+        : w.name === 'containerd-service'
+          ? readFile(join(REFERENCE, 'containerd-v1.7.16.service'))
+          : ADDON_FIXTURES[w.name]
+            ? // An image upstream names by digest is named by the digest of the test registry's copy.
+              Buffer.from(
+                (await fixtureText(w.name)).replace(/(image: )(\S+?)@sha256:[0-9a-f]{64}/g, (_, key: string, ref: string) => {
+                  const pushed = images.get(imageName(parseImageRef(ref)))
+                  return `${key}${ref}${pushed ? `@${pushed.top.digest}` : ''}`
+                }),
+              )
+            : artifacts(w),
+  })
   front.log.length = 0
   const args = [
     ...fake.mirrors.flatMap((m) => ['--mirror', m]),

@@ -100,6 +100,10 @@ export const RUNTIME_NODE = `${RUNTIME_DIR}/bin/node`
 export const JOIN_DIR = 'join'
 export const JOIN_WORKER = `${JOIN_DIR}/worker.yaml`
 export const JOIN_CONTROL_PLANE = `${JOIN_DIR}/control-plane.yaml`
+/** The registry's CA, which the registry node writes for every other node's containerd to trust. */
+export const JOIN_REGISTRY_CA = `${JOIN_DIR}/registry-ca.crt`
+/** user:password of the registry's basic auth (0600), for ./install registry push from another node. */
+export const JOIN_REGISTRY_CREDENTIALS = `${JOIN_DIR}/registry-credentials`
 
 /** Where a pinned upstream file lives inside the bundle (the runtime excepted, see above). */
 export const filePath = (file: string): string => `${FILES_DIR}/${file}`

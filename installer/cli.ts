@@ -8,6 +8,7 @@ import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/
 import { type BackupFlags, backupCommand, restoreCommand } from './commands/backup.js'
 import { certsRenewCommand } from './commands/certs.js'
 import { imagesCommand } from './commands/images.js'
+import { type RegistryFlags, registryCommand, registryPushCommand } from './commands/registry.js'
 import { configCommand } from './commands/config.js'
 import { controllerCommand } from './commands/controller.js'
 import { versionCommand } from './commands/version.js'
@@ -189,6 +190,26 @@ function addNodeCommands(top: Command, flags: FlagsOf, io: Io, setExit: (code: n
     )
     .option('--json', 'print the result as JSON')
     .action(async (folder: string, own: object) => imagesCommand(folder, flags(own), io))
+  const registry = top
+    .command('registry')
+    .description(
+      "a registry inside the air gap: on cluster.yaml's registry.node, the registry (a static pod from the bundle's registry image, TLS from a CA it makes, optional basic auth); on every node, containerd's trust of it (certs.d hosts.toml) for its name and the registries it mirrors",
+    )
+    .addHelpText(
+      'after',
+      `\nExamples:\n  sudo ./install registry --config cluster.yaml --dry-run        # on the registry node first, then on every other node\n  sudo ./install registry --config cluster.yaml --ca-cert ca.crt --ca-key ca.key   # with your own CA\n  sudo ./install registry push /opt/kube-airgap/kube-airgap-images-0123456789ab-linux-amd64 --config cluster.yaml`,
+    )
+    .option('--ca-cert <file>', "your CA's certificate (PEM), to sign the registry's certificate instead of a CA made here")
+    .option('--ca-key <file>', "your CA's private key (PEM), with --ca-cert")
+    .option('--json', 'print the result as JSON')
+    .action(async (own: object) => registryCommand(flags({ ...registry.opts(), ...own }) as RegistryFlags, io))
+  registry
+    .command('push')
+    .description("an image bundle's images (bundle build --images-only) pushed into the registry by digest and tag, after verifying it")
+    .argument('<folder>', 'the unpacked image bundle')
+    .addHelpText('after', `\nExamples:\n  sudo ./install registry push /opt/kube-airgap/kube-airgap-images-0123456789ab-linux-amd64 --config cluster.yaml`)
+    .option('--json', 'print the result as JSON')
+    .action(async (folder: string, own: object) => registryPushCommand(folder, flags(own), io))
   top
     .command('backup')
     .description(

@@ -6,6 +6,7 @@ import { type Backend, localEndpoint } from './apiserver-proxy.js'
 import { bad, RESERVED } from './config-checks.js'
 import { endpointOf } from './endpoint-config.js'
 import { addonChoices, type AddonChoices } from './addons.js'
+import { registryConfig, type RegistryConfig } from './registry.js'
 
 export interface Taint {
   key: string
@@ -38,6 +39,8 @@ export interface ClusterConfig {
   selinux: 'permissive' | 'keep'
   /** With firewalld running: open the role's ports in it, or keep it as it is (then they must be open already). */
   firewalld: 'open' | 'keep'
+  /** A registry inside the air gap: which node runs it, the name every node pulls by. */
+  registry?: RegistryConfig
   /** The add-ons the first master applies (those the bundle carries, unless set to false), with their choices. */
   addons: AddonChoices
 }
@@ -57,6 +60,7 @@ export const CLUSTER_KEYS = [
   'selinux',
   'firewalld',
   'addons',
+  'registry',
 ] as const
 
 export interface ClusterFlags {
@@ -130,6 +134,8 @@ export function clusterConfig(
     firewalld: firewalld as ClusterConfig['firewalld'],
     addons: addonChoices(o.addons, source),
   }
+  const registry = registryConfig(o.registry, source)
+  if (registry) config.registry = registry
   return { config, warnings, listed }
 }
 

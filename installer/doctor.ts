@@ -31,6 +31,7 @@ import { vipFindings } from './vip.js'
 import { certFindings } from './certs.js'
 import { addonFindings } from './addons.js'
 import { flannelNetwork } from './flannel.js'
+import { registryFindings } from './registry.js'
 
 /**
  * Read-only checks of a live node (or one under --root) for every failure in the field
@@ -293,14 +294,14 @@ async function calicoPool(ctx: Context, add: Add): Promise<void> {
   if (kubeadmCfg && (calico || flannel)) {
     const pod = (yaml.loadAll(kubeadmCfg) as { kind?: string; networking?: { podSubnet?: string } }[]).find((d) => d?.kind === 'ClusterConfiguration')
       ?.networking?.podSubnet
-    const [check, pool] = flannel
-      ? (['Flannel network', flannelNetwork(flannel)] as const)
-      : (['Calico pool', /name: CALICO_IPV4POOL_CIDR\s*\n\s*value: '?"?([^'"\s]+)/.exec(calico!)?.[1]] as const)
+    const [check, whose, pool] = flannel
+      ? (['Flannel network', "Flannel's network", flannelNetwork(flannel)] as const)
+      : (['Calico pool', "Calico's pool", /name: CALICO_IPV4POOL_CIDR\s*\n\s*value: '?"?([^'"\s]+)/.exec(calico!)?.[1]] as const)
     if (pool !== pod)
       add(
         'fail',
         check,
-        `${check} is ${pool ?? (flannel ? 'not set' : 'not set (Calico then uses 192.168.0.0/16)')}, kubeadm's pod subnet is ${pod}`,
+        `${whose} is ${pool ?? (flannel ? 'not set' : 'not set (Calico then uses 192.168.0.0/16)')}, kubeadm's pod subnet is ${pod}`,
         'run ./install --phases network on the first master with the same --pod-subnet',
       )
     else add('ok', check, `${pool} = kubeadm's pod subnet`)
@@ -372,6 +373,8 @@ const CHECKS: Check[] = [
   joinFiles,
   // The add-ons the first master applied: running, and metrics-server's TLS choice.
   adding(addonFindings),
+  // The registry inside the air gap, on its node: its certificate's end.
+  adding(registryFindings),
   // With endpoint: local, which masters this node's proxy reaches.
   adding(endpointFindings),
   adding(vipFindings),

@@ -35,6 +35,12 @@ export const CNI_CONF_DIR = '/etc/cni/net.d'
 export const CNI_STATE_DIR = '/var/lib/cni'
 /** Where containerd looks for a registry's hosts.toml. */
 export const CONTAINERD_CERTS_DIR = '/etc/containerd/certs.d'
+/** The registry inside the air gap, on the node that runs it: its configuration, CA, certificate and users. */
+export const REGISTRY_DIR = '/etc/kube-airgap/registry'
+/** Where it keeps images unless cluster.yaml says otherwise. */
+export const REGISTRY_STORAGE = '/var/lib/kube-airgap/registry'
+/** Its static pod. */
+export const REGISTRY_POD = '/etc/kubernetes/manifests/kube-airgap-registry.yaml'
 /** containerd's data (images included) and its runtime state. */
 export const CONTAINERD_DATA_DIR = '/var/lib/containerd'
 export const CONTAINERD_RUN_DIR = '/run/containerd'

@@ -33,6 +33,8 @@ export const PHASE_NAMES = [
   'remove-node',
   'snapshot',
   'restore',
+  'registry',
+  'registry-trust',
 ] as const
 export type PhaseName = (typeof PHASE_NAMES)[number]
 

@@ -151,6 +151,6 @@ describe('inside installer/', () => {
         ),
     )
     expect([...ours].sort()).toEqual(['bundle', 'installer'])
-    expect([...packages].sort()).toEqual(['commander', 'js-yaml', 'minipass', 'ssri', 'tar'])
+    expect([...packages].sort()).toEqual(['bcryptjs', 'commander', 'js-yaml', 'minipass', 'ssri', 'tar'])
   })
 })

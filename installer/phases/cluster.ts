@@ -52,12 +52,16 @@ export interface JoinState {
 
 async function hostsStep(ctx: Context): Promise<Step | undefined> {
   const lines = ctx.cluster.config.extraHosts.map((h) => `${h.ip} ${h.names.join(' ')}`)
-  if (lines.length === 0) return undefined
+  return lines.length === 0 ? undefined : etcHostsStep(ctx, `node names in ${ETC_HOSTS} (${lines.length})`, lines)
+}
+
+/** Lines added to /etc/hosts (marked as ours), unless the file has them already. */
+export async function etcHostsStep(ctx: Context, title: string, lines: string[]): Promise<Step> {
   const now = (await ctx.host.readText(ETC_HOSTS)) ?? ''
   const have = new Set(now.split('\n').map((l) => l.replace(/#.*$/, '').trim().replace(/\s+/g, ' ')))
   const missing = lines.filter((l) => !have.has(l))
   const next = `${now}${now && !now.endsWith('\n') ? '\n' : ''}${missing.map((l) => `${l}  # kube-airgap\n`).join('')}`
-  return { ...(await fileStep(ctx, `node names in ${ETC_HOSTS} (${lines.length})`, ETC_HOSTS, next)), done: missing.length === 0 }
+  return { ...(await fileStep(ctx, title, ETC_HOSTS, next)), done: missing.length === 0 }
 }
 
 export const cluster: Phase = {

@@ -34,6 +34,8 @@ import {
   KUBELET_CONFIG,
   CNI_CONF_DIR,
   CNI_STATE_DIR,
+  CONTAINERD_CERTS_DIR,
+  REGISTRY_POD,
   FLANNEL_LINKS,
   FLANNEL_RUN_DIR,
   SYS_CLASS_NET,
@@ -183,6 +185,14 @@ async function criStateSteps(ctx: Context): Promise<{ steps: Step[]; leftovers: 
   return { steps, leftovers: leftovers.length }
 }
 
+/** The folders under containerd's certs.d that ./install registry wrote (their hosts.toml says so). */
+async function registryTrustDirs(ctx: Context): Promise<string[]> {
+  const out = []
+  for (const name of await ctx.host.list(CONTAINERD_CERTS_DIR))
+    if ((await ctx.host.readText(`${CONTAINERD_CERTS_DIR}/${name}/hosts.toml`))?.startsWith('# kube-airgap')) out.push(`${CONTAINERD_CERTS_DIR}/${name}`)
+  return out
+}
+
 /** Everything the installer wrote, removed; /etc/fstab restored from its backup. */
 async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
   const { host } = ctx
@@ -212,6 +222,9 @@ async function purgeSteps(ctx: Context, unitsOn: boolean): Promise<Step[]> {
     // containerd's data, images included: a purge leaves the node as before the install.
     CONTAINERD_DATA_DIR,
     CONTAINERD_RUN_DIR,
+    REGISTRY_POD,
+    // The registry trust (./install registry): the certs.d folders whose hosts.toml is ours; the registry's images stay.
+    ...(await registryTrustDirs(ctx)),
   ]
   const present = []
   for (const f of files) if (await host.exists(f)) present.push(f)

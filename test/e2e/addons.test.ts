@@ -1,11 +1,11 @@
 import { execFileSync, execSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
-import { changing, freshNodeRoot, type RecordedRun, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
+import { changing, nodeRuns, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
 import { lockWorld, startWorld, withAddons, withFlannel, type World } from '../support/world.js'
 
 /**
@@ -43,21 +43,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-function install(args: string[], root: string, env: NodeJS.ProcessEnv = {}): Promise<RecordedRun> {
-  return recordedRun(
-    join(bundle, 'install'),
-    [...args, '--root', root, '--host-commands', standins],
-    { PATH: `${standins}:${process.env.PATH}`, KA_ROOT: root, ...env },
-    join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record`),
-  )
-}
-
-async function newRoot(name: string): Promise<string> {
-  const root = join(dir, 'roots', name)
-  await mkdir(root, { recursive: true })
-  await freshNodeRoot(root)
-  return root
-}
+const { install, newRoot } = nodeRuns(() => ({ dir, bundle, standins }))
 
 type LockJson = { files: { name: string }[]; images: { ref: string; digest?: string }[] }
 

@@ -201,7 +201,7 @@ describe('reset asks first', () => {
     const steps = [...dry.stdout.matchAll(/^\[reset\] (?:already done|would do) +(.*)$/gm)].map((m) => m[1]!)
     expect(steps.length).toBeGreaterThan(5)
     expect(listed.map((l) => l.replace(/ {2}\(nothing to do now\)$/, ''))).toEqual(steps)
-    expect(listed.filter((l) => !l.endsWith('(nothing to do now)'))).toEqual(['CNI state removed (/etc/cni/net.d, /var/lib/cni)'])
+    expect(listed.filter((l) => !l.endsWith('(nothing to do now)'))).toEqual(['CNI state removed (/etc/cni/net.d, /var/lib/cni, /run/flannel)'])
     expect(out).toMatch(/^nothing was changed$/m)
     expect(await readFile(join(root, 'etc/cni/net.d/10-calico.conflist'), 'utf8')).toBe('{}\n')
   })

@@ -12,6 +12,7 @@ import { appendMembers } from '../support/tar-edit.js'
 import { changing, freshNodeRoot, treeHashes, writeStandins } from '../support/standins.js'
 import { EXTRA_IMAGE, lockWorld, nextMinor, signedBuilds, startWorld, type World } from '../support/world.js'
 import { startContainerd } from '../support/containerd.js'
+import { runStaticPod } from '../support/static-pods.js'
 
 /**
  * The fleet playbook the bundle carries (ansible/site.yml), run by the real ansible-playbook
@@ -82,7 +83,8 @@ async function startSshd(): Promise<{ port: number; key: string; knownHosts: str
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-fleet-'))
-  world = await startWorld(dir, { realistic: true })
+  // The registry image too, for ansible/registry.yml.
+  world = await startWorld(dir, { realistic: true, manifestEdit: (t) => t.replace(/\nimages:\n/, '\nimages:\n  - docker.io/library/registry:2.8.3\n') })
   const lock = join(dir, 'bundle.lock.json')
   await lockWorld(world, lock, join(dir, 'cache'))
   const keys = join(dir, 'keys')
@@ -589,6 +591,44 @@ describe('the second year, for the fleet: certificates, images', () => {
       }
     } finally {
       await ctd.stop()
+    }
+  }, 600_000)
+})
+
+describe('the registry inside the air gap, for the fleet', () => {
+  it("ansible/registry.yml: the registry on the node the inventory names, answering over TLS; its CA back on the controller and every other node's containerd trusting it; a rerun changes nothing", async () => {
+    const port = await freePort()
+    const config = join(dir, 'registry-cluster.yaml')
+    await writeFile(config, `registry:\n  node: k8s01\n  name: localhost:${port}\n  mirrors: [docker.io]\n  auth: true\n`)
+    const pod = await runStaticPod(roots.m1, 'kube-airgap-registry', '/usr/bin/docker-registry', join(dir, 'fleet-registry.log'))
+    try {
+      const args = ['-e', `kube_airgap_config=${config}`, '-e', 'kube_airgap_registry_node=m1']
+      const r = await playbookRun(args, tar, join(playbook, '..', 'registry.yml'))
+      expect(r.code, r.out).toBe(0)
+      const ca = await readFile(join(roots.m1, 'etc/kube-airgap/registry/ca.crt'), 'utf8')
+      expect(await readFile(fleet('join', 'registry-ca.crt'), 'utf8')).toBe(ca)
+      expect(((await stat(fleet('join', 'registry-credentials'))).mode & 0o777).toString(8)).toBe('600')
+      const code = execFileSync(
+        'curl',
+        ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', fleet('join', 'registry-ca.crt'), `https://localhost:${port}/v2/`],
+        {
+          encoding: 'utf8',
+        },
+      )
+      expect(code).toBe('401')
+      for (const n of ['m2', 'w1', 'w2'] as const) {
+        for (const name of [`localhost:${port}`, 'docker.io']) {
+          expect(await readFile(join(roots[n], 'etc/containerd/certs.d', name, 'ca.crt'), 'utf8'), `${n} ${name}`).toBe(ca)
+          expect(await readFile(join(roots[n], 'etc/containerd/certs.d', name, 'hosts.toml'), 'utf8'), `${n} ${name}`).toContain(
+            `server = "https://localhost:${port}"`,
+          )
+        }
+      }
+      const again = await playbookRun(args, tar, join(playbook, '..', 'registry.yml'))
+      expect(again.code, again.out).toBe(0)
+      for (const [host, recap] of Object.entries(again.recap)) if (host !== 'localhost') expect(recap.changed, host).toBe(0)
+    } finally {
+      await pod.stop()
     }
   }, 600_000)
 })

@@ -141,7 +141,8 @@ describe('./install --role worker', () => {
       .split('\n')
       .slice(1)
       .filter((l) => !l.startsWith('sha256:'))
-    expect(refs.length).toBe(world.images.size)
+    // Each under its tag and under the digest the lock pins (repository@sha256:..., the name CRI gives an image pulled by digest).
+    expect(refs.length).toBe(2 * world.images.size)
     for (const l of refs) expect(l, l.split(' ')[0]).toMatch(/io\.cri-containerd\.pinned=pinned/)
     const run = await ctd.ctr(['-n', 'k8s.io', 'run', '--rm', EXTRA_IMAGE, `ka-install-${process.pid}`])
     expect(run.stdout).toBe(`${EXTRA_IMAGE}\n`)

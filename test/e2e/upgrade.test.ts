@@ -258,7 +258,7 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
       'm1',
       bundles.new!,
       ['--skip-phases', 'backup'],
-      /^install: EUSAGE: --skip-phases backup: upgrade runs its phases in order; of them only packages, kernel, containerd, cni, images, network may be skipped/,
+      /^install: EUSAGE: --skip-phases backup: upgrade runs its phases in order; of them only packages, kernel, containerd, cni, images, network, addons may be skipped/,
     )
   })
 

@@ -12,7 +12,9 @@ import { patchFlannel } from '../../installer/flannel.js'
 import { ADDON_FIXTURES, REFERENCE } from '../support/world.js'
 
 // The real kubectl decodes each manifest as it would before sending it (--local: no API server),
-// so what js-yaml wrote is compared with upstream as Kubernetes reads both.
+// so what js-yaml wrote is compared with upstream as Kubernetes reads both. This machine kind
+// ships kubectl (Google's Cloud SDK package); where it has none the two tests below are skipped,
+// and say so in their titles: no archive this machine reaches carries a kubectl binary.
 const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0 ? 'kubectl' : undefined
 
 let dir: string
@@ -54,7 +56,7 @@ const pinsFor = (text: string) => imagePins(manifestImages(text).map((ref) => ({
 /** What each add-on's patch may change, beyond every container's image and imagePullPolicy. */
 const CONTAINER = /^\[\d+\]\.spec\.(template\.spec|jobTemplate\.spec\.template\.spec)\.(initContainers|containers)\[\d+\]\.(image|imagePullPolicy)$/
 
-describe('add-on manifests, patched, as the real kubectl decodes them', () => {
+describe(`add-on manifests, patched, as the real kubectl decodes them${kubectl ? '' : ' (skipped: no kubectl on this machine)'}`, () => {
   it.skipIf(!kubectl)('each upstream manifest changes only in its images, pull policies and the chosen options', async () => {
     const choices = addonChoices({ localPathProvisioner: { path: '/data/volumes' }, ingressNginx: { expose: 'hostport' } }, 'cluster.yaml')
     const allowed: Record<Addon, RegExp[]> = {

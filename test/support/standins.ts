@@ -85,6 +85,8 @@ export async function writeStandins(dir: string): Promise<string> {
     )
     await chmod(p, 0o755)
   }
+  // Not a stand-in: the real openssl, which acts only on the files it is given (paths under the root), unrecorded.
+  await writeFile(join(dir, 'openssl'), '#!/bin/sh\nexec /usr/bin/openssl "$@"\n', { mode: 0o755 })
   return dir
 }
 
@@ -158,4 +160,29 @@ export async function recordedRun(file: string, args: string[], env: NodeJS.Proc
   })
   const text = (await readFile(record, 'utf8')).slice(before).trim()
   return { ...res, record: text ? text.split('\n') : [] }
+}
+
+/**
+ * `./install` of an unpacked bundle on node roots under the test's folder, with the stand-ins
+ * first on PATH and as --host-commands; each root's record beside it. Read when called: the
+ * test sets its folder, bundle and stand-ins in beforeAll.
+ */
+export function nodeRuns(at: () => { dir: string; bundle: string; standins: string }) {
+  return {
+    install: (args: string[], root: string, env: NodeJS.ProcessEnv = {}): Promise<RecordedRun> => {
+      const { dir, bundle, standins } = at()
+      return recordedRun(
+        join(bundle, 'install'),
+        [...args, '--root', root, '--host-commands', standins],
+        { PATH: `${standins}:${process.env.PATH}`, KA_ROOT: root, ...env },
+        join(root, '..', `${relative(dir, root).replace(/\//g, '_')}.record`),
+      )
+    },
+    newRoot: async (name: string): Promise<string> => {
+      const root = join(at().dir, 'roots', name)
+      await mkdir(root, { recursive: true })
+      await freshNodeRoot(root)
+      return root
+    },
+  }
 }

@@ -7,7 +7,7 @@ import yaml from 'js-yaml'
 /**
  * The kubelet's static pods for one real program (pkg/kubelet/config/file.go watches
  * /etc/kubernetes/manifests): while `<pod>.yaml` is there, its command runs (every absolute path
- * in a `--flag=/path` argument found under the node root); once the manifest is gone, the
+ * in an argument, `/path` or `--flag=/path`, and in its environment found under the node root); once the manifest is gone, the
  * process is stopped (SIGTERM, as the kubelet stops a container); a process that exits while
  * its manifest is there is started again after a second (the kubelet's restart backoff).
  * `$root/.pods/<pod>.running` says it runs, for the crictl stand-in.
@@ -29,9 +29,13 @@ export async function runStaticPod(root: string, pod: string, bin: string, logFi
   let stopped = false
   let restartAt = 0
   const start = async () => {
-    const doc = yaml.load(await readFile(manifest, 'utf8')) as { spec: { containers: { command: string[] }[] } }
-    const args = doc.spec.containers[0]!.command.slice(1).map((a) => a.replace(/^(--[a-z-]+=)(\/.*)$/, (_, f: string, p: string) => `${f}${join(root, p)}`))
-    const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const doc = yaml.load(await readFile(manifest, 'utf8')) as { spec: { containers: { command: string[]; env?: { name: string; value: string }[] }[] } }
+    const container = doc.spec.containers[0]!
+    const under = (a: string) => a.replace(/^(--[a-z-]+=)?(\/.*)$/, (_, f: string | undefined, p: string) => `${f ?? ''}${join(root, p)}`)
+    const args = container.command.slice(1).map(under)
+    // The container's environment, each path in it found under the node root (its hostPath volumes mount them at the same paths).
+    const env = { ...process.env, ...Object.fromEntries((container.env ?? []).map((e) => [e.name, under(e.value)])) }
+    const c = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
     c.stdout!.pipe(log, { end: false })
     c.stderr!.pipe(log, { end: false })
     child = c

@@ -29,6 +29,9 @@ const bundles: Record<string, string> = {}
 const byName: Record<string, World> = {}
 const roots: Record<string, string> = {}
 
+/** local-path-provisioner at `version` among the manifest's components: the add-on the upgrade carries forward. */
+const withLocalPath = (version: string) => (t: string) => t.replace(/^(components:\n)/m, `$1  local-path-provisioner: ${version}\n`)
+
 async function buildBundle(name: string, manifestEdit?: (t: string) => string): Promise<string> {
   const w = await startWorld(join(dir, name), { realistic: true, ...(manifestEdit ? { manifestEdit } : {}) })
   worlds.push(w)
@@ -37,14 +40,17 @@ async function buildBundle(name: string, manifestEdit?: (t: string) => string): 
   await lockWorld(w, lock, join(dir, name, 'cache'))
   const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, name, 'out'), '--cache', join(dir, name, 'cache'), ...w.args])
   expect(r.code, r.stderr).toBe(0)
-  const version = manifestEdit ? '1.30.11' : '1.29.3'
+  const version = name === 'w130' ? '1.30.11' : '1.29.3'
   execFileSync('tar', ['xf', `kube-airgap-v${version}-linux-amd64.tar`], { cwd: join(dir, name, 'out') })
   return join(dir, name, 'out', `kube-airgap-v${version}-linux-amd64`)
 }
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-upgrade-'))
-  ;[bundles.old, bundles.new] = await Promise.all([buildBundle('w129'), buildBundle('w130', nextMinor)])
+  ;[bundles.old, bundles.new] = await Promise.all([
+    buildBundle('w129', withLocalPath('0.0.37')),
+    buildBundle('w130', (t) => withLocalPath('0.0.38')(nextMinor(t))),
+  ])
   standins = await writeStandins(join(dir, 'standins'))
   ca = join(dir, 'ca.crt')
   execFileSync('sh', ['-c', `openssl req -x509 -newkey rsa:2048 -nodes -keyout ${ca}.key -out ${ca} -days 1 -subj /CN=kubernetes 2>/dev/null`])
@@ -124,7 +130,8 @@ describe('a cluster installed from the 1.29.3 bundle', () => {
     const skip = ['--skip-phases', 'preflight']
     // Calico told to pick interfaces by name: the upgrade must keep it without being told again.
     const config = join(dir, 'cluster.yaml')
-    await writeFile(config, 'podSubnet: 10.245.0.0/16\ncalicoAutodetection: interface=eth.*,ens.*\n')
+    // The add-on's folder too: the upgrade applies the newer local-path-provisioner with it, without being told again.
+    await writeFile(config, 'podSubnet: 10.245.0.0/16\ncalicoAutodetection: interface=eth.*,ens.*\naddons:\n  localPathProvisioner: { path: /data/volumes }\n')
     const m1 = await run('m1', bundles.old!, ['--role', 'master', '--config', config, '--node-name', 'm1', '--advertise-address', '192.0.2.10', ...skip])
     expect(m1.code, m1.stdout + m1.stderr).toBe(0)
     const joins: [string, string[]][] = [
@@ -357,7 +364,17 @@ describe('./install upgrade from the 1.30.11 bundle', () => {
     const r = await run('m1', bundles.new!, ['upgrade'])
     expect(r.code, r.stdout + r.stderr).toBe(0)
     const m1 = roots.m1!
-    expect(changing(r.record)).toEqual(['systemctl daemon-reload', 'systemctl restart kubelet', `kubectl --kubeconfig ${admin('m1')} uncordon m1`])
+    // After the control plane, the newer bundle's add-on: local-path-provisioner 0.0.38, with the folder the install chose.
+    const addon = join(m1, 'etc/kube-airgap/addons/local-path-provisioner.yaml')
+    expect(changing(r.record)).toEqual([
+      'systemctl daemon-reload',
+      'systemctl restart kubelet',
+      `kubectl --kubeconfig ${admin('m1')} uncordon m1`,
+      `kubectl --kubeconfig ${admin('m1')} apply --server-side --force-conflicts -f ${addon}`,
+    ])
+    const applied = await readFile(addon, 'utf8')
+    expect(applied).toMatch(/image: docker\.io\/rancher\/local-path-provisioner:v0\.0\.38@sha256:[0-9a-f]{64}/)
+    expect(applied).toMatch(/"paths": \[\s+"\/data\/volumes"/)
     for (const bin of ['kubeadm', 'kubelet', 'kubectl', 'crictl']) expect(await version('m1', bin), bin).toBe(bin === 'crictl' ? '1.30.0' : '1.30.11')
     expect(await apiServer()).toBe('v1.30.11')
     // What it replaced is kept, byte for byte, with its list.

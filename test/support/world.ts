@@ -48,6 +48,14 @@ export const ADDON_FIXTURES: Record<string, { version: string; file: string }> =
 }
 const fixtureText = (component: string) => readFile(join(REFERENCE, 'addons', ADDON_FIXTURES[component]!.file), 'utf8')
 
+/** The add-on's upstream file at the version a manifest asks for: the fixture, its own version's tags moved to that one (another release, as upstream would publish it). */
+async function upstreamText(component: string, manifestText: string): Promise<string> {
+  const text = await fixtureText(component)
+  const asked = new RegExp(`^ {2}${component}: (\\S+)`, 'm').exec(manifestText)?.[1]
+  const own = ADDON_FIXTURES[component]!.version
+  return asked && asked !== own ? text.replaceAll(`v${own}`, `v${asked}`) : text
+}
+
 /** The world's manifest with the three add-ons in its components. */
 export const withAddons = (t: string): string =>
   t.replace(
@@ -101,7 +109,7 @@ export async function startWorld(
   // The images the add-ons' and Flannel's manifests name, when the manifest carries them (bundle lock pins them from the files).
   for (const [component] of Object.entries(ADDON_FIXTURES))
     if (new RegExp(`^  ${component}: `, 'm').test(manifestText))
-      for (const n of manifestImages(await fixtureText(component))) if (!names.includes(n)) names.push(n)
+      for (const n of manifestImages(await upstreamText(component, manifestText))) if (!names.includes(n)) names.push(n)
   for (const name of names) {
     const ref = parseImageRef(name)
     const own = big ? randomLayer(big.own, name) : layer({ 'etc/image-name': { data: Buffer.from(`${name}\n`) } })
@@ -135,7 +143,7 @@ export async function startWorld(
           : ADDON_FIXTURES[w.name]
             ? // An image upstream names by digest is named by the digest of the test registry's copy.
               Buffer.from(
-                (await fixtureText(w.name)).replace(/(image: )(\S+?)@sha256:[0-9a-f]{64}/g, (_, key: string, ref: string) => {
+                (await upstreamText(w.name, manifestText)).replace(/(image: )(\S+?)@sha256:[0-9a-f]{64}/g, (_, key: string, ref: string) => {
                   const pushed = images.get(imageName(parseImageRef(ref)))
                   return `${key}${ref}${pushed ? `@${pushed.top.digest}` : ''}`
                 }),

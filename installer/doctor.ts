@@ -371,9 +371,8 @@ const CHECKS: Check[] = [
   calicoPool,
   calicoToken,
   joinFiles,
-  // The add-ons the first master applied: running, and metrics-server's TLS choice.
+  // The add-ons the first master applied (running; metrics-server's TLS); the registry's certificate, on its node.
   adding(addonFindings),
-  // The registry inside the air gap, on its node: its certificate's end.
   adding(registryFindings),
   // With endpoint: local, which masters this node's proxy reaches.
   adding(endpointFindings),

@@ -310,7 +310,7 @@ describe('what a hardware node needs', () => {
   })
 
   it('Calico finds the interface that reaches the first master by default; route_localnet is left to kube-proxy', async () => {
-    const { network } = await import('../../installer/phases/cluster.js')
+    const { network } = await import('../../installer/phases/network.js')
     const { sysctlConf } = await import('../../installer/templates.js')
     const root = await mkdtemp(join(dir, 'nic-'))
     const steps = await network.plan(await ctxFor(root, 'master'))

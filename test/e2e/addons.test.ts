@@ -1,4 +1,4 @@
-import { execFileSync, execSync } from 'node:child_process'
+import { execSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, nodeRuns, recordedRun, treeHashes, writeStandins } from '../support/standins.js'
-import { lockWorld, startWorld, withAddons, withFlannel, type World } from '../support/world.js'
+import { builtBundle, startWorld, withAddons, withFlannel, type World } from '../support/world.js'
 
 /**
  * The add-ons end to end: `bundle lock` of a manifest with local-path-provisioner,
@@ -23,17 +23,11 @@ let lock: string
 let bundle: string
 let standins: string
 let ctd: TestContainerd | undefined
-const NAME = 'kube-airgap-v1.29.3-linux-amd64'
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-addons-'))
   world = await startWorld(dir, { realistic: true, manifestEdit: withAddons })
-  lock = join(dir, 'bundle.lock.json')
-  await lockWorld(world, lock, join(dir, 'cache'))
-  const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), ...world.args])
-  expect(r.code, r.stderr).toBe(0)
-  execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'out') })
-  bundle = join(dir, 'out', NAME)
+  ;({ lock, bundle } = await builtBundle(world, dir))
   standins = await writeStandins(join(dir, 'standins'))
   execSync(`openssl req -x509 -newkey rsa:2048 -nodes -keyout ${dir}/ca.crt.key -out ${dir}/ca.crt -days 1 -subj /CN=kubernetes 2>/dev/null`)
 }, 180_000)
@@ -176,15 +170,9 @@ describe('Flannel as the pod network (cni: flannel)', () => {
   let fw: World
   let fbundle: string
   let flock: string
-  const FNAME = 'kube-airgap-v1.29.3-linux-amd64'
   beforeAll(async () => {
     fw = await startWorld(join(dir, 'flannel'), { realistic: true, manifestEdit: withFlannel })
-    flock = join(dir, 'flannel', 'bundle.lock.json')
-    await lockWorld(fw, flock, join(dir, 'cache'))
-    const r = await bundleCli(['build', '--lock', flock, '--out', join(dir, 'flannel', 'out'), '--cache', join(dir, 'cache'), ...fw.args])
-    expect(r.code, r.stderr).toBe(0)
-    execFileSync('tar', ['xf', `${FNAME}.tar`], { cwd: join(dir, 'flannel', 'out') })
-    fbundle = join(dir, 'flannel', 'out', FNAME)
+    ;({ lock: flock, bundle: fbundle } = await builtBundle(fw, join(dir, 'flannel'), join(dir, 'cache')))
   }, 180_000)
   afterAll(async () => {
     await fw?.close()

@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -8,7 +7,8 @@ import { bundleCli } from '../support/cli.js'
 import { startContainerd, type TestContainerd } from '../support/containerd.js'
 import { changing, nodeRuns, treeHashes, writeStandins } from '../support/standins.js'
 import { runStaticPod, type StaticPod } from '../support/static-pods.js'
-import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
+import { builtBundle, EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world.js'
+import { freePort } from '../support/registry.js'
 
 /**
  * The registry inside the air gap, with the real parts: Debian's docker-registry (distribution
@@ -20,7 +20,6 @@ import { EXTRA_IMAGE, lockWorld, startWorld, type World } from '../support/world
  * the registry's name and through the docker.io mirror rule, and running what it pulled.
  */
 const REGISTRY_IMAGE = 'docker.io/library/registry:2.8.3'
-const NAME = 'kube-airgap-v1.29.3-linux-amd64'
 let dir: string
 let world: World
 let bundle: string
@@ -30,23 +29,10 @@ let port: number
 let pod: StaticPod | undefined
 let ctd: TestContainerd | undefined
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port
-      s.close(() => resolve(p))
-    })
-  })
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ka-air-registry-'))
   world = await startWorld(dir, { realistic: true, manifestEdit: (t) => t.replace(/\nimages:\n/, `\nimages:\n  - ${REGISTRY_IMAGE}\n`) })
-  const lock = join(dir, 'bundle.lock.json')
-  await lockWorld(world, lock, join(dir, 'cache'))
-  const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, 'out'), '--cache', join(dir, 'cache'), ...world.args])
-  expect(r.code, r.stderr).toBe(0)
-  execFileSync('tar', ['xf', `${NAME}.tar`], { cwd: join(dir, 'out') })
-  bundle = join(dir, 'out', NAME)
+  ;({ bundle } = await builtBundle(world, dir))
   // An image bundle of the operator's own image (a manifest of images alone).
   const imageLock = join(dir, 'images.lock.json')
   await lockWorld(world, imageLock, join(dir, 'cache'), `images:\n  - ${EXTRA_IMAGE}\n`)

@@ -15,7 +15,8 @@ export interface TestRegistry {
   close(): Promise<void>
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on now. */
+export async function freePort(): Promise<number> {
   const s = createServer()
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()))
   const port = (s.address() as AddressInfo).port

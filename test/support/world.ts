@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { manifestImages } from '../../bundle/closed-world.js'
@@ -193,6 +194,17 @@ export async function lockWorld(w: World, out: string, cache: string, manifestTe
   }
   const r = await bundleCli(['lock', '--manifest', manifest, '--out', out, '--cache', cache, ...w.args])
   if (r.code !== 0) throw new Error(`bundle lock failed: ${r.stderr}`)
+}
+
+/** The world's manifest locked, built for linux/amd64 and unpacked under `dir` (the cache beside it): the lock's path and the bundle folder. */
+export async function builtBundle(w: World, dir: string, cache = join(dir, 'cache')): Promise<{ lock: string; bundle: string }> {
+  const lock = join(dir, 'bundle.lock.json')
+  await lockWorld(w, lock, cache)
+  const r = await bundleCli(['build', '--lock', lock, '--out', join(dir, 'out'), '--cache', cache, ...w.args])
+  if (r.code !== 0) throw new Error(`bundle build failed: ${r.stderr}`)
+  const name = `kube-airgap-v${/^kubernetes: (\S+)/m.exec(w.manifestText)![1]}-linux-amd64`
+  execFileSync('tar', ['xf', `${name}.tar`], { cwd: join(dir, 'out') })
+  return { lock, bundle: join(dir, 'out', name) }
 }
 
 /** Signing keys (and kube-airgap-verify) made with `bundle keygen` in `keys`, and a build of `lock` from this world signed with them. */

@@ -4,6 +4,7 @@ import { chown, type FileHandle, open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { integrityError, Sha256 } from './digest.js'
+import { DirectWriter } from './direct.js'
 
 export interface AtomicOptions {
   mode?: number
@@ -21,6 +22,8 @@ export interface AtomicOptions {
    * differs on, they go to a temp file as always.
    */
   keepSame?: boolean
+  /** A large file nothing reads back soon (the bundle's tar, its parts): written past the page cache where the disk takes it (direct.ts). */
+  direct?: boolean
 }
 
 /** Writes bytes at the end of the file being made; resolves once the buffer may be reused. */
@@ -48,11 +51,12 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
     const bytes = typeof data === 'string' ? Buffer.from(data) : data
     data = (sink) => sink(bytes)
   }
-  const w = new AtomicWrite(path, mode, opts.keepSame && typeof data === 'function' ? await sameKind(path, mode, opts.owner) : undefined)
+  const w = new AtomicWrite(path, mode, opts.keepSame && typeof data === 'function' ? await sameKind(path, mode, opts.owner) : undefined, opts.direct ?? false)
   try {
     if (!w.same) await w.startTemp()
     if (typeof data === 'function') await w.produce(data)
     else await w.stream(data)
+    await w.finish()
     const got = Sha256.ofHash(w.hash)
     if (opts.expected && !got.equals(opts.expected)) throw integrityError(opts.what ?? path, opts.expected, got, { path })
     if (w.same) {
@@ -64,6 +68,7 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
       }
       // The old file has more: what agreed goes into a new one.
       await w.startTemp()
+      await w.finish()
     }
     const out = w.fh!
     await out.chmod(mode)
@@ -75,6 +80,7 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
     return got
   } catch (e) {
     await w.same?.close().catch(() => {})
+    await w.direct?.close()
     if (w.fh) {
       await w.fh.close().catch(() => {})
       await rm(w.temp, { force: true })
@@ -87,6 +93,8 @@ export async function writeAtomic(path: string, data: Buffer | string | Readable
 class AtomicWrite {
   readonly temp: string
   fh: FileHandle | undefined
+  /** With `direct`: the writer past the page cache, from where the kept prefix ends. */
+  direct: DirectWriter | undefined
   readonly hash = createHash('sha256')
   /** How many leading bytes agree with the old file's, and their hash. */
   agreed = 0
@@ -97,6 +105,7 @@ class AtomicWrite {
     private readonly mode: number,
     /** While every byte made so far is the old file's: the old file. */
     public same: FileHandle | undefined,
+    private readonly wantDirect: boolean,
   ) {
     this.temp = join(dirname(path), `${tempPrefix(basename(path))}${process.pid}-${randomBytes(6).toString('hex')}`)
   }
@@ -113,7 +122,15 @@ class AtomicWrite {
       await old.close()
       if (!copied.equals(Sha256.ofHash(this.agreedHash))) throw new Error(`${this.path} changed while it was being rebuilt; run the command again`)
     }
+    if (this.wantDirect) this.direct = await DirectWriter.open(fh, this.agreed)
     return fh
+  }
+
+  /** Every byte made is in the file (the direct writer's last chunks written). */
+  async finish(): Promise<void> {
+    const d = this.direct
+    this.direct = undefined
+    await d?.end()
   }
 
   /** A producer's bytes, compared with the old file's while they agree, else written; a large file is flushed to disk as it grows. */
@@ -122,23 +139,31 @@ class AtomicWrite {
     let flushing: Promise<void> = Promise.resolve()
     const theirs = this.same ? Buffer.allocUnsafe(CHUNK) : undefined
     await data(async (buf) => {
+      // Whether this thread hashed `buf` already, comparing it with the old file's bytes.
+      let hashed = false
       if (this.same) {
         // The old bytes are read on libuv's pool while this thread hashes the new ones.
         const reading = agrees(this.same, theirs!, buf, this.agreed)
         this.hash.update(buf)
+        hashed = true
         if (await reading) {
           this.agreedHash = this.hash.copy()
           this.agreed += buf.length
           return
         }
-        await writeAll(await this.startTemp(), buf)
-      } else {
-        const out = this.fh!
-        // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
-        const writing = out.write(buf, 0, buf.length)
-        this.hash.update(buf)
-        await writeAll(out, buf, (await writing).bytesWritten)
+        await this.startTemp()
       }
+      if (this.direct) {
+        // Staged into aligned memory at once: this thread hashes while the chunks before it are written.
+        const staging = this.direct.push(buf)
+        if (!hashed) this.hash.update(buf)
+        return staging
+      }
+      const out = this.fh!
+      // The write runs on libuv's pool while this thread hashes the same (unchanging) bytes.
+      const writing = out.write(buf, 0, buf.length)
+      if (!hashed) this.hash.update(buf)
+      await writeAll(out, buf, (await writing).bytesWritten)
       unsynced += buf.length
       if (unsynced >= FLUSH_EVERY) {
         unsynced = 0

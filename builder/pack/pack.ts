@@ -124,7 +124,7 @@ async function writeBundle(o: PackOptions, items: Item[], data: DataFiles, id: B
     },
     // A tar with the same bytes is left as it is (its mtime too: rsync and make see no change).
     // Otherwise the old checksum goes first: never a new tar beside an old .sha256.
-    { keepSame: true, beforeRename: () => rm(sidecar, { force: true }) },
+    { keepSame: true, direct: true, beforeRename: () => rm(sidecar, { force: true }) },
   )
   await writeAtomic(sidecar, `${sha256.hex}  ${tarName}\n`, { keepSame: true })
   return { sha256, size }

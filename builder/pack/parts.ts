@@ -50,7 +50,7 @@ export async function splitTar(tarPath: string, size: number, whole: Sha256): Pr
             pos += bytesRead
           }
         },
-        { keepSame: true },
+        { keepSame: true, direct: true },
       )
       lines.push(`${digest.hex}  ${name}`)
       parts.push(join(dir, name))

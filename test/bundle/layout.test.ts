@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -98,7 +99,10 @@ describe('tar and the atomic write', () => {
     expect((await readdir(dir)).sort()).toEqual(['a.tar', 'b.tar'])
   })
 
-  it('keepSame leaves a file with the very same bytes as it is; any difference gets a new file', async () => {
+  it.each([
+    ['through the page cache', false],
+    ['past it (O_DIRECT)', true],
+  ])('keepSame leaves a file with the very same bytes as it is; any difference gets a new file, written %s', async (_, direct) => {
     const dir = await mkdtemp(join(tmpdir(), 'ka-keep-'))
     const f = join(dir, 'f.tar')
     const bytes = randomBytes(3 * MIB + 123)
@@ -109,7 +113,7 @@ describe('tar and the atomic write', () => {
         async (sink) => {
           for (let at = 0; at < bytes.length; at += 700_001) await sink(bytes.subarray(at, at + 700_001))
         },
-        { keepSame: true },
+        { keepSame: true, direct },
       )
     const want = Sha256.of(bytes)
     expect((await make()).equals(want)).toBe(true)
@@ -141,15 +145,45 @@ describe('tar and the atomic write', () => {
   it('leaves nothing behind when the bytes are not the pinned ones, or the producer fails', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'ka-atomic-'))
     await expect(writeAtomic(join(dir, 'f'), 'other bytes', { expected: Sha256.of('pinned') })).rejects.toMatchObject({ code: 'EINTEGRITY' })
-    await expect(
-      writeAtomic(join(dir, 'g'), async (sink) => {
-        await sink(Buffer.from('half'))
-        throw new Error('source went away')
-      }),
-    ).rejects.toThrow(/source went away/)
+    for (const direct of [false, true])
+      await expect(
+        writeAtomic(
+          join(dir, 'g'),
+          async (sink) => {
+            await sink(randomBytes(2 * MIB + 7))
+            throw new Error('source went away')
+          },
+          { direct },
+        ),
+      ).rejects.toThrow(/source went away/)
     expect(await readdir(dir)).toEqual([])
     await writeAtomic(join(dir, 'f'), 'pinned', { expected: Sha256.of('pinned'), mode: 0o600 })
     expect(await readFile(join(dir, 'f'), 'utf8')).toBe('pinned')
+    await rm(dir, { recursive: true })
+  })
+
+  // A file system that writes to a disk: the one the tests' temp folder is on (tmpfs keeps every file in memory).
+  const onDisk = ['ext4', 'xfs', 'btrfs'].includes(execFileSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', tmpdir()], { encoding: 'utf8' }).trim())
+
+  it.skipIf(!onDisk)('direct writes reach the disk past the page cache (fincore), every size and split of the bytes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ka-direct-'))
+    // Whole chunks, a tail that is not whole blocks, a file smaller than one block.
+    for (const size of [8 * MIB, 5 * MIB + 512 * 3, 3 * MIB + 4321, 100]) {
+      const bytes = randomBytes(size)
+      const f = join(dir, `f${size}`)
+      const got = await writeAtomic(
+        f,
+        async (sink) => {
+          for (let at = 0; at < size; at += 300_007) await sink(bytes.subarray(at, at + 300_007))
+        },
+        { direct: true },
+      )
+      expect(got.equals(Sha256.of(bytes))).toBe(true)
+      // fincore counts the file's pages in the page cache: only a tail that is not whole blocks went through it.
+      const resident = Number(execFileSync('fincore', ['-n', '-b', '-o', 'RES', f], { encoding: 'utf8' }).trim())
+      expect(resident, `${size} bytes`).toBeLessThanOrEqual(size % 512 ? MIB : 0)
+      expect((await readFile(f)).equals(bytes)).toBe(true)
+    }
     await rm(dir, { recursive: true })
   })
 })

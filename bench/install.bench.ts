@@ -9,18 +9,21 @@ import { layoutStream } from '../installer/phases/images.js'
 import { startContainerd } from '../test/support/containerd.js'
 import { REPO } from '../test/support/fake-upstream.js'
 import { lockWorld, startWorld } from '../test/support/world.js'
-import { CLI, medianOf, mib, row, timed } from './util.js'
+import { benchNodeInstall } from './node-install.js'
+import { CLI, medianOf, mib, NO_WORK_SKIPPED, row, timed } from './util.js'
 
 const INSTALLER = join(REPO, 'lib', 'installer', 'install.mjs')
 
 /**
  * Issue 4's figures, on one bundle of ~500 MiB: the installer's `verify` vs
  * `sha256sum -c SHA256SUMS`, and the `images` phase vs importing one tar per image with
- * `ctr import`, one after another (each side into its own fresh containerd).
+ * `ctr import`, one after another (each side into its own fresh containerd); then a first
+ * master's whole install against the field notes' commands (node-install.ts).
  */
 export async function benchInstall(): Promise<string[]> {
   const dir = await mkdtemp(join(process.env.KA_BENCH_DIR ?? tmpdir(), 'ka-bench-install-'))
-  const world = await startWorld(dir, { size: () => 4 << 20, layerBytes: { base: 24 << 20, own: 40 << 20 } })
+  // Real-shaped: Debian's containerd, runc and CNI plugins in the bundle, for the whole install at the end.
+  const world = await startWorld(dir, { realistic: true, layerBytes: { base: 24 << 20, own: 40 << 20 } })
   try {
     const lockPath = join(dir, 'bundle.lock.json')
     await lockWorld(world, lockPath, join(dir, 'cache'), world.manifestText.replace(/\n {2}- docker\.io\/library\/hello-frontend:1\.0/, ''))
@@ -30,7 +33,7 @@ export async function benchInstall(): Promise<string[]> {
     execFileSync('tar', ['xf', 'kube-airgap-v1.29.3-linux-amd64.tar'], { cwd: join(dir, 'out') })
     const bundleDir = join(dir, 'out', 'kube-airgap-v1.29.3-linux-amd64')
     const size = Number(execFileSync('du', ['-sb', bundleDir], { encoding: 'utf8' }).split('\t')[0])
-    const lines = [`install: bundle of ${mib(size)}`]
+    const lines = [`install: bundle of ${mib(size)} (${NO_WORK_SKIPPED})`]
 
     const ours = await medianOf(3, () => timed(process.execPath, [INSTALLER, '--bundle', bundleDir, 'verify']))
     const theirs = await medianOf(3, () => timed('sha256sum', ['--quiet', '-c', 'SHA256SUMS'], { cwd: bundleDir }))
@@ -67,6 +70,7 @@ export async function benchInstall(): Promise<string[]> {
     const perImage = await timed('sh', ['-c', tars.map((t) => `ctr --address ${b.socket} -n k8s.io images import ${t} >/dev/null`).join(' && ')])
     await b.stop()
     lines.push(row(`images phase vs ctr import of ${tars.length} tars one by one`, phase.seconds, perImage.seconds, '<= 0.7x'))
+    lines.push(...(await benchNodeInstall(dir, bundle, tars)))
     return lines
   } finally {
     await world.close()

@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { lockWorld, startWorld } from '../test/support/world.js'
-import { CLI, mib, row, timed } from './util.js'
+import { CLI, mib, NO_WORK_SKIPPED, row, timed } from './util.js'
 
 /**
  * Issue 3's figures: the images part of a cold `bundle build` against a local registry vs
@@ -23,8 +23,9 @@ export async function benchImages(): Promise<string[]> {
     for (const im of images) for (const b of [im.amd64.manifest, im.amd64.config, ...im.amd64.layers]) unique.set(b.digest, b.size)
     const uniqueBytes = [...unique.values()].reduce((a, b) => a + b, 0)
     const layerBytes = images.reduce((s, im) => s + im.amd64.layers.reduce((a, l) => a + l.size, 0), 0)
-    const lines = [`images: ${images.length} images, ${mib(layerBytes)} of layers per image summed, ${mib(uniqueBytes)} unique`]
+    const lines = [`images: ${images.length} images, ${mib(layerBytes)} of layers per image summed, ${mib(uniqueBytes)} unique (${NO_WORK_SKIPPED})`]
 
+    if (spawnSync('skopeo', ['--version']).status !== 0) return [...lines, '  (skopeo not installed: apt-get install skopeo for this comparison)']
     const skopeoOut = join(dir, 'skopeo')
     await mkdir(skopeoOut, { recursive: true })
     const prefix = (name: string) =>

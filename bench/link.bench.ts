@@ -70,7 +70,7 @@ export async function benchLink(): Promise<string[]> {
         `${''.padEnd(52)} aria2c -j1 -x8 -s8 ${split.toFixed(1)} s, -j8 ${many.toFixed(1)} s: ours ${(t / Math.min(split, many)).toFixed(2)}x the better (target <= 1.05x)`,
       )
     }
-    /** Both shapes of link on one server, set to each in turn by `limit(perConnection, uplink)`. */
+    /** Both shapes of link on one server: `url(perConnection, uplink)` sets it to a shape and gives its address. */
     const shapes = async (server: string, url: (perConnection: number, uplink: number) => Promise<string>) => {
       await report(server, await url(PER_CONNECTION, 0), '5 MB/s per connection', total / (CONNECTIONS * PER_CONNECTION))
       await report(server, await url(0, UPLINK), 'one 100 MB/s uplink', total / UPLINK)

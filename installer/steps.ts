@@ -29,7 +29,7 @@ export async function copyStep(ctx: Context, title: string, path: string, compon
   return {
     title,
     done: !!now && now.sha256.equals(sha256) && now.mode === mode,
-    actions: [{ kind: 'write', path, mode, sha256, size: src.locked.size ?? 0, data: () => createReadStream(src.path) }],
+    actions: [{ kind: 'write', path, mode, sha256, size: src.locked.size ?? 0, data: () => createReadStream(src.path, { highWaterMark: 1 << 20 }) }],
   }
 }
 

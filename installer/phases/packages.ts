@@ -137,7 +137,7 @@ export async function installStep(ctx: Context, what: string, mine: LockedPackag
           mode: 0o644,
           sha256: p.integrity,
           size: p.size,
-          data: () => createReadStream(ctx.bundle.path(packagePath(p.release, p.file))),
+          data: () => createReadStream(ctx.bundle.path(packagePath(p.release, p.file)), { highWaterMark: 1 << 20 }),
         }),
       ),
       ...manager.install(ctx, missing).map((argv): Action => ({ kind: 'run', argv })),

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import { Sha256 } from '../../bundle/digest.js'
+import { Sha256 } from './digest.js'
 
 // The worker's whole program. Inline, so it runs the same from the TypeScript sources
 // (tests) and from the compiled package, with no file of its own to find. Every request is

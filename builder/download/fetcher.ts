@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events'
 import { stat } from 'node:fs/promises'
 import type { Sha256 } from '../../bundle/digest.js'
 import type { Cache } from './cache.js'
-import { hashFile } from './hasher.js'
+import { hashFile } from '../../bundle/hasher.js'
 import type { Downloaded } from './download.js'
 import type { Progress } from '../progress.js'
 

@@ -4,7 +4,7 @@ import { appendFile, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PrefixHash } from '../../builder/download/hasher.js'
+import { PrefixHash } from '../../bundle/hasher.js'
 import { REPO } from '../support/fake-upstream.js'
 
 let dir: string
@@ -68,7 +68,7 @@ describe('warmHasher', () => {
     const { build } = await import('esbuild')
     const hasher = join(dir, 'hasher.mjs')
     await build({
-      entryPoints: [join(REPO, 'builder', 'download', 'hasher.ts')],
+      entryPoints: [join(REPO, 'bundle', 'hasher.ts')],
       bundle: true,
       platform: 'node',
       format: 'esm',

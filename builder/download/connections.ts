@@ -7,9 +7,10 @@ export interface Splittable {
   /** Splits that range and fetches the new half on a connection the caller hands over; calls `release` when done with it. */
   split(release: () => void): void
   /**
-   * Whether a split of it was just asked for and not yet answered: its ranges cannot be split
-   * again until then. A spare connection waits for that rather than go to a file later in the
-   * bundle; the transfer calls `offer` once it is answered (or after a quarter second at most).
+   * Whether a split of it was just asked for and not yet answered (its ranges cannot be split
+   * again until then), or its bytes have only just begun to flow (no rate known yet). A spare
+   * connection waits for either rather than go to a file later in the bundle; the transfer
+   * calls `offer` once it is answered or its rate is known (a quarter second at most).
    */
   splitting(): boolean
 }

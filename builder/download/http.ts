@@ -61,7 +61,7 @@ export function httpDefaults(over: Partial<HttpOptions> = {}): HttpOptions {
     maxRetryAfterMs: 60_000,
     minRate: envNumber('KUBE_AIRGAP_MIN_RATE', 1024, 0, 1 << 30),
     stallWindowMs: envNumber('KUBE_AIRGAP_STALL_SECONDS', 60, 1, 3600) * 1000,
-    segmentBytes: envNumber('KUBE_AIRGAP_SEGMENT_MIB', 4, 1, 1024) << 20,
+    segmentBytes: envNumber('KUBE_AIRGAP_SEGMENT_MIB', 1, 1, 1024) << 20,
     ...over,
   }
 }

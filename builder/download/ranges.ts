@@ -45,8 +45,13 @@ export function contiguous(ranges: readonly Range[]): number {
   return at
 }
 
-/** A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it has more than this left to run. */
-const SPLIT_AFTER_MS = 1000
+/**
+ * A range is split only when, at its rate so far (measured over at least RATE_WINDOW_MS), it
+ * has more than this left to run: a few round trips, so that on a link one connection fills
+ * nothing is split, while a connection capped at 5 MB/s does not finish a file's last 2-5 MB
+ * alone with the others idle (a second there cost 10% of the per-connection benchmark).
+ */
+const SPLIT_AFTER_MS = 300
 export const RATE_WINDOW_MS = 250
 
 /**
@@ -95,9 +100,16 @@ export class SplitPolicy {
     return { start: mid, pos: mid, end: r.end, probeOf: r, stop: new AbortController() }
   }
 
-  /** A split was asked for and not yet answered (for at most SPLIT_WAIT_MS). */
+  /**
+   * A split was asked for and not yet answered (for at most SPLIT_WAIT_MS), or the transfer's
+   * bytes flow and no range has run long enough for its rate (at most RATE_WINDOW_MS, when
+   * the transfer offers spare connections again): either way it may be worth a split in a
+   * moment, and a spare connection waits for that rather than go to a file later in the bundle.
+   */
   waiting(ranges: readonly Range[], now: number): boolean {
-    return ranges.some((r) => r.probing) && now - this.askedAt < SPLIT_WAIT_MS
+    if (ranges.some((r) => r.probing) && now - this.askedAt < SPLIT_WAIT_MS) return true
+    const flowing = ranges.filter((r) => r.streaming && r.since !== undefined)
+    return flowing.length > 0 && flowing.every((r) => now - r.since! < RATE_WINDOW_MS)
   }
 
   /**

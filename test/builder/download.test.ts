@@ -88,6 +88,21 @@ describe('a split download resumed from its sidecar', () => {
     }
   })
 
+  it("with the default smallest piece, a file's last few MiB on a capped connection are split (as aria2c -k1M does), not left to one connection", async () => {
+    up.throttle = 2 * MIB // two seconds for the whole file on one connection: worth splitting, though under 8 MiB
+    try {
+      const start = up.log.length
+      const got = await download(
+        { what: 'big', url: `${up.url}/big.bin`, partial: join(dir, 'default-piece'), expected: digest, size: SIZE },
+        http(httpDefaults().segmentBytes),
+      )
+      expect(got.digest.equals(digest)).toBe(true)
+      expect(up.log.slice(start).filter((l) => l.range !== undefined).length).toBeGreaterThanOrEqual(1)
+    } finally {
+      up.throttle = 0
+    }
+  })
+
   it('a spare connection splits the download that comes first in the bundle, not the widest, so files finish in the order they are packed', async () => {
     await writeRandomFile(join(dir, 'up', 'wide.bin'), 6 * MIB, 'wide')
     const wide = Sha256.of(await readFile(join(dir, 'up', 'wide.bin')))
@@ -119,8 +134,10 @@ describe('a split download resumed from its sidecar', () => {
       // Two files on four connections: the two spare ones free at once, when both are running.
       const opts = httpDefaults({ backoffMs: 1, connections: new Connections(4, 256 << 10) })
       const start = up.log.length
-      const later = download({ what: 'same', url: `${up.url}/same.bin`, partial: join(dir, 'together-z'), expected: same, size: SIZE, order: 'files/z' }, opts)
+      // The first file asks first: when the later one's rate is known, so is its (on a loaded
+      // machine, one that answered later might not be measured yet, and a spare would go on).
       const first = download({ what: 'big', url: `${up.url}/big.bin`, partial: join(dir, 'together-a'), expected: digest, size: SIZE, order: 'files/a' }, opts)
+      const later = download({ what: 'same', url: `${up.url}/same.bin`, partial: join(dir, 'together-z'), expected: same, size: SIZE, order: 'files/z' }, opts)
       const finished: string[] = []
       await Promise.all([later.then(() => finished.push('later')), first.then(() => finished.push('first'))])
       // Each split goes to the first file while it has a range worth splitting: the first splits

@@ -4,6 +4,7 @@ import {
   type Range,
   drop,
   rangesFrom,
+  RATE_WINDOW_MS,
   SPLIT_WAIT_MS,
   SplitPolicy,
   take,
@@ -50,7 +51,7 @@ describe("a download's byte ranges", () => {
     expect(validRanges(side('nope'), 1000, 30)).toBe(false)
   })
 
-  it('split only a streaming range that would run longer than a second at its rate, the widest first', () => {
+  it('split only a streaming range that would run longer than 300 ms at its rate, the widest first', () => {
     const now = 10_000
     const r = (pos: number, end: number, moved: number, extra = {}) => ({
       start: 0,
@@ -62,10 +63,13 @@ describe("a download's byte ranges", () => {
       stop: new AbortController(),
       ...extra,
     })
-    // 1 000 bytes/s: 5 000 left is 5 s (split); 500 left is half a second (not worth a request).
+    // 1 000 bytes/s: 5 000 left is 5 s (split); 600 left is 0.6 s, still worth a request (a
+    // connection capped at 5 MB/s with 3 MB left); 200 left is a fifth of a second (not worth one).
     const slow = r(0, 5000, 1000)
-    const short = r(0, 500, 1000)
+    const tail = r(0, 600, 1000)
+    const short = r(0, 200, 1000)
     expect(worthSplitting([short, slow], now)).toBe(slow)
+    expect(worthSplitting([short, tail], now)).toBe(tail)
     expect(worthSplitting([short], now)).toBeUndefined()
     // Not measured long enough, already being split, or not streaming: left alone.
     expect(worthSplitting([r(0, 5000, 1000, { since: now - 100 })], now)).toBeUndefined()
@@ -103,6 +107,15 @@ describe('the split policy', () => {
     ])
     expect(parent.probing).toBe(false)
     expect(probe.probeOf).toBeUndefined()
+  })
+
+  it('counts as waiting while its ranges stream and none has run long enough for a rate: a spare connection waits for it, not for a file later in the bundle', () => {
+    const policy = new SplitPolicy()
+    const fresh = { ...streaming(0, 1000), since: 1000 }
+    expect(policy.waiting([fresh], 1000 + RATE_WINDOW_MS - 1)).toBe(true)
+    expect(policy.waiting([fresh], 1000 + RATE_WINDOW_MS)).toBe(false)
+    // One range measured is enough: a split's new half, just started, holds nothing up.
+    expect(policy.waiting([{ ...streaming(0, 500), since: 0 }, fresh], 1000 + 10)).toBe(false)
   })
 
   it('does not take a split whose parent stopped streaming or nearly finished', () => {

@@ -63,8 +63,8 @@ type Reply = { id: number; hex?: string; size?: number; error?: string }
 
 /**
  * One worker thread for the process's hashing, so that it runs on the other core while the
- * main thread moves bytes: whole files (cache entries found, not fetched) and files that
- * grow (a download's prefix, hashed as it lengthens).
+ * main thread moves bytes: whole files (cache entries found, not fetched; a bundle folder's
+ * files as it is verified) and files that grow (a download's prefix, hashed as it lengthens).
  */
 class HashWorker {
   private worker: Worker | undefined

@@ -3,13 +3,8 @@ import { existsSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Argument, Command, Option } from 'commander'
-import { type BuildFlags, buildCommand } from './commands/build.js'
-import { inspectCommand } from './commands/inspect.js'
-import { joinCommand } from './commands/join.js'
-import { keygenCommand, verifierCommand } from './commands/keys.js'
-import { type LockFlags, lockCommand } from './commands/lock.js'
-import { verifyCommand } from './commands/verify.js'
-import { versionsCommand } from './commands/versions.js'
+import type { BuildFlags } from './commands/build.js'
+import type { LockFlags } from './commands/lock.js'
 import { completionHelp, completionScript, SHELLS, type Shell } from '../bundle/completion.js'
 import { commanderOutput, processIo, reportFailure, runWhenExecuted, type Io } from '../bundle/report.js'
 import { PLATFORMS } from '../bundle/platform.js'
@@ -26,7 +21,10 @@ const defaultPath = (rel: string): string => (existsSync(rel) ? rel : join(PACKA
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v]
 
-/** The command line, mapped onto the builder's core calls; output through `io`. */
+/**
+ * The command line, mapped onto the builder's core calls; output through `io`. Each command's
+ * module is loaded when it runs: a build does not pay for loading `lock`, `verify` and `inspect`.
+ */
 function makeProgram(io: Io): Command {
   const program = new Command('bundle')
     .description('Build and check air-gapped Kubernetes bundles (kube-airgap).')
@@ -64,7 +62,7 @@ function addInternetCommands(program: Command, io: Io): void {
     .option('--no-kubeadm', "take kubeadm's image list from manifests/kubeadm-images.yaml instead of running the pinned kubeadm")
     .option('--check-images', 'fail unless manifests/kubeadm-images.yaml agrees with what the pinned kubeadm lists for the version')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: LockFlags) => lockCommand(opts, io))
+    .action(async (opts: LockFlags) => (await import('./commands/lock.js')).lockCommand(opts, io))
 
   program
     .command('build')
@@ -88,7 +86,7 @@ function addInternetCommands(program: Command, io: Io): void {
     .option('--images-only', "an image bundle: only the lock's images, for ./install images on a running node (a lock of images alone builds one anyway)")
     .option('--upgrade-from <lock>', "a delta bundle: leave out what the bundle of this older lock holds (best: that bundle's own bundle.lock.json)")
     .option('--json', 'print the result as JSON')
-    .action(async (opts: BuildFlags) => buildCommand(opts, io))
+    .action(async (opts: BuildFlags) => (await import('./commands/build.js')).buildCommand(opts, io))
 }
 
 /** The signing keys and the standalone verifier that carries one. */
@@ -103,7 +101,7 @@ function addKeyCommands(program: Command, io: Io): void {
       'after',
       `\nExamples:\n  bundle keygen --out ~/kube-airgap-keys          # kube-airgap.key, kube-airgap.pub and ${VERIFIER_NAME} in it\n  bundle build --sign ~/kube-airgap-keys/kube-airgap.key\n  # carry ~/kube-airgap-keys/${VERIFIER_NAME} to the air-gapped side once, by your own trusted channel`,
     )
-    .action(async (opts: { out: string }) => keygenCommand(opts, io))
+    .action(async (opts: { out: string }) => (await import('./commands/keys.js')).keygenCommand(opts, io))
 
   program
     .command('verifier')
@@ -111,7 +109,7 @@ function addKeyCommands(program: Command, io: Io): void {
     .requiredOption('--public-key <file>', 'the Ed25519 public key the bundles are signed for (required)')
     .option('--out <file>', 'where to write it', VERIFIER_NAME)
     .addHelpText('after', `\nExamples:\n  bundle verifier --public-key kube-airgap.pub --out /media/trusted/${VERIFIER_NAME}`)
-    .action(async (opts: { publicKey: string; out: string }) => verifierCommand(opts, io))
+    .action(async (opts: { publicKey: string; out: string }) => (await import('./commands/keys.js')).verifierCommand(opts, io))
 }
 
 /** The commands that read a bundle that is already built. */
@@ -122,7 +120,7 @@ function addBundleCommands(program: Command, io: Io): void {
     .addHelpText('after', `\nExamples:\n  bundle join kube-airgap-v1.29.3-linux-amd64.parts.sha256 --out kube-airgap-v1.29.3-linux-amd64.tar`)
     .argument('<parts>', 'NAME.parts.sha256 or NAME.tar.000')
     .option('--out <file>', 'the tar to write (default: beside the parts)')
-    .action(async (path: string, opts: { out?: string }) => joinCommand(path, opts, io))
+    .action(async (path: string, opts: { out?: string }) => (await import('./commands/join.js')).joinCommand(path, opts, io))
 
   program
     .command('verify')
@@ -135,7 +133,9 @@ function addBundleCommands(program: Command, io: Io): void {
     .option('--public-key <file>', 'the bundle must be signed by this Ed25519 public key')
     .option('--require-signature', 'refuse an unsigned bundle')
     .option('--json', 'print the result as JSON')
-    .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) => verifyCommand(path, opts, io))
+    .action(async (path: string, opts: { publicKey?: string; requireSignature?: boolean; json?: boolean }) =>
+      (await import('./commands/verify.js')).verifyCommand(path, opts, io),
+    )
 
   program
     .command('inspect')
@@ -149,7 +149,9 @@ function addBundleCommands(program: Command, io: Io): void {
     .option('--public-key <file>', 'say whether the signature is by this key')
     .option('--out <file>', 'with --sbom: write it to FILE')
     .option('--json', 'print the result as JSON')
-    .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string; publicKey?: string }) => inspectCommand(path, opts, io))
+    .action(async (path: string, opts: { json?: boolean; sbom?: boolean; out?: string; publicKey?: string }) =>
+      (await import('./commands/inspect.js')).inspectCommand(path, opts, io),
+    )
 }
 
 /** What kube-airgap is: its version, the Kubernetes versions it builds, completion. */
@@ -168,7 +170,7 @@ function addAboutCommands(program: Command, io: Io): void {
     )
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\nExamples:\n  bundle versions     # then write a manifest whose versions fit, and run bundle lock\n  bundle versions --json')
-    .action(async (opts: { json?: boolean }) => versionsCommand(opts, io))
+    .action(async (opts: { json?: boolean }) => (await import('./commands/versions.js')).versionsCommand(opts, io))
   const help = completionHelp('bundle')
   program
     .command('completion')

@@ -32,17 +32,45 @@ export interface HttpOptions {
  * cookies when a redirect leaves the origin).
  */
 export function createDispatcher(): Dispatcher {
-  const { EnvHttpProxyAgent, interceptors } = undici()
-  return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 }).compose(interceptors.redirect({ maxRedirections: 10 }))
+  const { EnvHttpProxyAgent, redirect } = undici()
+  return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 }).compose(redirect({ maxRedirections: 10 }))
 }
 
-// undici is a quarter of a second to load, and a build from the cache, `bundle verify` or
-// `--help` never open a connection: it is loaded on the first request.
-let loaded: typeof import('undici') | undefined
-const undici = (): typeof import('undici') => (loaded ??= createRequire(import.meta.url)('undici') as typeof import('undici'))
+/**
+ * The parts of undici the builder uses, each from its own module: undici's index loads fetch,
+ * WebSocket, its caches and mocks too (65 ms where these take 25, before a cold build's first
+ * request). Its one side effect the parts need is done here as the index does it: the request
+ * API on every dispatcher (a proxy's tunnel is its `connect`). A build from the cache,
+ * `bundle verify` or `--help` never open a connection: they are loaded on the first request.
+ * http.test.ts checks these are the very objects undici's index exports.
+ */
+interface UndiciParts {
+  EnvHttpProxyAgent: typeof import('undici').EnvHttpProxyAgent
+  redirect: typeof import('undici').interceptors.redirect
+  request: (this: Dispatcher, opts: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>
+}
+let loaded: UndiciParts | undefined
+export const undici = (): UndiciParts => {
+  if (loaded) return loaded
+  const load = createRequire(import.meta.url)
+  const api = load('undici/lib/api')
+  Object.assign(load('undici/lib/dispatcher/dispatcher').prototype, api)
+  loaded = {
+    EnvHttpProxyAgent: load('undici/lib/dispatcher/env-http-proxy-agent'),
+    redirect: load('undici/lib/interceptor/redirect'),
+    request: api.request,
+  }
+  return loaded
+}
 
-/** undici's `request`, loaded when first called. */
-export const request: typeof import('undici').request = (...args) => undici().request(...args)
+/** A request through `opts.dispatcher`, as undici's `request` makes it (its answer's body must be consumed). */
+export const request = (
+  url: string,
+  opts: { dispatcher: Dispatcher } & Omit<Dispatcher.RequestOptions, 'origin' | 'path'>,
+): Promise<Dispatcher.ResponseData> => {
+  const u = new URL(url)
+  return undici().request.call(opts.dispatcher, { ...opts, origin: u.origin, path: `${u.pathname}${u.search}` })
+}
 
 let shared: Dispatcher | undefined
 /** The process's dispatcher, made on its first request (`request` only ever calls `dispatch`). */

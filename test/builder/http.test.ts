@@ -1,6 +1,9 @@
+import { createRequire } from 'node:module'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { pickChecksum } from '../../builder/lock/components.js'
-import { applyMirrors, httpDefaults, parseMirror, redactUrl, withRetries } from '../../builder/download/http.js'
+import { applyMirrors, createDispatcher, httpDefaults, parseMirror, redactUrl, request, undici, withRetries } from '../../builder/download/http.js'
 import { renderRows, type Totals, LineProgress } from '../../builder/progress.js'
 
 describe('mirrors', () => {
@@ -16,6 +19,33 @@ describe('mirrors', () => {
   })
   it('never shows credentials or query strings', () => {
     expect(redactUrl('https://u:p@h.example/a/b?token=x#f')).toBe('https://REDACTED@h.example/a/b?REDACTED')
+  })
+})
+
+describe('undici, in parts', () => {
+  it("loads the very objects undici's index exports (a new undici that moved them fails here), and asks as its request does", async () => {
+    const index = createRequire(import.meta.url)('undici') as typeof import('undici')
+    const parts = undici()
+    expect(parts.EnvHttpProxyAgent).toBe(index.EnvHttpProxyAgent)
+    expect(parts.redirect).toBe(index.interceptors.redirect)
+    expect(parts.request).toBe((index.Dispatcher.prototype as unknown as { request: unknown }).request)
+    const seen: string[] = []
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`)
+      res.end('body')
+    }).listen(0, '127.0.0.1')
+    await new Promise((ok) => server.once('listening', ok))
+    const dispatcher = createDispatcher()
+    try {
+      const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+      const res = await request(`${base}/b/c?d=1`, { dispatcher, method: 'GET' })
+      expect(res.statusCode).toBe(200)
+      expect(await res.body.text()).toBe('body')
+      expect(seen).toEqual(['GET /b/c?d=1'])
+    } finally {
+      await dispatcher.close()
+      server.close()
+    }
   })
 })
 

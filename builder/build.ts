@@ -247,7 +247,7 @@ async function fetchAll(b: Build): Promise<{ all: Item[]; images: Awaited<Return
       size: bl.size,
       label: bl.label,
       group: bl.image.name,
-      fetch: (partial, onBytes, signal) => registry.blob(bl.image.ref, bl.digest, bl.size, partial, { onBytes, signal, order: bl.rel }),
+      fetch: (partial, hooks) => registry.blob(bl.image.ref, bl.digest, bl.size, partial, { ...hooks, order: bl.rel }),
     }),
   )
   await expectMissing(o, carried(blobs))
@@ -349,7 +349,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
     digest: d.digest,
     ...(d.size !== undefined ? { size: d.size } : {}),
     label: d.label,
-    fetch: async (partial, onBytes, signal, onSize) => {
+    fetch: async (partial, hooks) => {
       const get = (url: string) =>
         download(
           {
@@ -358,9 +358,7 @@ function downloadItem(d: PlannedDownload, o: BuildOptions, urgent: boolean): Ite
             partial,
             expected: d.digest,
             ...(d.size !== undefined ? { size: d.size } : {}),
-            onBytes,
-            signal,
-            ...(onSize ? { onSize } : {}),
+            ...hooks,
             urgent,
             order: d.rel,
           },

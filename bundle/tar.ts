@@ -18,6 +18,12 @@ export function streamSink(out: Writable): Sink {
   }
 }
 
+/** A file still being written (a download packing follows): `reach(n)` resolves once bytes `[0, n)` are final, or rejects. */
+export interface GrowingSource {
+  path: string
+  reach(n: number): Promise<void>
+}
+
 const BLOCK = 512
 const ZEROS = Buffer.alloc(BLOCK * 2)
 const CHUNK = 1 << 20
@@ -50,26 +56,48 @@ export class TarWriter {
     await this.pad(data.length)
   }
 
-  /** Adds a regular file copied from `source`, which must hold exactly `size` bytes. */
-  async file(path: string, size: number, mode: number, source: string): Promise<void> {
-    await this.push(header(path, 'File', size, mode))
-    const src = await open(source, 'r')
+  /**
+   * Adds a regular file copied from `source`, which must hold exactly `size` bytes: a file, or
+   * one still being written, each byte read once it is final.
+   */
+  async file(path: string, size: number, mode: number, source: string | GrowingSource): Promise<void> {
+    const growing = typeof source === 'string' ? undefined : source
+    const name = growing?.path ?? (source as string)
+    // Opened first: a file that is not there adds nothing to the tar.
+    const src = await open(name, 'r')
+    await this.push(header(path, 'File', size, mode)).catch(async (e: unknown) => {
+      await src.close()
+      throw e
+    })
+    let closing = false
+    let inRead: Promise<unknown> = Promise.resolve()
+    const readAt = async (buf: Buffer, at: number) => {
+      const want = Math.min(CHUNK, size - at)
+      await growing?.reach(at + want)
+      if (closing) return { bytesRead: 0 }
+      const r = src.read(buf, 0, want, at)
+      inRead = r
+      return r
+    }
+    let reading = readAt(this.buffers[0], 0)
     try {
       let n = 0
       let which = 0
-      let reading = src.read(this.buffers[0], 0, Math.min(CHUNK, size), 0)
       for (;;) {
         const { bytesRead } = await reading
         if (bytesRead === 0) break
         const buf = this.buffers[which]!
         n += bytesRead
-        if (n > size) throw new Error(`${source}: more than the ${size} bytes announced`)
         which ^= 1
-        reading = n < size ? src.read(this.buffers[which]!, 0, Math.min(CHUNK, size - n), n) : Promise.resolve({ bytesRead: 0, buffer: buf })
+        reading = n < size ? readAt(this.buffers[which]!, n) : Promise.resolve({ bytesRead: 0, buffer: buf })
         await this.push(buf.subarray(0, bytesRead))
       }
-      if (n !== size) throw new Error(`${source}: ${n} bytes, ${size} announced`)
+      if (n !== size) throw new Error(`${name}: ${n} bytes, ${size} announced`)
     } finally {
+      // The copy failed with a read ahead under way: it may wait for bytes that never come, but reads nothing once the file is closed.
+      closing = true
+      reading.catch(() => {})
+      await inRead.catch(() => {})
       await src.close()
     }
     await this.pad(size)

@@ -18,6 +18,10 @@ export interface DownloadRequest {
   onBytes?: (n: number) => void
   /** The file's size, once the server says it (Content-Length, Content-Range) and the lock did not. */
   onSize?: (total: number) => void
+  /** Bytes `[0, n)` are in the partial file, written, and stay as they are unless `onDiscard` comes first. */
+  onPrefix?: (n: number) => void
+  /** Every byte told of so far is void: the download starts over from byte 0 (or fails). */
+  onDiscard?: () => void
   /** Stops the download (the partial file stays, to be resumed). */
   signal?: AbortSignal
   /** Everything else waits on it: it takes the next free connection, whatever its size. */
@@ -56,6 +60,7 @@ export async function download(req: DownloadRequest, opts: HttpOptions): Promise
     resumedFromDisk ||= result.resumed
     if (!req.expected || result.digest.equals(req.expected)) return result
     await discardPartial(req.partial)
+    req.onDiscard?.()
     // Bytes kept from an earlier run may belong to an older upstream file; start once from
     // zero before blaming the server.
     if (resumedFromDisk && !restarted) {

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises'
 import type { Sha256 } from '../../bundle/digest.js'
 import type { Cache } from './cache.js'
 import { hashFile } from '../../bundle/hasher.js'
-import type { Downloaded } from './download.js'
+import type { Downloaded, DownloadRequest } from './download.js'
 import type { Progress } from '../progress.js'
 
 /**
@@ -20,7 +20,66 @@ export interface Item {
   label: string
   /** Shown as one progress row with the others of its group (an image's blobs). */
   group?: string
-  fetch(partial: string, onBytes: (n: number) => void, signal: AbortSignal, onSize?: (total: number) => void): Promise<Downloaded>
+  fetch(partial: string, hooks: FetchHooks): Promise<Downloaded>
+}
+
+/** What a source reports while it brings bytes into the partial file, as `download` takes them. */
+export type FetchHooks = Required<Pick<DownloadRequest, 'onBytes' | 'signal' | 'onSize' | 'onPrefix' | 'onDiscard'>>
+
+/**
+ * A download under way, as packing follows it: bytes `[0, bytes)` of its partial file are
+ * written and final, until the source starts over (a server that ignored Range, bytes kept
+ * from an older upstream file): then this view is void, and a new one follows the new bytes.
+ * Packing copies an entry into the tar while it downloads, so the tar is done moments after
+ * its last byte; whether the bytes were the pinned ones is known when the fetch commits.
+ */
+export class Growing {
+  bytes = 0
+  total: number | undefined
+  /** Void: the source started over; what was copied from it must be copied again. */
+  void = false
+  /** The fetch is over: committed (the partial file is the cache entry now) or failed. */
+  ended = false
+  private waiting: (() => void)[] = []
+
+  constructor(
+    readonly path: string,
+    total: number | undefined,
+  ) {
+    this.total = total
+  }
+
+  /** Resolves once bytes `[0, n)` are final; rejects if this view goes void or the fetch ends without them. */
+  async reach(n: number): Promise<void> {
+    for (;;) {
+      if (this.void) throw new StartedOver()
+      if (this.bytes >= n) return
+      if (this.ended) throw new Cancelled()
+      await this.next()
+    }
+  }
+
+  /** The file's size once known; undefined if the fetch ended without saying. */
+  async size(): Promise<number | undefined> {
+    while (this.total === undefined && !this.ended && !this.void) await this.next()
+    return this.total
+  }
+
+  update(change: { bytes?: number; total?: number; void?: true; ended?: true }): void {
+    Object.assign(this, change)
+    for (const wake of this.waiting.splice(0)) wake()
+  }
+
+  private next(): Promise<void> {
+    return new Promise((resolve) => this.waiting.push(resolve))
+  }
+}
+
+/** The bytes a packing followed were thrown away by their source: the packing starts over. */
+export class StartedOver extends Error {
+  constructor() {
+    super('the download started over while it was being packed')
+  }
 }
 
 /** A fetch that never ran, or was stopped, because another one failed first. */
@@ -44,6 +103,7 @@ export class Fetcher {
   downloadedBytes = 0
   private checking = new Map<string, Promise<Sha256>>()
   private inflight = new Map<string, Promise<void>>()
+  private growing = new Map<string, Growing>()
   // The first failure stops the others: the user sees its error last, at once. What the
   // others had downloaded stays in the cache's partial files, to be resumed next time.
   private readonly abort = new AbortController()
@@ -67,6 +127,11 @@ export class Fetcher {
   /** The digest of a cache entry that was found rather than fetched, once computed. */
   check(item: Item): Promise<Sha256> | undefined {
     return this.checking.get(item.digest.hex)
+  }
+
+  /** The download of `item` under way, to follow as it grows (none when it is cached, done, or not started). */
+  following(item: Item): Growing | undefined {
+    return this.growing.get(item.digest.hex)
   }
 
   /** Where an item's content is, once `ensure` resolved. */
@@ -109,19 +174,32 @@ export class Fetcher {
       shown = true
     }
     const partial = this.o.cache.partialPath(item.digest.hex)
+    let growing = new Growing(partial, item.size)
+    this.growing.set(id, growing)
     let got: Downloaded
     try {
-      got = await item.fetch(
-        partial,
-        (n) => {
+      got = await item.fetch(partial, {
+        onBytes: (n) => {
           show()
           this.o.progress.advance(id, n)
         },
         signal,
-        (total) => this.o.progress.sized(id, total),
-      )
+        onSize: (total) => {
+          this.o.progress.sized(id, total)
+          growing.update({ total })
+        },
+        onPrefix: (bytes) => growing.update({ bytes }),
+        onDiscard: () => {
+          growing.update({ void: true })
+          growing = new Growing(partial, item.size ?? growing.total)
+          this.growing.set(id, growing)
+        },
+      })
     } catch (e) {
       throw signal.aborted && signal.reason !== e ? new Cancelled() : e
+    } finally {
+      growing.update({ ended: true })
+      this.growing.delete(id)
     }
     // Whatever the source says, only the digest the item asked for enters the cache under it.
     await this.o.cache.commit(partial, got.digest, item.digest, item.label)

@@ -67,7 +67,7 @@ export class Transfer implements Splittable {
         if (this.ranges.length > 1 && this.file.isOpen) await this.persistNow().catch(() => {})
         throw this.failure
       }
-      this.prefix.grow(contiguous(this.ranges))
+      this.grew()
       const { digest, size: hashed } = await this.prefix.digest()
       const size = this.total ?? hashed
       if (hashed !== size) throw new Error(`${this.req.what}: hashed ${hashed} of ${size} bytes`)
@@ -76,7 +76,10 @@ export class Transfer implements Splittable {
       return { digest, size, requests: this.requests, resumed: this.resumed }
     } catch (e) {
       this.prefix.forget()
-      if ((e as KaError).code === 'EBADSIZE' || (e as KaError).code === 'EINTEGRITY') await this.file.discard()
+      if ((e as KaError).code === 'EBADSIZE' || (e as KaError).code === 'EINTEGRITY') {
+        await this.file.discard()
+        this.req.onDiscard?.()
+      }
       throw e
     } finally {
       this.req.signal?.removeEventListener('abort', onOuter)
@@ -202,7 +205,7 @@ export class Transfer implements Splittable {
   private async notSatisfiable(r: Range, res: Response): Promise<void> {
     const { req } = this
     await res.body.dump()
-    this.prefix.grow(contiguous(this.ranges))
+    this.grew()
     const sofar = await this.prefix.peek()
     if (req.expected && sofar.size === r.pos && sofar.digest.equals(req.expected) && (req.size === undefined || req.size === r.pos)) {
       this.total = r.end = r.pos
@@ -286,7 +289,7 @@ export class Transfer implements Splittable {
     nudge.unref()
     const wrote = (n: number) => {
       r.moved = (r.moved ?? 0) + n
-      this.prefix.grow(contiguous(this.ranges))
+      this.grew()
       a.moved(n)
       progressed()
       this.req.onBytes?.(n)
@@ -370,6 +373,7 @@ export class Transfer implements Splittable {
   /** Throws everything away and makes `r` the whole file from byte 0 (a server that ignored Range, or resumed elsewhere). */
   private async startOver(r: Range): Promise<void> {
     this.generation++
+    this.req.onDiscard?.()
     for (const other of this.ranges) if (other !== r) other.stop.abort(new Dropped())
     const had = this.ranges.reduce((n, x) => n + x.pos - x.start, 0)
     if (had > 0) this.req.onBytes?.(-had)
@@ -380,6 +384,13 @@ export class Transfer implements Splittable {
     this.prefix.forget()
     this.prefix = new PrefixHash(this.req.partial)
     await this.file.empty()
+  }
+
+  /** The written prefix, to the hash worker and to whoever follows the file (packing). */
+  private grew(): void {
+    const n = contiguous(this.ranges)
+    this.prefix.grow(n)
+    this.req.onPrefix?.(n)
   }
 
   private persistNow(): Promise<void> {

@@ -129,7 +129,7 @@ export class RegistryClient {
     digest: Sha256,
     size: number,
     partial: string,
-    opts: Pick<DownloadRequest, 'onBytes' | 'signal' | 'urgent' | 'order'> = {},
+    opts: Pick<DownloadRequest, 'onBytes' | 'signal' | 'urgent' | 'order' | 'onPrefix' | 'onDiscard'> = {},
   ): Promise<Downloaded> {
     const ep = this.endpoint(ref)
     const what = `${imageName(ref)} blob ${digest.hex.slice(0, 12)}`

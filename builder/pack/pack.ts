@@ -9,7 +9,7 @@ import type { Platform } from '../../bundle/platform.js'
 import { signStatement, statementBytes } from '../../bundle/signing.js'
 import { formatSums } from '../../bundle/sums.js'
 import { TarWriter } from '../../bundle/tar.js'
-import type { Fetcher, Item } from '../download/fetcher.js'
+import { type Fetcher, type Growing, type Item, StartedOver } from '../download/fetcher.js'
 import type { Progress } from '../progress.js'
 
 /** Files made at build time and carried from memory (the lock, the image index, the installer, ...). */
@@ -39,9 +39,11 @@ class CorruptEntry extends Error {
 
 /**
  * The last stage: SHA256SUMS, the signed statement and the tar, written atomically with its
- * `.sha256` beside it. Packing starts at once and takes each item as soon as the fetcher has
- * it, so writing the tar overlaps with downloads still running. A cache entry found damaged
- * on the way is evicted, fetched again, and the pack starts over (twice at most).
+ * `.sha256` beside it. Packing starts at once and copies each item in tar order as its bytes
+ * come: an item still downloading is followed as it grows, so the tar is done moments after
+ * the last byte, and it is named only once every item's download committed, checked against
+ * its pin. A cache entry found damaged on the way is evicted, fetched again, and the pack
+ * starts over (twice at most); so does a pack whose followed download started over.
  */
 export async function packBundle(o: PackOptions, fetcher: Fetcher, items: Item[], data: DataFiles, id: BundleId): Promise<{ sha256: Sha256; size: number }> {
   await mkdir(o.outDir, { recursive: true })
@@ -58,6 +60,7 @@ export async function packBundle(o: PackOptions, fetcher: Fetcher, items: Item[]
         await fetcher.evict(e.item)
         continue
       }
+      if (e instanceof StartedOver && attempt < 2) continue
       // Surface the first real failure, not the cancellations it caused.
       const first = await fetcher.stop(e)
       throw first && !(e instanceof KaError) ? first : e
@@ -108,12 +111,7 @@ async function writeBundle(o: PackOptions, items: Item[], data: DataFiles, id: B
         const path = `${name}/${e.rel}`
         if (e.dir) await tar.directory(path)
         else if (e.data) await tar.data(path, e.mode ?? FILE_MODE, e.data)
-        else {
-          const i = e.item!
-          await fetcher.ensure(i)
-          const blob = fetcher.pathOf(i)
-          await tar.file(path, (await stat(blob)).size, i.mode ?? FILE_MODE, blob)
-        }
+        else await copyItem(tar, path, e.item!, fetcher)
       }
       await tar.end()
       size = tar.bytes
@@ -128,6 +126,38 @@ async function writeBundle(o: PackOptions, items: Item[], data: DataFiles, id: B
   )
   await writeAtomic(sidecar, `${sha256.hex}  ${tarName}\n`, { keepSame: true })
   return { sha256, size }
+}
+
+/** An item into the tar: followed while it downloads (once its size is known), else from the cache once it is there. */
+async function copyItem(tar: TarWriter, path: string, i: Item, fetcher: Fetcher): Promise<void> {
+  const mode = i.mode ?? FILE_MODE
+  const growing = fetcher.following(i)
+  const size = await growing?.size()
+  if (growing && size !== undefined && (await followed(tar, path, size, mode, growing))) {
+    await fetcher.ensure(i)
+    // Committed, but from bytes that came after the ones copied.
+    if (growing.void) throw new StartedOver()
+    return
+  }
+  await fetcher.ensure(i)
+  const blob = fetcher.pathOf(i)
+  await tar.file(path, (await stat(blob)).size, mode, blob)
+}
+
+/** Copies a download's partial file as it grows; false when it was committed (renamed into the cache) before the copy opened it. */
+async function followed(tar: TarWriter, path: string, size: number, mode: number, growing: Growing): Promise<boolean> {
+  try {
+    // Once its first byte is in, the partial file is there.
+    await growing.reach(Math.min(1, size))
+    await tar.file(path, size, mode, growing)
+    return true
+  } catch (e) {
+    // The file shrank under the copy: its download started over.
+    if (growing.void) throw new StartedOver()
+    // Renamed into the cache first: nothing was added to the tar.
+    if (growing.ended && (e as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw e
+  }
 }
 
 async function removeStaleTemps(dir: string, tarName: string): Promise<void> {

@@ -38,8 +38,7 @@ const item = (path: string, digest: Sha256, over: Partial<Item> = {}): Item => (
   rel: `files${path}`,
   digest,
   label: path,
-  fetch: (partial, onBytes, signal, onSize) =>
-    download({ what: path, url: `${base}${path}`, partial, expected: digest, onBytes, signal, ...(onSize ? { onSize } : {}) }, http),
+  fetch: (partial, hooks) => download({ what: path, url: `${base}${path}`, partial, expected: digest, ...hooks }, http),
   ...over,
 })
 const fetcher = async () => {
@@ -75,7 +74,7 @@ describe('the fetcher: the one place content enters the cache', () => {
     const { cache, f } = await fetcher()
     const want = Sha256.of('what the lock pins')
     // A source that ignores the pin and reports the digest of what it did fetch.
-    const lying = item('/good', want, { fetch: (partial, onBytes, signal) => download({ what: 'x', url: `${base}/good`, partial, onBytes, signal }, http) })
+    const lying = item('/good', want, { fetch: (partial, hooks) => download({ what: 'x', url: `${base}/good`, partial, ...hooks }, http) })
     await expect(f.ensure(lying)).rejects.toMatchObject({ code: 'EINTEGRITY' })
     expect(existsSync(cache.blobPath(want))).toBe(false)
     expect(existsSync(cache.blobPath(Sha256.of(GOOD)))).toBe(false)

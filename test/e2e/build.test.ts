@@ -10,7 +10,7 @@ import { C } from '../../bundle/components.js'
 import { Sha256 } from '../../bundle/digest.js'
 import { parseLock } from '../../bundle/lock.js'
 import { parseImageRef } from '../../bundle/reference.js'
-import { bundleCli } from '../support/cli.js'
+import { bundleCli, CLI } from '../support/cli.js'
 import { inFlight } from '../support/gauge.js'
 import type { FakeUpstream } from '../support/fake-upstream.js'
 import { startProxy } from '../support/proxy.js'
@@ -75,6 +75,14 @@ const rebuild = async (out: string, cache: string, path: string) => {
 }
 const TAR = 'kube-airgap-v1.29.3-linux-amd64.tar'
 const requestsFor = (path: string) => fake.up.log.filter((l) => l.path === path)
+
+describe('the bundle command', () => {
+  it('is one file that loads no module of ours at run time (each costs its start, whatever the command)', async () => {
+    const text = await readFile(CLI, 'utf8')
+    expect(text.startsWith('#!/usr/bin/env node\n')).toBe(true)
+    expect(text.match(/(?:from|import\()\s*["'](?:\.\.?\/)[^"']*["']/g) ?? []).toEqual([])
+  })
+})
 
 describe('bundle lock', () => {
   it('reads checksum files where upstream publishes them and hashes the rest', async () => {

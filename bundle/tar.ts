@@ -71,13 +71,16 @@ export class TarWriter {
     })
     let closing = false
     let inRead: Promise<unknown> = Promise.resolve()
-    const readAt = async (buf: Buffer, at: number) => {
-      const want = Math.min(CHUNK, size - at)
-      await growing?.reach(at + want)
-      if (closing) return { bytesRead: 0 }
+    const read = (buf: Buffer, want: number, at: number): Promise<{ bytesRead: number }> => {
+      if (closing) return Promise.resolve({ bytesRead: 0 })
       const r = src.read(buf, 0, want, at)
       inRead = r
       return r
+    }
+    // A file's next chunk is asked for at once (read on libuv's pool while this thread hashes the one before); a growing one's once it is final.
+    const readAt = (buf: Buffer, at: number) => {
+      const want = Math.min(CHUNK, size - at)
+      return growing ? growing.reach(at + want).then(() => read(buf, want, at)) : read(buf, want, at)
     }
     let reading = readAt(this.buffers[0], 0)
     try {

@@ -65,10 +65,6 @@ export class TarWriter {
     const name = growing?.path ?? (source as string)
     // Opened first: a file that is not there adds nothing to the tar.
     const src = await open(name, 'r')
-    await this.push(header(path, 'File', size, mode)).catch(async (e: unknown) => {
-      await src.close()
-      throw e
-    })
     let closing = false
     let inRead: Promise<unknown> = Promise.resolve()
     const read = (buf: Buffer, want: number, at: number): Promise<{ bytesRead: number }> => {
@@ -84,6 +80,7 @@ export class TarWriter {
     }
     let reading = readAt(this.buffers[0], 0)
     try {
+      await this.push(header(path, 'File', size, mode))
       let n = 0
       let which = 0
       for (;;) {
@@ -92,7 +89,7 @@ export class TarWriter {
         const buf = this.buffers[which]!
         n += bytesRead
         which ^= 1
-        reading = n < size ? readAt(this.buffers[which]!, n) : Promise.resolve({ bytesRead: 0, buffer: buf })
+        reading = n < size ? readAt(this.buffers[which]!, n) : Promise.resolve({ bytesRead: 0 })
         await this.push(buf.subarray(0, bytesRead))
       }
       if (n !== size) throw new Error(`${name}: ${n} bytes, ${size} announced`)
